@@ -1,0 +1,600 @@
+//! The route config file: its TOML schema, loading and validation.
+//!
+//! A file has three parts: `[server]` (listeners and limits), `[destinations.NAME]` (where events
+//! go and how they are retried) and `[[routes]]` (which path feeds which destinations). Loading
+//! reports every problem it finds, each with file, line and key, instead of stopping at the first.
+
+mod error;
+mod values;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+pub use error::{ConfigError, ConfigErrors};
+pub use values::{ByteSize, EnvString, HumanDuration, Secret};
+
+use error::ErrorSink;
+
+/// A validated router configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this configuration was read from (used in messages).
+    pub source: PathBuf,
+    /// Listeners, limits and admin settings.
+    pub server: ServerConfig,
+    /// Delivery targets, by name.
+    pub destinations: BTreeMap<String, DestinationConfig>,
+    /// Webhook routes, in file order.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// The `[server]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the webhook ingress listener.
+    #[serde(default = "defaults::listen")]
+    pub listen: SocketAddr,
+    /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`, dead letters).
+    #[serde(default = "defaults::admin_listen")]
+    pub admin_listen: SocketAddr,
+    /// Largest accepted request body; larger ones get 413.
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: ByteSize,
+    /// Most events held by the router (queued or being delivered); past it senders get 503.
+    #[serde(default = "defaults::queue_capacity")]
+    pub queue_capacity: NonZeroUsize,
+    /// How long a client may take to send its request head.
+    #[serde(default = "defaults::header_read_timeout")]
+    pub header_read_timeout: HumanDuration,
+    /// How long a client may take to send its whole request body.
+    #[serde(default = "defaults::body_read_timeout")]
+    pub body_read_timeout: HumanDuration,
+    /// On shutdown, how long in-flight deliveries may take to finish.
+    #[serde(default = "defaults::shutdown_grace")]
+    pub shutdown_grace: HumanDuration,
+    /// Most dead letters kept; the oldest is evicted past it.
+    #[serde(default = "defaults::dead_letter_capacity")]
+    pub dead_letter_capacity: NonZeroUsize,
+    /// Bearer token required by the admin API (not `/metrics`, `/healthz`, `/readyz`).
+    #[serde(default)]
+    pub admin_token: Option<Secret>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: defaults::listen(),
+            admin_listen: defaults::admin_listen(),
+            max_body_bytes: defaults::max_body_bytes(),
+            queue_capacity: defaults::queue_capacity(),
+            header_read_timeout: defaults::header_read_timeout(),
+            body_read_timeout: defaults::body_read_timeout(),
+            shutdown_grace: defaults::shutdown_grace(),
+            dead_letter_capacity: defaults::dead_letter_capacity(),
+            admin_token: None,
+        }
+    }
+}
+
+/// A `[destinations.NAME]` table: an HTTP endpoint events are delivered to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// The URL events are POSTed to (`http` or `https`; `${ENV}` is expanded).
+    pub url: DestinationUrl,
+    /// Time limit for one delivery attempt, from connect to the end of the response head.
+    #[serde(default = "defaults::timeout")]
+    pub timeout: HumanDuration,
+    /// Most requests in flight to this destination at once.
+    #[serde(default = "defaults::max_in_flight")]
+    pub max_in_flight: NonZeroUsize,
+    /// How failed attempts are retried.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Extra headers sent with every delivery (e.g. `Authorization`); `${ENV}` is expanded.
+    #[serde(default)]
+    pub headers: BTreeMap<String, EnvString>,
+}
+
+/// A destination URL, checked at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationUrl(pub reqwest::Url);
+
+impl<'de> Deserialize<'de> for DestinationUrl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let EnvString(text) = EnvString::deserialize(deserializer)?;
+        let url = reqwest::Url::parse(&text)
+            .map_err(|e| de::Error::custom(format!("invalid URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(de::Error::custom(format!(
+                "URL scheme must be http or https, not {:?}",
+                url.scheme()
+            )));
+        }
+        if url.host().is_none() {
+            return Err(de::Error::custom("URL has no host"));
+        }
+        Ok(DestinationUrl(url))
+    }
+}
+
+/// Retry policy of one destination (`retry = { ... }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts in all, the first included, before an event is dead-lettered.
+    #[serde(default = "defaults::max_attempts")]
+    pub max_attempts: NonZeroU32,
+    /// Wait before the second attempt; it doubles for each further attempt.
+    #[serde(default = "defaults::initial_backoff")]
+    pub initial_backoff: HumanDuration,
+    /// Longest wait between attempts, also the cap on a destination's `Retry-After`.
+    #[serde(default = "defaults::max_backoff")]
+    pub max_backoff: HumanDuration,
+    /// How waits are randomised.
+    #[serde(default)]
+    pub jitter: Jitter,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: defaults::max_attempts(),
+            initial_backoff: defaults::initial_backoff(),
+            max_backoff: defaults::max_backoff(),
+            jitter: Jitter::default(),
+        }
+    }
+}
+
+/// Randomisation of retry waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Jitter {
+    /// Wait a uniformly random time between zero and the exponential backoff (the default).
+    #[default]
+    Full,
+    /// Wait exactly the exponential backoff.
+    None,
+}
+
+/// A `[[routes]]` entry: a path that accepts webhooks and the destinations they go to.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Stable identifier, used in logs and metric labels.
+    pub id: String,
+    /// Request path, e.g. `/hooks/github`.
+    pub path: String,
+    /// Names of the destinations every accepted event is delivered to.
+    pub destinations: Vec<String>,
+}
+
+/// The raw shape of a `[[routes]]` entry, with spans for cross-checks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    id: Spanned<String>,
+    path: Spanned<String>,
+    destinations: Spanned<Vec<Spanned<String>>>,
+}
+
+mod defaults {
+    use super::*;
+
+    pub fn listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+    pub fn admin_listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9090))
+    }
+    pub fn max_body_bytes() -> ByteSize {
+        ByteSize(1024 * 1024)
+    }
+    pub fn queue_capacity() -> NonZeroUsize {
+        NonZeroUsize::new(100_000).expect("non-zero")
+    }
+    pub fn header_read_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(10))
+    }
+    pub fn body_read_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(30))
+    }
+    pub fn shutdown_grace() -> HumanDuration {
+        HumanDuration(Duration::from_secs(30))
+    }
+    pub fn dead_letter_capacity() -> NonZeroUsize {
+        NonZeroUsize::new(10_000).expect("non-zero")
+    }
+    pub fn timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(10))
+    }
+    pub fn max_in_flight() -> NonZeroUsize {
+        NonZeroUsize::new(64).expect("non-zero")
+    }
+    pub fn max_attempts() -> NonZeroU32 {
+        NonZeroU32::new(8).expect("non-zero")
+    }
+    pub fn initial_backoff() -> HumanDuration {
+        HumanDuration(Duration::from_secs(1))
+    }
+    pub fn max_backoff() -> HumanDuration {
+        HumanDuration(Duration::from_secs(600))
+    }
+}
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.to_path_buf(),
+                line: None,
+                column: None,
+                key: String::new(),
+                message: format!("cannot read config file: {e}"),
+            }])
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates config `text`; `source` names it in error messages.
+    pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigErrors> {
+        let mut sink = ErrorSink::new(source, text);
+        let root = match DeTable::parse(text) {
+            Ok(root) => root.into_inner(),
+            Err(e) => {
+                sink.push_toml("", &e);
+                return Err(sink.finish());
+            }
+        };
+
+        let mut server = None;
+        let mut destinations = BTreeMap::new();
+        let mut destination_names = HashSet::new();
+        let mut raw_routes = Vec::new();
+        for (key, value) in root {
+            let key_span = key.span();
+            match key.get_ref().as_ref() {
+                "server" => server = deserialize_item::<ServerConfig>(value, "server", &mut sink),
+                "destinations" => {
+                    parse_destinations(value, &mut sink, &mut destinations, &mut destination_names);
+                }
+                "routes" => parse_routes(value, &mut sink, &mut raw_routes),
+                other => sink.push(
+                    Some(key_span),
+                    other,
+                    "unknown key, expected one of `server`, `destinations`, `routes`",
+                ),
+            }
+        }
+        let server = server.unwrap_or_default();
+        let routes = validate_routes(raw_routes, &destination_names, &mut sink);
+        if !sink.is_empty() {
+            return Err(sink.finish());
+        }
+        Ok(Config {
+            source: source.to_path_buf(),
+            server,
+            destinations,
+            routes,
+        })
+    }
+}
+
+/// Deserializes one item, recording (and swallowing) its error so that loading can go on.
+fn deserialize_item<T: for<'de> Deserialize<'de>>(
+    value: Spanned<DeValue<'_>>,
+    key: &str,
+    sink: &mut ErrorSink<'_>,
+) -> Option<T> {
+    match T::deserialize(ValueDeserializer::from(value)) {
+        Ok(item) => Some(item),
+        Err(e) => {
+            sink.push_toml(key, &e);
+            None
+        }
+    }
+}
+
+fn parse_destinations(
+    value: Spanned<DeValue<'_>>,
+    sink: &mut ErrorSink<'_>,
+    out: &mut BTreeMap<String, DestinationConfig>,
+    names: &mut HashSet<String>,
+) {
+    let span = value.span();
+    let DeValue::Table(table) = value.into_inner() else {
+        sink.push(
+            Some(span),
+            "destinations",
+            "must be a table of named destinations",
+        );
+        return;
+    };
+    for (name, value) in table {
+        let name_span = name.span();
+        let name = name.into_inner().into_owned();
+        let key = format!("destinations.{name}");
+        // Known even if its table has errors, so routes naming it are not reported too.
+        names.insert(name.clone());
+        if !is_identifier(&name) {
+            sink.push(
+                Some(name_span.clone()),
+                &key,
+                "destination names may use only letters, digits, '-' and '_'",
+            );
+        }
+        if let Some(destination) = deserialize_item::<DestinationConfig>(value, &key, sink) {
+            let mut problems = Vec::new();
+            for (header, value) in &destination.headers {
+                if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                    problems.push(("headers", format!("invalid header name {header:?}")));
+                } else if http::HeaderValue::from_str(&value.0).is_err() {
+                    problems.push(("headers", format!("header {header:?} has an invalid value")));
+                }
+            }
+            let retry = destination.retry;
+            if retry.initial_backoff > retry.max_backoff {
+                problems.push((
+                    "retry",
+                    "initial_backoff is longer than max_backoff".to_owned(),
+                ));
+            }
+            if destination.timeout.0.is_zero() {
+                problems.push(("timeout", "must be longer than zero".to_owned()));
+            }
+            for (field, message) in problems {
+                sink.push(Some(name_span.clone()), format!("{key}.{field}"), message);
+            }
+            out.insert(name, destination);
+        }
+    }
+}
+
+fn parse_routes(value: Spanned<DeValue<'_>>, sink: &mut ErrorSink<'_>, out: &mut Vec<RawRoute>) {
+    let span = value.span();
+    let DeValue::Array(items) = value.into_inner() else {
+        sink.push(
+            Some(span),
+            "routes",
+            "must be an array of tables: write each route as [[routes]]",
+        );
+        return;
+    };
+    for (index, item) in items.into_iter().enumerate() {
+        let key = format!("routes[{index}]");
+        if let Some(route) = deserialize_item::<RawRoute>(item, &key, sink) {
+            out.push(route);
+        }
+    }
+}
+
+/// Checks routes against each other and against the destinations; returns the clean routes.
+fn validate_routes(
+    raw: Vec<RawRoute>,
+    destinations: &HashSet<String>,
+    sink: &mut ErrorSink<'_>,
+) -> Vec<RouteConfig> {
+    if raw.is_empty() && sink.is_empty() {
+        sink.push(
+            None,
+            "routes",
+            "no routes are configured: add at least one [[routes]] table",
+        );
+    }
+    let mut ids = HashSet::new();
+    let mut paths = HashMap::new();
+    let mut routes = Vec::with_capacity(raw.len());
+    for (index, route) in raw.into_iter().enumerate() {
+        let key = format!("routes[{index}]");
+        let id = route.id.get_ref();
+        if !is_identifier(id) {
+            sink.push(
+                Some(route.id.span()),
+                format!("{key}.id"),
+                "route ids may use only letters, digits, '-' and '_'",
+            );
+        } else if !ids.insert(id.clone()) {
+            sink.push(
+                Some(route.id.span()),
+                format!("{key}.id"),
+                format!("duplicate route id {id:?}"),
+            );
+        }
+        let path = route.path.get_ref();
+        if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+            sink.push(
+                Some(route.path.span()),
+                format!("{key}.path"),
+                "must be an absolute path such as \"/hooks/github\" (no query or fragment)",
+            );
+        } else if let Some(other) = paths.insert(path.clone(), index) {
+            sink.push(
+                Some(route.path.span()),
+                format!("{key}.path"),
+                format!("path {path:?} is already used by routes[{other}]"),
+            );
+        }
+        if route.destinations.get_ref().is_empty() {
+            sink.push(
+                Some(route.destinations.span()),
+                format!("{key}.destinations"),
+                "a route needs at least one destination",
+            );
+        }
+        let mut seen = HashSet::new();
+        for name in route.destinations.get_ref() {
+            let name_text = name.get_ref();
+            if !destinations.contains(name_text) {
+                let mut known: Vec<&str> = destinations.iter().map(String::as_str).collect();
+                known.sort_unstable();
+                sink.push(
+                    Some(name.span()),
+                    format!("{key}.destinations"),
+                    format!(
+                        "unknown destination {name_text:?} (defined: {})",
+                        list_or_none(&known)
+                    ),
+                );
+            } else if !seen.insert(name_text.clone()) {
+                sink.push(
+                    Some(name.span()),
+                    format!("{key}.destinations"),
+                    format!("destination {name_text:?} is listed twice"),
+                );
+            }
+        }
+        routes.push(RouteConfig {
+            id: route.id.into_inner(),
+            path: route.path.into_inner(),
+            destinations: route
+                .destinations
+                .into_inner()
+                .into_iter()
+                .map(Spanned::into_inner)
+                .collect(),
+        });
+    }
+    routes
+}
+
+fn is_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+max_body_bytes = "64KiB"
+queue_capacity = 10
+
+[destinations.ci]
+url = "http://127.0.0.1:9000/ci"
+timeout = "2s"
+retry = { max_attempts = 3, initial_backoff = "100ms", max_backoff = "1s", jitter = "none" }
+
+[[routes]]
+id = "github"
+path = "/hooks/github"
+destinations = ["ci"]
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn valid_config_parses_with_values_and_defaults() {
+        let config = parse(VALID).expect("valid");
+        assert_eq!(config.server.max_body_bytes, ByteSize(64 * 1024));
+        assert_eq!(config.server.queue_capacity.get(), 10);
+        assert_eq!(config.server.header_read_timeout.0, Duration::from_secs(10));
+        let ci = &config.destinations["ci"];
+        assert_eq!(ci.retry.max_attempts.get(), 3);
+        assert_eq!(ci.retry.jitter, Jitter::None);
+        assert_eq!(ci.max_in_flight.get(), 64);
+        assert_eq!(config.routes[0].destinations, vec!["ci".to_owned()]);
+    }
+
+    #[test]
+    fn reports_typo_and_unknown_destination_together_with_lines() {
+        let text = VALID
+            .replace("timeout = \"2s\"", "timeuot = \"2s\"")
+            .replace(
+                "destinations = [\"ci\"]",
+                "destinations = [\"ci\", \"billing\"]",
+            );
+        let errors = parse(&text).unwrap_err().0;
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert_eq!(errors[0].line, Some(10));
+        assert_eq!(errors[0].key, "destinations.ci");
+        assert!(
+            errors[0].message.contains("unknown field `timeuot`"),
+            "{}",
+            errors[0].message
+        );
+        assert_eq!(errors[1].line, Some(16));
+        assert_eq!(errors[1].key, "routes[0].destinations");
+        assert!(
+            errors[1]
+                .message
+                .contains("unknown destination \"billing\"")
+        );
+        assert!(errors[1].to_string().starts_with("test.toml:16:"));
+    }
+
+    #[test]
+    fn rejects_duplicate_ids_paths_and_bad_values() {
+        let text = format!(
+            "{VALID}\n[[routes]]\nid = \"github\"\npath = \"/hooks/github\"\ndestinations = [\"ci\"]\n"
+        );
+        let errors = parse(&text).unwrap_err().0;
+        let messages: Vec<_> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert!(
+            messages.iter().any(|m| m.contains("duplicate route id")),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("already used by routes[0]")),
+            "{messages:?}"
+        );
+
+        let errors =
+            parse(&VALID.replace("queue_capacity = 10", "queue_capacity = 0")).unwrap_err();
+        assert_eq!(errors.0[0].key, "server");
+        assert_eq!(errors.0[0].line, Some(6));
+
+        let errors = parse(&VALID.replace("http://127.0.0.1:9000/ci", "ftp://x/ci")).unwrap_err();
+        assert!(errors.0[0].message.contains("scheme"), "{errors}");
+    }
+
+    #[test]
+    fn syntax_errors_and_unknown_sections_are_located() {
+        let errors = parse("[server\nlisten = 1").unwrap_err();
+        assert_eq!(errors.0[0].line, Some(1));
+        let errors = parse(&format!("{VALID}\n[extra]\nx = 1\n")).unwrap_err();
+        assert_eq!(errors.0[0].key, "extra");
+    }
+
+    #[test]
+    fn missing_env_var_is_named_not_expanded() {
+        let text = VALID.replace(
+            "http://127.0.0.1:9000/ci",
+            "${WEBHOOK_ROUTER_TEST_UNSET_VAR}",
+        );
+        let errors = parse(&text).unwrap_err();
+        assert!(
+            errors.0[0]
+                .message
+                .contains("WEBHOOK_ROUTER_TEST_UNSET_VAR is not set"),
+            "{errors}"
+        );
+    }
+}

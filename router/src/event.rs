@@ -1,0 +1,54 @@
+//! The event: one accepted webhook, as it travels from ingress to its destinations.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+
+/// One accepted webhook request.
+///
+/// The body is a reference-counted [`Bytes`]: fan-out, retries and dead letters share it
+/// instead of copying it.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Unique, time-ordered id (UUIDv7) that follows the event through logs, delivery
+    /// headers (`webhook-id`) and dead letters.
+    pub id: String,
+    /// Id of the route that accepted it.
+    pub route: String,
+    /// Request method.
+    pub method: Method,
+    /// Request path.
+    pub path: String,
+    /// Raw query string, without the `?` (empty if none).
+    pub query: String,
+    /// Request headers, as received.
+    pub headers: HeaderMap,
+    /// Request body, exactly as received.
+    pub body: Bytes,
+    /// When the router accepted the request.
+    pub received_at: SystemTime,
+}
+
+impl Event {
+    /// Generates a new event id: a UUIDv7, so ids sort by creation time.
+    pub fn new_id() -> String {
+        uuid::Uuid::now_v7().to_string()
+    }
+
+    /// The `Content-Type` the sender gave, if any.
+    pub fn content_type(&self) -> Option<&http::HeaderValue> {
+        self.headers.get(http::header::CONTENT_TYPE)
+    }
+
+    /// Milliseconds since the Unix epoch at which the event was received.
+    pub fn received_at_ms(&self) -> u64 {
+        unix_millis(self.received_at)
+    }
+}
+
+/// Milliseconds since the Unix epoch (zero for times before it).
+pub fn unix_millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

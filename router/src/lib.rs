@@ -1,0 +1,32 @@
+//! webhook-router: receives webhooks, verifies and filters them, queues them and delivers
+//! them reliably to internal services.
+//!
+//! A webhook's way through the crate, one module per step:
+//!
+//! 1. [`server`] accepts connections (HTTP/1.1 and h2c) for the ingress and admin listeners;
+//! 2. [`ingress`] matches the route and reads the body within limits ([`body`]);
+//! 3. [`queue`] holds accepted [`event`]s, bounded, until [`dispatch`] hands each to its
+//!    destinations' lanes;
+//! 4. [`deliver`] makes each attempt; [`retry`] times the next one; deliveries that fail for
+//!    good go to the [`dead_letter`] store;
+//! 5. [`admin`] serves `/metrics` ([`metrics`]), health probes and the dead-letter API.
+//!
+//! [`config`] reads the route file and [`runtime`] wires the parts together.
+
+pub mod admin;
+pub mod body;
+pub mod config;
+pub mod dead_letter;
+pub mod deliver;
+pub mod dispatch;
+pub mod event;
+pub mod ingress;
+pub mod metrics;
+pub mod queue;
+pub mod reply;
+pub mod retry;
+pub mod runtime;
+pub mod server;
+
+pub use config::Config;
+pub use runtime::{Router, ShutdownReport, StartError};
