@@ -1,0 +1,144 @@
+//! The admin listener: `/metrics`, `/healthz`, `/readyz` and the dead-letter API.
+//!
+//! When `admin_token` is set, the dead-letter API needs `Authorization: Bearer <token>`;
+//! `/metrics`, `/healthz` and `/readyz` stay open for scrapers and probes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use subtle::ConstantTimeEq;
+
+use crate::config::Secret;
+use crate::dead_letter::DeadLetterStore;
+use crate::metrics::Metrics;
+use crate::queue::{DispatchQueue, EnqueueError};
+use crate::reply::{self, ResponseBody};
+
+/// Prometheus text exposition format.
+const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The admin API's state.
+#[derive(Debug)]
+pub struct Admin {
+    metrics: Metrics,
+    dead_letters: Arc<DeadLetterStore>,
+    queue: Arc<dyn DispatchQueue>,
+    token: Option<Secret>,
+    ready: AtomicBool,
+}
+
+impl Admin {
+    /// The admin API over the router's metrics, dead letters and queue.
+    pub fn new(
+        metrics: Metrics,
+        dead_letters: Arc<DeadLetterStore>,
+        queue: Arc<dyn DispatchQueue>,
+        token: Option<Secret>,
+    ) -> Self {
+        Self {
+            metrics,
+            dead_letters,
+            queue,
+            token,
+            ready: AtomicBool::new(true),
+        }
+    }
+
+    /// Marks the router as not ready (it is shutting down): `/readyz` answers 503.
+    pub fn set_not_ready(&self) {
+        self.ready.store(false, Ordering::Release);
+    }
+
+    /// Handles one admin request.
+    pub fn handle<B>(&self, request: &Request<B>) -> Response<ResponseBody> {
+        let path = request.uri().path();
+        let method = request.method();
+        match (method, path) {
+            (&Method::GET, "/metrics") => reply::with_type(
+                StatusCode::OK,
+                PROMETHEUS_CONTENT_TYPE,
+                Bytes::from(self.metrics.render()),
+            ),
+            (&Method::GET, "/healthz") => reply::text(StatusCode::OK, "ok\n"),
+            (&Method::GET, "/readyz") => {
+                if self.ready.load(Ordering::Acquire) {
+                    reply::text(StatusCode::OK, "ready\n")
+                } else {
+                    reply::text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+                }
+            }
+            _ if path == "/dead-letters" || path.starts_with("/dead-letters/") => {
+                if !self.authorized(request) {
+                    return reply::error(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
+                }
+                self.dead_letter_api(method, path)
+            }
+            _ => reply::error(StatusCode::NOT_FOUND, "not found"),
+        }
+    }
+
+    fn dead_letter_api(&self, method: &Method, path: &str) -> Response<ResponseBody> {
+        if path == "/dead-letters" {
+            if method != Method::GET {
+                return reply::error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
+            }
+            let letters = self.dead_letters.list();
+            let summaries: Vec<_> = letters.iter().map(|l| l.summary()).collect();
+            return reply::json(StatusCode::OK, &summaries);
+        }
+        let Some(id) = path
+            .strip_prefix("/dead-letters/")
+            .and_then(|rest| rest.strip_suffix("/replay"))
+        else {
+            return reply::error(StatusCode::NOT_FOUND, "not found");
+        };
+        if method != Method::POST {
+            return reply::error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+        }
+        self.replay(id)
+    }
+
+    /// Puts a dead letter back on the queue, for its one destination, with fresh attempts.
+    fn replay(&self, id: &str) -> Response<ResponseBody> {
+        let Some(letter) = self.dead_letters.take(id) else {
+            return reply::error(StatusCode::NOT_FOUND, "no dead letter with this id");
+        };
+        let event_id = letter.event.id.clone();
+        match self
+            .queue
+            .try_enqueue(letter.event.clone(), vec![letter.destination])
+        {
+            Ok(()) => {
+                tracing::info!(dead_letter = %id, event_id = %event_id, destination = %letter.destination_name, "replaying dead letter");
+                reply::json(StatusCode::ACCEPTED, &serde_json::json!({ "id": event_id }))
+            }
+            Err(error) => {
+                self.dead_letters.restore(letter);
+                let status = StatusCode::SERVICE_UNAVAILABLE;
+                let message = match error {
+                    EnqueueError::Full => "queue full, retry later",
+                    EnqueueError::Closed => "shutting down",
+                };
+                reply::retry_after(reply::error(status, message), 1)
+            }
+        }
+    }
+
+    fn authorized<B>(&self, request: &Request<B>) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let Some(given) = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        // Constant-time, so the token cannot be guessed byte by byte from response times.
+        bool::from(given.as_bytes().ct_eq(token.expose().as_bytes()))
+    }
+}

@@ -1,0 +1,84 @@
+//! Reading request bodies within a size limit and a time limit.
+//!
+//! The limit is enforced while the body streams in: reading stops at the first frame that
+//! would cross it, so an oversized body is never held in memory (at most the limit plus one
+//! frame is).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::Body;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+/// Why a body could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BodyError {
+    /// The body is larger than the limit.
+    #[error("body exceeds the {limit}-byte limit")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The client did not send the whole body in time.
+    #[error("body not received within {0:?}")]
+    Timeout(Duration),
+    /// The connection failed or the body was malformed.
+    #[error("could not read body: {0}")]
+    Read(String),
+}
+
+/// Reads `body` whole, failing fast once it exceeds `limit` bytes or takes longer than `timeout`.
+pub async fn read_body<B>(body: B, limit: usize, timeout: Duration) -> Result<Bytes, BodyError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let collect = Limited::new(body, limit).collect();
+    match tokio::time::timeout(timeout, collect).await {
+        Err(_) => Err(BodyError::Timeout(timeout)),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(BodyError::TooLarge { limit }),
+        Ok(Err(error)) => Err(BodyError::Read(error.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::StreamBody;
+
+    /// A body of `frames` frames of 64 KiB that counts how many frames were pulled from it.
+    fn counted_body(
+        frames: usize,
+        pulled: Arc<AtomicUsize>,
+    ) -> impl Body<Data = Bytes, Error = std::convert::Infallible> {
+        StreamBody::new(futures_util::stream::iter((0..frames).map(move |_| {
+            pulled.fetch_add(1, Ordering::SeqCst);
+            Ok(http_body::Frame::data(Bytes::from(vec![b'x'; 64 * 1024])))
+        })))
+    }
+
+    #[tokio::test]
+    async fn oversized_body_stops_at_the_limit_without_reading_the_rest() {
+        let pulled = Arc::new(AtomicUsize::new(0));
+        // 32 frames of 64 KiB = 2 MiB, against a 1 MiB limit.
+        let body = counted_body(32, Arc::clone(&pulled));
+        let result = read_body(body, 1024 * 1024, Duration::from_secs(5)).await;
+        assert_eq!(result, Err(BodyError::TooLarge { limit: 1024 * 1024 }));
+        // 16 frames fill the limit exactly; the 17th crosses it and stops the read.
+        assert_eq!(pulled.load(Ordering::SeqCst), 17);
+    }
+
+    #[tokio::test]
+    async fn body_within_limit_is_returned_whole() {
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let body = counted_body(2, pulled);
+        let bytes = read_body(body, 1024 * 1024, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(bytes.len(), 128 * 1024);
+    }
+}

@@ -1,0 +1,192 @@
+//! The dead-letter store: deliveries that failed for good, kept for inspection and replay.
+//!
+//! Bounded: past its capacity the oldest letter is evicted (and logged). Each letter has its
+//! own id, because one event fanned out to two destinations can fail at both.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::event::{Event, unix_millis};
+use crate::metrics::Metrics;
+use crate::queue::DestinationId;
+
+/// A delivery that was given up on.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// This letter's id (used to replay it).
+    pub id: String,
+    /// The event, as it was to be delivered.
+    pub event: Event,
+    /// Index of the destination it failed to reach.
+    pub destination: DestinationId,
+    /// Name of that destination.
+    pub destination_name: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// HTTP status of the last attempt, if the destination answered.
+    pub last_status: Option<u16>,
+    /// Why the last attempt failed.
+    pub last_error: String,
+    /// When it was dead-lettered.
+    pub failed_at: SystemTime,
+}
+
+/// The JSON shape of a dead letter in the admin API.
+#[derive(Debug, Serialize)]
+pub struct DeadLetterSummary<'a> {
+    /// Letter id.
+    pub id: &'a str,
+    /// Event id.
+    pub event_id: &'a str,
+    /// Route that accepted the event.
+    pub route: &'a str,
+    /// Destination it failed to reach.
+    pub destination: &'a str,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Last HTTP status, if any.
+    pub last_status: Option<u16>,
+    /// Last error.
+    pub last_error: &'a str,
+    /// Body size in bytes.
+    pub body_bytes: usize,
+    /// When the event was received (Unix ms).
+    pub received_at_ms: u64,
+    /// When it was dead-lettered (Unix ms).
+    pub failed_at_ms: u64,
+}
+
+impl DeadLetter {
+    /// The admin API view of this letter.
+    pub fn summary(&self) -> DeadLetterSummary<'_> {
+        DeadLetterSummary {
+            id: &self.id,
+            event_id: &self.event.id,
+            route: &self.event.route,
+            destination: &self.destination_name,
+            attempts: self.attempts,
+            last_status: self.last_status,
+            last_error: &self.last_error,
+            body_bytes: self.event.body.len(),
+            received_at_ms: self.event.received_at_ms(),
+            failed_at_ms: unix_millis(self.failed_at),
+        }
+    }
+}
+
+/// Bounded in-memory store of dead letters. Not on the hot path: a mutex is enough.
+#[derive(Debug)]
+pub struct DeadLetterStore {
+    letters: Mutex<VecDeque<DeadLetter>>,
+    capacity: usize,
+    metrics: Metrics,
+}
+
+impl DeadLetterStore {
+    /// A store holding at most `capacity` letters.
+    pub fn new(capacity: usize, metrics: Metrics) -> Self {
+        Self {
+            letters: Mutex::new(VecDeque::new()),
+            capacity,
+            metrics,
+        }
+    }
+
+    /// Adds a letter, evicting the oldest if full.
+    pub fn push(&self, letter: DeadLetter) {
+        let mut letters = self.lock();
+        if letters.len() >= self.capacity
+            && let Some(evicted) = letters.pop_front()
+        {
+            tracing::warn!(
+                dead_letter = %evicted.id,
+                event_id = %evicted.event.id,
+                "dead-letter store full: evicted the oldest letter"
+            );
+        }
+        letters.push_back(letter);
+        self.metrics.set_dead_letters(letters.len());
+    }
+
+    /// A copy of every letter, oldest first.
+    pub fn list(&self) -> Vec<DeadLetter> {
+        self.lock().iter().cloned().collect()
+    }
+
+    /// Removes and returns the letter with `id`.
+    pub fn take(&self, id: &str) -> Option<DeadLetter> {
+        let mut letters = self.lock();
+        let index = letters.iter().position(|l| l.id == id)?;
+        let letter = letters.remove(index);
+        self.metrics.set_dead_letters(letters.len());
+        letter
+    }
+
+    /// Puts a letter back where replay could not proceed (e.g. the queue was full).
+    pub fn restore(&self, letter: DeadLetter) {
+        self.push(letter);
+    }
+
+    /// Letters held.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no letters are held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<DeadLetter>> {
+        // A panic while holding this lock cannot leave the deque half-updated.
+        self.letters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(id: &str) -> DeadLetter {
+        DeadLetter {
+            id: id.into(),
+            event: Event {
+                id: format!("evt-{id}"),
+                route: "r".into(),
+                method: http::Method::POST,
+                path: "/".into(),
+                query: String::new(),
+                headers: http::HeaderMap::new(),
+                body: bytes::Bytes::from_static(b"{}"),
+                received_at: SystemTime::now(),
+            },
+            destination: 0,
+            destination_name: "d".into(),
+            attempts: 1,
+            last_status: Some(400),
+            last_error: "HTTP 400".into(),
+            failed_at: SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn evicts_oldest_past_capacity_and_takes_by_id() {
+        let store = DeadLetterStore::new(2, Metrics::new());
+        store.push(letter("a"));
+        store.push(letter("b"));
+        store.push(letter("c"));
+        let ids: Vec<_> = store.list().into_iter().map(|l| l.id).collect();
+        assert_eq!(ids, ["b", "c"]);
+        assert_eq!(
+            store.take("b").map(|l| l.event.id).as_deref(),
+            Some("evt-b")
+        );
+        assert!(store.take("b").is_none());
+        assert_eq!(store.len(), 1);
+    }
+}

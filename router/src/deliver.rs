@@ -1,0 +1,273 @@
+//! One delivery attempt: POST an event to a destination and classify the answer.
+//!
+//! Success is any 2xx. Connect errors, timeouts, 408, 425, 429 and 5xx are retryable (with the
+//! destination's `Retry-After`, if any). Everything else — other 4xx, 3xx (redirects are not
+//! followed) — is permanent and goes straight to the dead letters.
+
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use crate::config::{DestinationConfig, RetryConfig};
+use crate::event::Event;
+use crate::retry::parse_retry_after;
+
+/// How much of an error response's body is kept for the dead-letter record.
+const ERROR_SNIPPET_BYTES: usize = 256;
+/// How much of a response body is read (and dropped) so the connection can be reused.
+const DRAIN_LIMIT_BYTES: usize = 64 * 1024;
+
+/// The `webhook-id` header carrying the event id on every delivery.
+pub static WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+
+/// A destination, ready for delivery.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    /// Its name in the config.
+    pub name: String,
+    /// Where events are POSTed.
+    pub url: reqwest::Url,
+    /// Limit for one attempt.
+    pub timeout: Duration,
+    /// Most requests at once.
+    pub max_in_flight: usize,
+    /// Retry policy.
+    pub retry: RetryConfig,
+    /// Extra headers sent with every delivery.
+    pub headers: HeaderMap,
+}
+
+/// A destination's configured header could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("destination {destination:?}: header {header:?} has an invalid value")]
+pub struct InvalidHeader {
+    /// Destination name.
+    pub destination: String,
+    /// Header name.
+    pub header: String,
+}
+
+impl Destination {
+    /// Builds a destination from its config.
+    pub fn from_config(name: &str, config: &DestinationConfig) -> Result<Self, InvalidHeader> {
+        let mut headers = HeaderMap::new();
+        for (header, value) in &config.headers {
+            let invalid = || InvalidHeader {
+                destination: name.to_owned(),
+                header: header.clone(),
+            };
+            let header_name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| invalid())?;
+            let mut value = HeaderValue::from_str(&value.0).map_err(|_| invalid())?;
+            value.set_sensitive(true);
+            headers.insert(header_name, value);
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            url: config.url.0.clone(),
+            timeout: config.timeout.0,
+            max_in_flight: config.max_in_flight.get(),
+            retry: config.retry,
+            headers,
+        })
+    }
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The destination answered 2xx.
+    Delivered {
+        /// The status.
+        status: u16,
+    },
+    /// A failure worth retrying.
+    Retry {
+        /// The status, if the destination answered.
+        status: Option<u16>,
+        /// The destination's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+        /// What went wrong.
+        error: String,
+    },
+    /// A failure that retrying will not fix.
+    Permanent {
+        /// The status, if the destination answered.
+        status: Option<u16>,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// Sends delivery attempts over one shared, pooled HTTP client.
+#[derive(Debug, Clone)]
+pub struct Deliverer {
+    client: reqwest::Client,
+}
+
+impl Deliverer {
+    /// A deliverer with a pooled rustls client that does not follow redirects.
+    pub fn new() -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("webhook-router/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(Self { client })
+    }
+
+    /// POSTs `event` to `destination` once.
+    pub async fn attempt(&self, destination: &Destination, event: &Event) -> AttemptOutcome {
+        let mut request = self
+            .client
+            .post(destination.url.clone())
+            .timeout(destination.timeout)
+            .headers(destination.headers.clone())
+            .header(&WEBHOOK_ID, event.id.as_str())
+            .body(event.body.clone());
+        if let Some(content_type) = event.content_type() {
+            request = request.header(http::header::CONTENT_TYPE, content_type);
+        }
+        match request.send().await {
+            Ok(response) => classify_response(response).await,
+            Err(error) => classify_error(&error, destination.timeout),
+        }
+    }
+}
+
+async fn classify_response(mut response: reqwest::Response) -> AttemptOutcome {
+    let status = response.status();
+    if status.is_success() {
+        drain(&mut response, None).await;
+        return AttemptOutcome::Delivered {
+            status: status.as_u16(),
+        };
+    }
+    let retry_after = response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    let mut snippet = Vec::new();
+    drain(&mut response, Some(&mut snippet)).await;
+    let error = describe_status(status, &snippet);
+    if is_retryable_status(status) {
+        AttemptOutcome::Retry {
+            status: Some(status.as_u16()),
+            retry_after,
+            error,
+        }
+    } else {
+        AttemptOutcome::Permanent {
+            status: Some(status.as_u16()),
+            error,
+        }
+    }
+}
+
+/// Whether a non-2xx status is worth retrying: 408, 425, 429 and 5xx.
+pub fn is_retryable_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 425 | 429) || status.is_server_error()
+}
+
+fn classify_error(error: &reqwest::Error, timeout: Duration) -> AttemptOutcome {
+    if error.is_builder() {
+        return AttemptOutcome::Permanent {
+            status: None,
+            error: format!("cannot build request: {}", describe_error(error)),
+        };
+    }
+    let error = if error.is_timeout() {
+        format!("timed out after {}", humantime::format_duration(timeout))
+    } else if error.is_connect() {
+        format!("connect error: {}", describe_error(error))
+    } else {
+        format!("request error: {}", describe_error(error))
+    };
+    AttemptOutcome::Retry {
+        status: None,
+        retry_after: None,
+        error,
+    }
+}
+
+/// The error and its causes, without the URL (which may carry credentials).
+fn describe_error(error: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut text = String::new();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if text.is_empty() {
+        text = "unknown error".to_owned();
+    }
+    text
+}
+
+fn describe_status(status: StatusCode, snippet: &[u8]) -> String {
+    let body = String::from_utf8_lossy(snippet);
+    let body = body.trim();
+    if body.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {body}")
+    }
+}
+
+/// Reads the response body (bounded) so the pooled connection can be reused, keeping the
+/// first bytes in `snippet` if asked.
+async fn drain(response: &mut reqwest::Response, mut snippet: Option<&mut Vec<u8>>) {
+    let mut read = 0;
+    while read < DRAIN_LIMIT_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if let Some(snippet) = snippet.as_deref_mut() {
+                    let room = ERROR_SNIPPET_BYTES.saturating_sub(snippet.len());
+                    snippet.extend_from_slice(&chunk[..room.min(chunk.len())]);
+                }
+                read += chunk.len();
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_statuses_follow_the_design() {
+        for code in [408, 425, 429, 500, 502, 503, 504, 599] {
+            assert!(
+                is_retryable_status(StatusCode::from_u16(code).unwrap()),
+                "{code}"
+            );
+        }
+        for code in [301, 400, 401, 403, 404, 410, 422] {
+            assert!(
+                !is_retryable_status(StatusCode::from_u16(code).unwrap()),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn status_description_includes_a_trimmed_body() {
+        assert_eq!(
+            describe_status(StatusCode::BAD_REQUEST, b""),
+            "HTTP 400 Bad Request"
+        );
+        assert_eq!(
+            describe_status(StatusCode::BAD_REQUEST, b" bad json\n"),
+            "HTTP 400 Bad Request: bad json"
+        );
+    }
+}

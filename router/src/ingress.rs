@@ -1,0 +1,189 @@
+//! Ingress: where a webhook enters. Matches the route, reads the body within limits and
+//! queues the event, answering `202 {"id": ...}` or a short JSON error.
+//!
+//! | answer | when |
+//! |---|---|
+//! | 202 | queued (the body carries the event id) |
+//! | 404 | no route has this path |
+//! | 405 | the route exists but the method is not POST (`Allow: POST`) |
+//! | 408 | the body did not arrive within `body_read_timeout` |
+//! | 413 | the body is larger than `max_body_bytes` (checked while streaming) |
+//! | 503 | the router holds `queue_capacity` events, or is shutting down (`Retry-After`) |
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body::Body;
+
+use crate::body::{BodyError, read_body};
+use crate::config::Config;
+use crate::event::Event;
+use crate::metrics::{Metrics, RouteMetrics};
+use crate::queue::{DestinationId, DispatchQueue, EnqueueError};
+use crate::reply::{self, ResponseBody};
+
+/// Route label used for requests that matched no route.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+/// Statuses a matched route answers with, registered up front so they show as 0.
+const ROUTE_STATUSES: &[u16] = &[202, 400, 405, 408, 413, 503];
+/// `Retry-After` (seconds) sent with 503 when the queue is full.
+const QUEUE_FULL_RETRY_AFTER: u32 = 1;
+/// `Retry-After` (seconds) sent with 503 while shutting down.
+const SHUTDOWN_RETRY_AFTER: u32 = 5;
+
+/// A route as the ingress sees it.
+#[derive(Debug)]
+struct IngressRoute {
+    id: String,
+    destinations: Vec<DestinationId>,
+    metrics: RouteMetrics,
+}
+
+/// The webhook ingress: a table of routes by path, and the queue they feed.
+#[derive(Debug)]
+pub struct Ingress {
+    routes: HashMap<String, IngressRoute>,
+    unmatched: RouteMetrics,
+    queue: Arc<dyn DispatchQueue>,
+    metrics: Metrics,
+    max_body_bytes: usize,
+    body_read_timeout: Duration,
+}
+
+impl Ingress {
+    /// Builds the ingress for `config`; `destination_ids` maps destination names to ids.
+    pub fn new(
+        config: &Config,
+        destination_ids: &HashMap<String, DestinationId>,
+        queue: Arc<dyn DispatchQueue>,
+        metrics: &Metrics,
+    ) -> Self {
+        let routes = config
+            .routes
+            .iter()
+            .map(|route| {
+                let destinations = route
+                    .destinations
+                    .iter()
+                    .filter_map(|name| destination_ids.get(name).copied())
+                    .collect();
+                let ingress_route = IngressRoute {
+                    id: route.id.clone(),
+                    destinations,
+                    metrics: metrics.route(&route.id, ROUTE_STATUSES),
+                };
+                (route.path.clone(), ingress_route)
+            })
+            .collect();
+        Self {
+            routes,
+            unmatched: metrics.route(UNMATCHED_ROUTE, &[404]),
+            queue,
+            metrics: metrics.clone(),
+            max_body_bytes: usize::try_from(config.server.max_body_bytes.0).unwrap_or(usize::MAX),
+            body_read_timeout: config.server.body_read_timeout.0,
+        }
+    }
+
+    /// Handles one webhook request.
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<ResponseBody>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let Some(route) = self.routes.get(request.uri().path()) else {
+            self.unmatched.count_request(404);
+            return reply::error(StatusCode::NOT_FOUND, "no route for this path");
+        };
+        let response = self.accept(route, request).await;
+        route.metrics.count_request(response.status().as_u16());
+        response
+    }
+
+    async fn accept<B>(&self, route: &IngressRoute, request: Request<B>) -> Response<ResponseBody>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if request.method() != Method::POST {
+            let mut response = reply::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed: use POST",
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return response;
+        }
+        if declared_length(&request).is_some_and(|length| length > self.max_body_bytes as u64) {
+            return self.too_large();
+        }
+        let (parts, body) = request.into_parts();
+        let body = match read_body(body, self.max_body_bytes, self.body_read_timeout).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge { .. }) => return self.too_large(),
+            Err(BodyError::Timeout(_)) => {
+                return reply::error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body not received in time",
+                );
+            }
+            Err(BodyError::Read(error)) => {
+                tracing::debug!(route = %route.id, %error, "could not read request body");
+                return reply::error(StatusCode::BAD_REQUEST, "could not read request body");
+            }
+        };
+        self.metrics.record_body_bytes(body.len());
+        let event = Event {
+            id: Event::new_id(),
+            route: route.id.clone(),
+            method: parts.method,
+            path: parts.uri.path().to_owned(),
+            query: parts.uri.query().unwrap_or_default().to_owned(),
+            headers: parts.headers,
+            body,
+            received_at: SystemTime::now(),
+        };
+        let id = event.id.clone();
+        let bytes = event.body.len();
+        match self.queue.try_enqueue(event, route.destinations.clone()) {
+            Ok(()) => {
+                tracing::info!(event_id = %id, route = %route.id, bytes, "accepted");
+                reply::json(StatusCode::ACCEPTED, &serde_json::json!({ "id": id }))
+            }
+            Err(EnqueueError::Full) => {
+                tracing::warn!(route = %route.id, "dispatch queue full: answered 503");
+                reply::retry_after(
+                    reply::error(StatusCode::SERVICE_UNAVAILABLE, "queue full, retry later"),
+                    QUEUE_FULL_RETRY_AFTER,
+                )
+            }
+            Err(EnqueueError::Closed) => reply::retry_after(
+                reply::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "shutting down, retry later",
+                ),
+                SHUTDOWN_RETRY_AFTER,
+            ),
+        }
+    }
+
+    fn too_large(&self) -> Response<ResponseBody> {
+        let message = format!("body exceeds the limit of {} bytes", self.max_body_bytes);
+        reply::error(StatusCode::PAYLOAD_TOO_LARGE, &message)
+    }
+}
+
+/// The request's `Content-Length`, if it sent a valid one.
+fn declared_length<B>(request: &Request<B>) -> Option<u64> {
+    request
+        .headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}

@@ -1,0 +1,316 @@
+//! Prometheus metrics: one recorder per router, with handles registered up front.
+//!
+//! The router does not install a global recorder: each [`Metrics`] owns its own, so several
+//! routers (in tests, or embedded) never mix their figures, and hot paths use pre-registered
+//! handles instead of looking labels up per event.
+
+use std::fmt;
+use std::sync::Arc;
+
+use metrics::{
+    Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString,
+};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+const METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+/// Metric names, as documented in the README.
+pub mod names {
+    /// Counter `{route, status}`: ingress answers.
+    pub const REQUESTS: &str = "webhook_requests_total";
+    /// Histogram: size of accepted request bodies, in bytes.
+    pub const BODY_BYTES: &str = "webhook_request_body_bytes";
+    /// Gauge: events held by the router (queued, in flight or waiting for a retry).
+    pub const QUEUE_DEPTH: &str = "webhook_queue_depth";
+    /// Counter `{route, destination, outcome}`: delivery attempts' outcomes.
+    pub const DELIVERIES: &str = "webhook_deliveries_total";
+    /// Histogram `{destination}`: duration of one delivery attempt.
+    pub const DELIVERY_DURATION: &str = "webhook_delivery_duration_seconds";
+    /// Histogram `{destination}`: attempts an event needed to be delivered.
+    pub const DELIVERY_ATTEMPTS: &str = "webhook_delivery_attempts";
+    /// Gauge: dead letters held.
+    pub const DEAD_LETTERS: &str = "webhook_dead_letters";
+}
+
+const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+const BYTE_BUCKETS: &[f64] = &[
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+];
+const ATTEMPT_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0];
+
+/// The router's metrics registry. Cheap to clone: clones share one registry.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    queue_depth: Gauge,
+    dead_letters: Gauge,
+    body_bytes: Histogram,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with the router's histogram buckets and metric descriptions.
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), DURATION_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(names::BODY_BYTES.into()), BYTE_BUCKETS)
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(names::DELIVERY_ATTEMPTS.into()),
+                    ATTEMPT_BUCKETS,
+                )
+            })
+            .expect("bucket lists are non-empty constants")
+            .build_recorder();
+        describe(&recorder);
+        let handle = recorder.handle();
+        let queue_depth = recorder.register_gauge(&Key::from_name(names::QUEUE_DEPTH), &METADATA);
+        let dead_letters = recorder.register_gauge(&Key::from_name(names::DEAD_LETTERS), &METADATA);
+        let body_bytes = recorder.register_histogram(&Key::from_name(names::BODY_BYTES), &METADATA);
+        queue_depth.set(0.0);
+        dead_letters.set(0.0);
+        Self {
+            inner: Arc::new(Inner {
+                recorder,
+                handle,
+                queue_depth,
+                dead_letters,
+                body_bytes,
+            }),
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        self.inner.handle.render()
+    }
+
+    /// Drains histogram samples into their buckets; call it every few seconds.
+    pub fn run_upkeep(&self) {
+        self.inner.handle.run_upkeep();
+    }
+
+    /// Sets `webhook_queue_depth`.
+    pub fn set_queue_depth(&self, held: usize) {
+        self.inner.queue_depth.set(held as f64);
+    }
+
+    /// Sets `webhook_dead_letters`.
+    pub fn set_dead_letters(&self, held: usize) {
+        self.inner.dead_letters.set(held as f64);
+    }
+
+    /// Records the size of an accepted request body.
+    pub fn record_body_bytes(&self, bytes: usize) {
+        self.inner.body_bytes.record(bytes as f64);
+    }
+
+    /// Handles for one route's ingress answers, with `statuses` registered up front (so
+    /// they show as 0 before the first one); other statuses are registered when first seen.
+    pub fn route(&self, route: &str, statuses: &[u16]) -> RouteMetrics {
+        let statuses = statuses
+            .iter()
+            .map(|&status| (status, self.request_counter(route, status)))
+            .collect();
+        RouteMetrics {
+            metrics: self.clone(),
+            route: route.to_owned(),
+            statuses,
+        }
+    }
+
+    /// Handles for deliveries of one route's events to one destination.
+    pub fn delivery(&self, route: &str, destination: &str) -> DeliveryMetrics {
+        let outcome = |outcome: &'static str| {
+            self.counter(
+                names::DELIVERIES,
+                vec![
+                    Label::new("route", route.to_owned()),
+                    Label::new("destination", destination.to_owned()),
+                    Label::new("outcome", outcome),
+                ],
+            )
+        };
+        let per_destination = vec![Label::new("destination", destination.to_owned())];
+        DeliveryMetrics {
+            delivered: outcome("delivered"),
+            retry: outcome("retry"),
+            dead_letter: outcome("dead_letter"),
+            duration: self.histogram(names::DELIVERY_DURATION, per_destination.clone()),
+            attempts: self.histogram(names::DELIVERY_ATTEMPTS, per_destination),
+        }
+    }
+
+    fn request_counter(&self, route: &str, status: u16) -> Counter {
+        self.counter(
+            names::REQUESTS,
+            vec![
+                Label::new("route", route.to_owned()),
+                Label::new("status", status.to_string()),
+            ],
+        )
+    }
+
+    fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
+        self.inner
+            .recorder
+            .register_counter(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    fn histogram(&self, name: &'static str, labels: Vec<Label>) -> Histogram {
+        self.inner
+            .recorder
+            .register_histogram(&Key::from_parts(name, labels), &METADATA)
+    }
+}
+
+/// Pre-registered ingress counters of one route.
+#[derive(Clone)]
+pub struct RouteMetrics {
+    metrics: Metrics,
+    route: String,
+    statuses: Vec<(u16, Counter)>,
+}
+
+impl fmt::Debug for RouteMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouteMetrics")
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RouteMetrics {
+    /// Counts one answer with `status` in `webhook_requests_total`.
+    pub fn count_request(&self, status: u16) {
+        match self.statuses.iter().find(|(s, _)| *s == status) {
+            Some((_, counter)) => counter.increment(1),
+            None => self
+                .metrics
+                .request_counter(&self.route, status)
+                .increment(1),
+        }
+    }
+}
+
+/// Pre-registered delivery handles for one (route, destination) pair.
+#[derive(Clone)]
+pub struct DeliveryMetrics {
+    /// `outcome="delivered"`.
+    pub delivered: Counter,
+    /// `outcome="retry"`: a failed attempt that will be retried.
+    pub retry: Counter,
+    /// `outcome="dead_letter"`.
+    pub dead_letter: Counter,
+    /// Attempt duration.
+    pub duration: Histogram,
+    /// Attempts per delivered event.
+    pub attempts: Histogram,
+}
+
+impl fmt::Debug for DeliveryMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeliveryMetrics").finish_non_exhaustive()
+    }
+}
+
+fn describe(recorder: &PrometheusRecorder) {
+    let counters = [
+        (
+            names::REQUESTS,
+            "Webhook requests answered, by route and HTTP status.",
+        ),
+        (
+            names::DELIVERIES,
+            "Delivery attempt outcomes: delivered, retry or dead_letter.",
+        ),
+    ];
+    for (name, help) in counters {
+        recorder.describe_counter(KeyName::from(name), None, SharedString::from(help));
+    }
+    let gauges = [
+        (
+            names::QUEUE_DEPTH,
+            "Events held by the router: queued, in flight or waiting to retry.",
+        ),
+        (
+            names::DEAD_LETTERS,
+            "Dead letters held for inspection and replay.",
+        ),
+    ];
+    for (name, help) in gauges {
+        recorder.describe_gauge(KeyName::from(name), None, SharedString::from(help));
+    }
+    let histograms = [
+        (
+            names::BODY_BYTES,
+            "Size of accepted webhook bodies in bytes.",
+        ),
+        (
+            names::DELIVERY_DURATION,
+            "Duration of one delivery attempt in seconds.",
+        ),
+        (
+            names::DELIVERY_ATTEMPTS,
+            "Attempts needed to deliver an event.",
+        ),
+    ];
+    for (name, help) in histograms {
+        recorder.describe_histogram(KeyName::from(name), None, SharedString::from(help));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registries_are_independent_and_render_labels() {
+        let a = Metrics::new();
+        let b = Metrics::new();
+        let route = a.route("github", &[202]);
+        route.count_request(202);
+        route.count_request(202);
+        route.count_request(418);
+        let text = a.render();
+        assert!(
+            text.contains("webhook_requests_total{route=\"github\",status=\"202\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("webhook_requests_total{route=\"github\",status=\"418\"} 1"),
+            "{text}"
+        );
+        assert!(!b.render().contains("status=\"202\"} 2"));
+    }
+}

@@ -1,0 +1,235 @@
+//! The dispatch queue between ingress and delivery.
+//!
+//! [`DispatchQueue`] is the seam: the in-memory [`MemoryQueue`] (a bounded, lock-free MPMC
+//! channel) is the default, and a durable journal or a distributed backend can replace it.
+//!
+//! Capacity counts every event the router *holds*, not only those waiting in the channel: an
+//! event keeps its [`Slot`] until its last delivery has finished (delivered or dead-lettered).
+//! So `queue_capacity` bounds memory even while deliveries wait for retries.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::event::Event;
+use crate::metrics::Metrics;
+
+/// Index of a destination in the router's destination table.
+pub type DestinationId = usize;
+
+/// An event waiting for delivery, with the destinations it goes to.
+#[derive(Debug)]
+pub struct QueuedEvent {
+    /// The event.
+    pub event: Event,
+    /// Destinations to deliver it to.
+    pub destinations: Vec<DestinationId>,
+    /// The event's place in the queue's capacity, released when this is dropped.
+    pub slot: Slot,
+}
+
+/// Why an event could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    /// The router holds `queue_capacity` events already.
+    #[error("dispatch queue is full")]
+    Full,
+    /// The queue no longer accepts events (the router is shutting down).
+    #[error("dispatch queue is closed")]
+    Closed,
+}
+
+/// A boxed future returned by [`DispatchQueue::dequeue`].
+pub type DequeueFuture<'a> = Pin<Box<dyn Future<Output = Option<QueuedEvent>> + Send + 'a>>;
+
+/// A bounded queue of events awaiting dispatch.
+pub trait DispatchQueue: Send + Sync + std::fmt::Debug + 'static {
+    /// Queues an event for `destinations`, or says why not. Never waits.
+    fn try_enqueue(
+        &self,
+        event: Event,
+        destinations: Vec<DestinationId>,
+    ) -> Result<(), EnqueueError>;
+
+    /// Waits for the next event; `None` once the queue is closed and drained.
+    fn dequeue(&self) -> DequeueFuture<'_>;
+
+    /// Events the router holds (queued or being delivered).
+    fn held(&self) -> usize;
+
+    /// Stops accepting events; waiting `dequeue` calls return what is left, then `None`.
+    fn close(&self);
+}
+
+/// A held event's place in the queue capacity. Dropping it releases the place.
+#[derive(Debug)]
+pub struct Slot {
+    held: Arc<AtomicUsize>,
+    metrics: Metrics,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let now = self.held.fetch_sub(1, Ordering::AcqRel) - 1;
+        self.metrics.set_queue_depth(now);
+    }
+}
+
+/// The in-memory dispatch queue: an `async-channel` MPMC channel over a lock-free array
+/// queue, with async wake-ups for the workers.
+#[derive(Debug)]
+pub struct MemoryQueue {
+    sender: async_channel::Sender<QueuedEvent>,
+    receiver: async_channel::Receiver<QueuedEvent>,
+    held: Arc<AtomicUsize>,
+    capacity: usize,
+    metrics: Metrics,
+}
+
+impl MemoryQueue {
+    /// A queue that holds at most `capacity` events.
+    pub fn new(capacity: usize, metrics: Metrics) -> Self {
+        let (sender, receiver) = async_channel::bounded(capacity);
+        Self {
+            sender,
+            receiver,
+            held: Arc::new(AtomicUsize::new(0)),
+            capacity,
+            metrics,
+        }
+    }
+
+    fn reserve(&self) -> Option<Slot> {
+        let mut current = self.held.load(Ordering::Acquire);
+        loop {
+            if current >= self.capacity {
+                return None;
+            }
+            match self.held.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    self.metrics.set_queue_depth(current + 1);
+                    return Some(Slot {
+                        held: Arc::clone(&self.held),
+                        metrics: self.metrics.clone(),
+                    });
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+impl DispatchQueue for MemoryQueue {
+    fn try_enqueue(
+        &self,
+        event: Event,
+        destinations: Vec<DestinationId>,
+    ) -> Result<(), EnqueueError> {
+        if self.sender.is_closed() {
+            return Err(EnqueueError::Closed);
+        }
+        let slot = self.reserve().ok_or(EnqueueError::Full)?;
+        let queued = QueuedEvent {
+            event,
+            destinations,
+            slot,
+        };
+        self.sender.try_send(queued).map_err(|e| match e {
+            // Unreachable while `held <= capacity`, but never lose the distinction.
+            async_channel::TrySendError::Full(_) => EnqueueError::Full,
+            async_channel::TrySendError::Closed(_) => EnqueueError::Closed,
+        })
+    }
+
+    fn dequeue(&self) -> DequeueFuture<'_> {
+        Box::pin(async move { self.receiver.recv().await.ok() })
+    }
+
+    fn held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
+    }
+
+    fn close(&self) {
+        self.sender.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    fn event(n: usize) -> Event {
+        Event {
+            id: format!("e{n}"),
+            route: "r".into(),
+            method: http::Method::POST,
+            path: "/".into(),
+            query: String::new(),
+            headers: http::HeaderMap::new(),
+            body: bytes::Bytes::new(),
+            received_at: SystemTime::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn capacity_counts_held_events_until_their_slot_drops() {
+        let queue = MemoryQueue::new(2, Metrics::new());
+        queue.try_enqueue(event(1), vec![0]).unwrap();
+        queue.try_enqueue(event(2), vec![0]).unwrap();
+        assert!(matches!(
+            queue.try_enqueue(event(3), vec![0]),
+            Err(EnqueueError::Full)
+        ));
+
+        // Dequeued but not finished: still held, still full.
+        let first = queue.dequeue().await.unwrap();
+        assert_eq!(first.event.id, "e1");
+        assert!(matches!(
+            queue.try_enqueue(event(3), vec![0]),
+            Err(EnqueueError::Full)
+        ));
+        drop(first);
+        assert_eq!(queue.held(), 1);
+        queue.try_enqueue(event(3), vec![0]).unwrap();
+    }
+
+    #[tokio::test]
+    async fn close_drains_then_ends() {
+        let queue = MemoryQueue::new(4, Metrics::new());
+        queue.try_enqueue(event(1), vec![0]).unwrap();
+        queue.close();
+        assert!(matches!(
+            queue.try_enqueue(event(2), vec![0]),
+            Err(EnqueueError::Closed)
+        ));
+        assert_eq!(queue.dequeue().await.unwrap().event.id, "e1");
+        assert!(queue.dequeue().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn many_producers_never_exceed_capacity() {
+        let queue = Arc::new(MemoryQueue::new(100, Metrics::new()));
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let queue = Arc::clone(&queue);
+            tasks.push(tokio::spawn(async move {
+                (0..50)
+                    .filter(|i| queue.try_enqueue(event(t * 100 + i), vec![0]).is_ok())
+                    .count()
+            }));
+        }
+        let mut accepted = 0;
+        for task in tasks {
+            accepted += task.await.unwrap();
+        }
+        assert_eq!(accepted, 100);
+        assert_eq!(queue.held(), 100);
+    }
+}

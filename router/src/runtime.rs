@@ -1,0 +1,222 @@
+//! Wiring: builds every part of a router from its config, starts it, and stops it in order.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::Admin;
+use crate::config::Config;
+use crate::dead_letter::DeadLetterStore;
+use crate::deliver::{Deliverer, Destination, InvalidHeader};
+use crate::dispatch::Dispatcher;
+use crate::ingress::Ingress;
+use crate::metrics::Metrics;
+use crate::queue::{DispatchQueue, MemoryQueue};
+use crate::server::{ListenerSettings, serve};
+
+/// How often histogram samples are folded into buckets.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Why a router could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener address could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The HTTP client for deliveries could not be built.
+    #[error("cannot build the delivery HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    /// A destination's headers are invalid.
+    #[error(transparent)]
+    Destination(#[from] InvalidHeader),
+}
+
+/// What shutdown left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Events still held (queued or waiting to retry) when the router stopped; without a
+    /// journal they are lost.
+    pub still_queued: usize,
+}
+
+/// A running router: its listeners, dispatch workers and admin API.
+#[derive(Debug)]
+pub struct Router {
+    ingress_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    metrics: Metrics,
+    queue: Arc<dyn DispatchQueue>,
+    admin: Arc<Admin>,
+    dispatcher: Dispatcher,
+    stop_ingress: CancellationToken,
+    stop_admin: CancellationToken,
+    ingress_task: JoinHandle<()>,
+    admin_task: JoinHandle<()>,
+    upkeep_task: JoinHandle<()>,
+    grace: Duration,
+}
+
+impl Router {
+    /// Binds the listeners and starts serving `config`. Port 0 picks a free port; see
+    /// [`Router::ingress_addr`] and [`Router::admin_addr`].
+    pub async fn start(config: &Config) -> Result<Router, StartError> {
+        let server = &config.server;
+        let metrics = Metrics::new();
+        let ingress_listener = bind("ingress", server.listen).await?;
+        let admin_listener = bind("admin", server.admin_listen).await?;
+        let ingress_addr = local_addr("ingress", &ingress_listener, server.listen)?;
+        let admin_addr = local_addr("admin", &admin_listener, server.admin_listen)?;
+
+        let mut destinations = Vec::with_capacity(config.destinations.len());
+        let mut destination_ids = HashMap::new();
+        for (name, destination) in &config.destinations {
+            destination_ids.insert(name.clone(), destinations.len());
+            destinations.push(Destination::from_config(name, destination)?);
+        }
+        let queue: Arc<dyn DispatchQueue> = Arc::new(MemoryQueue::new(
+            server.queue_capacity.get(),
+            metrics.clone(),
+        ));
+        let dead_letters = Arc::new(DeadLetterStore::new(
+            server.dead_letter_capacity.get(),
+            metrics.clone(),
+        ));
+        let dispatcher = Dispatcher::start(
+            &queue,
+            destinations,
+            &config.routes,
+            Deliverer::new()?,
+            Arc::clone(&dead_letters),
+            &metrics,
+        );
+
+        let settings = ListenerSettings {
+            header_read_timeout: server.header_read_timeout.0,
+            drain_timeout: server.shutdown_grace.0,
+        };
+        let ingress = Arc::new(Ingress::new(
+            config,
+            &destination_ids,
+            Arc::clone(&queue),
+            &metrics,
+        ));
+        let stop_ingress = CancellationToken::new();
+        let ingress_task = tokio::spawn(serve(
+            ingress_listener,
+            settings,
+            stop_ingress.clone(),
+            move |request| {
+                let ingress = Arc::clone(&ingress);
+                async move { ingress.handle(request).await }
+            },
+        ));
+
+        let admin = Arc::new(Admin::new(
+            metrics.clone(),
+            dead_letters,
+            Arc::clone(&queue),
+            server.admin_token.clone(),
+        ));
+        let stop_admin = CancellationToken::new();
+        let admin_handler = Arc::clone(&admin);
+        let admin_task = tokio::spawn(serve(
+            admin_listener,
+            settings,
+            stop_admin.clone(),
+            move |request| {
+                let response = admin_handler.handle(&request);
+                async move { response }
+            },
+        ));
+
+        let upkeep_metrics = metrics.clone();
+        let upkeep_task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+            loop {
+                ticks.tick().await;
+                upkeep_metrics.run_upkeep();
+            }
+        });
+
+        tracing::info!(%ingress_addr, %admin_addr, routes = config.routes.len(), destinations = config.destinations.len(), "router started");
+        Ok(Router {
+            ingress_addr,
+            admin_addr,
+            metrics,
+            queue,
+            admin,
+            dispatcher,
+            stop_ingress,
+            stop_admin,
+            ingress_task,
+            admin_task,
+            upkeep_task,
+            grace: server.shutdown_grace.0,
+        })
+    }
+
+    /// The address webhooks are received on.
+    pub fn ingress_addr(&self) -> SocketAddr {
+        self.ingress_addr
+    }
+
+    /// The address of the admin listener.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The router's metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Stops gracefully: stop accepting webhooks, let in-flight deliveries finish within the
+    /// grace period, then stop the admin listener. Reports what was left undelivered.
+    pub async fn shutdown(self) -> ShutdownReport {
+        self.admin.set_not_ready();
+        self.stop_ingress.cancel();
+        let _ = self.ingress_task.await;
+        self.queue.close();
+        let still_queued = self.dispatcher.stop(self.grace, self.queue.as_ref()).await;
+        if still_queued > 0 {
+            tracing::warn!(
+                still_queued,
+                "stopped with events still queued; they were not delivered"
+            );
+        } else {
+            tracing::info!("stopped with no events left undelivered");
+        }
+        self.stop_admin.cancel();
+        let _ = self.admin_task.await;
+        self.upkeep_task.abort();
+        ShutdownReport { still_queued }
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+fn local_addr(
+    what: &'static str,
+    listener: &TcpListener,
+    addr: SocketAddr,
+) -> Result<SocketAddr, StartError> {
+    listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
