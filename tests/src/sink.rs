@@ -1,0 +1,233 @@
+//! A loopback HTTP sink: a real hyper server on an ephemeral port that records every request
+//! and answers as a test script says (status, headers, delay, or never).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::HeaderMap;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+/// How the sink answers one request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// Status to answer with.
+    pub status: u16,
+    /// Extra response headers.
+    pub headers: Vec<(String, String)>,
+    /// Wait this long before answering; `None` answers at once.
+    pub delay: Option<Duration>,
+}
+
+impl Reply {
+    /// Answer `status` at once.
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            delay: None,
+        }
+    }
+
+    /// Answer 200 at once.
+    pub fn ok() -> Self {
+        Self::status(200)
+    }
+
+    /// Never answer (well, not within any test's patience).
+    pub fn hang() -> Self {
+        Self {
+            delay: Some(Duration::from_secs(3600)),
+            ..Self::ok()
+        }
+    }
+
+    /// Adds a response header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// One request the sink received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// 1-based number of the request, in arrival order.
+    pub number: usize,
+    /// Request path.
+    pub path: String,
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// Request body.
+    pub body: Bytes,
+    /// When it arrived.
+    pub at: Instant,
+    /// The status the sink answered (or was going to answer).
+    pub status: u16,
+}
+
+type Script = dyn Fn(usize) -> Reply + Send + Sync;
+
+struct State {
+    script: Box<Script>,
+    count: AtomicUsize,
+    received: Mutex<Vec<Received>>,
+    changed: Notify,
+}
+
+/// A running sink. Dropping it stops the server.
+pub struct Sink {
+    addr: SocketAddr,
+    state: Arc<State>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sink")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl Sink {
+    /// A sink that answers 200 to everything.
+    pub async fn healthy() -> Sink {
+        Self::start(|_| Reply::ok()).await
+    }
+
+    /// A sink whose answer to the n-th request (1-based) is `script(n)`.
+    pub async fn start(script: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Sink {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
+        let addr = listener.local_addr().expect("sink address");
+        let state = Arc::new(State {
+            script: Box::new(script),
+            count: AtomicUsize::new(0),
+            received: Mutex::new(Vec::new()),
+            changed: Notify::new(),
+        });
+        let server = tokio::spawn(serve(listener, Arc::clone(&state)));
+        Sink {
+            addr,
+            state,
+            server,
+        }
+    }
+
+    /// The sink's URL for `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The sink's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Received> {
+        self.state.received.lock().expect("sink lock").clone()
+    }
+
+    /// Requests answered with a 2xx: the deliveries that succeeded.
+    pub fn delivered(&self) -> Vec<Received> {
+        self.requests()
+            .into_iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .collect()
+    }
+
+    /// Waits until `count` requests match `filter`, or `timeout` passes; returns the matches.
+    pub async fn wait_for(
+        &self,
+        count: usize,
+        timeout: Duration,
+        filter: impl Fn(&Received) -> bool,
+    ) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.state.changed.notified();
+            let matching: Vec<Received> = self.requests().into_iter().filter(&filter).collect();
+            if matching.len() >= count || tokio::time::Instant::now() >= deadline {
+                return matching;
+            }
+            let _ = tokio::time::timeout_at(deadline, changed).await;
+        }
+    }
+
+    /// Waits until `count` deliveries (2xx answers) arrived, or `timeout` passes.
+    pub async fn wait_for_delivered(&self, count: usize, timeout: Duration) -> Vec<Received> {
+        self.wait_for(count, timeout, |r| (200..300).contains(&r.status))
+            .await
+    }
+}
+
+async fn serve(listener: TcpListener, state: Arc<State>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let state = Arc::clone(&state);
+                async move { Ok::<_, Infallible>(answer(&state, request).await) }
+            });
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn answer(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let number = state.count.fetch_add(1, Ordering::SeqCst) + 1;
+    let reply = (state.script)(number);
+    {
+        let mut received = state.received.lock().expect("sink lock");
+        received.push(Received {
+            number,
+            path: parts.uri.path().to_owned(),
+            headers: parts.headers,
+            body,
+            at: Instant::now(),
+            status: reply.status,
+        });
+    }
+    state.changed.notify_waiters();
+    if let Some(delay) = reply.delay {
+        tokio::time::sleep(delay).await;
+    }
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::from_u16(reply.status).expect("valid status");
+    for (name, value) in reply.headers {
+        response.headers_mut().insert(
+            hyper::header::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+            value.parse().expect("header value"),
+        );
+    }
+    response
+}

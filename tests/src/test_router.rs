@@ -1,0 +1,80 @@
+//! A real router started in-process on ephemeral loopback ports, with an HTTP client.
+
+use std::path::Path;
+
+use webhook_router::{Config, Router};
+
+/// A running router for a test, and a client to talk to it.
+#[derive(Debug)]
+pub struct TestRouter {
+    /// The router.
+    pub router: Router,
+    /// A client for the router's listeners.
+    pub client: reqwest::Client,
+}
+
+impl TestRouter {
+    /// Starts a router on `config` (TOML). Its `[server]` table should listen on port 0;
+    /// a missing `[server]` table gets one that does.
+    pub async fn start(config: &str) -> TestRouter {
+        let config = if config.contains("[server]") {
+            config.to_owned()
+        } else {
+            format!("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{config}")
+        };
+        let config = Config::parse(&config, Path::new("test.toml"))
+            .unwrap_or_else(|errors| panic!("test config is invalid:\n{errors}"));
+        let router = Router::start(&config).await.expect("router starts");
+        TestRouter {
+            router,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// URL of `path` on the ingress listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.router.ingress_addr())
+    }
+
+    /// URL of `path` on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.router.admin_addr())
+    }
+
+    /// POSTs a JSON `body` to `path` on the ingress.
+    pub async fn post_json(&self, path: &str, body: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("ingress answers")
+    }
+
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .expect("admin answers")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// The value of the metric line starting with `series` (name and labels), if present.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        metric_value(&self.metrics().await, series)
+    }
+}
+
+/// Finds `series` (e.g. `webhook_requests_total{route="a",status="202"}`) in a Prometheus
+/// exposition and parses its value.
+pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let rest = line.strip_prefix(series)?;
+        rest.strip_prefix(' ')?.trim().parse().ok()
+    })
+}
