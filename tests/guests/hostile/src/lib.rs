@@ -1,0 +1,247 @@
+//! A test-only plugin that misbehaves on demand, to test the router's sandbox: time and
+//! memory limits, traps, output caps, and bad verdicts.
+//!
+//! Config: `{"mode": "<mode>", ...}` (default mode `ok`). Modes, and the keys they read:
+//!
+//! | mode | `handle` does |
+//! | --- | --- |
+//! | `ok` | forwards the event unchanged |
+//! | `drop` | drops it (reason `message`, default `"dropped by hostile plugin"`) |
+//! | `loop` | loops forever (the time limit must stop it) |
+//! | `memory` | allocates 1 MiB chunks, writing to every page, until allocation fails (a trap); with `bytes`, stops after that many bytes and forwards |
+//! | `trap` | executes `unreachable` |
+//! | `panic` | panics (a trap with `panic = "abort"`; the message goes to the log first) |
+//! | `recursion` | recurses without bound (stack overflow trap) |
+//! | `big-output` | forwards the event with a body of `bytes` bytes (default 8 MiB) |
+//! | `log` | writes one log line of `bytes` characters (default 10000), then forwards |
+//! | `error` | returns `Err("boom")` |
+//! | `bad-fan-out` | fans out to `destination` (default `"no-such-destination"`) |
+//! | `reject` | rejects with `status` (default 403) and `message` |
+//! | `configure-error` | (`configure` fails with an error) |
+//! | `configure-loop` | (`configure` loops forever) |
+//! | `configure-trap` | (`configure` executes `unreachable`) |
+//! | `count` | counts the events this instance handled and forwards with `x-hostile-count: <n>` |
+//!
+//! An event's `x-hostile-mode` header, if set, replaces the configured mode for that event: one
+//! instance can trap on one event and be asked again on the next.
+
+use std::hint::black_box;
+
+use serde::Deserialize;
+use webhook_router_sdk::serde_json::Value;
+use webhook_router_sdk::{Event, Plugin, Verdict, export_plugin, log, verdict};
+
+const MIB: usize = 1024 * 1024;
+const PAGE: usize = 64 * 1024;
+
+/// What to do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Forward unchanged.
+    #[default]
+    Ok,
+    /// Drop.
+    Drop,
+    /// Loop forever.
+    Loop,
+    /// Allocate until out of memory (or `bytes`).
+    Memory,
+    /// `unreachable`.
+    Trap,
+    /// Panic.
+    Panic,
+    /// Unbounded recursion.
+    Recursion,
+    /// A big body.
+    BigOutput,
+    /// A long log line.
+    Log,
+    /// `Err("boom")`.
+    Error,
+    /// Fan out to an unknown destination.
+    BadFanOut,
+    /// Reject.
+    Reject,
+    /// Fail `configure`.
+    ConfigureError,
+    /// Loop in `configure`.
+    ConfigureLoop,
+    /// Trap in `configure`.
+    ConfigureTrap,
+    /// Count events handled by this instance.
+    Count,
+}
+
+/// The plugin's config.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hostile {
+    #[serde(default)]
+    mode: Mode,
+    #[serde(default)]
+    bytes: Option<usize>,
+    #[serde(default)]
+    status: Option<u16>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    destination: Option<String>,
+    #[serde(skip)]
+    handled: std::cell::Cell<u64>,
+}
+
+/// Never returns; the optimizer cannot remove it.
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = black_box(n.wrapping_add(1));
+    }
+}
+
+/// Traps at once.
+fn trap() -> ! {
+    #[cfg(target_arch = "wasm32")]
+    core::arch::wasm32::unreachable();
+    #[cfg(not(target_arch = "wasm32"))]
+    std::process::abort();
+}
+
+/// Recurses until the stack runs out.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let frame = black_box([depth; 32]);
+    if black_box(depth) == u64::MAX {
+        return frame[1];
+    }
+    recurse(frame[0] + 1).wrapping_add(frame[31])
+}
+
+/// Allocates `limit` bytes (or without end) in 1 MiB chunks, writing to every page.
+fn eat_memory(limit: Option<usize>) -> usize {
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    let mut total = 0;
+    while limit.is_none_or(|limit| total < limit) {
+        let size = limit.map_or(MIB, |limit| MIB.min(limit - total));
+        let mut chunk = vec![0u8; size];
+        for i in (0..size).step_by(PAGE) {
+            chunk[i] = 1;
+        }
+        total += size;
+        chunks.push(black_box(chunk));
+    }
+    black_box(&chunks);
+    total
+}
+
+impl Plugin for Hostile {
+    fn configure(config: Value) -> Result<Self, String> {
+        let hostile: Hostile = webhook_router_sdk::from_config(config)?;
+        match hostile.mode {
+            Mode::ConfigureError => Err("configure-error mode: refusing to be configured".into()),
+            Mode::ConfigureLoop => spin(),
+            Mode::ConfigureTrap => trap(),
+            _ => Ok(hostile),
+        }
+    }
+
+    fn handle(&self, mut event: Event) -> Result<Verdict, String> {
+        self.handled.set(self.handled.get() + 1);
+        let mode = match event.header("x-hostile-mode") {
+            Some(mode) => webhook_router_sdk::from_config(Value::String(mode.to_owned()))?,
+            None => self.mode,
+        };
+        Ok(match mode {
+            Mode::Ok | Mode::ConfigureError | Mode::ConfigureLoop | Mode::ConfigureTrap => {
+                verdict::forward(event)
+            }
+            Mode::Drop => verdict::drop(
+                self.message
+                    .as_deref()
+                    .unwrap_or("dropped by hostile plugin"),
+            ),
+            Mode::Loop => spin(),
+            Mode::Memory => {
+                let eaten = eat_memory(self.bytes);
+                event.set_header("x-hostile-allocated", eaten.to_string());
+                verdict::forward(event)
+            }
+            Mode::Trap => trap(),
+            Mode::Panic => panic!("hostile plugin panics on purpose"),
+            Mode::Recursion => {
+                let n = recurse(0);
+                event.set_header("x-hostile-depth", n.to_string());
+                verdict::forward(event)
+            }
+            Mode::BigOutput => {
+                event.set_body(vec![b'x'; self.bytes.unwrap_or(8 * MIB)]);
+                verdict::forward(event)
+            }
+            Mode::Log => {
+                log::info("x".repeat(self.bytes.unwrap_or(10_000)));
+                verdict::forward(event)
+            }
+            Mode::Error => return Err("boom".into()),
+            Mode::Count => {
+                event.set_header("x-hostile-count", self.handled.get().to_string());
+                verdict::forward(event)
+            }
+            Mode::BadFanOut => verdict::fan_out([(
+                self.destination.as_deref().unwrap_or("no-such-destination"),
+                event,
+            )]),
+            Mode::Reject => verdict::reject(
+                self.status.unwrap_or(403),
+                self.message
+                    .as_deref()
+                    .unwrap_or("rejected by hostile plugin"),
+            ),
+        })
+    }
+}
+
+export_plugin!(Hostile);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use webhook_router_sdk::serde_json::json;
+
+    fn handle(config: Value) -> Result<Verdict, String> {
+        Hostile::configure(config)?.handle(Event::from_body("{}"))
+    }
+
+    #[test]
+    fn harmless_modes() {
+        assert_eq!(
+            handle(json!({})).unwrap(),
+            verdict::forward(Event::from_body("{}"))
+        );
+        assert_eq!(handle(json!({"mode": "error"})).unwrap_err(), "boom");
+        assert_eq!(
+            handle(json!({"mode": "reject", "status": 429, "message": "slow down"})).unwrap(),
+            verdict::reject(429, "slow down")
+        );
+        assert_eq!(
+            handle(json!({"mode": "bad-fan-out"})).unwrap(),
+            verdict::fan_out([("no-such-destination", Event::from_body("{}"))])
+        );
+        let Verdict::Forward(event) = handle(json!({"mode": "big-output", "bytes": 1000})).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(event.body.len(), 1000);
+        let Verdict::Forward(event) =
+            handle(json!({"mode": "memory", "bytes": 3 * MIB + 5})).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(event.header("x-hostile-allocated"), Some("3145733"));
+        assert!(handle(json!({"mode": "configure-error"})).is_err());
+        assert!(
+            handle(json!({"mode": "nope"}))
+                .unwrap_err()
+                .contains("unknown variant")
+        );
+    }
+}
