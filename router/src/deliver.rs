@@ -124,7 +124,7 @@ impl Deliverer {
             .client
             .post(destination.url.clone())
             .timeout(destination.timeout)
-            .headers(destination.headers.clone())
+            .headers(outbound_headers(destination, event))
             .header(&WEBHOOK_ID, event.id.as_str())
             .body(event.body.clone());
         if let Some(content_type) = event.content_type() {
@@ -135,6 +135,18 @@ impl Deliverer {
             Err(error) => classify_error(&error, destination.timeout),
         }
     }
+}
+
+/// Headers plugins set on the event, then the destination's own (which win on a clash).
+fn outbound_headers(destination: &Destination, event: &Event) -> HeaderMap {
+    if event.plugin_headers.is_empty() {
+        return destination.headers.clone();
+    }
+    let mut headers = event.plugin_headers.clone();
+    for (name, value) in &destination.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    headers
 }
 
 async fn classify_response(mut response: reqwest::Response) -> AttemptOutcome {

@@ -28,6 +28,9 @@ pub struct Event {
     pub body: Bytes,
     /// When the router accepted the request.
     pub received_at: SystemTime,
+    /// Headers that plugins set or changed: sent with every delivery of the event. (The
+    /// sender's own headers are not forwarded, except `Content-Type`.)
+    pub plugin_headers: HeaderMap,
 }
 
 impl Event {

@@ -1,14 +1,16 @@
-//! Ingress: where a webhook enters. Matches the route, reads the body within limits and
-//! queues the event, answering `202 {"id": ...}` or a short JSON error.
+//! Ingress: where a webhook enters. Matches the route, reads the body within limits, runs the
+//! route's plugin chain and queues the event, answering `202 {"id": ...}` or a short JSON error.
 //!
 //! | answer | when |
 //! |---|---|
-//! | 202 | queued (the body carries the event id) |
+//! | 202 | queued, or dropped by a plugin (the body carries the event id) |
 //! | 404 | no route has this path |
 //! | 405 | the route exists but the method is not POST (`Allow: POST`) |
 //! | 408 | the body did not arrive within `body_read_timeout` |
 //! | 413 | the body is larger than `max_body_bytes` (checked while streaming) |
 //! | 503 | the router holds `queue_capacity` events, or is shutting down (`Retry-After`) |
+//! | 4xx/5xx | a plugin rejected the event with this status; 500 if a plugin failed and the
+//! route's `on_plugin_error` is `reject` |
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use crate::body::{BodyError, read_body};
 use crate::config::Config;
 use crate::event::Event;
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::plugin::{ChainOutcome, PluginChain};
 use crate::queue::{DestinationId, DispatchQueue, EnqueueError};
 use crate::reply::{self, ResponseBody};
 
@@ -33,12 +36,16 @@ const ROUTE_STATUSES: &[u16] = &[202, 400, 405, 408, 413, 503];
 const QUEUE_FULL_RETRY_AFTER: u32 = 1;
 /// `Retry-After` (seconds) sent with 503 while shutting down.
 const SHUTDOWN_RETRY_AFTER: u32 = 5;
+/// Chains whose time budget is within this run on the request's task; longer ones move to a
+/// blocking thread so that a slow plugin cannot stall the other connections of its worker.
+const INLINE_CHAIN_BUDGET: Duration = Duration::from_millis(50);
 
 /// A route as the ingress sees it.
 #[derive(Debug)]
 struct IngressRoute {
     id: String,
     destinations: Vec<DestinationId>,
+    chain: Option<Arc<PluginChain>>,
     metrics: RouteMetrics,
 }
 
@@ -54,10 +61,12 @@ pub struct Ingress {
 }
 
 impl Ingress {
-    /// Builds the ingress for `config`; `destination_ids` maps destination names to ids.
+    /// Builds the ingress for `config`; `destination_ids` maps destination names to ids and
+    /// `chains` holds the loaded plugin chain of each route that has one.
     pub fn new(
         config: &Config,
         destination_ids: &HashMap<String, DestinationId>,
+        mut chains: HashMap<String, PluginChain>,
         queue: Arc<dyn DispatchQueue>,
         metrics: &Metrics,
     ) -> Self {
@@ -73,6 +82,7 @@ impl Ingress {
                 let ingress_route = IngressRoute {
                     id: route.id.clone(),
                     destinations,
+                    chain: chains.remove(&route.id).map(Arc::new),
                     metrics: metrics.route(&route.id, ROUTE_STATUSES),
                 };
                 (route.path.clone(), ingress_route)
@@ -146,13 +156,30 @@ impl Ingress {
             headers: parts.headers,
             body,
             received_at: SystemTime::now(),
+            plugin_headers: http::HeaderMap::new(),
         };
         let id = event.id.clone();
         let bytes = event.body.len();
-        match self.queue.try_enqueue(event, route.destinations.clone()) {
+        let queued = match &route.chain {
+            None => self.queue.try_enqueue(event, route.destinations.clone()),
+            Some(chain) => match run_chain(chain, event, &route.destinations).await {
+                ChainOutcome::Deliver(mut events) if events.len() == 1 => {
+                    let (event, destinations) = events.remove(0);
+                    self.queue.try_enqueue(event, destinations)
+                }
+                ChainOutcome::Deliver(events) => self.queue.try_enqueue_all(events),
+                ChainOutcome::Drop { .. } => return accepted(&id),
+                ChainOutcome::Reject { status, message } => {
+                    let status =
+                        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    return reply::error(status, &message);
+                }
+            },
+        };
+        match queued {
             Ok(()) => {
                 tracing::info!(event_id = %id, route = %route.id, bytes, "accepted");
-                reply::json(StatusCode::ACCEPTED, &serde_json::json!({ "id": id }))
+                accepted(&id)
             }
             Err(EnqueueError::Full) => {
                 tracing::warn!(route = %route.id, "dispatch queue full: answered 503");
@@ -175,6 +202,34 @@ impl Ingress {
         let message = format!("body exceeds the limit of {} bytes", self.max_body_bytes);
         reply::error(StatusCode::PAYLOAD_TOO_LARGE, &message)
     }
+}
+
+/// Runs `event` through `chain`: on this task if the chain's time budget is small, else on a
+/// blocking thread.
+async fn run_chain(
+    chain: &Arc<PluginChain>,
+    event: Event,
+    destinations: &[DestinationId],
+) -> ChainOutcome {
+    if chain.time_budget() <= INLINE_CHAIN_BUDGET {
+        return chain.run(event, destinations);
+    }
+    let chain = Arc::clone(chain);
+    let destinations = destinations.to_vec();
+    tokio::task::spawn_blocking(move || chain.run(event, &destinations))
+        .await
+        .unwrap_or_else(|error| {
+            tracing::error!(%error, "plugin chain task failed");
+            ChainOutcome::Reject {
+                status: 500,
+                message: "plugin failed".to_owned(),
+            }
+        })
+}
+
+/// `202 {"id": ...}`.
+fn accepted(id: &str) -> Response<ResponseBody> {
+    reply::json(StatusCode::ACCEPTED, &serde_json::json!({ "id": id }))
 }
 
 /// The request's `Content-Length`, if it sent a valid one.

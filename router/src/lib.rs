@@ -22,6 +22,7 @@ pub mod dispatch;
 pub mod event;
 pub mod ingress;
 pub mod metrics;
+pub mod plugin;
 pub mod queue;
 pub mod reply;
 pub mod retry;

@@ -7,6 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use std::time::Instant;
+
+use webhook_router::plugin::{Isolation, PluginLimits, check_plugins, load_plugin, trial};
 use webhook_router::{Config, Router};
 
 /// A WebAssembly-extensible webhook router.
@@ -45,6 +48,34 @@ enum Command {
     /// Inspect and replay dead letters through a running router's admin API.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
+    /// Work with WebAssembly plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Run a plugin on one event from a file and print its verdict, the resulting body and the
+    /// time taken; exits non-zero if the plugin fails.
+    Run {
+        /// The plugin component (`.wasm`).
+        module: PathBuf,
+        /// The plugin's config: JSON, or `@FILE` to read it from a file.
+        #[arg(long, default_value = "{}")]
+        config: String,
+        /// The webhook body to run it on.
+        #[arg(long)]
+        event: PathBuf,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+        /// The route id the event arrives on.
+        #[arg(long, default_value = "trial")]
+        route: String,
+        /// Most time the call may take, e.g. `10ms`.
+        #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
+        time_limit: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,6 +128,14 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Serve { config } => serve(&config).await,
         Command::Check { config } => Ok(check(&config)),
         Command::DeadLetters(command) => dead_letters(command).await,
+        Command::Plugin(PluginCommand::Run {
+            module,
+            config,
+            event,
+            headers,
+            route,
+            time_limit,
+        }) => plugin_run(&module, &config, &event, &headers, &route, time_limit),
     }
 }
 
@@ -125,12 +164,79 @@ fn load(path: &Path) -> Option<Config> {
 }
 
 fn check(path: &Path) -> ExitCode {
-    match load(path) {
-        Some(_) => {
+    let Some(config) = load(path) else {
+        return ExitCode::FAILURE;
+    };
+    match check_plugins(&config) {
+        Ok(_) => {
             println!("ok");
             ExitCode::SUCCESS
         }
-        None => ExitCode::FAILURE,
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn plugin_run(
+    module: &Path,
+    config: &str,
+    event: &Path,
+    headers: &[String],
+    route: &str,
+    time_limit: std::time::Duration,
+) -> Result<ExitCode> {
+    let config_json = match config.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the plugin config {file}"))?,
+        None => config.to_owned(),
+    };
+    let config_value: serde_json::Value =
+        serde_json::from_str(&config_json).context("the plugin config is not valid JSON")?;
+    if !config_value.is_object() {
+        bail!("the plugin config must be a JSON object");
+    }
+    let body = std::fs::read(event)
+        .with_context(|| format!("cannot read the event {}", event.display()))?;
+    let mut header_map = http::HeaderMap::new();
+    for header in headers {
+        let (name, value) = trial::parse_header(header).map_err(anyhow::Error::msg)?;
+        header_map.append(name, value);
+    }
+    let limits = PluginLimits {
+        time: time_limit,
+        ..PluginLimits::default()
+    };
+    let started = Instant::now();
+    let plugin = load_plugin(
+        module,
+        route,
+        &config_value.to_string(),
+        limits,
+        Isolation::Reuse,
+    )
+    .map_err(anyhow::Error::msg)
+    .with_context(|| format!("cannot load {}", module.display()))?;
+    let loaded_in = started.elapsed();
+    let event = trial::trial_event(route, body, header_map);
+    let outcome = trial::run_once(&plugin, &event);
+    let timing = format!(
+        "time: {:.1?} (load and configure: {loaded_in:.1?})",
+        outcome.elapsed
+    );
+    match outcome.result {
+        Ok(verdict) => {
+            let text = format!("{}{timing}\n", trial::render_verdict(&verdict));
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(failure) => {
+            eprintln!("plugin failed: {failure}");
+            eprintln!("{timing}");
+            Ok(ExitCode::FAILURE)
+        }
     }
 }
 

@@ -33,10 +33,21 @@ pub mod names {
     pub const DELIVERY_ATTEMPTS: &str = "webhook_delivery_attempts";
     /// Gauge: dead letters held.
     pub const DEAD_LETTERS: &str = "webhook_dead_letters";
+    /// Histogram `{route, plugin}`: time one plugin call took.
+    pub const PLUGIN_DURATION: &str = "webhook_plugin_duration_seconds";
+    /// Counter `{route, plugin, verdict}`: plugin verdicts.
+    pub const PLUGIN_VERDICTS: &str = "webhook_plugin_verdicts_total";
+    /// Counter `{route, plugin, kind}`: plugin failures.
+    pub const PLUGIN_ERRORS: &str = "webhook_plugin_errors_total";
 }
 
 const DURATION_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Plugin calls take microseconds when healthy and up to their time limit when not.
+const PLUGIN_DURATION_BUCKETS: &[f64] = &[
+    0.000_002, 0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.0025,
+    0.005, 0.01, 0.025, 0.05, 0.1, 1.0,
 ];
 const BYTE_BUCKETS: &[f64] = &[
     256.0,
@@ -83,6 +94,12 @@ impl Metrics {
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), DURATION_BUCKETS)
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Full(names::BODY_BYTES.into()), BYTE_BUCKETS)
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(names::PLUGIN_DURATION.into()),
+                    PLUGIN_DURATION_BUCKETS,
+                )
             })
             .and_then(|b| {
                 b.set_buckets_for_metric(
@@ -171,6 +188,33 @@ impl Metrics {
         }
     }
 
+    /// Handles for one plugin of one route.
+    pub fn plugin(&self, route: &str, plugin: &str) -> PluginMetrics {
+        let labels = |key: &'static str, value: &'static str| {
+            vec![
+                Label::new("route", route.to_owned()),
+                Label::new("plugin", plugin.to_owned()),
+                Label::new(key, value),
+            ]
+        };
+        let verdict = |v| self.counter(names::PLUGIN_VERDICTS, labels("verdict", v));
+        PluginMetrics {
+            duration: self.histogram(
+                names::PLUGIN_DURATION,
+                vec![
+                    Label::new("route", route.to_owned()),
+                    Label::new("plugin", plugin.to_owned()),
+                ],
+            ),
+            forward: verdict("forward"),
+            drop: verdict("drop"),
+            reject: verdict("reject"),
+            fan_out: verdict("fan_out"),
+            errors: crate::plugin::PluginErrorKind::ALL
+                .map(|kind| self.counter(names::PLUGIN_ERRORS, labels("kind", kind.label()))),
+        }
+    }
+
     fn request_counter(&self, route: &str, status: u16) -> Counter {
         self.counter(
             names::REQUESTS,
@@ -244,6 +288,29 @@ impl fmt::Debug for DeliveryMetrics {
     }
 }
 
+/// Pre-registered handles for one plugin of one route.
+#[derive(Clone)]
+pub struct PluginMetrics {
+    /// Call duration.
+    pub duration: Histogram,
+    /// `verdict="forward"`.
+    pub forward: Counter,
+    /// `verdict="drop"`.
+    pub drop: Counter,
+    /// `verdict="reject"`.
+    pub reject: Counter,
+    /// `verdict="fan_out"`.
+    pub fan_out: Counter,
+    /// Failures, indexed like [`crate::plugin::PluginErrorKind::ALL`].
+    pub errors: [Counter; 6],
+}
+
+impl fmt::Debug for PluginMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginMetrics").finish_non_exhaustive()
+    }
+}
+
 fn describe(recorder: &PrometheusRecorder) {
     let counters = [
         (
@@ -253,6 +320,14 @@ fn describe(recorder: &PrometheusRecorder) {
         (
             names::DELIVERIES,
             "Delivery attempt outcomes: delivered, retry or dead_letter.",
+        ),
+        (
+            names::PLUGIN_VERDICTS,
+            "Plugin verdicts: forward, drop, reject or fan_out.",
+        ),
+        (
+            names::PLUGIN_ERRORS,
+            "Plugin failures: trap, timeout, memory, output_too_large, error or bad_verdict.",
         ),
     ];
     for (name, help) in counters {
@@ -283,6 +358,10 @@ fn describe(recorder: &PrometheusRecorder) {
         (
             names::DELIVERY_ATTEMPTS,
             "Attempts needed to deliver an event.",
+        ),
+        (
+            names::PLUGIN_DURATION,
+            "Duration of one plugin call in seconds.",
         ),
     ];
     for (name, help) in histograms {

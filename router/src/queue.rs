@@ -52,6 +52,11 @@ pub trait DispatchQueue: Send + Sync + std::fmt::Debug + 'static {
         destinations: Vec<DestinationId>,
     ) -> Result<(), EnqueueError>;
 
+    /// Queues several events (a plugin's fan-out) all together or none of them: either every
+    /// one gets a place in the capacity, or the call fails and nothing is queued. Never waits.
+    fn try_enqueue_all(&self, events: Vec<(Event, Vec<DestinationId>)>)
+    -> Result<(), EnqueueError>;
+
     /// Waits for the next event; `None` once the queue is closed and drained.
     fn dequeue(&self) -> DequeueFuture<'_>;
 
@@ -100,28 +105,42 @@ impl MemoryQueue {
         }
     }
 
-    fn reserve(&self) -> Option<Slot> {
+    /// Takes `count` places in the capacity at once, or none; each must become a [`Slot`].
+    fn reserve(&self, count: usize) -> bool {
         let mut current = self.held.load(Ordering::Acquire);
         loop {
-            if current >= self.capacity {
-                return None;
-            }
+            let Some(wanted) = current.checked_add(count).filter(|&w| w <= self.capacity) else {
+                return false;
+            };
             match self.held.compare_exchange_weak(
                 current,
-                current + 1,
+                wanted,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    self.metrics.set_queue_depth(current + 1);
-                    return Some(Slot {
-                        held: Arc::clone(&self.held),
-                        metrics: self.metrics.clone(),
-                    });
+                    self.metrics.set_queue_depth(wanted);
+                    return true;
                 }
                 Err(actual) => current = actual,
             }
         }
+    }
+
+    /// The handle of one place taken by [`MemoryQueue::reserve`].
+    fn slot(&self) -> Slot {
+        Slot {
+            held: Arc::clone(&self.held),
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    fn send(&self, queued: QueuedEvent) -> Result<(), EnqueueError> {
+        self.sender.try_send(queued).map_err(|e| match e {
+            // Unreachable while `held <= capacity`, but never lose the distinction.
+            async_channel::TrySendError::Full(_) => EnqueueError::Full,
+            async_channel::TrySendError::Closed(_) => EnqueueError::Closed,
+        })
     }
 }
 
@@ -134,17 +153,38 @@ impl DispatchQueue for MemoryQueue {
         if self.sender.is_closed() {
             return Err(EnqueueError::Closed);
         }
-        let slot = self.reserve().ok_or(EnqueueError::Full)?;
-        let queued = QueuedEvent {
+        if !self.reserve(1) {
+            return Err(EnqueueError::Full);
+        }
+        self.send(QueuedEvent {
             event,
             destinations,
-            slot,
-        };
-        self.sender.try_send(queued).map_err(|e| match e {
-            // Unreachable while `held <= capacity`, but never lose the distinction.
-            async_channel::TrySendError::Full(_) => EnqueueError::Full,
-            async_channel::TrySendError::Closed(_) => EnqueueError::Closed,
+            slot: self.slot(),
         })
+    }
+
+    fn try_enqueue_all(
+        &self,
+        events: Vec<(Event, Vec<DestinationId>)>,
+    ) -> Result<(), EnqueueError> {
+        if self.sender.is_closed() {
+            return Err(EnqueueError::Closed);
+        }
+        if !self.reserve(events.len()) {
+            return Err(EnqueueError::Full);
+        }
+        // Every place becomes a slot first, so an early return below still releases them all.
+        let slots: Vec<Slot> = events.iter().map(|_| self.slot()).collect();
+        // With the places reserved, sends cannot find the channel full; only a close racing
+        // this call can fail one, and then the rest fail the same way.
+        for ((event, destinations), slot) in events.into_iter().zip(slots) {
+            self.send(QueuedEvent {
+                event,
+                destinations,
+                slot,
+            })?;
+        }
+        Ok(())
     }
 
     fn dequeue(&self) -> DequeueFuture<'_> {
@@ -175,6 +215,7 @@ mod tests {
             headers: http::HeaderMap::new(),
             body: bytes::Bytes::new(),
             received_at: SystemTime::now(),
+            plugin_headers: http::HeaderMap::new(),
         }
     }
 
@@ -198,6 +239,29 @@ mod tests {
         drop(first);
         assert_eq!(queue.held(), 1);
         queue.try_enqueue(event(3), vec![0]).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_fan_out_is_queued_whole_or_not_at_all() {
+        let queue = MemoryQueue::new(3, Metrics::new());
+        queue.try_enqueue(event(1), vec![0]).unwrap();
+        let three = vec![
+            (event(2), vec![0]),
+            (event(3), vec![1]),
+            (event(4), vec![2]),
+        ];
+        assert!(matches!(
+            queue.try_enqueue_all(three),
+            Err(EnqueueError::Full)
+        ));
+        assert_eq!(queue.held(), 1, "a refused fan-out takes no place");
+        let two = vec![(event(2), vec![0]), (event(3), vec![1])];
+        queue.try_enqueue_all(two).unwrap();
+        assert_eq!(queue.held(), 3);
+        for expected in ["e1", "e2", "e3"] {
+            assert_eq!(queue.dequeue().await.unwrap().event.id, expected);
+        }
+        assert_eq!(queue.held(), 0);
     }
 
     #[tokio::test]

@@ -10,12 +10,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::Admin;
-use crate::config::Config;
+use crate::config::{Config, ConfigErrors};
 use crate::dead_letter::DeadLetterStore;
 use crate::deliver::{Deliverer, Destination, InvalidHeader};
 use crate::dispatch::Dispatcher;
 use crate::ingress::Ingress;
 use crate::metrics::Metrics;
+use crate::plugin::load_chains;
 use crate::queue::{DispatchQueue, MemoryQueue};
 use crate::server::{ListenerSettings, serve};
 
@@ -41,6 +42,9 @@ pub enum StartError {
     /// A destination's headers are invalid.
     #[error(transparent)]
     Destination(#[from] InvalidHeader),
+    /// A plugin could not be loaded or rejected its configuration.
+    #[error("{0}")]
+    Plugin(ConfigErrors),
 }
 
 /// What shutdown left behind.
@@ -85,6 +89,8 @@ impl Router {
             destination_ids.insert(name.clone(), destinations.len());
             destinations.push(Destination::from_config(name, destination)?);
         }
+        let destination_ids = Arc::new(destination_ids);
+        let chains = load_chains(config, &destination_ids, &metrics).map_err(StartError::Plugin)?;
         let queue: Arc<dyn DispatchQueue> = Arc::new(MemoryQueue::new(
             server.queue_capacity.get(),
             metrics.clone(),
@@ -109,6 +115,7 @@ impl Router {
         let ingress = Arc::new(Ingress::new(
             config,
             &destination_ids,
+            chains,
             Arc::clone(&queue),
             &metrics,
         ));

@@ -96,6 +96,26 @@ impl<'a> ErrorSink<'a> {
         self.push(error.span(), key, message);
     }
 
+    /// The file being read.
+    pub(crate) fn file(&self) -> &Path {
+        self.file
+    }
+
+    /// The place of byte `span` in the file, under `key`.
+    pub(crate) fn location(
+        &self,
+        span: std::ops::Range<usize>,
+        key: &str,
+    ) -> super::ConfigLocation {
+        let (line, column) = line_column(self.text, span.start);
+        super::ConfigLocation {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            key: key.to_owned(),
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.errors.is_empty()
     }

@@ -176,6 +176,103 @@ pub struct RouteConfig {
     pub path: String,
     /// Names of the destinations every accepted event is delivered to.
     pub destinations: Vec<String>,
+    /// WebAssembly plugins every event passes through, in order.
+    pub plugins: Vec<PluginConfig>,
+    /// What a plugin failure does to the event.
+    pub on_plugin_error: OnPluginError,
+}
+
+/// One entry of a route's `plugins` list.
+#[derive(Debug, Clone)]
+pub struct PluginConfig {
+    /// The component file, resolved against the config file's directory.
+    pub module: PathBuf,
+    /// Label in metrics and logs (default: the module's file stem).
+    pub name: String,
+    /// The plugin's own configuration, handed to its `configure` as JSON.
+    pub config: serde_json::Value,
+    /// Resource limits.
+    pub limits: PluginLimitsConfig,
+    /// How instances are isolated between events.
+    pub isolation: Isolation,
+    /// Where the entry is written, for errors found when the plugin is loaded.
+    pub location: ConfigLocation,
+}
+
+/// A place in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigLocation {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// Dotted key, e.g. `routes[0].plugins[1]`.
+    pub key: String,
+}
+
+impl ConfigLocation {
+    /// An error at this place.
+    pub fn error(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            line: Some(self.line),
+            column: Some(self.column),
+            key: self.key.clone(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A plugin's `limits = { memory, time, output }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginLimitsConfig {
+    /// Most linear memory (default 16 MiB, at most 256 MiB).
+    #[serde(default = "defaults::plugin_memory")]
+    pub memory: ByteSize,
+    /// Most time per event (default 10 ms).
+    #[serde(default = "defaults::plugin_time")]
+    pub time: HumanDuration,
+    /// Output cap (default 1 MiB); the larger of this and 4 × the input body applies.
+    #[serde(default = "defaults::plugin_output")]
+    pub output: ByteSize,
+}
+
+impl Default for PluginLimitsConfig {
+    fn default() -> Self {
+        Self {
+            memory: defaults::plugin_memory(),
+            time: defaults::plugin_time(),
+            output: defaults::plugin_output(),
+        }
+    }
+}
+
+/// How a plugin's instances are isolated between events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// A configured instance is reused for later events of the same route and plugin; one
+    /// that fails is discarded (the default: fastest).
+    #[default]
+    Reuse,
+    /// Every event gets a new instance, configured and then dropped.
+    Fresh,
+}
+
+/// What a plugin failure (trap, timeout, memory, oversized output, error, bad verdict) does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnPluginError {
+    /// Answer the sender 500; nothing is queued (the default).
+    #[default]
+    Reject,
+    /// Answer 202 and deliver nothing.
+    Drop,
+    /// Carry on with the event as it was before the failing plugin.
+    Forward,
 }
 
 /// The raw shape of a `[[routes]]` entry, with spans for cross-checks.
@@ -185,6 +282,25 @@ struct RawRoute {
     id: Spanned<String>,
     path: Spanned<String>,
     destinations: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    plugins: Vec<Spanned<RawPlugin>>,
+    #[serde(default)]
+    on_plugin_error: OnPluginError,
+}
+
+/// The raw shape of a plugin entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    module: EnvString,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default = "defaults::plugin_config")]
+    config: serde_json::Value,
+    #[serde(default)]
+    limits: PluginLimitsConfig,
+    #[serde(default)]
+    isolation: Isolation,
 }
 
 mod defaults {
@@ -228,6 +344,18 @@ mod defaults {
     }
     pub fn max_backoff() -> HumanDuration {
         HumanDuration(Duration::from_secs(600))
+    }
+    pub fn plugin_memory() -> ByteSize {
+        ByteSize(16 * 1024 * 1024)
+    }
+    pub fn plugin_time() -> HumanDuration {
+        HumanDuration(Duration::from_millis(10))
+    }
+    pub fn plugin_output() -> ByteSize {
+        ByteSize(1024 * 1024)
+    }
+    pub fn plugin_config() -> serde_json::Value {
+        serde_json::Value::Object(serde_json::Map::new())
     }
 }
 
@@ -453,6 +581,7 @@ fn validate_routes(
                 );
             }
         }
+        let plugins = validate_plugins(route.plugins, &key, sink);
         routes.push(RouteConfig {
             id: route.id.into_inner(),
             path: route.path.into_inner(),
@@ -462,9 +591,70 @@ fn validate_routes(
                 .into_iter()
                 .map(Spanned::into_inner)
                 .collect(),
+            plugins,
+            on_plugin_error: route.on_plugin_error,
         });
     }
     routes
+}
+
+/// Checks a route's plugin entries and resolves their module paths.
+fn validate_plugins(
+    raw: Vec<Spanned<RawPlugin>>,
+    route_key: &str,
+    sink: &mut ErrorSink<'_>,
+) -> Vec<PluginConfig> {
+    let base = sink
+        .file()
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let mut names = HashSet::new();
+    let mut plugins = Vec::with_capacity(raw.len());
+    for (index, entry) in raw.into_iter().enumerate() {
+        let key = format!("{route_key}.plugins[{index}]");
+        let span = entry.span();
+        let entry = entry.into_inner();
+        let module = base.join(&entry.module.0);
+        let name = entry.name.clone().unwrap_or_else(|| {
+            module
+                .file_stem()
+                .map_or_else(|| "plugin".to_owned(), |s| s.to_string_lossy().into_owned())
+        });
+        let mut problems = Vec::new();
+        if !is_identifier(&name) {
+            problems.push(format!(
+                "plugin name {name:?} may use only letters, digits, '-' and '_' (set `name`)"
+            ));
+        } else if !names.insert(name.clone()) {
+            problems.push(format!(
+                "plugin name {name:?} is used twice in this route (set `name` to tell them apart)"
+            ));
+        }
+        let limits = entry.limits;
+        if limits.memory.0 < 1024 * 1024 || limits.memory.0 > 256 * 1024 * 1024 {
+            problems.push("limits.memory must be between 1MiB and 256MiB".to_owned());
+        }
+        if limits.time.0 < Duration::from_millis(1) || limits.time.0 > Duration::from_secs(10) {
+            problems.push("limits.time must be between 1ms and 10s".to_owned());
+        }
+        if !entry.config.is_object() {
+            problems.push("config must be a table".to_owned());
+        }
+        for problem in problems {
+            sink.push(Some(span.clone()), &key, problem);
+        }
+        let location = sink.location(span, &key);
+        plugins.push(PluginConfig {
+            module,
+            name,
+            config: entry.config,
+            limits,
+            isolation: entry.isolation,
+            location,
+        });
+    }
+    plugins
 }
 
 fn is_identifier(name: &str) -> bool {

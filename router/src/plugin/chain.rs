@@ -1,0 +1,207 @@
+//! A route's plugin chain: each plugin in order, and what its verdict does.
+//!
+//! - `forward(event)`: the (possibly changed) event goes to the next plugin, or, after the
+//!   last one, to the route's destinations;
+//! - `drop(reason)`: the sender gets 202, nothing is delivered; counted and logged;
+//! - `reject(status, message)`: the sender gets that status (4xx/5xx only); nothing queued;
+//! - `fan-out(deliveries)`: each event goes to its named destination, ending the chain.
+//!
+//! A failure (trap, timeout, memory, oversized output, error, or a verdict the router cannot
+//! act on) is counted and handled by the route's `on_plugin_error`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::bindings::{Verdict, from_guest};
+use super::{LoadedPlugin, OnPluginError, PluginErrorKind, PluginFailure};
+use crate::event::Event;
+use crate::metrics::{Metrics, PluginMetrics};
+use crate::queue::DestinationId;
+
+/// What a chain decided for an event.
+#[derive(Debug)]
+pub enum ChainOutcome {
+    /// Queue these events, each for its destinations.
+    Deliver(Vec<(Event, Vec<DestinationId>)>),
+    /// Accept without delivery.
+    Drop {
+        /// Why (for logs).
+        reason: String,
+    },
+    /// Answer the sender with this status and message.
+    Reject {
+        /// 4xx or 5xx.
+        status: u16,
+        /// Short reason for the sender.
+        message: String,
+    },
+}
+
+/// A plugin and its metric handles.
+#[derive(Debug)]
+struct Step {
+    plugin: LoadedPlugin,
+    metrics: PluginMetrics,
+}
+
+/// The plugins of one route.
+#[derive(Debug)]
+pub struct PluginChain {
+    route: String,
+    steps: Vec<Step>,
+    on_error: OnPluginError,
+    destination_ids: Arc<HashMap<String, DestinationId>>,
+}
+
+impl PluginChain {
+    /// A chain of `plugins` for `route`; fan-out names are resolved with `destination_ids`.
+    pub fn new(
+        route: &str,
+        plugins: Vec<LoadedPlugin>,
+        on_error: OnPluginError,
+        destination_ids: Arc<HashMap<String, DestinationId>>,
+        metrics: &Metrics,
+    ) -> Self {
+        let steps = plugins
+            .into_iter()
+            .map(|plugin| Step {
+                metrics: metrics.plugin(route, plugin.name()),
+                plugin,
+            })
+            .collect();
+        Self {
+            route: route.to_owned(),
+            steps,
+            on_error,
+            destination_ids,
+        }
+    }
+
+    /// Whether the chain has no plugins.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// How many plugins the chain runs.
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// The longest one event can spend in the chain: the sum of its plugins' time limits.
+    pub fn time_budget(&self) -> Duration {
+        self.steps
+            .iter()
+            .map(|step| step.plugin.limits().time)
+            .sum()
+    }
+
+    /// Runs `event` through every plugin; `destinations` are the route's.
+    pub fn run(&self, mut event: Event, destinations: &[DestinationId]) -> ChainOutcome {
+        for step in &self.steps {
+            let started = Instant::now();
+            let result = step.plugin.handle(&event);
+            step.metrics
+                .duration
+                .record(started.elapsed().as_secs_f64());
+            let failure = match result.and_then(|verdict| self.act_on(verdict, &event)) {
+                Ok(Acted::Next(changed)) => {
+                    step.metrics.forward.increment(1);
+                    event = *changed;
+                    continue;
+                }
+                Ok(Acted::Done(outcome)) => {
+                    let counter = match &outcome {
+                        ChainOutcome::Drop { .. } => &step.metrics.drop,
+                        ChainOutcome::Reject { .. } => &step.metrics.reject,
+                        ChainOutcome::Deliver(_) => &step.metrics.fan_out,
+                    };
+                    counter.increment(1);
+                    if let ChainOutcome::Drop { reason } = &outcome {
+                        tracing::info!(event_id = %event.id, route = %self.route, plugin = step.plugin.name(), reason = %reason, "dropped by plugin");
+                    }
+                    return outcome;
+                }
+                Err(failure) => failure,
+            };
+            step.metrics.errors[kind_index(failure.kind)].increment(1);
+            tracing::warn!(
+                event_id = %event.id,
+                route = %self.route,
+                plugin = step.plugin.name(),
+                kind = failure.kind.label(),
+                error = %failure.message,
+                on_plugin_error = ?self.on_error,
+                "plugin failed"
+            );
+            match self.on_error {
+                OnPluginError::Reject => {
+                    return ChainOutcome::Reject {
+                        status: 500,
+                        message: "plugin failed".to_owned(),
+                    };
+                }
+                OnPluginError::Drop => {
+                    return ChainOutcome::Drop {
+                        reason: format!("plugin {} failed", step.plugin.name()),
+                    };
+                }
+                OnPluginError::Forward => {}
+            }
+        }
+        ChainOutcome::Deliver(vec![(event, destinations.to_vec())])
+    }
+
+    /// Turns a verdict into the next step, checking what the router must not trust.
+    fn act_on(&self, verdict: Verdict, event: &Event) -> Result<Acted, PluginFailure> {
+        let bad = |message: String| PluginFailure::new(PluginErrorKind::BadVerdict, message);
+        match verdict {
+            Verdict::Forward(changed) => Ok(Acted::Next(Box::new(
+                from_guest(changed, event).map_err(bad)?,
+            ))),
+            Verdict::Drop(reason) => Ok(Acted::Done(ChainOutcome::Drop { reason })),
+            Verdict::Reject(rejection) => {
+                if !(400..=599).contains(&rejection.status) {
+                    return Err(bad(format!(
+                        "reject status {} is not 4xx or 5xx",
+                        rejection.status
+                    )));
+                }
+                Ok(Acted::Done(ChainOutcome::Reject {
+                    status: rejection.status,
+                    message: rejection.message,
+                }))
+            }
+            Verdict::FanOut(deliveries) => {
+                if deliveries.is_empty() {
+                    return Ok(Acted::Done(ChainOutcome::Drop {
+                        reason: "fan-out to no destination".to_owned(),
+                    }));
+                }
+                let mut routed = Vec::with_capacity(deliveries.len());
+                for delivery in deliveries {
+                    let Some(&id) = self.destination_ids.get(&delivery.destination) else {
+                        return Err(bad(format!(
+                            "fan-out to unknown destination {:?}",
+                            delivery.destination
+                        )));
+                    };
+                    routed.push((from_guest(delivery.event, event).map_err(bad)?, vec![id]));
+                }
+                Ok(Acted::Done(ChainOutcome::Deliver(routed)))
+            }
+        }
+    }
+}
+
+enum Acted {
+    Next(Box<Event>),
+    Done(ChainOutcome),
+}
+
+fn kind_index(kind: PluginErrorKind) -> usize {
+    PluginErrorKind::ALL
+        .iter()
+        .position(|&k| k == kind)
+        .unwrap_or(0)
+}

@@ -1,0 +1,215 @@
+//! The process-wide plugin engine: one wasmtime `Engine` (component model, pooling allocator,
+//! epoch interruption, copy-on-write memory images, on-disk compile cache), its epoch ticker
+//! thread, and the `Linker` that gives plugins the contract's `log` import and the WASI
+//! interfaces a `wasm32-wasip2` guest needs to instantiate — with nothing granted: no
+//! files, no network, no environment, no stdio, and clocks frozen at zero.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::{Filter, FilterImports, Level};
+use super::limits::MemoryLimiter;
+
+/// How often the epoch advances: the granularity of plugin time limits.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// Largest memory limit a plugin may be given.
+pub const MAX_PLUGIN_MEMORY_BYTES: usize = 256 * 1024 * 1024;
+/// Longest log message a plugin may write; longer ones are cut.
+const MAX_LOG_MESSAGE_BYTES: usize = 4096;
+/// Instances alive at once across all plugins (pooling allocator slots).
+const POOLED_INSTANCES: u32 = 512;
+
+/// The state each plugin `Store` carries: small, built per instance.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// Memory limiter of this store.
+    pub limiter: MemoryLimiter,
+    /// Plugin name, for log lines.
+    pub plugin: std::sync::Arc<str>,
+    /// Route id, for log lines.
+    pub route: std::sync::Arc<str>,
+}
+
+impl std::fmt::Debug for HostState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostState")
+            .field("plugin", &self.plugin)
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostState {
+    /// State for one instance of `plugin` on `route`, allowed `memory_bytes` of memory.
+    pub fn new(
+        plugin: std::sync::Arc<str>,
+        route: std::sync::Arc<str>,
+        memory_bytes: usize,
+    ) -> Self {
+        let wasi = WasiCtxBuilder::new()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(memory_bytes),
+            plugin,
+            route,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl super::bindings::webhook_router::plugin::types::Host for HostState {}
+
+impl FilterImports for HostState {
+    fn log(&mut self, level: Level, mut message: String) {
+        if message.len() > MAX_LOG_MESSAGE_BYTES {
+            let mut cut = MAX_LOG_MESSAGE_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        let (plugin, route) = (&*self.plugin, &*self.route);
+        match level {
+            Level::Trace => tracing::trace!(plugin, route, "{message}"),
+            Level::Debug => tracing::debug!(plugin, route, "{message}"),
+            Level::Info => tracing::info!(plugin, route, "{message}"),
+            Level::Warn => tracing::warn!(plugin, route, "{message}"),
+            Level::Error => tracing::error!(plugin, route, "{message}"),
+        }
+    }
+}
+
+/// A clock stopped at zero: plugins get time only through the event (`received-at-ms`).
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// Why the plugin engine could not be set up, or a module could not be compiled.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct EngineError(pub String);
+
+/// The shared engine and linker.
+pub struct PluginEngine {
+    engine: Engine,
+    linker: Linker<HostState>,
+}
+
+impl std::fmt::Debug for PluginEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginEngine").finish_non_exhaustive()
+    }
+}
+
+impl PluginEngine {
+    /// The process's engine, created (with its ticker thread) on first use.
+    pub fn shared() -> Result<&'static PluginEngine, EngineError> {
+        static SHARED: OnceLock<Result<PluginEngine, EngineError>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                Self::new()
+                    .map_err(|e| EngineError(format!("cannot start the plugin engine: {e:#}")))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn new() -> wasmtime::Result<Self> {
+        let mut pooling = PoolingAllocationConfig::default();
+        pooling
+            .total_component_instances(POOLED_INSTANCES)
+            .total_core_instances(POOLED_INSTANCES * 4)
+            .total_memories(POOLED_INSTANCES * 2)
+            .total_tables(POOLED_INSTANCES * 4)
+            .total_stacks(POOLED_INSTANCES)
+            .max_memory_size(MAX_PLUGIN_MEMORY_BYTES);
+        let mut config = wasmtime::Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .memory_init_cow(true)
+            .max_wasm_stack(512 * 1024)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+        match wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
+            Ok(cache) => {
+                config.cache(Some(cache));
+            }
+            Err(error) => tracing::debug!(%error, "plugin compile cache disabled"),
+        }
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        Filter::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
+        start_epoch_ticker(&engine);
+        Ok(Self { engine, linker })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The linker every plugin is instantiated with.
+    pub fn linker(&self) -> &Linker<HostState> {
+        &self.linker
+    }
+
+    /// Compiles a component (or loads it from the on-disk cache).
+    pub fn compile(&self, wasm: &[u8]) -> Result<Component, EngineError> {
+        Component::new(&self.engine, wasm).map_err(|e| EngineError(format!("{e:#}")))
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] for as long as the engine lives.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("plugin-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the plugin epoch ticker: plugin time limits will not apply");
+    }
+}

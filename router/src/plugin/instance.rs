@@ -1,0 +1,230 @@
+//! One loaded plugin: its pre-instantiated component, its configuration, and a pool of
+//! configured instances.
+//!
+//! Isolation is per event in one of two ways (route config `isolation`):
+//! - `reuse` (default): an idle, configured instance is taken from the plugin's own pool and
+//!   returned after a clean call. An instance that traps, times out or runs out of memory is
+//!   discarded, never reused. Pools are per route and per plugin entry, so no state crosses
+//!   routes.
+//! - `fresh`: every event gets a new instance, configured, used once and dropped.
+//!
+//! Every call runs with an epoch deadline (time) and a memory limiter in its `Store`.
+
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+use wasmtime::component::Component;
+use wasmtime::{Store, Trap};
+
+use super::bindings::{Filter, FilterPre, Verdict, to_guest};
+use super::engine::{EPOCH_TICK, HostState, PluginEngine};
+use super::limits::PluginLimits;
+use super::{Isolation, PluginErrorKind, PluginFailure};
+use crate::event::Event;
+
+/// Idle instances kept per plugin.
+const IDLE_INSTANCES: usize = 16;
+/// Time budget for `configure`, which may parse a large config once.
+const CONFIGURE_TIME_FACTOR: u32 = 50;
+
+/// A configured instance and the store it lives in.
+struct PluginInstance {
+    store: Store<HostState>,
+    filter: Filter,
+}
+
+/// A plugin ready to handle events.
+pub struct LoadedPlugin {
+    name: Arc<str>,
+    route: Arc<str>,
+    pre: FilterPre<HostState>,
+    config_json: String,
+    limits: PluginLimits,
+    isolation: Isolation,
+    idle: ArrayQueue<PluginInstance>,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.name)
+            .field("route", &self.route)
+            .field("limits", &self.limits)
+            .field("isolation", &self.isolation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadedPlugin {
+    /// Pre-instantiates `component` and configures a first instance with `config_json`;
+    /// a configuration the plugin rejects is an error here, at load time.
+    pub fn load(
+        engine: &PluginEngine,
+        component: &Component,
+        name: &str,
+        route: &str,
+        config_json: String,
+        limits: PluginLimits,
+        isolation: Isolation,
+    ) -> Result<Self, PluginFailure> {
+        let instance_pre = engine.linker().instantiate_pre(component).map_err(|e| {
+            PluginFailure::new(PluginErrorKind::Error, format!("cannot link plugin: {e:#}"))
+        })?;
+        let pre = FilterPre::new(instance_pre).map_err(|e| {
+            PluginFailure::new(
+                PluginErrorKind::Error,
+                format!("not a webhook-router plugin: {e:#}"),
+            )
+        })?;
+        let plugin = Self {
+            name: name.into(),
+            route: route.into(),
+            pre,
+            config_json,
+            limits,
+            isolation,
+            idle: ArrayQueue::new(IDLE_INSTANCES),
+        };
+        let first = plugin.instantiate()?;
+        if plugin.isolation == Isolation::Reuse {
+            let _ = plugin.idle.push(first);
+        }
+        Ok(plugin)
+    }
+
+    /// The plugin's name (its label in metrics and logs).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The plugin's limits.
+    pub fn limits(&self) -> PluginLimits {
+        self.limits
+    }
+
+    /// Runs the plugin on `event`.
+    pub fn handle(&self, event: &Event) -> Result<Verdict, PluginFailure> {
+        let mut instance = match self.isolation {
+            Isolation::Reuse => match self.idle.pop() {
+                Some(instance) => instance,
+                None => self.instantiate()?,
+            },
+            Isolation::Fresh => self.instantiate()?,
+        };
+        instance
+            .store
+            .set_epoch_deadline(deadline_ticks(self.limits.time, 1));
+        instance.store.data_mut().limiter.exceeded = false;
+        let guest_event = to_guest(event);
+        let result = instance
+            .filter
+            .call_handle(&mut instance.store, &guest_event);
+        let verdict = match result {
+            Ok(Ok(verdict)) => verdict,
+            Ok(Err(message)) => {
+                self.recycle(instance);
+                return Err(PluginFailure::new(PluginErrorKind::Error, message));
+            }
+            // A trapped instance may be in any state: it is dropped here, never reused.
+            Err(error) => return Err(classify(&error, &instance.store)),
+        };
+        self.recycle(instance);
+        let cap = self.limits.output_cap(event.body.len());
+        let size = verdict_size(&verdict);
+        if size > cap {
+            return Err(PluginFailure::new(
+                PluginErrorKind::OutputTooLarge,
+                format!("output of {size} bytes is over the {cap}-byte cap"),
+            ));
+        }
+        Ok(verdict)
+    }
+
+    fn recycle(&self, instance: PluginInstance) {
+        if self.isolation == Isolation::Reuse {
+            // A full pool drops the instance, which frees its slot.
+            let _ = self.idle.push(instance);
+        }
+    }
+
+    /// A new instance, configured.
+    fn instantiate(&self) -> Result<PluginInstance, PluginFailure> {
+        let state = HostState::new(
+            Arc::clone(&self.name),
+            Arc::clone(&self.route),
+            self.limits.memory_bytes,
+        );
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(deadline_ticks(self.limits.time, CONFIGURE_TIME_FACTOR));
+        let filter = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(&e, &store))?;
+        match filter.call_configure(&mut store, &self.config_json) {
+            Ok(Ok(())) => Ok(PluginInstance { store, filter }),
+            Ok(Err(message)) => Err(PluginFailure::new(
+                PluginErrorKind::Error,
+                format!("plugin rejected its config: {message}"),
+            )),
+            Err(error) => Err(classify(&error, &store)),
+        }
+    }
+}
+
+/// Epoch ticks for `time × factor`, rounded up (at least one).
+fn deadline_ticks(time: std::time::Duration, factor: u32) -> u64 {
+    let budget = time.saturating_mul(factor).as_nanos();
+    let tick = EPOCH_TICK.as_nanos();
+    u64::try_from(budget.div_ceil(tick))
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+/// Names what went wrong in a failed call.
+fn classify(error: &wasmtime::Error, store: &Store<HostState>) -> PluginFailure {
+    if store.data().limiter.exceeded {
+        return PluginFailure::new(PluginErrorKind::Memory, format!("{error:#}"));
+    }
+    let kind = match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => PluginErrorKind::Timeout,
+        _ => PluginErrorKind::Trap,
+    };
+    let message = match kind {
+        PluginErrorKind::Timeout => "plugin ran past its time limit".to_owned(),
+        _ => format!("{error:#}"),
+    };
+    PluginFailure::new(kind, message)
+}
+
+/// Bytes a verdict hands back: bodies and headers of its events.
+fn verdict_size(verdict: &Verdict) -> usize {
+    fn event_size(event: &super::bindings::Event) -> usize {
+        event.body.len()
+            + event
+                .headers
+                .iter()
+                .map(|h| h.name.len() + h.value.len())
+                .sum::<usize>()
+    }
+    match verdict {
+        Verdict::Forward(event) => event_size(event),
+        Verdict::FanOut(deliveries) => deliveries.iter().map(|d| event_size(&d.event)).sum(),
+        Verdict::Drop(reason) => reason.len(),
+        Verdict::Reject(rejection) => rejection.message.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn deadlines_round_up_to_whole_ticks() {
+        assert_eq!(deadline_ticks(Duration::from_millis(10), 1), 10);
+        assert_eq!(deadline_ticks(Duration::from_micros(1500), 1), 2);
+        assert_eq!(deadline_ticks(Duration::ZERO, 1), 1);
+        assert_eq!(deadline_ticks(Duration::from_millis(10), 50), 500);
+    }
+}

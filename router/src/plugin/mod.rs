@@ -1,0 +1,84 @@
+//! WebAssembly plugins: where events are filtered, reshaped and fanned out.
+//!
+//! - [`bindings`]: the WIT contract (`sdk/wit/plugin.wit`) bound for the host;
+//! - [`engine`]: the one wasmtime engine, its epoch ticker and the sandboxed linker;
+//! - [`instance`]: a loaded plugin with its pool of configured instances;
+//! - [`limits`]: memory, time and output limits;
+//! - [`chain`]: a route's plugins run in order, and what their verdicts mean;
+//! - [`load`]: compiling and configuring every plugin of a config (for `serve` and `check`);
+//! - [`trial`]: one plugin on one event from files (`webhook-router plugin run`).
+
+pub mod bindings;
+pub mod chain;
+pub mod engine;
+pub mod instance;
+pub mod limits;
+pub mod load;
+pub mod trial;
+
+pub use crate::config::{Isolation, OnPluginError};
+pub use chain::{ChainOutcome, PluginChain};
+pub use instance::LoadedPlugin;
+pub use limits::PluginLimits;
+pub use load::{check_plugins, load_chains, load_plugin};
+
+/// The kinds of plugin failure, as counted in `webhook_plugin_errors_total{kind}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PluginErrorKind {
+    /// The guest trapped (panic, `unreachable`, stack overflow, ...).
+    Trap,
+    /// The guest ran past its time limit.
+    Timeout,
+    /// The guest tried to grow its memory past its limit.
+    Memory,
+    /// The guest's output was over its cap.
+    OutputTooLarge,
+    /// The guest returned an error (or could not be instantiated or configured).
+    Error,
+    /// The guest returned a verdict the router cannot act on (bad status, header, destination).
+    BadVerdict,
+}
+
+impl PluginErrorKind {
+    /// Every kind, in metric-label order.
+    pub const ALL: [PluginErrorKind; 6] = [
+        Self::Trap,
+        Self::Timeout,
+        Self::Memory,
+        Self::OutputTooLarge,
+        Self::Error,
+        Self::BadVerdict,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Trap => "trap",
+            Self::Timeout => "timeout",
+            Self::Memory => "memory",
+            Self::OutputTooLarge => "output_too_large",
+            Self::Error => "error",
+            Self::BadVerdict => "bad_verdict",
+        }
+    }
+}
+
+/// A failed plugin call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} ({message})", kind.label())]
+pub struct PluginFailure {
+    /// What kind of failure.
+    pub kind: PluginErrorKind,
+    /// Details, for logs.
+    pub message: String,
+}
+
+impl PluginFailure {
+    /// A failure of `kind`.
+    pub fn new(kind: PluginErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Trying a plugin outside a router (`webhook-router plugin run`): one event built from a file
+//! and command-line headers, run through the same host, sandbox and limits as in a route, and
+//! the verdict rendered for a person to read.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+use super::bindings::{self, Verdict};
+use super::{LoadedPlugin, PluginFailure};
+use crate::event::Event;
+
+/// Parses a `Name: value` header argument.
+pub fn parse_header(argument: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let (name, value) = argument
+        .split_once(':')
+        .ok_or_else(|| format!("header {argument:?} is not `Name: value`"))?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| format!("invalid header name in {argument:?}"))?;
+    let value = HeaderValue::from_str(value.trim())
+        .map_err(|_| format!("invalid header value in {argument:?}"))?;
+    Ok((name, value))
+}
+
+/// An event as a route would have accepted it: `body` posted to `/<route>` with `headers`.
+/// A body that parses as JSON gets `content-type: application/json` unless one is given.
+pub fn trial_event(route: &str, body: Vec<u8>, mut headers: HeaderMap) -> Event {
+    if !headers.contains_key(http::header::CONTENT_TYPE)
+        && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok()
+    {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    Event {
+        id: Event::new_id(),
+        route: route.to_owned(),
+        method: Method::POST,
+        path: format!("/{route}"),
+        query: String::new(),
+        headers,
+        body: Bytes::from(body),
+        received_at: SystemTime::now(),
+        plugin_headers: HeaderMap::new(),
+    }
+}
+
+/// What one plugin call gave, and how long it took.
+#[derive(Debug)]
+pub struct TrialOutcome {
+    /// The verdict, or the failure.
+    pub result: Result<Verdict, PluginFailure>,
+    /// Time spent in the call (instantiation included when isolation is `fresh`).
+    pub elapsed: Duration,
+}
+
+/// Runs `plugin` once on `event`.
+pub fn run_once(plugin: &LoadedPlugin, event: &Event) -> TrialOutcome {
+    let started = Instant::now();
+    let result = plugin.handle(event);
+    TrialOutcome {
+        result,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// A verdict for a person: its kind, then for each resulting event its headers and its body
+/// (pretty-printed when it is JSON).
+pub fn render_verdict(verdict: &Verdict) -> String {
+    let mut out = String::new();
+    match verdict {
+        Verdict::Forward(event) => {
+            out.push_str("verdict: forward\n");
+            render_event(&mut out, event);
+        }
+        Verdict::Drop(reason) => {
+            let _ = writeln!(out, "verdict: drop ({reason})");
+        }
+        Verdict::Reject(rejection) => {
+            let _ = writeln!(
+                out,
+                "verdict: reject {} ({})",
+                rejection.status, rejection.message
+            );
+        }
+        Verdict::FanOut(deliveries) => {
+            let _ = writeln!(
+                out,
+                "verdict: fan-out to {} destination(s)",
+                deliveries.len()
+            );
+            for delivery in deliveries {
+                let _ = writeln!(out, "\n--> {}", delivery.destination);
+                render_event(&mut out, &delivery.event);
+            }
+        }
+    }
+    out
+}
+
+fn render_event(out: &mut String, event: &bindings::Event) {
+    for header in &event.headers {
+        let _ = writeln!(out, "{}: {}", header.name, header.value);
+    }
+    out.push('\n');
+    match serde_json::from_slice::<serde_json::Value>(&event.body) {
+        Ok(json) => {
+            let pretty = serde_json::to_string_pretty(&json).unwrap_or_default();
+            out.push_str(&pretty);
+        }
+        Err(_) => out.push_str(&String::from_utf8_lossy(&event.body)),
+    }
+    out.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_arguments_parse_or_say_why_not() {
+        let (name, value) = parse_header("X-GitHub-Event: push").unwrap();
+        assert_eq!(name.as_str(), "x-github-event");
+        assert_eq!(value, "push");
+        assert!(
+            parse_header("no colon")
+                .unwrap_err()
+                .contains("Name: value")
+        );
+        assert!(parse_header("bad name: x").is_err());
+    }
+
+    #[test]
+    fn json_bodies_get_a_json_content_type_unless_one_is_given() {
+        let event = trial_event("github", br#"{"a":1}"#.to_vec(), HeaderMap::new());
+        assert_eq!(event.content_type().unwrap(), "application/json");
+        assert_eq!(event.path, "/github");
+        let event = trial_event("r", b"plain".to_vec(), HeaderMap::new());
+        assert!(event.content_type().is_none());
+    }
+
+    #[test]
+    fn verdicts_render_with_pretty_json_bodies() {
+        let event = bindings::Event {
+            id: "e".into(),
+            route: "r".into(),
+            method: "POST".into(),
+            path: "/r".into(),
+            query: String::new(),
+            headers: vec![bindings::Header {
+                name: "content-type".into(),
+                value: "application/json".into(),
+            }],
+            body: br#"{"text":"hi"}"#.to_vec(),
+            received_at_ms: 0,
+        };
+        let text = render_verdict(&Verdict::Forward(event));
+        assert_eq!(
+            text,
+            "verdict: forward\ncontent-type: application/json\n\n{\n  \"text\": \"hi\"\n}\n"
+        );
+        let text = render_verdict(&Verdict::Drop("not main".into()));
+        assert_eq!(text, "verdict: drop (not main)\n");
+    }
+}
