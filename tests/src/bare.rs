@@ -1,0 +1,136 @@
+//! A bare hyper server: the baseline the router's ingress is measured against.
+//!
+//! It does the least an ingress can do — accept the connection (HTTP/1.1 or h2c, through the
+//! same hyper-util auto builder as the router), read the whole body, answer `202` with a small
+//! JSON body — and nothing else: no routing, limits, queue, metrics or delivery.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+/// The body of every answer.
+const ANSWER: &[u8] = br#"{"id":"x"}"#;
+
+/// A running bare server on an ephemeral loopback port. Dropping it stops the server.
+pub struct BareServer {
+    addr: SocketAddr,
+    counts: Arc<Counts>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for BareServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BareServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for BareServer {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl BareServer {
+    /// Starts a bare server on `127.0.0.1:0` that answers every request with `202 {"id":"x"}`
+    /// once it has read the request body.
+    pub async fn start() -> std::io::Result<BareServer> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let counts = Arc::new(Counts {
+            started: Instant::now(),
+            requests: AtomicU64::new(0),
+            last_answer_ns: AtomicU64::new(0),
+        });
+        let server = tokio::spawn(serve(listener, Arc::clone(&counts)));
+        Ok(BareServer {
+            addr,
+            counts,
+            server,
+        })
+    }
+
+    /// The server's URL for `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Requests answered so far.
+    pub fn requests(&self) -> u64 {
+        self.counts.requests.load(Ordering::Relaxed)
+    }
+
+    /// When the latest answer was made (to within a nanosecond), if any was.
+    pub fn last_answer(&self) -> Option<Instant> {
+        match self.counts.last_answer_ns.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(self.counts.started + std::time::Duration::from_nanos(ns)),
+        }
+    }
+}
+
+/// What the server counts, shared by its connections.
+struct Counts {
+    started: Instant,
+    requests: AtomicU64,
+    /// Nanoseconds from `started` to the latest answer; 0 before the first.
+    last_answer_ns: AtomicU64,
+}
+
+async fn serve(listener: TcpListener, counts: Arc<Counts>) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        // Like the router's listener.
+        let _ = stream.set_nodelay(true);
+        let counts = Arc::clone(&counts);
+        let service = service_fn(move |request| {
+            let counts = Arc::clone(&counts);
+            async move { Ok::<_, Infallible>(answer(&counts, request).await) }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+}
+
+async fn answer(counts: &Counts, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let status = match request.into_body().collect().await {
+        Ok(_) => StatusCode::ACCEPTED,
+        Err(_) => StatusCode::BAD_REQUEST,
+    };
+    counts.requests.fetch_add(1, Ordering::Relaxed);
+    let now = u64::try_from(counts.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    counts
+        .last_answer_ns
+        .fetch_max(now.max(1), Ordering::Relaxed);
+    let mut response = Response::new(Full::new(Bytes::from_static(ANSWER)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
