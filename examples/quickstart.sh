@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Builds webhook-router and the echo sink, starts the sink on 127.0.0.1:9000 (it prints every
-# webhook it receives), then runs the router on examples/quickstart.toml until Ctrl-C.
+# Builds webhook-router, the echo sink and the bundled plugins (installing the wasm32-wasip2
+# target if needed), starts the sink on 127.0.0.1:9000 (it prints every webhook it receives),
+# then runs the router on examples/quickstart.toml until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+plugins/build.sh --quiet >/dev/null
 cargo build --quiet -p webhook-router -p echo-sink
 
 target/debug/echo-sink 127.0.0.1:9000 &

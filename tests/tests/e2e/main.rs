@@ -3,6 +3,7 @@
 mod admin;
 mod delivery;
 mod ingress;
+mod plugins;
 mod shutdown;
 
 use std::time::Duration;

@@ -1,0 +1,197 @@
+//! `webhook-router plugin run` and `check` with plugins, run as a plugin author would, on
+//! plugins built from source.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use webhook_router_tests::wasm::{module, repo_root};
+
+fn router(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_webhook-router"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run webhook-router")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn module_arg(name: &str) -> String {
+    module(name).display().to_string()
+}
+
+#[test]
+fn plugin_run_on_the_template_as_its_readme_shows() {
+    // examples/plugin-template/README.md: run from the template's directory on event.json.
+    let dir = repo_root().join("examples/plugin-template");
+    let output = router(
+        &[
+            "plugin",
+            "run",
+            &module_arg("plugin_template"),
+            "--config",
+            r#"{"header": "x-processed-by", "value": "my-plugin"}"#,
+            "--event",
+            "event.json",
+            "--header",
+            "X-GitHub-Event: push",
+        ],
+        &dir,
+    );
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(stdout.starts_with("verdict: forward\n"), "{stdout}");
+    assert!(stdout.contains("x-processed-by: my-plugin\n"), "{stdout}");
+    assert!(stdout.contains("x-github-event: push\n"), "{stdout}");
+    assert!(
+        stdout.contains("\n{\n  \""),
+        "the body is pretty JSON: {stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("time: ")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn plugin_run_on_event_filter_with_a_fixture_and_a_config_file() {
+    let root = repo_root();
+    let config = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("main-pushes.json");
+    std::fs::write(
+        &config,
+        r#"{"allow_events": ["push"], "json": [{"pointer": "/ref", "prefix": "refs/tags/"}]}"#,
+    )
+    .expect("write config");
+    let config_arg = format!("@{}", config.display());
+    let run = |event: &str, kind: &str| {
+        router(
+            &[
+                "plugin",
+                "run",
+                &module_arg("event_filter"),
+                "--config",
+                &config_arg,
+                "--event",
+                event,
+                "-H",
+                &format!("X-GitHub-Event: {kind}"),
+            ],
+            root,
+        )
+    };
+    let pass = run("tests/fixtures/github/push.json", "push");
+    assert!(pass.status.success(), "{}", text(&pass.stderr));
+    assert!(text(&pass.stdout).starts_with("verdict: forward\n"));
+    assert!(text(&pass.stdout).contains("\"ref\": \"refs/tags/simple-tag\""));
+
+    let dropped = run("tests/fixtures/github/issues.opened.json", "issues");
+    assert!(
+        dropped.status.success(),
+        "a drop is a verdict, not a failure"
+    );
+    let stdout = text(&dropped.stdout);
+    assert!(stdout.starts_with("verdict: drop ("), "{stdout}");
+    assert!(
+        stdout.contains("x-github-event"),
+        "the reason names the header: {stdout}"
+    );
+}
+
+#[test]
+fn plugin_run_exits_non_zero_when_the_plugin_fails() {
+    let root = repo_root();
+    let trap = router(
+        &[
+            "plugin",
+            "run",
+            &module_arg("hostile"),
+            "--config",
+            r#"{"mode": "trap"}"#,
+            "--event",
+            "tests/fixtures/github/ping.json",
+        ],
+        root,
+    );
+    assert!(!trap.status.success());
+    assert!(
+        text(&trap.stderr).contains("plugin failed: trap"),
+        "{}",
+        text(&trap.stderr)
+    );
+
+    let bad_config = router(
+        &[
+            "plugin",
+            "run",
+            &module_arg("event_filter"),
+            "--config",
+            r#"{"alow_events": ["push"]}"#,
+            "--event",
+            "tests/fixtures/github/ping.json",
+        ],
+        root,
+    );
+    assert!(!bad_config.status.success());
+    assert!(
+        text(&bad_config.stderr).contains("alow_events"),
+        "{}",
+        text(&bad_config.stderr)
+    );
+}
+
+#[test]
+fn check_compiles_and_configures_every_plugin() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-check");
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    let config = |plugin_config: &str| {
+        format!(
+            "[destinations.ci]\nurl = \"http://127.0.0.1:9000/ci\"\n\n\
+             [[routes]]\nid = \"github\"\npath = \"/hooks/github\"\ndestinations = [\"ci\"]\n\n\
+             [[routes.plugins]]\nmodule = \"{}\"\nconfig = {plugin_config}\n",
+            module_arg("event_filter")
+        )
+    };
+    let good = dir.join("good.toml");
+    std::fs::write(&good, config(r#"{ allow_events = ["push"] }"#)).expect("write");
+    let ok = router(&["check", "--config", &good.display().to_string()], &dir);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    assert_eq!(text(&ok.stdout).trim(), "ok");
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        config(r#"{ json = [{ pointer = "/ref", regex = "([" }] }"#),
+    )
+    .expect("write");
+    let refused = router(&["check", "--config", &bad.display().to_string()], &dir);
+    assert!(!refused.status.success());
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("bad.toml:9:"),
+        "file and line of the entry: {stderr}"
+    );
+    assert!(stderr.contains("routes[0].plugins[0]"), "{stderr}");
+    assert!(
+        stderr.contains("regex"),
+        "the plugin's own message: {stderr}"
+    );
+
+    let missing = dir.join("missing.toml");
+    std::fs::write(
+        &missing,
+        config("{}").replace("event_filter.wasm", "no_such.wasm"),
+    )
+    .expect("write");
+    let refused = router(&["check", "--config", &missing.display().to_string()], &dir);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("cannot read plugin module"),
+        "{}",
+        text(&refused.stderr)
+    );
+}

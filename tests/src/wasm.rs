@@ -1,0 +1,101 @@
+//! The repository's WebAssembly plugins, built from source by `plugins/build.sh` the first time
+//! a test process asks for one, and the GitHub payloads they are tested on.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use http::{HeaderMap, HeaderValue};
+use webhook_router::event::Event;
+use webhook_router::plugin::{Isolation, LoadedPlugin, PluginLimits, load_plugin, trial};
+
+/// The repository root.
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives in the repository")
+}
+
+/// The built component of crate `name` (`event_filter`, `hostile`, ...). Builds every plugin
+/// once per process; an up-to-date build takes a second or two.
+pub fn module(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = BUILT
+        .get_or_init(build_all)
+        .as_ref()
+        .unwrap_or_else(|error| {
+            panic!("cannot build the plugins: {error}");
+        });
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "plugins/build.sh did not produce {}",
+        path.display()
+    );
+    path
+}
+
+fn build_all() -> Result<PathBuf, String> {
+    let root = repo_root();
+    let output = Command::new("bash")
+        .arg(root.join("plugins/build.sh"))
+        .current_dir(root)
+        .output()
+        .map_err(|e| format!("cannot run plugins/build.sh: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "plugins/build.sh failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(root.join("target/wasm/wasm32-wasip2/release"))
+}
+
+/// Loads plugin `name` with `config` and default limits, as a route would.
+pub fn load(name: &str, config: &serde_json::Value) -> LoadedPlugin {
+    try_load(name, config, PluginLimits::default(), Isolation::Reuse)
+        .unwrap_or_else(|error| panic!("plugin {name} does not load: {error}"))
+}
+
+/// Loads plugin `name`, or says why it cannot be.
+pub fn try_load(
+    name: &str,
+    config: &serde_json::Value,
+    limits: PluginLimits,
+    isolation: Isolation,
+) -> Result<LoadedPlugin, String> {
+    load_plugin(
+        &module(name),
+        "test",
+        &config.to_string(),
+        limits,
+        isolation,
+    )
+}
+
+/// A GitHub payload from `tests/fixtures/github/` (e.g. `push`, `pull_request.opened`).
+pub fn github_payload(fixture: &str) -> Vec<u8> {
+    let path = repo_root().join(format!("tests/fixtures/github/{fixture}.json"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// A GitHub webhook as the router would accept it: the payload, `x-github-event: kind` and a
+/// JSON content type.
+pub fn github_event(kind: &str, body: Vec<u8>) -> Event {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "x-github-event",
+        HeaderValue::from_str(kind).expect("event kinds are header-safe"),
+    );
+    trial::trial_event("test", body, headers)
+}
+
+/// `payload` with the JSON value at `pointer` replaced by `value`.
+pub fn with_json(payload: &[u8], pointer: &str, value: serde_json::Value) -> Vec<u8> {
+    let mut json: serde_json::Value = serde_json::from_slice(payload).expect("payload is JSON");
+    *json
+        .pointer_mut(pointer)
+        .expect("pointer exists in the payload") = value;
+    serde_json::to_vec(&json).expect("JSON serializes")
+}

@@ -1,0 +1,174 @@
+//! The sandbox against a hostile guest: every misbehaviour is stopped at its limit, classified,
+//! and leaves the plugin usable for the next event.
+
+use std::time::{Duration, Instant};
+
+use http::HeaderValue;
+use serde_json::json;
+use webhook_router::event::Event;
+use webhook_router::plugin::engine::EPOCH_TICK;
+use webhook_router::plugin::{Isolation, LoadedPlugin, PluginErrorKind, PluginLimits};
+use webhook_router_tests::wasm::{github_event, github_payload, try_load};
+
+use crate::{forwarded, header};
+
+const TIME_LIMIT: Duration = Duration::from_millis(25);
+/// Room for the OS to schedule the ticker and this thread on a busy machine; the deadline itself
+/// is exact to one tick.
+const SCHEDULING_SLACK: Duration = Duration::from_millis(200);
+
+fn limits() -> PluginLimits {
+    PluginLimits {
+        memory_bytes: 16 * 1024 * 1024,
+        time: TIME_LIMIT,
+        output_bytes: 1024 * 1024,
+    }
+}
+
+fn hostile(config: &serde_json::Value, isolation: Isolation) -> LoadedPlugin {
+    try_load("hostile", config, limits(), isolation).expect("the hostile guest loads")
+}
+
+/// An event that makes the hostile guest behave as `mode`.
+fn event_in_mode(mode: &str) -> Event {
+    let mut event = github_event("push", github_payload("push"));
+    event.headers.insert(
+        "x-hostile-mode",
+        HeaderValue::from_str(mode).expect("modes are header-safe"),
+    );
+    event
+}
+
+fn assert_fails_with(plugin: &LoadedPlugin, mode: &str, kind: PluginErrorKind) {
+    let failure = plugin
+        .handle(&event_in_mode(mode))
+        .expect_err("the hostile call fails");
+    assert_eq!(failure.kind, kind, "{mode}: {failure}");
+    // The same plugin still serves a well-behaved event afterwards.
+    let ok = plugin
+        .handle(&event_in_mode("ok"))
+        .expect("the next call works");
+    forwarded(ok);
+}
+
+#[test]
+fn an_infinite_loop_times_out_at_its_deadline() {
+    let plugin = hostile(&json!({}), Isolation::Reuse);
+    let started = Instant::now();
+    let failure = plugin
+        .handle(&event_in_mode("loop"))
+        .expect_err("the loop is interrupted");
+    let elapsed = started.elapsed();
+    assert_eq!(failure.kind, PluginErrorKind::Timeout, "{failure}");
+    assert!(
+        elapsed >= TIME_LIMIT - EPOCH_TICK,
+        "stopped before its deadline: {elapsed:?}"
+    );
+    assert!(
+        elapsed <= TIME_LIMIT + EPOCH_TICK + SCHEDULING_SLACK,
+        "stopped long after its deadline: {elapsed:?}"
+    );
+    forwarded(
+        plugin
+            .handle(&event_in_mode("ok"))
+            .expect("the next call works"),
+    );
+}
+
+#[test]
+fn a_memory_bomb_is_contained_at_the_limit() {
+    let plugin = hostile(&json!({}), Isolation::Reuse);
+    assert_fails_with(&plugin, "memory", PluginErrorKind::Memory);
+    // Up to the limit is fine.
+    let within = hostile(
+        &json!({ "mode": "memory", "bytes": 8 * 1024 * 1024 }),
+        Isolation::Reuse,
+    );
+    let out = forwarded(
+        within
+            .handle(&event_in_mode("memory"))
+            .expect("within the limit"),
+    );
+    assert_eq!(header(&out, "x-hostile-allocated"), Some("8388608"));
+}
+
+#[test]
+fn traps_panics_and_stack_overflows_are_traps() {
+    let plugin = hostile(&json!({}), Isolation::Reuse);
+    assert_fails_with(&plugin, "trap", PluginErrorKind::Trap);
+    assert_fails_with(&plugin, "panic", PluginErrorKind::Trap);
+    assert_fails_with(&plugin, "recursion", PluginErrorKind::Trap);
+}
+
+#[test]
+fn output_over_the_cap_is_refused() {
+    // Copying 2 MiB out of the guest is slow in an unoptimised test build: a generous budget.
+    let limits = PluginLimits {
+        time: Duration::from_secs(2),
+        ..limits()
+    };
+    let plugin = try_load(
+        "hostile",
+        &json!({ "bytes": 2 * 1024 * 1024 }),
+        limits,
+        Isolation::Reuse,
+    )
+    .expect("the hostile guest loads");
+    assert_fails_with(&plugin, "big-output", PluginErrorKind::OutputTooLarge);
+}
+
+#[test]
+fn errors_are_errors() {
+    let plugin = hostile(&json!({}), Isolation::Reuse);
+    assert_fails_with(&plugin, "error", PluginErrorKind::Error);
+}
+
+#[test]
+fn a_failing_configure_fails_the_load() {
+    for (mode, words) in [
+        ("configure-error", "refusing to be configured"),
+        ("configure-trap", "unreachable"),
+        ("configure-loop", "time limit"),
+    ] {
+        let error = try_load(
+            "hostile",
+            &json!({ "mode": mode }),
+            limits(),
+            Isolation::Reuse,
+        )
+        .expect_err("configure fails");
+        assert!(error.contains(words), "{mode}: {error}");
+    }
+}
+
+#[test]
+fn a_failed_instance_is_discarded_and_fresh_isolation_keeps_no_state() {
+    let reused = hostile(&json!({ "mode": "count" }), Isolation::Reuse);
+    let count = |plugin: &LoadedPlugin| {
+        let out = forwarded(plugin.handle(&event_in_mode("count")).expect("counts"));
+        header(&out, "x-hostile-count")
+            .expect("count header")
+            .to_owned()
+    };
+    assert_eq!(count(&reused), "1");
+    assert_eq!(count(&reused), "2", "a reused instance keeps its state");
+    reused
+        .handle(&event_in_mode("trap"))
+        .expect_err("the instance traps");
+    assert_eq!(count(&reused), "1", "the trapped instance was replaced");
+
+    let fresh = hostile(&json!({ "mode": "count" }), Isolation::Fresh);
+    assert_eq!(count(&fresh), "1");
+    assert_eq!(count(&fresh), "1", "every event gets a new instance");
+}
+
+#[test]
+fn two_plugins_of_one_module_share_no_state() {
+    let first = hostile(&json!({ "mode": "count" }), Isolation::Reuse);
+    let second = hostile(&json!({ "mode": "count" }), Isolation::Reuse);
+    for _ in 0..3 {
+        first.handle(&event_in_mode("count")).expect("counts");
+    }
+    let out = forwarded(second.handle(&event_in_mode("count")).expect("counts"));
+    assert_eq!(header(&out, "x-hostile-count"), Some("1"));
+}
