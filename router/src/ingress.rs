@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 
 use crate::body::{BodyError, read_body};
@@ -153,10 +153,10 @@ impl Ingress {
             method: parts.method,
             path: parts.uri.path().to_owned(),
             query: parts.uri.query().unwrap_or_default().to_owned(),
-            headers: parts.headers,
-            body,
+            headers: detach_headers(&parts.headers),
+            body: detach_body(body),
             received_at: SystemTime::now(),
-            plugin_headers: http::HeaderMap::new(),
+            plugin_headers: HeaderMap::new(),
         };
         let id = event.id.clone();
         let bytes = event.body.len();
@@ -229,7 +229,35 @@ async fn run_chain(
 
 /// `202 {"id": ...}`.
 fn accepted(id: &str) -> Response<ResponseBody> {
-    reply::json(StatusCode::ACCEPTED, &serde_json::json!({ "id": id }))
+    // Event ids are UUIDs: nothing to escape.
+    let body = format!(r#"{{"id":"{id}"}}"#);
+    reply::with_type(StatusCode::ACCEPTED, "application/json", body.into())
+}
+
+/// Bodies up to this size are copied out of the connection's read buffer.
+const DETACH_BODY_BYTES: usize = 64 * 1024;
+
+/// A small body arrives as a slice of the connection's read buffer, which it would keep alive
+/// for as long as the event is held (queued, retried, dead-lettered): kilobytes per event. A
+/// copy of exactly its size frees the buffer for the connection's next request. (Larger bodies
+/// span several reads and are already gathered into a buffer of their own.)
+fn detach_body(body: Bytes) -> Bytes {
+    if body.len() <= DETACH_BODY_BYTES {
+        Bytes::copy_from_slice(&body)
+    } else {
+        body
+    }
+}
+
+/// Header values, like small bodies, are slices of the read buffer: copied for the same reason.
+fn detach_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut owned = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        copy.set_sensitive(value.is_sensitive());
+        owned.append(name.clone(), copy);
+    }
+    owned
 }
 
 /// The request's `Content-Length`, if it sent a valid one.

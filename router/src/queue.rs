@@ -81,8 +81,8 @@ impl Drop for Slot {
     }
 }
 
-/// The in-memory dispatch queue: an `async-channel` MPMC channel over a lock-free array
-/// queue, with async wake-ups for the workers.
+/// The in-memory dispatch queue: an `async-channel` MPMC channel over a lock-free queue of
+/// linked blocks (`concurrent-queue`), with async wake-ups for the workers.
 #[derive(Debug)]
 pub struct MemoryQueue {
     sender: async_channel::Sender<QueuedEvent>,
@@ -95,7 +95,9 @@ pub struct MemoryQueue {
 impl MemoryQueue {
     /// A queue that holds at most `capacity` events.
     pub fn new(capacity: usize, metrics: Metrics) -> Self {
-        let (sender, receiver) = async_channel::bounded(capacity);
+        // The bound is `held` (below), which also counts events past the channel; an unbounded
+        // channel grows with use instead of allocating `capacity` slots up front.
+        let (sender, receiver) = async_channel::unbounded();
         Self {
             sender,
             receiver,
@@ -137,7 +139,7 @@ impl MemoryQueue {
 
     fn send(&self, queued: QueuedEvent) -> Result<(), EnqueueError> {
         self.sender.try_send(queued).map_err(|e| match e {
-            // Unreachable while `held <= capacity`, but never lose the distinction.
+            // An unbounded channel is never full, but never lose the distinction.
             async_channel::TrySendError::Full(_) => EnqueueError::Full,
             async_channel::TrySendError::Closed(_) => EnqueueError::Closed,
         })
