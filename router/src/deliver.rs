@@ -11,6 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use crate::config::{DestinationConfig, RetryConfig};
 use crate::event::Event;
 use crate::retry::parse_retry_after;
+use crate::verify::StandardSigner;
 
 /// How much of an error response's body is kept for the dead-letter record.
 const ERROR_SNIPPET_BYTES: usize = 256;
@@ -19,6 +20,10 @@ const DRAIN_LIMIT_BYTES: usize = 64 * 1024;
 
 /// The `webhook-id` header carrying the event id on every delivery.
 pub static WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+/// The `webhook-timestamp` header of a signed delivery (Unix seconds of the attempt).
+pub static WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+/// The `webhook-signature` header of a signed delivery.
+pub static WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
 
 /// A destination, ready for delivery.
 #[derive(Debug, Clone)]
@@ -35,6 +40,8 @@ pub struct Destination {
     pub retry: RetryConfig,
     /// Extra headers sent with every delivery.
     pub headers: HeaderMap,
+    /// Signs each attempt (Standard Webhooks), if configured.
+    pub signer: Option<StandardSigner>,
 }
 
 /// A destination's configured header could not be used.
@@ -68,6 +75,7 @@ impl Destination {
             max_in_flight: config.max_in_flight.get(),
             retry: config.retry,
             headers,
+            signer: config.sign.as_ref().map(|sign| sign.0.clone()),
         })
     }
 }
@@ -129,6 +137,14 @@ impl Deliverer {
             .body(event.body.clone());
         if let Some(content_type) = event.content_type() {
             request = request.header(http::header::CONTENT_TYPE, content_type);
+        }
+        if let Some(signer) = &destination.signer {
+            // Signed per attempt: a retry carries a fresh timestamp the receiver accepts.
+            let timestamp = crate::event::unix_millis(SystemTime::now()) / 1000;
+            request = request.header(&WEBHOOK_TIMESTAMP, timestamp).header(
+                &WEBHOOK_SIGNATURE,
+                signer.sign(&event.id, timestamp, &event.body),
+            );
         }
         match request.send().await {
             Ok(response) => classify_response(response).await,

@@ -4,6 +4,7 @@
 //! | answer | when |
 //! |---|---|
 //! | 202 | queued, or dropped by a plugin (the body carries the event id) |
+//! | 401 | the route verifies its sender and the signature is missing, wrong or stale |
 //! | 404 | no route has this path |
 //! | 405 | the route exists but the method is not POST (`Allow: POST`) |
 //! | 408 | the body did not arrive within `body_read_timeout` |
@@ -27,11 +28,16 @@ use crate::metrics::{Metrics, RouteMetrics};
 use crate::plugin::{ChainOutcome, PluginChain};
 use crate::queue::{DestinationId, DispatchQueue, EnqueueError};
 use crate::reply::{self, ResponseBody};
+use crate::verify::{Verifier, VerifyError};
+use metrics::Counter;
 
 /// Route label used for requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 /// Statuses a matched route answers with, registered up front so they show as 0.
-const ROUTE_STATUSES: &[u16] = &[202, 400, 405, 408, 413, 503];
+const ROUTE_STATUSES: &[u16] = &[202, 400, 401, 405, 408, 413, 503];
+/// The pseudo-header that tells plugins which preset verified the event. The router removes any
+/// the sender sent, so its presence can be trusted.
+pub const VERIFIED_HEADER: &str = "x-webhook-verified";
 /// `Retry-After` (seconds) sent with 503 when the queue is full.
 const QUEUE_FULL_RETRY_AFTER: u32 = 1;
 /// `Retry-After` (seconds) sent with 503 while shutting down.
@@ -46,6 +52,8 @@ struct IngressRoute {
     id: String,
     destinations: Vec<DestinationId>,
     chain: Option<Arc<PluginChain>>,
+    verifier: Option<Verifier>,
+    verification_failures: [Counter; 4],
     metrics: RouteMetrics,
 }
 
@@ -83,6 +91,8 @@ impl Ingress {
                     id: route.id.clone(),
                     destinations,
                     chain: chains.remove(&route.id).map(Arc::new),
+                    verifier: route.verify.clone(),
+                    verification_failures: metrics.verification_failures(&route.id),
                     metrics: metrics.route(&route.id, ROUTE_STATUSES),
                 };
                 (route.path.clone(), ingress_route)
@@ -146,14 +156,34 @@ impl Ingress {
                 return reply::error(StatusCode::BAD_REQUEST, "could not read request body");
             }
         };
+        let verified = match &route.verifier {
+            None => None,
+            Some(verifier) => match verifier.verify(&parts.headers, &body, SystemTime::now()) {
+                Ok(()) => Some(verifier.preset()),
+                Err(error) => {
+                    let index = VerifyError::ALL
+                        .iter()
+                        .position(|e| *e == error)
+                        .unwrap_or(0);
+                    route.verification_failures[index].increment(1);
+                    tracing::info!(route = %route.id, reason = error.reason(), "verification failed");
+                    return reply::error(StatusCode::UNAUTHORIZED, &error.to_string());
+                }
+            },
+        };
         self.metrics.record_body_bytes(body.len());
+        let mut headers = detach_headers(&parts.headers);
+        headers.remove(VERIFIED_HEADER);
+        if let Some(preset) = verified {
+            headers.insert(VERIFIED_HEADER, HeaderValue::from_static(preset));
+        }
         let event = Event {
             id: Event::new_id(),
             route: route.id.clone(),
             method: parts.method,
             path: parts.uri.path().to_owned(),
             query: parts.uri.query().unwrap_or_default().to_owned(),
-            headers: detach_headers(&parts.headers),
+            headers,
             body: detach_body(body),
             received_at: SystemTime::now(),
             plugin_headers: HeaderMap::new(),

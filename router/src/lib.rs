@@ -4,7 +4,8 @@
 //! A webhook's way through the crate, one module per step:
 //!
 //! 1. [`server`] accepts connections (HTTP/1.1 and h2c) for the ingress and admin listeners;
-//! 2. [`ingress`] matches the route and reads the body within limits ([`body`]);
+//! 2. [`ingress`] matches the route and reads the body within limits ([`body`]), checks the
+//!    sender's signature ([`verify`]) and runs the route's [`plugin`] chain;
 //! 3. [`queue`] holds accepted [`event`]s, bounded, until [`dispatch`] hands each to its
 //!    destinations' lanes;
 //! 4. [`deliver`] makes each attempt; [`retry`] times the next one; deliveries that fail for
@@ -28,6 +29,7 @@ pub mod reply;
 pub mod retry;
 pub mod runtime;
 pub mod server;
+pub mod verify;
 
 pub use config::Config;
 pub use runtime::{Router, ShutdownReport, StartError};

@@ -39,6 +39,8 @@ pub mod names {
     pub const PLUGIN_VERDICTS: &str = "webhook_plugin_verdicts_total";
     /// Counter `{route, plugin, kind}`: plugin failures.
     pub const PLUGIN_ERRORS: &str = "webhook_plugin_errors_total";
+    /// Counter `{route, reason}`: requests refused by sender verification.
+    pub const VERIFICATION_FAILURES: &str = "webhook_verification_failures_total";
 }
 
 const DURATION_BUCKETS: &[f64] = &[
@@ -164,6 +166,20 @@ impl Metrics {
             route: route.to_owned(),
             statuses,
         }
+    }
+
+    /// Counters of verification failures of `route`, indexed like
+    /// [`crate::verify::VerifyError::ALL`].
+    pub fn verification_failures(&self, route: &str) -> [Counter; 4] {
+        crate::verify::VerifyError::ALL.map(|error| {
+            self.counter(
+                names::VERIFICATION_FAILURES,
+                vec![
+                    Label::new("route", route.to_owned()),
+                    Label::new("reason", error.reason()),
+                ],
+            )
+        })
     }
 
     /// Handles for deliveries of one route's events to one destination.
@@ -320,6 +336,10 @@ fn describe(recorder: &PrometheusRecorder) {
         (
             names::DELIVERIES,
             "Delivery attempt outcomes: delivered, retry or dead_letter.",
+        ),
+        (
+            names::VERIFICATION_FAILURES,
+            "Requests refused by sender verification: missing_header, malformed, mismatch or timestamp.",
         ),
         (
             names::PLUGIN_VERDICTS,

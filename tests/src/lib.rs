@@ -2,6 +2,7 @@
 //! loopback sinks, a router started on ephemeral ports, and the plugins built from source.
 
 pub mod bare;
+pub mod signing;
 pub mod sink;
 pub mod test_router;
 pub mod wasm;

@@ -6,6 +6,7 @@
 
 mod error;
 mod values;
+mod verify;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 pub use error::{ConfigError, ConfigErrors};
 pub use values::{ByteSize, EnvString, HumanDuration, Secret};
+pub use verify::SignConfig;
 
 use error::ErrorSink;
 
@@ -103,6 +105,9 @@ pub struct DestinationConfig {
     /// Extra headers sent with every delivery (e.g. `Authorization`); `${ENV}` is expanded.
     #[serde(default)]
     pub headers: BTreeMap<String, EnvString>,
+    /// Signs every delivery (Standard Webhooks), if set.
+    #[serde(default)]
+    pub sign: Option<SignConfig>,
 }
 
 /// A destination URL, checked at load time.
@@ -180,6 +185,8 @@ pub struct RouteConfig {
     pub plugins: Vec<PluginConfig>,
     /// What a plugin failure does to the event.
     pub on_plugin_error: OnPluginError,
+    /// How the sender's signature is checked, if it is.
+    pub verify: Option<crate::verify::Verifier>,
 }
 
 /// One entry of a route's `plugins` list.
@@ -286,6 +293,8 @@ struct RawRoute {
     plugins: Vec<Spanned<RawPlugin>>,
     #[serde(default)]
     on_plugin_error: OnPluginError,
+    #[serde(default)]
+    verify: Option<Spanned<verify::RawVerify>>,
 }
 
 /// The raw shape of a plugin entry.
@@ -582,6 +591,13 @@ fn validate_routes(
             }
         }
         let plugins = validate_plugins(route.plugins, &key, sink);
+        let verify = route.verify.and_then(|raw| {
+            let span = raw.span();
+            raw.into_inner()
+                .build()
+                .map_err(|message| sink.push(Some(span), format!("{key}.verify"), message))
+                .ok()
+        });
         routes.push(RouteConfig {
             id: route.id.into_inner(),
             path: route.path.into_inner(),
@@ -593,6 +609,7 @@ fn validate_routes(
                 .collect(),
             plugins,
             on_plugin_error: route.on_plugin_error,
+            verify,
         });
     }
     routes

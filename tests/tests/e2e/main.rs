@@ -5,6 +5,7 @@ mod delivery;
 mod ingress;
 mod plugins;
 mod shutdown;
+mod verify;
 
 use std::time::Duration;
 

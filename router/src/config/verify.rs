@@ -1,0 +1,203 @@
+//! A route's `verify` table (which sender signs its webhooks, with which secrets) and a
+//! destination's `sign` table (how the router signs its deliveries).
+//!
+//! ```toml
+//! verify = { preset = "github", secrets = ["${GITHUB_WEBHOOK_SECRET}"] }
+//! verify = { preset = "stripe", secrets = ["${STRIPE_SECRET}", "${STRIPE_OLD_SECRET}"], tolerance = "5m" }
+//! verify = { preset = "hmac", secrets = ["${SECRET}"], header = "X-Signature", algorithm = "sha512",
+//!            encoding = "base64", prefix = "sha512=", timestamp_header = "X-Timestamp",
+//!            signed_content = "{timestamp}.{body}" }
+//! ```
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{HumanDuration, Secret};
+use crate::verify::generic::Encoding;
+use crate::verify::mac::Algorithm;
+use crate::verify::{GenericScheme, Scheme, StandardSigner, Verifier};
+
+/// Longest accepted `tolerance`.
+const MAX_TOLERANCE: Duration = Duration::from_secs(24 * 3600);
+
+/// The senders with a preset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Preset {
+    Github,
+    Stripe,
+    Shopify,
+    Slack,
+    StandardWebhooks,
+    Hmac,
+}
+
+impl Preset {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Github => "github",
+            Self::Stripe => "stripe",
+            Self::Shopify => "shopify",
+            Self::Slack => "slack",
+            Self::StandardWebhooks => "standard-webhooks",
+            Self::Hmac => "hmac",
+        }
+    }
+}
+
+/// The raw `verify` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVerify {
+    preset: Preset,
+    secrets: Vec<Secret>,
+    #[serde(default = "default_tolerance")]
+    tolerance: HumanDuration,
+    #[serde(default)]
+    allow_sha1: bool,
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default)]
+    algorithm: Option<Algorithm>,
+    #[serde(default)]
+    encoding: Option<Encoding>,
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    timestamp_header: Option<String>,
+    #[serde(default)]
+    signed_content: Option<String>,
+}
+
+fn default_tolerance() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
+}
+
+impl RawVerify {
+    /// The verifier this table describes, or what is wrong with it.
+    pub(crate) fn build(self) -> Result<Verifier, String> {
+        if self.tolerance.0 > MAX_TOLERANCE {
+            return Err("tolerance may be at most 24h".to_owned());
+        }
+        if self.allow_sha1 && self.preset != Preset::Github {
+            return Err("allow_sha1 applies to the github preset only".to_owned());
+        }
+        let generic_keys = [
+            ("header", self.header.is_some()),
+            ("algorithm", self.algorithm.is_some()),
+            ("encoding", self.encoding.is_some()),
+            ("prefix", self.prefix.is_some()),
+            ("timestamp_header", self.timestamp_header.is_some()),
+            ("signed_content", self.signed_content.is_some()),
+        ];
+        if self.preset != Preset::Hmac
+            && let Some((key, _)) = generic_keys.iter().find(|(_, set)| *set)
+        {
+            return Err(format!("{key} applies to the hmac preset only"));
+        }
+        let scheme = match self.preset {
+            Preset::Github => Scheme::GitHub {
+                allow_sha1: self.allow_sha1,
+            },
+            Preset::Stripe => Scheme::Stripe,
+            Preset::Shopify => Scheme::Shopify,
+            Preset::Slack => Scheme::Slack,
+            Preset::StandardWebhooks => Scheme::Standard,
+            Preset::Hmac => {
+                let header = self
+                    .header
+                    .as_deref()
+                    .ok_or("the hmac preset needs `header`: the signature's header name")?;
+                Scheme::Generic(GenericScheme::new(
+                    header,
+                    self.algorithm.unwrap_or(Algorithm::Sha256),
+                    self.encoding.unwrap_or_default(),
+                    self.prefix.as_deref().unwrap_or_default(),
+                    self.timestamp_header.as_deref(),
+                    self.signed_content.as_deref(),
+                )?)
+            }
+        };
+        let secrets: Vec<&str> = self.secrets.iter().map(Secret::expose).collect();
+        Verifier::new(self.preset.name(), scheme, &secrets, self.tolerance.0)
+    }
+}
+
+/// A destination's `sign` table: outbound deliveries carry Standard Webhooks signatures.
+///
+/// ```toml
+/// sign = { scheme = "standard-webhooks", secrets = ["${SIGNING_SECRET}", "${NEXT_SIGNING_SECRET}"] }
+/// ```
+///
+/// Secrets are `whsec_<base64>` (HMAC, `v1`) or `whsk_<base64>` (an ed25519 seed, `v1a`); each
+/// gives one signature, so receivers can rotate.
+#[derive(Debug, Clone)]
+pub struct SignConfig(pub StandardSigner);
+
+impl<'de> Deserialize<'de> for SignConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        enum SignScheme {
+            #[serde(rename = "standard-webhooks")]
+            StandardWebhooks,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct RawSign {
+            #[allow(dead_code)]
+            scheme: SignScheme,
+            secrets: Vec<Secret>,
+        }
+        let raw = RawSign::deserialize(deserializer)?;
+        let secrets: Vec<&str> = raw.secrets.iter().map(Secret::expose).collect();
+        StandardSigner::new(&secrets)
+            .map(SignConfig)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    fn errors(text: &str) -> String {
+        Config::parse(text, Path::new("routes.toml"))
+            .expect_err("the config is refused")
+            .to_string()
+    }
+
+    const BASE: &str = "[destinations.ci]\nurl = \"http://127.0.0.1:9000/\"\n";
+
+    #[test]
+    fn bad_verify_and_sign_tables_name_their_place() {
+        let text = format!(
+            "{BASE}sign = {{ scheme = \"standard-webhooks\", secrets = [\"not-whsec\"] }}\n\n\
+             [[routes]]\nid = \"a\"\npath = \"/a\"\ndestinations = [\"ci\"]\n\
+             verify = {{ preset = \"hmac\", secrets = [\"s\"] }}\n\n\
+             [[routes]]\nid = \"b\"\npath = \"/b\"\ndestinations = [\"ci\"]\n\
+             verify = {{ preset = \"github\", secrets = [\"s\"], prefix = \"x\" }}\n\n\
+             [[routes]]\nid = \"c\"\npath = \"/c\"\ndestinations = [\"ci\"]\n\
+             verify = {{ preset = \"standard-webhooks\", secrets = [\"plain\"] }}\n"
+        );
+        let errors = errors(&text);
+        assert!(errors.contains("routes.toml:3:"), "{errors}");
+        assert!(errors.contains("signing secret starts with whsec_"), "{errors}");
+        assert!(errors.contains("routes.toml:9:") && errors.contains("needs `header`"), "{errors}");
+        assert!(errors.contains("prefix applies to the hmac preset only"), "{errors}");
+        assert!(errors.contains("routes[2].verify") && errors.contains("secrets[0]"), "{errors}");
+    }
+
+    #[test]
+    fn a_good_verify_table_builds_its_verifier() {
+        let text = format!(
+            "{BASE}\n[[routes]]\nid = \"a\"\npath = \"/a\"\ndestinations = [\"ci\"]\n\
+             verify = {{ preset = \"stripe\", secrets = [\"whsec_x\"], tolerance = \"2m\" }}\n"
+        );
+        let config = Config::parse(&text, Path::new("routes.toml")).expect("valid");
+        let verifier = config.routes[0].verify.as_ref().expect("a verifier");
+        assert_eq!(verifier.preset(), "stripe");
+    }
+}

@@ -1,0 +1,323 @@
+//! Standard Webhooks (<https://www.standardwebhooks.com>): `webhook-id`, `webhook-timestamp`
+//! and `webhook-signature`, a space-separated list of `v1,<base64>` (HMAC-SHA256, `whsec_`
+//! secrets) and `v1a,<base64>` (ed25519, `whpk_` public keys) signatures of
+//! `<id>.<timestamp>.<body>`. The router verifies them on the way in and, with a destination's
+//! `sign`, writes them on the way out ([`StandardSigner`]).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use http::HeaderMap;
+
+use super::mac::{self, Algorithm};
+use super::{VerifyError, Window, header};
+
+/// A key that can check Standard Webhooks signatures.
+#[derive(Clone)]
+pub enum StandardKey {
+    /// `whsec_<base64>`: an HMAC-SHA256 key, for `v1` signatures.
+    Hmac(Vec<u8>),
+    /// `whpk_<base64>`: an ed25519 public key, for `v1a` signatures.
+    Ed25519(VerifyingKey),
+}
+
+impl StandardKey {
+    /// Parses a `whsec_` secret or a `whpk_` public key.
+    pub fn parse(text: &str) -> Result<StandardKey, String> {
+        if let Some(encoded) = text.strip_prefix("whsec_") {
+            let key = decode(encoded, "whsec_")?;
+            if key.is_empty() {
+                return Err("the whsec_ secret is empty".to_owned());
+            }
+            Ok(StandardKey::Hmac(key))
+        } else if let Some(encoded) = text.strip_prefix("whpk_") {
+            let bytes: [u8; 32] = decode(encoded, "whpk_")?
+                .try_into()
+                .map_err(|_| "a whpk_ public key is 32 bytes".to_owned())?;
+            VerifyingKey::from_bytes(&bytes)
+                .map(StandardKey::Ed25519)
+                .map_err(|_| "the whpk_ public key is not a valid ed25519 key".to_owned())
+        } else {
+            Err("a Standard Webhooks secret starts with whsec_ (HMAC) or whpk_ (ed25519 public key)"
+                .to_owned())
+        }
+    }
+}
+
+impl std::fmt::Debug for StandardKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key material.
+        f.write_str(match self {
+            Self::Hmac(_) => "StandardKey::Hmac(***)",
+            Self::Ed25519(_) => "StandardKey::Ed25519(..)",
+        })
+    }
+}
+
+fn decode(encoded: &str, prefix: &str) -> Result<Vec<u8>, String> {
+    STANDARD
+        .decode(encoded)
+        .map_err(|_| format!("the part after {prefix} is not base64"))
+}
+
+/// `<id>.<timestamp>.<body>`: what Standard Webhooks signs.
+fn signed_content(id: &str, timestamp: &str, body: &[u8]) -> Vec<u8> {
+    let mut content = Vec::with_capacity(id.len() + timestamp.len() + body.len() + 2);
+    content.extend_from_slice(id.as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(timestamp.as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(body);
+    content
+}
+
+/// The signatures of a `webhook-signature` header, by version; unknown versions are skipped.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Signatures {
+    /// Decoded `v1` (HMAC-SHA256) signatures.
+    pub v1: Vec<Vec<u8>>,
+    /// Decoded `v1a` (ed25519) signatures.
+    pub v1a: Vec<Vec<u8>>,
+}
+
+/// Parses a `webhook-signature` header value.
+pub fn parse(value: &str) -> Result<Signatures, VerifyError> {
+    let mut signatures = Signatures::default();
+    for entry in value.split_ascii_whitespace() {
+        let (version, encoded) = entry.split_once(',').ok_or(VerifyError::Malformed)?;
+        let list = match version {
+            "v1" => &mut signatures.v1,
+            "v1a" => &mut signatures.v1a,
+            _ => continue,
+        };
+        list.push(
+            STANDARD
+                .decode(encoded)
+                .map_err(|_| VerifyError::Malformed)?,
+        );
+    }
+    if signatures.v1.is_empty() && signatures.v1a.is_empty() {
+        return Err(VerifyError::Malformed);
+    }
+    Ok(signatures)
+}
+
+/// Checks a Standard Webhooks request: the timestamp first, then any key against any signature
+/// of its kind.
+pub fn verify(
+    headers: &HeaderMap,
+    body: &[u8],
+    keys: &[StandardKey],
+    window: Window,
+) -> Result<(), VerifyError> {
+    let id = header(headers, "webhook-id")?;
+    let timestamp = header(headers, "webhook-timestamp")?.trim();
+    let signatures = parse(header(headers, "webhook-signature")?)?;
+    window.check(timestamp)?;
+    let content = signed_content(id, timestamp, body);
+    let matched = keys.iter().any(|key| match key {
+        StandardKey::Hmac(secret) => {
+            let expected = mac::hmac(Algorithm::Sha256, secret, &[&content]);
+            signatures
+                .v1
+                .iter()
+                .any(|given| mac::equal(&expected, given))
+        }
+        StandardKey::Ed25519(public) => signatures.v1a.iter().any(|given| {
+            ed25519_dalek::Signature::from_slice(given)
+                .is_ok_and(|signature| public.verify_strict(&content, &signature).is_ok())
+        }),
+    });
+    if matched {
+        Ok(())
+    } else {
+        Err(VerifyError::Mismatch)
+    }
+}
+
+/// A key that can write Standard Webhooks signatures.
+#[derive(Clone)]
+enum SigningSecret {
+    /// `whsec_`: writes `v1,<base64>`.
+    Hmac(Vec<u8>),
+    /// `whsk_`: an ed25519 secret key (32-byte seed), writes `v1a,<base64>`.
+    Ed25519(Box<SigningKey>),
+}
+
+/// Signs outbound deliveries the Standard Webhooks way, one signature per secret, so a receiver
+/// can rotate.
+#[derive(Clone)]
+pub struct StandardSigner {
+    secrets: Vec<SigningSecret>,
+}
+
+impl std::fmt::Debug for StandardSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StandardSigner")
+            .field("secrets", &self.secrets.len())
+            .finish()
+    }
+}
+
+impl StandardSigner {
+    /// A signer with `whsec_` (HMAC) and `whsk_` (ed25519) secrets.
+    pub fn new(secrets: &[&str]) -> Result<StandardSigner, String> {
+        if secrets.is_empty() {
+            return Err("at least one secret is needed".to_owned());
+        }
+        let secrets = secrets
+            .iter()
+            .enumerate()
+            .map(|(i, text)| parse_signing_secret(text).map_err(|e| format!("secrets[{i}]: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(StandardSigner { secrets })
+    }
+
+    /// The `webhook-signature` value for event `id` sent at Unix second `timestamp`.
+    pub fn sign(&self, id: &str, timestamp: u64, body: &[u8]) -> String {
+        let content = signed_content(id, &timestamp.to_string(), body);
+        let entries: Vec<String> = self
+            .secrets
+            .iter()
+            .map(|secret| match secret {
+                SigningSecret::Hmac(key) => format!(
+                    "v1,{}",
+                    STANDARD.encode(mac::hmac(Algorithm::Sha256, key, &[&content]))
+                ),
+                SigningSecret::Ed25519(key) => {
+                    format!("v1a,{}", STANDARD.encode(key.sign(&content).to_bytes()))
+                }
+            })
+            .collect();
+        entries.join(" ")
+    }
+}
+
+fn parse_signing_secret(text: &str) -> Result<SigningSecret, String> {
+    if let Some(encoded) = text.strip_prefix("whsec_") {
+        let key = decode(encoded, "whsec_")?;
+        if key.is_empty() {
+            return Err("the whsec_ secret is empty".to_owned());
+        }
+        Ok(SigningSecret::Hmac(key))
+    } else if let Some(encoded) = text.strip_prefix("whsk_") {
+        let seed: [u8; 32] = decode(encoded, "whsk_")?
+            .get(..32)
+            .and_then(|seed| seed.try_into().ok())
+            .ok_or_else(|| "a whsk_ secret key holds a 32-byte ed25519 seed".to_owned())?;
+        Ok(SigningSecret::Ed25519(Box::new(SigningKey::from_bytes(
+            &seed,
+        ))))
+    } else {
+        Err("a signing secret starts with whsec_ (HMAC) or whsk_ (ed25519 secret key)".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::verify::test_support::{at, headers};
+
+    /// The Standard Webhooks reference libraries' vector.
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const TIMESTAMP: u64 = 1_614_265_330;
+    const BODY: &[u8] = br#"{"test": 2432232314}"#;
+    const V1: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+    /// ed25519 with the seed 00 01 .. 1f, computed with Python's `cryptography`:
+    /// Ed25519PrivateKey.from_private_bytes(bytes(range(32))).sign(b"<ID>.<TIMESTAMP>." + BODY)
+    const PUBLIC: &str = "whpk_A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=";
+    const V1A: &str = "v1a,yoUrgEkc12aGqm0n4Sydmdz55xJfTz4AsAgieHFjmkR7LJtqVCZOQYzvvHjI5kAey+r4iaBGxTFRrl2iBQxtDQ==";
+
+    fn request(signature: &str) -> HeaderMap {
+        headers(&[
+            ("webhook-id", ID),
+            ("webhook-timestamp", &TIMESTAMP.to_string()),
+            ("webhook-signature", signature),
+        ])
+    }
+
+    fn keys(texts: &[&str]) -> Vec<StandardKey> {
+        texts
+            .iter()
+            .map(|t| StandardKey::parse(t).unwrap())
+            .collect()
+    }
+
+    fn as_of(seconds: u64) -> Window {
+        Window {
+            now: at(seconds),
+            tolerance: Duration::from_secs(300),
+        }
+    }
+
+    #[test]
+    fn the_reference_vector_verifies_as_of_its_timestamp() {
+        assert_eq!(
+            verify(&request(V1), BODY, &keys(&[SECRET]), as_of(TIMESTAMP)),
+            Ok(())
+        );
+        assert_eq!(
+            verify(&request(V1), BODY, &keys(&[SECRET]), as_of(TIMESTAMP + 301)),
+            Err(VerifyError::Stale)
+        );
+    }
+
+    #[test]
+    fn an_ed25519_v1a_signature_verifies_beside_v1() {
+        let both = format!("{V1} {V1A}");
+        assert_eq!(
+            verify(&request(V1A), BODY, &keys(&[PUBLIC]), as_of(TIMESTAMP)),
+            Ok(())
+        );
+        assert_eq!(
+            verify(
+                &request(&both),
+                BODY,
+                &keys(&["whsec_b3RoZXI=", PUBLIC]),
+                as_of(TIMESTAMP)
+            ),
+            Ok(())
+        );
+        let mut flipped = BODY.to_vec();
+        flipped[3] ^= 1;
+        assert_eq!(
+            verify(&request(V1A), &flipped, &keys(&[PUBLIC]), as_of(TIMESTAMP)),
+            Err(VerifyError::Mismatch)
+        );
+        // A v1a signature is not checked against an HMAC secret, nor v1 against a public key.
+        assert_eq!(
+            verify(&request(V1A), BODY, &keys(&[SECRET]), as_of(TIMESTAMP)),
+            Err(VerifyError::Mismatch)
+        );
+        assert_eq!(
+            verify(&request(V1), BODY, &keys(&[PUBLIC]), as_of(TIMESTAMP)),
+            Err(VerifyError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn the_signer_reproduces_both_vectors() {
+        let seed = STANDARD.encode((0u8..32).collect::<Vec<u8>>());
+        let signer = StandardSigner::new(&[SECRET, &format!("whsk_{seed}")]).unwrap();
+        assert_eq!(signer.sign(ID, TIMESTAMP, BODY), format!("{V1} {V1A}"));
+    }
+
+    #[test]
+    fn bad_keys_and_headers_are_refused() {
+        assert!(StandardKey::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_err());
+        assert!(StandardKey::parse("whsec_!!!").is_err());
+        assert!(StandardKey::parse("whpk_AAAA").is_err());
+        assert!(StandardSigner::new(&["whsk_AAAA"]).is_err());
+        for bad in ["", "v1", "v1,***", "v2,AAAA"] {
+            assert_eq!(parse(bad), Err(VerifyError::Malformed), "{bad:?}");
+        }
+        let missing = headers(&[("webhook-id", ID)]);
+        assert_eq!(
+            verify(&missing, BODY, &keys(&[SECRET]), as_of(TIMESTAMP)),
+            Err(VerifyError::MissingHeader)
+        );
+    }
+}

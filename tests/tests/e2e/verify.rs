@@ -1,0 +1,243 @@
+//! Sender verification in a running router, for every preset: genuine requests pass, forgeries,
+//! wrong or stale signatures and missing headers get 401 with the reason, and nothing refused is
+//! delivered. Requests are signed by the test's own signers (`webhook_router_tests::signing`).
+
+use std::time::Duration;
+
+use webhook_router_tests::signing::{sign, unix_now};
+use webhook_router_tests::wasm::module;
+use webhook_router_tests::{Sink, TestRouter};
+
+use crate::{PATIENCE, destination, route};
+
+const SECRET: &str = "s3cr3t-current";
+const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const OLD_STANDARD_SECRET: &str = "whsec_b2xkLXNlY3JldA==";
+
+/// The `verify` table of a route for `preset`, with an old secret first and the current one
+/// second (rotation).
+fn verify_table(preset: &str) -> String {
+    match preset {
+        "standard-webhooks" => format!(
+            "verify = {{ preset = \"{preset}\", secrets = [\"{OLD_STANDARD_SECRET}\", \"{STANDARD_SECRET}\"] }}\n"
+        ),
+        "hmac" => format!(
+            "verify = {{ preset = \"hmac\", secrets = [\"old\", \"{SECRET}\"], header = \"X-Signature\", \
+             prefix = \"sha256=\", timestamp_header = \"X-Timestamp\" }}\n"
+        ),
+        _ => format!("verify = {{ preset = \"{preset}\", secrets = [\"old\", \"{SECRET}\"] }}\n"),
+    }
+}
+
+fn secret_of(preset: &str) -> &'static str {
+    if preset == "standard-webhooks" {
+        STANDARD_SECRET
+    } else {
+        SECRET
+    }
+}
+
+const PRESETS: [&str; 6] = [
+    "github",
+    "stripe",
+    "shopify",
+    "slack",
+    "standard-webhooks",
+    "hmac",
+];
+/// Presets that sign a timestamp.
+const TIMED: [&str; 4] = ["stripe", "slack", "standard-webhooks", "hmac"];
+
+async fn post(
+    router: &TestRouter,
+    path: &str,
+    body: &[u8],
+    headers: &[(String, String)],
+) -> (u16, serde_json::Value) {
+    let mut request = router
+        .client
+        .post(router.url(path))
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.expect("router answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("json answer"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_preset_passes_genuine_requests_and_refuses_the_rest() {
+    let sink = Sink::healthy().await;
+    let mut config = destination("sink", &sink.url("/in"), 3);
+    for preset in PRESETS {
+        config.push_str(&route(preset, &format!("/hooks/{preset}"), &["sink"]));
+        config.push_str(&verify_table(preset));
+    }
+    let router = TestRouter::start(&config).await;
+
+    let body = br#"{"event":"order.created","id":42}"#;
+    let mut genuine = 0;
+    for preset in PRESETS {
+        let path = format!("/hooks/{preset}");
+        let now = unix_now();
+        let signed = sign(preset, secret_of(preset), body, now);
+
+        let (status, answer) = post(&router, &path, body, &signed).await;
+        assert_eq!(
+            status, 202,
+            "{preset}: genuine, signed with the second secret: {answer}"
+        );
+        genuine += 1;
+
+        let mut flipped = body.to_vec();
+        flipped[5] ^= 1;
+        let (status, answer) = post(&router, &path, &flipped, &signed).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (401, Some("signature mismatch")),
+            "{preset}: flipped byte"
+        );
+
+        let wrong_secret = if preset == "standard-webhooks" {
+            "whsec_d3Jvbmc="
+        } else {
+            "wrong"
+        };
+        let forged = sign(preset, wrong_secret, body, now);
+        let (status, answer) = post(&router, &path, body, &forged).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (401, Some("signature mismatch")),
+            "{preset}: wrong secret"
+        );
+
+        let (status, answer) = post(&router, &path, body, &[]).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (401, Some("missing signature header")),
+            "{preset}: unsigned"
+        );
+
+        if TIMED.contains(&preset) {
+            let stale = sign(preset, secret_of(preset), body, now - 600);
+            let (status, answer) = post(&router, &path, body, &stale).await;
+            assert_eq!(
+                (status, answer["error"].as_str()),
+                (401, Some("timestamp outside tolerance")),
+                "{preset}: ten minutes old"
+            );
+        }
+
+        let failures = |reason: &str| {
+            format!("webhook_verification_failures_total{{route=\"{preset}\",reason=\"{reason}\"}}")
+        };
+        assert_eq!(
+            router.metric(&failures("mismatch")).await,
+            Some(2.0),
+            "{preset}"
+        );
+        assert_eq!(
+            router.metric(&failures("missing_header")).await,
+            Some(1.0),
+            "{preset}"
+        );
+        let stale_count = if TIMED.contains(&preset) { 1.0 } else { 0.0 };
+        assert_eq!(
+            router.metric(&failures("timestamp")).await,
+            Some(stale_count),
+            "{preset}"
+        );
+    }
+
+    let delivered = sink.wait_for_delivered(genuine, PATIENCE).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        sink.requests().len(),
+        genuine,
+        "refused requests are never delivered"
+    );
+    assert!(delivered.iter().all(|r| r.body.as_ref() == body));
+}
+
+#[tokio::test]
+async fn plugins_see_only_verified_events_and_which_preset_verified_them() {
+    let sink = Sink::healthy().await;
+    let tell = |id: &str, path: &str, verify: &str| {
+        format!(
+            "{}{verify}[[routes.plugins]]\nmodule = \"{}\"\nconfig = {{ template = {{ verified = \"{{{{header:x-webhook-verified}}}}\" }} }}\n",
+            route(id, path, &["sink"]),
+            module("json_map").display()
+        )
+    };
+    let config = format!(
+        "{}{}{}",
+        destination("sink", &sink.url("/in"), 3),
+        tell("github", "/hooks/github", &verify_table("github")),
+        tell("open", "/hooks/open", ""),
+    );
+    let router = TestRouter::start(&config).await;
+    let body = br#"{"zen":"Design for failure."}"#;
+    let spoof = ("x-webhook-verified".to_owned(), "github".to_owned());
+
+    let mut signed = sign("github", SECRET, body, unix_now());
+    signed.push(spoof.clone());
+    assert_eq!(post(&router, "/hooks/github", body, &signed).await.0, 202);
+    // A sender cannot claim verification on a route that does not verify.
+    assert_eq!(post(&router, "/hooks/open", body, &[spoof]).await.0, 202);
+
+    let delivered = sink.wait_for_delivered(2, PATIENCE).await;
+    let mut seen: Vec<serde_json::Value> = delivered
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).expect("json body"))
+        .collect();
+    seen.sort_by_key(|v| v.to_string());
+    assert_eq!(
+        seen,
+        [
+            serde_json::json!({ "verified": "github" }),
+            serde_json::json!({ "verified": null })
+        ]
+    );
+}
+
+#[tokio::test]
+async fn deliveries_are_signed_with_every_secret_and_a_receiver_accepts_them() {
+    let sink = Sink::healthy().await;
+    let (first, second) = (STANDARD_SECRET, OLD_STANDARD_SECRET);
+    let config = format!(
+        "{}sign = {{ scheme = \"standard-webhooks\", secrets = [\"{first}\", \"{second}\"] }}\n{}",
+        destination("sink", &sink.url("/in"), 3),
+        route("signed", "/hooks/signed", &["sink"]),
+    );
+    let router = TestRouter::start(&config).await;
+    let body = br#"{"type":"invoice.paid"}"#;
+    let (status, answer) = post(&router, "/hooks/signed", body, &[]).await;
+    assert_eq!(status, 202);
+
+    let delivered = sink.wait_for_delivered(1, PATIENCE).await;
+    let headers = &delivered[0].headers;
+    assert_eq!(headers["webhook-id"], answer["id"].as_str().expect("id"));
+    let timestamp: u64 = headers["webhook-timestamp"]
+        .to_str()
+        .expect("text")
+        .parse()
+        .expect("unix seconds");
+    assert!(timestamp.abs_diff(unix_now()) < 60, "signed now");
+    let signatures = headers["webhook-signature"].to_str().expect("text");
+    assert_eq!(
+        signatures.split(' ').count(),
+        2,
+        "one signature per secret: {signatures}"
+    );
+    for secret in [first, second] {
+        assert!(
+            webhook_router_tests::signing::standard_signature_valid(headers, body, secret),
+            "a receiver holding {secret} accepts the delivery"
+        );
+    }
+    assert!(!webhook_router_tests::signing::standard_signature_valid(
+        headers, b"{}", first
+    ));
+}
