@@ -3,38 +3,44 @@
 //!
 //! | answer | when |
 //! |---|---|
-//! | 202 | queued, or dropped by a plugin (the body carries the event id) |
+//! | 202 | queued, or dropped by a plugin (the body carries the event id); a duplicate delivery gets the original event's id and is not queued again |
 //! | 401 | the route verifies its sender and the signature is missing, wrong or stale |
+//! | 403 | the client's address is not in the route's `allow_ips` |
 //! | 404 | no route has this path |
 //! | 405 | the route exists but the method is not POST (`Allow: POST`) |
 //! | 408 | the body did not arrive within `body_read_timeout` |
 //! | 413 | the body is larger than `max_body_bytes` (checked while streaming) |
+//! | 429 | over the route's `rate_limit` (`Retry-After`), before the body is read |
 //! | 503 | the router holds `queue_capacity` events, or is shutting down (`Retry-After`) |
 //! | 4xx/5xx | a plugin rejected the event with this status; 500 if a plugin failed and the
 //! route's `on_plugin_error` is `reject` |
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 
+use crate::allow_list::{Cidr, client_ip, contains};
 use crate::body::{BodyError, read_body};
 use crate::config::Config;
+use crate::dedup::{Claim, DedupStore};
 use crate::event::Event;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::plugin::{ChainOutcome, PluginChain};
 use crate::queue::{DestinationId, DispatchQueue, EnqueueError};
+use crate::rate_limit::{RouteRateLimit, retry_after_seconds};
 use crate::reply::{self, ResponseBody};
+use crate::server::PeerAddr;
 use crate::verify::{Verifier, VerifyError};
 use metrics::Counter;
 
 /// Route label used for requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 /// Statuses a matched route answers with, registered up front so they show as 0.
-const ROUTE_STATUSES: &[u16] = &[202, 400, 401, 405, 408, 413, 503];
+const ROUTE_STATUSES: &[u16] = &[202, 400, 401, 403, 405, 408, 413, 429, 503];
 /// The pseudo-header that tells plugins which preset verified the event. The router removes any
 /// the sender sent, so its presence can be trusted.
 pub const VERIFIED_HEADER: &str = "x-webhook-verified";
@@ -54,6 +60,10 @@ struct IngressRoute {
     chain: Option<Arc<PluginChain>>,
     verifier: Option<Verifier>,
     verification_failures: [Counter; 4],
+    dedup: Option<DedupStore>,
+    duplicates: Counter,
+    rate_limit: Option<RouteRateLimit>,
+    allow_ips: Option<Vec<Cidr>>,
     metrics: RouteMetrics,
 }
 
@@ -66,6 +76,7 @@ pub struct Ingress {
     metrics: Metrics,
     max_body_bytes: usize,
     body_read_timeout: Duration,
+    trusted_proxies: Vec<Cidr>,
 }
 
 impl Ingress {
@@ -93,6 +104,12 @@ impl Ingress {
                     chain: chains.remove(&route.id).map(Arc::new),
                     verifier: route.verify.clone(),
                     verification_failures: metrics.verification_failures(&route.id),
+                    dedup: route.dedup.as_ref().map(|dedup| {
+                        DedupStore::new(dedup.key.clone(), dedup.window, dedup.capacity)
+                    }),
+                    duplicates: metrics.duplicates(&route.id),
+                    rate_limit: route.rate_limit.map(RouteRateLimit::new),
+                    allow_ips: route.allow_ips.clone(),
                     metrics: metrics.route(&route.id, ROUTE_STATUSES),
                 };
                 (route.path.clone(), ingress_route)
@@ -105,6 +122,7 @@ impl Ingress {
             metrics: metrics.clone(),
             max_body_bytes: usize::try_from(config.server.max_body_bytes.0).unwrap_or(usize::MAX),
             body_read_timeout: config.server.body_read_timeout.0,
+            trusted_proxies: config.server.trusted_proxies.clone(),
         }
     }
 
@@ -137,6 +155,23 @@ impl Ingress {
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("POST"));
             return response;
+        }
+        if let Some(allowed) = &route.allow_ips {
+            let peer = request
+                .extensions()
+                .get::<PeerAddr>()
+                .map(|peer| peer.0.ip());
+            let client = peer.map(|peer| client_ip(peer, request.headers(), &self.trusted_proxies));
+            if !client.is_some_and(|ip| contains(allowed, ip)) {
+                tracing::info!(route = %route.id, client = ?client, "client address not allowed");
+                return reply::error(StatusCode::FORBIDDEN, "client address not allowed");
+            }
+        }
+        if let Some(Err(wait)) = route.rate_limit.as_ref().map(RouteRateLimit::check) {
+            return reply::retry_after(
+                reply::error(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded"),
+                retry_after_seconds(wait),
+            );
         }
         if declared_length(&request).is_some_and(|length| length > self.max_body_bytes as u64) {
             return self.too_large();
@@ -177,8 +212,23 @@ impl Ingress {
         if let Some(preset) = verified {
             headers.insert(VERIFIED_HEADER, HeaderValue::from_static(preset));
         }
+        let id = Event::new_id();
+        let claimed = match &route.dedup {
+            None => None,
+            Some(store) => match store.key().read(&parts.headers, &body) {
+                None => None,
+                Some(key) => match store.claim(&key, &id, Instant::now()) {
+                    Claim::New => Some((store, key)),
+                    Claim::Duplicate(original) => {
+                        route.duplicates.increment(1);
+                        tracing::info!(event_id = %original, route = %route.id, "duplicate delivery: answered with the original id");
+                        return accepted(&original);
+                    }
+                },
+            },
+        };
         let event = Event {
-            id: Event::new_id(),
+            id: id.clone(),
             route: route.id.clone(),
             method: parts.method,
             path: parts.uri.path().to_owned(),
@@ -188,6 +238,18 @@ impl Ingress {
             received_at: SystemTime::now(),
             plugin_headers: HeaderMap::new(),
         };
+        let response = self.admit(route, event).await;
+        if let Some((store, key)) = claimed
+            && response.status() != StatusCode::ACCEPTED
+        {
+            // Not accepted: the sender will retry, and the retry must not look like a duplicate.
+            store.release(&key, &id);
+        }
+        response
+    }
+
+    /// Runs the route's plugins on `event` and queues what they leave, answering the sender.
+    async fn admit(&self, route: &IngressRoute, event: Event) -> Response<ResponseBody> {
         let id = event.id.clone();
         let bytes = event.body.len();
         let queued = match &route.chain {

@@ -15,9 +15,11 @@
 //! [`config`] reads the route file and [`runtime`] wires the parts together.
 
 pub mod admin;
+pub mod allow_list;
 pub mod body;
 pub mod config;
 pub mod dead_letter;
+pub mod dedup;
 pub mod deliver;
 pub mod dispatch;
 pub mod event;
@@ -25,6 +27,7 @@ pub mod ingress;
 pub mod metrics;
 pub mod plugin;
 pub mod queue;
+pub mod rate_limit;
 pub mod reply;
 pub mod retry;
 pub mod runtime;

@@ -39,6 +39,8 @@ pub mod names {
     pub const PLUGIN_VERDICTS: &str = "webhook_plugin_verdicts_total";
     /// Counter `{route, plugin, kind}`: plugin failures.
     pub const PLUGIN_ERRORS: &str = "webhook_plugin_errors_total";
+    /// Counter `{route}`: duplicate deliveries answered without queuing.
+    pub const DUPLICATES: &str = "webhook_duplicates_total";
     /// Counter `{route, reason}`: requests refused by sender verification.
     pub const VERIFICATION_FAILURES: &str = "webhook_verification_failures_total";
 }
@@ -180,6 +182,14 @@ impl Metrics {
                 ],
             )
         })
+    }
+
+    /// Counter of duplicate deliveries of `route`.
+    pub fn duplicates(&self, route: &str) -> Counter {
+        self.counter(
+            names::DUPLICATES,
+            vec![Label::new("route", route.to_owned())],
+        )
     }
 
     /// Handles for deliveries of one route's events to one destination.
@@ -336,6 +346,10 @@ fn describe(recorder: &PrometheusRecorder) {
         (
             names::DELIVERIES,
             "Delivery attempt outcomes: delivered, retry or dead_letter.",
+        ),
+        (
+            names::DUPLICATES,
+            "Duplicate deliveries (same delivery id within the dedup window), answered 202 and not queued.",
         ),
         (
             names::VERIFICATION_FAILURES,

@@ -17,6 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::reply::ResponseBody;
 
+/// The TCP peer of a request, in its extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
@@ -54,8 +58,8 @@ pub async fn serve<H, F>(
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
                 tracing::warn!(%error, "accept failed");
                 tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
@@ -66,7 +70,8 @@ pub async fn serve<H, F>(
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
         let handler = handler.clone();
-        let service = service_fn(move |request| {
+        let service = service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(PeerAddr(peer));
             let response = handler(request);
             async move { Ok::<_, Infallible>(response.await) }
         });

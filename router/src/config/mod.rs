@@ -21,7 +21,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 pub use error::{ConfigError, ConfigErrors};
 pub use values::{ByteSize, EnvString, HumanDuration, Secret};
-pub use verify::SignConfig;
+pub use verify::{DedupConfig, SignConfig};
 
 use error::ErrorSink;
 
@@ -69,6 +69,9 @@ pub struct ServerConfig {
     /// Bearer token required by the admin API (not `/metrics`, `/healthz`, `/readyz`).
     #[serde(default)]
     pub admin_token: Option<Secret>,
+    /// Proxies whose `X-Forwarded-For` is believed when checking a route's `allow_ips`.
+    #[serde(default)]
+    pub trusted_proxies: Vec<crate::allow_list::Cidr>,
 }
 
 impl Default for ServerConfig {
@@ -83,6 +86,7 @@ impl Default for ServerConfig {
             shutdown_grace: defaults::shutdown_grace(),
             dead_letter_capacity: defaults::dead_letter_capacity(),
             admin_token: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -187,6 +191,12 @@ pub struct RouteConfig {
     pub on_plugin_error: OnPluginError,
     /// How the sender's signature is checked, if it is.
     pub verify: Option<crate::verify::Verifier>,
+    /// How repeated deliveries are recognised, if they are.
+    pub dedup: Option<DedupConfig>,
+    /// How many requests a second the route accepts, if limited.
+    pub rate_limit: Option<crate::rate_limit::RateLimitConfig>,
+    /// The only client networks the route accepts, if restricted.
+    pub allow_ips: Option<Vec<crate::allow_list::Cidr>>,
 }
 
 /// One entry of a route's `plugins` list.
@@ -295,6 +305,12 @@ struct RawRoute {
     on_plugin_error: OnPluginError,
     #[serde(default)]
     verify: Option<Spanned<verify::RawVerify>>,
+    #[serde(default)]
+    dedup: Option<Spanned<verify::RawDedup>>,
+    #[serde(default)]
+    rate_limit: Option<crate::rate_limit::RateLimitConfig>,
+    #[serde(default)]
+    allow_ips: Option<Vec<crate::allow_list::Cidr>>,
 }
 
 /// The raw shape of a plugin entry.
@@ -598,6 +614,13 @@ fn validate_routes(
                 .map_err(|message| sink.push(Some(span), format!("{key}.verify"), message))
                 .ok()
         });
+        let dedup = route.dedup.and_then(|raw| {
+            let span = raw.span();
+            raw.into_inner()
+                .build(verify.as_ref())
+                .map_err(|message| sink.push(Some(span), format!("{key}.dedup"), message))
+                .ok()
+        });
         routes.push(RouteConfig {
             id: route.id.into_inner(),
             path: route.path.into_inner(),
@@ -610,6 +633,9 @@ fn validate_routes(
             plugins,
             on_plugin_error: route.on_plugin_error,
             verify,
+            dedup,
+            rate_limit: route.rate_limit,
+            allow_ips: route.allow_ips,
         });
     }
     routes

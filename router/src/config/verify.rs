@@ -1,5 +1,5 @@
-//! A route's `verify` table (which sender signs its webhooks, with which secrets) and a
-//! destination's `sign` table (how the router signs its deliveries).
+//! What protects a route from forged and repeated webhooks (its `verify` and `dedup` tables)
+//! and how the router signs its own deliveries (a destination's `sign` table).
 //!
 //! ```toml
 //! verify = { preset = "github", secrets = ["${GITHUB_WEBHOOK_SECRET}"] }
@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{HumanDuration, Secret};
+use crate::dedup::DedupKey;
 use crate::verify::generic::Encoding;
 use crate::verify::mac::Algorithm;
 use crate::verify::{GenericScheme, Scheme, StandardSigner, Verifier};
@@ -157,6 +158,76 @@ impl<'de> Deserialize<'de> for SignConfig {
     }
 }
 
+/// A route's `dedup` table: where its delivery id is, and for how long ids are remembered.
+///
+/// ```toml
+/// dedup = {}                                   # the verify preset's delivery id
+/// dedup = { header = "X-Request-Id", window = "1h", capacity = 50_000 }
+/// dedup = { pointer = "/event/id" }
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDedup {
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default)]
+    pointer: Option<String>,
+    #[serde(default = "default_dedup_window")]
+    window: HumanDuration,
+    #[serde(default = "default_dedup_capacity")]
+    capacity: usize,
+}
+
+fn default_dedup_window() -> HumanDuration {
+    HumanDuration(Duration::from_secs(24 * 3600))
+}
+
+fn default_dedup_capacity() -> usize {
+    100_000
+}
+
+/// A route's validated `dedup` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupConfig {
+    /// Where the delivery id is read.
+    pub key: DedupKey,
+    /// How long an id is remembered.
+    pub window: Duration,
+    /// Most ids remembered; the oldest is forgotten first.
+    pub capacity: usize,
+}
+
+impl RawDedup {
+    /// The dedup settings, given the route's verifier (whose preset may name the id).
+    pub(crate) fn build(self, verifier: Option<&Verifier>) -> Result<DedupConfig, String> {
+        let key = match (self.header, self.pointer) {
+            (Some(_), Some(_)) => return Err("set `header` or `pointer`, not both".to_owned()),
+            (Some(header), None) => {
+                http::HeaderName::from_bytes(header.as_bytes())
+                    .map_err(|_| format!("header {header:?} is not a valid header name"))?;
+                DedupKey::Header(header.to_ascii_lowercase())
+            }
+            (None, Some(pointer)) => {
+                if !pointer.starts_with('/') {
+                    return Err(format!("pointer {pointer:?} must start with '/'"));
+                }
+                DedupKey::Pointer(pointer)
+            }
+            (None, None) => verifier
+                .and_then(|v| DedupKey::for_preset(v.preset()))
+                .ok_or("dedup needs `header` or `pointer`: without a verify preset that sends a delivery id (github, stripe, shopify, standard-webhooks) there is no default")?,
+        };
+        if self.capacity == 0 || self.window.0.is_zero() {
+            return Err("window and capacity must be above zero".to_owned());
+        }
+        Ok(DedupConfig {
+            key,
+            window: self.window.0,
+            capacity: self.capacity,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -184,10 +255,22 @@ mod tests {
         );
         let errors = errors(&text);
         assert!(errors.contains("routes.toml:3:"), "{errors}");
-        assert!(errors.contains("signing secret starts with whsec_"), "{errors}");
-        assert!(errors.contains("routes.toml:9:") && errors.contains("needs `header`"), "{errors}");
-        assert!(errors.contains("prefix applies to the hmac preset only"), "{errors}");
-        assert!(errors.contains("routes[2].verify") && errors.contains("secrets[0]"), "{errors}");
+        assert!(
+            errors.contains("signing secret starts with whsec_"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("routes.toml:9:") && errors.contains("needs `header`"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("prefix applies to the hmac preset only"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("routes[2].verify") && errors.contains("secrets[0]"),
+            "{errors}"
+        );
     }
 
     #[test]

@@ -205,3 +205,137 @@ async fn a_client_that_never_finishes_its_head_is_disconnected() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_burst_over_the_rate_limit_gets_429_and_the_allowed_are_delivered() {
+    let sink = Sink::healthy().await;
+    let config = format!(
+        "{}{}rate_limit = {{ per_second = 1, burst = 5 }}\n",
+        destination("sink", &sink.url("/in"), 3),
+        route("limited", "/hooks/limited", &["sink"])
+    );
+    let router = TestRouter::start(&config).await;
+    let mut accepted = 0;
+    let mut limited = 0;
+    for n in 0..25 {
+        let response = router
+            .post_json("/hooks/limited", &format!("{{\"n\":{n}}}"))
+            .await;
+        match response.status().as_u16() {
+            202 => accepted += 1,
+            429 => {
+                let retry_after: u64 = response.headers()["retry-after"]
+                    .to_str()
+                    .expect("text")
+                    .parse()
+                    .expect("seconds");
+                assert!((1..=2).contains(&retry_after), "{retry_after}");
+                limited += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+        if n < 5 {
+            assert_eq!(accepted, n + 1, "the burst of 5 passes");
+        }
+    }
+    assert!(limited >= 1, "requests over the limit are refused");
+    assert_eq!(accepted + limited, 25);
+    sink.wait_for_delivered(accepted, PATIENCE).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        sink.requests().len(),
+        accepted,
+        "only the allowed are delivered"
+    );
+    assert_eq!(
+        router
+            .metric("webhook_requests_total{route=\"limited\",status=\"429\"}")
+            .await,
+        Some(limited as f64)
+    );
+}
+
+#[tokio::test]
+async fn allow_lists_admit_listed_clients_and_believe_only_trusted_proxies() {
+    let sink = Sink::healthy().await;
+    let routes = format!(
+        "{}{}allow_ips = [\"127.0.0.0/8\"]\n{}allow_ips = [\"203.0.113.0/24\", \"2001:db8::/32\"]\n",
+        destination("sink", &sink.url("/in"), 3),
+        route("local", "/hooks/local", &["sink"]),
+        route("partner", "/hooks/partner", &["sink"]),
+    );
+    let post = |router: &TestRouter, path: &'static str, forwarded: Option<&'static str>| {
+        let mut request = router
+            .client
+            .post(router.url(path))
+            .header("content-type", "application/json")
+            .body("{}");
+        if let Some(forwarded) = forwarded {
+            request = request.header("x-forwarded-for", forwarded);
+        }
+        async move {
+            request
+                .send()
+                .await
+                .expect("router answers")
+                .status()
+                .as_u16()
+        }
+    };
+
+    // Behind a trusted proxy (the test client on 127.0.0.1 plays the proxy).
+    let proxied = TestRouter::start(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1\"]\n{routes}"
+    ))
+    .await;
+    assert_eq!(
+        post(&proxied, "/hooks/partner", Some("203.0.113.7")).await,
+        202
+    );
+    assert_eq!(
+        post(
+            &proxied,
+            "/hooks/partner",
+            Some("198.51.100.1, 203.0.113.7")
+        )
+        .await,
+        202
+    );
+    assert_eq!(
+        post(
+            &proxied,
+            "/hooks/partner",
+            Some("203.0.113.7, 198.51.100.1")
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        post(&proxied, "/hooks/partner", None).await,
+        403,
+        "the proxy itself is not listed"
+    );
+
+    // Without trusted proxies the header is ignored: only the peer counts.
+    let direct = TestRouter::start(&routes).await;
+    assert_eq!(post(&direct, "/hooks/local", None).await, 202);
+    let forged = direct
+        .client
+        .post(direct.url("/hooks/partner"))
+        .header("x-forwarded-for", "203.0.113.7")
+        .body("{}")
+        .send()
+        .await
+        .expect("router answers");
+    assert_eq!(forged.status(), 403);
+    let body: serde_json::Value = forged.json().await.expect("json error");
+    assert_eq!(body["error"], "client address not allowed");
+
+    sink.wait_for_delivered(3, PATIENCE).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        sink.requests().len(),
+        3,
+        "refused clients are never delivered"
+    );
+}

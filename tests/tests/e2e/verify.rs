@@ -241,3 +241,49 @@ async fn deliveries_are_signed_with_every_secret_and_a_receiver_accepts_them() {
         headers, b"{}", first
     ));
 }
+
+#[tokio::test]
+async fn a_github_delivery_posted_twice_is_delivered_once_with_one_id() {
+    let sink = Sink::healthy().await;
+    let config = format!(
+        "{}{}{}dedup = {{}}\n",
+        destination("sink", &sink.url("/in"), 3),
+        route("github", "/hooks/github", &["sink"]),
+        verify_table("github"),
+    );
+    let router = TestRouter::start(&config).await;
+    let body = br#"{"zen":"Keep it logically awesome."}"#;
+    let mut headers = sign("github", SECRET, body, unix_now());
+    headers.push((
+        "x-github-delivery".to_owned(),
+        "72d3162e-cc78-11e3-81ab-4c9367dc0958".to_owned(),
+    ));
+
+    let (first_status, first) = post(&router, "/hooks/github", body, &headers).await;
+    let (second_status, second) = post(&router, "/hooks/github", body, &headers).await;
+    assert_eq!((first_status, second_status), (202, 202));
+    assert_eq!(
+        first["id"], second["id"],
+        "the duplicate is answered with the original id"
+    );
+
+    // Another delivery id is a new event.
+    headers.last_mut().expect("delivery header").1 = "another-delivery".to_owned();
+    let (third_status, third) = post(&router, "/hooks/github", body, &headers).await;
+    assert_eq!(third_status, 202);
+    assert_ne!(third["id"], first["id"]);
+
+    sink.wait_for_delivered(2, PATIENCE).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        sink.requests().len(),
+        2,
+        "the duplicate was not queued again"
+    );
+    assert_eq!(
+        router
+            .metric("webhook_duplicates_total{route=\"github\"}")
+            .await,
+        Some(1.0)
+    );
+}
