@@ -1,10 +1,17 @@
 //! Deduplication: senders retry, and a delivery id seen twice within the window is the same
 //! webhook. A route's `dedup` table names where the id is (a header, or a JSON pointer into the
 //! body; by default the verified preset's delivery id), and the store remembers ids for a window,
-//! bounded in count: when full, the oldest id is forgotten first.
+//! bounded in count: when full, the oldest id is forgotten first. Only verified routes may
+//! deduplicate, so that nobody but the sender can claim an id first.
 //!
-//! An id is *claimed* when its first request is being accepted and *released* if that request
-//! ends in anything but 202, so a sender's retry after a 503 is not mistaken for a duplicate.
+//! Dedup catches a sender's retries and redeliveries. It is not replay protection for senders
+//! that sign neither a timestamp nor the id (GitHub, Shopify): a captured request re-posted
+//! with a new id passes; for those, rely on TLS, `allow_ips`, and the sender's own ids.
+//!
+//! An id is *claimed* while its first request is being accepted and *committed* when that
+//! request gets 202; any other end (an error answer, a cancelled or failed request) releases it,
+//! so a sender's retry after a 503 is not mistaken for a duplicate. A repeat that arrives while
+//! the first is still being accepted gets 503 with `Retry-After`: its fate is not known yet.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -54,24 +61,67 @@ impl DedupKey {
 }
 
 /// What a claim found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// The id is new: it is now claimed for `event_id`.
-    New,
-    /// The id was seen within the window, for this event.
+#[derive(Debug)]
+pub enum Claim<'a> {
+    /// The id is new and now claimed: [`ClaimGuard::commit`] it once the request is accepted;
+    /// dropping the guard uncommitted (any other answer, a cancelled request) releases it.
+    New(ClaimGuard<'a>),
+    /// The id was accepted within the window, as this event.
     Duplicate(String),
+    /// A request with this id is being accepted right now; its outcome is not known yet.
+    InProgress,
+}
+
+/// A claimed id, released when dropped unless committed.
+#[derive(Debug)]
+pub struct ClaimGuard<'a> {
+    store: &'a DedupStore,
+    key: String,
+    event_id: String,
+    committed: bool,
+}
+
+impl ClaimGuard<'_> {
+    /// Keeps the id: its request was accepted.
+    pub fn commit(mut self) {
+        let mut inner = self.store.lock();
+        if let Some(entry) = inner.entries.get_mut(&self.key)
+            && entry.event_id == self.event_id
+        {
+            entry.committed = true;
+        }
+        self.committed = true;
+    }
+}
+
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            let mut inner = self.store.lock();
+            if inner
+                .entries
+                .get(&self.key)
+                .is_some_and(|entry| entry.event_id == self.event_id)
+            {
+                inner.entries.remove(&self.key);
+                inner.compact(self.store.capacity);
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Entry {
     event_id: String,
     at: Instant,
+    committed: bool,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     entries: HashMap<String, Entry>,
-    /// Keys in claim order, with their claim time, for expiry and eviction.
+    /// Keys in claim order, with their claim time, for expiry and eviction. Records whose entry
+    /// is gone or newer are skipped, and compacted away when they pile up.
     order: VecDeque<(String, Instant)>,
 }
 
@@ -100,12 +150,20 @@ impl DedupStore {
         &self.key
     }
 
-    /// Claims `id` for `event_id` as of `now`, or says which event already has it.
-    pub fn claim(&self, id: &str, event_id: &str, now: Instant) -> Claim {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Claims `id` for `event_id` as of `now`, or says who has it.
+    pub fn claim(&self, id: &str, event_id: &str, now: Instant) -> Claim<'_> {
+        let mut inner = self.lock();
         inner.expire(now, self.window);
         if let Some(entry) = inner.entries.get(id) {
-            return Claim::Duplicate(entry.event_id.clone());
+            return if entry.committed {
+                Claim::Duplicate(entry.event_id.clone())
+            } else {
+                Claim::InProgress
+            };
         }
         while inner.entries.len() >= self.capacity {
             let Some((oldest, at)) = inner.order.pop_front() else {
@@ -124,32 +182,22 @@ impl DedupStore {
             Entry {
                 event_id: event_id.to_owned(),
                 at: now,
+                committed: false,
             },
         );
         inner.order.push_back((id.to_owned(), now));
-        Claim::New
+        inner.compact(self.capacity);
+        Claim::New(ClaimGuard {
+            store: self,
+            key: id.to_owned(),
+            event_id: event_id.to_owned(),
+            committed: false,
+        })
     }
 
-    /// Forgets `id` claimed for `event_id` (its request was not accepted).
-    pub fn release(&self, id: &str, event_id: &str) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if inner
-            .entries
-            .get(id)
-            .is_some_and(|e| e.event_id == event_id)
-        {
-            inner.entries.remove(id);
-            // Its place in `order` goes when it reaches the front.
-        }
-    }
-
-    /// Ids remembered now.
+    /// Ids remembered now (claimed or accepted).
     pub fn len(&self) -> usize {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entries
-            .len()
+        self.lock().entries.len()
     }
 
     /// Whether no id is remembered.
@@ -172,6 +220,16 @@ impl Inner {
             }
         }
     }
+
+    /// Drops records of released ids once they outnumber the live ones, so that memory stays
+    /// bounded by `capacity` even when most claims are released.
+    fn compact(&mut self, capacity: usize) {
+        if self.order.len() > 2 * capacity.max(self.entries.len()) + 16 {
+            let entries = &self.entries;
+            self.order
+                .retain(|(key, at)| entries.get(key).is_some_and(|entry| entry.at == *at));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -179,39 +237,61 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    #[test]
-    fn a_second_claim_within_the_window_is_a_duplicate_of_the_first() {
-        let store = DedupStore::new(DedupKey::Header("x-id".into()), Duration::from_secs(60), 10);
-        let t0 = Instant::now();
-        assert_eq!(store.claim("a", "evt-1", t0), Claim::New);
-        assert_eq!(
-            store.claim("a", "evt-2", t0 + Duration::from_secs(59)),
-            Claim::Duplicate("evt-1".into())
-        );
-        assert_eq!(
-            store.claim("a", "evt-3", t0 + Duration::from_secs(60)),
-            Claim::New
-        );
+    fn store(capacity: usize) -> DedupStore {
+        DedupStore::new(
+            DedupKey::Header("x-id".into()),
+            Duration::from_secs(60),
+            capacity,
+        )
+    }
+
+    fn accept(store: &DedupStore, id: &str, event: &str, now: Instant) {
+        match store.claim(id, event, now) {
+            Claim::New(guard) => guard.commit(),
+            other => panic!("{id}: expected a new claim, got {other:?}"),
+        }
     }
 
     #[test]
-    fn released_ids_can_be_claimed_again_and_capacity_evicts_the_oldest() {
-        let store = DedupStore::new(DedupKey::Header("x-id".into()), Duration::from_secs(60), 2);
+    fn a_repeat_within_the_window_is_a_duplicate_of_the_accepted_one() {
+        let store = store(10);
         let t0 = Instant::now();
-        assert_eq!(store.claim("a", "evt-1", t0), Claim::New);
-        store.release("a", "evt-1");
-        assert_eq!(store.claim("a", "evt-2", t0), Claim::New);
-        assert_eq!(store.claim("b", "evt-3", t0), Claim::New);
-        assert_eq!(store.claim("c", "evt-4", t0), Claim::New);
+        accept(&store, "a", "evt-1", t0);
+        assert!(matches!(
+            store.claim("a", "evt-2", t0 + Duration::from_secs(59)),
+            Claim::Duplicate(id) if id == "evt-1"
+        ));
+        accept(&store, "a", "evt-3", t0 + Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_claim_in_progress_is_neither_new_nor_a_duplicate_and_is_released_when_dropped() {
+        let store = store(10);
+        let t0 = Instant::now();
+        let guard = store.claim("a", "evt-1", t0);
+        assert!(matches!(store.claim("a", "evt-2", t0), Claim::InProgress));
+        drop(guard);
+        assert!(store.is_empty(), "an uncommitted claim is released");
+        accept(&store, "a", "evt-3", t0);
+    }
+
+    #[test]
+    fn capacity_evicts_the_oldest_and_released_claims_leave_no_trace() {
+        let store = store(2);
+        let t0 = Instant::now();
+        accept(&store, "a", "evt-1", t0);
+        accept(&store, "b", "evt-2", t0);
+        accept(&store, "c", "evt-3", t0);
         assert_eq!(store.len(), 2);
-        assert_eq!(
-            store.claim("a", "evt-5", t0),
-            Claim::New,
-            "the oldest was evicted"
-        );
-        assert_eq!(
-            store.claim("c", "evt-6", t0),
-            Claim::Duplicate("evt-4".into())
+        accept(&store, "a", "evt-4", t0);
+        assert!(matches!(store.claim("c", "evt-5", t0), Claim::Duplicate(id) if id == "evt-3"));
+        for n in 0..1_000 {
+            drop(store.claim(&format!("released-{n}"), "evt", t0));
+        }
+        assert!(store.len() <= 2, "never more than capacity");
+        assert!(
+            store.lock().order.len() <= 2 * 2 + 17,
+            "released records are compacted"
         );
     }
 

@@ -213,18 +213,28 @@ impl Ingress {
             headers.insert(VERIFIED_HEADER, HeaderValue::from_static(preset));
         }
         let id = Event::new_id();
-        let claimed = match &route.dedup {
+        let dedup_key = route
+            .dedup
+            .as_ref()
+            .and_then(|store| Some((store, store.key().read(&parts.headers, &body)?)));
+        let claim = match &dedup_key {
             None => None,
-            Some(store) => match store.key().read(&parts.headers, &body) {
-                None => None,
-                Some(key) => match store.claim(&key, &id, Instant::now()) {
-                    Claim::New => Some((store, key)),
-                    Claim::Duplicate(original) => {
-                        route.duplicates.increment(1);
-                        tracing::info!(event_id = %original, route = %route.id, "duplicate delivery: answered with the original id");
-                        return accepted(&original);
-                    }
-                },
+            Some((store, key)) => match store.claim(key, &id, Instant::now()) {
+                Claim::New(guard) => Some(guard),
+                Claim::Duplicate(original) => {
+                    route.duplicates.increment(1);
+                    tracing::info!(event_id = %original, route = %route.id, "duplicate delivery: answered with the original id");
+                    return accepted(&original);
+                }
+                Claim::InProgress => {
+                    return reply::retry_after(
+                        reply::error(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "a delivery with this id is being accepted, retry later",
+                        ),
+                        QUEUE_FULL_RETRY_AFTER,
+                    );
+                }
             },
         };
         let event = Event {
@@ -238,12 +248,13 @@ impl Ingress {
             received_at: SystemTime::now(),
             plugin_headers: HeaderMap::new(),
         };
+        // If this request ends any other way than 202 (an error answer, a dropped connection),
+        // the claim is released when dropped: the sender's retry must not look like a duplicate.
         let response = self.admit(route, event).await;
-        if let Some((store, key)) = claimed
-            && response.status() != StatusCode::ACCEPTED
+        if let Some(claim) = claim
+            && response.status() == StatusCode::ACCEPTED
         {
-            // Not accepted: the sender will retry, and the retry must not look like a duplicate.
-            store.release(&key, &id);
+            claim.commit();
         }
         response
     }
@@ -296,15 +307,20 @@ impl Ingress {
     }
 }
 
-/// Runs `event` through `chain`: on this task if the chain's time budget is small, else on a
-/// blocking thread.
+/// Runs `event` through `chain`, never on a bare runtime worker: WASI's blocking host calls
+/// (a plugin writing to stdout, polling) re-enter the runtime with `block_on`, which only a
+/// blocking section may do. A chain with a small time budget runs in place, in
+/// `block_in_place` (the worker hands its other tasks to another thread meanwhile); a longer
+/// one, or any on a single-threaded runtime, moves to a blocking thread.
 async fn run_chain(
     chain: &Arc<PluginChain>,
     event: Event,
     destinations: &[DestinationId],
 ) -> ChainOutcome {
-    if chain.time_budget() <= INLINE_CHAIN_BUDGET {
-        return chain.run(event, destinations);
+    let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread;
+    if multi_thread && chain.time_budget() <= INLINE_CHAIN_BUDGET {
+        return tokio::task::block_in_place(|| chain.run(event, destinations));
     }
     let chain = Arc::clone(chain);
     let destinations = destinations.to_vec();

@@ -200,6 +200,9 @@ pub struct DedupConfig {
 impl RawDedup {
     /// The dedup settings, given the route's verifier (whose preset may name the id).
     pub(crate) fn build(self, verifier: Option<&Verifier>) -> Result<DedupConfig, String> {
+        if verifier.is_none() {
+            return Err("dedup needs `verify`: on an unverified route anyone could post delivery ids first and have the real deliveries dropped as duplicates".to_owned());
+        }
         let key = match (self.header, self.pointer) {
             (Some(_), Some(_)) => return Err("set `header` or `pointer`, not both".to_owned()),
             (Some(header), None) => {
@@ -251,7 +254,9 @@ mod tests {
              [[routes]]\nid = \"b\"\npath = \"/b\"\ndestinations = [\"ci\"]\n\
              verify = {{ preset = \"github\", secrets = [\"s\"], prefix = \"x\" }}\n\n\
              [[routes]]\nid = \"c\"\npath = \"/c\"\ndestinations = [\"ci\"]\n\
-             verify = {{ preset = \"standard-webhooks\", secrets = [\"plain\"] }}\n"
+             verify = {{ preset = \"standard-webhooks\", secrets = [\"plain\"] }}\n\n\
+             [[routes]]\nid = \"d\"\npath = \"/d\"\ndestinations = [\"ci\"]\n\
+             dedup = {{ header = \"x-id\" }}\n"
         );
         let errors = errors(&text);
         assert!(errors.contains("routes.toml:3:"), "{errors}");
@@ -269,6 +274,10 @@ mod tests {
         );
         assert!(
             errors.contains("routes[2].verify") && errors.contains("secrets[0]"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("routes[3].dedup") && errors.contains("dedup needs `verify`"),
             "{errors}"
         );
     }

@@ -48,6 +48,12 @@ pub fn from_guest(
             .map_err(|_| format!("invalid value for header {name:?}"))?;
         headers.append(header_name, header_value);
     }
+    // Only the router says which sender verified the event: what a plugin wrote there is undone.
+    let verified = crate::ingress::VERIFIED_HEADER;
+    headers.remove(verified);
+    if let Some(value) = original.headers.get(verified) {
+        headers.insert(verified, value.clone());
+    }
     let plugin_headers = plugin_headers(original, &headers);
     let method = Method::from_bytes(guest.method.as_bytes())
         .map_err(|_| format!("invalid method {:?}", guest.method))?;
@@ -68,8 +74,13 @@ pub fn from_guest(
 /// earlier plugins set that this one kept, and those this one added or changed. Headers that
 /// only the transport may set are never taken.
 fn plugin_headers(original: &crate::event::Event, headers: &HeaderMap) -> HeaderMap {
+    // Values reach the guest as (lossy) UTF-8: compare them that way, so a sender's header
+    // that is not UTF-8 does not look changed by the plugin.
     let has = |map: &HeaderMap, name: &HeaderName, value: &HeaderValue| {
-        map.get_all(name).iter().any(|v| v == value)
+        let wanted = String::from_utf8_lossy(value.as_bytes());
+        map.get_all(name)
+            .iter()
+            .any(|v| String::from_utf8_lossy(v.as_bytes()) == wanted)
     };
     let mut kept = HeaderMap::new();
     for (name, value) in &original.plugin_headers {
@@ -107,6 +118,10 @@ fn is_transport_header(name: &HeaderName) -> bool {
         || name.as_str().starts_with("webhook-")
         || name.as_str() == "keep-alive"
         || name.as_str() == "proxy-connection"
+        // The body the router sends is the event's body as is: never re-encoded.
+        || name == http::header::CONTENT_ENCODING
+        // Set by the router after verification; a plugin cannot vouch for a sender.
+        || name.as_str() == crate::ingress::VERIFIED_HEADER
 }
 
 /// Milliseconds since the epoch as a `SystemTime` (for events built from files).

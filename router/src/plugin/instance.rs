@@ -201,6 +201,9 @@ fn classify(error: &wasmtime::Error, store: &Store<HostState>) -> PluginFailure 
 fn verdict_size(verdict: &Verdict) -> usize {
     fn event_size(event: &super::bindings::Event) -> usize {
         event.body.len()
+            + event.path.len()
+            + event.query.len()
+            + event.method.len()
             + event
                 .headers
                 .iter()

@@ -1,7 +1,8 @@
 //! GitHub: `X-Hub-Signature-256: sha256=<hex>`, the HMAC-SHA256 of the raw body. The legacy
 //! `X-Hub-Signature: sha1=<hex>` is accepted only when configured (`allow_sha1 = true`) and the
-//! SHA-256 header is absent. GitHub signs no timestamp: replays are stopped by dedup on
-//! `X-GitHub-Delivery`.
+//! SHA-256 header is absent. GitHub signs no timestamp and no delivery id, so there is no
+//! replay window: dedup on `X-GitHub-Delivery` drops GitHub's own redeliveries, not a captured
+//! request re-posted with a new id.
 
 use http::HeaderMap;
 

@@ -188,7 +188,10 @@ impl Window {
             .trim()
             .parse()
             .map_err(|_| VerifyError::Malformed)?;
-        let signed = UNIX_EPOCH + Duration::from_secs(seconds);
+        // A timestamp past what the clock can hold is as stale as it gets (and must not panic).
+        let signed = UNIX_EPOCH
+            .checked_add(Duration::from_secs(seconds))
+            .ok_or(VerifyError::Stale)?;
         let distance = match self.now.duration_since(signed) {
             Ok(age) => age,
             Err(ahead) => ahead.duration(),
@@ -249,6 +252,8 @@ mod tests {
         assert_eq!(window.check("699"), Err(VerifyError::Stale));
         assert_eq!(window.check("1301"), Err(VerifyError::Stale));
         assert_eq!(window.check("soon"), Err(VerifyError::Malformed));
+        assert_eq!(window.check(&u64::MAX.to_string()), Err(VerifyError::Stale));
+        assert_eq!(window.check("9223372036854775808"), Err(VerifyError::Stale));
     }
 
     #[test]

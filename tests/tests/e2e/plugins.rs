@@ -226,9 +226,10 @@ async fn hostile_plugins_are_contained_and_the_router_keeps_serving() {
         )
     };
     let config = format!(
-        "{}{}{}{}{}{}{}{}",
+        "{}{}{}{}{}{}{}{}{}",
         destination("sink", &sink.url("/in"), 3),
         route("healthy", "/hooks/healthy", &["sink"]),
+        hostile("print", "reject"),
         hostile("loop", "reject"),
         hostile("memory", "drop"),
         hostile("trap", "forward"),
@@ -246,7 +247,12 @@ async fn hostile_plugins_are_contained_and_the_router_keeps_serving() {
         ("recursion", "trap", 202, "forward"),
         ("bad-fan-out", "bad_verdict", 202, "drop"),
     ];
-    let mut healthy_sent = 0;
+    // A plugin writing to stdout and stderr (WASI blocking writes, discarded by the host) works.
+    let printed = router
+        .post_json("/hooks/print", "{\"mode\":\"print\"}")
+        .await;
+    assert_eq!(printed.status(), 202);
+    let mut healthy_sent = 1; // the printed event is delivered too
     let mut forwarded = 0;
     for (mode, kind, status, on_error) in cases {
         let body = format!("{{\"mode\":\"{mode}\"}}");

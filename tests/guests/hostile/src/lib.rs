@@ -21,6 +21,7 @@
 //! | `configure-loop` | (`configure` loops forever) |
 //! | `configure-trap` | (`configure` executes `unreachable`) |
 //! | `count` | counts the events this instance handled and forwards with `x-hostile-count: <n>` |
+//! | `print` | writes a line to stdout and one to stderr (which the router discards), then forwards |
 //!
 //! An event's `x-hostile-mode` header, if set, replaces the configured mode for that event: one
 //! instance can trap on one event and be asked again on the next.
@@ -71,6 +72,8 @@ pub enum Mode {
     ConfigureTrap,
     /// Count events handled by this instance.
     Count,
+    /// Write to stdout and stderr.
+    Print,
 }
 
 /// The plugin's config.
@@ -182,6 +185,11 @@ impl Plugin for Hostile {
                 verdict::forward(event)
             }
             Mode::Error => return Err("boom".into()),
+            Mode::Print => {
+                println!("hostile plugin writes to stdout");
+                eprintln!("hostile plugin writes to stderr");
+                verdict::forward(event)
+            }
             Mode::Count => {
                 event.set_header("x-hostile-count", self.handled.get().to_string());
                 verdict::forward(event)
