@@ -275,7 +275,13 @@ impl Ingress {
                 ChainOutcome::Reject { status, message } => {
                     let status =
                         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                    return reply::error(status, &message);
+                    let response = reply::error(status, &message);
+                    return match status {
+                        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
+                            reply::retry_after(response, QUEUE_FULL_RETRY_AFTER)
+                        }
+                        _ => response,
+                    };
                 }
             },
         };

@@ -134,6 +134,12 @@ impl PluginChain {
                 on_plugin_error = ?self.on_error,
                 "plugin failed"
             );
+            if failure.unavailable {
+                return ChainOutcome::Reject {
+                    status: 503,
+                    message: "plugins are busy, retry later".to_owned(),
+                };
+            }
             match self.on_error {
                 OnPluginError::Reject => {
                     return ChainOutcome::Reject {

@@ -22,8 +22,9 @@ use super::limits::PluginLimits;
 use super::{Isolation, PluginErrorKind, PluginFailure};
 use crate::event::Event;
 
-/// Idle instances kept per plugin.
-const IDLE_INSTANCES: usize = 16;
+/// Idle instances kept per plugin. Each holds one of the engine's pooled slots, so this times
+/// the number of plugin entries should stay well under the pool's size.
+const IDLE_INSTANCES: usize = 8;
 /// Time budget for `configure`, which may parse a large config once.
 const CONFIGURE_TIME_FACTOR: u32 = 50;
 
@@ -157,10 +158,20 @@ impl LoadedPlugin {
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(deadline_ticks(self.limits.time, CONFIGURE_TIME_FACTOR));
-        let filter = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| classify(&e, &store))?;
+        let filter = self.pre.instantiate(&mut store).map_err(|error| {
+            if error.downcast_ref::<Trap>().is_some() || store.data().limiter.exceeded {
+                classify(&error, &store)
+            } else {
+                // Not the guest's doing: typically every slot of the instance pool is in use.
+                PluginFailure {
+                    unavailable: true,
+                    ..PluginFailure::new(
+                        PluginErrorKind::Error,
+                        format!("cannot instantiate: {error:#}"),
+                    )
+                }
+            }
+        })?;
         match filter.call_configure(&mut store, &self.config_json) {
             Ok(Ok(())) => Ok(PluginInstance { store, filter }),
             Ok(Err(message)) => Err(PluginFailure::new(

@@ -71,6 +71,10 @@ pub struct PluginFailure {
     pub kind: PluginErrorKind,
     /// Details, for logs.
     pub message: String,
+    /// The plugin could not run at all (no instance could be had, e.g. every pooled slot is
+    /// busy): not the event's fault, so the sender is asked to retry whatever the route's
+    /// `on_plugin_error` says.
+    pub unavailable: bool,
 }
 
 impl PluginFailure {
@@ -79,6 +83,7 @@ impl PluginFailure {
         Self {
             kind,
             message: message.into(),
+            unavailable: false,
         }
     }
 }
