@@ -313,20 +313,16 @@ impl Ingress {
     }
 }
 
-/// Runs `event` through `chain`, never on a bare runtime worker: WASI's blocking host calls
-/// (a plugin writing to stdout, polling) re-enter the runtime with `block_on`, which only a
-/// blocking section may do. A chain with a small time budget runs in place, in
-/// `block_in_place` (the worker hands its other tasks to another thread meanwhile); a longer
-/// one, or any on a single-threaded runtime, moves to a blocking thread.
+/// Runs `event` through `chain`: on this task if the chain's time budget is small, else on a
+/// blocking thread. (On this task, a plugin's blocking WASI call fails that plugin's call: see
+/// `plugin::instance::contain`.)
 async fn run_chain(
     chain: &Arc<PluginChain>,
     event: Event,
     destinations: &[DestinationId],
 ) -> ChainOutcome {
-    let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
-        == tokio::runtime::RuntimeFlavor::MultiThread;
-    if multi_thread && chain.time_budget() <= INLINE_CHAIN_BUDGET {
-        return tokio::task::block_in_place(|| chain.run(event, destinations));
+    if chain.time_budget() <= INLINE_CHAIN_BUDGET {
+        return chain.run(event, destinations);
     }
     let chain = Arc::clone(chain);
     let destinations = destinations.to_vec();

@@ -11,6 +11,10 @@
 //! ```
 //!
 //! On targets other than `wasm32` (tests), lines go to stderr instead.
+//!
+//! Do not use `println!`, `eprintln!` or `std::thread::sleep` in a plugin: they are blocking
+//! WASI calls, which the router refuses (the call fails, and the route's `on_plugin_error`
+//! applies). This module is the way to say something.
 
 use crate::Level;
 

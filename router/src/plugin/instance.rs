@@ -117,9 +117,11 @@ impl LoadedPlugin {
             .set_epoch_deadline(deadline_ticks(self.limits.time, 1));
         instance.store.data_mut().limiter.exceeded = false;
         let guest_event = to_guest(event);
-        let result = instance
-            .filter
-            .call_handle(&mut instance.store, &guest_event);
+        let result = contain(|| {
+            instance
+                .filter
+                .call_handle(&mut instance.store, &guest_event)
+        })?;
         let verdict = match result {
             Ok(Ok(verdict)) => verdict,
             Ok(Err(message)) => {
@@ -172,7 +174,7 @@ impl LoadedPlugin {
                 }
             }
         })?;
-        match filter.call_configure(&mut store, &self.config_json) {
+        match contain(|| filter.call_configure(&mut store, &self.config_json))? {
             Ok(Ok(())) => Ok(PluginInstance { store, filter }),
             Ok(Err(message)) => Err(PluginFailure::new(
                 PluginErrorKind::Error,
@@ -181,6 +183,23 @@ impl LoadedPlugin {
             Err(error) => Err(classify(&error, &store)),
         }
     }
+}
+
+/// Runs a guest call, turning a panic in a host function into a plugin failure.
+///
+/// The WASI host functions behind blocking calls (writing to stdout or stderr, `poll`,
+/// `pollable.block`, hence sleeping) re-enter the async runtime with `block_on`, which panics
+/// on a runtime worker thread. That panic unwinds out of the guest; caught here, it fails this
+/// call only, and the instance (dropped by the caller) is never reused. A plugin that needs to
+/// say something uses the contract's `log` import instead.
+fn contain<T>(call: impl FnOnce() -> T) -> Result<T, PluginFailure> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).map_err(|_| {
+        PluginFailure::new(
+            PluginErrorKind::Error,
+            "the plugin made a blocking WASI call (stdout, stderr, poll or sleep), which \
+             plugins may not make: use the log import",
+        )
+    })
 }
 
 /// Epoch ticks for `time × factor`, rounded up (at least one).

@@ -247,12 +247,15 @@ async fn hostile_plugins_are_contained_and_the_router_keeps_serving() {
         ("recursion", "trap", 202, "forward"),
         ("bad-fan-out", "bad_verdict", 202, "drop"),
     ];
-    // A plugin writing to stdout and stderr (WASI blocking writes, discarded by the host) works.
+    // A plugin writing to stdout (a blocking WASI call) fails its call, contained and counted.
     let printed = router
         .post_json("/hooks/print", "{\"mode\":\"print\"}")
         .await;
-    assert_eq!(printed.status(), 202);
-    let mut healthy_sent = 1; // the printed event is delivered too
+    assert_eq!(printed.status(), 500);
+    let print_errors =
+        "webhook_plugin_errors_total{route=\"print\",plugin=\"hostile\",kind=\"error\"}";
+    assert_eq!(router.metric(print_errors).await, Some(1.0));
+    let mut healthy_sent = 0;
     let mut forwarded = 0;
     for (mode, kind, status, on_error) in cases {
         let body = format!("{{\"mode\":\"{mode}\"}}");

@@ -21,7 +21,7 @@
 //! | `configure-loop` | (`configure` loops forever) |
 //! | `configure-trap` | (`configure` executes `unreachable`) |
 //! | `count` | counts the events this instance handled and forwards with `x-hostile-count: <n>` |
-//! | `print` | writes a line to stdout and one to stderr (which the router discards), then forwards |
+//! | `print` | writes a line to stdout and one to stderr (blocking WASI calls, which the router refuses), then forwards |
 //!
 //! An event's `x-hostile-mode` header, if set, replaces the configured mode for that event: one
 //! instance can trap on one event and be asked again on the next.
