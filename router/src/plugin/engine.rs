@@ -203,10 +203,25 @@ fn start_epoch_ticker(engine: &Engine) {
     let spawned = std::thread::Builder::new()
         .name("plugin-epoch".into())
         .spawn(move || {
+            // Ticks follow a fixed schedule rather than "sleep a tick, repeat": each sleep
+            // overshoots a little, and 25 overshoots would stretch a 25 ms limit by a tick or two.
+            // After a stall (a suspended machine), the schedule restarts instead of catching up
+            // with a burst of ticks that would cut running plugins short.
+            let mut start = std::time::Instant::now();
+            let mut ticks: u32 = 0;
             while let Some(engine) = weak.upgrade() {
                 engine.increment_epoch();
                 drop(engine);
-                std::thread::sleep(EPOCH_TICK);
+                ticks += 1;
+                let now = std::time::Instant::now();
+                let next = start + EPOCH_TICK * ticks;
+                if ticks == u32::MAX || now > next + EPOCH_TICK * 10 {
+                    start = now;
+                    ticks = 0;
+                    std::thread::sleep(EPOCH_TICK);
+                } else {
+                    std::thread::sleep(next.saturating_duration_since(now));
+                }
             }
         });
     if let Err(error) = spawned {
