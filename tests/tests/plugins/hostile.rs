@@ -77,13 +77,23 @@ fn an_infinite_loop_times_out_at_its_deadline() {
 
 #[test]
 fn a_memory_bomb_is_contained_at_the_limit() {
-    let plugin = hostile(&json!({}), Isolation::Reuse);
+    // A wall-clock budget the bomb cannot reach even on a loaded machine: the limit tested
+    // here is memory.
+    let limits = PluginLimits {
+        time: Duration::from_secs(2),
+        ..limits()
+    };
+    let plugin =
+        try_load("hostile", &json!({}), limits, Isolation::Reuse).expect("the hostile guest loads");
     assert_fails_with(&plugin, "memory", PluginErrorKind::Memory);
     // Up to the limit is fine.
-    let within = hostile(
+    let within = try_load(
+        "hostile",
         &json!({ "mode": "memory", "bytes": 8 * 1024 * 1024 }),
+        limits,
         Isolation::Reuse,
-    );
+    )
+    .expect("the hostile guest loads");
     let out = forwarded(
         within
             .handle(&event_in_mode("memory"))
