@@ -16,6 +16,7 @@
 //! route's `on_plugin_error` is `reject` |
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -33,7 +34,6 @@ use crate::plugin::{ChainOutcome, PluginChain};
 use crate::queue::{DestinationId, DispatchQueue, EnqueueError};
 use crate::rate_limit::{RouteRateLimit, retry_after_seconds};
 use crate::reply::{self, ResponseBody};
-use crate::server::PeerAddr;
 use crate::verify::{Verifier, VerifyError};
 use metrics::Counter;
 
@@ -126,8 +126,8 @@ impl Ingress {
         }
     }
 
-    /// Handles one webhook request.
-    pub async fn handle<B>(&self, request: Request<B>) -> Response<ResponseBody>
+    /// Handles one webhook request that arrived from `peer`.
+    pub async fn handle<B>(&self, request: Request<B>, peer: SocketAddr) -> Response<ResponseBody>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -136,12 +136,17 @@ impl Ingress {
             self.unmatched.count_request(404);
             return reply::error(StatusCode::NOT_FOUND, "no route for this path");
         };
-        let response = self.accept(route, request).await;
+        let response = self.accept(route, request, peer).await;
         route.metrics.count_request(response.status().as_u16());
         response
     }
 
-    async fn accept<B>(&self, route: &IngressRoute, request: Request<B>) -> Response<ResponseBody>
+    async fn accept<B>(
+        &self,
+        route: &IngressRoute,
+        request: Request<B>,
+        peer: SocketAddr,
+    ) -> Response<ResponseBody>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -157,13 +162,9 @@ impl Ingress {
             return response;
         }
         if let Some(allowed) = &route.allow_ips {
-            let peer = request
-                .extensions()
-                .get::<PeerAddr>()
-                .map(|peer| peer.0.ip());
-            let client = peer.map(|peer| client_ip(peer, request.headers(), &self.trusted_proxies));
-            if !client.is_some_and(|ip| contains(allowed, ip)) {
-                tracing::info!(route = %route.id, client = ?client, "client address not allowed");
+            let client = client_ip(peer.ip(), request.headers(), &self.trusted_proxies);
+            if !contains(allowed, client) {
+                tracing::info!(route = %route.id, %client, "client address not allowed");
                 return reply::error(StatusCode::FORBIDDEN, "client address not allowed");
             }
         }

@@ -124,9 +124,9 @@ impl Router {
             ingress_listener,
             settings,
             stop_ingress.clone(),
-            move |request| {
+            move |request, peer| {
                 let ingress = Arc::clone(&ingress);
-                async move { ingress.handle(request).await }
+                async move { ingress.handle(request, peer).await }
             },
         ));
 
@@ -142,7 +142,7 @@ impl Router {
             admin_listener,
             settings,
             stop_admin.clone(),
-            move |request| {
+            move |request, _peer| {
                 let response = admin_handler.handle(&request);
                 async move { response }
             },

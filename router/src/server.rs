@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -17,10 +18,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::reply::ResponseBody;
 
-/// The TCP peer of a request, in its extensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerAddr(pub std::net::SocketAddr);
-
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
@@ -33,14 +30,14 @@ pub struct ListenerSettings {
     pub drain_timeout: Duration,
 }
 
-/// Serves `handler` on `listener` until `shutdown` is cancelled, then drains connections.
+/// Serves `handler` (called with each request and its connection's TCP peer) on `listener` until `shutdown` is cancelled, then drains connections.
 pub async fn serve<H, F>(
     listener: TcpListener,
     settings: ListenerSettings,
     shutdown: CancellationToken,
     handler: H,
 ) where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ResponseBody>> + Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -70,9 +67,8 @@ pub async fn serve<H, F>(
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
         let handler = handler.clone();
-        let service = service_fn(move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(PeerAddr(peer));
-            let response = handler(request);
+        let service = service_fn(move |request: Request<Incoming>| {
+            let response = handler(request, peer);
             async move { Ok::<_, Infallible>(response.await) }
         });
         let connection = builder
