@@ -9,8 +9,10 @@
 //! instance) and `isolation = "fresh"` (a new instance per event, configured then dropped);
 //! the `hostile` test guest in its `ok` mode (forwards untouched: the bare cost of crossing into
 //! the guest and back); and, as the baseline measured in the same run, the same filter written
-//! in native Rust. Criterion reports means; then every case is timed call by call to print
-//! p50 and p99, and their ratio to the native baseline.
+//! in native Rust. The filter cases run again on a 64 KiB event. Criterion reports means; then
+//! every case is timed call by call to print p50 and p99, and their ratio to the native
+//! baseline of the same event. With `PLUGIN_OVERHEAD_SUMMARY=FILE` the percentiles are also
+//! written to FILE (`case<TAB>event size<TAB>p50 ns<TAB>p99 ns` lines) for `tests/bench.sh`.
 //!
 //! Results and how to read them: `docs/benchmarks.md`.
 
@@ -30,26 +32,41 @@ const SAMPLES: usize = 20_000;
 
 const FILTER_CONFIG: &str = r#"{"json": [{"pointer": "/ref", "equals": "refs/heads/main"}]}"#;
 
-fn small_event() -> Event {
-    let body = br#"{"ref":"refs/heads/main","before":"6113728f27ae82c7b1a177c8d03f9e96e0adf246","after":"0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c","repository":{"id":186853002,"full_name":"Codertocat/Hello-World","private":false},"pusher":{"name":"Codertocat"},"sender":{"login":"Codertocat","id":21031067}}"#;
+/// GitHub's push event, cut down; `push_event` pads it.
+const PUSH: &str = r#"{"ref":"refs/heads/main","before":"6113728f27ae82c7b1a177c8d03f9e96e0adf246","after":"0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c","repository":{"id":186853002,"full_name":"Codertocat/Hello-World","private":false},"pusher":{"name":"Codertocat"},"sender":{"login":"Codertocat","id":21031067}}"#;
+
+/// The push event, with a `"pad"` string that makes it `bytes` long if it is shorter.
+fn push_event(bytes: usize) -> Event {
+    let frame = r#","pad":""}"#.len();
+    let body = match bytes.checked_sub(PUSH.len() + frame) {
+        Some(pad) => format!(
+            r#"{},"pad":"{}"}}"#,
+            &PUSH[..PUSH.len() - 1],
+            "x".repeat(pad)
+        ),
+        None => PUSH.to_owned(),
+    };
     let mut headers = HeaderMap::new();
     headers.insert("x-github-event", HeaderValue::from_static("push"));
     headers.insert(
         "user-agent",
         HeaderValue::from_static("GitHub-Hookshot/044aadd"),
     );
-    trial::trial_event("bench", body.to_vec(), headers)
+    trial::trial_event("bench", body.into_bytes(), headers)
 }
 
-fn load(name: &str, config: &str, isolation: Isolation) -> LoadedPlugin {
-    load_plugin(
-        &module(name),
-        "bench",
-        config,
-        PluginLimits::default(),
-        isolation,
-    )
-    .unwrap()
+fn load(name: &str, config: &str, isolation: Isolation) -> &'static LoadedPlugin {
+    // The plugins live as long as the process.
+    Box::leak(Box::new(
+        load_plugin(
+            &module(name),
+            "bench",
+            config,
+            PluginLimits::default(),
+            isolation,
+        )
+        .unwrap(),
+    ))
 }
 
 /// The filter's logic in native Rust: parse the body, compare one pointer.
@@ -59,40 +76,38 @@ fn native_filter(event: &Event) -> bool {
         .is_some_and(|value| value == "refs/heads/main")
 }
 
-/// One case: a name and the call it times.
+/// One case: a name, the event it runs on and the call it times.
 struct Case<'a> {
     name: &'static str,
-    call: Box<dyn Fn(&Event) + 'a>,
+    event: &'a Event,
+    call: Box<dyn Fn(&Event)>,
+}
+
+fn native() -> Box<dyn Fn(&Event)> {
+    Box::new(|e| assert!(black_box(native_filter(black_box(e)))))
+}
+
+fn plugin(plugin: &'static LoadedPlugin) -> Box<dyn Fn(&Event)> {
+    Box::new(move |e| {
+        black_box(plugin.handle(black_box(e)).unwrap());
+    })
 }
 
 fn main() {
-    let event = small_event();
+    let small = push_event(0);
+    let large = push_event(64 * 1024);
     let reuse = load("event_filter", FILTER_CONFIG, Isolation::Reuse);
     let fresh = load("event_filter", FILTER_CONFIG, Isolation::Fresh);
     let crossing = load("hostile", r#"{"mode": "ok"}"#, Isolation::Reuse);
+    let case = |name, event, call| Case { name, event, call };
     let cases = [
-        Case {
-            name: "native filter (baseline)",
-            call: Box::new(|e| assert!(black_box(native_filter(black_box(e))))),
-        },
-        Case {
-            name: "event_filter, reuse",
-            call: Box::new(|e| {
-                black_box(reuse.handle(black_box(e)).unwrap());
-            }),
-        },
-        Case {
-            name: "event_filter, fresh",
-            call: Box::new(|e| {
-                black_box(fresh.handle(black_box(e)).unwrap());
-            }),
-        },
-        Case {
-            name: "no-op guest, reuse",
-            call: Box::new(|e| {
-                black_box(crossing.handle(black_box(e)).unwrap());
-            }),
-        },
+        case("native filter (baseline)", &small, native()),
+        case("event_filter, reuse", &small, plugin(reuse)),
+        case("event_filter, fresh", &small, plugin(fresh)),
+        case("no-op guest, reuse", &small, plugin(crossing)),
+        case("native filter (baseline)", &large, native()),
+        case("event_filter, reuse", &large, plugin(reuse)),
+        case("event_filter, fresh", &large, plugin(fresh)),
     ];
 
     let mut criterion = Criterion::default()
@@ -101,28 +116,48 @@ fn main() {
         .configure_from_args();
     let mut group = criterion.benchmark_group("plugin_call");
     for case in &cases {
-        group.bench_function(case.name, |b| b.iter(|| (case.call)(&event)));
+        let id = format!("{}, {}", case.name, size(case.event));
+        group.bench_function(id, |b| b.iter(|| (case.call)(case.event)));
     }
     group.finish();
     criterion.final_summary();
 
-    println!(
-        "\nper-call percentiles ({SAMPLES} calls each, {}-byte JSON body):\n",
-        event.body.len()
-    );
-    println!("| case | p50 | p99 | p50 ÷ native p50 |");
-    println!("|---|---:|---:|---:|");
-    let mut native_p50 = None;
+    println!("\nper-call percentiles ({SAMPLES} calls each):\n");
+    println!("| case | event | p50 | p99 | p50 ÷ native p50 |");
+    println!("|---|---:|---:|---:|---:|");
+    let mut summary = String::new();
+    let mut native_p50 = Duration::ZERO;
     for case in &cases {
-        let (p50, p99) = percentiles(|| (case.call)(&event));
-        let baseline = *native_p50.get_or_insert(p50);
+        let (p50, p99) = percentiles(|| (case.call)(case.event));
+        if case.name.starts_with("native") {
+            native_p50 = p50;
+        }
         println!(
-            "| {} | {} | {} | {:.1} |",
+            "| {} | {} | {} | {} | {:.1} |",
             case.name,
+            size(case.event),
             micros(p50),
             micros(p99),
-            p50.as_secs_f64() / baseline.as_secs_f64()
+            p50.as_secs_f64() / native_p50.as_secs_f64()
         );
+        summary.push_str(&format!(
+            "{}\t{}\t{}\t{}\n",
+            case.name,
+            size(case.event),
+            p50.as_nanos(),
+            p99.as_nanos()
+        ));
+    }
+    if let Some(path) = std::env::var_os("PLUGIN_OVERHEAD_SUMMARY") {
+        std::fs::write(&path, summary).unwrap();
+    }
+}
+
+/// An event's body size, as the suite's table writes it.
+fn size(event: &Event) -> String {
+    match event.body.len() {
+        n if n >= 1024 => format!("{} KiB", n / 1024),
+        n => format!("{n} B"),
     }
 }
 

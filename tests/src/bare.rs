@@ -3,6 +3,9 @@
 //! It does the least an ingress can do — accept the connection (HTTP/1.1 or h2c, through the
 //! same hyper-util auto builder as the router), read the whole body, answer `202` with a small
 //! JSON body — and nothing else: no routing, limits, queue, metrics or delivery.
+//!
+//! As a benchmark's destination it can also stamp when each numbered request
+//! ([`crate::load::numbered_body`]) arrived.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,6 +22,8 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+
+use crate::load::Stamps;
 
 /// The body of every answer.
 const ANSWER: &[u8] = br#"{"id":"x"}"#;
@@ -48,12 +53,23 @@ impl BareServer {
     /// Starts a bare server on `127.0.0.1:0` that answers every request with `202 {"id":"x"}`
     /// once it has read the request body.
     pub async fn start() -> std::io::Result<BareServer> {
+        Self::start_with(None).await
+    }
+
+    /// Like [`BareServer::start`], and stamps in `arrivals` when each numbered request
+    /// arrived (once its body was read).
+    pub async fn start_recording(arrivals: Arc<Stamps>) -> std::io::Result<BareServer> {
+        Self::start_with(Some(arrivals)).await
+    }
+
+    async fn start_with(arrivals: Option<Arc<Stamps>>) -> std::io::Result<BareServer> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let counts = Arc::new(Counts {
             started: Instant::now(),
             requests: AtomicU64::new(0),
             last_answer_ns: AtomicU64::new(0),
+            arrivals,
         });
         let server = tokio::spawn(serve(listener, Arc::clone(&counts)));
         Ok(BareServer {
@@ -93,6 +109,8 @@ struct Counts {
     requests: AtomicU64,
     /// Nanoseconds from `started` to the latest answer; 0 before the first.
     last_answer_ns: AtomicU64,
+    /// Where numbered requests' arrivals are stamped, if anywhere.
+    arrivals: Option<Arc<Stamps>>,
 }
 
 async fn serve(listener: TcpListener, counts: Arc<Counts>) {
@@ -119,7 +137,14 @@ async fn serve(listener: TcpListener, counts: Arc<Counts>) {
 
 async fn answer(counts: &Counts, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let status = match request.into_body().collect().await {
-        Ok(_) => StatusCode::ACCEPTED,
+        Ok(body) => {
+            if let Some(arrivals) = &counts.arrivals
+                && let Some(seq) = crate::load::body_seq(&body.to_bytes())
+            {
+                arrivals.stamp(seq);
+            }
+            StatusCode::ACCEPTED
+        }
         Err(_) => StatusCode::BAD_REQUEST,
     };
     counts.requests.fetch_add(1, Ordering::Relaxed);

@@ -1,11 +1,15 @@
 //! Test support for webhook-router's end-to-end tests and load benchmarks: scriptable
-//! loopback sinks, a router started on ephemeral ports, and the plugins built from source.
+//! loopback sinks, a router started on ephemeral ports, the plugins built from source, and
+//! the load generators the benchmarks drive.
 
 pub mod bare;
+pub mod load;
+pub mod process_stats;
 pub mod signing;
 pub mod sink;
 pub mod test_router;
 pub mod wasm;
+pub mod wrk;
 
 pub use sink::{Received, Reply, Sink};
 pub use test_router::TestRouter;

@@ -1,0 +1,629 @@
+//! The benchmark suite: every figure `docs/benchmarks.md` records, each against a baseline
+//! measured in the same run, printed as one table.
+//!
+//! ```text
+//! ./tests/bench.sh            # builds the plugins, runs the plugin-overhead bench, then this
+//! cargo run --release -p webhook-router-tests --bin bench-suite -- --help
+//! ```
+//!
+//! For each payload size (1 KiB and 64 KiB by default), one after the other:
+//!
+//! 1. **bare hyper**: wrk against [`BareServer`], which reads the body and answers 202. Every
+//!    wrk row uses the same script: the same GitHub-signed JSON body and headers, the same
+//!    connections, the same duration.
+//! 2. **ingest**: wrk against a router route with no verification and no plugins, whose
+//!    destination never answers, so deliveries park and the router spends its CPU on ingress
+//!    (accept, route, read, enqueue, answer). Ratio to 1.
+//! 3. **ingest + GitHub HMAC + event-filter**: the same with `verify = github` and one
+//!    `event-filter` plugin that parses the body (a JSON-pointer condition) and forwards it.
+//!    Goal ≥ 0.60 × bare.
+//! 4. **end to end**: wrk against a plain route delivering to a bare hyper destination;
+//!    delivered/s counts every accepted event up to the last delivery. Goal ≥ 0.35 × bare.
+//! 5. **latency** at a quarter of row 4's rate: requests sent at a fixed rate by the in-process
+//!    generator, each stamped when sent and when the destination received it; p50/p99 of the
+//!    difference. Baseline: the same rate sent straight to the destination. Goal p99 ≤ 2 ms.
+//! 6. **memory**: in a fresh child process, RSS growth per event while a paused destination
+//!    holds `--held-events` events (100 000). Goal ≤ payload + 1 KiB.
+//!
+//! Plugin overhead (criterion, `router/benches/plugin_overhead.rs`) is read from the summary
+//! that bench writes (`--plugin-overhead FILE`; `tests/bench.sh` passes it).
+//!
+//! Everything runs on loopback, bounded in time or count, and stops by itself. wrk is
+//! installed with apt-get if missing. Nothing is asserted: the goals are reported, met or not.
+
+#![allow(clippy::print_stdout)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use clap::Parser;
+use http::HeaderMap;
+use webhook_router_tests::bare::BareServer;
+use webhook_router_tests::load::{self, Stamps, Target, numbered_body, quantile};
+use webhook_router_tests::process_stats::{cpu_time, resident_bytes};
+use webhook_router_tests::wrk::{self, Wrk, WrkRun, WrkScript};
+use webhook_router_tests::{Reply, Sink, TestRouter};
+
+/// The GitHub webhook secret of the verifying route.
+const GITHUB_SECRET: &str = "bench-secret";
+/// Route paths.
+const PLAIN_PATH: &str = "/hooks/plain";
+const VERIFIED_PATH: &str = "/hooks/github";
+/// Events sent (and held) before the memory measurement starts, to warm the allocator,
+/// connections and queue.
+const MEMORY_WARM_UP_EVENTS: u64 = 2_000;
+
+/// Benchmark suite: ingest, end-to-end, latency, memory and plugin overhead, each with its
+/// same-run baseline.
+#[derive(Debug, Parser)]
+#[command(name = "bench-suite")]
+struct Args {
+    /// How long wrk loads each server for 1 KiB-class payloads (whole seconds).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// How long wrk loads each server for payloads over 16 KiB, whose parked runs hold
+    /// every accepted event in memory (whole seconds).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    large_duration: Duration,
+    /// Open connections wrk keeps.
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
+    /// wrk threads; wrk shares the machine's cores with the servers.
+    #[arg(long, default_value_t = 1)]
+    threads: u32,
+    /// Payload sizes in bytes (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [1024_usize, 65_536])]
+    payloads: Vec<usize>,
+    /// How long the fixed-rate latency run sends.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    latency_duration: Duration,
+    /// Events held by the paused destination in the memory row.
+    #[arg(long, default_value_t = 100_000)]
+    held_events: u64,
+    /// The summary `router/benches/plugin_overhead.rs` wrote (its `PLUGIN_OVERHEAD_SUMMARY`).
+    #[arg(long)]
+    plugin_overhead: Option<PathBuf>,
+    /// Internal: measure held memory for this payload size in this process and print it.
+    #[arg(long, hide = true)]
+    memory_child: Option<usize>,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot build the tokio runtime")?;
+    if let Some(payload) = args.memory_child {
+        let measured = runtime.block_on(held_memory(payload, args.held_events))?;
+        println!("{MEMORY_TAG} {measured}");
+        // Parked deliveries never end: leave without waiting for them.
+        std::process::exit(0);
+    }
+    for duration in [args.duration, args.large_duration, args.latency_duration] {
+        ensure!(
+            duration.as_secs() >= 1 && duration.subsec_nanos() == 0,
+            "durations must be whole seconds (wrk's resolution), got {}",
+            humantime::format_duration(duration)
+        );
+    }
+    ensure!(
+        args.payloads.iter().all(|&p| p >= 64),
+        "payloads must be at least 64 bytes"
+    );
+    wrk::ensure_installed()?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "bench-suite: {cpus} CPU(s) shared by wrk and the servers; wrk -t{} -c{}; payloads {:?} \
+         bytes; {} s per wrk run ({} s over 16 KiB)",
+        args.threads,
+        args.connections,
+        args.payloads,
+        args.duration.as_secs(),
+        args.large_duration.as_secs(),
+    );
+    let mut rows = Vec::new();
+    for &payload in &args.payloads {
+        rows.extend(runtime.block_on(payload_rows(&args, payload))?);
+        rows.push(memory_row(&args, payload)?);
+    }
+    if let Some(path) = &args.plugin_overhead {
+        rows.extend(plugin_rows(path)?);
+    }
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    print_table(&rows);
+    Ok(())
+}
+
+/// One line of the final table.
+#[derive(Debug)]
+struct Row {
+    name: String,
+    payload: String,
+    measured: String,
+    baseline: String,
+    ratio: String,
+    goal: &'static str,
+    met: Option<bool>,
+}
+
+fn print_table(rows: &[Row]) {
+    println!();
+    println!("| row | payload | measured | baseline (same run) | ratio | goal | met |");
+    println!("|---|---:|---:|---:|---:|---|---|");
+    for row in rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            row.name,
+            row.payload,
+            row.measured,
+            row.baseline,
+            row.ratio,
+            row.goal,
+            match row.met {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "",
+            }
+        );
+    }
+}
+
+/// Rows 1–5 for one payload size.
+async fn payload_rows(args: &Args, payload: usize) -> Result<Vec<Row>> {
+    let size = format_size(payload);
+    let seconds = if payload > 16 * 1024 {
+        args.large_duration
+    } else {
+        args.duration
+    }
+    .as_secs();
+    let wrk = Wrk {
+        threads: args.threads,
+        connections: args.connections,
+        seconds,
+    };
+    let body = numbered_body(0, payload);
+    let body_text = std::str::from_utf8(&body).context("the payload is ASCII")?;
+    let mut headers = vec![("X-GitHub-Event".to_owned(), "push".to_owned())];
+    headers.extend(webhook_router_tests::signing::sign(
+        "github",
+        GITHUB_SECRET,
+        &body,
+        0,
+    ));
+    let script = WrkScript::write(&format!("bench-{payload}"), body_text, &headers)?;
+    println!("\n== payload {size}: {seconds} s per wrk run");
+
+    // 1. Bare hyper.
+    let bare = BareServer::start().await?;
+    let bare_run = measured_run("bare hyper", &wrk, &script, &bare.url(PLAIN_PATH)).await?;
+    drop(bare);
+
+    // 2 and 3. Ingest with deliveries parked.
+    let parked = Sink::start(|_| Reply::hang()).await;
+    let router = TestRouter::start(&router_config(&parked.url("/sink"))).await;
+    let plain = measured_run(
+        "ingest, no verify, no plugins",
+        &wrk,
+        &script,
+        &router.url(PLAIN_PATH),
+    )
+    .await?;
+    let _ = router.router.shutdown().await;
+    let router = TestRouter::start(&router_config(&parked.url("/sink"))).await;
+    let verified = measured_run(
+        "ingest, GitHub HMAC + event-filter",
+        &wrk,
+        &script,
+        &router.url(VERIFIED_PATH),
+    )
+    .await?;
+    let _ = router.router.shutdown().await;
+    drop(parked);
+
+    // 4. End to end.
+    let destination = BareServer::start().await?;
+    let router = TestRouter::start(&router_config(&destination.url("/sink"))).await;
+    let load_started = Instant::now();
+    let end_to_end = measured_run(
+        "end to end (delivery to bare hyper)",
+        &wrk,
+        &script,
+        &router.url(PLAIN_PATH),
+    )
+    .await?;
+    let accepted = accepted(&router, "plain").await?;
+    let drained = wait_until(Duration::from_secs(60), || {
+        destination.requests() >= accepted
+    })
+    .await;
+    let _ = router.router.shutdown().await;
+    let span = destination
+        .last_answer()
+        .map_or(Duration::ZERO, |last| last - load_started);
+    let delivered = destination.requests();
+    drop(destination);
+    let delivered_per_sec = delivered as f64 / span.as_secs_f64().max(1e-9);
+    println!(
+        "      {delivered} of {accepted} accepted events delivered in {:.2} s: {delivered_per_sec:.0}/s{}",
+        span.as_secs_f64(),
+        if drained {
+            ""
+        } else {
+            " (INCOMPLETE after 60 s)"
+        }
+    );
+
+    // 5. Latency at a quarter of the end-to-end rate.
+    let rate = (delivered_per_sec / 4.0).max(100.0);
+    let (direct, routed) = latency_runs(args, payload, rate).await?;
+
+    let ratio = |run: &WrkRun| run.requests_per_sec / bare_run.run.requests_per_sec;
+    let per_sec = |value: f64| format!("{value:.0}/s");
+    let cpu = |run: &Measured| {
+        run.cpu_per_request.map_or(String::new(), |cpu| {
+            format!(", {:.1} µs CPU/req", cpu.as_secs_f64() * 1e6)
+        })
+    };
+    let bare_text = format!(
+        "{}{}",
+        per_sec(bare_run.run.requests_per_sec),
+        cpu(&bare_run)
+    );
+    Ok(vec![
+        Row {
+            name: "ingest, no verify, no plugins (req/s)".into(),
+            payload: size.clone(),
+            measured: format!("{}{}", per_sec(plain.run.requests_per_sec), cpu(&plain)),
+            baseline: bare_text.clone(),
+            ratio: format!("{:.2}", ratio(&plain.run)),
+            goal: "",
+            met: None,
+        },
+        Row {
+            name: "ingest, GitHub HMAC + event-filter (req/s)".into(),
+            payload: size.clone(),
+            measured: format!(
+                "{}{}",
+                per_sec(verified.run.requests_per_sec),
+                cpu(&verified)
+            ),
+            baseline: bare_text.clone(),
+            ratio: format!("{:.2}", ratio(&verified.run)),
+            goal: "≥ 0.60",
+            met: Some(ratio(&verified.run) >= 0.60),
+        },
+        Row {
+            name: "end to end, delivered/s".into(),
+            payload: size.clone(),
+            measured: format!(
+                "{} (accepted {})",
+                per_sec(delivered_per_sec),
+                per_sec(end_to_end.run.requests_per_sec)
+            ),
+            baseline: bare_text,
+            ratio: format!("{:.2}", delivered_per_sec / bare_run.run.requests_per_sec),
+            goal: "≥ 0.35",
+            met: Some(drained && delivered_per_sec / bare_run.run.requests_per_sec >= 0.35),
+        },
+        Row {
+            name: format!("ingest → delivery latency p50 / p99 at {rate:.0}/s (¼ of end to end)"),
+            payload: size,
+            measured: format!(
+                "{} / {}",
+                format_duration(routed.p50),
+                format_duration(routed.p99)
+            ),
+            baseline: format!(
+                "{} / {} straight to the destination",
+                format_duration(direct.p50),
+                format_duration(direct.p99)
+            ),
+            ratio: format!(
+                "{:.1} (p99)",
+                routed.p99.as_secs_f64() / direct.p99.as_secs_f64().max(1e-9)
+            ),
+            goal: "p99 ≤ 2 ms",
+            met: Some(routed.complete && routed.p99 <= Duration::from_millis(2)),
+        },
+    ])
+}
+
+/// A wrk run and the CPU the servers (this process) spent per request during it.
+#[derive(Debug)]
+struct Measured {
+    run: WrkRun,
+    cpu_per_request: Option<Duration>,
+}
+
+async fn measured_run(name: &str, wrk: &Wrk, script: &WrkScript, url: &str) -> Result<Measured> {
+    println!("  {name} ...");
+    let cpu = cpu_time();
+    let run = wrk.run(script, url).await?;
+    let cpu_per_request = cpu
+        .zip(cpu_time())
+        .and_then(|(before, after)| after.checked_sub(before))
+        .zip(u32::try_from(run.requests).ok().filter(|&n| n > 0))
+        .map(|(used, requests)| used / requests);
+    println!(
+        "      {} requests, {:.0}/s, p50 {}, p99 {}, {} answers >= 400, {} socket errors",
+        run.requests,
+        run.requests_per_sec,
+        format_duration(run.p50),
+        format_duration(run.p99),
+        run.non_2xx,
+        run.socket_errors
+    );
+    Ok(Measured {
+        run,
+        cpu_per_request,
+    })
+}
+
+/// Latency percentiles of one fixed-rate run.
+#[derive(Debug)]
+struct Latency {
+    p50: Duration,
+    p99: Duration,
+    /// Whether every accepted request reached the destination.
+    complete: bool,
+}
+
+/// The fixed-rate runs: straight to a recording destination, then through the router to one.
+async fn latency_runs(args: &Args, payload: usize, rate: f64) -> Result<(Latency, Latency)> {
+    let count = (rate * args.latency_duration.as_secs_f64()) as u64;
+    let mut results = Vec::new();
+    for through_router in [false, true] {
+        let epoch = Instant::now() + Duration::from_millis(50);
+        let sent = Arc::new(Stamps::new(epoch, count as usize));
+        let arrived = Arc::new(Stamps::new(epoch, count as usize));
+        let destination = BareServer::start_recording(Arc::clone(&arrived)).await?;
+        let (target, router) = if through_router {
+            let router = TestRouter::start(&router_config(&destination.url("/sink"))).await;
+            let target = Target {
+                addr: router.router.ingress_addr(),
+                path: PLAIN_PATH.into(),
+                headers: HeaderMap::new(),
+            };
+            (target, Some(router))
+        } else {
+            let target = Target {
+                addr: destination.addr(),
+                path: "/sink".into(),
+                headers: HeaderMap::new(),
+            };
+            (target, None)
+        };
+        println!(
+            "  latency at {rate:.0}/s for {} s, {} ...",
+            args.latency_duration.as_secs(),
+            if through_router {
+                "through the router"
+            } else {
+                "straight to the destination"
+            }
+        );
+        let answers =
+            load::send_paced(&target, rate, count, 16, payload, Arc::clone(&sent)).await?;
+        let complete = wait_until(Duration::from_secs(30), || {
+            (0..arrived.len())
+                .filter(|&seq| arrived.get(seq).is_some())
+                .count() as u64
+                >= answers.accepted
+        })
+        .await;
+        if let Some(router) = router {
+            let _ = router.router.shutdown().await;
+        }
+        let mut latencies = sent.latencies(&arrived);
+        let p50 = quantile(&mut latencies, 0.50).unwrap_or_default();
+        let p99 = quantile(&mut latencies, 0.99).unwrap_or_default();
+        println!(
+            "      {} sent, {} accepted, {} other answers, {} arrived; p50 {}, p99 {}",
+            count,
+            answers.accepted,
+            answers.other,
+            latencies.len(),
+            format_duration(p50),
+            format_duration(p99)
+        );
+        results.push(Latency { p50, p99, complete });
+    }
+    let routed = results.pop().context("two runs")?;
+    let direct = results.pop().context("two runs")?;
+    Ok((direct, routed))
+}
+
+/// Prefix of the line a memory child prints.
+const MEMORY_TAG: &str = "HELD_MEMORY";
+
+/// Row 6: runs this program again as a child that measures held memory, so no earlier run's
+/// freed memory hides the growth.
+fn memory_row(args: &Args, payload: usize) -> Result<Row> {
+    println!(
+        "  memory: {} events held by a paused destination, in a child process ...",
+        args.held_events
+    );
+    let exe = std::env::current_exe().context("cannot find this program")?;
+    let output = std::process::Command::new(exe)
+        .arg("--memory-child")
+        .arg(payload.to_string())
+        .arg("--held-events")
+        .arg(args.held_events.to_string())
+        .output()
+        .context("cannot run the memory child")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let Some(per_event) = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(MEMORY_TAG))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+    else {
+        bail!(
+            "the memory child failed ({}):\n{stdout}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    println!("      {per_event:.0} bytes per held event");
+    Ok(Row {
+        name: format!("RSS per held event ({} held)", args.held_events),
+        payload: format_size(payload),
+        measured: format!("{per_event:.0} B"),
+        baseline: format!("{payload} B payload"),
+        ratio: format!("{:.2}", per_event / payload as f64),
+        goal: "≤ payload + 1 KiB",
+        met: Some(per_event <= (payload + 1024) as f64),
+    })
+}
+
+/// In this process: a router whose destination never answers holds `count` events of
+/// `payload` bytes; returns the RSS growth per event.
+async fn held_memory(payload: usize, count: u64) -> Result<f64> {
+    let parked = Sink::start(|_| Reply::hang()).await;
+    let router = TestRouter::start(&router_config(&parked.url("/sink"))).await;
+    let target = Target {
+        addr: router.router.ingress_addr(),
+        path: PLAIN_PATH.into(),
+        headers: HeaderMap::new(),
+    };
+    let body = numbered_body(0, payload);
+    let warm = load::send_count(&target, body.clone(), MEMORY_WARM_UP_EVENTS, 32).await?;
+    ensure!(warm.other == 0, "warm-up requests were refused: {warm:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = resident_bytes().context("cannot read VmRSS")?;
+    let held = load::send_count(&target, body, count, 32).await?;
+    ensure!(
+        held.accepted == count,
+        "only {} of {count} events were accepted ({} refused)",
+        held.accepted,
+        held.other
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = resident_bytes().context("cannot read VmRSS")?;
+    drop(router);
+    Ok(after.saturating_sub(before) as f64 / count as f64)
+}
+
+/// Plugin-overhead rows from the summary the criterion bench wrote: lines of
+/// `case<TAB>p50 ns<TAB>p99 ns<TAB>baseline case`.
+fn plugin_rows(path: &Path) -> Result<Vec<Row>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the plugin-overhead summary {}", path.display()))?;
+    let mut cases = Vec::new();
+    for line in text.lines().filter(|line| !line.trim().is_empty()) {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let [case, payload, p50, p99] = fields[..] else {
+            bail!("{}: unexpected line {line:?}", path.display());
+        };
+        let ns = |value: &str| -> Result<Duration> {
+            Ok(Duration::from_nanos(value.parse().with_context(|| {
+                format!("{}: bad number {value:?}", path.display())
+            })?))
+        };
+        cases.push((case.to_owned(), payload.to_owned(), ns(p50)?, ns(p99)?));
+    }
+    let mut rows = Vec::new();
+    for (case, payload, p50, p99) in &cases {
+        let Some((_, _, native_p50, native_p99)) = cases
+            .iter()
+            .find(|(name, size, ..)| name.starts_with("native") && size == payload)
+        else {
+            continue;
+        };
+        if case.starts_with("native") {
+            continue;
+        }
+        let goal_applies = case.starts_with("event_filter");
+        rows.push(Row {
+            name: format!("plugin call p50 / p99: {case}"),
+            payload: payload.clone(),
+            measured: format!("{} / {}", format_duration(*p50), format_duration(*p99)),
+            baseline: format!(
+                "{} / {} same filter in native Rust",
+                format_duration(*native_p50),
+                format_duration(*native_p99)
+            ),
+            ratio: format!("{:.1} (p50)", p50.as_secs_f64() / native_p50.as_secs_f64()),
+            goal: if goal_applies { "p50 ≤ 5 µs" } else { "" },
+            met: goal_applies.then_some(*p50 <= Duration::from_micros(5)),
+        });
+    }
+    Ok(rows)
+}
+
+/// The router config of every run: a plain route and a GitHub-verified route with one
+/// event-filter plugin, both delivering to `url`, with room to hold every accepted event.
+fn router_config(url: &str) -> String {
+    let filter = webhook_router_tests::wasm::module("event_filter");
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+queue_capacity = 10_000_000
+shutdown_grace = "1s"
+
+[destinations.sink]
+url = "{url}"
+timeout = "60s"
+
+[[routes]]
+id = "plain"
+path = "{PLAIN_PATH}"
+destinations = ["sink"]
+
+[[routes]]
+id = "github"
+path = "{VERIFIED_PATH}"
+destinations = ["sink"]
+verify = {{ preset = "github", secrets = ["{GITHUB_SECRET}"] }}
+
+[[routes.plugins]]
+module = "{}"
+config = {{ allow_events = ["push"], json = [{{ pointer = "/seq", exists = true }}] }}
+"#,
+        filter.display()
+    )
+}
+
+/// The router's `webhook_requests_total{{status="202"}}` for `route`.
+async fn accepted(router: &TestRouter, route: &str) -> Result<u64> {
+    let series = format!("webhook_requests_total{{route=\"{route}\",status=\"202\"}}");
+    let value = router
+        .metric(&series)
+        .await
+        .with_context(|| format!("router metrics have no {series}"))?;
+    Ok(value as u64)
+}
+
+/// Polls `done` every 20 ms until it holds (true) or `timeout` passes (false).
+async fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn format_size(bytes: usize) -> String {
+    if bytes.is_multiple_of(1024) {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+fn format_duration(d: Duration) -> String {
+    if d < Duration::from_millis(1) {
+        format!("{:.0} µs", d.as_secs_f64() * 1e6)
+    } else {
+        format!("{:.2} ms", d.as_secs_f64() * 1e3)
+    }
+}
