@@ -37,8 +37,9 @@ const PUSH: &str = r#"{"ref":"refs/heads/main","before":"6113728f27ae82c7b1a177c
 
 /// The push event, with a `"pad"` string that makes it `bytes` long if it is shorter.
 fn push_event(bytes: usize) -> Event {
-    let frame = r#","pad":""}"#.len();
-    let body = match bytes.checked_sub(PUSH.len() + frame) {
+    // PUSH without its closing brace, then `,"pad":"…"}`.
+    let frame = PUSH.len() - 1 + r#","pad":""}"#.len();
+    let body = match bytes.checked_sub(frame) {
         Some(pad) => format!(
             r#"{},"pad":"{}"}}"#,
             &PUSH[..PUSH.len() - 1],
@@ -62,7 +63,12 @@ fn load(name: &str, config: &str, isolation: Isolation) -> &'static LoadedPlugin
             &module(name),
             "bench",
             config,
-            PluginLimits::default(),
+            // A generous time limit: a benchmark measures, it does not enforce, and a machine
+            // stalled for 10 ms must not end the run.
+            PluginLimits {
+                time: Duration::from_secs(1),
+                ..PluginLimits::default()
+            },
             isolation,
         )
         .unwrap(),
