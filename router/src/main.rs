@@ -227,7 +227,7 @@ fn plugin_run(
     );
     match outcome.result {
         Ok(verdict) => {
-            let text = format!("{}{timing}\n", trial::render_verdict(&verdict));
+            let text = format!("{}{timing}\n", trial::render_verdict(&verdict, &event));
             // A closed pipe (`| head`) is not an error worth a panic.
             let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
             Ok(ExitCode::SUCCESS)

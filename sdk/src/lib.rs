@@ -7,6 +7,8 @@
 //!
 //! - [`verdict::forward`]: go on, possibly changed, to the next plugin or to the route's
 //!   destinations;
+//! - [`verdict::pass`]: go on with the event exactly as received; cheaper than `forward`, since
+//!   nothing is copied back to the router (the answer of a plugin that only decides);
 //! - [`verdict::drop`]: accept the event (the sender gets `202`) but deliver it nowhere;
 //! - [`verdict::reject`]: answer the sender with a 4xx/5xx status, queue nothing;
 //! - [`verdict::fan_out`]: deliver to exactly these destinations, each with its own event.

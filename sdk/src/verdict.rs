@@ -1,4 +1,4 @@
-//! Constructors for the four [`Verdict`]s.
+//! Constructors for the five [`Verdict`]s.
 
 use crate::{Delivery, Event, Rejection, Verdict};
 
@@ -6,6 +6,13 @@ use crate::{Delivery, Event, Rejection, Verdict};
 /// destinations.
 pub fn forward(event: Event) -> Verdict {
     Verdict::Forward(event)
+}
+
+/// Continue with the event exactly as `handle` received it: like [`forward`] with that event,
+/// but nothing is copied back to the router, so it is the cheaper answer of a plugin that only
+/// decides whether an event goes on. (Any change made to the event in `handle` is not seen.)
+pub fn pass() -> Verdict {
+    Verdict::Pass
 }
 
 /// Accept the event (the sender gets `202`) but deliver it nowhere. The router logs and
@@ -44,6 +51,7 @@ mod tests {
     fn constructors() {
         let event = Event::from_body("x");
         assert_eq!(forward(event.clone()), Verdict::Forward(event.clone()));
+        assert_eq!(pass(), Verdict::Pass);
         assert_eq!(drop("why"), Verdict::Drop("why".into()));
         assert_eq!(
             reject(403, "no"),

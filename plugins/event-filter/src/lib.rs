@@ -296,9 +296,9 @@ impl EventFilter {
     }
 
     /// The verdict for `event`.
-    pub fn decide(&self, event: Event) -> Verdict {
-        match self.check(&event) {
-            Ok(()) => verdict::forward(event),
+    pub fn decide(&self, event: &Event) -> Verdict {
+        match self.check(event) {
+            Ok(()) => verdict::pass(),
             Err(reason) => match &self.on_mismatch {
                 OnMismatch::Drop => verdict::drop(reason),
                 OnMismatch::Reject { status, message } => {
@@ -473,7 +473,7 @@ impl Plugin for EventFilter {
     }
 
     fn handle(&self, event: Event) -> Result<Verdict, String> {
-        Ok(self.decide(event))
+        Ok(self.decide(&event))
     }
 }
 
@@ -499,11 +499,8 @@ mod tests {
             "allow_events": ["push"],
             "json": [{"pointer": "/ref", "equals": "refs/heads/main"}]
         }));
-        assert_eq!(
-            f.decide(push("refs/heads/main")),
-            verdict::forward(push("refs/heads/main"))
-        );
-        let Verdict::Drop(reason) = f.decide(push("refs/heads/dev")) else {
+        assert_eq!(f.decide(&push("refs/heads/main")), verdict::pass());
+        let Verdict::Drop(reason) = f.decide(&push("refs/heads/dev")) else {
             panic!("not dropped")
         };
         assert_eq!(
@@ -511,14 +508,14 @@ mod tests {
             r#""/ref" equals "refs/heads/main" does not hold ("/ref" is "refs/heads/dev")"#
         );
         let issues = push("refs/heads/main").with_header("x-github-event", "issues");
-        let Verdict::Drop(reason) = f.decide(issues) else {
+        let Verdict::Drop(reason) = f.decide(&issues) else {
             panic!("not dropped")
         };
         assert_eq!(
             reason,
             r#"header x-github-event in ["push"] does not hold (x-github-event is "issues")"#
         );
-        let Verdict::Drop(reason) = f.decide(Event::from_body("{}")) else {
+        let Verdict::Drop(reason) = f.decide(&Event::from_body("{}")) else {
             panic!("not dropped")
         };
         assert!(reason.contains("no x-github-event header"), "{reason}");
@@ -611,7 +608,7 @@ mod tests {
     #[test]
     fn reject_on_mismatch() {
         let f = filter(json!({"allow_events": ["push"], "on_mismatch": "reject"}));
-        let Verdict::Reject(rejection) = f.decide(Event::from_body("")) else {
+        let Verdict::Reject(rejection) = f.decide(&Event::from_body("")) else {
             panic!("not rejected")
         };
         assert_eq!(rejection.status, 422);
@@ -621,7 +618,7 @@ mod tests {
             "reject_status": 403, "reject_message": "only pushes"
         }));
         assert_eq!(
-            f.decide(Event::from_body("")),
+            f.decide(&Event::from_body("")),
             verdict::reject(403, "only pushes")
         );
     }

@@ -110,6 +110,10 @@ impl PluginChain {
                     event = *changed;
                     continue;
                 }
+                Ok(Acted::Same) => {
+                    step.metrics.forward.increment(1);
+                    continue;
+                }
                 Ok(Acted::Done(outcome)) => {
                     let counter = match &outcome {
                         ChainOutcome::Drop { .. } => &step.metrics.drop,
@@ -165,6 +169,7 @@ impl PluginChain {
             Verdict::Forward(changed) => Ok(Acted::Next(Box::new(
                 from_guest(changed, event).map_err(bad)?,
             ))),
+            Verdict::Pass => Ok(Acted::Same),
             Verdict::Drop(reason) => Ok(Acted::Done(ChainOutcome::Drop { reason })),
             Verdict::Reject(rejection) => {
                 if !(400..=599).contains(&rejection.status) {
@@ -202,6 +207,8 @@ impl PluginChain {
 
 enum Acted {
     Next(Box<Event>),
+    /// `pass`: the event goes on as it is.
+    Same,
     Done(ChainOutcome),
 }
 

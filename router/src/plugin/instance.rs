@@ -243,6 +243,7 @@ fn verdict_size(verdict: &Verdict) -> usize {
     match verdict {
         Verdict::Forward(event) => event_size(event),
         Verdict::FanOut(deliveries) => deliveries.iter().map(|d| event_size(&d.event)).sum(),
+        Verdict::Pass => 0,
         Verdict::Drop(reason) => reason.len(),
         Verdict::Reject(rejection) => rejection.message.len(),
     }

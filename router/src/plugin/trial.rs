@@ -67,14 +67,18 @@ pub fn run_once(plugin: &LoadedPlugin, event: &Event) -> TrialOutcome {
     }
 }
 
-/// A verdict for a person: its kind, then for each resulting event its headers and its body
-/// (pretty-printed when it is JSON).
-pub fn render_verdict(verdict: &Verdict) -> String {
+/// A verdict on `input` for a person: its kind, then for each resulting event its headers and
+/// its body (pretty-printed when it is JSON).
+pub fn render_verdict(verdict: &Verdict, input: &Event) -> String {
     let mut out = String::new();
     match verdict {
         Verdict::Forward(event) => {
             out.push_str("verdict: forward\n");
             render_event(&mut out, event);
+        }
+        Verdict::Pass => {
+            out.push_str("verdict: pass (the event goes on unchanged)\n");
+            render_event(&mut out, &bindings::to_guest(input));
         }
         Verdict::Drop(reason) => {
             let _ = writeln!(out, "verdict: drop ({reason})");
@@ -157,12 +161,19 @@ mod tests {
             body: br#"{"text":"hi"}"#.to_vec(),
             received_at_ms: 0,
         };
-        let text = render_verdict(&Verdict::Forward(event));
+        let input = trial_event("r", br#"{"text":"hi"}"#.to_vec(), HeaderMap::new());
+        let text = render_verdict(&Verdict::Forward(event), &input);
         assert_eq!(
             text,
             "verdict: forward\ncontent-type: application/json\n\n{\n  \"text\": \"hi\"\n}\n"
         );
-        let text = render_verdict(&Verdict::Drop("not main".into()));
+        let text = render_verdict(&Verdict::Pass, &input);
+        assert!(
+            text.starts_with("verdict: pass (the event goes on unchanged)\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("\n{\n  \"text\": \"hi\"\n}\n"), "{text}");
+        let text = render_verdict(&Verdict::Drop("not main".into()), &input);
         assert_eq!(text, "verdict: drop (not main)\n");
     }
 }

@@ -120,6 +120,54 @@ async fn a_filter_then_map_chain_delivers_the_transformed_body_and_counts_drops(
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_that_passes_delivers_the_previous_plugins_event_as_it_was() {
+    let sink = Sink::healthy().await;
+    let config = format!(
+        "{}{}{}{}",
+        destination("sink", &sink.url("/in"), 3),
+        route("github", "/hooks/github", &["sink"]),
+        plugin(
+            "json_map",
+            "config = { template = { repo = \"{{/repository/full_name}}\", branch = \"{{/ref}}\" }, set_headers = { x-repo = \"{{/repository/full_name}}\" } }"
+        ),
+        // Decides on json_map's output and answers `pass`.
+        plugin(
+            "event_filter",
+            "config = { json = [{ pointer = \"/branch\", equals = \"refs/heads/main\" }] }"
+        ),
+    );
+    let router = TestRouter::start(&config).await;
+    let to_main = with_json(
+        &github_payload("push"),
+        "/ref",
+        serde_json::json!("refs/heads/main"),
+    );
+    let accepted = post_github(&router, "/hooks/github", "push", to_main).await;
+    assert_eq!(accepted.status(), 202);
+    let dropped = post_github(&router, "/hooks/github", "push", github_payload("push")).await;
+    assert_eq!(dropped.status(), 202);
+
+    let delivered = sink.wait_for_delivered(1, PATIENCE).await;
+    let body: serde_json::Value = serde_json::from_slice(&delivered[0].body).expect("json body");
+    assert_eq!(
+        body,
+        serde_json::json!({ "repo": "Codertocat/Hello-World", "branch": "refs/heads/main" })
+    );
+    assert_eq!(delivered[0].headers["x-repo"], "Codertocat/Hello-World");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.requests().len(), 1, "the tag push is dropped");
+    let metrics = router.metrics().await;
+    assert_eq!(
+        webhook_router_tests::test_router::metric_value(
+            &metrics,
+            "webhook_plugin_verdicts_total{route=\"github\",plugin=\"event_filter\",verdict=\"forward\"}"
+        ),
+        Some(1.0),
+        "pass counts as forward: {metrics}"
+    );
+}
+
 #[tokio::test]
 async fn a_plugin_rejection_reaches_the_sender() {
     let sink = Sink::healthy().await;
