@@ -2,13 +2,15 @@
 //!
 //! The limit is enforced while the body streams in: reading stops at the first frame that
 //! would cross it, so an oversized body is never held in memory (at most the limit plus one
-//! frame is).
+//! frame is). Frames are copied, as they arrive, into one buffer that the caller sizes (from
+//! `Content-Length`), so a held event costs one allocation of exactly its size, and the
+//! connection's read buffer is free again at once.
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::Body;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 
 /// Why a body could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -27,19 +29,36 @@ pub enum BodyError {
     Read(String),
 }
 
-/// Reads `body` whole, failing fast once it exceeds `limit` bytes or takes longer than `timeout`.
-pub async fn read_body<B>(body: B, limit: usize, timeout: Duration) -> Result<Bytes, BodyError>
+/// Reads `body` whole into a buffer allocated with `capacity` bytes (it grows if the body
+/// needs more), failing fast once the body exceeds `limit` bytes or takes longer than
+/// `timeout`.
+pub async fn read_body<B>(
+    body: B,
+    limit: usize,
+    timeout: Duration,
+    capacity: usize,
+) -> Result<BytesMut, BodyError>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let collect = Limited::new(body, limit).collect();
-    match tokio::time::timeout(timeout, collect).await {
-        Err(_) => Err(BodyError::Timeout(timeout)),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(BodyError::TooLarge { limit }),
-        Ok(Err(error)) => Err(BodyError::Read(error.to_string())),
-    }
+    let read = async {
+        let mut body = std::pin::pin!(body);
+        let mut buffer = BytesMut::with_capacity(capacity);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|error| BodyError::Read(error.into().to_string()))?;
+            if let Ok(data) = frame.into_data() {
+                if data.len() > limit - buffer.len() {
+                    return Err(BodyError::TooLarge { limit });
+                }
+                buffer.extend_from_slice(&data);
+            }
+        }
+        Ok(buffer)
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(BodyError::Timeout(timeout)))
 }
 
 #[cfg(test)]
@@ -66,7 +85,7 @@ mod tests {
         let pulled = Arc::new(AtomicUsize::new(0));
         // 32 frames of 64 KiB = 2 MiB, against a 1 MiB limit.
         let body = counted_body(32, Arc::clone(&pulled));
-        let result = read_body(body, 1024 * 1024, Duration::from_secs(5)).await;
+        let result = read_body(body, 1024 * 1024, Duration::from_secs(5), 0).await;
         assert_eq!(result, Err(BodyError::TooLarge { limit: 1024 * 1024 }));
         // 16 frames fill the limit exactly; the 17th crosses it and stops the read.
         assert_eq!(pulled.load(Ordering::SeqCst), 17);
@@ -76,9 +95,14 @@ mod tests {
     async fn body_within_limit_is_returned_whole() {
         let pulled = Arc::new(AtomicUsize::new(0));
         let body = counted_body(2, pulled);
-        let bytes = read_body(body, 1024 * 1024, Duration::from_secs(5))
+        let bytes = read_body(body, 1024 * 1024, Duration::from_secs(5), 128 * 1024 + 10)
             .await
             .unwrap();
         assert_eq!(bytes.len(), 128 * 1024);
+        assert_eq!(
+            bytes.capacity(),
+            128 * 1024 + 10,
+            "read into the buffer as sized"
+        );
     }
 }

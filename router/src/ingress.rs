@@ -174,24 +174,32 @@ impl Ingress {
                 retry_after_seconds(wait),
             );
         }
-        if declared_length(&request).is_some_and(|length| length > self.max_body_bytes as u64) {
+        if declared_length(request.headers())
+            .is_some_and(|length| length > self.max_body_bytes as u64)
+        {
             return self.too_large();
         }
         let (parts, body) = request.into_parts();
-        let body = match read_body(body, self.max_body_bytes, self.body_read_timeout).await {
-            Ok(body) => body,
-            Err(BodyError::TooLarge { .. }) => return self.too_large(),
-            Err(BodyError::Timeout(_)) => {
-                return reply::error(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request body not received in time",
-                );
-            }
-            Err(BodyError::Read(error)) => {
-                tracing::debug!(route = %route.id, %error, "could not read request body");
-                return reply::error(StatusCode::BAD_REQUEST, "could not read request body");
-            }
-        };
+        // The body, then every header value, go in one buffer of exactly their size (`detach`).
+        let capacity = declared_length(&parts.headers)
+            .and_then(|length| usize::try_from(length).ok())
+            .unwrap_or(0)
+            + header_values_len(&parts.headers);
+        let body =
+            match read_body(body, self.max_body_bytes, self.body_read_timeout, capacity).await {
+                Ok(body) => body,
+                Err(BodyError::TooLarge { .. }) => return self.too_large(),
+                Err(BodyError::Timeout(_)) => {
+                    return reply::error(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request body not received in time",
+                    );
+                }
+                Err(BodyError::Read(error)) => {
+                    tracing::debug!(route = %route.id, %error, "could not read request body");
+                    return reply::error(StatusCode::BAD_REQUEST, "could not read request body");
+                }
+            };
         let verified = match &route.verifier {
             None => None,
             Some(verifier) => match verifier.verify(&parts.headers, &body, SystemTime::now()) {
@@ -345,52 +353,45 @@ fn accepted(id: &str) -> Response<ResponseBody> {
     reply::with_type(StatusCode::ACCEPTED, "application/json", body.into())
 }
 
-/// Bodies up to this size are copied out of the connection's read buffer.
-const DETACH_BODY_BYTES: usize = 64 * 1024;
+/// Bytes of all header values together.
+fn header_values_len(headers: &HeaderMap) -> usize {
+    headers.iter().map(|(_, value)| value.len()).sum()
+}
 
 /// Takes what a held event keeps out of the connection's read buffer.
 ///
-/// A small body and the header values arrive as slices of that buffer, which they would keep
-/// alive for as long as the event is held (queued, retried, dead-lettered): kilobytes per
-/// event. They are copied into one allocation of exactly their size (body first, then every
-/// header value), which frees the read buffer for the connection's next request and costs one
-/// allocation per event rather than one per header. A body gathered from several reads is
-/// already a buffer of its own, exactly its size: it is kept as it is.
-fn detach(headers: &HeaderMap, body: Bytes) -> (HeaderMap, Bytes) {
-    let body = match body.try_into_mut() {
-        Ok(own) if own.capacity() == own.len() => {
-            return (detach_headers(headers, None), own.freeze());
-        }
-        Ok(own) => own.freeze(),
-        Err(shared) => shared,
+/// Header values arrive as slices of that buffer, which they would keep alive for as long as
+/// the event is held (queued, retried, dead-lettered): kilobytes per event. They are copied
+/// after the body, which `read_body` already copied out, into one buffer of exactly their size,
+/// so a held event costs one allocation, not one per header.
+fn detach(headers: &HeaderMap, body: BytesMut) -> (HeaderMap, Bytes) {
+    let body_len = body.len();
+    let needed = body_len + header_values_len(headers);
+    let mut buffer = if body.capacity() == needed {
+        body
+    } else {
+        // Sized without a (true) Content-Length: copied into a buffer of the right size.
+        let mut exact = BytesMut::with_capacity(needed);
+        exact.extend_from_slice(&body);
+        exact
     };
-    if body.len() > DETACH_BODY_BYTES {
-        return (detach_headers(headers, None), body);
-    }
-    let values: usize = headers.iter().map(|(_, value)| value.len()).sum();
-    let mut buffer = BytesMut::with_capacity(body.len() + values);
-    buffer.extend_from_slice(&body);
     for (_, value) in headers {
         buffer.extend_from_slice(value.as_bytes());
     }
     let buffer = buffer.freeze();
-    let headers = detach_headers(headers, Some(&buffer.slice(body.len()..)));
-    (headers, buffer.slice(..body.len()))
+    let headers = detach_headers(headers, &buffer.slice(body_len..));
+    (headers, buffer.slice(..body_len))
 }
 
-/// A copy of `headers` whose values are slices of `values` (every value, in order), or, without
-/// it, each copied on its own.
-fn detach_headers(headers: &HeaderMap, values: Option<&Bytes>) -> HeaderMap {
+/// A copy of `headers` whose values are slices of `values` (every value, in order).
+fn detach_headers(headers: &HeaderMap, values: &Bytes) -> HeaderMap {
     let mut owned = HeaderMap::with_capacity(headers.len());
     let mut offset = 0;
     for (name, value) in headers {
         let end = offset + value.len();
-        let copy = match values {
-            Some(values) => HeaderValue::from_maybe_shared(values.slice(offset..end)),
-            None => HeaderValue::from_bytes(value.as_bytes()),
-        };
+        let mut copy = HeaderValue::from_maybe_shared(values.slice(offset..end))
+            .unwrap_or_else(|_| value.clone());
         offset = end;
-        let mut copy = copy.unwrap_or_else(|_| value.clone());
         copy.set_sensitive(value.is_sensitive());
         owned.append(name.clone(), copy);
     }
@@ -398,12 +399,52 @@ fn detach_headers(headers: &HeaderMap, values: Option<&Bytes>) -> HeaderMap {
 }
 
 /// The request's `Content-Length`, if it sent a valid one.
-fn declared_length<B>(request: &Request<B>) -> Option<u64> {
-    request
-        .headers()
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)?
         .to_str()
         .ok()?
         .parse()
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.append("x-tag", HeaderValue::from_static("a"));
+        headers.append("x-tag", HeaderValue::from_static("bc"));
+        let mut secret = HeaderValue::from_static("s3cret");
+        secret.set_sensitive(true);
+        headers.insert("x-signature", secret);
+        headers
+    }
+
+    #[test]
+    fn detach_keeps_body_and_values_in_one_exact_buffer() {
+        let headers = headers();
+        let body = br#"{"a":1}"#;
+        // Sized as the ingress sizes it (Content-Length plus the header values), or not at all,
+        // as for a chunked body.
+        for capacity in [body.len() + header_values_len(&headers), 0] {
+            let mut buffer = BytesMut::with_capacity(capacity);
+            buffer.extend_from_slice(body);
+            let (detached, detached_body) = detach(&headers, buffer);
+            assert_eq!(&detached_body[..], body);
+            assert_eq!(detached, headers, "every value, in order, under its name");
+            assert!(detached["x-signature"].is_sensitive());
+            let values: Vec<&[u8]> = detached
+                .get_all("x-tag")
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect();
+            assert_eq!(values, [&b"a"[..], b"bc"]);
+        }
+    }
 }

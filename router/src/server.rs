@@ -18,6 +18,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::reply::ResponseBody;
 
+/// Largest read buffer of an HTTP/1 connection (hyper's default is ~400 KB), which also bounds a
+/// request head. Large bodies stream through it in frames, each copied out at once, so a bigger
+/// buffer saves no work; smaller buffers keep the transient allocations of every connection
+/// under the allocator's mmap threshold, where they fragment the heap that held events live in.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
@@ -44,7 +50,8 @@ pub async fn serve<H, F>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout);
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(READ_BUFFER_BYTES);
     builder
         .http2()
         .timer(TokioTimer::new())
