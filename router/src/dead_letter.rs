@@ -164,7 +164,7 @@ mod tests {
                 headers: http::HeaderMap::new(),
                 body: bytes::Bytes::from_static(b"{}"),
                 received_at: SystemTime::now(),
-                plugin_headers: http::HeaderMap::new(),
+                plugin_headers: None,
             },
             destination: 0,
             destination_name: "d".into(),

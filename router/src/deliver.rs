@@ -155,10 +155,10 @@ impl Deliverer {
 
 /// Headers plugins set on the event, then the destination's own (which win on a clash).
 fn outbound_headers(destination: &Destination, event: &Event) -> HeaderMap {
-    if event.plugin_headers.is_empty() {
+    let Some(plugin_headers) = &event.plugin_headers else {
         return destination.headers.clone();
-    }
-    let mut headers = event.plugin_headers.clone();
+    };
+    let mut headers = HeaderMap::clone(plugin_headers);
     for (name, value) in &destination.headers {
         headers.insert(name.clone(), value.clone());
     }

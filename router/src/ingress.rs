@@ -255,7 +255,7 @@ impl Ingress {
             headers,
             body,
             received_at: SystemTime::now(),
-            plugin_headers: HeaderMap::new(),
+            plugin_headers: None,
         };
         // If this request ends any other way than 202 (an error answer, a dropped connection),
         // the claim is released when dropped: the sender's retry must not look like a duplicate.

@@ -217,7 +217,7 @@ mod tests {
             headers: http::HeaderMap::new(),
             body: bytes::Bytes::new(),
             received_at: SystemTime::now(),
-            plugin_headers: http::HeaderMap::new(),
+            plugin_headers: None,
         }
     }
 

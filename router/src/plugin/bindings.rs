@@ -69,9 +69,9 @@ pub fn from_guest(
 }
 
 /// Headers that go with the delivery after a plugin returned `headers` for `original`: those
-/// earlier plugins set that this one kept, and those this one added or changed. Headers that
-/// only the transport may set are never taken.
-fn plugin_headers(original: &crate::event::Event, headers: &HeaderMap) -> HeaderMap {
+/// earlier plugins set that this one kept, and those this one added or changed (`None` if
+/// none). Headers that only the transport may set are never taken.
+fn plugin_headers(original: &crate::event::Event, headers: &HeaderMap) -> Option<Box<HeaderMap>> {
     // Values reach the guest as (lossy) UTF-8: compare them that way, so a sender's header
     // that is not UTF-8 does not look changed by the plugin.
     let has = |map: &HeaderMap, name: &HeaderName, value: &HeaderValue| {
@@ -81,7 +81,7 @@ fn plugin_headers(original: &crate::event::Event, headers: &HeaderMap) -> Header
             .any(|v| String::from_utf8_lossy(v.as_bytes()) == wanted)
     };
     let mut kept = HeaderMap::new();
-    for (name, value) in &original.plugin_headers {
+    for (name, value) in original.plugin_headers.iter().flat_map(|set| set.iter()) {
         if has(headers, name, value) {
             kept.append(name.clone(), value.clone());
         }
@@ -94,7 +94,7 @@ fn plugin_headers(original: &crate::event::Event, headers: &HeaderMap) -> Header
             kept.append(name.clone(), value.clone());
         }
     }
-    kept
+    (!kept.is_empty()).then(|| Box::new(kept))
 }
 
 /// Headers the HTTP client or the router itself sets on a delivery.

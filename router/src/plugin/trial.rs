@@ -44,7 +44,7 @@ pub fn trial_event(route: &str, body: Vec<u8>, mut headers: HeaderMap) -> Event 
         headers,
         body: Bytes::from(body),
         received_at: SystemTime::now(),
-        plugin_headers: HeaderMap::new(),
+        plugin_headers: None,
     }
 }
 
