@@ -621,7 +621,9 @@ fn format_size(bytes: usize) -> String {
 }
 
 fn format_duration(d: Duration) -> String {
-    if d < Duration::from_millis(1) {
+    if d < Duration::from_micros(100) {
+        format!("{:.2} µs", d.as_secs_f64() * 1e6)
+    } else if d < Duration::from_millis(1) {
         format!("{:.0} µs", d.as_secs_f64() * 1e6)
     } else {
         format!("{:.2} ms", d.as_secs_f64() * 1e3)
