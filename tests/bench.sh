@@ -7,8 +7,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+suite=(cargo run --release -p webhook-router-tests --bin bench-suite --)
+for arg in "$@"; do
+    if [[ "$arg" == "-h" || "$arg" == "--help" ]]; then
+        exec "${suite[@]}" --help
+    fi
+done
+
 plugins/build.sh
 mkdir -p target/bench
 summary="$PWD/target/bench/plugin_overhead.tsv"
 PLUGIN_OVERHEAD_SUMMARY="$summary" cargo bench -p webhook-router --bench plugin_overhead
-cargo run --release -p webhook-router-tests --bin bench-suite -- --plugin-overhead "$summary" "$@"
+"${suite[@]}" --plugin-overhead "$summary" "$@"
