@@ -334,7 +334,9 @@ async fn wrk_round(wrk: &Wrk, script: &WrkScript) -> Result<Round> {
         ("ingest, GitHub HMAC + event-filter", VERIFIED_PATH),
     ] {
         let router = TestRouter::start(&router_config(&parked.url("/sink"))).await;
-        ingest.push(measured_run(name, wrk, script, &router.url(path)).await?);
+        let run = measured_run(name, wrk, script, &router.url(path)).await?;
+        explain_refusals(&router, &run).await;
+        ingest.push(run);
         let _ = router.router.shutdown().await;
     }
     drop(parked);
@@ -351,6 +353,7 @@ async fn wrk_round(wrk: &Wrk, script: &WrkScript) -> Result<Round> {
         &router.url(PLAIN_PATH),
     )
     .await?;
+    explain_refusals(&router, &end_to_end).await;
     let accepted = accepted(&router, "plain").await?;
     let drained = wait_until(Duration::from_secs(60), || {
         destination.requests() >= accepted
@@ -685,6 +688,25 @@ async fn accepted(router: &TestRouter, route: &str) -> Result<u64> {
         .await
         .with_context(|| format!("router metrics have no {series}"))?;
     Ok(value as u64)
+}
+
+/// When wrk saw answers >= 400, prints what the router counted: its answers other than 202
+/// and its plugin errors, by kind.
+async fn explain_refusals(router: &TestRouter, run: &Measured) {
+    if run.run.non_2xx == 0 {
+        return;
+    }
+    let metrics = router.metrics().await;
+    let counted: Vec<&str> = metrics
+        .lines()
+        .filter(|line| {
+            let refused =
+                line.starts_with("webhook_requests_total{") && !line.contains("status=\"202\"");
+            let failed = line.starts_with("webhook_plugin_errors_total{");
+            (refused || failed) && !line.ends_with(" 0")
+        })
+        .collect();
+    println!("      the router counted: {}", counted.join("; "));
 }
 
 /// Polls `done` every 20 ms until it holds (true) or `timeout` passes (false).
