@@ -11,6 +11,60 @@ wasmtime::component::bindgen!({
 
 pub use self::webhook_router::plugin::types::{Delivery, Header, Rejection};
 
+/// The contract's `event`, borrowed from a router [`Event`](crate::event::Event): lowered into
+/// the guest's memory straight from the router's own strings and body, with no host-side copy
+/// in between (`to_guest` makes one `String` per field and header, and a `Vec` of the body).
+#[derive(Debug, wasmtime::component::ComponentType, wasmtime::component::Lower)]
+#[component(record)]
+pub struct EventRef<'a> {
+    id: &'a str,
+    route: &'a str,
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    headers: &'a [HeaderRef<'a>],
+    body: &'a [u8],
+    #[component(name = "received-at-ms")]
+    received_at_ms: u64,
+}
+
+/// The contract's `header`, borrowed.
+#[derive(Debug, wasmtime::component::ComponentType, wasmtime::component::Lower)]
+#[component(record)]
+pub struct HeaderRef<'a> {
+    name: &'a str,
+    value: &'a str,
+}
+
+/// Calls `lower` with the contract's view of `event`, borrowed from it. Header values are
+/// handed over as (lossy) UTF-8, as `to_guest` does.
+pub fn with_guest_view<R>(event: &crate::event::Event, lower: impl FnOnce(EventRef<'_>) -> R) -> R {
+    let values: Vec<std::borrow::Cow<'_, str>> = event
+        .headers
+        .iter()
+        .map(|(_, value)| String::from_utf8_lossy(value.as_bytes()))
+        .collect();
+    let headers: Vec<HeaderRef<'_>> = event
+        .headers
+        .iter()
+        .zip(&values)
+        .map(|((name, _), value)| HeaderRef {
+            name: name.as_str(),
+            value,
+        })
+        .collect();
+    lower(EventRef {
+        id: &event.id,
+        route: &event.route,
+        method: event.method.as_str(),
+        path: &event.path,
+        query: &event.query,
+        headers: &headers,
+        body: &event.body,
+        received_at_ms: event.received_at_ms(),
+    })
+}
+
 /// The contract's view of a router event (a copy: the router keeps its own).
 pub fn to_guest(event: &crate::event::Event) -> Event {
     Event {

@@ -13,10 +13,10 @@
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
-use wasmtime::component::Component;
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, TypedFunc};
 use wasmtime::{Store, Trap};
 
-use super::bindings::{Filter, FilterPre, Verdict, to_guest};
+use super::bindings::{EventRef, FilterIndices, Verdict, with_guest_view};
 use super::engine::{EPOCH_TICK, HostState, PluginEngine};
 use super::limits::PluginLimits;
 use super::{Isolation, PluginErrorKind, PluginFailure};
@@ -28,17 +28,25 @@ const IDLE_INSTANCES: usize = 8;
 /// Time budget for `configure`, which may parse a large config once.
 const CONFIGURE_TIME_FACTOR: u32 = 50;
 
+/// The `handle` export, typed to take the event borrowed from the router's (see
+/// [`EventRef`]). Stored with a `'static` borrow and, being covariant in it, called with any.
+type HandleFunc = TypedFunc<(EventRef<'static>,), (Result<Verdict, String>,)>;
+
 /// A configured instance and the store it lives in.
 struct PluginInstance {
     store: Store<HostState>,
-    filter: Filter,
+    handle: HandleFunc,
 }
 
 /// A plugin ready to handle events.
 pub struct LoadedPlugin {
     name: Arc<str>,
     route: Arc<str>,
-    pre: FilterPre<HostState>,
+    pre: InstancePre<HostState>,
+    /// Where the contract's exports are, looked up once.
+    indices: FilterIndices,
+    /// Where the `handle` export is, looked up once.
+    handle_export: ComponentExportIndex,
     config_json: String,
     limits: PluginLimits,
     isolation: Isolation,
@@ -71,16 +79,24 @@ impl LoadedPlugin {
         let instance_pre = engine.linker().instantiate_pre(component).map_err(|e| {
             PluginFailure::new(PluginErrorKind::Error, format!("cannot link plugin: {e:#}"))
         })?;
-        let pre = FilterPre::new(instance_pre).map_err(|e| {
+        let indices = FilterIndices::new(&instance_pre).map_err(|e| {
             PluginFailure::new(
                 PluginErrorKind::Error,
                 format!("not a webhook-router plugin: {e:#}"),
             )
         })?;
+        let handle_export = component.get_export_index(None, "handle").ok_or_else(|| {
+            PluginFailure::new(
+                PluginErrorKind::Error,
+                "not a webhook-router plugin: no `handle` export",
+            )
+        })?;
         let plugin = Self {
             name: name.into(),
             route: route.into(),
-            pre,
+            pre: instance_pre,
+            indices,
+            handle_export,
             config_json,
             limits,
             isolation,
@@ -116,15 +132,11 @@ impl LoadedPlugin {
             .store
             .set_epoch_deadline(deadline_ticks(self.limits.time, 1));
         instance.store.data_mut().limiter.exceeded = false;
-        let guest_event = to_guest(event);
-        let result = contain(|| {
-            instance
-                .filter
-                .call_handle(&mut instance.store, &guest_event)
-        })?;
+        let PluginInstance { store, handle } = &mut instance;
+        let result = contain(|| with_guest_view(event, |view| handle.call(&mut *store, (view,))))?;
         let verdict = match result {
-            Ok(Ok(verdict)) => verdict,
-            Ok(Err(message)) => {
+            Ok((Ok(verdict),)) => verdict,
+            Ok((Err(message),)) => {
                 self.recycle(instance);
                 return Err(PluginFailure::new(PluginErrorKind::Error, message));
             }
@@ -157,10 +169,10 @@ impl LoadedPlugin {
             Arc::clone(&self.route),
             self.limits.memory_bytes,
         );
-        let mut store = Store::new(self.pre.engine(), state);
+        let mut store = Store::new(self.pre.component().engine(), state);
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(deadline_ticks(self.limits.time, CONFIGURE_TIME_FACTOR));
-        let filter = self.pre.instantiate(&mut store).map_err(|error| {
+        let instance = self.pre.instantiate(&mut store).map_err(|error| {
             if error.downcast_ref::<Trap>().is_some() || store.data().limiter.exceeded {
                 classify(&error, &store)
             } else {
@@ -174,8 +186,18 @@ impl LoadedPlugin {
                 }
             }
         })?;
+        let loaded = self.indices.load(&mut store, &instance).and_then(|filter| {
+            let handle = instance.get_typed_func(&mut store, self.handle_export)?;
+            Ok((filter, handle))
+        });
+        let (filter, handle) = loaded.map_err(|e| {
+            PluginFailure::new(
+                PluginErrorKind::Error,
+                format!("not a webhook-router plugin: {e:#}"),
+            )
+        })?;
         match contain(|| filter.call_configure(&mut store, &self.config_json))? {
-            Ok(Ok(())) => Ok(PluginInstance { store, filter }),
+            Ok(Ok(())) => Ok(PluginInstance { store, handle }),
             Ok(Err(message)) => Err(PluginFailure::new(
                 PluginErrorKind::Error,
                 format!("plugin rejected its config: {message}"),

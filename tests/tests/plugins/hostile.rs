@@ -182,3 +182,33 @@ fn two_plugins_of_one_module_share_no_state() {
     let out = forwarded(second.handle(&event_in_mode("count")).expect("counts"));
     assert_eq!(header(&out, "x-hostile-count"), Some("1"));
 }
+
+#[test]
+fn the_guest_sees_every_field_of_the_event_as_the_router_holds_it() {
+    // The ok mode forwards the event it got untouched, so what comes back is what went in.
+    let plugin = hostile(&json!({}), Isolation::Reuse);
+    let mut event = event_in_mode("ok");
+    event.query = "a=1&b=two".to_owned();
+    event
+        .headers
+        .append("x-repeated", HeaderValue::from_static("first"));
+    event
+        .headers
+        .append("x-repeated", HeaderValue::from_static("second"));
+    event.headers.insert(
+        "x-not-utf8",
+        HeaderValue::from_bytes(b"caf\xe9").expect("a valid, non-UTF-8 header value"),
+    );
+    let seen = forwarded(plugin.handle(&event).expect("plugin runs"));
+    // `to_guest` is the plain copy of the event into the contract's types.
+    let expected = webhook_router::plugin::bindings::to_guest(&event);
+    assert_eq!(format!("{seen:?}"), format!("{expected:?}"));
+    assert_eq!(header(&seen, "x-not-utf8"), Some("caf\u{fffd}"));
+    let repeated: Vec<&str> = seen
+        .headers
+        .iter()
+        .filter(|h| h.name == "x-repeated")
+        .map(|h| h.value.as_str())
+        .collect();
+    assert_eq!(repeated, ["first", "second"]);
+}
