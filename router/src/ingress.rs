@@ -174,17 +174,14 @@ impl Ingress {
                 retry_after_seconds(wait),
             );
         }
-        if declared_length(request.headers())
-            .is_some_and(|length| length > self.max_body_bytes as u64)
-        {
+        let declared = declared_length(request.headers()).unwrap_or(0);
+        if declared > self.max_body_bytes as u64 {
             return self.too_large();
         }
         let (parts, body) = request.into_parts();
         // The body, then every header value, go in one buffer of exactly their size (`detach`).
-        let capacity = declared_length(&parts.headers)
-            .and_then(|length| usize::try_from(length).ok())
-            .unwrap_or(0)
-            + header_values_len(&parts.headers);
+        let values_len = header_values_len(&parts.headers);
+        let capacity = usize::try_from(declared).unwrap_or(0) + values_len;
         let body =
             match read_body(body, self.max_body_bytes, self.body_read_timeout, capacity).await {
                 Ok(body) => body,
@@ -216,7 +213,7 @@ impl Ingress {
             },
         };
         self.metrics.record_body_bytes(body.len());
-        let (mut headers, body) = detach(&parts.headers, body);
+        let (mut headers, body) = detach(&parts.headers, body, values_len);
         headers.remove(VERIFIED_HEADER);
         if let Some(preset) = verified {
             headers.insert(VERIFIED_HEADER, HeaderValue::from_static(preset));
@@ -363,10 +360,11 @@ fn header_values_len(headers: &HeaderMap) -> usize {
 /// Header values arrive as slices of that buffer, which they would keep alive for as long as
 /// the event is held (queued, retried, dead-lettered): kilobytes per event. They are copied
 /// after the body, which `read_body` already copied out, into one buffer of exactly their size,
-/// so a held event costs one allocation, not one per header.
-fn detach(headers: &HeaderMap, body: BytesMut) -> (HeaderMap, Bytes) {
+/// so a held event costs one allocation, not one per header. `values_len` is
+/// [`header_values_len`] of `headers`.
+fn detach(headers: &HeaderMap, body: BytesMut, values_len: usize) -> (HeaderMap, Bytes) {
     let body_len = body.len();
-    let needed = body_len + header_values_len(headers);
+    let needed = body_len + values_len;
     let mut buffer = if body.capacity() == needed {
         body
     } else {
@@ -432,10 +430,11 @@ mod tests {
         let body = br#"{"a":1}"#;
         // Sized as the ingress sizes it (Content-Length plus the header values), or not at all,
         // as for a chunked body.
-        for capacity in [body.len() + header_values_len(&headers), 0] {
+        let values_len = header_values_len(&headers);
+        for capacity in [body.len() + values_len, 0] {
             let mut buffer = BytesMut::with_capacity(capacity);
             buffer.extend_from_slice(body);
-            let (detached, detached_body) = detach(&headers, buffer);
+            let (detached, detached_body) = detach(&headers, buffer, values_len);
             assert_eq!(&detached_body[..], body);
             assert_eq!(detached, headers, "every value, in order, under its name");
             assert!(detached["x-signature"].is_sensitive());

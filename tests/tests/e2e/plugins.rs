@@ -34,6 +34,15 @@ async fn post_github(
         .expect("router answers")
 }
 
+/// GitHub's sample push, made a push to `refs/heads/main`.
+fn push_to_main() -> Vec<u8> {
+    with_json(
+        &github_payload("push"),
+        "/ref",
+        serde_json::json!("refs/heads/main"),
+    )
+}
+
 async fn error_message(response: reqwest::Response) -> String {
     let body: serde_json::Value = response.json().await.expect("json error body");
     body["error"].as_str().expect("error message").to_owned()
@@ -57,12 +66,7 @@ async fn a_filter_then_map_chain_delivers_the_transformed_body_and_counts_drops(
     );
     let router = TestRouter::start(&config).await;
 
-    let to_main = with_json(
-        &github_payload("push"),
-        "/ref",
-        serde_json::json!("refs/heads/main"),
-    );
-    let accepted = post_github(&router, "/hooks/github", "push", to_main).await;
+    let accepted = post_github(&router, "/hooks/github", "push", push_to_main()).await;
     assert_eq!(accepted.status(), 202);
     let answer: serde_json::Value = accepted.json().await.expect("json answer");
     let id = answer["id"].as_str().expect("event id").to_owned();
@@ -138,12 +142,7 @@ async fn a_filter_that_passes_delivers_the_previous_plugins_event_as_it_was() {
         ),
     );
     let router = TestRouter::start(&config).await;
-    let to_main = with_json(
-        &github_payload("push"),
-        "/ref",
-        serde_json::json!("refs/heads/main"),
-    );
-    let accepted = post_github(&router, "/hooks/github", "push", to_main).await;
+    let accepted = post_github(&router, "/hooks/github", "push", push_to_main()).await;
     assert_eq!(accepted.status(), 202);
     let dropped = post_github(&router, "/hooks/github", "push", github_payload("push")).await;
     assert_eq!(dropped.status(), 202);
