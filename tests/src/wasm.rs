@@ -1,5 +1,8 @@
-//! The repository's WebAssembly plugins, built from source by `plugins/build.sh` the first time
-//! a test process asks for one, and the GitHub payloads they are tested on.
+//! The repository's WebAssembly plugins, and the GitHub payloads they are tested on.
+//!
+//! The plugins come from the directory named by [`WASM_DIR_VAR`] when it is set (`tests/run.sh`
+//! builds them once and sets it for every test process); otherwise they are built from source by
+//! `plugins/build.sh` the first time a test process asks for one.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,6 +12,10 @@ use http::{HeaderMap, HeaderValue};
 use webhook_router::event::Event;
 use webhook_router::plugin::{Isolation, LoadedPlugin, PluginLimits, load_plugin, trial};
 
+/// The environment variable naming a directory of prebuilt plugins (`event_filter.wasm`, ...).
+/// When it is set, tests load the plugins from there and never build them.
+pub const WASM_DIR_VAR: &str = "WEBHOOK_ROUTER_WASM_DIR";
+
 /// The repository root.
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -16,12 +23,16 @@ pub fn repo_root() -> &'static Path {
         .expect("the tests crate lives in the repository")
 }
 
-/// The built component of crate `name` (`event_filter`, `hostile`, ...). Builds every plugin
-/// once per process; an up-to-date build takes a second or two.
+/// The built component of crate `name` (`event_filter`, `hostile`, ...): from [`WASM_DIR_VAR`]
+/// when set, else built (every plugin, once per process; an up-to-date build takes a second or
+/// two).
 pub fn module(name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let dir = BUILT
-        .get_or_init(build_all)
+        .get_or_init(|| match std::env::var_os(WASM_DIR_VAR) {
+            Some(dir) if !dir.is_empty() => Ok(PathBuf::from(dir)),
+            _ => build_all(),
+        })
         .as_ref()
         .unwrap_or_else(|error| {
             panic!("cannot build the plugins: {error}");
@@ -29,7 +40,7 @@ pub fn module(name: &str) -> PathBuf {
     let path = dir.join(format!("{name}.wasm"));
     assert!(
         path.is_file(),
-        "plugins/build.sh did not produce {}",
+        "no plugin at {} (built by plugins/build.sh; {WASM_DIR_VAR} names the directory)",
         path.display()
     );
     path
