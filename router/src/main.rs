@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::time::Instant;
 
-use webhook_router::plugin::{Isolation, PluginLimits, check_plugins, load_plugin, trial};
+use webhook_router::plugin::{Isolation, PluginLimits, cases, check_plugins, load_plugin, trial};
 use webhook_router::{Config, Router};
 
 /// A WebAssembly-extensible webhook router.
@@ -56,26 +56,52 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
     /// Run a plugin on one event from a file and print its verdict, the resulting body and the
-    /// time taken; exits non-zero if the plugin fails.
-    Run {
-        /// The plugin component (`.wasm`).
-        module: PathBuf,
-        /// The plugin's config: JSON, or `@FILE` to read it from a file.
-        #[arg(long, default_value = "{}")]
-        config: String,
-        /// The webhook body to run it on.
-        #[arg(long)]
-        event: PathBuf,
-        /// A request header, `Name: value` (repeatable).
-        #[arg(long = "header", short = 'H')]
-        headers: Vec<String>,
-        /// The route id the event arrives on.
-        #[arg(long, default_value = "trial")]
-        route: String,
-        /// Most time the call may take, e.g. `10ms`.
-        #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
-        time_limit: std::time::Duration,
-    },
+    /// time taken, or on a directory of cases with the verdicts they expect; exits non-zero if
+    /// the plugin fails (or a case does not hold).
+    Run(Box<PluginRunArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+struct PluginRunArgs {
+    /// The plugin component (`.wasm`).
+    module: PathBuf,
+    /// The plugin's config: JSON, or `@FILE` to read it from a file.
+    #[arg(long, default_value = "{}")]
+    config: String,
+    /// The webhook body to run it on.
+    #[arg(long, required_unless_present = "cases", conflicts_with = "cases")]
+    event: Option<PathBuf>,
+    /// A directory of cases (`*.toml`: `event`, `headers`, `route`, `expect`, `contains`),
+    /// each run and checked against the verdict it expects.
+    #[arg(long)]
+    cases: Option<PathBuf>,
+    /// A request header, `Name: value` (repeatable).
+    #[arg(long = "header", short = 'H')]
+    headers: Vec<String>,
+    /// The route id the event arrives on.
+    #[arg(long, default_value = "trial")]
+    route: String,
+    /// Most time one call may take, e.g. `10ms` (the route key `limits.time`).
+    #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
+    time_limit: std::time::Duration,
+    /// Most linear memory the plugin may have, e.g. `16MiB` (the route key `limits.memory`).
+    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+    memory: usize,
+    /// Output cap, e.g. `1MiB` (the route key `limits.output`; at least 4 × the body).
+    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
+    output: usize,
+    /// Run the event this many times and print the p50 and p99 call times.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    repeat: u32,
+}
+
+/// Parses a size such as `16MiB` or a number of bytes.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let size = text
+        .trim()
+        .parse::<bytesize::ByteSize>()
+        .map_err(|e| format!("invalid size {text:?} ({e}); write e.g. \"16MiB\""))?;
+    usize::try_from(size.as_u64()).map_err(|_| format!("size {text:?} is too large"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,14 +154,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Serve { config } => serve(&config).await,
         Command::Check { config } => Ok(check(&config)),
         Command::DeadLetters(command) => dead_letters(command).await,
-        Command::Plugin(PluginCommand::Run {
-            module,
-            config,
-            event,
-            headers,
-            route,
-            time_limit,
-        }) => plugin_run(&module, &config, &event, &headers, &route, time_limit),
+        Command::Plugin(PluginCommand::Run(args)) => plugin_run(&args),
     }
 }
 
@@ -179,57 +198,73 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn plugin_run(
-    module: &Path,
-    config: &str,
-    event: &Path,
-    headers: &[String],
-    route: &str,
-    time_limit: std::time::Duration,
-) -> Result<ExitCode> {
-    let config_json = match config.strip_prefix('@') {
+fn plugin_run(args: &PluginRunArgs) -> Result<ExitCode> {
+    let config_json = match args.config.strip_prefix('@') {
         Some(file) => std::fs::read_to_string(file)
             .with_context(|| format!("cannot read the plugin config {file}"))?,
-        None => config.to_owned(),
+        None => args.config.clone(),
     };
     let config_value: serde_json::Value =
         serde_json::from_str(&config_json).context("the plugin config is not valid JSON")?;
     if !config_value.is_object() {
         bail!("the plugin config must be a JSON object");
     }
-    let body = std::fs::read(event)
-        .with_context(|| format!("cannot read the event {}", event.display()))?;
-    let mut header_map = http::HeaderMap::new();
-    for header in headers {
-        let (name, value) = trial::parse_header(header).map_err(anyhow::Error::msg)?;
-        header_map.append(name, value);
-    }
     let limits = PluginLimits {
-        time: time_limit,
-        ..PluginLimits::default()
+        time: args.time_limit,
+        memory_bytes: args.memory,
+        output_bytes: args.output,
     };
     let started = Instant::now();
     let plugin = load_plugin(
-        module,
-        route,
+        &args.module,
+        &args.route,
         &config_value.to_string(),
         limits,
         Isolation::Reuse,
     )
     .map_err(anyhow::Error::msg)
-    .with_context(|| format!("cannot load {}", module.display()))?;
+    .with_context(|| format!("cannot load {}", args.module.display()))?;
     let loaded_in = started.elapsed();
-    let event = trial::trial_event(route, body, header_map);
-    let outcome = trial::run_once(&plugin, &event);
-    let timing = format!(
-        "time: {:.1?} (load and configure: {loaded_in:.1?})",
-        outcome.elapsed
-    );
+    if let Some(dir) = &args.cases {
+        let cases = cases::load_cases(dir)?;
+        let report = cases::run_cases(&plugin, &cases);
+        print_out(&report.render());
+        return Ok(if report.failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    let Some(event) = &args.event else {
+        bail!("give --event FILE or --cases DIR");
+    };
+    let body = std::fs::read(event)
+        .with_context(|| format!("cannot read the event {}", event.display()))?;
+    let mut header_map = http::HeaderMap::new();
+    for header in &args.headers {
+        let (name, value) = trial::parse_header(header).map_err(anyhow::Error::msg)?;
+        header_map.append(name, value);
+    }
+    let event = trial::trial_event(&args.route, body, header_map);
+    let repeat = usize::try_from(args.repeat).unwrap_or(usize::MAX);
+    let (outcome, times) = trial::run_repeated(&plugin, &event, repeat);
+    let timing = if times.calls > 1 {
+        format!(
+            "time: p50 {:.1?}, p99 {:.1?} over {} calls (load and configure: {loaded_in:.1?})",
+            times.p50, times.p99, times.calls
+        )
+    } else {
+        format!(
+            "time: {:.1?} (load and configure: {loaded_in:.1?})",
+            outcome.elapsed
+        )
+    };
     match outcome.result {
         Ok(verdict) => {
-            let text = format!("{}{timing}\n", trial::render_verdict(&verdict, &event));
-            // A closed pipe (`| head`) is not an error worth a panic.
-            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+            print_out(&format!(
+                "{}{timing}\n",
+                trial::render_verdict(&verdict, &event)
+            ));
             Ok(ExitCode::SUCCESS)
         }
         Err(failure) => {
@@ -238,6 +273,11 @@ fn plugin_run(
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Writes `text` to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn print_out(text: &str) {
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
 }
 
 async fn serve(path: &Path) -> Result<ExitCode> {

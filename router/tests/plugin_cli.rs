@@ -199,3 +199,192 @@ fn check_compiles_and_configures_every_plugin() {
         text(&refused.stderr)
     );
 }
+
+/// The first ```toml block of the template's README that declares a route.
+fn readme_route_snippet() -> String {
+    let readme = std::fs::read_to_string(repo_root().join("examples/plugin-template/README.md"))
+        .expect("read the template README");
+    readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .find(|block| block.contains("[[routes]]"))
+        .expect("the README has a route snippet")
+        .to_owned()
+}
+
+#[test]
+fn the_template_readme_route_snippet_passes_check_as_written() {
+    // The snippet's module path is relative to the config file: lay out a directory as the
+    // README says (the config beside the template's own `target/`).
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("template-readme");
+    let release = dir.join("target/wasm32-wasip2/release");
+    std::fs::create_dir_all(&release).expect("create temp dir");
+    std::fs::copy(
+        module("plugin_template"),
+        release.join("plugin_template.wasm"),
+    )
+    .expect("copy the module");
+    let config = dir.join("router.toml");
+    std::fs::write(&config, readme_route_snippet()).expect("write config");
+    let checked = router(&["check", "--config", "router.toml"], &dir);
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    assert_eq!(text(&checked.stdout).trim(), "ok");
+}
+
+#[test]
+fn plugin_run_checks_a_directory_of_cases() {
+    // The template's own cases, as its README runs them.
+    let template = repo_root().join("examples/plugin-template");
+    let ran = router(
+        &[
+            "plugin",
+            "run",
+            &module_arg("plugin_template"),
+            "--cases",
+            "cases",
+        ],
+        &template,
+    );
+    let stdout = text(&ran.stdout);
+    assert!(ran.status.success(), "{stdout}{}", text(&ran.stderr));
+    assert_eq!(
+        stdout,
+        "ok   json-is-tagged: verdict: forward\n\
+         ok   text-is-dropped: verdict: drop (the body is not JSON)\n\
+         cases: 2 passed, 0 failed\n"
+    );
+
+    // A case that does not hold fails the run and says why.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("failing-cases");
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    std::fs::copy(template.join("event.json"), dir.join("push.json")).expect("copy event");
+    std::fs::write(
+        dir.join("a.toml"),
+        "event = \"push.json\"\nexpect = \"drop\"\n",
+    )
+    .expect("write case");
+    std::fs::write(
+        dir.join("b.toml"),
+        "event = \"push.json\"\nexpect = \"forward\"\ncontains = \"x-other: 1\"\n",
+    )
+    .expect("write case");
+    let ran = router(
+        &[
+            "plugin",
+            "run",
+            &module_arg("plugin_template"),
+            "--cases",
+            ".",
+        ],
+        &dir,
+    );
+    let stdout = text(&ran.stdout);
+    assert!(!ran.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("FAIL a: expected drop, got verdict: forward\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("FAIL b: verdict: forward, but the output does not contain \"x-other: 1\""),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("cases: 0 passed, 2 failed\n"), "{stdout}");
+}
+
+#[test]
+fn plugin_run_repeat_prints_call_time_percentiles() {
+    let ran = router(
+        &[
+            "plugin",
+            "run",
+            &module_arg("event_filter"),
+            "--config",
+            r#"{"allow_events": ["push"]}"#,
+            "--event",
+            "tests/fixtures/github/push.json",
+            "-H",
+            "X-GitHub-Event: push",
+            "--repeat",
+            "200",
+        ],
+        repo_root(),
+    );
+    let stdout = text(&ran.stdout);
+    assert!(ran.status.success(), "{}", text(&ran.stderr));
+    let timing = stdout.lines().last().unwrap_or_default();
+    assert!(timing.starts_with("time: p50 "), "{stdout}");
+    assert!(timing.contains(", p99 "), "{stdout}");
+    assert!(
+        timing.contains(" over 200 calls (load and configure: "),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn plugin_run_limit_errors_name_the_limit() {
+    let root = repo_root();
+    let timed_out = router(
+        &[
+            "plugin",
+            "run",
+            &module_arg("hostile"),
+            "--config",
+            r#"{"mode": "loop"}"#,
+            "--event",
+            "tests/fixtures/github/ping.json",
+            "--time-limit",
+            "5ms",
+        ],
+        root,
+    );
+    assert!(!timed_out.status.success());
+    let stderr = text(&timed_out.stderr);
+    assert!(
+        stderr.contains("plugin failed: timeout (plugin ran past its time limit of 5ms)"),
+        "{stderr}"
+    );
+
+    let bomb = router(
+        &[
+            "plugin",
+            "run",
+            &module_arg("hostile"),
+            "--config",
+            r#"{"mode": "memory"}"#,
+            "--event",
+            "tests/fixtures/github/ping.json",
+            "--memory",
+            "4MiB",
+        ],
+        root,
+    );
+    assert!(!bomb.status.success());
+    let stderr = text(&bomb.stderr);
+    assert!(stderr.contains("plugin failed: memory ("), "{stderr}");
+    assert!(
+        stderr.contains("memory limit of 4.0 MiB reached"),
+        "{stderr}"
+    );
+
+    // A module whose own initial memory is over the limit cannot load, and says so.
+    let too_small = router(
+        &[
+            "plugin",
+            "run",
+            &module_arg("event_filter"),
+            "--event",
+            "tests/fixtures/github/ping.json",
+            "--memory",
+            "64KiB",
+        ],
+        root,
+    );
+    assert!(!too_small.status.success());
+    let stderr = text(&too_small.stderr);
+    assert!(
+        stderr.contains("initial memory of ")
+            && stderr.contains("is over the plugin's memory limit of 64.0 KiB"),
+        "{stderr}"
+    );
+}

@@ -11,6 +11,7 @@
 //! Every call runs with an epoch deadline (time) and a memory limiter in its `Store`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, TypedFunc};
@@ -130,7 +131,7 @@ impl LoadedPlugin {
         };
         instance
             .store
-            .set_epoch_deadline(deadline_ticks(self.limits.time, 1));
+            .set_epoch_deadline(deadline_ticks(self.limits.time));
         instance.store.data_mut().limiter.exceeded = false;
         let PluginInstance { store, handle } = &mut instance;
         let result = contain(|| with_guest_view(event, |view| handle.call(&mut *store, (view,))))?;
@@ -141,7 +142,7 @@ impl LoadedPlugin {
                 return Err(PluginFailure::new(PluginErrorKind::Error, message));
             }
             // A trapped instance may be in any state: it is dropped here, never reused.
-            Err(error) => return Err(classify(&error, &instance.store)),
+            Err(error) => return Err(classify(&error, &instance.store, self.limits.time)),
         };
         self.recycle(instance);
         let cap = self.limits.output_cap(event.body.len());
@@ -171,10 +172,11 @@ impl LoadedPlugin {
         );
         let mut store = Store::new(self.pre.component().engine(), state);
         store.limiter(|state| &mut state.limiter);
-        store.set_epoch_deadline(deadline_ticks(self.limits.time, CONFIGURE_TIME_FACTOR));
+        let configure_time = self.limits.time.saturating_mul(CONFIGURE_TIME_FACTOR);
+        store.set_epoch_deadline(deadline_ticks(configure_time));
         let instance = self.pre.instantiate(&mut store).map_err(|error| {
             if error.downcast_ref::<Trap>().is_some() || store.data().limiter.exceeded {
-                classify(&error, &store)
+                classify(&error, &store, configure_time)
             } else {
                 // Not the guest's doing: typically every slot of the instance pool is in use.
                 PluginFailure {
@@ -202,7 +204,7 @@ impl LoadedPlugin {
                 PluginErrorKind::Error,
                 format!("plugin rejected its config: {message}"),
             )),
-            Err(error) => Err(classify(&error, &store)),
+            Err(error) => Err(classify(&error, &store, configure_time)),
         }
     }
 }
@@ -224,17 +226,17 @@ fn contain<T>(call: impl FnOnce() -> T) -> Result<T, PluginFailure> {
     })
 }
 
-/// Epoch ticks for `time × factor`, rounded up (at least one).
-fn deadline_ticks(time: std::time::Duration, factor: u32) -> u64 {
-    let budget = time.saturating_mul(factor).as_nanos();
+/// Epoch ticks for `time`, rounded up (at least one).
+fn deadline_ticks(time: Duration) -> u64 {
+    let budget = time.as_nanos();
     let tick = EPOCH_TICK.as_nanos();
     u64::try_from(budget.div_ceil(tick))
         .unwrap_or(u64::MAX)
         .max(1)
 }
 
-/// Names what went wrong in a failed call.
-fn classify(error: &wasmtime::Error, store: &Store<HostState>) -> PluginFailure {
+/// Names what went wrong in a failed call that was allowed `time`.
+fn classify(error: &wasmtime::Error, store: &Store<HostState>, time: Duration) -> PluginFailure {
     if store.data().limiter.exceeded {
         return PluginFailure::new(PluginErrorKind::Memory, format!("{error:#}"));
     }
@@ -243,7 +245,10 @@ fn classify(error: &wasmtime::Error, store: &Store<HostState>) -> PluginFailure 
         _ => PluginErrorKind::Trap,
     };
     let message = match kind {
-        PluginErrorKind::Timeout => "plugin ran past its time limit".to_owned(),
+        PluginErrorKind::Timeout => format!(
+            "plugin ran past its time limit of {}",
+            humantime::format_duration(time)
+        ),
         _ => format!("{error:#}"),
     };
     PluginFailure::new(kind, message)
@@ -274,13 +279,12 @@ fn verdict_size(verdict: &Verdict) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn deadlines_round_up_to_whole_ticks() {
-        assert_eq!(deadline_ticks(Duration::from_millis(10), 1), 10);
-        assert_eq!(deadline_ticks(Duration::from_micros(1500), 1), 2);
-        assert_eq!(deadline_ticks(Duration::ZERO, 1), 1);
-        assert_eq!(deadline_ticks(Duration::from_millis(10), 50), 500);
+        assert_eq!(deadline_ticks(Duration::from_millis(10)), 10);
+        assert_eq!(deadline_ticks(Duration::from_micros(1500)), 2);
+        assert_eq!(deadline_ticks(Duration::ZERO), 1);
+        assert_eq!(deadline_ticks(Duration::from_millis(10) * 50), 500);
     }
 }

@@ -32,6 +32,14 @@ impl PluginLimits {
     }
 }
 
+/// A size for a person, e.g. `16.0 MiB`.
+pub fn human_bytes(bytes: usize) -> String {
+    bytesize::ByteSize::b(u64::try_from(bytes).unwrap_or(u64::MAX))
+        .display()
+        .iec()
+        .to_string()
+}
+
 /// Per-store memory limiter that remembers whether it refused a growth, so that the trap that
 /// follows is reported as a memory error rather than a generic trap.
 #[derive(Debug)]
@@ -54,13 +62,25 @@ impl MemoryLimiter {
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.exceeded = true;
-            wasmtime::bail!("plugin memory limit of {} bytes reached", self.limit);
+            let limit = human_bytes(self.limit);
+            if current == 0 {
+                // Called as the memory is created: the module itself asks for more.
+                wasmtime::bail!(
+                    "the module's initial memory of {} is over the plugin's memory limit of {limit}",
+                    human_bytes(desired)
+                );
+            }
+            wasmtime::bail!(
+                "plugin memory limit of {limit} reached (growing from {} to {})",
+                human_bytes(current),
+                human_bytes(desired)
+            );
         }
         Ok(true)
     }
@@ -79,6 +99,30 @@ impl ResourceLimiter for MemoryLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn growth_past_the_limit_names_the_limit_and_says_when_it_is_the_initial_memory() {
+        let mut limiter = MemoryLimiter::new(1024 * 1024);
+        assert!(limiter.memory_growing(0, 64 * 1024, None).unwrap());
+        assert!(!limiter.exceeded);
+        let error = limiter
+            .memory_growing(64 * 1024, 2 * 1024 * 1024, None)
+            .unwrap_err()
+            .to_string();
+        assert!(limiter.exceeded);
+        assert_eq!(
+            error,
+            "plugin memory limit of 1.0 MiB reached (growing from 64.0 KiB to 2.0 MiB)"
+        );
+        let error = MemoryLimiter::new(64 * 1024)
+            .memory_growing(0, 1024 * 1024, None)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "the module's initial memory of 1.0 MiB is over the plugin's memory limit of 64.0 KiB"
+        );
+    }
 
     #[test]
     fn output_cap_is_the_larger_of_fixed_and_four_times_input() {

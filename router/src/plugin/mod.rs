@@ -6,9 +6,12 @@
 //! - [`limits`]: memory, time and output limits;
 //! - [`chain`]: a route's plugins run in order, and what their verdicts mean;
 //! - [`load`]: compiling and configuring every plugin of a config (for `serve` and `check`);
-//! - [`trial`]: one plugin on one event from files (`webhook-router plugin run`).
+//! - [`trial`]: one plugin on one event from files (`webhook-router plugin run`);
+//! - [`cases`]: a directory of events with the verdicts a plugin must give them
+//!   (`webhook-router plugin run --cases`).
 
 pub mod bindings;
+pub mod cases;
 pub mod chain;
 pub mod engine;
 pub mod instance;

@@ -67,6 +67,55 @@ pub fn run_once(plugin: &LoadedPlugin, event: &Event) -> TrialOutcome {
     }
 }
 
+/// Call times of a plugin run on one event several times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallTimes {
+    /// Calls made.
+    pub calls: usize,
+    /// Median call time.
+    pub p50: Duration,
+    /// 99th percentile call time (nearest rank).
+    pub p99: Duration,
+}
+
+impl CallTimes {
+    /// Percentiles of `samples` (nearest rank); `None` for no samples.
+    pub fn of(mut samples: Vec<Duration>) -> Option<Self> {
+        samples.sort_unstable();
+        let rank = |percent: usize| {
+            let index = (samples.len() * percent).div_ceil(100).saturating_sub(1);
+            samples.get(index).copied()
+        };
+        Some(Self {
+            calls: samples.len(),
+            p50: rank(50)?,
+            p99: rank(99)?,
+        })
+    }
+}
+
+/// Runs `plugin` on `event` `times` times (at least once): the last call's outcome, and the
+/// call times of all of them.
+pub fn run_repeated(
+    plugin: &LoadedPlugin,
+    event: &Event,
+    times: usize,
+) -> (TrialOutcome, CallTimes) {
+    let mut samples = Vec::with_capacity(times.max(1));
+    let mut last = run_once(plugin, event);
+    samples.push(last.elapsed);
+    for _ in 1..times {
+        last = run_once(plugin, event);
+        samples.push(last.elapsed);
+    }
+    let times = CallTimes::of(samples).unwrap_or(CallTimes {
+        calls: 1,
+        p50: last.elapsed,
+        p99: last.elapsed,
+    });
+    (last, times)
+}
+
 /// A verdict on `input` for a person: its kind, then for each resulting event its headers and
 /// its body (pretty-printed when it is JSON).
 pub fn render_verdict(verdict: &Verdict, input: &Event) -> String {
@@ -144,6 +193,18 @@ mod tests {
         assert_eq!(event.path, "/github");
         let event = trial_event("r", b"plain".to_vec(), HeaderMap::new());
         assert!(event.content_type().is_none());
+    }
+
+    #[test]
+    fn call_times_are_nearest_rank_percentiles() {
+        let ms = Duration::from_millis;
+        let times = CallTimes::of((1..=100).rev().map(ms).collect()).unwrap();
+        assert_eq!(times.calls, 100);
+        assert_eq!(times.p50, ms(50));
+        assert_eq!(times.p99, ms(99));
+        let one = CallTimes::of(vec![ms(7)]).unwrap();
+        assert_eq!((one.p50, one.p99), (ms(7), ms(7)));
+        assert_eq!(CallTimes::of(Vec::new()), None);
     }
 
     #[test]
