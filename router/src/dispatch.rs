@@ -308,7 +308,10 @@ async fn run_retry_scheduler(
             }
             next = incoming.recv() => match next {
                 Some((delivery, wait)) => {
-                    waiting.insert(delivery, wait);
+                    // Saturating, so that no wait (a destination's `Retry-After: 99999999`, a
+                    // config built in code) can overflow the timer wheel and panic.
+                    let due = crate::clock::after(Instant::now(), wait);
+                    waiting.insert_at(delivery, tokio::time::Instant::from_std(due));
                 }
                 None => break,
             },

@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod allow_list;
 pub mod body;
+pub mod clock;
 pub mod config;
 pub mod dead_letter;
 pub mod dedup;

@@ -109,7 +109,8 @@ impl Router {
         );
 
         let settings = ListenerSettings {
-            header_read_timeout: server.header_read_timeout.0,
+            // hyper adds it to `Instant::now()` unchecked.
+            header_read_timeout: crate::clock::cap(server.header_read_timeout.0),
             drain_timeout: server.shutdown_grace.0,
         };
         let ingress = Arc::new(Ingress::new(
