@@ -37,6 +37,9 @@ pub struct Config {
     pub destinations: BTreeMap<String, DestinationConfig>,
     /// Webhook routes, in file order.
     pub routes: Vec<RouteConfig>,
+    /// Test-only fault injection; never read from a file.
+    #[doc(hidden)]
+    pub test_faults: crate::supervise::TestFaults,
 }
 
 /// The `[server]` table.
@@ -488,6 +491,7 @@ impl Config {
             server,
             destinations,
             routes,
+            test_faults: crate::supervise::TestFaults::default(),
         })
     }
 }

@@ -59,6 +59,8 @@ async fn a_huge_retry_after_neither_kills_the_scheduler_nor_loses_an_event() {
         .wait_for_metric("webhook_queue_depth", 20.0, PATIENCE)
         .await;
     assert_eq!(router.metric("webhook_dead_letters").await, Some(0.0));
+    let scheduler_panics = "webhook_task_panics_total{task=\"retry_scheduler\"}";
+    assert_eq!(router.metric(scheduler_panics).await, Some(0.0));
     let health = router
         .client
         .get(router.admin_url("/healthz"))
@@ -69,4 +71,88 @@ async fn a_huge_retry_after_neither_kills_the_scheduler_nor_loses_an_event() {
 
     let report = router.router.shutdown().await;
     assert_eq!(report.still_queued, 20, "the waiting events are counted");
+}
+
+/// GETs `path` on the admin listener: its status and body.
+async fn admin_get(router: &TestRouter, path: &str) -> (u16, String) {
+    let response = router
+        .client
+        .get(router.admin_url(path))
+        .send()
+        .await
+        .expect("admin answers");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("admin body"))
+}
+
+#[tokio::test]
+async fn a_task_that_keeps_panicking_makes_healthz_unhealthy_and_loses_no_event() {
+    let sink = Sink::healthy().await;
+    let config = format!(
+        "{}{}",
+        destination("sink", &sink.url("/in"), 8),
+        route("faulty", "/hooks/faulty", &["sink"]),
+    );
+    // Test-only fault: a lane worker panics on every attempt of an event with this marker.
+    let router = TestRouter::start_with(&config, |config| {
+        config.test_faults.panic_on_body = Some("panic-here".to_owned());
+    })
+    .await;
+    let panics = "webhook_task_panics_total{task=\"lane_worker\"}";
+    assert_eq!(router.metric(panics).await, Some(0.0));
+    assert_eq!(admin_get(&router, "/healthz").await.0, 200);
+
+    assert_eq!(
+        router
+            .post_json("/hooks/faulty", "{\"n\":1}")
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(sink.wait_for_delivered(1, PATIENCE).await.len(), 1);
+
+    // Each of its 8 attempts panics; each time the worker is started again and the delivery
+    // put back, until it has no attempts left and is dead-lettered: never lost.
+    let marked = "{\"fault\":\"panic-here\"}";
+    assert_eq!(
+        router.post_json("/hooks/faulty", marked).await.status(),
+        202
+    );
+    router.wait_for_metric(panics, 8.0, PATIENCE).await;
+    router
+        .wait_for_metric("webhook_dead_letters", 1.0, PATIENCE)
+        .await;
+    router
+        .wait_for_metric("webhook_queue_depth", 0.0, PATIENCE)
+        .await;
+    let (_, letters) = admin_get(&router, "/dead-letters").await;
+    let letters: serde_json::Value = serde_json::from_str(&letters).expect("json");
+    assert_eq!(letters[0]["attempts"], 8, "{letters}");
+    assert_eq!(
+        letters[0]["last_error"], "the last attempt panicked (see the log)",
+        "{letters}"
+    );
+
+    // A task that keeps panicking makes the router say so, for an orchestrator to restart it.
+    let (status, body) = admin_get(&router, "/healthz").await;
+    assert_eq!(status, 503);
+    assert_eq!(body, "unhealthy: task lane_worker keeps failing\n");
+    assert_eq!(admin_get(&router, "/readyz").await.0, 503);
+
+    // The restarted workers still deliver.
+    assert_eq!(
+        router
+            .post_json("/hooks/faulty", "{\"n\":2}")
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(sink.wait_for_delivered(2, PATIENCE).await.len(), 2);
+    assert!(
+        sink.requests()
+            .iter()
+            .all(|r| !String::from_utf8_lossy(&r.body).contains("panic-here")),
+        "the marked event never reached the sink"
+    );
+    assert_eq!(router.router.shutdown().await.still_queued, 0);
 }
