@@ -218,6 +218,13 @@ impl Router {
             }
         });
 
+        if !admin_addr.ip().is_loopback() && server.admin_token.is_none() {
+            tracing::warn!(
+                %admin_addr,
+                "the admin API is reachable from the network without a token (admin_public = true): \
+                 anyone who can reach it can read dead letters and replay them"
+            );
+        }
         tracing::info!(%ingress_addr, %admin_addr, routes = config.routes.len(), destinations = config.destinations.len(), "router started");
         Ok(Router {
             ingress_addr,

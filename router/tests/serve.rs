@@ -154,3 +154,40 @@ fn sighup_is_logged_and_the_router_keeps_serving() {
         "{log:#?}"
     );
 }
+
+#[test]
+fn a_public_admin_address_without_a_token_refuses_to_start() {
+    let public = CONFIG.replace(
+        "admin_listen = \"127.0.0.1:0\"",
+        "admin_listen = \"0.0.0.0:0\"",
+    );
+    let path = config_file("public-admin.toml", &public);
+    for command in ["serve", "check"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_webhook-router"))
+            .args([command, "--config"])
+            .arg(&path)
+            .output()
+            .expect("run webhook-router");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{command} accepted it: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("{}:3:", path.display()))
+                && stderr.contains("server.admin_listen: 0.0.0.0:0 is reachable from the network and no admin_token is set"),
+            "{command}: {stderr}"
+        );
+    }
+
+    // Said to be meant: it starts, warns, and `/metrics` stays open.
+    let meant = public.replace(
+        "admin_listen = \"0.0.0.0:0\"",
+        "admin_listen = \"0.0.0.0:0\"\nadmin_public = true",
+    );
+    let path = config_file("public-admin-meant.toml", &meant);
+    let mut serving = Serving::start(&path);
+    serving.wait_for_log("the admin API is reachable from the network without a token");
+    let (status, metrics) = request(&serving.admin, "GET", "/metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("webhook_queue_depth"), "{metrics}");
+    let (success, log) = serving.stop();
+    assert!(success, "{log:#?}");
+}

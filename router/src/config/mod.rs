@@ -91,6 +91,10 @@ pub struct ServerConfig {
     /// Bearer token required by the admin API (not `/metrics`, `/healthz`, `/readyz`).
     #[serde(default)]
     pub admin_token: Option<Secret>,
+    /// Says that an `admin_listen` reachable from the network without `admin_token` is meant;
+    /// without it such a config is refused.
+    #[serde(default)]
+    pub admin_public: bool,
     /// Proxies whose `X-Forwarded-For` is believed when checking a route's `allow_ips`.
     #[serde(default)]
     pub trusted_proxies: Vec<crate::allow_list::Cidr>,
@@ -108,6 +112,7 @@ impl Default for ServerConfig {
             shutdown_grace: defaults::shutdown_grace(),
             dead_letter_capacity: defaults::dead_letter_capacity(),
             admin_token: None,
+            admin_public: false,
             trusted_proxies: Vec::new(),
         }
     }
@@ -521,6 +526,17 @@ fn check_server(
     let same_port = ingress.port() != 0 && ingress.port() == admin.port();
     let overlapping =
         ingress.ip() == admin.ip() || ingress.ip().is_unspecified() || admin.ip().is_unspecified();
+    if !admin.ip().is_loopback() && server.admin_token.is_none() && !server.admin_public {
+        sink.push(
+            admin_span.clone(),
+            "server.admin_listen",
+            format!(
+                "{admin} is reachable from the network and no admin_token is set: anyone could \
+                 read dead letters (event bodies) and replay them; set admin_token, or \
+                 admin_public = true if an open admin API is meant"
+            ),
+        );
+    }
     if same_port && overlapping {
         sink.push(
             admin_span,
