@@ -48,6 +48,27 @@ async fn deliveries_past_the_grace_period_are_counted_as_still_queued() {
 }
 
 #[tokio::test]
+async fn attempts_that_fail_while_stopping_are_counted_with_their_retries() {
+    let sink = Sink::start(|_| Reply::hang()).await;
+    // Each attempt in flight when the stop begins times out 300 ms later, well within the grace
+    // period, after the retry scheduler has stopped: its retry must still be counted.
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n\
+         [destinations.sink]\nurl = \"{}\"\ntimeout = \"300ms\"\nretry = {{ max_attempts = 5 }}\n{}",
+        sink.url("/in"),
+        route("stop", "/hooks/stop", &["sink"])
+    );
+    let router = TestRouter::start(&config).await;
+    for n in 0..4 {
+        let body = format!("{{\"n\":{n}}}");
+        assert_eq!(router.post_json("/hooks/stop", &body).await.status(), 202);
+    }
+    assert_eq!(sink.wait_for(4, PATIENCE, |_| true).await.len(), 4);
+    let report = router.router.shutdown().await;
+    assert_eq!(report.still_queued, 4);
+}
+
+#[tokio::test]
 async fn one_grace_period_bounds_the_whole_stop_and_the_count_is_exact() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
