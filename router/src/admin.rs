@@ -1,7 +1,8 @@
 //! The admin listener: `/metrics`, `/healthz`, `/readyz` and the dead-letter API.
 //!
 //! When `admin_token` is set, the dead-letter API needs `Authorization: Bearer <token>`;
-//! `/metrics`, `/healthz` and `/readyz` stay open for scrapers and probes.
+//! `/metrics`, `/healthz` and `/readyz` stay open for scrapers and probes. `/healthz` and
+//! `/readyz` answer 503 when a supervised task keeps failing (see [`crate::supervise`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +16,7 @@ use crate::dead_letter::DeadLetterStore;
 use crate::metrics::Metrics;
 use crate::queue::{DispatchQueue, EnqueueError};
 use crate::reply::{self, ResponseBody};
+use crate::supervise::Supervisor;
 
 /// Prometheus text exposition format.
 const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -27,15 +29,18 @@ pub struct Admin {
     queue: Arc<dyn DispatchQueue>,
     token: Option<Secret>,
     ready: AtomicBool,
+    supervisor: Supervisor,
 }
 
 impl Admin {
-    /// The admin API over the router's metrics, dead letters and queue.
+    /// The admin API over the router's metrics, dead letters and queue, reporting the health
+    /// of the tasks `supervisor` runs.
     pub fn new(
         metrics: Metrics,
         dead_letters: Arc<DeadLetterStore>,
         queue: Arc<dyn DispatchQueue>,
         token: Option<Secret>,
+        supervisor: Supervisor,
     ) -> Self {
         Self {
             metrics,
@@ -43,7 +48,23 @@ impl Admin {
             queue,
             token,
             ready: AtomicBool::new(true),
+            supervisor,
         }
+    }
+
+    /// A 503 naming the tasks that keep failing, if any do.
+    fn unhealthy(&self) -> Option<Response<ResponseBody>> {
+        let failing = self.supervisor.failing();
+        (!failing.is_empty()).then(|| {
+            reply::with_type(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                Bytes::from(format!(
+                    "unhealthy: task {} keeps failing\n",
+                    failing.join(", ")
+                )),
+            )
+        })
     }
 
     /// Marks the router as not ready (it is shutting down): `/readyz` answers 503.
@@ -56,14 +77,21 @@ impl Admin {
         let path = request.uri().path();
         let method = request.method();
         match (method, path) {
-            (&Method::GET, "/metrics") => reply::with_type(
-                StatusCode::OK,
-                PROMETHEUS_CONTENT_TYPE,
-                Bytes::from(self.metrics.render()),
-            ),
-            (&Method::GET, "/healthz") => reply::text(StatusCode::OK, "ok\n"),
+            (&Method::GET, "/metrics") => {
+                self.supervisor.report_threads();
+                reply::with_type(
+                    StatusCode::OK,
+                    PROMETHEUS_CONTENT_TYPE,
+                    Bytes::from(self.metrics.render()),
+                )
+            }
+            (&Method::GET, "/healthz") => self
+                .unhealthy()
+                .unwrap_or_else(|| reply::text(StatusCode::OK, "ok\n")),
             (&Method::GET, "/readyz") => {
-                if self.ready.load(Ordering::Acquire) {
+                if let Some(unhealthy) = self.unhealthy() {
+                    unhealthy
+                } else if self.ready.load(Ordering::Acquire) {
                     reply::text(StatusCode::OK, "ready\n")
                 } else {
                     reply::text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")

@@ -71,7 +71,7 @@ impl Destination {
         Ok(Self {
             name: name.to_owned(),
             url: config.url.0.clone(),
-            timeout: config.timeout.0,
+            timeout: crate::clock::cap(config.timeout.0),
             max_in_flight: config.max_in_flight.get(),
             retry: config.retry,
             headers,

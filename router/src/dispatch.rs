@@ -2,18 +2,25 @@
 //!
 //! Each destination has a *lane*: a lock-free channel served by `max_in_flight` workers, so a
 //! slow destination never holds up another. A failed attempt that may be retried goes to the
-//! retry scheduler (a timer wheel, `tokio_util::time::DelayQueue`), which hands it back to its
-//! lane when its wait is over; waiting deliveries occupy no worker. Deliveries that fail for
-//! good become dead letters.
+//! retry scheduler, which hands it back to its lane when its wait is over; waiting deliveries
+//! occupy no worker. Deliveries that fail for good become dead letters.
+//!
+//! Every task runs under the [`Supervisor`], and what a task holds lives outside it, so that
+//! neither a panic nor the end of the shutdown grace period loses a delivery: a lane worker
+//! keeps its current delivery in an in-flight slot (put back in the lane, or dead-lettered once
+//! out of attempts, when the attempt panicked), and the scheduler keeps its waiting deliveries
+//! and its inbox in a state the next run takes over. At shutdown whatever is left in the queue,
+//! the lanes, the slots and the scheduler is counted, each event once.
+// Time arithmetic meets configured and remote values here: no operator may overflow.
+#![warn(clippy::arithmetic_side_effects)]
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::time::DelayQueue;
 
 use crate::config::RouteConfig;
 use crate::dead_letter::{DeadLetter, DeadLetterStore};
@@ -21,6 +28,7 @@ use crate::deliver::{AttemptOutcome, Deliverer, Destination};
 use crate::event::Event;
 use crate::metrics::{DeliveryMetrics, Metrics};
 use crate::queue::{DestinationId, DispatchQueue, QueuedEvent, Slot};
+use crate::supervise::{Supervisor, TestFaults};
 
 /// Tasks moving events from the queue into lanes. Moving is cheap (no I/O), so few suffice.
 const DISPATCH_TASKS: usize = 2;
@@ -34,12 +42,35 @@ struct Job {
 }
 
 /// One event on its way to one destination.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Delivery {
     job: Arc<Job>,
     destination: DestinationId,
     /// Attempts made so far.
     attempts: u32,
+}
+
+/// The delivery a lane worker is attempting, if any, kept outside the worker's task.
+type InFlight = Arc<Mutex<Option<Delivery>>>;
+
+/// The retry scheduler's state, kept outside its task so that a new run takes it over whole.
+#[derive(Debug)]
+struct Waiting {
+    /// Deliveries sent to wait, with their wait.
+    inbox: mpsc::UnboundedReceiver<(Delivery, Duration)>,
+    /// Waiting deliveries by due time (and arrival order, for equal times).
+    due: BTreeMap<(Instant, u64), Delivery>,
+    arrivals: u64,
+}
+
+impl Waiting {
+    fn insert(&mut self, delivery: Delivery, wait: Duration) {
+        // Saturating, so that no wait (a destination's `Retry-After: 99999999`, a config built
+        // in code) can overflow the clock.
+        let due = crate::clock::after(Instant::now(), wait);
+        self.arrivals = self.arrivals.wrapping_add(1);
+        self.due.insert((due, self.arrivals), delivery);
+    }
 }
 
 /// State shared by every dispatch task.
@@ -52,20 +83,32 @@ struct Shared {
     /// Delivery metrics by route id, indexed by destination.
     metrics: HashMap<String, Vec<DeliveryMetrics>>,
     retries: mpsc::UnboundedSender<(Delivery, Duration)>,
+    /// Test-only: lane workers panic on events whose body contains this.
+    panic_on_body: Option<Vec<u8>>,
 }
 
 /// The running dispatch machinery.
 #[derive(Debug)]
 pub struct Dispatcher {
     cancel: CancellationToken,
-    tasks: JoinSet<()>,
-    scheduler: JoinHandle<DelayQueue<Delivery>>,
-    /// Kept so that deliveries still in lanes are counted (not dropped) at shutdown.
-    _lanes: Vec<async_channel::Receiver<Delivery>>,
+    tasks: Vec<JoinHandle<()>>,
+    /// Receivers of the lanes, so that deliveries still in them are counted at shutdown.
+    lanes: Vec<async_channel::Receiver<Delivery>>,
+    in_flight: Vec<InFlight>,
+    waiting: Arc<Mutex<Option<Waiting>>>,
+}
+
+/// What dispatch held when it stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Leftovers {
+    /// Ids of the events not delivered (queued, in a lane, waiting to retry, or cut off).
+    pub event_ids: Vec<String>,
 }
 
 impl Dispatcher {
-    /// Starts dispatch tasks, one lane per destination and the retry scheduler.
+    /// Starts dispatch tasks, one lane per destination and the retry scheduler, each under
+    /// `supervisor`.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         queue: &Arc<dyn DispatchQueue>,
         destinations: Vec<Destination>,
@@ -73,6 +116,8 @@ impl Dispatcher {
         deliverer: Deliverer,
         dead_letters: Arc<DeadLetterStore>,
         metrics: &Metrics,
+        supervisor: &Supervisor,
+        faults: &TestFaults,
     ) -> Self {
         let cancel = CancellationToken::new();
         let (lane_senders, lane_receivers): (Vec<_>, Vec<_>) = destinations
@@ -98,57 +143,121 @@ impl Dispatcher {
             dead_letters,
             metrics: delivery_metrics,
             retries: retry_tx,
+            panic_on_body: faults.panic_on_body.clone().map(String::into_bytes),
         });
 
-        let mut tasks = JoinSet::new();
+        let mut tasks = Vec::new();
         for _ in 0..DISPATCH_TASKS {
-            tasks.spawn(run_dispatch(
-                Arc::clone(queue),
-                Arc::clone(&shared),
-                cancel.clone(),
-            ));
+            let (queue, shared, cancel) = (Arc::clone(queue), Arc::clone(&shared), cancel.clone());
+            tasks.push(supervisor.spawn("dispatch", move || {
+                run_dispatch(Arc::clone(&queue), Arc::clone(&shared), cancel.clone())
+            }));
         }
+        let mut in_flight = Vec::new();
         for (id, receiver) in lane_receivers.iter().enumerate() {
             for _ in 0..shared.destinations[id].max_in_flight {
-                tasks.spawn(run_lane_worker(
-                    receiver.clone(),
-                    Arc::clone(&shared),
-                    cancel.clone(),
-                ));
+                let slot = InFlight::default();
+                in_flight.push(Arc::clone(&slot));
+                let (lane, shared, cancel) =
+                    (receiver.clone(), Arc::clone(&shared), cancel.clone());
+                tasks.push(supervisor.spawn("lane_worker", move || {
+                    run_lane_worker(
+                        lane.clone(),
+                        Arc::clone(&shared),
+                        cancel.clone(),
+                        Arc::clone(&slot),
+                    )
+                }));
             }
         }
-        let scheduler = tokio::spawn(run_retry_scheduler(
-            retry_rx,
-            Arc::clone(&shared),
-            cancel.clone(),
-        ));
+        let waiting = Arc::new(Mutex::new(Some(Waiting {
+            inbox: retry_rx,
+            due: BTreeMap::new(),
+            arrivals: 0,
+        })));
+        {
+            let (waiting, shared, cancel) =
+                (Arc::clone(&waiting), Arc::clone(&shared), cancel.clone());
+            tasks.push(supervisor.spawn("retry_scheduler", move || {
+                run_retry_scheduler(Arc::clone(&waiting), Arc::clone(&shared), cancel.clone())
+            }));
+        }
         Self {
             cancel,
             tasks,
-            scheduler,
-            _lanes: lane_receivers,
+            lanes: lane_receivers,
+            in_flight,
+            waiting,
         }
     }
 
-    /// Stops dispatch: attempts in flight may finish within `grace`; nothing new starts.
-    /// Returns the number of events still held (queued, waiting to retry, or cut off).
-    pub async fn stop(mut self, grace: Duration, queue: &dyn DispatchQueue) -> usize {
+    /// Stops dispatch: attempts in flight may finish until `deadline`; nothing new starts.
+    /// Returns the events still held (queued, in a lane, waiting to retry, or cut off),
+    /// including the retries of attempts that failed while stopping.
+    pub async fn stop(
+        self,
+        deadline: tokio::time::Instant,
+        queue: &dyn DispatchQueue,
+    ) -> Leftovers {
         self.cancel.cancel();
-        let finished = tokio::time::timeout(grace, async {
-            while self.tasks.join_next().await.is_some() {}
+        let mut pending = self.tasks;
+        let finished = tokio::time::timeout_at(deadline, async {
+            while let Some(task) = pending.last_mut() {
+                let _ = task.await;
+                pending.pop();
+            }
         })
         .await
         .is_ok();
-        // Hold the waiting retries until they are counted.
-        let waiting = self.scheduler.await.ok();
-        let held = queue.held();
         if !finished {
-            tracing::warn!(grace = %humantime::format_duration(grace), "deliveries still in flight after the shutdown grace period were cut off");
-            self.tasks.abort_all();
+            tracing::warn!(
+                "deliveries still in flight at the end of the shutdown grace period were cut off"
+            );
+            for task in &pending {
+                task.abort();
+            }
+            // A task's handle finishes once the task is dropped: nothing moves after this.
+            for task in pending {
+                let _ = task.await;
+            }
         }
-        drop(waiting);
-        held
+        // Every task has ended: what is left is at rest, each delivery in exactly one place.
+        let mut held: Vec<Delivery> = Vec::new();
+        let mut ids = BTreeSet::new();
+        let queued = queue.drain();
+        ids.extend(queued.iter().map(|q| q.event.id.clone()));
+        for lane in &self.lanes {
+            while let Ok(delivery) = lane.try_recv() {
+                held.push(delivery);
+            }
+        }
+        for slot in &self.in_flight {
+            held.extend(lock(slot).take());
+        }
+        if let Some(mut waiting) = lock(&self.waiting).take() {
+            while let Ok((delivery, _)) = waiting.inbox.try_recv() {
+                held.push(delivery);
+            }
+            held.extend(std::mem::take(&mut waiting.due).into_values());
+        }
+        ids.extend(held.iter().map(|d| d.job.event.id.clone()));
+        let still_held = queue.held();
+        if still_held != ids.len() {
+            tracing::warn!(
+                still_held,
+                found = ids.len(),
+                "the events found at shutdown do not match the queue's count"
+            );
+        }
+        drop((queued, held));
+        Leftovers {
+            event_ids: ids.into_iter().collect(),
+        }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Moves events from the queue into their destinations' lanes.
@@ -185,11 +294,19 @@ async fn run_dispatch(
 }
 
 /// Serves one lane: one attempt at a time, so a lane's workers bound its in-flight requests.
+///
+/// The delivery being attempted is also kept in `in_flight`, with the attempt counted: a run
+/// that panicked leaves it there, and the next run puts it back first.
 async fn run_lane_worker(
     lane: async_channel::Receiver<Delivery>,
     shared: Arc<Shared>,
     cancel: CancellationToken,
+    in_flight: InFlight,
 ) {
+    let left = lock(&in_flight).take();
+    if let Some(delivery) = left {
+        put_back(&shared, delivery);
+    }
     loop {
         let delivery = tokio::select! {
             biased;
@@ -199,7 +316,44 @@ async fn run_lane_worker(
                 Err(_) => return,
             },
         };
+        *lock(&in_flight) = Some(Delivery {
+            attempts: delivery.attempts.saturating_add(1),
+            ..delivery.clone()
+        });
+        if let Some(marker) = &shared.panic_on_body
+            && contains(&delivery.job.event.body, marker)
+        {
+            panic!("test fault: lane worker panics on a marked event");
+        }
         attempt(&shared, delivery).await;
+        *lock(&in_flight) = None;
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Puts back a delivery whose attempt panicked (that attempt counted): into its lane again,
+/// or, with no attempts left, into the dead letters.
+fn put_back(shared: &Shared, delivery: Delivery) {
+    let destination = &shared.destinations[delivery.destination];
+    let event = &delivery.job.event;
+    if delivery.attempts < destination.retry.max_attempts.get() {
+        tracing::warn!(
+            event_id = %event.id,
+            destination = %destination.name,
+            attempts = delivery.attempts,
+            "an attempt panicked: the delivery goes back to its lane"
+        );
+        let _ = shared.lanes[delivery.destination].try_send(delivery);
+    } else {
+        dead_letter(
+            shared,
+            &delivery,
+            None,
+            "the last attempt panicked (see the log)".to_owned(),
+        );
     }
 }
 
@@ -213,7 +367,7 @@ async fn attempt(shared: &Shared, mut delivery: Delivery) {
         .map(|per_destination| &per_destination[delivery.destination]);
     let started = Instant::now();
     let outcome = shared.deliverer.attempt(destination, event).await;
-    delivery.attempts += 1;
+    delivery.attempts = delivery.attempts.saturating_add(1);
     if let Some(metrics) = metrics {
         metrics.duration.record(started.elapsed().as_secs_f64());
     }
@@ -257,14 +411,26 @@ async fn attempt(shared: &Shared, mut delivery: Delivery) {
                 retry_in = %humantime::format_duration(wait),
                 "delivery failed, will retry"
             );
-            // The scheduler lives as long as `shared`; if it is gone we are shutting down.
+            // The scheduler's inbox outlives its task: during shutdown the retry waits there,
+            // counted.
             let _ = shared.retries.send((delivery, wait));
             return;
         }
         AttemptOutcome::Retry { status, error, .. }
         | AttemptOutcome::Permanent { status, error } => (status, error),
     };
-    if let Some(metrics) = metrics {
+    dead_letter(shared, &delivery, status, error);
+}
+
+/// Turns a delivery that failed for good into a dead letter.
+fn dead_letter(shared: &Shared, delivery: &Delivery, status: Option<u16>, error: String) {
+    let destination = &shared.destinations[delivery.destination];
+    let event = &delivery.job.event;
+    if let Some(metrics) = shared
+        .metrics
+        .get(&event.route)
+        .map(|per_destination| &per_destination[delivery.destination])
+    {
         metrics.dead_letter.increment(1);
     }
     let letter = DeadLetter {
@@ -291,28 +457,65 @@ async fn attempt(shared: &Shared, mut delivery: Delivery) {
 }
 
 /// Holds deliveries waiting for a retry and returns each to its lane when its wait is over.
-/// On shutdown it returns the deliveries still waiting, so they can be counted.
+///
+/// Its state lives in `state`, taken for the run and put back when the run ends, by return or
+/// by panic, so that the next run (or the shutdown count) finds every waiting delivery.
 async fn run_retry_scheduler(
-    mut incoming: mpsc::UnboundedReceiver<(Delivery, Duration)>,
+    state: Arc<Mutex<Option<Waiting>>>,
     shared: Arc<Shared>,
     cancel: CancellationToken,
-) -> DelayQueue<Delivery> {
-    let mut waiting = DelayQueue::new();
+) {
+    let taken = lock(&state).take();
+    let Some(taken) = taken else {
+        return;
+    };
+    let mut held = PutBack {
+        slot: state,
+        waiting: Some(taken),
+    };
+    let Some(waiting) = held.waiting.as_mut() else {
+        return;
+    };
     loop {
+        let now = Instant::now();
+        while let Some(entry) = waiting.due.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let delivery = entry.remove();
+            let _ = shared.lanes[delivery.destination].try_send(delivery);
+        }
+        let next = waiting.due.first_key_value().map(|((at, _), _)| *at);
         tokio::select! {
             biased;
-            () = cancel.cancelled() => break,
-            Some(expired) = std::future::poll_fn(|cx| waiting.poll_expired(cx)), if !waiting.is_empty() => {
-                let delivery: Delivery = expired.into_inner();
-                let _ = shared.lanes[delivery.destination].try_send(delivery);
-            }
-            next = incoming.recv() => match next {
-                Some((delivery, wait)) => {
-                    waiting.insert(delivery, wait);
-                }
-                None => break,
+            () = cancel.cancelled() => return,
+            () = sleep_until(next) => {}
+            received = waiting.inbox.recv() => match received {
+                Some((delivery, wait)) => waiting.insert(delivery, wait),
+                None => return,
             },
         }
     }
-    waiting
+}
+
+/// Sleeps until `at`, or forever if `None`.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Puts the scheduler's state back in its slot when dropped.
+struct PutBack {
+    slot: Arc<Mutex<Option<Waiting>>>,
+    waiting: Option<Waiting>,
+}
+
+impl Drop for PutBack {
+    fn drop(&mut self) {
+        if let Some(waiting) = self.waiting.take() {
+            *lock(&self.slot) = Some(waiting);
+        }
+    }
 }

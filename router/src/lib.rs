@@ -12,11 +12,14 @@
 //!    good go to the [`dead_letter`] store;
 //! 5. [`admin`] serves `/metrics` ([`metrics`]), health probes and the dead-letter API.
 //!
-//! [`config`] reads the route file and [`runtime`] wires the parts together.
+//! [`config`] reads the route file and [`runtime`] wires the parts together; [`supervise`]
+//! restarts a long-lived task that panics, and [`clock`] keeps time arithmetic from
+//! overflowing.
 
 pub mod admin;
 pub mod allow_list;
 pub mod body;
+pub mod clock;
 pub mod config;
 pub mod dead_letter;
 pub mod dedup;
@@ -32,6 +35,7 @@ pub mod reply;
 pub mod retry;
 pub mod runtime;
 pub mod server;
+pub mod supervise;
 pub mod verify;
 
 pub use config::Config;

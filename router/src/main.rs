@@ -33,7 +33,8 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the router (SIGTERM or SIGINT stops it gracefully).
+    /// Run the router (SIGTERM or SIGINT stops it gracefully; SIGHUP is logged and ignored:
+    /// live reload is not supported yet).
     Serve {
         /// The route config file (TOML).
         #[arg(long, short)]
@@ -284,26 +285,49 @@ async fn serve(path: &Path) -> Result<ExitCode> {
     let Some(config) = load(path) else {
         return Ok(ExitCode::FAILURE);
     };
+    // Caught before the router announces itself, so no signal sent after that kills it.
+    let mut signals = StopSignals::new()?;
     let router = Router::start(&config).await?;
     println!(
         "webhook-router listening: webhooks on http://{}, admin on http://{}",
         router.ingress_addr(),
         router.admin_addr()
     );
-    wait_for_stop_signal().await?;
+    signals.wait_for_stop().await?;
     tracing::info!("stop signal received, shutting down");
     router.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_stop_signal() -> Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.context("cannot listen for SIGINT")?,
-        _ = terminate.recv() => {}
+/// The signals `serve` handles: SIGTERM and SIGINT stop it; SIGHUP (which would kill it
+/// otherwise) is answered with a log line until the router can reload its config.
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            hangup: signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?,
+        })
     }
-    Ok(())
+
+    async fn wait_for_stop(&mut self) -> Result<()> {
+        loop {
+            tokio::select! {
+                _ = self.terminate.recv() => return Ok(()),
+                _ = self.interrupt.recv() => return Ok(()),
+                _ = self.hangup.recv() => tracing::warn!(
+                    "SIGHUP received: live reload is not supported yet; the router goes on with the config it started with"
+                ),
+            }
+        }
+    }
 }
 
 async fn dead_letters(command: DeadLetterCommand) -> Result<ExitCode> {

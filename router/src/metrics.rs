@@ -43,6 +43,8 @@ pub mod names {
     pub const DUPLICATES: &str = "webhook_duplicates_total";
     /// Counter `{route, reason}`: requests refused by sender verification.
     pub const VERIFICATION_FAILURES: &str = "webhook_verification_failures_total";
+    /// Counter `{task}`: panics of supervised long-lived tasks (each was restarted).
+    pub const TASK_PANICS: &str = "webhook_task_panics_total";
 }
 
 const DURATION_BUCKETS: &[f64] = &[
@@ -251,6 +253,11 @@ impl Metrics {
         )
     }
 
+    /// Counter of panics of the supervised task `task`.
+    pub fn task_panics(&self, task: &'static str) -> Counter {
+        self.counter(names::TASK_PANICS, vec![Label::new("task", task)])
+    }
+
     fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
         self.inner
             .recorder
@@ -362,6 +369,10 @@ fn describe(recorder: &PrometheusRecorder) {
         (
             names::PLUGIN_ERRORS,
             "Plugin failures: trap, timeout, memory, output_too_large, error or bad_verdict.",
+        ),
+        (
+            names::TASK_PANICS,
+            "Panics of the router's long-lived tasks, by task; each was restarted.",
         ),
     ];
     for (name, help) in counters {

@@ -63,6 +63,10 @@ pub trait DispatchQueue: Send + Sync + std::fmt::Debug + 'static {
     /// Events the router holds (queued or being delivered).
     fn held(&self) -> usize;
 
+    /// Takes every event waiting in the queue, without waiting (at shutdown, once dispatch has
+    /// stopped, to count and name what is left).
+    fn drain(&self) -> Vec<QueuedEvent>;
+
     /// Stops accepting events; waiting `dequeue` calls return what is left, then `None`.
     fn close(&self);
 }
@@ -195,6 +199,10 @@ impl DispatchQueue for MemoryQueue {
 
     fn held(&self) -> usize {
         self.held.load(Ordering::Acquire)
+    }
+
+    fn drain(&self) -> Vec<QueuedEvent> {
+        std::iter::from_fn(|| self.receiver.try_recv().ok()).collect()
     }
 
     fn close(&self) {

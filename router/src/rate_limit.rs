@@ -13,10 +13,11 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
-    /// Sustained requests per second.
+    /// Sustained requests per second (1 to 1 000 000).
+    #[serde(deserialize_with = "crate::config::bounds::per_second")]
     pub per_second: NonZeroU32,
-    /// Requests accepted at once (default: `per_second`).
-    #[serde(default)]
+    /// Requests accepted at once (default: `per_second`; 1 to 1 000 000).
+    #[serde(default, deserialize_with = "crate::config::bounds::burst")]
     pub burst: Option<NonZeroU32>,
 }
 

@@ -1,4 +1,6 @@
 //! Retry timing: exponential backoff with jitter, and the `Retry-After` header.
+// Time arithmetic meets configured and remote values here: no operator may overflow.
+#![warn(clippy::arithmetic_side_effects)]
 
 use std::time::{Duration, SystemTime};
 
@@ -9,14 +11,15 @@ use crate::config::{Jitter, RetryConfig};
 /// The backoff is `initial_backoff × 2^(failed_attempts − 1)`, capped at `max_backoff`. With
 /// full jitter the wait is `unit × backoff`, where `unit` is uniform in `[0, 1)`; a
 /// `retry_after` from the destination replaces the backoff (still capped at `max_backoff`)
-/// and is never shortened by jitter.
+/// and is never shortened by jitter. Every wait is also capped at [`crate::clock::MAX_WAIT`],
+/// whatever the policy says, so that no wait can overflow the scheduler's clock.
 pub fn next_delay(
     policy: &RetryConfig,
     failed_attempts: u32,
     retry_after: Option<Duration>,
     unit: f64,
 ) -> Duration {
-    let cap = policy.max_backoff.0;
+    let cap = crate::clock::cap(policy.max_backoff.0);
     if let Some(wait) = retry_after {
         return wait.min(cap);
     }
@@ -27,7 +30,12 @@ pub fn next_delay(
         .checked_mul(1u32.checked_shl(exponent).unwrap_or(u32::MAX))
         .map_or(cap, |d| d.min(cap));
     match policy.jitter {
-        Jitter::Full => backoff.mul_f64(unit.clamp(0.0, 1.0)),
+        // `mul_f64` panics on NaN; `try_from_secs_f64` of a product within [0, backoff] cannot
+        // fail, and a NaN sample waits the whole backoff.
+        Jitter::Full if unit.is_nan() => backoff,
+        Jitter::Full => Duration::try_from_secs_f64(backoff.as_secs_f64() * unit.clamp(0.0, 1.0))
+            .unwrap_or(backoff)
+            .min(backoff),
         Jitter::None => backoff,
     }
 }
@@ -90,6 +98,21 @@ mod tests {
         assert_eq!(wait, Duration::from_secs(5));
         let wait = next_delay(&p, 1, Some(Duration::from_secs(3600)), 0.0);
         assert_eq!(wait, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn huge_policies_and_retry_afters_are_capped_at_the_scheduler_limit() {
+        let mut p = policy(Jitter::Full);
+        p.max_backoff = HumanDuration(Duration::from_secs(5 * 365 * 24 * 3600));
+        p.initial_backoff = p.max_backoff;
+        let huge = Some(Duration::from_secs(99_999_999));
+        assert_eq!(next_delay(&p, 1, huge, 0.5), crate::clock::MAX_WAIT);
+        assert_eq!(next_delay(&p, 40, None, 1.0), crate::clock::MAX_WAIT);
+        assert_eq!(next_delay(&p, 3, None, f64::NAN), crate::clock::MAX_WAIT);
+        assert_eq!(
+            next_delay(&p, 3, Some(Duration::MAX), 0.0),
+            crate::clock::MAX_WAIT
+        );
     }
 
     #[test]

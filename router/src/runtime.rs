@@ -1,13 +1,13 @@
 //! Wiring: builds every part of a router from its config, starts it, and stops it in order.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::admin::Admin;
 use crate::config::{Config, ConfigErrors};
@@ -18,7 +18,8 @@ use crate::ingress::Ingress;
 use crate::metrics::Metrics;
 use crate::plugin::load_chains;
 use crate::queue::{DispatchQueue, MemoryQueue};
-use crate::server::{ListenerSettings, serve};
+use crate::server::{ListenerSettings, StopTokens, serve};
+use crate::supervise::Supervisor;
 
 /// How often histogram samples are folded into buckets.
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -50,9 +51,64 @@ pub enum StartError {
 /// What shutdown left behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShutdownReport {
-    /// Events still held (queued or waiting to retry) when the router stopped; without a
-    /// journal they are lost.
+    /// Events still held (queued, waiting to retry, or cut off in flight) when the router
+    /// stopped, each counted once; without a journal they are lost (their ids are logged).
     pub still_queued: usize,
+}
+
+/// A listener's task and the tokens that stop it.
+#[derive(Debug)]
+struct Listener {
+    task: JoinHandle<()>,
+    stop: StopTokens,
+}
+
+impl Listener {
+    /// Starts serving `handler` on `listener` under `supervisor`, as the task `name`.
+    fn start<H, F>(
+        name: &'static str,
+        listener: TcpListener,
+        settings: ListenerSettings,
+        supervisor: &Supervisor,
+        handler: H,
+    ) -> Self
+    where
+        H: Fn(http::Request<hyper::body::Incoming>, SocketAddr) -> F
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        F: Future<Output = http::Response<crate::reply::ResponseBody>> + Send + 'static,
+    {
+        let stop = StopTokens::default();
+        let listener = Arc::new(listener);
+        let tokens = stop.clone();
+        let task = supervisor.spawn(name, move || {
+            serve(
+                Arc::clone(&listener),
+                settings,
+                tokens.clone(),
+                handler.clone(),
+            )
+        });
+        Self { task, stop }
+    }
+
+    /// Stops accepting, lets open connections finish until `deadline`, then closes them.
+    async fn stop(mut self, what: &str, deadline: tokio::time::Instant) {
+        self.stop.stop_accepting.cancel();
+        if tokio::time::timeout_at(deadline, &mut self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                listener = what,
+                "connections still open at the end of the shutdown grace period were closed"
+            );
+            self.stop.close_now.cancel();
+            let _ = self.task.await;
+        }
+    }
 }
 
 /// A running router: its listeners, dispatch workers and admin API.
@@ -64,10 +120,8 @@ pub struct Router {
     queue: Arc<dyn DispatchQueue>,
     admin: Arc<Admin>,
     dispatcher: Dispatcher,
-    stop_ingress: CancellationToken,
-    stop_admin: CancellationToken,
-    ingress_task: JoinHandle<()>,
-    admin_task: JoinHandle<()>,
+    ingress: Listener,
+    admin_listener: Listener,
     upkeep_task: JoinHandle<()>,
     grace: Duration,
 }
@@ -78,6 +132,7 @@ impl Router {
     pub async fn start(config: &Config) -> Result<Router, StartError> {
         let server = &config.server;
         let metrics = Metrics::new();
+        let supervisor = Supervisor::new(metrics.clone());
         let ingress_listener = bind("ingress", server.listen).await?;
         let admin_listener = bind("admin", server.admin_listen).await?;
         let ingress_addr = local_addr("ingress", &ingress_listener, server.listen)?;
@@ -106,11 +161,13 @@ impl Router {
             Deliverer::new()?,
             Arc::clone(&dead_letters),
             &metrics,
+            &supervisor,
+            &config.test_faults,
         );
 
         let settings = ListenerSettings {
-            header_read_timeout: server.header_read_timeout.0,
-            drain_timeout: server.shutdown_grace.0,
+            // hyper adds it to `Instant::now()` unchecked.
+            header_read_timeout: crate::clock::cap(server.header_read_timeout.0),
         };
         let ingress = Arc::new(Ingress::new(
             config,
@@ -119,44 +176,55 @@ impl Router {
             Arc::clone(&queue),
             &metrics,
         ));
-        let stop_ingress = CancellationToken::new();
-        let ingress_task = tokio::spawn(serve(
+        let ingress = Listener::start(
+            "ingress_listener",
             ingress_listener,
             settings,
-            stop_ingress.clone(),
+            &supervisor,
             move |request, peer| {
                 let ingress = Arc::clone(&ingress);
                 async move { ingress.handle(request, peer).await }
             },
-        ));
+        );
 
         let admin = Arc::new(Admin::new(
             metrics.clone(),
             dead_letters,
             Arc::clone(&queue),
             server.admin_token.clone(),
+            supervisor.clone(),
         ));
-        let stop_admin = CancellationToken::new();
         let admin_handler = Arc::clone(&admin);
-        let admin_task = tokio::spawn(serve(
+        let admin_listener = Listener::start(
+            "admin_listener",
             admin_listener,
             settings,
-            stop_admin.clone(),
+            &supervisor,
             move |request, _peer| {
                 let response = admin_handler.handle(&request);
                 async move { response }
             },
-        ));
+        );
 
         let upkeep_metrics = metrics.clone();
-        let upkeep_task = tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
-            loop {
-                ticks.tick().await;
-                upkeep_metrics.run_upkeep();
+        let upkeep_task = supervisor.spawn("metrics_upkeep", move || {
+            let metrics = upkeep_metrics.clone();
+            async move {
+                let mut ticks = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+                loop {
+                    ticks.tick().await;
+                    metrics.run_upkeep();
+                }
             }
         });
 
+        if !admin_addr.ip().is_loopback() && server.admin_token.is_none() {
+            tracing::warn!(
+                %admin_addr,
+                "the admin API is reachable from the network without a token (admin_public = true): \
+                 anyone who can reach it can read dead letters and replay them"
+            );
+        }
         tracing::info!(%ingress_addr, %admin_addr, routes = config.routes.len(), destinations = config.destinations.len(), "router started");
         Ok(Router {
             ingress_addr,
@@ -165,10 +233,8 @@ impl Router {
             queue,
             admin,
             dispatcher,
-            stop_ingress,
-            stop_admin,
-            ingress_task,
-            admin_task,
+            ingress,
+            admin_listener,
             upkeep_task,
             grace: server.shutdown_grace.0,
         })
@@ -189,24 +255,30 @@ impl Router {
         &self.metrics
     }
 
-    /// Stops gracefully: stop accepting webhooks, let in-flight deliveries finish within the
-    /// grace period, then stop the admin listener. Reports what was left undelivered.
+    /// Stops gracefully within one grace period in all: stop accepting webhooks and let the
+    /// requests being received finish, let in-flight deliveries finish, then stop the admin
+    /// listener, all by one deadline `shutdown_grace` from now. Reports the events left
+    /// undelivered, each counted once, and logs their ids.
     pub async fn shutdown(self) -> ShutdownReport {
+        let deadline = tokio::time::Instant::from_std(crate::clock::after(
+            std::time::Instant::now(),
+            self.grace,
+        ));
         self.admin.set_not_ready();
-        self.stop_ingress.cancel();
-        let _ = self.ingress_task.await;
+        self.ingress.stop("ingress", deadline).await;
         self.queue.close();
-        let still_queued = self.dispatcher.stop(self.grace, self.queue.as_ref()).await;
+        let left = self.dispatcher.stop(deadline, self.queue.as_ref()).await;
+        let still_queued = left.event_ids.len();
         if still_queued > 0 {
             tracing::warn!(
                 still_queued,
-                "stopped with events still queued; they were not delivered"
+                event_ids = ?left.event_ids,
+                "stopped with events still held; they were not delivered"
             );
         } else {
             tracing::info!("stopped with no events left undelivered");
         }
-        self.stop_admin.cancel();
-        let _ = self.admin_task.await;
+        self.admin_listener.stop("admin", deadline).await;
         self.upkeep_task.abort();
         ShutdownReport { still_queued }
     }

@@ -1,10 +1,11 @@
 //! The HTTP listener loop shared by the ingress and admin listeners: accepts connections,
-//! serves HTTP/1.1 and h2c (prior knowledge) on each, enforces the header read timeout and
-//! drains open connections on shutdown.
+//! serves HTTP/1.1 and h2c (prior knowledge) on each, enforces the header read timeout, drains
+//! open connections on shutdown and closes those still open when told to.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -32,15 +33,25 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 pub struct ListenerSettings {
     /// How long a client may take to send a request head.
     pub header_read_timeout: Duration,
-    /// After shutdown is asked for, how long open connections get to finish their requests.
-    pub drain_timeout: Duration,
 }
 
-/// Serves `handler` (called with each request and its connection's TCP peer) on `listener` until `shutdown` is cancelled, then drains connections.
+/// When a listener stops.
+#[derive(Debug, Clone, Default)]
+pub struct StopTokens {
+    /// Cancelled to stop accepting connections and let the open ones finish their requests.
+    pub stop_accepting: CancellationToken,
+    /// Cancelled to close the connections still open (the shutdown grace period is over).
+    pub close_now: CancellationToken,
+}
+
+/// Serves `handler` (called with each request and its connection's TCP peer) on `listener`
+/// until `stop.stop_accepting` is cancelled, then waits for open connections to finish, or
+/// closes them once `stop.close_now` is cancelled. The listener is shared so that a new run
+/// (after a panic) serves the same socket.
 pub async fn serve<H, F>(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     settings: ListenerSettings,
-    shutdown: CancellationToken,
+    stop: StopTokens,
     handler: H,
 ) where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
@@ -59,7 +70,7 @@ pub async fn serve<H, F>(
     let graceful = GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = stop.stop_accepting.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -82,17 +93,19 @@ pub async fn serve<H, F>(
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
         let connection = graceful.watch(connection);
+        let close_now = stop.close_now.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
+            tokio::select! {
+                result = connection => if let Err(error) = result {
+                    tracing::debug!(%error, "connection ended with an error");
+                },
+                () = close_now.cancelled() => {
+                    tracing::debug!(%peer, "connection closed: the shutdown grace period is over");
+                }
             }
         });
     }
     drop(listener);
-    if tokio::time::timeout(settings.drain_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after the drain timeout were closed");
-    }
+    // Every connection ends by itself or at `close_now`.
+    graceful.shutdown().await;
 }

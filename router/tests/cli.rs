@@ -86,3 +86,108 @@ fn unreadable_file_is_an_error_naming_it() {
         "{stderr}"
     );
 }
+
+/// `VALID` with `line` added to `[server]`, as line 3.
+fn with_server_line(line: &str) -> String {
+    let listen = "listen = \"127.0.0.1:8080\"\n";
+    VALID.replacen(listen, &format!("{listen}{line}\n"), 1)
+}
+
+/// `VALID` with `line` added to `[destinations.ci]`, as line 7.
+fn with_destination_line(line: &str) -> String {
+    let timeout = "timeout = \"10s\"\n";
+    VALID.replacen(timeout, &format!("{timeout}{line}\n"), 1)
+}
+
+#[test]
+fn hostile_values_are_rejected_with_their_line() {
+    // (file name, config, line of the hostile value, what the error says)
+    let cases = [
+        (
+            "max-body.toml",
+            with_server_line("max_body_bytes = \"1TiB\""),
+            3,
+            "server: max_body_bytes = 1.0 TiB is out of range: must be between 1 B and 256.0 MiB",
+        ),
+        (
+            "header-timeout-huge.toml",
+            with_server_line("header_read_timeout = \"500000000000y\""),
+            3,
+            "server: header_read_timeout = 500000000000years is out of range: must be between 100ms and 1h",
+        ),
+        (
+            "header-timeout-zero.toml",
+            with_server_line("header_read_timeout = \"0s\""),
+            3,
+            "server: header_read_timeout = 0s is out of range",
+        ),
+        (
+            "body-timeout-zero.toml",
+            with_server_line("body_read_timeout = \"0s\""),
+            3,
+            "server: body_read_timeout = 0s is out of range",
+        ),
+        (
+            "grace-zero.toml",
+            with_server_line("shutdown_grace = \"0s\""),
+            3,
+            "server: shutdown_grace = 0s is out of range",
+        ),
+        (
+            "same-listeners.toml",
+            with_server_line("admin_listen = \"127.0.0.1:8080\""),
+            3,
+            "server.admin_listen: 127.0.0.1:8080 is also the ingress address (`listen`)",
+        ),
+        (
+            "in-flight.toml",
+            with_destination_line("max_in_flight = 1000000000"),
+            7,
+            "destinations.ci: max_in_flight = 1000000000 is out of range: must be between 1 and 10000",
+        ),
+        (
+            "attempts.toml",
+            with_destination_line("retry = { max_attempts = 4000000000 }"),
+            7,
+            "destinations.ci: max_attempts = 4000000000 is out of range: must be between 1 and 100",
+        ),
+        (
+            "attempts-without-backoff.toml",
+            with_destination_line(
+                "retry = { max_attempts = 4000000000, initial_backoff = \"0s\" }",
+            ),
+            7,
+            "is out of range: must be between",
+        ),
+        (
+            "backoff-zero.toml",
+            with_destination_line("retry = { initial_backoff = \"0s\" }"),
+            7,
+            "destinations.ci: initial_backoff = 0s is out of range",
+        ),
+        (
+            "backoff-years.toml",
+            with_destination_line("retry = { max_backoff = \"5y\" }"),
+            7,
+            "is out of range: must be between 1ms and 7days",
+        ),
+        (
+            "backoff-order.toml",
+            with_destination_line("retry = { initial_backoff = \"2h\", max_backoff = \"1h\" }"),
+            7,
+            "destinations.ci.retry: initial_backoff is longer than max_backoff",
+        ),
+    ];
+    for (name, text, line, message) in cases {
+        let path = config_file(name, &text);
+        let (success, stdout, stderr) = check(&path);
+        assert!(!success, "{name}: accepted:\n{text}");
+        assert!(stdout.is_empty(), "{name}: {stdout}");
+        let located = format!("{}:{line}:", path.display());
+        assert!(
+            stderr.starts_with(&located) && stderr.contains(message),
+            "{name}: expected {located} and {message:?}, got: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+    }
+}

@@ -388,3 +388,29 @@ fn plugin_run_limit_errors_name_the_limit() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_blocking_wasi_call_is_a_plugin_error_without_a_panic_on_stderr() {
+    let event = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("print-event.json");
+    std::fs::write(&event, "{}").expect("write event");
+    let output = router(
+        &[
+            "plugin",
+            "run",
+            &module_arg("hostile"),
+            "--config",
+            r#"{"mode": "print"}"#,
+            "--event",
+            &event.display().to_string(),
+        ],
+        repo_root(),
+    );
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with("plugin failed: ") && stderr.contains("blocking WASI call"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked at"), "{stderr}");
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+}

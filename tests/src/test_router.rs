@@ -1,6 +1,7 @@
 //! A real router started in-process on ephemeral loopback ports, with an HTTP client.
 
 use std::path::Path;
+use std::time::Duration;
 
 use webhook_router::{Config, Router};
 
@@ -17,13 +18,20 @@ impl TestRouter {
     /// Starts a router on `config` (TOML). Its `[server]` table should listen on port 0;
     /// a missing `[server]` table gets one that does.
     pub async fn start(config: &str) -> TestRouter {
+        Self::start_with(config, |_| {}).await
+    }
+
+    /// Like [`TestRouter::start`], with `edit` applied to the parsed config first: for values
+    /// the config file cannot express (a config built in code, test-only fault hooks).
+    pub async fn start_with(config: &str, edit: impl FnOnce(&mut Config)) -> TestRouter {
         let config = if config.contains("[server]") {
             config.to_owned()
         } else {
             format!("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{config}")
         };
-        let config = Config::parse(&config, Path::new("test.toml"))
+        let mut config = Config::parse(&config, Path::new("test.toml"))
             .unwrap_or_else(|errors| panic!("test config is invalid:\n{errors}"));
+        edit(&mut config);
         let router = Router::start(&config).await.expect("router starts");
         TestRouter {
             router,
@@ -67,6 +75,25 @@ impl TestRouter {
     /// The value of the metric line starting with `series` (name and labels), if present.
     pub async fn metric(&self, series: &str) -> Option<f64> {
         metric_value(&self.metrics().await, series)
+    }
+}
+
+impl TestRouter {
+    /// Waits until the metric `series` reads `value`, polling `/metrics`; panics after
+    /// `patience`.
+    pub async fn wait_for_metric(&self, series: &str, value: f64, patience: Duration) {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let now = self.metric(series).await;
+            if now == Some(value) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{series} is {now:?}, never {value}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! go and how they are retried) and `[[routes]]` (which path feeds which destinations). Loading
 //! reports every problem it finds, each with file, line and key, instead of stopping at the first.
 
+pub(crate) mod bounds;
 mod error;
 mod values;
 mod verify;
@@ -36,6 +37,9 @@ pub struct Config {
     pub destinations: BTreeMap<String, DestinationConfig>,
     /// Webhook routes, in file order.
     pub routes: Vec<RouteConfig>,
+    /// Test-only fault injection; never read from a file.
+    #[doc(hidden)]
+    pub test_faults: crate::supervise::TestFaults,
 }
 
 /// The `[server]` table.
@@ -49,26 +53,48 @@ pub struct ServerConfig {
     #[serde(default = "defaults::admin_listen")]
     pub admin_listen: SocketAddr,
     /// Largest accepted request body; larger ones get 413.
-    #[serde(default = "defaults::max_body_bytes")]
+    #[serde(
+        default = "defaults::max_body_bytes",
+        deserialize_with = "bounds::max_body_bytes"
+    )]
     pub max_body_bytes: ByteSize,
     /// Most events held by the router (queued or being delivered); past it senders get 503.
-    #[serde(default = "defaults::queue_capacity")]
+    #[serde(
+        default = "defaults::queue_capacity",
+        deserialize_with = "bounds::queue_capacity"
+    )]
     pub queue_capacity: NonZeroUsize,
     /// How long a client may take to send its request head.
-    #[serde(default = "defaults::header_read_timeout")]
+    #[serde(
+        default = "defaults::header_read_timeout",
+        deserialize_with = "bounds::header_read_timeout"
+    )]
     pub header_read_timeout: HumanDuration,
     /// How long a client may take to send its whole request body.
-    #[serde(default = "defaults::body_read_timeout")]
+    #[serde(
+        default = "defaults::body_read_timeout",
+        deserialize_with = "bounds::body_read_timeout"
+    )]
     pub body_read_timeout: HumanDuration,
     /// On shutdown, how long in-flight deliveries may take to finish.
-    #[serde(default = "defaults::shutdown_grace")]
+    #[serde(
+        default = "defaults::shutdown_grace",
+        deserialize_with = "bounds::shutdown_grace"
+    )]
     pub shutdown_grace: HumanDuration,
     /// Most dead letters kept; the oldest is evicted past it.
-    #[serde(default = "defaults::dead_letter_capacity")]
+    #[serde(
+        default = "defaults::dead_letter_capacity",
+        deserialize_with = "bounds::dead_letter_capacity"
+    )]
     pub dead_letter_capacity: NonZeroUsize,
     /// Bearer token required by the admin API (not `/metrics`, `/healthz`, `/readyz`).
     #[serde(default)]
     pub admin_token: Option<Secret>,
+    /// Says that an `admin_listen` reachable from the network without `admin_token` is meant;
+    /// without it such a config is refused.
+    #[serde(default)]
+    pub admin_public: bool,
     /// Proxies whose `X-Forwarded-For` is believed when checking a route's `allow_ips`.
     #[serde(default)]
     pub trusted_proxies: Vec<crate::allow_list::Cidr>,
@@ -86,6 +112,7 @@ impl Default for ServerConfig {
             shutdown_grace: defaults::shutdown_grace(),
             dead_letter_capacity: defaults::dead_letter_capacity(),
             admin_token: None,
+            admin_public: false,
             trusted_proxies: Vec::new(),
         }
     }
@@ -98,10 +125,13 @@ pub struct DestinationConfig {
     /// The URL events are POSTed to (`http` or `https`; `${ENV}` is expanded).
     pub url: DestinationUrl,
     /// Time limit for one delivery attempt, from connect to the end of the response head.
-    #[serde(default = "defaults::timeout")]
+    #[serde(default = "defaults::timeout", deserialize_with = "bounds::timeout")]
     pub timeout: HumanDuration,
     /// Most requests in flight to this destination at once.
-    #[serde(default = "defaults::max_in_flight")]
+    #[serde(
+        default = "defaults::max_in_flight",
+        deserialize_with = "bounds::max_in_flight"
+    )]
     pub max_in_flight: NonZeroUsize,
     /// How failed attempts are retried.
     #[serde(default)]
@@ -141,13 +171,22 @@ impl<'de> Deserialize<'de> for DestinationUrl {
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// Attempts in all, the first included, before an event is dead-lettered.
-    #[serde(default = "defaults::max_attempts")]
+    #[serde(
+        default = "defaults::max_attempts",
+        deserialize_with = "bounds::max_attempts"
+    )]
     pub max_attempts: NonZeroU32,
     /// Wait before the second attempt; it doubles for each further attempt.
-    #[serde(default = "defaults::initial_backoff")]
+    #[serde(
+        default = "defaults::initial_backoff",
+        deserialize_with = "bounds::initial_backoff"
+    )]
     pub initial_backoff: HumanDuration,
     /// Longest wait between attempts, also the cap on a destination's `Retry-After`.
-    #[serde(default = "defaults::max_backoff")]
+    #[serde(
+        default = "defaults::max_backoff",
+        deserialize_with = "bounds::max_backoff"
+    )]
     pub max_backoff: HumanDuration,
     /// How waits are randomised.
     #[serde(default)]
@@ -247,13 +286,22 @@ impl ConfigLocation {
 #[serde(deny_unknown_fields)]
 pub struct PluginLimitsConfig {
     /// Most linear memory (default 16 MiB, at most 256 MiB).
-    #[serde(default = "defaults::plugin_memory")]
+    #[serde(
+        default = "defaults::plugin_memory",
+        deserialize_with = "bounds::plugin_memory"
+    )]
     pub memory: ByteSize,
     /// Most time per event (default 10 ms).
-    #[serde(default = "defaults::plugin_time")]
+    #[serde(
+        default = "defaults::plugin_time",
+        deserialize_with = "bounds::plugin_time"
+    )]
     pub time: HumanDuration,
     /// Output cap (default 1 MiB); the larger of this and 4 × the input body applies.
-    #[serde(default = "defaults::plugin_output")]
+    #[serde(
+        default = "defaults::plugin_output",
+        deserialize_with = "bounds::plugin_output"
+    )]
     pub output: ByteSize,
 }
 
@@ -417,7 +465,16 @@ impl Config {
         for (key, value) in root {
             let key_span = key.span();
             match key.get_ref().as_ref() {
-                "server" => server = deserialize_item::<ServerConfig>(value, "server", &mut sink),
+                "server" => {
+                    // Problems with the two listeners are shown at `admin_listen`, or at the
+                    // table when it is not written.
+                    let admin_span =
+                        span_of(&value, &["admin_listen"]).or_else(|| span_of(&value, &[]));
+                    server = deserialize_item::<ServerConfig>(value, "server", &mut sink);
+                    if let Some(server) = &server {
+                        check_server(server, admin_span, &mut sink);
+                    }
+                }
                 "destinations" => {
                     parse_destinations(value, &mut sink, &mut destinations, &mut destination_names);
                 }
@@ -439,7 +496,53 @@ impl Config {
             server,
             destinations,
             routes,
+            test_faults: crate::supervise::TestFaults::default(),
         })
+    }
+}
+
+/// The span of the value at `path` (table keys, outermost first) inside `value`, if present.
+fn span_of(value: &Spanned<DeValue<'_>>, path: &[&str]) -> Option<std::ops::Range<usize>> {
+    let Some((first, rest)) = path.split_first() else {
+        return Some(value.span());
+    };
+    let DeValue::Table(table) = value.get_ref() else {
+        return None;
+    };
+    let (_, inner) = table
+        .iter()
+        .find(|(key, _)| key.get_ref().as_ref() == *first)?;
+    span_of(inner, rest)
+}
+
+/// Checks `[server]` values that are each in range but contradict each other or the
+/// deployment: `admin_span` locates `admin_listen` in the file.
+fn check_server(
+    server: &ServerConfig,
+    admin_span: Option<std::ops::Range<usize>>,
+    sink: &mut ErrorSink<'_>,
+) {
+    let (ingress, admin) = (server.listen, server.admin_listen);
+    let same_port = ingress.port() != 0 && ingress.port() == admin.port();
+    let overlapping =
+        ingress.ip() == admin.ip() || ingress.ip().is_unspecified() || admin.ip().is_unspecified();
+    if !admin.ip().is_loopback() && server.admin_token.is_none() && !server.admin_public {
+        sink.push(
+            admin_span.clone(),
+            "server.admin_listen",
+            format!(
+                "{admin} is reachable from the network and no admin_token is set: anyone could \
+                 read dead letters (event bodies) and replay them; set admin_token, or \
+                 admin_public = true if an open admin API is meant"
+            ),
+        );
+    }
+    if same_port && overlapping {
+        sink.push(
+            admin_span,
+            "server.admin_listen",
+            format!("{admin} is also the ingress address (`listen`): the two listeners need different ports"),
+        );
     }
 }
 
@@ -486,6 +589,7 @@ fn parse_destinations(
                 "destination names may use only letters, digits, '-' and '_'",
             );
         }
+        let retry_span = span_of(&value, &["retry"]).or_else(|| Some(name_span.clone()));
         if let Some(destination) = deserialize_item::<DestinationConfig>(value, &key, sink) {
             let mut problems = Vec::new();
             for (header, value) in &destination.headers {
@@ -495,18 +599,17 @@ fn parse_destinations(
                     problems.push(("headers", format!("header {header:?} has an invalid value")));
                 }
             }
-            let retry = destination.retry;
-            if retry.initial_backoff > retry.max_backoff {
-                problems.push((
-                    "retry",
-                    "initial_backoff is longer than max_backoff".to_owned(),
-                ));
-            }
-            if destination.timeout.0.is_zero() {
-                problems.push(("timeout", "must be longer than zero".to_owned()));
-            }
             for (field, message) in problems {
                 sink.push(Some(name_span.clone()), format!("{key}.{field}"), message);
+            }
+            // Each value is in range (`bounds`); these contradict each other.
+            let retry = destination.retry;
+            if retry.initial_backoff > retry.max_backoff {
+                sink.push(
+                    retry_span,
+                    format!("{key}.retry"),
+                    "initial_backoff is longer than max_backoff",
+                );
             }
             out.insert(name, destination);
         }
@@ -674,13 +777,8 @@ fn validate_plugins(
                 "plugin name {name:?} is used twice in this route (set `name` to tell them apart)"
             ));
         }
+        // Its ranges are checked as it is read (`bounds`).
         let limits = entry.limits;
-        if limits.memory.0 < 1024 * 1024 || limits.memory.0 > 256 * 1024 * 1024 {
-            problems.push("limits.memory must be between 1MiB and 256MiB".to_owned());
-        }
-        if limits.time.0 < Duration::from_millis(1) || limits.time.0 > Duration::from_secs(10) {
-            problems.push("limits.time must be between 1ms and 10s".to_owned());
-        }
         if !entry.config.is_object() {
             problems.push("config must be a table".to_owned());
         }

@@ -53,7 +53,10 @@ impl Preset {
 pub(crate) struct RawVerify {
     preset: Preset,
     secrets: Vec<Secret>,
-    #[serde(default = "default_tolerance")]
+    #[serde(
+        default = "default_tolerance",
+        deserialize_with = "super::bounds::tolerance"
+    )]
     tolerance: HumanDuration,
     #[serde(default)]
     allow_sha1: bool,
@@ -172,9 +175,15 @@ pub(crate) struct RawDedup {
     header: Option<String>,
     #[serde(default)]
     pointer: Option<String>,
-    #[serde(default = "default_dedup_window")]
+    #[serde(
+        default = "default_dedup_window",
+        deserialize_with = "super::bounds::dedup_window"
+    )]
     window: HumanDuration,
-    #[serde(default = "default_dedup_capacity")]
+    #[serde(
+        default = "default_dedup_capacity",
+        deserialize_with = "super::bounds::dedup_capacity"
+    )]
     capacity: usize,
 }
 

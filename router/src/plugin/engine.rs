@@ -206,36 +206,40 @@ impl PluginEngine {
     }
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] for as long as the engine lives.
+/// Advances the engine's epoch every [`EPOCH_TICK`] for as long as the engine lives, on a
+/// thread of its own, started again if it panics.
 fn start_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
     let spawned = std::thread::Builder::new()
         .name("plugin-epoch".into())
-        .spawn(move || {
-            // Ticks follow a fixed schedule rather than "sleep a tick, repeat": each sleep
-            // overshoots a little, and 25 overshoots would stretch a 25 ms limit by a tick or two.
-            // When the ticker falls behind by more than a tick (this thread was not scheduled,
-            // the machine is loaded or was suspended), the schedule restarts instead of catching
-            // up with a burst of ticks that would end running plugins early: a limit may run
-            // late under load, never more than a tick early.
-            let mut start = std::time::Instant::now();
-            let mut ticks: u32 = 0;
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                ticks += 1;
-                let now = std::time::Instant::now();
-                let next = start + EPOCH_TICK * ticks;
-                if ticks == u32::MAX || now > next + EPOCH_TICK {
-                    start = now;
-                    ticks = 0;
-                    std::thread::sleep(EPOCH_TICK);
-                } else {
-                    std::thread::sleep(next.saturating_duration_since(now));
-                }
-            }
-        });
+        .spawn(move || crate::supervise::supervise_thread("epoch_ticker", || tick(&weak)));
     if let Err(error) = spawned {
         tracing::error!(%error, "cannot start the plugin epoch ticker: plugin time limits will not apply");
+    }
+}
+
+/// Ticks until the engine is gone.
+fn tick(weak: &wasmtime::EngineWeak) {
+    // Ticks follow a fixed schedule rather than "sleep a tick, repeat": each sleep
+    // overshoots a little, and 25 overshoots would stretch a 25 ms limit by a tick or two.
+    // When the ticker falls behind by more than a tick (this thread was not scheduled, the
+    // machine is loaded or was suspended), the schedule restarts instead of catching up with a
+    // burst of ticks that would end running plugins early: a limit may run late under load,
+    // never more than a tick early.
+    let mut start = std::time::Instant::now();
+    let mut ticks: u32 = 0;
+    while let Some(engine) = weak.upgrade() {
+        engine.increment_epoch();
+        drop(engine);
+        ticks += 1;
+        let now = std::time::Instant::now();
+        let next = start + EPOCH_TICK * ticks;
+        if ticks == u32::MAX || now > next + EPOCH_TICK {
+            start = now;
+            ticks = 0;
+            std::thread::sleep(EPOCH_TICK);
+        } else {
+            std::thread::sleep(next.saturating_duration_since(now));
+        }
     }
 }

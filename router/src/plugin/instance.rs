@@ -10,7 +10,8 @@
 //!
 //! Every call runs with an epoch deadline (time) and a memory limiter in its `Store`.
 
-use std::sync::Arc;
+use std::cell::Cell;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
@@ -215,15 +216,42 @@ impl LoadedPlugin {
 /// `pollable.block`, hence sleeping) re-enter the async runtime with `block_on`, which panics
 /// on a runtime worker thread. That panic unwinds out of the guest; caught here, it fails this
 /// call only, and the instance (dropped by the caller) is never reused. A plugin that needs to
-/// say something uses the contract's `log` import instead.
+/// say something uses the contract's `log` import instead. The panic is not printed (see
+/// [`quiet_contained_panics`]): the failure is reported as the plugin's.
 fn contain<T>(call: impl FnOnce() -> T) -> Result<T, PluginFailure> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).map_err(|_| {
+    quiet_contained_panics();
+    let outer = IN_GUEST_CALL.replace(true);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call));
+    IN_GUEST_CALL.set(outer);
+    result.map_err(|_| {
         PluginFailure::new(
             PluginErrorKind::Error,
             "the plugin made a blocking WASI call (stdout, stderr, poll or sleep), which \
              plugins may not make: use the log import",
         )
     })
+}
+
+thread_local! {
+    /// Whether this thread is inside [`contain`].
+    static IN_GUEST_CALL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Installs (once) a panic hook that keeps a panic inside [`contain`] off stderr (the default
+/// hook prints it, with a backtrace, before `catch_unwind` gets it) and logs it at debug
+/// level; every other panic goes to the hook installed before.
+fn quiet_contained_panics() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_GUEST_CALL.with(Cell::get) {
+                tracing::debug!(panic = %info, "a host call made by a plugin panicked; contained");
+            } else {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// Epoch ticks for `time`, rounded up (at least one).

@@ -2,6 +2,7 @@
 
 mod admin;
 mod delivery;
+mod faults;
 mod ingress;
 mod plugins;
 mod shutdown;

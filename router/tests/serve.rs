@@ -1,0 +1,193 @@
+//! `webhook-router serve` run as an operator would: signals, and the admin API's exposure.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Patience for what should take milliseconds on an idle machine.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Writes `text` to a fresh file under the target directory and returns its path.
+fn config_file(name: &str, text: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-serve");
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+const CONFIG: &str = r#"[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+
+[destinations.sink]
+url = "http://127.0.0.1:9/in"
+
+[[routes]]
+id = "hooks"
+path = "/hooks"
+destinations = ["sink"]
+"#;
+
+/// A `serve` process, its addresses (as `127.0.0.1:port`) and its stderr, line by line.
+struct Serving {
+    child: Child,
+    ingress: String,
+    admin: String,
+    stderr: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Serving {
+    fn start(config: &PathBuf) -> Serving {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_webhook-router"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run webhook-router serve");
+        let stderr = lines(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read stdout");
+        // "webhook-router listening: webhooks on http://A, admin on http://B"
+        let address = |label: &str| {
+            let at = line
+                .find(label)
+                .unwrap_or_else(|| panic!("{label} in {line:?}"))
+                + label.len();
+            let address = line[at..].split([',', '\n']).next().expect("address");
+            // A wildcard address is reached on loopback.
+            address.replace("0.0.0.0:", "127.0.0.1:")
+        };
+        let (ingress, admin) = (address("webhooks on http://"), address("admin on http://"));
+        Serving {
+            child,
+            ingress,
+            admin,
+            stderr,
+            seen: Vec::new(),
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits for a stderr line containing `text`.
+    fn wait_for_log(&mut self, text: &str) {
+        while !self.seen.iter().any(|line| line.contains(text)) {
+            let line = self
+                .stderr
+                .recv_timeout(PATIENCE)
+                .unwrap_or_else(|_| panic!("no log line with {text:?} in {:#?}", self.seen));
+            self.seen.push(line);
+        }
+    }
+
+    /// Stops the router with SIGTERM; its exit status and every stderr line.
+    fn stop(mut self) -> (bool, Vec<String>) {
+        self.signal("TERM");
+        let status = self.child.wait().expect("wait for serve");
+        self.seen.extend(self.stderr.iter());
+        (status.success(), self.seen)
+    }
+}
+
+fn lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    receiver
+}
+
+/// One HTTP/1.1 request over a fresh connection; the status and the whole answer.
+fn request(address: &str, method: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nhost: router\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
+    )
+    .expect("send request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read answer");
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"));
+    (status, answer)
+}
+
+#[test]
+fn sighup_is_logged_and_the_router_keeps_serving() {
+    let path = config_file("sighup.toml", CONFIG);
+    let mut serving = Serving::start(&path);
+    serving.signal("HUP");
+    serving.wait_for_log("live reload is not supported yet");
+    assert_eq!(request(&serving.admin, "GET", "/healthz").0, 200);
+    assert_eq!(request(&serving.ingress, "POST", "/hooks").0, 202);
+    let (success, log) = serving.stop();
+    assert!(success, "{log:#?}");
+    let reload_lines = log.iter().filter(|line| line.contains("SIGHUP")).count();
+    assert_eq!(reload_lines, 1, "{log:#?}");
+    assert!(
+        log.iter().any(|line| line.contains("stop signal received")),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn a_public_admin_address_without_a_token_refuses_to_start() {
+    let public = CONFIG.replace(
+        "admin_listen = \"127.0.0.1:0\"",
+        "admin_listen = \"0.0.0.0:0\"",
+    );
+    let path = config_file("public-admin.toml", &public);
+    for command in ["serve", "check"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_webhook-router"))
+            .args([command, "--config"])
+            .arg(&path)
+            .output()
+            .expect("run webhook-router");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{command} accepted it: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("{}:3:", path.display()))
+                && stderr.contains("server.admin_listen: 0.0.0.0:0 is reachable from the network and no admin_token is set"),
+            "{command}: {stderr}"
+        );
+    }
+
+    // Said to be meant: it starts, warns, and `/metrics` stays open.
+    let meant = public.replace(
+        "admin_listen = \"0.0.0.0:0\"",
+        "admin_listen = \"0.0.0.0:0\"\nadmin_public = true",
+    );
+    let path = config_file("public-admin-meant.toml", &meant);
+    let mut serving = Serving::start(&path);
+    serving.wait_for_log("the admin API is reachable from the network without a token");
+    let (status, metrics) = request(&serving.admin, "GET", "/metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("webhook_queue_depth"), "{metrics}");
+    let (success, log) = serving.stop();
+    assert!(success, "{log:#?}");
+}
