@@ -236,6 +236,27 @@ mod tests {
         assert!(supervisor.failing().is_empty());
     }
 
+    #[test]
+    fn a_panicking_thread_body_is_run_again_and_counted_in_every_router() {
+        let mut runs = 0;
+        supervise_thread("test_thread", || {
+            runs += 1;
+            assert!(runs > 2, "injected panic {runs}");
+        });
+        assert_eq!(runs, 3);
+        let metrics = Metrics::new();
+        let supervisor = Supervisor::new(metrics.clone());
+        supervisor.report_threads();
+        assert!(
+            metrics
+                .render()
+                .contains("webhook_task_panics_total{task=\"test_thread\"} 2"),
+            "{}",
+            metrics.render()
+        );
+        assert!(!supervisor.failing().contains(&"test_thread"));
+    }
+
     #[tokio::test]
     async fn catch_unwind_returns_the_payload() {
         let caught = catch_unwind(async {
