@@ -76,7 +76,8 @@ pub enum Scheme {
     Shopify,
     /// `X-Slack-Signature: v0=<hex>` over `v0:<X-Slack-Request-Timestamp>:<body>`.
     Slack,
-    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature` (or Svix's
+    /// `svix-*` names).
     Standard,
     /// A configured HMAC header.
     Generic(GenericScheme),
@@ -322,6 +323,9 @@ mod fuzz {
         "webhook-id",
         "webhook-timestamp",
         "webhook-signature",
+        "svix-id",
+        "svix-timestamp",
+        "svix-signature",
         "x-signature",
         "x-timestamp",
     ];
