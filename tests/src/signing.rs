@@ -20,7 +20,7 @@ pub fn unix_now() -> u64 {
 }
 
 /// Headers a sender would add to `body`, signed with `secret` at Unix second `timestamp`.
-/// `preset` names the router preset, or a sender variant of one (`svix`).
+/// `preset` names the router preset, or a sender variant of one (`svix`, `shopify-events`).
 pub fn sign(preset: &str, secret: &str, body: &[u8], timestamp: u64) -> Vec<(String, String)> {
     let t = timestamp.to_string();
     let pair = |name: &str, value: String| (name.to_owned(), value);
@@ -44,6 +44,11 @@ pub fn sign(preset: &str, secret: &str, body: &[u8], timestamp: u64) -> Vec<(Str
         }
         "shopify" => vec![pair(
             "x-shopify-hmac-sha256",
+            STANDARD.encode(hmac_sha256(secret.as_bytes(), body)),
+        )],
+        // Shopify's event webhooks: the same signature without the `X-` prefix.
+        "shopify-events" => vec![pair(
+            "shopify-hmac-sha256",
             STANDARD.encode(hmac_sha256(secret.as_bytes(), body)),
         )],
         "slack" => {

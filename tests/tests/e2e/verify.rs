@@ -343,3 +343,29 @@ async fn svix_deliveries_pass_the_standard_webhooks_preset_under_either_header_n
         "both genuine deliveries, nothing else"
     );
 }
+
+#[tokio::test]
+async fn shopify_event_webhooks_pass_under_the_unprefixed_header() {
+    let sink = Sink::healthy().await;
+    let config = format!(
+        "{}{}{}",
+        destination("sink", &sink.url("/in"), 3),
+        route("shopify", "/hooks/shopify", &["sink"]),
+        verify_table("shopify"),
+    );
+    let router = TestRouter::start(&config).await;
+    let body = br#"{"id":820982911946154508,"email":"jon@example.com"}"#;
+    for sender in ["shopify-events", "shopify"] {
+        let signed = sign(sender, SECRET, body, unix_now());
+        let (status, answer) = post(&router, "/hooks/shopify", body, &signed).await;
+        assert_eq!(status, 202, "{sender}: {answer}");
+        let (status, _) = post(&router, "/hooks/shopify", &body[1..], &signed).await;
+        assert_eq!(status, 401, "{sender}: tampered");
+    }
+    wait_until_idle(&router).await;
+    assert_eq!(
+        sink.delivered().len(),
+        2,
+        "both genuine deliveries, nothing else"
+    );
+}
