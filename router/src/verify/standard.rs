@@ -4,9 +4,14 @@
 //! `<id>.<timestamp>.<body>`. Svix sends the same headers as `svix-id`, `svix-timestamp` and
 //! `svix-signature`; either name is read. The router verifies them on the way in and, with a
 //! destination's `sign`, writes them on the way out ([`StandardSigner`]).
+//!
+//! The base64 after `whsec_`, `whpk_` and `whsk_` may leave out its trailing `=` padding, as
+//! senders' dashboards and the reference libraries allow.
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use base64::alphabet;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use http::HeaderMap;
 
@@ -55,8 +60,14 @@ impl std::fmt::Debug for StandardKey {
     }
 }
 
+/// Standard base64 that takes its trailing padding or leaves it out, for keys.
+const KEY_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
 fn decode(encoded: &str, prefix: &str) -> Result<Vec<u8>, String> {
-    STANDARD
+    KEY_BASE64
         .decode(encoded)
         .map_err(|_| format!("the part after {prefix} is not base64"))
 }
@@ -331,6 +342,21 @@ mod tests {
             verify(&svix, BODY, &keys(&[SECRET]), as_of(TIMESTAMP + 301)),
             Err(VerifyError::Stale)
         );
+    }
+
+    #[test]
+    fn whsec_secrets_without_base64_padding_are_accepted() {
+        // "old-secret" is b2xkLXNlY3JldA== in base64; senders' dashboards may show it unpadded.
+        let unpadded = keys(&["whsec_b2xkLXNlY3JldA"]);
+        let padded = keys(&["whsec_b2xkLXNlY3JldA=="]);
+        let (StandardKey::Hmac(a), StandardKey::Hmac(b)) = (&unpadded[0], &padded[0]) else {
+            panic!("HMAC keys");
+        };
+        assert_eq!(a, b"old-secret");
+        assert_eq!(a, b);
+        assert!(StandardSigner::new(&["whsec_b2xkLXNlY3JldA"]).is_ok());
+        // Padding may be left out, not made up: what is not base64 still is not.
+        assert!(StandardKey::parse("whsec_b2xk LXNl").is_err());
     }
 
     #[test]

@@ -369,3 +369,22 @@ async fn shopify_event_webhooks_pass_under_the_unprefixed_header() {
         "both genuine deliveries, nothing else"
     );
 }
+
+#[tokio::test]
+async fn a_whsec_secret_without_its_base64_padding_verifies_as_the_padded_one() {
+    let sink = Sink::healthy().await;
+    let unpadded = OLD_STANDARD_SECRET.trim_end_matches('=');
+    assert_ne!(unpadded, OLD_STANDARD_SECRET, "the vector needs padding");
+    let config = format!(
+        "{}{}verify = {{ preset = \"standard-webhooks\", secrets = [\"{unpadded}\"] }}\n",
+        destination("sink", &sink.url("/in"), 3),
+        route("standard", "/hooks/standard", &["sink"]),
+    );
+    let router = TestRouter::start(&config).await;
+    let body = br#"{"type":"invoice.paid"}"#;
+    // Signed with the padded form, as a sender's library decodes it.
+    let signed = sign("standard-webhooks", OLD_STANDARD_SECRET, body, unix_now());
+    let (status, answer) = post(&router, "/hooks/standard", body, &signed).await;
+    assert_eq!(status, 202, "{answer}");
+    sink.wait_for_delivered(1, PATIENCE).await;
+}
