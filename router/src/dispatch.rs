@@ -6,7 +6,6 @@
 //! lane when its wait is over; waiting deliveries occupy no worker. Deliveries that fail for
 //! good become dead letters.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,7 +18,7 @@ use crate::config::RouteConfig;
 use crate::dead_letter::{DeadLetter, DeadLetterStore};
 use crate::deliver::{AttemptOutcome, Deliverer, Destination};
 use crate::event::Event;
-use crate::metrics::{DeliveryMetrics, Metrics};
+use crate::metrics::{DeliveryTable, Metrics};
 use crate::queue::{DestinationId, DispatchQueue, QueuedEvent, Slot};
 
 /// Tasks moving events from the queue into lanes. Moving is cheap (no I/O), so few suffice.
@@ -49,8 +48,8 @@ struct Shared {
     lanes: Vec<async_channel::Sender<Delivery>>,
     deliverer: Deliverer,
     dead_letters: Arc<DeadLetterStore>,
-    /// Delivery metrics by route id, indexed by destination.
-    metrics: HashMap<String, Vec<DeliveryMetrics>>,
+    /// Delivery metrics by route and destination.
+    metrics: DeliveryTable,
     retries: mpsc::UnboundedSender<(Delivery, Duration)>,
 }
 
@@ -80,17 +79,21 @@ impl Dispatcher {
             .map(|_| async_channel::unbounded())
             .unzip();
         let (retry_tx, retry_rx) = mpsc::unbounded_channel();
-        // Every (route, destination) pair, so a route may deliver to any destination.
-        let delivery_metrics = routes
+        let names: Vec<String> = destinations.iter().map(|d| d.name.clone()).collect();
+        let connected: Vec<(&str, usize)> = routes
             .iter()
-            .map(|route| {
-                let per_destination = destinations
-                    .iter()
-                    .map(|d| metrics.delivery(&route.id, &d.name))
-                    .collect();
-                (route.id.clone(), per_destination)
+            .flat_map(|route| {
+                reachable(route, &names)
+                    .into_iter()
+                    .map(|destination| (route.id.as_str(), destination))
             })
             .collect();
+        let delivery_metrics = DeliveryTable::new(
+            metrics,
+            routes.iter().map(|route| route.id.as_str()),
+            names,
+            connected,
+        );
         let shared = Arc::new(Shared {
             destinations,
             lanes: lane_senders,
@@ -151,6 +154,29 @@ impl Dispatcher {
     }
 }
 
+/// The destinations (by index in `names`) that `route` connects: its own, and those named by
+/// a string anywhere in its plugins' configs, where a fan-out finds the names it addresses.
+fn reachable(route: &RouteConfig, names: &[String]) -> Vec<usize> {
+    fn strings<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match value {
+            serde_json::Value::String(text) => out.push(text),
+            serde_json::Value::Array(items) => items.iter().for_each(|item| strings(item, out)),
+            serde_json::Value::Object(map) => map.values().for_each(|item| strings(item, out)),
+            _ => {}
+        }
+    }
+    let mut named: Vec<&str> = route.destinations.iter().map(String::as_str).collect();
+    for plugin in &route.plugins {
+        strings(&plugin.config, &mut named);
+    }
+    names
+        .iter()
+        .enumerate()
+        .filter(|(_, name)| named.contains(&name.as_str()))
+        .map(|(id, _)| id)
+        .collect()
+}
+
 /// Moves events from the queue into their destinations' lanes.
 async fn run_dispatch(
     queue: Arc<dyn DispatchQueue>,
@@ -207,10 +233,7 @@ async fn run_lane_worker(
 async fn attempt(shared: &Shared, mut delivery: Delivery) {
     let destination = &shared.destinations[delivery.destination];
     let event = &delivery.job.event;
-    let metrics = shared
-        .metrics
-        .get(&event.route)
-        .map(|per_destination| &per_destination[delivery.destination]);
+    let metrics = shared.metrics.get(&event.route, delivery.destination);
     let started = Instant::now();
     let outcome = shared.deliverer.attempt(destination, event).await;
     delivery.attempts += 1;
@@ -315,4 +338,29 @@ async fn run_retry_scheduler(
         }
     }
     waiting
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn a_route_reaches_its_destinations_and_those_its_plugins_name() {
+        let text = "[destinations.a]\nurl = \"http://127.0.0.1:1/\"\n\
+                    [destinations.b]\nurl = \"http://127.0.0.1:1/\"\n\
+                    [destinations.c]\nurl = \"http://127.0.0.1:1/\"\n\
+                    [destinations.d]\nurl = \"http://127.0.0.1:1/\"\n\
+                    [[routes]]\nid = \"plain\"\npath = \"/p\"\ndestinations = [\"b\"]\n\
+                    [[routes]]\nid = \"fan\"\npath = \"/f\"\ndestinations = [\"a\"]\n\
+                    [[routes.plugins]]\nmodule = \"fan.wasm\"\n\
+                    config = { routes = { x = [\"c\"], d = 1 }, default = \"a\" }\n";
+        let config = Config::parse(text, Path::new("t.toml")).expect("valid");
+        let names: Vec<String> = config.destinations.keys().cloned().collect();
+        assert_eq!(reachable(&config.routes[0], &names), [1]);
+        // `d` is a key of the plugin's config, not a name it holds.
+        assert_eq!(reachable(&config.routes[1], &names), [0, 2]);
+    }
 }
