@@ -14,7 +14,7 @@
 // Time arithmetic meets configured and remote values here: no operator may overflow.
 #![warn(clippy::arithmetic_side_effects)]
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,7 +26,7 @@ use crate::config::RouteConfig;
 use crate::dead_letter::{DeadLetter, DeadLetterStore};
 use crate::deliver::{AttemptOutcome, Deliverer, Destination};
 use crate::event::Event;
-use crate::metrics::{DeliveryMetrics, Metrics};
+use crate::metrics::{DeliveryTable, Metrics};
 use crate::queue::{DestinationId, DispatchQueue, QueuedEvent, Slot};
 use crate::supervise::{Supervisor, TestFaults};
 
@@ -80,8 +80,8 @@ struct Shared {
     lanes: Vec<async_channel::Sender<Delivery>>,
     deliverer: Deliverer,
     dead_letters: Arc<DeadLetterStore>,
-    /// Delivery metrics by route id, indexed by destination.
-    metrics: HashMap<String, Vec<DeliveryMetrics>>,
+    /// Delivery metrics by route and destination.
+    metrics: DeliveryTable,
     retries: mpsc::UnboundedSender<(Delivery, Duration)>,
     /// Test-only: lane workers panic on events whose body contains this.
     panic_on_body: Option<Vec<u8>>,
@@ -125,17 +125,21 @@ impl Dispatcher {
             .map(|_| async_channel::unbounded())
             .unzip();
         let (retry_tx, retry_rx) = mpsc::unbounded_channel();
-        // Every (route, destination) pair, so a route may deliver to any destination.
-        let delivery_metrics = routes
+        let names: Vec<String> = destinations.iter().map(|d| d.name.clone()).collect();
+        let connected: Vec<(&str, usize)> = routes
             .iter()
-            .map(|route| {
-                let per_destination = destinations
-                    .iter()
-                    .map(|d| metrics.delivery(&route.id, &d.name))
-                    .collect();
-                (route.id.clone(), per_destination)
+            .flat_map(|route| {
+                reachable(route, &names)
+                    .into_iter()
+                    .map(|destination| (route.id.as_str(), destination))
             })
             .collect();
+        let delivery_metrics = DeliveryTable::new(
+            metrics,
+            routes.iter().map(|route| route.id.as_str()),
+            names,
+            connected,
+        );
         let shared = Arc::new(Shared {
             destinations,
             lanes: lane_senders,
@@ -260,6 +264,29 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The destinations (by index in `names`) that `route` connects: its own, and those named by
+/// a string anywhere in its plugins' configs, where a fan-out finds the names it addresses.
+fn reachable(route: &RouteConfig, names: &[String]) -> Vec<usize> {
+    fn strings<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match value {
+            serde_json::Value::String(text) => out.push(text),
+            serde_json::Value::Array(items) => items.iter().for_each(|item| strings(item, out)),
+            serde_json::Value::Object(map) => map.values().for_each(|item| strings(item, out)),
+            _ => {}
+        }
+    }
+    let mut named: Vec<&str> = route.destinations.iter().map(String::as_str).collect();
+    for plugin in &route.plugins {
+        strings(&plugin.config, &mut named);
+    }
+    names
+        .iter()
+        .enumerate()
+        .filter(|(_, name)| named.contains(&name.as_str()))
+        .map(|(id, _)| id)
+        .collect()
+}
+
 /// Moves events from the queue into their destinations' lanes.
 async fn run_dispatch(
     queue: Arc<dyn DispatchQueue>,
@@ -361,10 +388,7 @@ fn put_back(shared: &Shared, delivery: Delivery) {
 async fn attempt(shared: &Shared, mut delivery: Delivery) {
     let destination = &shared.destinations[delivery.destination];
     let event = &delivery.job.event;
-    let metrics = shared
-        .metrics
-        .get(&event.route)
-        .map(|per_destination| &per_destination[delivery.destination]);
+    let metrics = shared.metrics.get(&event.route, delivery.destination);
     let started = Instant::now();
     let outcome = shared.deliverer.attempt(destination, event).await;
     delivery.attempts = delivery.attempts.saturating_add(1);
@@ -426,11 +450,7 @@ async fn attempt(shared: &Shared, mut delivery: Delivery) {
 fn dead_letter(shared: &Shared, delivery: &Delivery, status: Option<u16>, error: String) {
     let destination = &shared.destinations[delivery.destination];
     let event = &delivery.job.event;
-    if let Some(metrics) = shared
-        .metrics
-        .get(&event.route)
-        .map(|per_destination| &per_destination[delivery.destination])
-    {
+    if let Some(metrics) = shared.metrics.get(&event.route, delivery.destination) {
         metrics.dead_letter.increment(1);
     }
     let letter = DeadLetter {
@@ -517,5 +537,30 @@ impl Drop for PutBack {
         if let Some(waiting) = self.waiting.take() {
             *lock(&self.slot) = Some(waiting);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn a_route_reaches_its_destinations_and_those_its_plugins_name() {
+        let text = "[destinations.a]\nurl = \"http://127.0.0.1:1/\"\n\
+                    [destinations.b]\nurl = \"http://127.0.0.1:1/\"\n\
+                    [destinations.c]\nurl = \"http://127.0.0.1:1/\"\n\
+                    [destinations.d]\nurl = \"http://127.0.0.1:1/\"\n\
+                    [[routes]]\nid = \"plain\"\npath = \"/p\"\ndestinations = [\"b\"]\n\
+                    [[routes]]\nid = \"fan\"\npath = \"/f\"\ndestinations = [\"a\"]\n\
+                    [[routes.plugins]]\nmodule = \"fan.wasm\"\n\
+                    config = { routes = { x = [\"c\"], d = 1 }, default = \"a\" }\n";
+        let config = Config::parse(text, Path::new("t.toml")).expect("valid");
+        let names: Vec<String> = config.destinations.keys().cloned().collect();
+        assert_eq!(reachable(&config.routes[0], &names), [1]);
+        // `d` is a key of the plugin's config, not a name it holds.
+        assert_eq!(reachable(&config.routes[1], &names), [0, 2]);
     }
 }

@@ -4,8 +4,9 @@
 //! routers (in tests, or embedded) never mix their figures, and hot paths use pre-registered
 //! handles instead of looking labels up per event.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use metrics::{
     Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString,
@@ -300,6 +301,59 @@ impl RouteMetrics {
     }
 }
 
+/// Delivery handles by (route, destination). The pairs a route connects are registered up
+/// front, so they show as 0 before the first delivery; any other pair a route's events reach
+/// (a plugin fanning out to a destination the config did not suggest) is registered on its
+/// first delivery. Pairs no event takes never appear.
+pub struct DeliveryTable {
+    metrics: Metrics,
+    destinations: Vec<String>,
+    routes: HashMap<String, Vec<OnceLock<DeliveryMetrics>>>,
+}
+
+impl fmt::Debug for DeliveryTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeliveryTable")
+            .field("destinations", &self.destinations)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeliveryTable {
+    /// A table for `routes` and `destinations` (by index), registering each of `connected`:
+    /// (route, destination index) pairs.
+    pub fn new<'a>(
+        metrics: &Metrics,
+        routes: impl IntoIterator<Item = &'a str>,
+        destinations: Vec<String>,
+        connected: impl IntoIterator<Item = (&'a str, usize)>,
+    ) -> Self {
+        let table = Self {
+            metrics: metrics.clone(),
+            routes: routes
+                .into_iter()
+                .map(|route| {
+                    let slots = destinations.iter().map(|_| OnceLock::new()).collect();
+                    (route.to_owned(), slots)
+                })
+                .collect(),
+            destinations,
+        };
+        for (route, destination) in connected {
+            table.get(route, destination);
+        }
+        table
+    }
+
+    /// The handles of `route`'s deliveries to destination `destination`, registered now if
+    /// this is the pair's first; `None` for a route or destination the table does not know.
+    pub fn get(&self, route: &str, destination: usize) -> Option<&DeliveryMetrics> {
+        let slot = self.routes.get(route)?.get(destination)?;
+        let name = &self.destinations[destination];
+        Some(slot.get_or_init(|| self.metrics.delivery(route, name)))
+    }
+}
+
 /// Pre-registered delivery handles for one (route, destination) pair.
 #[derive(Clone)]
 pub struct DeliveryMetrics {
@@ -436,5 +490,33 @@ mod tests {
             "{text}"
         );
         assert!(!b.render().contains("status=\"202\"} 2"));
+    }
+
+    #[test]
+    fn delivery_pairs_appear_when_connected_or_first_used_and_never_otherwise() {
+        let metrics = Metrics::new();
+        let names = vec!["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        let table = DeliveryTable::new(&metrics, ["r1", "r2"], names, [("r1", 0), ("r2", 1)]);
+        let series = |route: &str, destination: &str| {
+            format!(
+                "webhook_deliveries_total{{route=\"{route}\",destination=\"{destination}\",outcome=\"delivered\"}}"
+            )
+        };
+        let text = metrics.render();
+        assert!(text.contains(&format!("{} 0", series("r1", "a"))), "{text}");
+        assert!(text.contains(&format!("{} 0", series("r2", "b"))), "{text}");
+        for (route, destination) in [("r1", "b"), ("r1", "c"), ("r2", "a"), ("r2", "c")] {
+            assert!(!text.contains(&series(route, destination)), "{text}");
+        }
+        table
+            .get("r1", 2)
+            .expect("a known pair")
+            .delivered
+            .increment(1);
+        let text = metrics.render();
+        assert!(text.contains(&format!("{} 1", series("r1", "c"))), "{text}");
+        assert!(!text.contains(&series("r2", "c")), "{text}");
+        assert!(table.get("r3", 0).is_none());
+        assert!(table.get("r1", 3).is_none());
     }
 }

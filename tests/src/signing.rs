@@ -20,6 +20,7 @@ pub fn unix_now() -> u64 {
 }
 
 /// Headers a sender would add to `body`, signed with `secret` at Unix second `timestamp`.
+/// `preset` names the router preset, or a sender variant of one (`svix`, `shopify-events`).
 pub fn sign(preset: &str, secret: &str, body: &[u8], timestamp: u64) -> Vec<(String, String)> {
     let t = timestamp.to_string();
     let pair = |name: &str, value: String| (name.to_owned(), value);
@@ -45,6 +46,11 @@ pub fn sign(preset: &str, secret: &str, body: &[u8], timestamp: u64) -> Vec<(Str
             "x-shopify-hmac-sha256",
             STANDARD.encode(hmac_sha256(secret.as_bytes(), body)),
         )],
+        // Shopify's event webhooks: the same signature without the `X-` prefix.
+        "shopify-events" => vec![pair(
+            "shopify-hmac-sha256",
+            STANDARD.encode(hmac_sha256(secret.as_bytes(), body)),
+        )],
         "slack" => {
             let signed = [b"v0:", t.as_bytes(), b":", body].concat();
             vec![
@@ -58,19 +64,21 @@ pub fn sign(preset: &str, secret: &str, body: &[u8], timestamp: u64) -> Vec<(Str
                 pair("x-slack-request-timestamp", t),
             ]
         }
-        "standard-webhooks" => {
+        // Standard Webhooks under its own header names, and as Svix sends it (`svix-*`).
+        "standard-webhooks" | "svix" => {
             let key = STANDARD
                 .decode(secret.trim_start_matches("whsec_"))
                 .expect("a whsec_ secret");
             let id = format!("msg_{timestamp}");
             let signed = [id.as_bytes(), b".", t.as_bytes(), b".", body].concat();
+            let prefix = if preset == "svix" { "svix" } else { "webhook" };
             vec![
                 pair(
-                    "webhook-signature",
+                    &format!("{prefix}-signature"),
                     format!("v1,{}", STANDARD.encode(hmac_sha256(&key, &signed))),
                 ),
-                pair("webhook-id", id),
-                pair("webhook-timestamp", t),
+                pair(&format!("{prefix}-id"), id),
+                pair(&format!("{prefix}-timestamp"), t),
             ]
         }
         // The generic preset as the tests configure it: `X-Signature: sha256=<hex>` over

@@ -301,4 +301,15 @@ mod tests {
         let verifier = config.routes[0].verify.as_ref().expect("a verifier");
         assert_eq!(verifier.preset(), "stripe");
     }
+
+    #[test]
+    fn whsec_secrets_may_leave_out_their_base64_padding() {
+        let text = format!(
+            "{BASE}sign = {{ scheme = \"standard-webhooks\", secrets = [\"whsec_b2xkLXNlY3JldA\"] }}\n\n\
+             [[routes]]\nid = \"a\"\npath = \"/a\"\ndestinations = [\"ci\"]\n\
+             verify = {{ preset = \"standard-webhooks\", secrets = [\"whsec_b2xkLXNlY3JldA\"] }}\n"
+        );
+        let config = Config::parse(&text, Path::new("routes.toml"));
+        assert!(config.is_ok(), "{}", config.unwrap_err());
+    }
 }

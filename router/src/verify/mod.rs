@@ -72,11 +72,12 @@ pub enum Scheme {
     },
     /// `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>]` over `<t>.<body>`.
     Stripe,
-    /// `X-Shopify-Hmac-Sha256: <base64>` over the body.
+    /// `X-Shopify-Hmac-Sha256` (or `shopify-hmac-sha256`): `<base64>` over the body.
     Shopify,
     /// `X-Slack-Signature: v0=<hex>` over `v0:<X-Slack-Request-Timestamp>:<body>`.
     Slack,
-    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature` (or Svix's
+    /// `svix-*` names).
     Standard,
     /// A configured HMAC header.
     Generic(GenericScheme),
@@ -317,11 +318,15 @@ mod fuzz {
         "x-hub-signature",
         "stripe-signature",
         "x-shopify-hmac-sha256",
+        "shopify-hmac-sha256",
         "x-slack-signature",
         "x-slack-request-timestamp",
         "webhook-id",
         "webhook-timestamp",
         "webhook-signature",
+        "svix-id",
+        "svix-timestamp",
+        "svix-signature",
         "x-signature",
         "x-timestamp",
     ];

@@ -1,6 +1,7 @@
 //! Shopify: `X-Shopify-Hmac-Sha256: <base64>`, the HMAC-SHA256 of the raw body keyed with the
-//! app's client secret. Shopify signs no timestamp and no webhook id, so there is no replay
-//! window: dedup on `X-Shopify-Webhook-Id` drops Shopify's own retries only.
+//! app's client secret; Shopify's event webhooks send it as `shopify-hmac-sha256`, which is read
+//! when the `X-` header is absent. Shopify signs no timestamp and no webhook id, so there is no
+//! replay window: dedup on `X-Shopify-Webhook-Id` drops Shopify's own retries only.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -11,8 +12,10 @@ use super::{VerifyError, header};
 
 /// Checks a Shopify webhook.
 pub fn verify(headers: &HeaderMap, body: &[u8], keys: &[Vec<u8>]) -> Result<(), VerifyError> {
+    let value = header(headers, "x-shopify-hmac-sha256")
+        .or_else(|_| header(headers, "shopify-hmac-sha256"))?;
     let signature = STANDARD
-        .decode(header(headers, "x-shopify-hmac-sha256")?.trim())
+        .decode(value.trim())
         .map_err(|_| VerifyError::Malformed)?;
     if any_matches(Algorithm::Sha256, keys, &[body], &[signature]) {
         Ok(())
@@ -55,6 +58,16 @@ mod tests {
         assert_eq!(
             verify(&headers(&[]), BODY, &[SECRET.to_vec()]),
             Err(VerifyError::MissingHeader)
+        );
+    }
+
+    #[test]
+    fn event_webhooks_sign_under_the_unprefixed_header() {
+        let h = headers(&[("shopify-hmac-sha256", SIGNATURE)]);
+        assert_eq!(verify(&h, BODY, &[SECRET.to_vec()]), Ok(()));
+        assert_eq!(
+            verify(&h, &BODY[1..], &[SECRET.to_vec()]),
+            Err(VerifyError::Mismatch)
         );
     }
 }

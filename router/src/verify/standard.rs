@@ -1,11 +1,17 @@
 //! Standard Webhooks (<https://www.standardwebhooks.com>): `webhook-id`, `webhook-timestamp`
 //! and `webhook-signature`, a space-separated list of `v1,<base64>` (HMAC-SHA256, `whsec_`
 //! secrets) and `v1a,<base64>` (ed25519, `whpk_` public keys) signatures of
-//! `<id>.<timestamp>.<body>`. The router verifies them on the way in and, with a destination's
-//! `sign`, writes them on the way out ([`StandardSigner`]).
+//! `<id>.<timestamp>.<body>`. Svix sends the same headers as `svix-id`, `svix-timestamp` and
+//! `svix-signature`; either name is read. The router verifies them on the way in and, with a
+//! destination's `sign`, writes them on the way out ([`StandardSigner`]).
+//!
+//! The base64 after `whsec_`, `whpk_` and `whsk_` may leave out its trailing `=` padding, as
+//! senders' dashboards and the reference libraries allow.
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use base64::alphabet;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use http::HeaderMap;
 
@@ -54,10 +60,22 @@ impl std::fmt::Debug for StandardKey {
     }
 }
 
+/// Standard base64 that takes its trailing padding or leaves it out, for keys.
+const KEY_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
 fn decode(encoded: &str, prefix: &str) -> Result<Vec<u8>, String> {
-    STANDARD
+    KEY_BASE64
         .decode(encoded)
         .map_err(|_| format!("the part after {prefix} is not base64"))
+}
+
+/// Header `name` (`id`, `timestamp` or `signature`) under its `webhook-` or `svix-` name.
+fn either_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, VerifyError> {
+    header(headers, &format!("webhook-{name}"))
+        .or_else(|_| header(headers, &format!("svix-{name}")))
 }
 
 /// `<id>.<timestamp>.<body>`: what Standard Webhooks signs.
@@ -102,17 +120,17 @@ pub fn parse(value: &str) -> Result<Signatures, VerifyError> {
     Ok(signatures)
 }
 
-/// Checks a Standard Webhooks request: the timestamp first, then any key against any signature
-/// of its kind.
+/// Checks a Standard Webhooks request (`webhook-*` or `svix-*` headers): the timestamp first,
+/// then any key against any signature of its kind.
 pub fn verify(
     headers: &HeaderMap,
     body: &[u8],
     keys: &[StandardKey],
     window: Window,
 ) -> Result<(), VerifyError> {
-    let id = header(headers, "webhook-id")?;
-    let timestamp = header(headers, "webhook-timestamp")?.trim();
-    let signatures = parse(header(headers, "webhook-signature")?)?;
+    let id = either_header(headers, "id")?;
+    let timestamp = either_header(headers, "timestamp")?.trim();
+    let signatures = parse(either_header(headers, "signature")?)?;
     window.check(timestamp)?;
     let content = signed_content(id, timestamp, body);
     let matched = keys.iter().any(|key| match key {
@@ -303,6 +321,42 @@ mod tests {
         let seed = STANDARD.encode((0u8..32).collect::<Vec<u8>>());
         let signer = StandardSigner::new(&[SECRET, &format!("whsk_{seed}")]).unwrap();
         assert_eq!(signer.sign(ID, TIMESTAMP, BODY), format!("{V1} {V1A}"));
+    }
+
+    #[test]
+    fn svix_header_names_carry_the_same_signature() {
+        let svix = headers(&[
+            ("svix-id", ID),
+            ("svix-timestamp", &TIMESTAMP.to_string()),
+            ("svix-signature", V1),
+        ]);
+        assert_eq!(
+            verify(&svix, BODY, &keys(&[SECRET]), as_of(TIMESTAMP)),
+            Ok(())
+        );
+        assert_eq!(
+            verify(&svix, b"{}", &keys(&[SECRET]), as_of(TIMESTAMP)),
+            Err(VerifyError::Mismatch)
+        );
+        assert_eq!(
+            verify(&svix, BODY, &keys(&[SECRET]), as_of(TIMESTAMP + 301)),
+            Err(VerifyError::Stale)
+        );
+    }
+
+    #[test]
+    fn whsec_secrets_without_base64_padding_are_accepted() {
+        // "old-secret" is b2xkLXNlY3JldA== in base64; senders' dashboards may show it unpadded.
+        let unpadded = keys(&["whsec_b2xkLXNlY3JldA"]);
+        let padded = keys(&["whsec_b2xkLXNlY3JldA=="]);
+        let (StandardKey::Hmac(a), StandardKey::Hmac(b)) = (&unpadded[0], &padded[0]) else {
+            panic!("HMAC keys");
+        };
+        assert_eq!(a, b"old-secret");
+        assert_eq!(a, b);
+        assert!(StandardSigner::new(&["whsec_b2xkLXNlY3JldA"]).is_ok());
+        // Padding may be left out, not made up: what is not base64 still is not.
+        assert!(StandardKey::parse("whsec_b2xk LXNl").is_err());
     }
 
     #[test]

@@ -287,3 +287,104 @@ async fn a_github_delivery_posted_twice_is_delivered_once_with_one_id() {
         Some(1.0)
     );
 }
+
+/// Waits until the router holds no event: everything accepted has been delivered.
+async fn wait_until_idle(router: &TestRouter) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while router.metric("webhook_queue_depth").await != Some(0.0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the router never drained its queue"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn svix_deliveries_pass_the_standard_webhooks_preset_under_either_header_names() {
+    let sink = Sink::healthy().await;
+    let config = format!(
+        "{}{}{}",
+        destination("sink", &sink.url("/in"), 3),
+        route("standard", "/hooks/standard", &["sink"]),
+        verify_table("standard-webhooks"),
+    );
+    let router = TestRouter::start(&config).await;
+    let body = br#"{"type":"invoice.paid"}"#;
+    for sender in ["svix", "standard-webhooks"] {
+        let now = unix_now();
+        let (status, answer) = post(
+            &router,
+            "/hooks/standard",
+            body,
+            &sign(sender, STANDARD_SECRET, body, now),
+        )
+        .await;
+        assert_eq!(status, 202, "{sender}: {answer}");
+        let forged = sign(sender, "whsec_d3Jvbmc=", body, now);
+        let (status, answer) = post(&router, "/hooks/standard", body, &forged).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (401, Some("signature mismatch")),
+            "{sender}: wrong secret"
+        );
+        let stale = sign(sender, STANDARD_SECRET, body, now - 600);
+        let (status, answer) = post(&router, "/hooks/standard", body, &stale).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (401, Some("timestamp outside tolerance")),
+            "{sender}: ten minutes old"
+        );
+    }
+    wait_until_idle(&router).await;
+    assert_eq!(
+        sink.delivered().len(),
+        2,
+        "both genuine deliveries, nothing else"
+    );
+}
+
+#[tokio::test]
+async fn shopify_event_webhooks_pass_under_the_unprefixed_header() {
+    let sink = Sink::healthy().await;
+    let config = format!(
+        "{}{}{}",
+        destination("sink", &sink.url("/in"), 3),
+        route("shopify", "/hooks/shopify", &["sink"]),
+        verify_table("shopify"),
+    );
+    let router = TestRouter::start(&config).await;
+    let body = br#"{"id":820982911946154508,"email":"jon@example.com"}"#;
+    for sender in ["shopify-events", "shopify"] {
+        let signed = sign(sender, SECRET, body, unix_now());
+        let (status, answer) = post(&router, "/hooks/shopify", body, &signed).await;
+        assert_eq!(status, 202, "{sender}: {answer}");
+        let (status, _) = post(&router, "/hooks/shopify", &body[1..], &signed).await;
+        assert_eq!(status, 401, "{sender}: tampered");
+    }
+    wait_until_idle(&router).await;
+    assert_eq!(
+        sink.delivered().len(),
+        2,
+        "both genuine deliveries, nothing else"
+    );
+}
+
+#[tokio::test]
+async fn a_whsec_secret_without_its_base64_padding_verifies_as_the_padded_one() {
+    let sink = Sink::healthy().await;
+    let unpadded = OLD_STANDARD_SECRET.trim_end_matches('=');
+    assert_ne!(unpadded, OLD_STANDARD_SECRET, "the vector needs padding");
+    let config = format!(
+        "{}{}verify = {{ preset = \"standard-webhooks\", secrets = [\"{unpadded}\"] }}\n",
+        destination("sink", &sink.url("/in"), 3),
+        route("standard", "/hooks/standard", &["sink"]),
+    );
+    let router = TestRouter::start(&config).await;
+    let body = br#"{"type":"invoice.paid"}"#;
+    // Signed with the padded form, as a sender's library decodes it.
+    let signed = sign("standard-webhooks", OLD_STANDARD_SECRET, body, unix_now());
+    let (status, answer) = post(&router, "/hooks/standard", body, &signed).await;
+    assert_eq!(status, 202, "{answer}");
+    sink.wait_for_delivered(1, PATIENCE).await;
+}
