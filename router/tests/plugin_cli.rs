@@ -22,15 +22,21 @@ fn module_arg(name: &str) -> String {
     module(name).display().to_string()
 }
 
+/// `webhook-router plugin run <plugin module> <args>` in `dir`.
+fn plugin_run(plugin: &str, args: &[&str], dir: &Path) -> Output {
+    let module = module_arg(plugin);
+    let mut all = vec!["plugin", "run", module.as_str()];
+    all.extend_from_slice(args);
+    router(&all, dir)
+}
+
 #[test]
 fn plugin_run_on_the_template_as_its_readme_shows() {
     // examples/plugin-template/README.md: run from the template's directory on event.json.
     let dir = repo_root().join("examples/plugin-template");
-    let output = router(
+    let output = plugin_run(
+        "plugin_template",
         &[
-            "plugin",
-            "run",
-            &module_arg("plugin_template"),
             "--config",
             r#"{"header": "x-processed-by", "value": "my-plugin"}"#,
             "--event",
@@ -69,11 +75,9 @@ fn plugin_run_on_event_filter_with_a_fixture_and_a_config_file() {
     .expect("write config");
     let config_arg = format!("@{}", config.display());
     let run = |event: &str, kind: &str| {
-        router(
+        plugin_run(
+            "event_filter",
             &[
-                "plugin",
-                "run",
-                &module_arg("event_filter"),
                 "--config",
                 &config_arg,
                 "--event",
@@ -109,11 +113,9 @@ fn plugin_run_on_event_filter_with_a_fixture_and_a_config_file() {
 #[test]
 fn plugin_run_exits_non_zero_when_the_plugin_fails() {
     let root = repo_root();
-    let trap = router(
+    let trap = plugin_run(
+        "hostile",
         &[
-            "plugin",
-            "run",
-            &module_arg("hostile"),
             "--config",
             r#"{"mode": "trap"}"#,
             "--event",
@@ -128,11 +130,9 @@ fn plugin_run_exits_non_zero_when_the_plugin_fails() {
         text(&trap.stderr)
     );
 
-    let bad_config = router(
+    let bad_config = plugin_run(
+        "event_filter",
         &[
-            "plugin",
-            "run",
-            &module_arg("event_filter"),
             "--config",
             r#"{"alow_events": ["push"]}"#,
             "--event",
@@ -236,16 +236,7 @@ fn the_template_readme_route_snippet_passes_check_as_written() {
 fn plugin_run_checks_a_directory_of_cases() {
     // The template's own cases, as its README runs them.
     let template = repo_root().join("examples/plugin-template");
-    let ran = router(
-        &[
-            "plugin",
-            "run",
-            &module_arg("plugin_template"),
-            "--cases",
-            "cases",
-        ],
-        &template,
-    );
+    let ran = plugin_run("plugin_template", &["--cases", "cases"], &template);
     let stdout = text(&ran.stdout);
     assert!(ran.status.success(), "{stdout}{}", text(&ran.stderr));
     assert_eq!(
@@ -269,16 +260,7 @@ fn plugin_run_checks_a_directory_of_cases() {
         "event = \"push.json\"\nexpect = \"forward\"\ncontains = \"x-other: 1\"\n",
     )
     .expect("write case");
-    let ran = router(
-        &[
-            "plugin",
-            "run",
-            &module_arg("plugin_template"),
-            "--cases",
-            ".",
-        ],
-        &dir,
-    );
+    let ran = plugin_run("plugin_template", &["--cases", "."], &dir);
     let stdout = text(&ran.stdout);
     assert!(!ran.status.success(), "{stdout}");
     assert!(
@@ -294,11 +276,9 @@ fn plugin_run_checks_a_directory_of_cases() {
 
 #[test]
 fn plugin_run_repeat_prints_call_time_percentiles() {
-    let ran = router(
+    let ran = plugin_run(
+        "event_filter",
         &[
-            "plugin",
-            "run",
-            &module_arg("event_filter"),
             "--config",
             r#"{"allow_events": ["push"]}"#,
             "--event",
@@ -324,11 +304,9 @@ fn plugin_run_repeat_prints_call_time_percentiles() {
 #[test]
 fn plugin_run_limit_errors_name_the_limit() {
     let root = repo_root();
-    let timed_out = router(
+    let timed_out = plugin_run(
+        "hostile",
         &[
-            "plugin",
-            "run",
-            &module_arg("hostile"),
             "--config",
             r#"{"mode": "loop"}"#,
             "--event",
@@ -345,11 +323,9 @@ fn plugin_run_limit_errors_name_the_limit() {
         "{stderr}"
     );
 
-    let bomb = router(
+    let bomb = plugin_run(
+        "hostile",
         &[
-            "plugin",
-            "run",
-            &module_arg("hostile"),
             "--config",
             r#"{"mode": "memory"}"#,
             "--event",
@@ -368,11 +344,9 @@ fn plugin_run_limit_errors_name_the_limit() {
     );
 
     // A module whose own initial memory is over the limit cannot load, and says so.
-    let too_small = router(
+    let too_small = plugin_run(
+        "event_filter",
         &[
-            "plugin",
-            "run",
-            &module_arg("event_filter"),
             "--event",
             "tests/fixtures/github/ping.json",
             "--memory",
@@ -393,11 +367,9 @@ fn plugin_run_limit_errors_name_the_limit() {
 fn a_blocking_wasi_call_is_a_plugin_error_without_a_panic_on_stderr() {
     let event = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("print-event.json");
     std::fs::write(&event, "{}").expect("write event");
-    let output = router(
+    let output = plugin_run(
+        "hostile",
         &[
-            "plugin",
-            "run",
-            &module_arg("hostile"),
             "--config",
             r#"{"mode": "print"}"#,
             "--event",
