@@ -77,6 +77,8 @@ struct Rate {
 #[derive(Debug, Default)]
 struct Row {
     name: &'static str,
+    /// The raw sync baseline, measured just before this store's fsync=always run.
+    raw: Rate,
     always: Rate,
     never: Rate,
     recovered: u64,
@@ -89,7 +91,7 @@ struct Row {
     /// After reclaim, closed and opened again (fjall deletes replaced files at that point).
     bytes_reopened: u64,
     torn_tail: String,
-    garbage: String,
+    garbage: Vec<String>,
 }
 
 fn main() -> Result<()> {
@@ -105,9 +107,6 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&scratch.0)?;
     eprintln!("scratch dir: {}", scratch.0.display());
 
-    let sync = raw_sync_baseline(&scratch.0.join("raw"), &args)?;
-    eprintln!("raw write+fdatasync: {:.0}/s", sync.per_sec);
-
     let mut rows = Vec::new();
     for name in &args.stores {
         let dir = scratch.0.join(name);
@@ -119,7 +118,7 @@ fn main() -> Result<()> {
         };
         rows.push(row);
     }
-    print_table(&args, &sync, &rows);
+    print_table(&args, &rows);
     drop(scratch);
     // Removes the parent too if this run made it and nothing else is in it.
     let _ = std::fs::remove_dir(&args.dir);
@@ -136,6 +135,20 @@ fn payload(rng: &mut fastrand::Rng, len: usize) -> Vec<u8> {
     let mut p = vec![0u8; len];
     rng.fill(&mut p);
     p
+}
+
+/// The payload of record `n`: pseudo-random bytes from `n`, so a reader can check them.
+fn payload_of(n: u64, len: usize) -> Vec<u8> {
+    payload(&mut fastrand::Rng::with_seed(n), len)
+}
+
+/// Whether `value` is exactly what [`fill`] wrote under `key`.
+fn is_intact(key: &[u8], value: &[u8]) -> bool {
+    let Ok(id) = <[u8; 16]>::try_from(key) else {
+        return false;
+    };
+    let n = u64::from_be_bytes(id[8..].try_into().unwrap_or_default());
+    id == id_of(n) && value == payload_of(n, value.len()).as_slice()
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -229,14 +242,13 @@ fn ingest<S: Store>(dir: &Path, args: &Args, sync: bool) -> Result<Rate> {
 /// Writes `count` records, `batch` to a commit, syncing the last commit, and closes the store.
 fn fill<S: Store>(dir: &Path, count: u64, len: usize, batch: u64) -> Result<()> {
     let (mut store, _) = S::open(dir, &mut |_, _| {})?;
-    let mut rng = fastrand::Rng::with_seed(7);
     let mut n = 0;
     while n < count {
         let end = (n + batch).min(count);
         let batch: Vec<Record> = (n..end)
             .map(|i| Record {
                 id: id_of(i),
-                payload: payload(&mut rng, len),
+                payload: payload_of(i, len),
             })
             .collect();
         store.append(&batch, end == count)?;
@@ -291,8 +303,11 @@ impl log::Log for Capture {
 /// Opens `dir` and counts the records it hands back, or says why it could not (an error, or a
 /// panic inside the store, caught here so the run goes on), with what the store logged.
 fn reopen_outcome<S: Store>(dir: &Path, expected: u64) -> String {
+    let mut damaged = 0u64;
     log::set_max_level(log::LevelFilter::Trace);
-    let outcome = std::panic::catch_unwind(|| S::open(dir, &mut |_, _| {}));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        S::open(dir, &mut |k, v| damaged += u64::from(!is_intact(k, v)))
+    }));
     log::set_max_level(log::LevelFilter::Off);
     let logged = CAPTURED
         .lock()
@@ -304,7 +319,11 @@ fn reopen_outcome<S: Store>(dir: &Path, expected: u64) -> String {
         format!("logged: {}", logged.join(" / "))
     };
     let outcome = reopen_report(outcome, expected);
-    format!("{outcome}; {logged}")
+    if damaged > 0 {
+        format!("{outcome}; {damaged} of them with WRONG bytes, not reported; {logged}")
+    } else {
+        format!("{outcome}; {logged}")
+    }
 }
 
 fn reopen_report<S>(
@@ -332,6 +351,21 @@ fn reopen_report<S>(
     }
 }
 
+/// Copies the files under `src` to `dst` (a closed store, for a second experiment on it).
+fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let to = dst.join(entry.file_name());
+        if entry.metadata()?.is_dir() {
+            copy_dir(&entry.path(), &to)?;
+        } else {
+            std::fs::copy(entry.path(), &to)?;
+        }
+    }
+    Ok(())
+}
+
 /// Where the data in `file` ends: after its last non-zero byte (fjall preallocates its journal
 /// with zeros, so its length says nothing).
 fn data_end(file: &Path) -> Result<u64> {
@@ -346,7 +380,7 @@ fn data_end(file: &Path) -> Result<u64> {
 /// 32 to a commit: the tail cut mid-record (the file truncated, or, in a preallocated file, the
 /// last bytes of data zeroed: what a torn write leaves in each), and 100 random bytes written in
 /// the middle of the data. A store with its own integrity check also runs it on the second.
-fn corruption<S: Store>(dir: &Path, args: &Args) -> Result<(String, String)> {
+fn corruption<S: Store>(dir: &Path, args: &Args) -> Result<(String, Vec<String>)> {
     let n = args.corrupt_records;
     let cut = args.payload as u64 / 2;
     let torn_dir = dir.join("torn");
@@ -373,27 +407,32 @@ fn corruption<S: Store>(dir: &Path, args: &Args) -> Result<(String, String)> {
         reopen_outcome::<S>(&torn_dir, n)
     );
 
-    let garbage_dir = dir.join("garbage");
-    fill::<S>(&garbage_dir, n, args.payload, 32)?;
-    let file = S::tail_file(&garbage_dir)?;
-    let end = data_end(&file)?;
-    let mut f = OpenOptions::new().write(true).open(&file)?;
-    f.seek(SeekFrom::Start(end / 2))?;
-    let mut rng = fastrand::Rng::with_seed(99);
-    f.write_all(&payload(&mut rng, 100))?;
-    f.sync_all()?;
-    drop(f);
-    let mut garbage = format!(
-        "100 B at offset {} of {} (data end {end} B): {}",
-        end / 2,
-        file.file_name().unwrap_or_default().to_string_lossy(),
-        reopen_outcome::<S>(&garbage_dir, n)
-    );
-    let check = std::panic::catch_unwind(|| S::integrity_check(&garbage_dir));
-    match check {
-        Ok(Some(said)) => garbage.push_str(&format!("; its integrity check: {said}")),
-        Ok(None) => {}
-        Err(_) => garbage.push_str("; its integrity check PANICS"),
+    let source = dir.join("garbage");
+    fill::<S>(&source, n, args.payload, 32)?;
+    let mut garbage = Vec::new();
+    for quarter in 1..=3u64 {
+        let copy = dir.join(format!("garbage-{quarter}"));
+        copy_dir(&source, &copy)?;
+        let file = S::tail_file(&copy)?;
+        let end = data_end(&file)?;
+        let at = end * quarter / 4;
+        let mut f = OpenOptions::new().write(true).open(&file)?;
+        f.seek(SeekFrom::Start(at))?;
+        let mut rng = fastrand::Rng::with_seed(99);
+        f.write_all(&payload(&mut rng, 100))?;
+        f.sync_all()?;
+        drop(f);
+        let mut line = format!(
+            "100 B at offset {at} of {} (data end {end} B): {}",
+            file.file_name().unwrap_or_default().to_string_lossy(),
+            reopen_outcome::<S>(&copy, n)
+        );
+        match std::panic::catch_unwind(|| S::integrity_check(&copy)) {
+            Ok(Some(said)) => line.push_str(&format!("; its integrity check: {said}")),
+            Ok(None) => {}
+            Err(_) => line.push_str("; its integrity check PANICS"),
+        }
+        garbage.push(line);
     }
     Ok((torn, garbage))
 }
@@ -404,6 +443,8 @@ fn measure<S: Store>(dir: &Path, args: &Args) -> Result<Row> {
         name: S::NAME,
         ..Row::default()
     };
+    eprintln!("{}: raw write+fdatasync baseline", S::NAME);
+    row.raw = raw_sync_baseline(&dir.join("raw"), args)?;
     eprintln!("{}: ingest fsync=always", S::NAME);
     row.always = ingest::<S>(&dir.join("always"), args, true)?;
     eprintln!("{}: ingest fsync=never", S::NAME);
@@ -459,35 +500,34 @@ fn mib(b: u64) -> String {
 }
 
 #[allow(clippy::print_stdout)]
-fn print_table(args: &Args, sync: &Rate, rows: &[Row]) {
+fn print_table(args: &Args, rows: &[Row]) {
     println!(
         "journal-bench: {} B payloads, 16 B ids; ingest: {} writers, {} s or {} records; {} held records",
         args.payload, args.writers, args.duration, args.max_records, args.held
     );
     println!();
     println!(
-        "| store | fsync=always rec/s (records) | p50 ms | p99 ms | rec/sync | × raw sync | × never | fsync=never rec/s | recover {} s | ack {} s | disk held | after ack | after reclaim (s) | reclaimed, reopened | B / held rec |",
+        "| store | raw write+fdatasync rec/s (p50/p99 ms), just before | fsync=always rec/s (records) | p50 ms | p99 ms | rec/sync | × raw sync | fsync=never rec/s (records, p99) | always × never | recover {} s | ack {} s | disk held | after ack | after reclaim (s) | reclaimed, reopened | B / held rec |",
         args.held, args.held
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    println!(
-        "| raw write+fdatasync, 1 writer | {:.0} ({}) | {:.2} | {:.2} | 1 | 1.00 | | | | | | | | | |",
-        sync.per_sec, sync.records, sync.p50_ms, sync.p99_ms
-    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!(
-            "| {} | {:.0} ({}) | {:.2} | {:.2} | {:.1} | {:.2} | {:.3} | {:.0} ({}, p99 {:.2} ms) | {:.3} | {:.3} | {} | {} | {} ({:.2}) | {} | {:.0} |",
+            "| {} | {:.0} ({:.1}/{:.1}) | {:.0} ({}) | {:.2} | {:.2} | {:.1} | {:.1} | {:.0} ({}, {:.1} ms) | {:.3} | {:.3} | {:.3} | {} | {} | {} ({:.2}) | {} | {:.0} |",
             r.name,
+            r.raw.per_sec,
+            r.raw.p50_ms,
+            r.raw.p99_ms,
             r.always.per_sec,
             r.always.records,
             r.always.p50_ms,
             r.always.p99_ms,
             r.always.batch,
-            r.always.per_sec / sync.per_sec,
-            r.always.per_sec / r.never.per_sec,
+            r.always.per_sec / r.raw.per_sec,
             r.never.per_sec,
             r.never.records,
             r.never.p99_ms,
+            r.always.per_sec / r.never.per_sec,
             r.recover_s,
             r.ack_s,
             mib(r.bytes_held),
@@ -500,12 +540,14 @@ fn print_table(args: &Args, sync: &Rate, rows: &[Row]) {
     }
     println!();
     println!(
-        "Torn tail (tail file cut {} B short) and garbage (100 random bytes mid-file), {} synced records each:",
+        "Torn tail ({} B of the last record lost) and garbage (100 random bytes mid-data), {} synced records in commits of 32:",
         args.payload / 2,
         args.corrupt_records
     );
     for r in rows {
         println!("- {} torn tail: {}", r.name, r.torn_tail);
-        println!("- {} garbage: {}", r.name, r.garbage);
+        for g in &r.garbage {
+            println!("- {} garbage: {g}", r.name);
+        }
     }
 }
