@@ -48,9 +48,41 @@ struct Args {
     /// Time limit of the raw write+fdatasync baseline, in seconds.
     #[arg(long, default_value_t = 3.0)]
     baseline_duration: f64,
-    /// Stores to measure (comma-separated): fjall, redb, segment.
-    #[arg(long, value_delimiter = ',', default_value = "fjall,redb,segment")]
+    /// Stores to measure (comma-separated): fjall, redb, segment, segment-prealloc.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "fjall,redb,segment,segment-prealloc"
+    )]
     stores: Vec<String>,
+    /// Rounds of the fsync=always comparison: each round measures the raw sync baseline, then
+    /// every store's fsync=always ingest (in a rotated order); the table gives the median round.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+}
+
+/// Runs `$body` with `$S` bound to the store type named `$name` (checked in `main`).
+macro_rules! with_store {
+    ($name:expr, $S:ident => $body:expr) => {
+        match $name.as_str() {
+            "fjall" => {
+                type $S = fjall_store::FjallStore;
+                $body
+            }
+            "redb" => {
+                type $S = redb_store::RedbStore;
+                $body
+            }
+            "segment" => {
+                type $S = segment_log::SegmentLog<false>;
+                $body
+            }
+            _ => {
+                type $S = segment_log::SegmentLog<true>;
+                $body
+            }
+        }
+    };
 }
 
 /// Removes the scratch directory however the run ends.
@@ -77,9 +109,8 @@ struct Rate {
 #[derive(Debug, Default)]
 struct Row {
     name: &'static str,
-    /// The raw sync baseline, measured just before this store's fsync=always run.
-    raw: Rate,
-    always: Rate,
+    /// Each round's raw sync baseline and this store's fsync=always run in that round.
+    rounds: Vec<(Rate, Rate)>,
     never: Rate,
     recovered: u64,
     recover_s: f64,
@@ -109,14 +140,30 @@ fn main() -> Result<()> {
 
     let mut rows = Vec::new();
     for name in &args.stores {
+        anyhow::ensure!(
+            ["fjall", "redb", "segment", "segment-prealloc"].contains(&name.as_str()),
+            "unknown store {name:?} (fjall, redb, segment, segment-prealloc)"
+        );
+        rows.push(Row::default());
+    }
+    // The disk's sync rate moves by several times within a minute on a shared VM: compare
+    // fsync=always rates in rounds, each against a raw baseline measured in that round.
+    for round in 0..args.rounds {
+        eprintln!("round {}: raw write+fdatasync baseline", round + 1);
+        let raw = raw_sync_baseline(&scratch.0.join(format!("raw-{round}")), &args)?;
+        for k in 0..args.stores.len() {
+            let i = (k + round) % args.stores.len();
+            let name = &args.stores[i];
+            eprintln!("round {}: {name} fsync=always", round + 1);
+            let dir = scratch.0.join(format!("{name}-always-{round}"));
+            let rate = with_store!(name, S => ingest::<S>(&dir, &args, true))?;
+            std::fs::remove_dir_all(&dir)?;
+            rows[i].rounds.push((raw, rate));
+        }
+    }
+    for (name, row) in args.stores.iter().zip(&mut rows) {
         let dir = scratch.0.join(name);
-        let row = match name.as_str() {
-            "fjall" => measure::<fjall_store::FjallStore>(&dir, &args)?,
-            "redb" => measure::<redb_store::RedbStore>(&dir, &args)?,
-            "segment" => measure::<segment_log::SegmentLog>(&dir, &args)?,
-            other => anyhow::bail!("unknown store {other:?} (fjall, redb, segment)"),
-        };
-        rows.push(row);
+        with_store!(name, S => measure::<S>(&dir, &args, row))?;
     }
     print_table(&args, &rows);
     drop(scratch);
@@ -437,16 +484,9 @@ fn corruption<S: Store>(dir: &Path, args: &Args) -> Result<(String, Vec<String>)
     Ok((torn, garbage))
 }
 
-/// Runs every workload on store `S` in `dir`.
-fn measure<S: Store>(dir: &Path, args: &Args) -> Result<Row> {
-    let mut row = Row {
-        name: S::NAME,
-        ..Row::default()
-    };
-    eprintln!("{}: raw write+fdatasync baseline", S::NAME);
-    row.raw = raw_sync_baseline(&dir.join("raw"), args)?;
-    eprintln!("{}: ingest fsync=always", S::NAME);
-    row.always = ingest::<S>(&dir.join("always"), args, true)?;
+/// Runs every workload but the fsync=always rounds on store `S` in `dir`.
+fn measure<S: Store>(dir: &Path, args: &Args, row: &mut Row) -> Result<()> {
+    row.name = S::NAME;
     eprintln!("{}: ingest fsync=never", S::NAME);
     row.never = ingest::<S>(&dir.join("never"), args, false)?;
 
@@ -492,7 +532,7 @@ fn measure<S: Store>(dir: &Path, args: &Args) -> Result<Row> {
 
     eprintln!("{}: corruption", S::NAME);
     (row.torn_tail, row.garbage) = corruption::<S>(dir, args)?;
-    Ok(row)
+    Ok(())
 }
 
 fn mib(b: u64) -> String {
@@ -502,32 +542,62 @@ fn mib(b: u64) -> String {
 #[allow(clippy::print_stdout)]
 fn print_table(args: &Args, rows: &[Row]) {
     println!(
-        "journal-bench: {} B payloads, 16 B ids; ingest: {} writers, {} s or {} records; {} held records",
-        args.payload, args.writers, args.duration, args.max_records, args.held
+        "journal-bench: {} B payloads, 16 B ids; ingest: {} writers, {} s or {} records; {} held records; {} rounds",
+        args.payload, args.writers, args.duration, args.max_records, args.held, args.rounds
     );
+    if let Some(first) = rows.first() {
+        let raw: Vec<String> = first
+            .rounds
+            .iter()
+            .map(|(raw, _)| {
+                format!(
+                    "{:.0}/s (p50 {:.1} ms, p99 {:.1} ms)",
+                    raw.per_sec, raw.p50_ms, raw.p99_ms
+                )
+            })
+            .collect();
+        println!(
+            "raw write+fdatasync, 1 writer, by round: {}",
+            raw.join(", ")
+        );
+    }
     println!();
     println!(
-        "| store | raw write+fdatasync rec/s (p50/p99 ms), just before | fsync=always rec/s (records) | p50 ms | p99 ms | rec/sync | × raw sync | fsync=never rec/s (records, p99) | always × never | recover {} s | ack {} s | disk held | after ack | after reclaim (s) | reclaimed, reopened | B / held rec |",
+        "| store | fsync=always rec/s, median round [min–max] (its records) | p50 ms | p99 ms | rec/sync | × raw sync, median [min–max] | fsync=never rec/s (records, p99) | always × never | recover {} s | ack {} s | disk held | after ack | after reclaim (s) | reclaimed, reopened | B / held rec |",
         args.held, args.held
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
+        let mut by_rate: Vec<&(Rate, Rate)> = r.rounds.iter().collect();
+        by_rate.sort_by(|a, b| a.1.per_sec.total_cmp(&b.1.per_sec));
+        let Some(median) = by_rate.get(by_rate.len() / 2).map(|m| m.1) else {
+            continue;
+        };
+        let (lo, hi) = (by_rate[0].1.per_sec, by_rate[by_rate.len() - 1].1.per_sec);
+        let mut ratios: Vec<f64> = r
+            .rounds
+            .iter()
+            .map(|(raw, a)| a.per_sec / raw.per_sec)
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let batch = r.rounds.iter().map(|(_, a)| a.batch).sum::<f64>() / r.rounds.len() as f64;
         println!(
-            "| {} | {:.0} ({:.1}/{:.1}) | {:.0} ({}) | {:.2} | {:.2} | {:.1} | {:.1} | {:.0} ({}, {:.1} ms) | {:.3} | {:.3} | {:.3} | {} | {} | {} ({:.2}) | {} | {:.0} |",
+            "| {} | {:.0} [{:.0}–{:.0}] ({}) | {:.2} | {:.2} | {:.1} | {:.1} [{:.1}–{:.1}] | {:.0} ({}, {:.1} ms) | {:.3} | {:.3} | {:.3} | {} | {} | {} ({:.2}) | {} | {:.0} |",
             r.name,
-            r.raw.per_sec,
-            r.raw.p50_ms,
-            r.raw.p99_ms,
-            r.always.per_sec,
-            r.always.records,
-            r.always.p50_ms,
-            r.always.p99_ms,
-            r.always.batch,
-            r.always.per_sec / r.raw.per_sec,
+            median.per_sec,
+            lo,
+            hi,
+            median.records,
+            median.p50_ms,
+            median.p99_ms,
+            batch,
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1],
             r.never.per_sec,
             r.never.records,
             r.never.p99_ms,
-            r.always.per_sec / r.never.per_sec,
+            median.per_sec / r.never.per_sec,
             r.recover_s,
             r.ack_s,
             mib(r.bytes_held),

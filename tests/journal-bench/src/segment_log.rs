@@ -10,6 +10,11 @@
 //! segment and offset, skipped. Bad bytes with no good record after them in the last segment are
 //! a **torn tail**: the file is truncated to the last good record (and synced) and reported.
 //!
+//! Preallocated variant (`SegmentLog<true>`): a new segment is first filled with zeros and
+//! synced, and records then overwrite those zeros, so an `fdatasync` has no file size or block
+//! allocation to journal, only data. Open treats zeros up to the end of a segment as its clean end;
+//! a torn tail is zeroed again instead of truncated, so the segment stays preallocated.
+//!
 //! Reclaim: the log keeps, per segment, how many of its events are not yet acked. Whole segments
 //! are deleted from the oldest while they have none left (oldest first, so a tombstone is never
 //! deleted while the event it acks is still on disk); an active segment with nothing held is
@@ -19,7 +24,7 @@ use crate::store::{Id, OpenReport, Record, Store};
 use anyhow::{Context, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// A segment is closed once it holds this many bytes.
@@ -32,9 +37,10 @@ const MIN_PAYLOAD: usize = 17;
 /// Largest payload accepted when parsing; longer lengths are corruption.
 const MAX_PAYLOAD: usize = 16 << 20;
 
-/// An append-only log of checksummed records in numbered segment files.
+/// An append-only log of checksummed records in numbered segment files; `PREALLOC` fills each
+/// new segment with zeros first.
 #[derive(Debug)]
-pub struct SegmentLog {
+pub struct SegmentLog<const PREALLOC: bool> {
     dir: PathBuf,
     active: File,
     active_no: u64,
@@ -99,23 +105,42 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
     Ok(out)
 }
 
-impl SegmentLog {
+/// Creates segment `n`, zero-filled to [`SEGMENT_BYTES`] and synced when `prealloc`.
+fn create_segment(dir: &Path, n: u64, prealloc: bool) -> Result<File> {
+    let path = segment_path(dir, n);
+    let file = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("create {}", path.display()))?;
+    if prealloc {
+        let zeros = vec![0u8; 1 << 20];
+        let mut at = 0;
+        while at < SEGMENT_BYTES {
+            file.write_all_at(&zeros, at)
+                .context("preallocate segment")?;
+            at += zeros.len() as u64;
+        }
+        file.sync_all().context("sync preallocated segment")?;
+    }
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+impl<const PREALLOC: bool> SegmentLog<PREALLOC> {
     fn rotate(&mut self) -> Result<()> {
         self.active.sync_data().context("sync closed segment")?;
         self.active_no += 1;
-        let path = segment_path(&self.dir, self.active_no);
-        self.active = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("create {}", path.display()))?;
+        self.active = create_segment(&self.dir, self.active_no, PREALLOC)?;
         self.active_len = 0;
         self.live.insert(self.active_no, 0);
-        sync_dir(&self.dir)
+        Ok(())
     }
 
     fn write_buf(&mut self, sync: bool) -> Result<()> {
-        self.active.write_all(&self.buf).context("segment write")?;
+        self.active
+            .write_all_at(&self.buf, self.active_len)
+            .context("segment write")?;
         self.active_len += self.buf.len() as u64;
         self.buf.clear();
         if sync {
@@ -125,8 +150,13 @@ impl SegmentLog {
     }
 }
 
-impl Store for SegmentLog {
-    const NAME: &'static str = "segment log";
+impl<const PREALLOC: bool> Store for SegmentLog<PREALLOC> {
+    const NAME: &'static str = if PREALLOC {
+        "segment log, preallocated"
+    } else {
+        "segment log"
+    };
+    const PREALLOCATES: bool = PREALLOC;
 
     fn open(dir: &Path, visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<(Self, OpenReport)> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
@@ -159,6 +189,9 @@ impl Store for SegmentLog {
                     good_end = at;
                     continue;
                 }
+                if PREALLOC && data[at..].iter().all(|&b| b == 0) {
+                    break; // The preallocated, never written rest of the segment.
+                }
                 // Bad bytes: find the next offset where a whole record checks.
                 let bad = at;
                 let next = (bad + 1..data.len()).find(|&o| record_at(&data, o).is_some());
@@ -171,15 +204,24 @@ impl Store for SegmentLog {
                         at = o;
                     }
                     None if i + 1 == segments.len() => {
-                        let cut = data.len() - good_end;
                         let f = OpenOptions::new()
                             .write(true)
                             .open(&path)
                             .with_context(|| format!("open {}", path.display()))?;
-                        f.set_len(good_end as u64).context("truncate torn tail")?;
-                        f.sync_all().context("sync truncated tail")?;
+                        let cut = if PREALLOC {
+                            // Zero the torn bytes so the segment stays preallocated.
+                            let end = data.iter().rposition(|&b| b != 0).map_or(0, |e| e + 1);
+                            f.write_all_at(&vec![0; end - good_end], good_end as u64)
+                                .context("zero torn tail")?;
+                            end - good_end
+                        } else {
+                            f.set_len(good_end as u64).context("truncate torn tail")?;
+                            data.len() - good_end
+                        };
+                        f.sync_all().context("sync repaired tail")?;
                         report.notes.push(format!(
-                            "torn tail truncated: segment {n} at byte {good_end} ({cut} B cut)"
+                            "torn tail {}: segment {n} at byte {good_end} ({cut} B)",
+                            if PREALLOC { "zeroed" } else { "truncated" }
                         ));
                         at = data.len();
                     }
@@ -203,16 +245,16 @@ impl Store for SegmentLog {
             Some(&n) => (n, last_len),
             None => (0, 0),
         };
-        let path = segment_path(dir, active_no);
-        let active = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("open {}", path.display()))?;
+        let active = if segments.is_empty() {
+            create_segment(dir, active_no, PREALLOC)?
+        } else {
+            let path = segment_path(dir, active_no);
+            OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("open {}", path.display()))?
+        };
         live.entry(active_no).or_insert(0);
-        if segments.is_empty() {
-            sync_dir(dir)?;
-        }
         let log = Self {
             dir: dir.to_path_buf(),
             active,
