@@ -90,7 +90,13 @@ struct Scratch(PathBuf);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        // A store's background thread may still be finishing a file: try again once.
+        if std::fs::remove_dir_all(&self.0).is_err() {
+            std::thread::sleep(Duration::from_millis(500));
+            if let Err(e) = std::fs::remove_dir_all(&self.0) {
+                eprintln!("could not remove {}: {e}", self.0.display());
+            }
+        }
     }
 }
 
