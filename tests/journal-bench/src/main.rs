@@ -601,6 +601,21 @@ fn print_table(args: &Args, rows: &[Row]) {
             raw.join(", ")
         );
     }
+    for round in 0..args.rounds {
+        let rates: Vec<String> = rows
+            .iter()
+            .filter_map(|r| {
+                r.rounds
+                    .get(round)
+                    .map(|(_, a)| format!("{} {:.0}", r.name, a.per_sec))
+            })
+            .collect();
+        println!(
+            "round {} fsync=always rec/s: {}",
+            round + 1,
+            rates.join(", ")
+        );
+    }
     println!();
     println!(
         "| store | fsync=always rec/s, median round [min–max] (its records) | p50 ms | p99 ms | rec/sync | × raw sync, median [min–max] | fsync=never rec/s (records, p99) [CPU µs/rec] | always × never | recover {} s (CPU s) | ack {} s (CPU s) | disk held | after ack | after reclaim (s) | reclaimed, reopened | B / held rec |",
