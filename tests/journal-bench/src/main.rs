@@ -355,8 +355,9 @@ fn disk_bytes(dir: &Path) -> Result<u64> {
     Ok(total)
 }
 
-/// Collects what the stores log (fjall and redb use the `log` crate) while a corrupted store is
-/// reopened, so the report can say exactly what the store itself said.
+/// Collects what the stores log while a corrupted store is reopened (fjall logs through the `log`
+/// crate; redb, built without its `logging` feature, logs nothing), so the report can say
+/// exactly what the store itself said.
 struct Capture;
 
 static CAPTURED: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -409,6 +410,7 @@ fn reopen_outcome<S: Store>(dir: &Path, expected: u64) -> String {
     }
 }
 
+/// One line for the outcome of a reopen: the panic, the error, or the records and notes.
 fn reopen_report<S>(
     outcome: std::thread::Result<Result<(S, store::OpenReport)>>,
     expected: u64,
