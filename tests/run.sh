@@ -72,9 +72,9 @@ export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 
 stage fmt
 cargo fmt --all -- --check
-# The guest crates (their own workspaces) are formatted too.
+# The guest crates and the journal-store benchmark (their own workspaces) are formatted too.
 guests=(plugins/Cargo.toml examples/plugin-template/Cargo.toml)
-for manifest in "${guests[@]}"; do
+for manifest in "${guests[@]}" tests/journal-bench/Cargo.toml; do
     cargo fmt --manifest-path "$manifest" --all -- --check
 done
 end_stage
