@@ -1,8 +1,8 @@
-//! `journal-bench`: measures the candidate stores for the durable event journal (fjall, redb,
-//! a segment log written here) on the workloads a durable webhook queue puts on them, against
-//! baselines measured in the same run, and prints one table plus what each store does with a torn tail and
-//! with garbage in the middle of its file. Everything it writes is under one temporary directory
-//! (`--dir`) that it removes at the end; every workload is bounded in time or count.
+//! `journal-bench`: measures the candidate stores for the durable event journal (fjall, redb, a
+//! segment log written here) on the workloads a durable webhook queue puts on them, against
+//! baselines measured in the same run, and prints one table plus what each store does with a torn
+//! tail and with garbage in the middle of its file. Everything it writes is under one temporary
+//! directory (`--dir`) that it removes at the end; every workload is bounded in time or count.
 
 mod fjall_store;
 mod redb_store;
