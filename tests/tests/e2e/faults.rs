@@ -73,6 +73,47 @@ async fn a_huge_retry_after_neither_kills_the_scheduler_nor_loses_an_event() {
     assert_eq!(report.still_queued, 20, "the waiting events are counted");
 }
 
+#[tokio::test]
+async fn a_huge_retry_after_is_capped_by_max_backoff_and_every_event_is_delivered_or_dead_lettered()
+{
+    // Each event's first attempt is answered with a wait of three years; `max_backoff` (200 ms
+    // here) caps it, so the second attempt comes soon and is delivered. Events past the second
+    // attempt's budget (the last 5, told to wait again and out of attempts) are dead-lettered.
+    let sink = Sink::start(|n| {
+        if n <= 20 || n > 35 {
+            Reply::status(503).header("retry-after", "99999999")
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let config = format!(
+        "{}{}",
+        destination("capped", &sink.url("/in"), 2)
+            .replace("max_backoff = \"5s\"", "max_backoff = \"200ms\""),
+        route("capped", "/hooks/capped", &["capped"]),
+    );
+    let router = TestRouter::start(&config).await;
+    for n in 0..20 {
+        let body = format!("{{\"n\":{n}}}");
+        assert_eq!(router.post_json("/hooks/capped", &body).await.status(), 202);
+    }
+    // 20 first attempts fail; 15 of the retries succeed, 5 fail for good.
+    let delivered = sink.wait_for_delivered(15, PATIENCE).await;
+    assert_eq!(delivered.len(), 15);
+    router
+        .wait_for_metric("webhook_dead_letters", 5.0, PATIENCE)
+        .await;
+    router
+        .wait_for_metric("webhook_queue_depth", 0.0, PATIENCE)
+        .await;
+    let report = router.router.shutdown().await;
+    assert_eq!(
+        report.still_queued, 0,
+        "every event delivered or dead-lettered"
+    );
+}
+
 /// GETs `path` on the admin listener: its status and body.
 async fn admin_get(router: &TestRouter, path: &str) -> (u16, String) {
     let response = router
