@@ -8,7 +8,7 @@
 //!            encoding = "base64", prefix = "sha512=", timestamp_header = "X-Timestamp",
 //!            signed_content = "{timestamp}.{body}" }
 //! verify = { preset = "twilio", secrets = ["${TWILIO_AUTH_TOKEN}"], public_url = "https://hooks.example.com/hooks/twilio" }
-//! verify = { preset = "discord", public_key = "${DISCORD_PUBLIC_KEY}" }
+//! verify = { preset = "discord", public_key = "${DISCORD_PUBLIC_KEY}", challenge = true }
 //! ```
 
 use std::time::Duration;
@@ -96,6 +96,8 @@ pub(crate) struct RawVerify {
     public_url: Option<EnvString>,
     #[serde(default)]
     public_key: Option<EnvString>,
+    #[serde(default)]
+    challenge: bool,
 }
 
 fn default_tolerance() -> HumanDuration {
@@ -186,7 +188,12 @@ impl RawVerify {
             }
         };
         let secrets: Vec<&str> = self.secrets.iter().map(Secret::expose).collect();
-        Verifier::new(self.preset.name(), scheme, &secrets, self.tolerance.0)
+        let verifier = Verifier::new(self.preset.name(), scheme, &secrets, self.tolerance.0)?;
+        if self.challenge {
+            verifier.answering_challenges()
+        } else {
+            Ok(verifier)
+        }
     }
 }
 
@@ -381,7 +388,9 @@ mod tests {
              [[routes]]\nid = \"d\"\npath = \"/d\"\ndestinations = [\"ci\"]\n\
              verify = {{ preset = \"github\", secrets = [\"s\"], public_key = \"00\" }}\n\n\
              [[routes]]\nid = \"e\"\npath = \"/e\"\ndestinations = [\"ci\"]\n\
-             verify = {{ preset = \"gitlab\", secrets = [\"s\"], public_url = \"https://x/\" }}\n"
+             verify = {{ preset = \"gitlab\", secrets = [\"s\"], public_url = \"https://x/\" }}\n\n\
+             [[routes]]\nid = \"f\"\npath = \"/f\"\ndestinations = [\"ci\"]\n\
+             verify = {{ preset = \"github\", secrets = [\"s\"], challenge = true }}\n"
         );
         let errors = errors(&text);
         assert!(
@@ -408,6 +417,11 @@ mod tests {
                 && errors.contains("public_url applies to the twilio and square presets only"),
             "{errors}"
         );
+        assert!(
+            errors.contains("routes.toml:38:")
+                && errors.contains("challenge applies to the slack, zoom and discord presets only"),
+            "{errors}"
+        );
     }
 
     #[test]
@@ -416,9 +430,9 @@ mod tests {
             "{BASE}\n[[routes]]\nid = \"a\"\npath = \"/a\"\ndestinations = [\"ci\"]\n\
              verify = {{ preset = \"twilio\", secrets = [\"t\"], public_url = \"https://h.example/a?x=1\" }}\n\
              [[routes]]\nid = \"b\"\npath = \"/b\"\ndestinations = [\"ci\"]\n\
-             verify = {{ preset = \"discord\", public_key = \"03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8\" }}\n\
+             verify = {{ preset = \"discord\", public_key = \"03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8\", challenge = true }}\n\
              [[routes]]\nid = \"c\"\npath = \"/c\"\ndestinations = [\"ci\"]\n\
-             verify = {{ preset = \"zoom\", secrets = [\"z\"] }}\n"
+             verify = {{ preset = \"zoom\", secrets = [\"z\"], challenge = true }}\n"
         );
         let config = Config::parse(&text, Path::new("routes.toml")).expect("valid");
         let presets: Vec<&str> = config

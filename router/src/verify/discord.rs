@@ -2,6 +2,9 @@
 //! `<X-Signature-Timestamp><body>` made with the application's key; the route holds the
 //! application's public key (`public_key`, hex, as the developer portal shows it). The signed
 //! timestamp is checked against the tolerance.
+//!
+//! Discord checks a new endpoint with a `PING` (an interaction of `type` 1) that must be
+//! answered `{"type": 1}`; with `challenge = true` the router answers it itself.
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use http::HeaderMap;
@@ -34,6 +37,12 @@ pub fn verify(
     key.verify_strict(&content, &signature)
         .map_err(|_| VerifyError::Mismatch)?;
     window.check(timestamp)
+}
+
+/// The answer to a `PING` interaction, if `body` is one.
+pub fn challenge(body: &[u8]) -> Option<serde_json::Value> {
+    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
+    (json.get("type")? == 1).then(|| serde_json::json!({ "type": 1 }))
 }
 
 #[cfg(test)]
@@ -109,8 +118,14 @@ mod tests {
     }
 
     #[test]
-    fn public_keys_are_read_as_documented() {
+    fn public_keys_and_pings_are_read_as_documented() {
         assert!(parse_public_key("zz").is_err());
         assert!(parse_public_key("abcd").is_err());
+        assert_eq!(
+            challenge(br#"{"type":1,"id":"x"}"#),
+            Some(serde_json::json!({ "type": 1 }))
+        );
+        assert_eq!(challenge(BODY), None);
+        assert_eq!(challenge(b"not json"), None);
     }
 }

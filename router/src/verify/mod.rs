@@ -10,6 +10,11 @@
 //! [`bitbucket`], [`twilio`], [`discord`], [`linear`], [`paddle`], [`zoom`], [`square`],
 //! [`intercom`], [`pagerduty`] and [`generic`] (any HMAC header); [`mac`] holds the shared HMAC
 //! and comparison helpers.
+//!
+//! Some senders check a new endpoint with a handshake that must be answered at once (Slack's
+//! `url_verification`, Zoom's `endpoint.url_validation`, Discord's `PING`). A route whose
+//! `verify` sets `challenge = true` has the router answer it ([`Verifier::challenge`]), after
+//! verifying it like any other request; the handshake is not delivered.
 
 pub mod bitbucket;
 pub mod discord;
@@ -134,6 +139,7 @@ pub struct Verifier {
     secrets: Vec<Vec<u8>>,
     standard_keys: Vec<StandardKey>,
     tolerance: Duration,
+    challenge: bool,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -142,6 +148,7 @@ impl std::fmt::Debug for Verifier {
             .field("preset", &self.preset)
             .field("secrets", &self.secrets.len().max(self.standard_keys.len()))
             .field("tolerance", &self.tolerance)
+            .field("challenge", &self.challenge)
             .finish_non_exhaustive()
     }
 }
@@ -169,6 +176,7 @@ impl Verifier {
                 secrets: Vec::new(),
                 standard_keys: Vec::new(),
                 tolerance,
+                challenge: false,
             });
         }
         if secrets.is_empty() {
@@ -199,7 +207,37 @@ impl Verifier {
             secrets,
             standard_keys,
             tolerance,
+            challenge: false,
         })
+    }
+
+    /// The same verifier, also answering the sender's endpoint handshake (`challenge = true`);
+    /// an error for a preset that has none.
+    pub fn answering_challenges(mut self) -> Result<Verifier, String> {
+        match self.scheme {
+            Scheme::Slack | Scheme::Zoom | Scheme::Discord { .. } => {
+                self.challenge = true;
+                Ok(self)
+            }
+            _ => Err(format!(
+                "challenge applies to the slack, zoom and discord presets only, not {}",
+                self.preset
+            )),
+        }
+    }
+
+    /// The answer to the sender's endpoint handshake, if the route answers them and `body` is
+    /// one. Call it only on a request that passed [`Verifier::verify`].
+    pub fn challenge(&self, headers: &HeaderMap, body: &[u8]) -> Option<serde_json::Value> {
+        if !self.challenge {
+            return None;
+        }
+        match &self.scheme {
+            Scheme::Slack => slack::challenge(body),
+            Scheme::Zoom => zoom::challenge(headers, body, &self.secrets),
+            Scheme::Discord { .. } => discord::challenge(body),
+            _ => None,
+        }
     }
 
     /// The preset's config name (`github`, `stripe`, ...), told to plugins as

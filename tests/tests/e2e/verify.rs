@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use webhook_router_tests::signing::{public_key_hex, public_url, sign, unix_now};
+use webhook_router_tests::signing::{hex_hmac_sha256, public_key_hex, public_url, sign, unix_now};
 use webhook_router_tests::wasm::module;
 use webhook_router_tests::{Sink, TestRouter};
 
@@ -439,4 +439,80 @@ async fn a_whsec_secret_without_its_base64_padding_verifies_as_the_padded_one() 
     let (status, answer) = post(&router, "/hooks/standard", body, &signed).await;
     assert_eq!(status, 202, "{answer}");
     sink.wait_for_delivered(1, PATIENCE).await;
+}
+
+/// Posts `body` signed for `preset` and returns the status and the answer's JSON.
+async fn post_signed(router: &TestRouter, preset: &str, body: &[u8]) -> (u16, serde_json::Value) {
+    let signed = sign(preset, secret_of(preset), body, unix_now());
+    post(router, &format!("/hooks/{preset}"), body, &signed).await
+}
+
+#[tokio::test]
+async fn routes_that_answer_challenges_answer_verified_handshakes_and_deliver_the_rest() {
+    let sink = Sink::healthy().await;
+    let mut config = destination("sink", &sink.url("/in"), 3);
+    for preset in ["slack", "zoom", "discord"] {
+        config.push_str(&route(preset, &format!("/hooks/{preset}"), &["sink"]));
+        config.push_str(&verify_table(preset).replace(" }\n", ", challenge = true }\n"));
+    }
+    // A route that does not answer challenges delivers the handshake like any event.
+    config.push_str(&route("plain-slack", "/hooks/plain-slack", &["sink"]));
+    config.push_str(&verify_table("slack"));
+    let router = TestRouter::start(&config).await;
+
+    let slack = br#"{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+    let (status, answer) = post_signed(&router, "slack", slack).await;
+    assert_eq!(
+        (status, answer),
+        (
+            200,
+            serde_json::json!({ "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" })
+        )
+    );
+
+    let zoom = br#"{"payload":{"plainToken":"qgg8vlvZRS6UYooatFL8Aw"},"event_ts":1700000000000,"event":"endpoint.url_validation"}"#;
+    let (status, answer) = post_signed(&router, "zoom", zoom).await;
+    // HMAC-SHA256 of the plain token, keyed with the secret that signed the request.
+    let encrypted = hex_hmac_sha256(SECRET.as_bytes(), b"qgg8vlvZRS6UYooatFL8Aw");
+    assert_eq!(
+        (status, answer),
+        (
+            200,
+            serde_json::json!({ "plainToken": "qgg8vlvZRS6UYooatFL8Aw", "encryptedToken": encrypted })
+        )
+    );
+
+    let ping = br#"{"id":"1209912400921006080","type":1,"application_id":"1209912400921006081"}"#;
+    let (status, answer) = post_signed(&router, "discord", ping).await;
+    assert_eq!((status, answer), (200, serde_json::json!({ "type": 1 })));
+
+    // Handshakes are verified first: an unsigned or forged one is refused.
+    let (status, _) = post(&router, "/hooks/slack", slack, &[]).await;
+    assert_eq!(status, 401, "unsigned handshake");
+    let forged = sign("zoom", "wrong", zoom, unix_now());
+    let (status, _) = post(&router, "/hooks/zoom", zoom, &forged).await;
+    assert_eq!(status, 401, "forged handshake");
+
+    // Other events on the same routes are delivered as usual.
+    let event = br#"{"type":"event_callback","event_id":"Ev1","event":{"type":"app_mention"}}"#;
+    assert_eq!(post_signed(&router, "slack", event).await.0, 202);
+    let (status, _) = post(
+        &router,
+        "/hooks/plain-slack",
+        slack,
+        &sign("slack", SECRET, slack, unix_now()),
+    )
+    .await;
+    assert_eq!(
+        status, 202,
+        "a route without `challenge` delivers the handshake"
+    );
+
+    sink.wait_for_delivered(2, PATIENCE).await;
+    wait_until_idle(&router).await;
+    let mut delivered: Vec<Vec<u8>> = sink.requests().iter().map(|r| r.body.to_vec()).collect();
+    delivered.sort();
+    let mut expected = vec![event.to_vec(), slack.to_vec()];
+    expected.sort();
+    assert_eq!(delivered, expected, "answered handshakes are not delivered");
 }
