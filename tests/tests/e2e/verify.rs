@@ -516,3 +516,72 @@ async fn routes_that_answer_challenges_answer_verified_handshakes_and_deliver_th
     expected.sort();
     assert_eq!(delivered, expected, "answered handshakes are not delivered");
 }
+
+#[tokio::test]
+async fn presets_default_to_their_senders_delivery_ids_for_dedup() {
+    let sink = Sink::healthy().await;
+    let mut config = destination("sink", &sink.url("/in"), 3);
+    // A signed id under Svix's header name, an unsigned header id, and an id in the body.
+    for preset in ["standard-webhooks", "linear", "paddle"] {
+        config.push_str(&route(preset, &format!("/hooks/{preset}"), &["sink"]));
+        config.push_str(&verify_table(preset));
+        config.push_str("dedup = {}\n");
+    }
+    let router = TestRouter::start(&config).await;
+    let now = unix_now();
+
+    // The signer names each message msg_<timestamp>: another second is another delivery id.
+    let body = br#"{"type":"invoice.paid"}"#;
+    let first = sign("svix", STANDARD_SECRET, body, now);
+    let other = sign("svix", STANDARD_SECRET, body, now - 1);
+    let path = "/hooks/standard-webhooks";
+    let answers = [
+        post(&router, path, body, &first).await,
+        post(&router, path, body, &first).await,
+        post(&router, path, body, &other).await,
+    ];
+    assert!(
+        answers.iter().all(|(status, _)| *status == 202),
+        "{answers:?}"
+    );
+    assert_eq!(answers[0].1["id"], answers[1].1["id"], "svix-id repeated");
+    assert_ne!(answers[0].1["id"], answers[2].1["id"], "another svix-id");
+
+    let body = body_for("linear", now);
+    let mut headers = sign("linear", SECRET, &body, now);
+    headers.push(("linear-delivery".to_owned(), "delivery-1".to_owned()));
+    let first = post(&router, "/hooks/linear", &body, &headers).await;
+    let repeat = post(&router, "/hooks/linear", &body, &headers).await;
+    headers.last_mut().expect("delivery header").1 = "delivery-2".to_owned();
+    let other = post(&router, "/hooks/linear", &body, &headers).await;
+    assert_eq!((first.0, repeat.0, other.0), (202, 202, 202));
+    assert_eq!(first.1["id"], repeat.1["id"], "Linear-Delivery repeated");
+    assert_ne!(first.1["id"], other.1["id"], "another Linear-Delivery");
+
+    let body =
+        br#"{"event_id":"evt_01h8bxcfmq1ahyw9ycn81nsvk7","event_type":"subscription.created"}"#;
+    let headers = sign("paddle", SECRET, body, now);
+    let first = post(&router, "/hooks/paddle", body, &headers).await;
+    let repeat = post(&router, "/hooks/paddle", body, &headers).await;
+    assert_eq!((first.0, repeat.0), (202, 202));
+    assert_eq!(
+        first.1["id"], repeat.1["id"],
+        "the body's event_id repeated"
+    );
+
+    wait_until_idle(&router).await;
+    assert_eq!(
+        sink.delivered().len(),
+        5,
+        "two events each for svix and linear, one for paddle"
+    );
+    for preset in ["standard-webhooks", "linear", "paddle"] {
+        assert_eq!(
+            router
+                .metric(&format!("webhook_duplicates_total{{route=\"{preset}\"}}"))
+                .await,
+            Some(1.0),
+            "{preset}"
+        );
+    }
+}
