@@ -5,8 +5,9 @@
 //! deduplicate, so that nobody but the sender can claim an id first.
 //!
 //! Dedup catches a sender's retries and redeliveries. It is not replay protection for senders
-//! that sign neither a timestamp nor the id (GitHub, Shopify): a captured request re-posted
-//! with a new id passes; for those, rely on TLS, `allow_ips`, and the sender's own ids.
+//! that sign neither a timestamp nor the id (GitHub, Shopify, GitLab, Bitbucket, Twilio, Square,
+//! Intercom, PagerDuty): a captured request re-posted with a new id passes; for those, rely on
+//! TLS, `allow_ips`, and the sender's own ids.
 //!
 //! An id is *claimed* while its first request is being accepted and *committed* when that
 //! request gets 202; any other end (an error answer, a cancelled or failed request) releases it,
@@ -27,18 +28,38 @@ pub const MAX_KEY_BYTES: usize = 256;
 pub enum DedupKey {
     /// A request header (lower-case name).
     Header(String),
+    /// The first of these request headers that is present (lower-case names): a sender that
+    /// names its id differently in different products.
+    AnyHeader(Vec<String>),
     /// A JSON pointer into the body (e.g. Stripe's `/id`).
     Pointer(String),
 }
 
 impl DedupKey {
-    /// The delivery id preset `preset` sends, if it has one.
+    /// The delivery id preset `preset`'s sender sends, if it sends one.
     pub fn for_preset(preset: &str) -> Option<DedupKey> {
+        let header = |name: &str| Some(Self::Header(name.to_owned()));
+        let any = |names: &[&str]| {
+            Some(Self::AnyHeader(
+                names.iter().map(|&n| n.to_owned()).collect(),
+            ))
+        };
+        let pointer = |pointer: &str| Some(Self::Pointer(pointer.to_owned()));
         match preset {
-            "github" => Some(Self::Header("x-github-delivery".to_owned())),
-            "shopify" => Some(Self::Header("x-shopify-webhook-id".to_owned())),
-            "standard-webhooks" => Some(Self::Header("webhook-id".to_owned())),
-            "stripe" => Some(Self::Pointer("/id".to_owned())),
+            "github" => header("x-github-delivery"),
+            "shopify" => any(&["x-shopify-webhook-id", "shopify-webhook-id"]),
+            "standard-webhooks" => any(&["webhook-id", "svix-id"]),
+            "stripe" => pointer("/id"),
+            "slack" => pointer("/event_id"),
+            "gitlab" => any(&["idempotency-key", "x-gitlab-event-uuid"]),
+            "bitbucket" => header("x-request-uuid"),
+            "twilio" => header("i-twilio-idempotency-token"),
+            "discord" => pointer("/id"),
+            "linear" => header("linear-delivery"),
+            "paddle" => pointer("/event_id"),
+            "square" => pointer("/event_id"),
+            "intercom" => pointer("/id"),
+            "pagerduty" => pointer("/event/id"),
             _ => None,
         }
     }
@@ -47,6 +68,13 @@ impl DedupKey {
     pub fn read(&self, headers: &HeaderMap, body: &[u8]) -> Option<String> {
         let key = match self {
             Self::Header(name) => headers.get(name)?.to_str().ok()?.trim().to_owned(),
+            Self::AnyHeader(names) => names
+                .iter()
+                .find_map(|name| headers.get(name))?
+                .to_str()
+                .ok()?
+                .trim()
+                .to_owned(),
             Self::Pointer(pointer) => {
                 let json: serde_json::Value = serde_json::from_slice(body).ok()?;
                 match json.pointer(pointer)? {
@@ -310,6 +338,49 @@ mod tests {
         assert_eq!(stripe.read(&headers, b"not json"), None);
         let long = format!(r#"{{"id":"{}"}}"#, "x".repeat(MAX_KEY_BYTES + 1));
         assert_eq!(stripe.read(&headers, long.as_bytes()), None);
-        assert_eq!(DedupKey::for_preset("slack"), None);
+        assert_eq!(DedupKey::for_preset("zoom"), None);
+        assert_eq!(DedupKey::for_preset("hmac"), None);
+    }
+
+    #[test]
+    fn presets_read_their_senders_ids_under_every_name_they_use() {
+        let mut svix = HeaderMap::new();
+        svix.insert("svix-id", HeaderValue::from_static("msg_2"));
+        let mut both = svix.clone();
+        both.insert("webhook-id", HeaderValue::from_static("msg_1"));
+        let standard = DedupKey::for_preset("standard-webhooks").unwrap();
+        assert_eq!(standard.read(&svix, b""), Some("msg_2".into()));
+        assert_eq!(standard.read(&both, b""), Some("msg_1".into()));
+        assert_eq!(standard.read(&HeaderMap::new(), b""), None);
+        let mut shopify = HeaderMap::new();
+        shopify.insert("shopify-webhook-id", HeaderValue::from_static("b54557e4"));
+        assert_eq!(
+            DedupKey::for_preset("shopify").unwrap().read(&shopify, b""),
+            Some("b54557e4".into())
+        );
+        let body = br#"{"event":{"id":"01DEN1HFHR6FB3FPU8OE2U1LJR"},"event_id":"evt_9","id":"x"}"#;
+        let none = HeaderMap::new();
+        for (preset, id) in [
+            ("pagerduty", "01DEN1HFHR6FB3FPU8OE2U1LJR"),
+            ("paddle", "evt_9"),
+            ("square", "evt_9"),
+            ("slack", "evt_9"),
+            ("intercom", "x"),
+            ("discord", "x"),
+        ] {
+            let key = DedupKey::for_preset(preset).unwrap();
+            assert_eq!(key.read(&none, body), Some(id.into()), "{preset}");
+        }
+        let mut gitlab = HeaderMap::new();
+        gitlab.insert("x-gitlab-event-uuid", HeaderValue::from_static("e-1"));
+        assert_eq!(
+            DedupKey::for_preset("gitlab").unwrap().read(&gitlab, b""),
+            Some("e-1".into())
+        );
+        gitlab.insert("idempotency-key", HeaderValue::from_static("k-1"));
+        assert_eq!(
+            DedupKey::for_preset("gitlab").unwrap().read(&gitlab, b""),
+            Some("k-1".into())
+        );
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! | answer | when |
 //! |---|---|
+//! | 200 | the route's `verify` answers challenges and this verified request is the sender's endpoint handshake: the body is the answer, nothing is queued |
 //! | 202 | queued, or dropped by a plugin (the body carries the event id); a duplicate delivery gets the original event's id and is not queued again |
 //! | 401 | the route verifies its sender and the signature is missing, wrong or stale |
 //! | 403 | the client's address is not in the route's `allow_ips` |
@@ -206,7 +207,13 @@ impl Ingress {
         let verified = match &route.verifier {
             None => None,
             Some(verifier) => match verifier.verify(&parts.headers, &body, SystemTime::now()) {
-                Ok(()) => Some(verifier.preset()),
+                Ok(()) => {
+                    if let Some(answer) = verifier.challenge(&parts.headers, &body) {
+                        tracing::info!(route = %route.id, preset = verifier.preset(), "answered the sender's endpoint handshake");
+                        return reply::json(StatusCode::OK, &answer);
+                    }
+                    Some(verifier.preset())
+                }
                 Err(error) => {
                     let index = VerifyError::ALL
                         .iter()

@@ -191,3 +191,19 @@ fn hostile_values_are_rejected_with_their_line() {
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");
     }
 }
+
+#[test]
+fn a_twilio_route_without_its_public_url_is_refused_with_file_and_line() {
+    let text = format!("{VALID}verify = {{ preset = \"twilio\", secrets = [\"${{HOME}}\"] }}\n");
+    let path = config_file("twilio.toml", &text);
+    let (success, stdout, stderr) = check(&path);
+    assert!(!success, "exit status must be non-zero");
+    assert!(stdout.is_empty(), "{stdout}");
+    let file = path.display().to_string();
+    assert!(
+        stderr.starts_with(&format!("{file}:12:"))
+            && stderr.contains("routes[0].verify")
+            && stderr.contains("the twilio preset needs `public_url`"),
+        "{stderr}"
+    );
+}

@@ -3,13 +3,46 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use ed25519_dalek::{Signer as _, SigningKey};
 use hmac::{Hmac, Mac};
+use sha1::Sha1;
 use sha2::Sha256;
 
 fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
     mac.update(message);
     mac.finalize().into_bytes().to_vec()
+}
+
+fn hmac_sha1(key: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha1>::new_from_slice(key).expect("any key length");
+    mac.update(message);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// The HMAC-SHA256 of `message` keyed with `key`, in hex.
+pub fn hex_hmac_sha256(key: &[u8], message: &[u8]) -> String {
+    hex::encode(hmac_sha256(key, message))
+}
+
+/// The public URL the tests configure for `preset`s that sign it (twilio, square): where the
+/// sender believes it posts, in front of the router.
+pub fn public_url(preset: &str) -> String {
+    format!("https://hooks.example.com/hooks/{preset}?source=test")
+}
+
+/// The ed25519 key of a 32-byte `seed` written in hex (the Discord tests' "secret").
+fn signing_key(seed: &str) -> SigningKey {
+    let seed: [u8; 32] = hex::decode(seed)
+        .expect("a hex seed")
+        .try_into()
+        .expect("32 bytes");
+    SigningKey::from_bytes(&seed)
+}
+
+/// The public key, in hex, of the ed25519 key with `seed` (hex).
+pub fn public_key_hex(seed: &str) -> String {
+    hex::encode(signing_key(seed).verifying_key().to_bytes())
 }
 
 /// The current Unix time in seconds.
@@ -96,6 +129,92 @@ pub fn sign(preset: &str, secret: &str, body: &[u8], timestamp: u64) -> Vec<(Str
                 pair("x-timestamp", t),
             ]
         }
+        "gitlab" => vec![pair("x-gitlab-token", secret.to_owned())],
+        "bitbucket" => vec![pair(
+            "x-hub-signature",
+            format!(
+                "sha256={}",
+                hex::encode(hmac_sha256(secret.as_bytes(), body))
+            ),
+        )],
+        "intercom" => vec![pair(
+            "x-hub-signature",
+            format!("sha1={}", hex::encode(hmac_sha1(secret.as_bytes(), body))),
+        )],
+        // The public URL, then the form parameters sorted by name (then value), each as
+        // name and value.
+        "twilio" => {
+            let form = reqwest::Url::parse(&format!(
+                "http://form.invalid/?{}",
+                String::from_utf8_lossy(body)
+            ))
+            .expect("a form body");
+            let mut parameters: Vec<(String, String)> = form.query_pairs().into_owned().collect();
+            parameters.sort();
+            let mut signed = public_url(preset);
+            for (name, value) in parameters {
+                signed.push_str(&name);
+                signed.push_str(&value);
+            }
+            vec![pair(
+                "x-twilio-signature",
+                STANDARD.encode(hmac_sha1(secret.as_bytes(), signed.as_bytes())),
+            )]
+        }
+        "discord" => {
+            let signed = [t.as_bytes(), body].concat();
+            vec![
+                pair(
+                    "x-signature-ed25519",
+                    hex::encode(signing_key(secret).sign(&signed).to_bytes()),
+                ),
+                pair("x-signature-timestamp", t),
+            ]
+        }
+        // The timestamp is the body's `webhookTimestamp`: the test writes it there.
+        "linear" => vec![pair(
+            "linear-signature",
+            hex::encode(hmac_sha256(secret.as_bytes(), body)),
+        )],
+        "paddle" => {
+            let signed = [t.as_bytes(), b":", body].concat();
+            vec![pair(
+                "paddle-signature",
+                format!(
+                    "ts={t};h1={}",
+                    hex::encode(hmac_sha256(secret.as_bytes(), &signed))
+                ),
+            )]
+        }
+        "zoom" => {
+            let signed = [b"v0:", t.as_bytes(), b":", body].concat();
+            vec![
+                pair(
+                    "x-zm-signature",
+                    format!(
+                        "v0={}",
+                        hex::encode(hmac_sha256(secret.as_bytes(), &signed))
+                    ),
+                ),
+                pair("x-zm-request-timestamp", t),
+            ]
+        }
+        "square" => {
+            let signed = [public_url(preset).as_bytes(), body].concat();
+            vec![pair(
+                "x-square-hmacsha256-signature",
+                STANDARD.encode(hmac_sha256(secret.as_bytes(), &signed)),
+            )]
+        }
+        // Two entries, as while PagerDuty rotates: one from a retired secret, then the real one.
+        "pagerduty" => vec![pair(
+            "x-pagerduty-signature",
+            format!(
+                "v1={},v1={}",
+                hex::encode(hmac_sha256(b"retired-secret", body)),
+                hex::encode(hmac_sha256(secret.as_bytes(), body))
+            ),
+        )],
         other => panic!("no test signer for {other}"),
     }
 }

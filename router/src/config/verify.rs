@@ -7,17 +7,19 @@
 //! verify = { preset = "hmac", secrets = ["${SECRET}"], header = "X-Signature", algorithm = "sha512",
 //!            encoding = "base64", prefix = "sha512=", timestamp_header = "X-Timestamp",
 //!            signed_content = "{timestamp}.{body}" }
+//! verify = { preset = "twilio", secrets = ["${TWILIO_AUTH_TOKEN}"], public_url = "https://hooks.example.com/hooks/twilio" }
+//! verify = { preset = "discord", public_key = "${DISCORD_PUBLIC_KEY}", challenge = true }
 //! ```
 
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{HumanDuration, Secret};
+use super::{EnvString, HumanDuration, Secret};
 use crate::dedup::DedupKey;
 use crate::verify::generic::Encoding;
 use crate::verify::mac::Algorithm;
-use crate::verify::{GenericScheme, Scheme, StandardSigner, Verifier};
+use crate::verify::{GenericScheme, Scheme, StandardSigner, Verifier, discord};
 
 /// Longest accepted `tolerance`.
 const MAX_TOLERANCE: Duration = Duration::from_secs(24 * 3600);
@@ -31,6 +33,16 @@ enum Preset {
     Shopify,
     Slack,
     StandardWebhooks,
+    Gitlab,
+    Bitbucket,
+    Twilio,
+    Discord,
+    Linear,
+    Paddle,
+    Zoom,
+    Square,
+    Intercom,
+    Pagerduty,
     Hmac,
 }
 
@@ -42,6 +54,16 @@ impl Preset {
             Self::Shopify => "shopify",
             Self::Slack => "slack",
             Self::StandardWebhooks => "standard-webhooks",
+            Self::Gitlab => "gitlab",
+            Self::Bitbucket => "bitbucket",
+            Self::Twilio => "twilio",
+            Self::Discord => "discord",
+            Self::Linear => "linear",
+            Self::Paddle => "paddle",
+            Self::Zoom => "zoom",
+            Self::Square => "square",
+            Self::Intercom => "intercom",
+            Self::Pagerduty => "pagerduty",
             Self::Hmac => "hmac",
         }
     }
@@ -52,6 +74,7 @@ impl Preset {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawVerify {
     preset: Preset,
+    #[serde(default)]
     secrets: Vec<Secret>,
     #[serde(
         default = "default_tolerance",
@@ -72,6 +95,12 @@ pub(crate) struct RawVerify {
     timestamp_header: Option<String>,
     #[serde(default)]
     signed_content: Option<String>,
+    #[serde(default)]
+    public_url: Option<EnvString>,
+    #[serde(default)]
+    public_key: Option<EnvString>,
+    #[serde(default)]
+    challenge: bool,
 }
 
 fn default_tolerance() -> HumanDuration {
@@ -100,10 +129,48 @@ impl RawVerify {
         {
             return Err(format!("{key} applies to the hmac preset only"));
         }
+        let needs_url = matches!(self.preset, Preset::Twilio | Preset::Square);
+        if self.public_url.is_some() && !needs_url {
+            return Err("public_url applies to the twilio and square presets only".to_owned());
+        }
+        if self.public_key.is_some() && self.preset != Preset::Discord {
+            return Err("public_key applies to the discord preset only".to_owned());
+        }
+        let public_url = || -> Result<String, String> {
+            let url = self.public_url.as_ref().map(|url| url.0.clone()).ok_or_else(|| {
+                format!(
+                    "the {} preset needs `public_url`: the full URL the sender posts to, as configured at the sender",
+                    self.preset.name()
+                )
+            })?;
+            reqwest::Url::parse(&url)
+                .ok()
+                .filter(|parsed| matches!(parsed.scheme(), "http" | "https"))
+                .ok_or_else(|| format!("public_url {url:?} is not an http(s) URL"))?;
+            Ok(url)
+        };
         let scheme = match self.preset {
             Preset::Github => Scheme::GitHub {
                 allow_sha1: self.allow_sha1,
             },
+            Preset::Gitlab => Scheme::GitLab,
+            Preset::Bitbucket => Scheme::Bitbucket,
+            Preset::Twilio => Scheme::Twilio { url: public_url()? },
+            Preset::Discord => Scheme::Discord {
+                public_key: discord::parse_public_key(
+                    &self
+                        .public_key
+                        .as_ref()
+                        .ok_or("the discord preset needs `public_key`: the application's public key, hex")?
+                        .0,
+                )?,
+            },
+            Preset::Linear => Scheme::Linear,
+            Preset::Paddle => Scheme::Paddle,
+            Preset::Zoom => Scheme::Zoom,
+            Preset::Square => Scheme::Square { url: public_url()? },
+            Preset::Intercom => Scheme::Intercom,
+            Preset::Pagerduty => Scheme::PagerDuty,
             Preset::Stripe => Scheme::Stripe,
             Preset::Shopify => Scheme::Shopify,
             Preset::Slack => Scheme::Slack,
@@ -124,7 +191,12 @@ impl RawVerify {
             }
         };
         let secrets: Vec<&str> = self.secrets.iter().map(Secret::expose).collect();
-        Verifier::new(self.preset.name(), scheme, &secrets, self.tolerance.0)
+        let verifier = Verifier::new(self.preset.name(), scheme, &secrets, self.tolerance.0)?;
+        if self.challenge {
+            verifier.answering_challenges()
+        } else {
+            Ok(verifier)
+        }
     }
 }
 
@@ -227,7 +299,7 @@ impl RawDedup {
             }
             (None, None) => verifier
                 .and_then(|v| DedupKey::for_preset(v.preset()))
-                .ok_or("dedup needs `header` or `pointer`: without a verify preset that sends a delivery id (github, stripe, shopify, standard-webhooks) there is no default")?,
+                .ok_or("dedup needs `header` or `pointer`: this verify preset's sender sends no delivery id to default to")?,
         };
         if self.capacity == 0 || self.window.0.is_zero() {
             return Err("window and capacity must be above zero".to_owned());
@@ -311,5 +383,72 @@ mod tests {
         );
         let config = Config::parse(&text, Path::new("routes.toml"));
         assert!(config.is_ok(), "{}", config.unwrap_err());
+    }
+
+    #[test]
+    fn presets_missing_what_they_need_name_their_place() {
+        let text = format!(
+            "{BASE}\n[[routes]]\nid = \"a\"\npath = \"/a\"\ndestinations = [\"ci\"]\n\
+             verify = {{ preset = \"twilio\", secrets = [\"token\"] }}\n\n\
+             [[routes]]\nid = \"b\"\npath = \"/b\"\ndestinations = [\"ci\"]\n\
+             verify = {{ preset = \"square\", secrets = [\"key\"], public_url = \"not a url\" }}\n\n\
+             [[routes]]\nid = \"c\"\npath = \"/c\"\ndestinations = [\"ci\"]\n\
+             verify = {{ preset = \"discord\", secrets = [\"s\"] }}\n\n\
+             [[routes]]\nid = \"d\"\npath = \"/d\"\ndestinations = [\"ci\"]\n\
+             verify = {{ preset = \"github\", secrets = [\"s\"], public_key = \"00\" }}\n\n\
+             [[routes]]\nid = \"e\"\npath = \"/e\"\ndestinations = [\"ci\"]\n\
+             verify = {{ preset = \"gitlab\", secrets = [\"s\"], public_url = \"https://x/\" }}\n\n\
+             [[routes]]\nid = \"f\"\npath = \"/f\"\ndestinations = [\"ci\"]\n\
+             verify = {{ preset = \"github\", secrets = [\"s\"], challenge = true }}\n"
+        );
+        let errors = errors(&text);
+        assert!(
+            errors.contains("routes.toml:8:")
+                && errors.contains("routes[0].verify")
+                && errors.contains("the twilio preset needs `public_url`"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("routes.toml:14:") && errors.contains("is not an http(s) URL"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("routes.toml:20:") && errors.contains("needs `public_key`"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("routes.toml:26:")
+                && errors.contains("public_key applies to the discord preset only"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("routes.toml:32:")
+                && errors.contains("public_url applies to the twilio and square presets only"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("routes.toml:38:")
+                && errors.contains("challenge applies to the slack, zoom and discord presets only"),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn new_presets_build_from_what_they_need() {
+        let text = format!(
+            "{BASE}\n[[routes]]\nid = \"a\"\npath = \"/a\"\ndestinations = [\"ci\"]\n\
+             verify = {{ preset = \"twilio\", secrets = [\"t\"], public_url = \"https://h.example/a?x=1\" }}\n\
+             [[routes]]\nid = \"b\"\npath = \"/b\"\ndestinations = [\"ci\"]\n\
+             verify = {{ preset = \"discord\", public_key = \"03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8\", challenge = true }}\n\
+             [[routes]]\nid = \"c\"\npath = \"/c\"\ndestinations = [\"ci\"]\n\
+             verify = {{ preset = \"zoom\", secrets = [\"z\"], challenge = true }}\n"
+        );
+        let config = Config::parse(&text, Path::new("routes.toml")).expect("valid");
+        let presets: Vec<&str> = config
+            .routes
+            .iter()
+            .filter_map(|route| route.verify.as_ref().map(|v| v.preset()))
+            .collect();
+        assert_eq!(presets, ["twilio", "discord", "zoom"]);
     }
 }

@@ -6,19 +6,37 @@
 //! time, and rejects timestamps outside the tolerance (replays).
 //!
 //! One file per scheme: [`github`], [`stripe`], [`shopify`], [`slack`], [`standard`] (Standard
-//! Webhooks `v1` HMAC and `v1a` ed25519; it also signs outbound deliveries) and [`generic`]
-//! (any HMAC header); [`mac`] holds the shared HMAC and comparison helpers.
+//! Webhooks `v1` HMAC and `v1a` ed25519; it also signs outbound deliveries), [`gitlab`],
+//! [`bitbucket`], [`twilio`], [`discord`], [`linear`], [`paddle`], [`zoom`], [`square`],
+//! [`intercom`], [`pagerduty`] and [`generic`] (any HMAC header); [`mac`] holds the shared HMAC
+//! and comparison helpers.
+//!
+//! Some senders check a new endpoint with a handshake that must be answered at once (Slack's
+//! `url_verification`, Zoom's `endpoint.url_validation`, Discord's `PING`). A route whose
+//! `verify` sets `challenge = true` has the router answer it ([`Verifier::challenge`]), after
+//! verifying it like any other request; the handshake is not delivered.
 
+pub mod bitbucket;
+pub mod discord;
 pub mod generic;
 pub mod github;
+pub mod gitlab;
+pub mod intercom;
+pub mod linear;
 pub mod mac;
+pub mod paddle;
+pub mod pagerduty;
 pub mod shopify;
 pub mod slack;
+pub mod square;
 pub mod standard;
 pub mod stripe;
+pub mod twilio;
+pub mod zoom;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ed25519_dalek::VerifyingKey;
 use http::HeaderMap;
 
 pub use generic::GenericScheme;
@@ -79,6 +97,36 @@ pub enum Scheme {
     /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature` (or Svix's
     /// `svix-*` names).
     Standard,
+    /// `X-Gitlab-Token: <token>`, the secret itself.
+    GitLab,
+    /// `X-Hub-Signature: sha256=<hex>` over the body (Bitbucket Cloud).
+    Bitbucket,
+    /// `X-Twilio-Signature: <base64>` HMAC-SHA1 over the public URL and the sorted form
+    /// parameters.
+    Twilio {
+        /// The full public URL Twilio posts to.
+        url: String,
+    },
+    /// `X-Signature-Ed25519: <hex>` over `<X-Signature-Timestamp><body>` (Discord interactions).
+    Discord {
+        /// The application's public key.
+        public_key: VerifyingKey,
+    },
+    /// `Linear-Signature: <hex>` over the body, with `webhookTimestamp` in the body.
+    Linear,
+    /// `Paddle-Signature: ts=<unix>;h1=<hex>` over `<ts>:<body>` (Paddle Billing).
+    Paddle,
+    /// `x-zm-signature: v0=<hex>` over `v0:<x-zm-request-timestamp>:<body>`.
+    Zoom,
+    /// `X-Square-HmacSha256-Signature: <base64>` over the notification URL and the body.
+    Square {
+        /// The notification URL Square posts to.
+        url: String,
+    },
+    /// `X-Hub-Signature: sha1=<hex>` over the body (Intercom).
+    Intercom,
+    /// `X-PagerDuty-Signature: v1=<hex>[,v1=<hex>]` over the body (PagerDuty v3).
+    PagerDuty,
     /// A configured HMAC header.
     Generic(GenericScheme),
 }
@@ -91,6 +139,7 @@ pub struct Verifier {
     secrets: Vec<Vec<u8>>,
     standard_keys: Vec<StandardKey>,
     tolerance: Duration,
+    challenge: bool,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -99,6 +148,7 @@ impl std::fmt::Debug for Verifier {
             .field("preset", &self.preset)
             .field("secrets", &self.secrets.len().max(self.standard_keys.len()))
             .field("tolerance", &self.tolerance)
+            .field("challenge", &self.challenge)
             .finish_non_exhaustive()
     }
 }
@@ -106,13 +156,29 @@ impl std::fmt::Debug for Verifier {
 impl Verifier {
     /// A verifier for `preset` (its config name) with `secrets` as written in the config.
     /// Standard Webhooks secrets are `whsec_<base64>` (HMAC) or `whpk_<base64>` (ed25519 public
-    /// keys); other schemes use each secret's bytes as the HMAC key.
+    /// keys); Discord's key is in its scheme and takes no secret; other schemes use each
+    /// secret's bytes as the HMAC key (or, for GitLab, as the token).
     pub fn new(
         preset: &'static str,
         scheme: Scheme,
         secrets: &[&str],
         tolerance: Duration,
     ) -> Result<Verifier, String> {
+        if let Scheme::Discord { .. } = scheme {
+            if !secrets.is_empty() {
+                return Err(format!(
+                    "the {preset} preset checks signatures with `public_key`, not `secrets`"
+                ));
+            }
+            return Ok(Verifier {
+                preset,
+                scheme,
+                secrets: Vec::new(),
+                standard_keys: Vec::new(),
+                tolerance,
+                challenge: false,
+            });
+        }
         if secrets.is_empty() {
             return Err("at least one secret is needed".to_owned());
         }
@@ -141,7 +207,37 @@ impl Verifier {
             secrets,
             standard_keys,
             tolerance,
+            challenge: false,
         })
+    }
+
+    /// The same verifier, also answering the sender's endpoint handshake (`challenge = true`);
+    /// an error for a preset that has none.
+    pub fn answering_challenges(mut self) -> Result<Verifier, String> {
+        match self.scheme {
+            Scheme::Slack | Scheme::Zoom | Scheme::Discord { .. } => {
+                self.challenge = true;
+                Ok(self)
+            }
+            _ => Err(format!(
+                "challenge applies to the slack, zoom and discord presets only, not {}",
+                self.preset
+            )),
+        }
+    }
+
+    /// The answer to the sender's endpoint handshake, if the route answers them and `body` is
+    /// one. Call it only on a request that passed [`Verifier::verify`].
+    pub fn challenge(&self, headers: &HeaderMap, body: &[u8]) -> Option<serde_json::Value> {
+        if !self.challenge {
+            return None;
+        }
+        match &self.scheme {
+            Scheme::Slack => slack::challenge(body),
+            Scheme::Zoom => zoom::challenge(headers, body, &self.secrets),
+            Scheme::Discord { .. } => discord::challenge(body),
+            _ => None,
+        }
     }
 
     /// The preset's config name (`github`, `stripe`, ...), told to plugins as
@@ -168,6 +264,16 @@ impl Verifier {
             Scheme::Shopify => shopify::verify(headers, body, keys),
             Scheme::Slack => slack::verify(headers, body, keys, window),
             Scheme::Standard => standard::verify(headers, body, &self.standard_keys, window),
+            Scheme::GitLab => gitlab::verify(headers, keys),
+            Scheme::Bitbucket => bitbucket::verify(headers, body, keys),
+            Scheme::Twilio { url } => twilio::verify(headers, body, keys, url),
+            Scheme::Discord { public_key } => discord::verify(headers, body, public_key, window),
+            Scheme::Linear => linear::verify(headers, body, keys, window),
+            Scheme::Paddle => paddle::verify(headers, body, keys, window),
+            Scheme::Zoom => zoom::verify(headers, body, keys, window),
+            Scheme::Square { url } => square::verify(headers, body, keys, url),
+            Scheme::Intercom => intercom::verify(headers, body, keys),
+            Scheme::PagerDuty => pagerduty::verify(headers, body, keys),
             Scheme::Generic(scheme) => scheme.verify(headers, body, keys, window),
         }
     }
@@ -193,6 +299,11 @@ impl Window {
         let signed = UNIX_EPOCH
             .checked_add(Duration::from_secs(seconds))
             .ok_or(VerifyError::Stale)?;
+        self.check_time(signed)
+    }
+
+    /// Checks a signed instant.
+    pub fn check_time(&self, signed: SystemTime) -> Result<(), VerifyError> {
         let distance = match self.now.duration_since(signed) {
             Ok(age) => age,
             Err(ahead) => ahead.duration(),
@@ -305,11 +416,44 @@ mod fuzz {
             ("slack", Scheme::Slack, "s"),
             ("standard-webhooks", Scheme::Standard, "whsec_c2VjcmV0"),
             ("hmac", Scheme::Generic(generic), "s"),
+            ("gitlab", Scheme::GitLab, "a-token-no-random-header-equals"),
+            ("bitbucket", Scheme::Bitbucket, "s"),
+            (
+                "twilio",
+                Scheme::Twilio {
+                    url: "https://x/".into(),
+                },
+                "s",
+            ),
+            ("linear", Scheme::Linear, "s"),
+            ("paddle", Scheme::Paddle, "s"),
+            ("zoom", Scheme::Zoom, "s"),
+            (
+                "square",
+                Scheme::Square {
+                    url: "https://x/".into(),
+                },
+                "s",
+            ),
+            ("intercom", Scheme::Intercom, "s"),
+            ("pagerduty", Scheme::PagerDuty, "s"),
         ]
         .into_iter()
         .map(|(name, scheme, secret)| {
             Verifier::new(name, scheme, &[secret], Duration::from_secs(300)).unwrap()
         })
+        .chain([Verifier::new(
+            "discord",
+            Scheme::Discord {
+                public_key: discord::parse_public_key(
+                    "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8",
+                )
+                .unwrap(),
+            },
+            &[],
+            Duration::from_secs(300),
+        )
+        .unwrap()])
         .collect()
     }
 
@@ -329,6 +473,16 @@ mod fuzz {
         "svix-signature",
         "x-signature",
         "x-timestamp",
+        "x-gitlab-token",
+        "x-twilio-signature",
+        "x-signature-ed25519",
+        "x-signature-timestamp",
+        "linear-signature",
+        "paddle-signature",
+        "x-zm-signature",
+        "x-zm-request-timestamp",
+        "x-square-hmacsha256-signature",
+        "x-pagerduty-signature",
     ];
 
     proptest! {
@@ -341,6 +495,8 @@ mod fuzz {
             let lossy = String::from_utf8_lossy(&value).into_owned();
             let _ = stripe::parse(&lossy);
             let _ = standard::parse(&lossy);
+            let _ = paddle::parse(&lossy);
+            let _ = pagerduty::parse(&lossy);
             let _ = stripe::parse(&text);
             let _ = standard::parse(&text);
             let mut headers = HeaderMap::new();

@@ -1,5 +1,8 @@
 //! Slack: `X-Slack-Signature: v0=<hex>`, the HMAC-SHA256 of
 //! `v0:<X-Slack-Request-Timestamp>:<body>` keyed with the app's signing secret.
+//!
+//! Slack checks an Events API endpoint with a signed `url_verification` event whose
+//! `challenge` must be echoed back; with `challenge = true` the router answers it itself.
 
 use http::HeaderMap;
 
@@ -25,6 +28,16 @@ pub fn verify(
         return Err(VerifyError::Mismatch);
     }
     window.check(timestamp)
+}
+
+/// The answer to a `url_verification` event, if `body` is one: `{"challenge": ...}`.
+pub fn challenge(body: &[u8]) -> Option<serde_json::Value> {
+    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if json.get("type")? != "url_verification" {
+        return None;
+    }
+    let challenge = json.get("challenge")?.as_str()?;
+    Some(serde_json::json!({ "challenge": challenge }))
 }
 
 #[cfg(test)]
@@ -79,6 +92,35 @@ mod tests {
                 window(1_531_420_618)
             ),
             Err(VerifyError::MissingHeader)
+        );
+    }
+
+    #[test]
+    fn the_url_verification_challenge_is_signed_and_echoed() {
+        // Slack's documented url_verification event, signed with the example's secret.
+        // Python: hmac.new(SECRET, b"v0:1531420618:" + body, hashlib.sha256).hexdigest()
+        let body = br#"{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+        let h = headers(&[
+            (
+                "x-slack-signature",
+                "v0=f9bd80929259f3f6d5fe3a3186c453c89cd1ad4862815a15837584f31c993652",
+            ),
+            ("x-slack-request-timestamp", "1531420618"),
+        ]);
+        assert_eq!(
+            verify(&h, body, &[SECRET.to_vec()], window(1_531_420_618)),
+            Ok(())
+        );
+        assert_eq!(
+            challenge(body),
+            Some(serde_json::json!({
+                "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+            }))
+        );
+        assert_eq!(challenge(BODY), None);
+        assert_eq!(
+            challenge(br#"{"type":"event_callback","challenge":"x"}"#),
+            None
         );
     }
 }
