@@ -342,14 +342,9 @@ async fn a_github_delivery_posted_twice_is_delivered_once_with_one_id() {
 
 /// Waits until the router holds no event: everything accepted has been delivered.
 async fn wait_until_idle(router: &TestRouter) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while router.metric("webhook_queue_depth").await != Some(0.0) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the router never drained its queue"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    router
+        .wait_for_metric("webhook_queue_depth", 0.0, PATIENCE)
+        .await;
 }
 
 #[tokio::test]
