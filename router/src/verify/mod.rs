@@ -31,6 +31,7 @@ pub mod slack;
 pub mod square;
 pub mod standard;
 pub mod stripe;
+pub mod timestamped;
 pub mod twilio;
 pub mod zoom;
 

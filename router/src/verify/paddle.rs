@@ -5,38 +5,21 @@
 
 use http::HeaderMap;
 
-use super::mac::{Algorithm, any_matches};
-use super::{VerifyError, Window, header};
+use super::timestamped::{TimestampedScheme, TimestampedSignature};
+use super::{VerifyError, Window};
 
-/// The parts of a `Paddle-Signature` header.
-#[derive(Debug, PartialEq, Eq)]
-pub struct PaddleSignature<'a> {
-    /// The signed timestamp, as sent.
-    pub timestamp: &'a str,
-    /// The decoded `h1` signatures.
-    pub signatures: Vec<Vec<u8>>,
-}
+/// How Paddle writes its signature header.
+pub const SCHEME: TimestampedScheme = TimestampedScheme {
+    header: "paddle-signature",
+    separator: ';',
+    timestamp_key: "ts",
+    signature_key: "h1",
+    join: b":",
+};
 
-/// Parses a `Paddle-Signature` header value; unknown entries are skipped.
-pub fn parse(value: &str) -> Result<PaddleSignature<'_>, VerifyError> {
-    let mut timestamp = None;
-    let mut signatures = Vec::new();
-    for item in value.split(';') {
-        let (key, value) = item.trim().split_once('=').ok_or(VerifyError::Malformed)?;
-        match key {
-            "ts" => timestamp = Some(value),
-            "h1" => signatures.push(hex::decode(value).map_err(|_| VerifyError::Malformed)?),
-            _ => {}
-        }
-    }
-    let timestamp = timestamp.ok_or(VerifyError::Malformed)?;
-    if signatures.is_empty() {
-        return Err(VerifyError::Malformed);
-    }
-    Ok(PaddleSignature {
-        timestamp,
-        signatures,
-    })
+/// Parses a `Paddle-Signature` header value.
+pub fn parse(value: &str) -> Result<TimestampedSignature<'_>, VerifyError> {
+    SCHEME.parse(value)
 }
 
 /// Checks a Paddle Billing notification.
@@ -46,12 +29,7 @@ pub fn verify(
     keys: &[Vec<u8>],
     window: Window,
 ) -> Result<(), VerifyError> {
-    let parsed = parse(header(headers, "paddle-signature")?)?;
-    let signed = [parsed.timestamp.as_bytes(), b":", body];
-    if !any_matches(Algorithm::Sha256, keys, &signed, &parsed.signatures) {
-        return Err(VerifyError::Mismatch);
-    }
-    window.check(parsed.timestamp)
+    SCHEME.verify(headers, body, keys, window)
 }
 
 #[cfg(test)]

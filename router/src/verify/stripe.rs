@@ -4,38 +4,21 @@
 
 use http::HeaderMap;
 
-use super::mac::{Algorithm, any_matches};
-use super::{VerifyError, Window, header};
+use super::timestamped::{TimestampedScheme, TimestampedSignature};
+use super::{VerifyError, Window};
 
-/// The parts of a `Stripe-Signature` header.
-#[derive(Debug, PartialEq, Eq)]
-pub struct StripeSignature<'a> {
-    /// The signed timestamp, as sent.
-    pub timestamp: &'a str,
-    /// The decoded `v1` signatures.
-    pub signatures: Vec<Vec<u8>>,
-}
+/// How Stripe writes its signature header.
+pub const SCHEME: TimestampedScheme = TimestampedScheme {
+    header: "stripe-signature",
+    separator: ',',
+    timestamp_key: "t",
+    signature_key: "v1",
+    join: b".",
+};
 
 /// Parses a `Stripe-Signature` header value.
-pub fn parse(value: &str) -> Result<StripeSignature<'_>, VerifyError> {
-    let mut timestamp = None;
-    let mut signatures = Vec::new();
-    for item in value.split(',') {
-        let (key, value) = item.trim().split_once('=').ok_or(VerifyError::Malformed)?;
-        match key {
-            "t" => timestamp = Some(value),
-            "v1" => signatures.push(hex::decode(value).map_err(|_| VerifyError::Malformed)?),
-            _ => {}
-        }
-    }
-    let timestamp = timestamp.ok_or(VerifyError::Malformed)?;
-    if signatures.is_empty() {
-        return Err(VerifyError::Malformed);
-    }
-    Ok(StripeSignature {
-        timestamp,
-        signatures,
-    })
+pub fn parse(value: &str) -> Result<TimestampedSignature<'_>, VerifyError> {
+    SCHEME.parse(value)
 }
 
 /// Checks a Stripe event.
@@ -45,12 +28,7 @@ pub fn verify(
     keys: &[Vec<u8>],
     window: Window,
 ) -> Result<(), VerifyError> {
-    let parsed = parse(header(headers, "stripe-signature")?)?;
-    let signed = [parsed.timestamp.as_bytes(), b".", body];
-    if !any_matches(Algorithm::Sha256, keys, &signed, &parsed.signatures) {
-        return Err(VerifyError::Mismatch);
-    }
-    window.check(parsed.timestamp)
+    SCHEME.verify(headers, body, keys, window)
 }
 
 #[cfg(test)]
