@@ -6,7 +6,7 @@
 
 use http::HeaderMap;
 
-use super::mac::{Algorithm, any_matches};
+use super::mac::{Algorithm, check_prefixed_hex};
 use super::{VerifyError, header};
 
 /// Checks a GitHub delivery.
@@ -25,16 +25,7 @@ pub fn verify(
             "sha1=",
         ),
     };
-    let hex_signature = value
-        .trim()
-        .strip_prefix(prefix)
-        .ok_or(VerifyError::Malformed)?;
-    let signature = hex::decode(hex_signature).map_err(|_| VerifyError::Malformed)?;
-    if any_matches(algorithm, keys, &[body], &[signature]) {
-        Ok(())
-    } else {
-        Err(VerifyError::Mismatch)
-    }
+    check_prefixed_hex(algorithm, value, prefix, body, keys)
 }
 
 #[cfg(test)]

@@ -4,21 +4,13 @@
 
 use http::HeaderMap;
 
-use super::mac::{Algorithm, any_matches};
+use super::mac::{Algorithm, check_prefixed_hex};
 use super::{VerifyError, header};
 
 /// Checks an Intercom notification.
 pub fn verify(headers: &HeaderMap, body: &[u8], keys: &[Vec<u8>]) -> Result<(), VerifyError> {
-    let signature = header(headers, "x-hub-signature")?
-        .trim()
-        .strip_prefix("sha1=")
-        .and_then(|hex_signature| hex::decode(hex_signature).ok())
-        .ok_or(VerifyError::Malformed)?;
-    if any_matches(Algorithm::Sha1, keys, &[body], &[signature]) {
-        Ok(())
-    } else {
-        Err(VerifyError::Mismatch)
-    }
+    let value = header(headers, "x-hub-signature")?;
+    check_prefixed_hex(Algorithm::Sha1, value, "sha1=", body, keys)
 }
 
 #[cfg(test)]
