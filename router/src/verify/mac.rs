@@ -72,6 +72,25 @@ pub fn check_prefixed_hex(
     }
 }
 
+/// Checks a base64 signature value against the HMAC of the concatenated `parts` under any of
+/// `keys`: `Malformed` if it is not base64, `Mismatch` if no key matches.
+pub fn check_base64(
+    algorithm: Algorithm,
+    value: &str,
+    parts: &[&[u8]],
+    keys: &[Vec<u8>],
+) -> Result<(), super::VerifyError> {
+    use base64::Engine as _;
+    let signature = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .map_err(|_| super::VerifyError::Malformed)?;
+    if any_matches(algorithm, keys, parts, &[signature]) {
+        Ok(())
+    } else {
+        Err(super::VerifyError::Mismatch)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

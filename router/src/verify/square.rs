@@ -3,11 +3,9 @@
 //! by the raw body. Square signs no timestamp, so there is no replay window: dedup on the
 //! `event_id` in the body drops Square's own retries only.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use http::HeaderMap;
 
-use super::mac::{Algorithm, any_matches};
+use super::mac::{Algorithm, check_base64};
 use super::{VerifyError, header};
 
 /// Checks a Square notification posted to the notification `url`.
@@ -17,19 +15,8 @@ pub fn verify(
     keys: &[Vec<u8>],
     url: &str,
 ) -> Result<(), VerifyError> {
-    let signature = STANDARD
-        .decode(header(headers, "x-square-hmacsha256-signature")?.trim())
-        .map_err(|_| VerifyError::Malformed)?;
-    if any_matches(
-        Algorithm::Sha256,
-        keys,
-        &[url.as_bytes(), body],
-        &[signature],
-    ) {
-        Ok(())
-    } else {
-        Err(VerifyError::Mismatch)
-    }
+    let value = header(headers, "x-square-hmacsha256-signature")?;
+    check_base64(Algorithm::Sha256, value, &[url.as_bytes(), body], keys)
 }
 
 #[cfg(test)]
