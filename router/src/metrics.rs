@@ -144,9 +144,15 @@ impl Metrics {
         self.inner.handle.run_upkeep();
     }
 
-    /// Sets `webhook_queue_depth`.
-    pub fn set_queue_depth(&self, held: usize) {
-        self.inner.queue_depth.set(held as f64);
+    /// Adds `count` events to `webhook_queue_depth`. The gauge moves by increments and
+    /// decrements only: a `set` of a value computed beforehand could land after a later one.
+    pub fn queue_depth_add(&self, count: usize) {
+        self.inner.queue_depth.increment(count as f64);
+    }
+
+    /// Takes `count` events off `webhook_queue_depth`.
+    pub fn queue_depth_sub(&self, count: usize) {
+        self.inner.queue_depth.decrement(count as f64);
     }
 
     /// Sets `webhook_dead_letters`.

@@ -80,8 +80,8 @@ pub struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let now = self.held.fetch_sub(1, Ordering::AcqRel) - 1;
-        self.metrics.set_queue_depth(now);
+        self.held.fetch_sub(1, Ordering::AcqRel);
+        self.metrics.queue_depth_sub(1);
     }
 }
 
@@ -125,7 +125,7 @@ impl MemoryQueue {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    self.metrics.set_queue_depth(wanted);
+                    self.metrics.queue_depth_add(count);
                     return true;
                 }
                 Err(actual) => current = actual,
