@@ -16,6 +16,11 @@
 //! `verify` sets `challenge = true` has the router answer it ([`Verifier::challenge`]), after
 //! verifying it like any other request; the handshake is not delivered.
 
+/// Most entries a signature header may carry (signatures of any version, and the timestamp
+/// where the header has one); a header with more is malformed, so that one request cannot ask
+/// for an unbounded number of checks (ed25519 ones are costly).
+pub const MAX_SIGNATURE_ENTRIES: usize = 8;
+
 pub mod bitbucket;
 pub mod discord;
 pub mod generic;

@@ -10,6 +10,9 @@ use super::{VerifyError, header};
 
 /// The decoded `v1` signatures of an `X-PagerDuty-Signature` value; other versions are skipped.
 pub fn parse(value: &str) -> Result<Vec<Vec<u8>>, VerifyError> {
+    if value.split(',').count() > super::MAX_SIGNATURE_ENTRIES {
+        return Err(VerifyError::Malformed);
+    }
     let mut signatures = Vec::new();
     for entry in value.split(',') {
         let (version, encoded) = entry.trim().split_once('=').ok_or(VerifyError::Malformed)?;
@@ -44,6 +47,13 @@ mod tests {
     const NEW: &str = "98624b34aeecea88fa76efd47ad476df82cb35d9c5b341d9b00529e4735659d4";
     /// Python: hmac.new(b"pd_secret_old", BODY, hashlib.sha256).hexdigest()
     const OLD: &str = "44287e2a98ac250d26b8743f3e7b099adb8edea1f0e10420d718e95c90f1b74b";
+
+    #[test]
+    fn more_than_eight_entries_are_malformed() {
+        let many = ["v1=00"; 9].join(",");
+        assert_eq!(parse(&many), Err(VerifyError::Malformed));
+        assert_eq!(parse(&["v1=00"; 8].join(",")).map(|s| s.len()), Ok(8));
+    }
 
     #[test]
     fn any_of_several_entries_may_match_any_secret() {

@@ -100,6 +100,9 @@ pub struct Signatures {
 
 /// Parses a `webhook-signature` header value.
 pub fn parse(value: &str) -> Result<Signatures, VerifyError> {
+    if value.split_ascii_whitespace().count() > super::MAX_SIGNATURE_ENTRIES {
+        return Err(VerifyError::Malformed);
+    }
     let mut signatures = Signatures::default();
     for entry in value.split_ascii_whitespace() {
         let (version, encoded) = entry.split_once(',').ok_or(VerifyError::Malformed)?;
@@ -280,6 +283,21 @@ mod tests {
         assert_eq!(
             verify(&request(V1), BODY, &keys(&[SECRET]), as_of(TIMESTAMP + 301)),
             Err(VerifyError::Stale)
+        );
+    }
+
+    #[test]
+    fn more_than_eight_entries_are_malformed_before_any_check() {
+        let many = [V1A; 1000].join(" ");
+        assert_eq!(
+            verify(&request(&many), BODY, &keys(&[PUBLIC]), as_of(TIMESTAMP)),
+            Err(VerifyError::Malformed)
+        );
+        // Eight entries, the genuine one last, still verify.
+        let eight = format!("{} {V1}", ["v1,AAAA"; 7].join(" "));
+        assert_eq!(
+            verify(&request(&eight), BODY, &keys(&[SECRET]), as_of(TIMESTAMP)),
+            Ok(())
         );
     }
 

@@ -56,6 +56,14 @@ mod tests {
     }
 
     #[test]
+    fn more_than_eight_entries_are_malformed() {
+        let many = format!("t=1,{}", ["v1=00"; 8].join(","));
+        assert_eq!(parse(&many), Err(VerifyError::Malformed));
+        let eight = format!("t=1,{}", ["v1=00"; 7].join(","));
+        assert_eq!(parse(&eight).map(|p| p.signatures.len()), Ok(7));
+    }
+
+    #[test]
     fn an_independently_computed_vector_verifies() {
         let h = headers(&[("stripe-signature", &format!("t=1700000000,v1={V1},v0=abcd"))]);
         assert_eq!(

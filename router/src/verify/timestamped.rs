@@ -33,8 +33,12 @@ pub struct TimestampedSignature<'a> {
 }
 
 impl TimestampedScheme {
-    /// Parses a header value: a timestamp and at least one signature, or `Malformed`.
+    /// Parses a header value: a timestamp and at least one signature, at most
+    /// [`MAX_SIGNATURE_ENTRIES`](super::MAX_SIGNATURE_ENTRIES) entries in all, or `Malformed`.
     pub fn parse<'a>(&self, value: &'a str) -> Result<TimestampedSignature<'a>, VerifyError> {
+        if value.split(self.separator).count() > super::MAX_SIGNATURE_ENTRIES {
+            return Err(VerifyError::Malformed);
+        }
         let mut timestamp = None;
         let mut signatures = Vec::new();
         for item in value.split(self.separator) {
