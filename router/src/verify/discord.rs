@@ -39,10 +39,12 @@ pub fn verify(
     window.check(timestamp)
 }
 
-/// The answer to a `PING` interaction, if `body` is one.
+/// The answer to a `PING` interaction, if `body` is one. A webhook *event* (signed the same way,
+/// with an `event` object) whose `type` is 1 is an event, not a ping: it is delivered.
 pub fn challenge(body: &[u8]) -> Option<serde_json::Value> {
     let json: serde_json::Value = serde_json::from_slice(body).ok()?;
-    (json.get("type")? == 1).then(|| serde_json::json!({ "type": 1 }))
+    (json.get("type")? == 1 && json.get("event").is_none())
+        .then(|| serde_json::json!({ "type": 1 }))
 }
 
 #[cfg(test)]
@@ -127,5 +129,10 @@ mod tests {
         );
         assert_eq!(challenge(BODY), None);
         assert_eq!(challenge(b"not json"), None);
+        // A webhook event of type 1 carries an `event` object: delivered, never answered.
+        assert_eq!(
+            challenge(br#"{"version":1,"application_id":"1","type":1,"event":{"type":"APPLICATION_AUTHORIZED"}}"#),
+            None
+        );
     }
 }
