@@ -223,13 +223,37 @@ fn contain<T>(call: impl FnOnce() -> T) -> Result<T, PluginFailure> {
     let outer = IN_GUEST_CALL.replace(true);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call));
     IN_GUEST_CALL.set(outer);
-    result.map_err(|_| {
-        PluginFailure::new(
-            PluginErrorKind::Error,
-            "the plugin made a blocking WASI call (stdout, stderr, poll or sleep), which \
-             plugins may not make: use the log import",
-        )
+    result.map_err(|payload| {
+        let message = panic_message(payload.as_ref());
+        if is_blocking_call_panic(message) {
+            PluginFailure::new(
+                PluginErrorKind::Error,
+                "the plugin made a blocking WASI call (stdout, stderr, poll or sleep), which \
+                 plugins may not make: use the log import",
+            )
+        } else {
+            // Not the known blocking-call panic: a host bug; the hook printed it as usual.
+            PluginFailure::new(
+                PluginErrorKind::Error,
+                format!("a host function panicked during the plugin call: {message}"),
+            )
+        }
     })
+}
+
+/// The text of a panic payload (`panic!` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+/// Whether a panic is the async runtime refusing a blocking call on one of its threads: what a
+/// blocking WASI call by the guest ends in.
+fn is_blocking_call_panic(message: &str) -> bool {
+    message.contains("Cannot start a runtime from within a runtime")
 }
 
 thread_local! {
@@ -237,15 +261,18 @@ thread_local! {
     static IN_GUEST_CALL: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Installs (once) a panic hook that keeps a panic inside [`contain`] off stderr (the default
-/// hook prints it, with a backtrace, before `catch_unwind` gets it) and logs it at debug
-/// level; every other panic goes to the hook installed before.
+/// Installs (once) a panic hook that keeps the blocking-call panic inside [`contain`] off
+/// stderr (the default hook prints it, with a backtrace, before `catch_unwind` gets it) and logs
+/// it at debug level; every other panic, inside a plugin call or not, goes to the hook installed
+/// before, so a host bug is never hidden as a plugin's failure.
 fn quiet_contained_panics() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if IN_GUEST_CALL.with(Cell::get) {
+            if IN_GUEST_CALL.with(Cell::get)
+                && is_blocking_call_panic(panic_message(info.payload()))
+            {
                 tracing::debug!(panic = %info, "a host call made by a plugin panicked; contained");
             } else {
                 previous(info);
