@@ -101,7 +101,8 @@ pub struct Dispatcher {
 /// What dispatch held when it stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Leftovers {
-    /// Ids of the events not delivered (queued, in a lane, waiting to retry, or cut off).
+    /// Ids of the events not delivered (queued, in a lane, waiting to retry, or cut off), one
+    /// per held event: the events of a fan-out share their original's id, so it may repeat.
     pub event_ids: Vec<String>,
 }
 
@@ -227,9 +228,10 @@ impl Dispatcher {
         }
         // Every task has ended: what is left is at rest, each delivery in exactly one place.
         let mut held: Vec<Delivery> = Vec::new();
-        let mut ids = BTreeSet::new();
         let queued = queue.drain();
-        ids.extend(queued.iter().map(|q| q.event.id.clone()));
+        // One entry per held event: each queued one, and each job however many of its
+        // deliveries are left. (Jobs, not ids: a fan-out's events share their original's id.)
+        let mut ids: Vec<String> = queued.iter().map(|q| q.event.id.clone()).collect();
         for lane in &self.lanes {
             while let Ok(delivery) = lane.try_recv() {
                 held.push(delivery);
@@ -244,7 +246,12 @@ impl Dispatcher {
             }
             held.extend(std::mem::take(&mut waiting.due).into_values());
         }
-        ids.extend(held.iter().map(|d| d.job.event.id.clone()));
+        let mut jobs = BTreeSet::new();
+        for delivery in &held {
+            if jobs.insert(Arc::as_ptr(&delivery.job) as usize) {
+                ids.push(delivery.job.event.id.clone());
+            }
+        }
         let still_held = queue.held();
         if still_held != ids.len() {
             tracing::warn!(
@@ -254,9 +261,7 @@ impl Dispatcher {
             );
         }
         drop((queued, held));
-        Leftovers {
-            event_ids: ids.into_iter().collect(),
-        }
+        Leftovers { event_ids: ids }
     }
 }
 
