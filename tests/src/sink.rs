@@ -76,7 +76,9 @@ pub struct Received {
     pub status: u16,
 }
 
-type Script = dyn Fn(usize) -> Reply + Send + Sync;
+/// How the sink answers: from the request's number (1-based, in arrival order), its body, and
+/// how many times that same body has arrived (1 for the first).
+type Script = dyn Fn(usize, &[u8], usize) -> Reply + Send + Sync;
 
 struct State {
     script: Box<Script>,
@@ -114,10 +116,23 @@ impl Sink {
 
     /// A sink whose answer to the n-th request (1-based) is `script(n)`.
     pub async fn start(script: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Sink {
+        Self::start_scripted(Box::new(move |n, _, _| script(n))).await
+    }
+
+    /// A sink whose answer depends on the request's body and on which attempt at that body it
+    /// is: `script(body, attempt)`, `attempt` 1 for the first time a body arrives. Unlike
+    /// arrival numbers, this does not depend on how the router interleaves its attempts.
+    pub async fn start_per_body(
+        script: impl Fn(&[u8], usize) -> Reply + Send + Sync + 'static,
+    ) -> Sink {
+        Self::start_scripted(Box::new(move |_, body, attempt| script(body, attempt))).await
+    }
+
+    async fn start_scripted(script: Box<Script>) -> Sink {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
         let addr = listener.local_addr().expect("sink address");
         let state = Arc::new(State {
-            script: Box::new(script),
+            script,
             count: AtomicUsize::new(0),
             received: Mutex::new(Vec::new()),
             changed: Notify::new(),
@@ -205,9 +220,11 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<Full<Byte
         .map(|c| c.to_bytes())
         .unwrap_or_default();
     let number = state.count.fetch_add(1, Ordering::SeqCst) + 1;
-    let reply = (state.script)(number);
+    let reply;
     {
         let mut received = state.received.lock().expect("sink lock");
+        let attempt = 1 + received.iter().filter(|r| r.body == body).count();
+        reply = (state.script)(number, &body, attempt);
         received.push(Received {
             number,
             path: parts.uri.path().to_owned(),
