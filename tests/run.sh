@@ -94,6 +94,12 @@ for manifest in "${guests[@]}"; do
 done
 end_stage
 
+# The journal-store benchmark (its own workspace, run by hand): linted only, it has no tests.
+stage bench-lint
+cargo clippy --manifest-path tests/journal-bench/Cargo.toml --target-dir target/journal-bench \
+    --locked --quiet -- -D warnings
+end_stage
+
 # The host workspace: every target built (and linted) once, then the tests run.
 stage host-build
 cargo test --workspace --all-targets --locked --no-run
