@@ -1,7 +1,9 @@
 //! The dead-letter store: deliveries that failed for good, kept for inspection and replay.
 //!
-//! Bounded: past its capacity the oldest letter is evicted (and logged). Each letter has its
-//! own id, because one event fanned out to two destinations can fail at both.
+//! Bounded by count and by bytes (bodies and headers): past either bound the oldest letters are
+//! evicted, logged and counted (`webhook_dead_letter_evictions_total`); the newest letter is
+//! always kept. Each letter has its own id, because one event fanned out to two destinations can
+//! fail at both.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -60,6 +62,18 @@ pub struct DeadLetterSummary<'a> {
 }
 
 impl DeadLetter {
+    /// Bytes this letter holds in memory: its body and its headers.
+    pub fn bytes(&self) -> usize {
+        let headers = |map: &http::HeaderMap| {
+            map.iter()
+                .map(|(name, value)| name.as_str().len() + value.len())
+                .sum::<usize>()
+        };
+        self.event.body.len()
+            + headers(&self.event.headers)
+            + self.event.plugin_headers.as_deref().map_or(0, headers)
+    }
+
     /// The admin API view of this letter.
     pub fn summary(&self) -> DeadLetterSummary<'_> {
         DeadLetterSummary {
@@ -80,49 +94,72 @@ impl DeadLetter {
 /// Bounded in-memory store of dead letters. Not on the hot path: a mutex is enough.
 #[derive(Debug)]
 pub struct DeadLetterStore {
-    letters: Mutex<VecDeque<DeadLetter>>,
+    held: Mutex<Held>,
     capacity: usize,
+    max_bytes: usize,
     metrics: Metrics,
 }
 
+/// The letters, oldest first, and the bytes they hold.
+#[derive(Debug, Default)]
+struct Held {
+    letters: VecDeque<DeadLetter>,
+    bytes: usize,
+}
+
 impl DeadLetterStore {
-    /// A store holding at most `capacity` letters.
-    pub fn new(capacity: usize, metrics: Metrics) -> Self {
+    /// A store holding at most `capacity` letters and `max_bytes` bytes of them.
+    pub fn new(capacity: usize, max_bytes: usize, metrics: Metrics) -> Self {
         Self {
-            letters: Mutex::new(VecDeque::new()),
+            held: Mutex::new(Held::default()),
             capacity,
+            max_bytes,
             metrics,
         }
     }
 
-    /// Adds a letter, evicting the oldest if full.
+    /// Adds a letter, evicting the oldest ones while the store would be over a bound.
     pub fn push(&self, letter: DeadLetter) {
-        let mut letters = self.lock();
-        if letters.len() >= self.capacity
-            && let Some(evicted) = letters.pop_front()
+        let mut held = self.lock();
+        let size = letter.bytes();
+        while !held.letters.is_empty()
+            && (held.letters.len() >= self.capacity
+                || held.bytes.saturating_add(size) > self.max_bytes)
         {
+            let Some(evicted) = held.letters.pop_front() else {
+                break;
+            };
+            held.bytes = held.bytes.saturating_sub(evicted.bytes());
+            self.metrics.dead_letter_evictions().increment(1);
             tracing::warn!(
                 dead_letter = %evicted.id,
                 event_id = %evicted.event.id,
                 "dead-letter store full: evicted the oldest letter"
             );
         }
-        letters.push_back(letter);
-        self.metrics.set_dead_letters(letters.len());
+        held.bytes = held.bytes.saturating_add(size);
+        held.letters.push_back(letter);
+        self.metrics.set_dead_letters(held.letters.len());
     }
 
     /// A copy of every letter, oldest first.
     pub fn list(&self) -> Vec<DeadLetter> {
-        self.lock().iter().cloned().collect()
+        self.lock().letters.iter().cloned().collect()
     }
 
     /// Removes and returns the letter with `id`.
     pub fn take(&self, id: &str) -> Option<DeadLetter> {
-        let mut letters = self.lock();
-        let index = letters.iter().position(|l| l.id == id)?;
-        let letter = letters.remove(index);
-        self.metrics.set_dead_letters(letters.len());
-        letter
+        let mut held = self.lock();
+        let index = held.letters.iter().position(|l| l.id == id)?;
+        let letter = held.letters.remove(index)?;
+        held.bytes = held.bytes.saturating_sub(letter.bytes());
+        self.metrics.set_dead_letters(held.letters.len());
+        Some(letter)
+    }
+
+    /// Bytes the letters hold (bodies and headers).
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
     }
 
     /// Puts a letter back where replay could not proceed (e.g. the queue was full).
@@ -132,7 +169,7 @@ impl DeadLetterStore {
 
     /// Letters held.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().letters.len()
     }
 
     /// Whether no letters are held.
@@ -140,9 +177,10 @@ impl DeadLetterStore {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<DeadLetter>> {
-        // A panic while holding this lock cannot leave the deque half-updated.
-        self.letters
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
+        // A panic while holding this lock cannot leave the store half-updated: every update
+        // ends with the deque and its byte count in step.
+        self.held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -153,6 +191,10 @@ mod tests {
     use super::*;
 
     fn letter(id: &str) -> DeadLetter {
+        letter_of(id, 2)
+    }
+
+    fn letter_of(id: &str, body_bytes: usize) -> DeadLetter {
         DeadLetter {
             id: id.into(),
             event: Event {
@@ -162,7 +204,7 @@ mod tests {
                 path: "/".into(),
                 query: String::new(),
                 headers: http::HeaderMap::new(),
-                body: bytes::Bytes::from_static(b"{}"),
+                body: bytes::Bytes::from(vec![b'x'; body_bytes]),
                 received_at: SystemTime::now(),
                 plugin_headers: None,
             },
@@ -177,7 +219,7 @@ mod tests {
 
     #[test]
     fn evicts_oldest_past_capacity_and_takes_by_id() {
-        let store = DeadLetterStore::new(2, Metrics::new());
+        let store = DeadLetterStore::new(2, usize::MAX, Metrics::new());
         store.push(letter("a"));
         store.push(letter("b"));
         store.push(letter("c"));
@@ -189,5 +231,32 @@ mod tests {
         );
         assert!(store.take("b").is_none());
         assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn evicts_oldest_past_max_bytes_and_counts_evictions() {
+        let metrics = Metrics::new();
+        let store = DeadLetterStore::new(100, 1000, metrics.clone());
+        for id in ["a", "b", "c"] {
+            store.push(letter_of(id, 400));
+        }
+        // 1200 bytes would be over 1000: "a" went.
+        let ids: Vec<_> = store.list().into_iter().map(|l| l.id).collect();
+        assert_eq!(ids, ["b", "c"]);
+        assert_eq!(store.bytes(), 800);
+        // A letter bigger than the bound is kept alone: the newest is never dropped.
+        store.push(letter_of("big", 5000));
+        let ids: Vec<_> = store.list().into_iter().map(|l| l.id).collect();
+        assert_eq!(ids, ["big"]);
+        assert_eq!(store.bytes(), 5000);
+        assert!(store.take("big").is_some());
+        assert_eq!(store.bytes(), 0);
+        assert!(
+            metrics
+                .render()
+                .contains("webhook_dead_letter_evictions_total 3"),
+            "{}",
+            metrics.render()
+        );
     }
 }

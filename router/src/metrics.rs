@@ -46,6 +46,8 @@ pub mod names {
     pub const VERIFICATION_FAILURES: &str = "webhook_verification_failures_total";
     /// Counter `{task}`: panics of supervised long-lived tasks (each was restarted).
     pub const TASK_PANICS: &str = "webhook_task_panics_total";
+    /// Dead letters evicted to stay within `dead_letter_capacity` or `dead_letter_max_bytes`.
+    pub const DEAD_LETTER_EVICTIONS: &str = "webhook_dead_letter_evictions_total";
 }
 
 const DURATION_BUCKETS: &[f64] = &[
@@ -265,6 +267,11 @@ impl Metrics {
         self.counter(names::TASK_PANICS, vec![Label::new("task", task)])
     }
 
+    /// Counter of dead letters evicted to make room.
+    pub fn dead_letter_evictions(&self) -> Counter {
+        self.counter(names::DEAD_LETTER_EVICTIONS, Vec::new())
+    }
+
     fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
         self.inner
             .recorder
@@ -433,6 +440,10 @@ fn describe(recorder: &PrometheusRecorder) {
         (
             names::TASK_PANICS,
             "Panics of the router's long-lived tasks, by task; each was restarted.",
+        ),
+        (
+            names::DEAD_LETTER_EVICTIONS,
+            "Dead letters evicted (oldest first) past dead_letter_capacity or dead_letter_max_bytes.",
         ),
     ];
     for (name, help) in counters {

@@ -152,6 +152,7 @@ impl Router {
         ));
         let dead_letters = Arc::new(DeadLetterStore::new(
             server.dead_letter_capacity.get(),
+            usize::try_from(server.dead_letter_max_bytes.0).unwrap_or(usize::MAX),
             metrics.clone(),
         ));
         let dispatcher = Dispatcher::start(

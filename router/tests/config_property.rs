@@ -38,6 +38,7 @@ const KEYS: &[(Table, &str, Kind)] = &[
     (Table::Server, "body_read_timeout", Kind::Duration),
     (Table::Server, "shutdown_grace", Kind::Duration),
     (Table::Server, "dead_letter_capacity", Kind::Count),
+    (Table::Server, "dead_letter_max_bytes", Kind::Size),
     (Table::Server, "admin_token", Kind::Text),
     (Table::Server, "admin_public", Kind::Bool),
     (Table::Server, "trusted_proxies", Kind::Networks),

@@ -114,6 +114,10 @@ bounded!(
     dead_letter_capacity, "dead_letter_capacity": NonZeroUsize = count_usize(1_000_000)
 );
 bounded!(
+    /// `server.dead_letter_max_bytes`: 1 MiB to 64 GiB.
+    dead_letter_max_bytes, "dead_letter_max_bytes": ByteSize = size(MIB, 64 * 1024 * MIB)
+);
+bounded!(
     /// `server.header_read_timeout`: 100 ms to 1 h (a real client needs some time).
     header_read_timeout, "header_read_timeout": HumanDuration = duration(CLIENT_MIN, HOUR)
 );

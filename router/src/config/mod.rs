@@ -88,6 +88,12 @@ pub struct ServerConfig {
         deserialize_with = "bounds::dead_letter_capacity"
     )]
     pub dead_letter_capacity: NonZeroUsize,
+    /// Most bytes of dead letters kept (bodies and headers); the oldest are evicted past it.
+    #[serde(
+        default = "defaults::dead_letter_max_bytes",
+        deserialize_with = "bounds::dead_letter_max_bytes"
+    )]
+    pub dead_letter_max_bytes: ByteSize,
     /// Bearer token required by the admin API (not `/metrics`, `/healthz`, `/readyz`).
     #[serde(default)]
     pub admin_token: Option<Secret>,
@@ -111,6 +117,7 @@ impl Default for ServerConfig {
             body_read_timeout: defaults::body_read_timeout(),
             shutdown_grace: defaults::shutdown_grace(),
             dead_letter_capacity: defaults::dead_letter_capacity(),
+            dead_letter_max_bytes: defaults::dead_letter_max_bytes(),
             admin_token: None,
             admin_public: false,
             trusted_proxies: Vec::new(),
@@ -402,6 +409,9 @@ mod defaults {
     }
     pub fn dead_letter_capacity() -> NonZeroUsize {
         NonZeroUsize::new(10_000).expect("non-zero")
+    }
+    pub fn dead_letter_max_bytes() -> ByteSize {
+        ByteSize(256 * 1024 * 1024)
     }
     pub fn timeout() -> HumanDuration {
         HumanDuration(Duration::from_secs(10))
