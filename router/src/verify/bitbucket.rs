@@ -10,7 +10,7 @@ use super::{VerifyError, header};
 /// Checks a Bitbucket Cloud webhook.
 pub fn verify(headers: &HeaderMap, body: &[u8], keys: &[Vec<u8>]) -> Result<(), VerifyError> {
     let value = header(headers, "x-hub-signature")?;
-    check_prefixed_hex(Algorithm::Sha256, value, "sha256=", body, keys)
+    check_prefixed_hex(Algorithm::Sha256, value, "sha256=", &[body], keys)
 }
 
 #[cfg(test)]

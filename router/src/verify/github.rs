@@ -25,7 +25,7 @@ pub fn verify(
             "sha1=",
         ),
     };
-    check_prefixed_hex(algorithm, value, prefix, body, keys)
+    check_prefixed_hex(algorithm, value, prefix, &[body], keys)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use super::{VerifyError, header};
 /// Checks an Intercom notification.
 pub fn verify(headers: &HeaderMap, body: &[u8], keys: &[Vec<u8>]) -> Result<(), VerifyError> {
     let value = header(headers, "x-hub-signature")?;
-    check_prefixed_hex(Algorithm::Sha1, value, "sha1=", body, keys)
+    check_prefixed_hex(Algorithm::Sha1, value, "sha1=", &[body], keys)
 }
 
 #[cfg(test)]

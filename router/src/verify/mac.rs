@@ -50,22 +50,26 @@ pub fn any_matches(
     })
 }
 
-/// Checks a `<prefix><hex>` signature value (e.g. `sha256=ab12...`) against the HMAC of `body`
-/// under any of `keys`: `Malformed` without the prefix or valid hex, `Mismatch` if no key
-/// matches.
+/// Decodes a `<prefix><hex>` signature value (e.g. `sha256=ab12...`), or `Malformed`.
+pub fn decode_prefixed_hex(value: &str, prefix: &str) -> Result<Vec<u8>, super::VerifyError> {
+    value
+        .trim()
+        .strip_prefix(prefix)
+        .and_then(|hex_signature| hex::decode(hex_signature).ok())
+        .ok_or(super::VerifyError::Malformed)
+}
+
+/// Checks a `<prefix><hex>` signature value against the HMAC of the concatenated `parts` under
+/// any of `keys`: `Malformed` without the prefix or valid hex, `Mismatch` if no key matches.
 pub fn check_prefixed_hex(
     algorithm: Algorithm,
     value: &str,
     prefix: &str,
-    body: &[u8],
+    parts: &[&[u8]],
     keys: &[Vec<u8>],
 ) -> Result<(), super::VerifyError> {
-    let signature = value
-        .trim()
-        .strip_prefix(prefix)
-        .and_then(|hex_signature| hex::decode(hex_signature).ok())
-        .ok_or(super::VerifyError::Malformed)?;
-    if any_matches(algorithm, keys, &[body], &[signature]) {
+    let signature = decode_prefixed_hex(value, prefix)?;
+    if any_matches(algorithm, keys, parts, &[signature]) {
         Ok(())
     } else {
         Err(super::VerifyError::Mismatch)

@@ -6,7 +6,7 @@
 
 use http::HeaderMap;
 
-use super::mac::{Algorithm, any_matches};
+use super::mac::{Algorithm, check_prefixed_hex};
 use super::{VerifyError, Window, header};
 
 /// Checks a Slack request.
@@ -18,15 +18,8 @@ pub fn verify(
 ) -> Result<(), VerifyError> {
     let signature = header(headers, "x-slack-signature")?;
     let timestamp = header(headers, "x-slack-request-timestamp")?.trim();
-    let signature = signature
-        .trim()
-        .strip_prefix("v0=")
-        .and_then(|hex_signature| hex::decode(hex_signature).ok())
-        .ok_or(VerifyError::Malformed)?;
     let signed = [b"v0:", timestamp.as_bytes(), b":", body];
-    if !any_matches(Algorithm::Sha256, keys, &signed, &[signature]) {
-        return Err(VerifyError::Mismatch);
-    }
+    check_prefixed_hex(Algorithm::Sha256, signature, "v0=", &signed, keys)?;
     window.check(timestamp)
 }
 

@@ -15,12 +15,7 @@ use super::{VerifyError, Window, header};
 fn read(headers: &HeaderMap) -> Result<(Vec<u8>, &str), VerifyError> {
     let signature = header(headers, "x-zm-signature")?;
     let timestamp = header(headers, "x-zm-request-timestamp")?.trim();
-    let signature = signature
-        .trim()
-        .strip_prefix("v0=")
-        .and_then(|hex_signature| hex::decode(hex_signature).ok())
-        .ok_or(VerifyError::Malformed)?;
-    Ok((signature, timestamp))
+    Ok((mac::decode_prefixed_hex(signature, "v0=")?, timestamp))
 }
 
 /// The configured secret that signed this request, if any did.
