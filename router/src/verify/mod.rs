@@ -266,7 +266,7 @@ impl Verifier {
         };
         match &self.scheme {
             Scheme::GitHub { allow_sha1 } => github::verify(headers, body, keys, *allow_sha1),
-            Scheme::Stripe => stripe::verify(headers, body, keys, window),
+            Scheme::Stripe => stripe::SCHEME.verify(headers, body, keys, window),
             Scheme::Shopify => shopify::verify(headers, body, keys),
             Scheme::Slack => slack::verify(headers, body, keys, window),
             Scheme::Standard => standard::verify(headers, body, &self.standard_keys, window),
@@ -275,7 +275,7 @@ impl Verifier {
             Scheme::Twilio { url } => twilio::verify(headers, body, keys, url),
             Scheme::Discord { public_key } => discord::verify(headers, body, public_key, window),
             Scheme::Linear => linear::verify(headers, body, keys, window),
-            Scheme::Paddle => paddle::verify(headers, body, keys, window),
+            Scheme::Paddle => paddle::SCHEME.verify(headers, body, keys, window),
             Scheme::Zoom => zoom::verify(headers, body, keys, window),
             Scheme::Square { url } => square::verify(headers, body, keys, url),
             Scheme::Intercom => intercom::verify(headers, body, keys),
@@ -499,11 +499,11 @@ mod fuzz {
             body in proptest::collection::vec(any::<u8>(), 0..64),
         ) {
             let lossy = String::from_utf8_lossy(&value).into_owned();
-            let _ = stripe::parse(&lossy);
+            let _ = stripe::SCHEME.parse(&lossy);
             let _ = standard::parse(&lossy);
-            let _ = paddle::parse(&lossy);
+            let _ = paddle::SCHEME.parse(&lossy);
             let _ = pagerduty::parse(&lossy);
-            let _ = stripe::parse(&text);
+            let _ = stripe::SCHEME.parse(&text);
             let _ = standard::parse(&text);
             let mut headers = HeaderMap::new();
             for (i, name) in HEADERS.iter().enumerate() {

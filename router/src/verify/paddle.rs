@@ -3,10 +3,7 @@
 //! `h1` entries appear while Paddle rotates a secret; any one matching passes. The signed `ts`
 //! is checked against the tolerance.
 
-use http::HeaderMap;
-
-use super::timestamped::{TimestampedScheme, TimestampedSignature};
-use super::{VerifyError, Window};
+use super::timestamped::TimestampedScheme;
 
 /// How Paddle writes its signature header.
 pub const SCHEME: TimestampedScheme = TimestampedScheme {
@@ -17,27 +14,13 @@ pub const SCHEME: TimestampedScheme = TimestampedScheme {
     join: b":",
 };
 
-/// Parses a `Paddle-Signature` header value.
-pub fn parse(value: &str) -> Result<TimestampedSignature<'_>, VerifyError> {
-    SCHEME.parse(value)
-}
-
-/// Checks a Paddle Billing notification.
-pub fn verify(
-    headers: &HeaderMap,
-    body: &[u8],
-    keys: &[Vec<u8>],
-    window: Window,
-) -> Result<(), VerifyError> {
-    SCHEME.verify(headers, body, keys, window)
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
     use crate::verify::test_support::{at, headers};
+    use crate::verify::{VerifyError, Window};
 
     const SECRET: &[u8] = b"pdl_ntfset_01h8bx_test";
     const BODY: &[u8] =
@@ -56,7 +39,7 @@ mod tests {
     fn an_independently_computed_vector_verifies_as_of_its_time() {
         let h = headers(&[("paddle-signature", &format!("ts=1700000000;h1={H1}"))]);
         assert_eq!(
-            verify(&h, BODY, &[SECRET.to_vec()], window(1_700_000_100)),
+            SCHEME.verify(&h, BODY, &[SECRET.to_vec()], window(1_700_000_100)),
             Ok(())
         );
         let rotated = headers(&[(
@@ -64,7 +47,7 @@ mod tests {
             &format!("ts=1700000000;h1={};h1={H1}", "00".repeat(32)),
         )]);
         assert_eq!(
-            verify(
+            SCHEME.verify(
                 &rotated,
                 BODY,
                 &[b"old".to_vec(), SECRET.to_vec()],
@@ -73,20 +56,20 @@ mod tests {
             Ok(())
         );
         assert_eq!(
-            verify(&h, BODY, &[SECRET.to_vec()], window(1_700_000_301)),
+            SCHEME.verify(&h, BODY, &[SECRET.to_vec()], window(1_700_000_301)),
             Err(VerifyError::Stale)
         );
         assert_eq!(
-            verify(&h, &BODY[1..], &[SECRET.to_vec()], window(1_700_000_000)),
+            SCHEME.verify(&h, &BODY[1..], &[SECRET.to_vec()], window(1_700_000_000)),
             Err(VerifyError::Mismatch)
         );
         let moved = headers(&[("paddle-signature", &format!("ts=1700000001;h1={H1}"))]);
         assert_eq!(
-            verify(&moved, BODY, &[SECRET.to_vec()], window(1_700_000_000)),
+            SCHEME.verify(&moved, BODY, &[SECRET.to_vec()], window(1_700_000_000)),
             Err(VerifyError::Mismatch)
         );
         assert_eq!(
-            verify(
+            SCHEME.verify(
                 &headers(&[]),
                 BODY,
                 &[SECRET.to_vec()],
@@ -99,7 +82,7 @@ mod tests {
     #[test]
     fn headers_without_a_timestamp_or_signature_are_malformed() {
         for bad in ["", "ts=1", "h1=00", "ts=1;h1=zz", "ts=1,h1=00"] {
-            assert_eq!(parse(bad), Err(VerifyError::Malformed), "{bad:?}");
+            assert_eq!(SCHEME.parse(bad), Err(VerifyError::Malformed), "{bad:?}");
         }
     }
 }

@@ -2,10 +2,7 @@
 //! `<t>.<body>` keyed with the endpoint secret (`whsec_...`, used as text). Several `v1` entries
 //! appear while Stripe rotates a secret; other schemes (`v0`) are ignored.
 
-use http::HeaderMap;
-
-use super::timestamped::{TimestampedScheme, TimestampedSignature};
-use super::{VerifyError, Window};
+use super::timestamped::TimestampedScheme;
 
 /// How Stripe writes its signature header.
 pub const SCHEME: TimestampedScheme = TimestampedScheme {
@@ -16,27 +13,13 @@ pub const SCHEME: TimestampedScheme = TimestampedScheme {
     join: b".",
 };
 
-/// Parses a `Stripe-Signature` header value.
-pub fn parse(value: &str) -> Result<TimestampedSignature<'_>, VerifyError> {
-    SCHEME.parse(value)
-}
-
-/// Checks a Stripe event.
-pub fn verify(
-    headers: &HeaderMap,
-    body: &[u8],
-    keys: &[Vec<u8>],
-    window: Window,
-) -> Result<(), VerifyError> {
-    SCHEME.verify(headers, body, keys, window)
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
     use crate::verify::test_support::{at, headers};
+    use crate::verify::{VerifyError, Window};
 
     const SECRET: &str = "whsec_stripe_test_7Tz3kQ";
     const BODY: &[u8] =
@@ -58,16 +41,16 @@ mod tests {
     #[test]
     fn more_than_eight_entries_are_malformed() {
         let many = format!("t=1,{}", ["v1=00"; 8].join(","));
-        assert_eq!(parse(&many), Err(VerifyError::Malformed));
+        assert_eq!(SCHEME.parse(&many), Err(VerifyError::Malformed));
         let eight = format!("t=1,{}", ["v1=00"; 7].join(","));
-        assert_eq!(parse(&eight).map(|p| p.signatures.len()), Ok(7));
+        assert_eq!(SCHEME.parse(&eight).map(|p| p.signatures.len()), Ok(7));
     }
 
     #[test]
     fn an_independently_computed_vector_verifies() {
         let h = headers(&[("stripe-signature", &format!("t=1700000000,v1={V1},v0=abcd"))]);
         assert_eq!(
-            verify(&h, BODY, &keys(&[SECRET]), window(1_700_000_100)),
+            SCHEME.verify(&h, BODY, &keys(&[SECRET]), window(1_700_000_100)),
             Ok(())
         );
         let rotated = headers(&[(
@@ -75,7 +58,7 @@ mod tests {
             &format!("t=1700000000,v1={},v1={V1}", "00".repeat(32)),
         )]);
         assert_eq!(
-            verify(
+            SCHEME.verify(
                 &rotated,
                 BODY,
                 &keys(&["other", SECRET]),
@@ -91,21 +74,21 @@ mod tests {
         let mut flipped = BODY.to_vec();
         flipped[10] ^= 1;
         assert_eq!(
-            verify(&h, &flipped, &keys(&[SECRET]), window(1_700_000_000)),
+            SCHEME.verify(&h, &flipped, &keys(&[SECRET]), window(1_700_000_000)),
             Err(VerifyError::Mismatch)
         );
         assert_eq!(
-            verify(&h, BODY, &keys(&["whsec_wrong"]), window(1_700_000_000)),
+            SCHEME.verify(&h, BODY, &keys(&["whsec_wrong"]), window(1_700_000_000)),
             Err(VerifyError::Mismatch)
         );
         assert_eq!(
-            verify(&h, BODY, &keys(&[SECRET]), window(1_700_000_301)),
+            SCHEME.verify(&h, BODY, &keys(&[SECRET]), window(1_700_000_301)),
             Err(VerifyError::Stale)
         );
         // A forged timestamp breaks the signature.
         let moved = headers(&[("stripe-signature", &format!("t=1700000500,v1={V1}"))]);
         assert_eq!(
-            verify(&moved, BODY, &keys(&[SECRET]), window(1_700_000_500)),
+            SCHEME.verify(&moved, BODY, &keys(&[SECRET]), window(1_700_000_500)),
             Err(VerifyError::Mismatch)
         );
     }
@@ -113,7 +96,7 @@ mod tests {
     #[test]
     fn headers_without_a_timestamp_or_signature_are_malformed() {
         for bad in ["", "t=1", "v1=00", "t=1,v1=zz", "garbage"] {
-            assert_eq!(parse(bad), Err(VerifyError::Malformed), "{bad:?}");
+            assert_eq!(SCHEME.parse(bad), Err(VerifyError::Malformed), "{bad:?}");
         }
     }
 }
