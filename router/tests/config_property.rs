@@ -10,8 +10,13 @@ use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner}
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use webhook_router::{Config, Router};
 
-/// Cases per run: enough to cover every key a few times, few enough for a few seconds.
-const CASES: u32 = 64;
+/// Cases per run: enough to cover every key many times, few enough for about half a second.
+/// About one case in five is accepted (measured over 15 seeds: 8 to 19 of 64), so 256 cases
+/// accept about 56 configs and `MIN_ACCEPTED` is several standard deviations below that.
+const CASES: u32 = 256;
+
+/// The fewest accepted configs a run may serve for the property to mean something.
+const MIN_ACCEPTED: u32 = 16;
 
 /// The shape of a key's sensible values.
 #[derive(Debug, Clone, Copy)]
@@ -225,7 +230,7 @@ fn loading_never_panics_and_every_accepted_config_serves() {
     }
     // The property is about accepted configs: make sure some were.
     assert!(
-        accepted.get() >= CASES / 8,
+        accepted.get() >= MIN_ACCEPTED,
         "only {} of {CASES} configs were accepted",
         accepted.get()
     );
