@@ -73,7 +73,7 @@ impl Admin {
     }
 
     /// Handles one admin request.
-    pub fn handle<B>(&self, request: &Request<B>) -> Response<ResponseBody> {
+    pub async fn handle<B>(&self, request: &Request<B>) -> Response<ResponseBody> {
         let path = request.uri().path();
         let method = request.method();
         match (method, path) {
@@ -101,13 +101,13 @@ impl Admin {
                 if !self.authorized(request) {
                     return reply::error(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
                 }
-                self.dead_letter_api(method, path)
+                self.dead_letter_api(method, path).await
             }
             _ => reply::error(StatusCode::NOT_FOUND, "not found"),
         }
     }
 
-    fn dead_letter_api(&self, method: &Method, path: &str) -> Response<ResponseBody> {
+    async fn dead_letter_api(&self, method: &Method, path: &str) -> Response<ResponseBody> {
         if path == "/dead-letters" {
             if method != Method::GET {
                 return reply::error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
@@ -125,28 +125,40 @@ impl Admin {
         if method != Method::POST {
             return reply::error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
         }
-        self.replay(id)
+        self.replay(id).await
     }
 
     /// Puts a dead letter back on the queue, for its one destination, with fresh attempts.
-    fn replay(&self, id: &str) -> Response<ResponseBody> {
-        let Some(letter) = self.dead_letters.take(id) else {
+    async fn replay(&self, id: &str) -> Response<ResponseBody> {
+        let Some(taken) = self.dead_letters.take(id) else {
             return reply::error(StatusCode::NOT_FOUND, "no dead letter with this id");
         };
-        let event_id = letter.event.id.clone();
+        let Some(destination) = taken.letter.destination else {
+            let message = format!(
+                "destination {:?} is no longer in the config",
+                taken.letter.destination_name
+            );
+            self.dead_letters.restore(taken);
+            return reply::error(StatusCode::CONFLICT, &message);
+        };
+        let event_id = taken.letter.event.id.clone();
         match self
             .queue
-            .try_enqueue(letter.event.clone(), vec![letter.destination])
+            .enqueue(taken.letter.event.clone(), vec![destination])
+            .await
         {
             Ok(()) => {
-                tracing::info!(dead_letter = %id, event_id = %event_id, destination = %letter.destination_name, "replaying dead letter");
+                tracing::info!(dead_letter = %id, event_id = %event_id, destination = %taken.letter.destination_name, "replaying dead letter");
+                self.dead_letters.replayed(&taken);
                 reply::json(StatusCode::ACCEPTED, &serde_json::json!({ "id": event_id }))
             }
             Err(error) => {
-                self.dead_letters.restore(letter);
+                self.dead_letters.restore(taken);
                 let status = StatusCode::SERVICE_UNAVAILABLE;
                 let message = match error {
                     EnqueueError::Full => "queue full, retry later",
+                    EnqueueError::NoSpace => "journal full (max_bytes), retry later",
+                    EnqueueError::Storage(_) => "the event could not be stored, retry later",
                     EnqueueError::Closed => "shutting down",
                 };
                 reply::retry_after(reply::error(status, message), 1)

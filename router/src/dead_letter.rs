@@ -4,14 +4,19 @@
 //! evicted, logged and counted (`webhook_dead_letter_evictions_total`); the newest letter is
 //! always kept. Each letter has its own id, because one event fanned out to two destinations can
 //! fail at both.
+//!
+//! With a journal, every letter is also written there (key `DEAD_LETTER`) and deleted when it is
+//! replayed or evicted, so letters outlive a restart: [`DeadLetterStore::restore_from`] reads
+//! them back at start.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, unix_millis};
+use crate::journal::{Batch, Journal, Key, Recovered, codec, space};
 use crate::metrics::Metrics;
 use crate::queue::DestinationId;
 
@@ -22,8 +27,9 @@ pub struct DeadLetter {
     pub id: String,
     /// The event, as it was to be delivered.
     pub event: Event,
-    /// Index of the destination it failed to reach.
-    pub destination: DestinationId,
+    /// Index of the destination it failed to reach (`None`: that destination is no longer in
+    /// the config, so the letter cannot be replayed).
+    pub destination: Option<DestinationId>,
     /// Name of that destination.
     pub destination_name: String,
     /// Attempts made.
@@ -98,37 +104,132 @@ pub struct DeadLetterStore {
     capacity: usize,
     max_bytes: usize,
     metrics: Metrics,
+    journal: Option<Journal>,
 }
 
-/// The letters, oldest first, and the bytes they hold.
+/// The letters, oldest first, each with its journal key, and the bytes they hold.
 #[derive(Debug, Default)]
 struct Held {
-    letters: VecDeque<DeadLetter>,
+    letters: VecDeque<(u64, DeadLetter)>,
     bytes: usize,
 }
 
+/// A letter taken out for replay: [`DeadLetterStore::replayed`] once it is queued again, or
+/// [`DeadLetterStore::restore`] if it could not be.
+#[derive(Debug)]
+pub struct Taken {
+    /// The letter.
+    pub letter: DeadLetter,
+    key: u64,
+}
+
+/// What a `DEAD_LETTER` record holds besides the event.
+#[derive(Debug, Serialize, Deserialize)]
+struct LetterHead {
+    id: String,
+    destination: String,
+    attempts: u32,
+    last_status: Option<u16>,
+    last_error: String,
+    failed_at_ms: u64,
+}
+
+fn key(id: u64) -> Key {
+    Key {
+        space: space::DEAD_LETTER,
+        id,
+    }
+}
+
 impl DeadLetterStore {
-    /// A store holding at most `capacity` letters and `max_bytes` bytes of them.
-    pub fn new(capacity: usize, max_bytes: usize, metrics: Metrics) -> Self {
+    /// A store holding at most `capacity` letters and `max_bytes` bytes of them, written to
+    /// `journal` if there is one.
+    pub fn new(
+        capacity: usize,
+        max_bytes: usize,
+        metrics: Metrics,
+        journal: Option<Journal>,
+    ) -> Self {
         Self {
             held: Mutex::new(Held::default()),
             capacity,
             max_bytes,
             metrics,
+            journal,
         }
+    }
+
+    /// Reads back the letters `recovered` holds (at start), oldest first; `resolve` gives a
+    /// destination's id by name. Returns how many were read.
+    pub fn restore_from(
+        &self,
+        recovered: &mut Recovered,
+        resolve: impl Fn(&str) -> Option<DestinationId>,
+    ) -> usize {
+        let mut count = 0;
+        for (id, value) in recovered.take_space(space::DEAD_LETTER) {
+            match codec::decode::<LetterHead>(&value) {
+                Ok((head, event)) => {
+                    let letter = DeadLetter {
+                        id: head.id,
+                        event,
+                        destination: resolve(&head.destination),
+                        destination_name: head.destination,
+                        attempts: head.attempts,
+                        last_status: head.last_status,
+                        last_error: head.last_error,
+                        failed_at: UNIX_EPOCH + Duration::from_millis(head.failed_at_ms),
+                    };
+                    self.insert(id, letter);
+                    count += 1;
+                }
+                Err(error) => {
+                    tracing::error!(key = id, %error, "journal: a dead-letter record does not decode; skipped");
+                    self.metrics.journal().corrupt.increment(1);
+                }
+            }
+        }
+        count
     }
 
     /// Adds a letter, evicting the oldest ones while the store would be over a bound.
     pub fn push(&self, letter: DeadLetter) {
+        let id = match &self.journal {
+            Some(journal) => {
+                let id = journal.next_id();
+                let head = LetterHead {
+                    id: letter.id.clone(),
+                    destination: letter.destination_name.clone(),
+                    attempts: letter.attempts,
+                    last_status: letter.last_status,
+                    last_error: letter.last_error.clone(),
+                    failed_at_ms: unix_millis(letter.failed_at),
+                };
+                let mut value = Vec::new();
+                codec::encode(&head, &letter.event, &mut value);
+                let mut batch = Batch::new();
+                batch.put(key(id), &value, 0);
+                journal.write_detached(batch);
+                id
+            }
+            None => 0,
+        };
+        self.insert(id, letter);
+    }
+
+    /// Adds a letter already journaled under `id`, evicting as [`DeadLetterStore::push`] does.
+    fn insert(&self, id: u64, letter: DeadLetter) {
         let mut held = self.lock();
         let size = letter.bytes();
+        let mut evicted_keys = Batch::new();
         while !held.letters.is_empty()
             && (held.letters.len() >= self.capacity
                 || held.bytes.saturating_add(size) > self.max_bytes)
         {
-            let Some(evicted) = held.letters.pop_front() else {
+            let Some((evicted_id, evicted)) = held.letters.pop_front() else {
                 break;
             };
+            evicted_keys.delete(key(evicted_id));
             held.bytes = held.bytes.saturating_sub(evicted.bytes());
             self.metrics.dead_letter_evictions().increment(1);
             tracing::warn!(
@@ -138,23 +239,40 @@ impl DeadLetterStore {
             );
         }
         held.bytes = held.bytes.saturating_add(size);
-        held.letters.push_back(letter);
+        held.letters.push_back((id, letter));
         self.metrics.set_dead_letters(held.letters.len());
+        drop(held);
+        if let Some(journal) = &self.journal {
+            journal.write_detached(evicted_keys);
+        }
     }
 
     /// A copy of every letter, oldest first.
     pub fn list(&self) -> Vec<DeadLetter> {
-        self.lock().letters.iter().cloned().collect()
+        self.lock()
+            .letters
+            .iter()
+            .map(|(_, letter)| letter.clone())
+            .collect()
     }
 
-    /// Removes and returns the letter with `id`.
-    pub fn take(&self, id: &str) -> Option<DeadLetter> {
+    /// Removes the letter with `id` for replay.
+    pub fn take(&self, id: &str) -> Option<Taken> {
         let mut held = self.lock();
-        let index = held.letters.iter().position(|l| l.id == id)?;
-        let letter = held.letters.remove(index)?;
+        let index = held.letters.iter().position(|(_, l)| l.id == id)?;
+        let (key, letter) = held.letters.remove(index)?;
         held.bytes = held.bytes.saturating_sub(letter.bytes());
         self.metrics.set_dead_letters(held.letters.len());
-        Some(letter)
+        Some(Taken { letter, key })
+    }
+
+    /// Forgets a taken letter for good: it was queued again.
+    pub fn replayed(&self, taken: &Taken) {
+        if let Some(journal) = &self.journal {
+            let mut batch = Batch::new();
+            batch.delete(key(taken.key));
+            journal.write_detached(batch);
+        }
     }
 
     /// Bytes the letters hold (bodies and headers).
@@ -162,9 +280,9 @@ impl DeadLetterStore {
         self.lock().bytes
     }
 
-    /// Puts a letter back where replay could not proceed (e.g. the queue was full).
-    pub fn restore(&self, letter: DeadLetter) {
-        self.push(letter);
+    /// Puts a taken letter back where replay could not proceed (e.g. the queue was full).
+    pub fn restore(&self, taken: Taken) {
+        self.insert(taken.key, taken.letter);
     }
 
     /// Letters held.
@@ -208,7 +326,7 @@ mod tests {
                 received_at: SystemTime::now(),
                 plugin_headers: None,
             },
-            destination: 0,
+            destination: Some(0),
             destination_name: "d".into(),
             attempts: 1,
             last_status: Some(400),
@@ -219,14 +337,14 @@ mod tests {
 
     #[test]
     fn evicts_oldest_past_capacity_and_takes_by_id() {
-        let store = DeadLetterStore::new(2, usize::MAX, Metrics::new());
+        let store = DeadLetterStore::new(2, usize::MAX, Metrics::new(), None);
         store.push(letter("a"));
         store.push(letter("b"));
         store.push(letter("c"));
         let ids: Vec<_> = store.list().into_iter().map(|l| l.id).collect();
         assert_eq!(ids, ["b", "c"]);
         assert_eq!(
-            store.take("b").map(|l| l.event.id).as_deref(),
+            store.take("b").map(|t| t.letter.event.id).as_deref(),
             Some("evt-b")
         );
         assert!(store.take("b").is_none());
@@ -236,7 +354,7 @@ mod tests {
     #[test]
     fn evicts_oldest_past_max_bytes_and_counts_evictions() {
         let metrics = Metrics::new();
-        let store = DeadLetterStore::new(100, 1000, metrics.clone());
+        let store = DeadLetterStore::new(100, 1000, metrics.clone(), None);
         for id in ["a", "b", "c"] {
             store.push(letter_of(id, 400));
         }

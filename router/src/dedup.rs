@@ -13,12 +13,19 @@
 //! request gets 202; any other end (an error answer, a cancelled or failed request) releases it,
 //! so a sender's retry after a 503 is not mistaken for a duplicate. A repeat that arrives while
 //! the first is still being accepted gets 503 with `Retry-After`: its fate is not known yet.
+//!
+//! With a journal, each committed id is also written there (key `DEDUP`, expiring with the
+//! window), so a delivery id seen before a restart is still a duplicate after it:
+//! [`restore_dedup`] reads them back at start.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+
+use crate::journal::{Batch, Journal, Key, Recovered, codec, space};
 
 /// Longest key remembered; longer ones are not deduplicated.
 pub const MAX_KEY_BYTES: usize = 256;
@@ -118,7 +125,26 @@ impl ClaimGuard<'_> {
         {
             entry.committed = true;
         }
+        drop(inner);
         self.committed = true;
+        if let Some((journal, route)) = &self.store.journal {
+            let window_ms = u64::try_from(self.store.window.as_millis()).unwrap_or(u64::MAX);
+            let record = DedupRecord {
+                route: route.clone(),
+                key: std::mem::take(&mut self.key),
+                event_id: std::mem::take(&mut self.event_id),
+            };
+            let mut batch = Batch::new();
+            batch.put(
+                Key {
+                    space: space::DEDUP,
+                    id: journal.next_id(),
+                },
+                &codec::to_bytes(&record),
+                crate::journal::now_ms().saturating_add(window_ms).max(1),
+            );
+            journal.write_detached(batch);
+        }
     }
 }
 
@@ -153,6 +179,14 @@ struct Inner {
     order: VecDeque<(String, Instant)>,
 }
 
+/// A committed id as the journal holds it.
+#[derive(Debug, Serialize, Deserialize)]
+struct DedupRecord {
+    route: String,
+    key: String,
+    event_id: String,
+}
+
 /// Ids seen by one route.
 #[derive(Debug)]
 pub struct DedupStore {
@@ -160,6 +194,8 @@ pub struct DedupStore {
     window: Duration,
     capacity: usize,
     inner: Mutex<Inner>,
+    /// The journal committed ids are written to, and this store's route id.
+    journal: Option<(Journal, String)>,
 }
 
 impl DedupStore {
@@ -170,7 +206,45 @@ impl DedupStore {
             window,
             capacity: capacity.max(1),
             inner: Mutex::new(Inner::default()),
+            journal: None,
         }
+    }
+
+    /// Also writes committed ids to `journal`, under route `route`.
+    pub fn journaled(mut self, journal: Option<Journal>, route: &str) -> DedupStore {
+        self.journal = journal.map(|journal| (journal, route.to_owned()));
+        self
+    }
+
+    /// Remembers `id` as accepted as `event_id`, for what is left of its window: it expires
+    /// at `expires_ms` (Unix milliseconds).
+    fn restore(&self, id: String, event_id: String, expires_ms: u64, now: Instant) {
+        let left = Duration::from_millis(expires_ms.saturating_sub(crate::journal::now_ms()));
+        let at = now
+            .checked_sub(self.window.saturating_sub(left))
+            .unwrap_or(now);
+        let mut inner = self.lock();
+        while inner.entries.len() >= self.capacity {
+            let Some((oldest, oldest_at)) = inner.order.pop_front() else {
+                break;
+            };
+            if inner
+                .entries
+                .get(&oldest)
+                .is_some_and(|entry| entry.at == oldest_at)
+            {
+                inner.entries.remove(&oldest);
+            }
+        }
+        inner.order.push_back((id.clone(), at));
+        inner.entries.insert(
+            id,
+            Entry {
+                event_id,
+                at,
+                committed: true,
+            },
+        );
     }
 
     /// Where ids are read from.
@@ -232,6 +306,26 @@ impl DedupStore {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Reads the ids `recovered` holds back into the stores of their routes (at start); `store`
+/// gives a route's store by id. Returns how many ids were restored.
+pub fn restore_dedup<'a>(
+    recovered: &mut Recovered,
+    store: impl Fn(&str) -> Option<&'a DedupStore>,
+) -> usize {
+    let now = Instant::now();
+    let mut count = 0;
+    for (_, value, expires_ms) in recovered.take_space_with_expiry(space::DEDUP) {
+        let Ok(record) = codec::from_bytes::<DedupRecord>(&value) else {
+            continue;
+        };
+        if let Some(dedup) = store(&record.route) {
+            dedup.restore(record.key, record.event_id, expires_ms, now);
+            count += 1;
+        }
+    }
+    count
 }
 
 impl Inner {

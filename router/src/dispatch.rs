@@ -15,6 +15,7 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,18 +28,18 @@ use crate::dead_letter::{DeadLetter, DeadLetterStore};
 use crate::deliver::{AttemptOutcome, Deliverer, Destination};
 use crate::event::Event;
 use crate::metrics::{DeliveryTable, Metrics};
-use crate::queue::{DestinationId, DispatchQueue, QueuedEvent, Slot};
+use crate::queue::{DestinationId, DispatchQueue, Progress, QueuedEvent, Receipt};
 use crate::supervise::{Supervisor, TestFaults};
 
 /// Tasks moving events from the queue into lanes. Moving is cheap (no I/O), so few suffice.
 const DISPATCH_TASKS: usize = 2;
 
-/// An event being delivered: shared by its deliveries, and holding its queue slot until the
-/// last of them finishes.
+/// An event being delivered: shared by its deliveries, and holding its queue receipt (and so
+/// its place in the capacity) until the last of them finishes.
 #[derive(Debug)]
 struct Job {
     event: Event,
-    _slot: Slot,
+    receipt: Receipt,
 }
 
 /// One event on its way to one destination.
@@ -46,8 +47,24 @@ struct Job {
 struct Delivery {
     job: Arc<Job>,
     destination: DestinationId,
+    /// The destination's place in the event's list, for the receipt.
+    position: usize,
     /// Attempts made so far.
     attempts: u32,
+}
+
+impl Delivery {
+    /// Reports to the queue that this delivery is final (delivered or dead-lettered).
+    fn finished(&self) {
+        self.job.receipt.record(
+            self.position,
+            Progress {
+                attempts: self.attempts,
+                next_attempt_ms: 0,
+                done: true,
+            },
+        );
+    }
 }
 
 /// The delivery a lane worker is attempting, if any, kept outside the worker's task.
@@ -64,12 +81,13 @@ struct Waiting {
 }
 
 impl Waiting {
-    fn insert(&mut self, delivery: Delivery, wait: Duration) {
+    fn insert(&mut self, delivery: Delivery, wait: Duration, shared: &Shared) {
         // Saturating, so that no wait (a destination's `Retry-After: 99999999`, a config built
         // in code) can overflow the clock.
         let due = crate::clock::after(Instant::now(), wait);
         self.arrivals = self.arrivals.wrapping_add(1);
         self.due.insert((due, self.arrivals), delivery);
+        shared.parked.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -85,6 +103,20 @@ struct Shared {
     retries: mpsc::UnboundedSender<(Delivery, Duration)>,
     /// Test-only: lane workers panic on events whose body contains this.
     panic_on_body: Option<Vec<u8>>,
+    /// Deliveries taken off the queue and not yet final.
+    outstanding: AtomicUsize,
+    /// Deliveries waiting in the retry scheduler for their next attempt.
+    parked: AtomicUsize,
+    /// When the earliest of them is due.
+    earliest_due: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    /// A delivery is final (delivered or dead-lettered).
+    fn finish(&self, delivery: &Delivery) {
+        self.outstanding.fetch_sub(1, Ordering::AcqRel);
+        delivery.finished();
+    }
 }
 
 /// The running dispatch machinery.
@@ -96,6 +128,7 @@ pub struct Dispatcher {
     lanes: Vec<async_channel::Receiver<Delivery>>,
     in_flight: Vec<InFlight>,
     waiting: Arc<Mutex<Option<Waiting>>>,
+    shared: Arc<Shared>,
 }
 
 /// What dispatch held when it stopped.
@@ -149,6 +182,9 @@ impl Dispatcher {
             metrics: delivery_metrics,
             retries: retry_tx,
             panic_on_body: faults.panic_on_body.clone().map(String::into_bytes),
+            outstanding: AtomicUsize::new(0),
+            parked: AtomicUsize::new(0),
+            earliest_due: Mutex::new(None),
         });
 
         let mut tasks = Vec::new();
@@ -193,7 +229,18 @@ impl Dispatcher {
             lanes: lane_receivers,
             in_flight,
             waiting,
+            shared,
         }
+    }
+
+    /// Whether nothing can happen before `deadline`: no event waits in `queue`, and every
+    /// delivery taken off it waits for a retry due after `deadline` (none is in a lane or in
+    /// flight). Shutdown need not wait for the end of its grace period then.
+    pub fn settled(&self, deadline: Instant, queue: &dyn DispatchQueue) -> bool {
+        queue.queued() == 0
+            && self.shared.outstanding.load(Ordering::Acquire)
+                == self.shared.parked.load(Ordering::Acquire)
+            && lock(&self.shared.earliest_due).is_none_or(|due| due > deadline)
     }
 
     /// Stops dispatch: attempts in flight may finish until `deadline`; nothing new starts.
@@ -306,21 +353,33 @@ async fn run_dispatch(
         };
         let Some(QueuedEvent {
             event,
-            destinations,
-            slot,
+            targets,
+            receipt,
         }) = queued
         else {
             return;
         };
-        let job = Arc::new(Job { event, _slot: slot });
-        for destination in destinations {
+        let job = Arc::new(Job { event, receipt });
+        let now = crate::journal::now_ms();
+        shared
+            .outstanding
+            .fetch_add(targets.len(), Ordering::AcqRel);
+        for target in targets {
             let delivery = Delivery {
                 job: Arc::clone(&job),
-                destination,
-                attempts: 0,
+                destination: target.destination,
+                position: target.position,
+                attempts: target.progress.attempts,
             };
-            // Lanes are unbounded (the queue's slots bound them) and open while `shared` lives.
-            let _ = shared.lanes[destination].try_send(delivery);
+            // A delivery resumed after a restart keeps the wait it was given.
+            let wait = target.progress.next_attempt_ms.saturating_sub(now);
+            if wait > 0 {
+                let _ = shared.retries.send((delivery, Duration::from_millis(wait)));
+            } else {
+                // Lanes are unbounded (the queue's slots bound them) and open while `shared`
+                // lives.
+                let _ = shared.lanes[target.destination].try_send(delivery);
+            }
         }
     }
 }
@@ -414,6 +473,7 @@ async fn attempt(shared: &Shared, mut delivery: Delivery) {
                 status,
                 "delivered"
             );
+            shared.finish(&delivery);
             return;
         }
         AttemptOutcome::Retry {
@@ -430,6 +490,15 @@ async fn attempt(shared: &Shared, mut delivery: Delivery) {
             if let Some(metrics) = metrics {
                 metrics.retry.increment(1);
             }
+            delivery.job.receipt.record(
+                delivery.position,
+                Progress {
+                    attempts: delivery.attempts,
+                    next_attempt_ms: crate::journal::now_ms()
+                        .saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+                    done: false,
+                },
+            );
             tracing::info!(
                 event_id = %event.id,
                 route = %event.route,
@@ -461,7 +530,7 @@ fn dead_letter(shared: &Shared, delivery: &Delivery, status: Option<u16>, error:
     let letter = DeadLetter {
         id: Event::new_id(),
         event: event.clone(),
-        destination: delivery.destination,
+        destination: Some(delivery.destination),
         destination_name: destination.name.clone(),
         attempts: delivery.attempts,
         last_status: status,
@@ -479,6 +548,9 @@ fn dead_letter(shared: &Shared, delivery: &Delivery, status: Option<u16>, error:
         "delivery failed for good: dead-lettered"
     );
     shared.dead_letters.push(letter);
+    // After the letter: a crash between the two leaves the event to be delivered again, never
+    // neither.
+    shared.finish(delivery);
 }
 
 /// Holds deliveries waiting for a retry and returns each to its lane when its wait is over.
@@ -508,15 +580,17 @@ async fn run_retry_scheduler(
                 break;
             }
             let delivery = entry.remove();
+            shared.parked.fetch_sub(1, Ordering::AcqRel);
             let _ = shared.lanes[delivery.destination].try_send(delivery);
         }
         let next = waiting.due.first_key_value().map(|((at, _), _)| *at);
+        *lock(&shared.earliest_due) = next;
         tokio::select! {
             biased;
             () = cancel.cancelled() => return,
             () = sleep_until(next) => {}
             received = waiting.inbox.recv() => match received {
-                Some((delivery, wait)) => waiting.insert(delivery, wait),
+                Some((delivery, wait)) => waiting.insert(delivery, wait, &shared),
                 None => return,
             },
         }

@@ -30,6 +30,7 @@ use crate::body::{BodyError, read_body};
 use crate::config::Config;
 use crate::dedup::{Claim, DedupStore};
 use crate::event::Event;
+use crate::journal::{Journal, Recovered};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::plugin::{ChainOutcome, PluginChain};
 use crate::queue::{DestinationId, DispatchQueue, EnqueueError};
@@ -90,6 +91,7 @@ impl Ingress {
         destination_ids: &HashMap<String, DestinationId>,
         mut chains: HashMap<String, PluginChain>,
         queue: Arc<dyn DispatchQueue>,
+        journal: Option<&Journal>,
         metrics: &Metrics,
     ) -> Self {
         let routes = config
@@ -109,6 +111,7 @@ impl Ingress {
                     verification_failures: metrics.verification_failures(&route.id),
                     dedup: route.dedup.as_ref().map(|dedup| {
                         DedupStore::new(dedup.key.clone(), dedup.window, dedup.capacity)
+                            .journaled(journal.cloned(), &route.id)
                     }),
                     duplicates: metrics.duplicates(&route.id),
                     rate_limit: route.rate_limit.map(RouteRateLimit::new),
@@ -127,6 +130,17 @@ impl Ingress {
             body_read_timeout: config.server.body_read_timeout.0,
             trusted_proxies: config.server.trusted_proxies.clone(),
         }
+    }
+
+    /// Reads the delivery ids the journal remembers back into their routes' dedup windows (at
+    /// start). Returns how many were restored.
+    pub fn restore_dedup(&self, recovered: &mut Recovered) -> usize {
+        crate::dedup::restore_dedup(recovered, |route| {
+            self.routes
+                .values()
+                .find(|r| r.id == route)
+                .and_then(|r| r.dedup.as_ref())
+        })
     }
 
     /// Handles one webhook request that arrived from `peer`.
@@ -283,13 +297,13 @@ impl Ingress {
         let id = event.id.clone();
         let bytes = event.body.len();
         let queued = match &route.chain {
-            None => self.queue.try_enqueue(event, route.destinations.clone()),
+            None => self.queue.enqueue(event, route.destinations.clone()).await,
             Some(chain) => match run_chain(chain, event, &route.destinations).await {
                 ChainOutcome::Deliver(mut events) if events.len() == 1 => {
                     let (event, destinations) = events.remove(0);
-                    self.queue.try_enqueue(event, destinations)
+                    self.queue.enqueue(event, destinations).await
                 }
-                ChainOutcome::Deliver(events) => self.queue.try_enqueue_all(events),
+                ChainOutcome::Deliver(events) => self.queue.enqueue_all(events).await,
                 ChainOutcome::Drop { .. } => return accepted(&id),
                 ChainOutcome::Reject { status, message } => {
                     let status =
@@ -313,6 +327,23 @@ impl Ingress {
                 tracing::warn!(route = %route.id, "dispatch queue full: answered 503");
                 reply::retry_after(
                     reply::error(StatusCode::SERVICE_UNAVAILABLE, "queue full, retry later"),
+                    QUEUE_FULL_RETRY_AFTER,
+                )
+            }
+            Err(EnqueueError::NoSpace) => reply::retry_after(
+                reply::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "journal full (max_bytes), retry later",
+                ),
+                QUEUE_FULL_RETRY_AFTER,
+            ),
+            Err(EnqueueError::Storage(error)) => {
+                tracing::error!(route = %route.id, %error, "event not stored: answered 503");
+                reply::retry_after(
+                    reply::error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the event could not be stored, retry later",
+                    ),
                     QUEUE_FULL_RETRY_AFTER,
                 )
             }

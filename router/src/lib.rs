@@ -27,6 +27,7 @@ pub mod deliver;
 pub mod dispatch;
 pub mod event;
 pub mod ingress;
+pub mod journal;
 pub mod metrics;
 pub mod plugin;
 pub mod queue;

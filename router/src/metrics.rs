@@ -48,6 +48,18 @@ pub mod names {
     pub const TASK_PANICS: &str = "webhook_task_panics_total";
     /// Dead letters evicted to stay within `dead_letter_capacity` or `dead_letter_max_bytes`.
     pub const DEAD_LETTER_EVICTIONS: &str = "webhook_dead_letter_evictions_total";
+    /// Gauge: bytes the journal takes on disk.
+    pub const JOURNAL_BYTES: &str = "webhook_journal_bytes";
+    /// Histogram: time one journal `fdatasync` took.
+    pub const JOURNAL_FSYNC: &str = "webhook_journal_fsync_seconds";
+    /// Histogram: records written by one journal commit.
+    pub const JOURNAL_BATCH_SIZE: &str = "webhook_journal_batch_size";
+    /// Counter: events read back from the journal at start, to be delivered.
+    pub const JOURNAL_RECOVERED: &str = "webhook_journal_recovered_total";
+    /// Counter: damaged regions of the journal skipped at start.
+    pub const JOURNAL_CORRUPT: &str = "webhook_journal_corrupt_records_total";
+    /// Counter: journal writes that failed (their events were refused with 503).
+    pub const JOURNAL_WRITE_ERRORS: &str = "webhook_journal_write_errors_total";
 }
 
 const DURATION_BUCKETS: &[f64] = &[
@@ -69,6 +81,9 @@ const BYTE_BUCKETS: &[f64] = &[
     4_194_304.0,
 ];
 const ATTEMPT_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0];
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0, 4096.0,
+];
 
 /// The router's metrics registry. Cheap to clone: clones share one registry.
 #[derive(Clone)]
@@ -114,6 +129,12 @@ impl Metrics {
                 b.set_buckets_for_metric(
                     Matcher::Full(names::DELIVERY_ATTEMPTS.into()),
                     ATTEMPT_BUCKETS,
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(names::JOURNAL_BATCH_SIZE.into()),
+                    BATCH_BUCKETS,
                 )
             })
             .expect("bucket lists are non-empty constants")
@@ -272,6 +293,22 @@ impl Metrics {
         self.counter(names::DEAD_LETTER_EVICTIONS, Vec::new())
     }
 
+    /// The journal's handles (registered when a journal is opened).
+    pub fn journal(&self) -> JournalMetrics {
+        let gauge = self
+            .inner
+            .recorder
+            .register_gauge(&Key::from_name(names::JOURNAL_BYTES), &METADATA);
+        JournalMetrics {
+            bytes: gauge,
+            fsync: self.histogram(names::JOURNAL_FSYNC, Vec::new()),
+            batch_size: self.histogram(names::JOURNAL_BATCH_SIZE, Vec::new()),
+            recovered: self.counter(names::JOURNAL_RECOVERED, Vec::new()),
+            corrupt: self.counter(names::JOURNAL_CORRUPT, Vec::new()),
+            write_errors: self.counter(names::JOURNAL_WRITE_ERRORS, Vec::new()),
+        }
+    }
+
     fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
         self.inner
             .recorder
@@ -282,6 +319,29 @@ impl Metrics {
         self.inner
             .recorder
             .register_histogram(&Key::from_parts(name, labels), &METADATA)
+    }
+}
+
+/// The journal's metrics.
+#[derive(Clone)]
+pub struct JournalMetrics {
+    /// `webhook_journal_bytes`.
+    pub bytes: Gauge,
+    /// `webhook_journal_fsync_seconds`.
+    pub fsync: Histogram,
+    /// `webhook_journal_batch_size`.
+    pub batch_size: Histogram,
+    /// `webhook_journal_recovered_total`.
+    pub recovered: Counter,
+    /// `webhook_journal_corrupt_records_total`.
+    pub corrupt: Counter,
+    /// `webhook_journal_write_errors_total`.
+    pub write_errors: Counter,
+}
+
+impl fmt::Debug for JournalMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JournalMetrics").finish_non_exhaustive()
     }
 }
 
@@ -445,6 +505,18 @@ fn describe(recorder: &PrometheusRecorder) {
             names::DEAD_LETTER_EVICTIONS,
             "Dead letters evicted (oldest first) past dead_letter_capacity or dead_letter_max_bytes.",
         ),
+        (
+            names::JOURNAL_RECOVERED,
+            "Events read back from the journal at start and delivered again.",
+        ),
+        (
+            names::JOURNAL_CORRUPT,
+            "Damaged regions of the journal found at start, each reported with its position and skipped.",
+        ),
+        (
+            names::JOURNAL_WRITE_ERRORS,
+            "Journal writes that failed; the events they held were answered 503.",
+        ),
     ];
     for (name, help) in counters {
         recorder.describe_counter(KeyName::from(name), None, SharedString::from(help));
@@ -458,6 +530,7 @@ fn describe(recorder: &PrometheusRecorder) {
             names::DEAD_LETTERS,
             "Dead letters held for inspection and replay.",
         ),
+        (names::JOURNAL_BYTES, "Bytes the journal takes on disk."),
     ];
     for (name, help) in gauges {
         recorder.describe_gauge(KeyName::from(name), None, SharedString::from(help));
@@ -478,6 +551,14 @@ fn describe(recorder: &PrometheusRecorder) {
         (
             names::PLUGIN_DURATION,
             "Duration of one plugin call in seconds.",
+        ),
+        (
+            names::JOURNAL_FSYNC,
+            "Duration of one journal fdatasync in seconds.",
+        ),
+        (
+            names::JOURNAL_BATCH_SIZE,
+            "Records written by one journal commit (concurrent writes share a commit).",
         ),
     ];
     for (name, help) in histograms {

@@ -10,14 +10,18 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
+use crate::config::FsyncMode;
 use crate::config::{Config, ConfigErrors};
+use crate::dead_letter::DeadLetter;
 use crate::dead_letter::DeadLetterStore;
 use crate::deliver::{Deliverer, Destination, InvalidHeader};
 use crate::dispatch::Dispatcher;
+use crate::event::Event;
 use crate::ingress::Ingress;
+use crate::journal::{Fsync, Journal, JournalError, JournalOptions, Recovered};
 use crate::metrics::Metrics;
 use crate::plugin::load_chains;
-use crate::queue::{DispatchQueue, MemoryQueue};
+use crate::queue::{DispatchQueue, JournalQueue, MemoryQueue, Progress, ResumedEvent};
 use crate::server::{ListenerSettings, StopTokens, serve};
 use crate::supervise::Supervisor;
 
@@ -46,15 +50,22 @@ pub enum StartError {
     /// A plugin could not be loaded or rejected its configuration.
     #[error("{0}")]
     Plugin(ConfigErrors),
+    /// The journal could not be opened.
+    #[error("cannot open the journal: {0}")]
+    Journal(#[from] JournalError),
 }
 
 /// What shutdown left behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShutdownReport {
     /// Events still held (queued, waiting to retry, or cut off in flight) when the router
-    /// stopped, each counted once; without a journal they are lost (their ids are logged).
+    /// stopped, each counted once: with a journal they are delivered after the next start;
+    /// without one they are lost (their ids are logged).
     pub still_queued: usize,
 }
+
+/// How long shutdown waits between looks at whether anything is still held.
+const IDLE_POLL: Duration = Duration::from_millis(5);
 
 /// A listener's task and the tokens that stop it.
 #[derive(Debug)]
@@ -124,6 +135,7 @@ pub struct Router {
     admin_listener: Listener,
     upkeep_task: JoinHandle<()>,
     grace: Duration,
+    journal: Option<Journal>,
 }
 
 impl Router {
@@ -146,15 +158,59 @@ impl Router {
         }
         let destination_ids = Arc::new(destination_ids);
         let chains = load_chains(config, &destination_ids, &metrics).map_err(StartError::Plugin)?;
-        let queue: Arc<dyn DispatchQueue> = Arc::new(MemoryQueue::new(
-            server.queue_capacity.get(),
-            metrics.clone(),
-        ));
+        let names: Vec<String> = destinations.iter().map(|d| d.name.clone()).collect();
+        let capacity = server.queue_capacity.get();
+        let mut opened = None;
+        let queue: Arc<dyn DispatchQueue> = match config.queue.journal_dir() {
+            None => Arc::new(MemoryQueue::new(capacity, metrics.clone())),
+            Some(dir) => {
+                let options = JournalOptions {
+                    fsync: match config.queue.fsync {
+                        FsyncMode::Always => Fsync::Always,
+                        FsyncMode::Interval => Fsync::Interval(config.queue.fsync_interval.0),
+                        FsyncMode::Never => Fsync::Never,
+                    },
+                    max_bytes: config.queue.max_bytes.0,
+                };
+                let (journal, mut recovered) = Journal::open(dir, options, &metrics)?;
+                let (queue, resumed) = JournalQueue::open(
+                    journal.clone(),
+                    &mut recovered,
+                    capacity,
+                    names,
+                    metrics.clone(),
+                );
+                let queue = Arc::new(queue);
+                opened = Some((journal, recovered, Arc::clone(&queue), resumed));
+                queue
+            }
+        };
+        let journal = opened.as_ref().map(|(journal, ..)| journal.clone());
         let dead_letters = Arc::new(DeadLetterStore::new(
             server.dead_letter_capacity.get(),
             usize::try_from(server.dead_letter_max_bytes.0).unwrap_or(usize::MAX),
             metrics.clone(),
+            journal.clone(),
         ));
+        let ingress = Ingress::new(
+            config,
+            &destination_ids,
+            chains,
+            Arc::clone(&queue),
+            journal.as_ref(),
+            &metrics,
+        );
+        if let Some((_, mut recovered, journal_queue, resumed)) = opened {
+            resume(
+                &mut recovered,
+                &journal_queue,
+                resumed,
+                &dead_letters,
+                &ingress,
+                &destination_ids,
+                &metrics,
+            );
+        }
         let dispatcher = Dispatcher::start(
             &queue,
             destinations,
@@ -170,13 +226,7 @@ impl Router {
             // hyper adds it to `Instant::now()` unchecked.
             header_read_timeout: crate::clock::cap(server.header_read_timeout.0),
         };
-        let ingress = Arc::new(Ingress::new(
-            config,
-            &destination_ids,
-            chains,
-            Arc::clone(&queue),
-            &metrics,
-        ));
+        let ingress = Arc::new(ingress);
         let ingress = Listener::start(
             "ingress_listener",
             ingress_listener,
@@ -202,8 +252,8 @@ impl Router {
             settings,
             &supervisor,
             move |request, _peer| {
-                let response = admin_handler.handle(&request);
-                async move { response }
+                let admin = Arc::clone(&admin_handler);
+                async move { admin.handle(&request).await }
             },
         );
 
@@ -238,6 +288,7 @@ impl Router {
             admin_listener,
             upkeep_task,
             grace: server.shutdown_grace.0,
+            journal,
         })
     }
 
@@ -257,9 +308,10 @@ impl Router {
     }
 
     /// Stops gracefully within one grace period in all: stop accepting webhooks and let the
-    /// requests being received finish, let in-flight deliveries finish, then stop the admin
-    /// listener, all by one deadline `shutdown_grace` from now. Reports the events left
-    /// undelivered, each counted once, and logs their ids.
+    /// requests being received finish, keep delivering (queued events too) until nothing is
+    /// held, then stop the admin listener, all by one deadline `shutdown_grace` from now.
+    /// Reports the events left undelivered, each counted once: with a journal they are left
+    /// for the next start; without one their ids are logged.
     pub async fn shutdown(self) -> ShutdownReport {
         let deadline = tokio::time::Instant::from_std(crate::clock::after(
             std::time::Instant::now(),
@@ -268,20 +320,105 @@ impl Router {
         self.admin.set_not_ready();
         self.ingress.stop("ingress", deadline).await;
         self.queue.close();
+        // Keep delivering until nothing is held, or nothing can happen before the deadline
+        // (everything left waits for a retry due after it: seen twice, a poll apart, so that a
+        // delivery moving between two places is not missed).
+        let mut settled_polls = 0;
+        while self.queue.held() > 0 && tokio::time::Instant::now() < deadline && settled_polls < 2 {
+            if self
+                .dispatcher
+                .settled(deadline.into_std(), self.queue.as_ref())
+            {
+                settled_polls += 1;
+            } else {
+                settled_polls = 0;
+            }
+            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + IDLE_POLL)).await;
+        }
         let left = self.dispatcher.stop(deadline, self.queue.as_ref()).await;
         let still_queued = left.event_ids.len();
-        if still_queued > 0 {
+        if still_queued == 0 {
+            tracing::info!("stopped with no events left undelivered");
+        } else if self.queue.durable() {
+            tracing::info!(
+                still_queued,
+                "{still_queued} events left for the next start (they stay in the journal)"
+            );
+        } else {
             tracing::warn!(
                 still_queued,
                 event_ids = ?left.event_ids,
-                "stopped with events still held; they were not delivered"
+                "stopped with events still held; they were not delivered and are lost"
             );
-        } else {
-            tracing::info!("stopped with no events left undelivered");
+        }
+        if let Some(journal) = &self.journal
+            && let Err(error) = journal.close().await
+        {
+            tracing::error!(%error, "journal: the last sync failed");
         }
         self.admin_listener.stop("admin", deadline).await;
         self.upkeep_task.abort();
         ShutdownReport { still_queued }
+    }
+}
+
+/// Queues the events read back from the journal, and restores its dead letters and dedup
+/// windows. An event's destination that is no longer in the config becomes a dead letter.
+fn resume(
+    recovered: &mut Recovered,
+    queue: &JournalQueue,
+    resumed: Vec<ResumedEvent>,
+    dead_letters: &DeadLetterStore,
+    ingress: &Ingress,
+    destination_ids: &HashMap<String, usize>,
+    metrics: &Metrics,
+) {
+    let letters = dead_letters.restore_from(recovered, |name| destination_ids.get(name).copied());
+    let dedup = ingress.restore_dedup(recovered);
+    let events = resumed.len();
+    let mut orphaned = 0;
+    for mut event in resumed {
+        let ids: Vec<Option<usize>> = event
+            .destinations
+            .iter()
+            .map(|name| destination_ids.get(name).copied())
+            .collect();
+        for (position, name) in event.destinations.iter().enumerate() {
+            let progress = &mut event.progress[position];
+            if ids[position].is_some() || progress.done {
+                continue;
+            }
+            orphaned += 1;
+            dead_letters.push(orphan_letter(&event.event, name, progress));
+            *progress = Progress {
+                done: true,
+                ..*progress
+            };
+        }
+        queue.resume(event, &ids);
+    }
+    metrics.journal().recovered.increment(events as u64);
+    tracing::info!(
+        events,
+        dead_letters = letters,
+        dedup_ids = dedup,
+        orphaned,
+        "journal recovered: events to deliver, dead letters and dedup ids read back"
+    );
+}
+
+/// The dead letter of an event whose destination `name` left the config while it was held.
+fn orphan_letter(event: &Event, name: &str, progress: &Progress) -> DeadLetter {
+    tracing::warn!(event_id = %event.id, destination = name, "a held event's destination is no longer in the config: dead-lettered");
+    DeadLetter {
+        id: Event::new_id(),
+        event: event.clone(),
+        destination: None,
+        destination_name: name.to_owned(),
+        attempts: progress.attempts,
+        last_status: None,
+        last_error: format!("destination {name:?} is no longer in the config"),
+        failed_at: std::time::SystemTime::now(),
     }
 }
 

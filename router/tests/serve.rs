@@ -23,8 +23,10 @@ const CONFIG: &str = r#"[server]
 listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 
+# Nothing listens there: one attempt, then a dead letter, so that a stop has nothing to wait for.
 [destinations.sink]
 url = "http://127.0.0.1:9/in"
+retry = { max_attempts = 1 }
 
 [[routes]]
 id = "hooks"

@@ -118,6 +118,14 @@ bounded!(
     dead_letter_max_bytes, "dead_letter_max_bytes": ByteSize = size(MIB, 64 * 1024 * MIB)
 );
 bounded!(
+    /// `queue.fsync_interval`: 1 ms to 10 s.
+    fsync_interval, "fsync_interval": HumanDuration = duration(MILLISECOND, Duration::from_secs(10))
+);
+bounded!(
+    /// `queue.max_bytes`: 1 MiB to 16 TiB.
+    journal_max_bytes, "max_bytes": ByteSize = size(MIB, 16 * 1024 * 1024 * MIB)
+);
+bounded!(
     /// `server.header_read_timeout`: 100 ms to 1 h (a real client needs some time).
     header_read_timeout, "header_read_timeout": HumanDuration = duration(CLIENT_MIN, HOUR)
 );

@@ -33,6 +33,8 @@ pub struct Config {
     pub source: PathBuf,
     /// Listeners, limits and admin settings.
     pub server: ServerConfig,
+    /// Where accepted events are held: in memory, or in the journal.
+    pub queue: QueueConfig,
     /// Delivery targets, by name.
     pub destinations: BTreeMap<String, DestinationConfig>,
     /// Webhook routes, in file order.
@@ -123,6 +125,78 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
         }
     }
+}
+
+/// The `[queue]` table: where accepted events are held until delivered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// `"memory"` or `"journal"`; by default the journal when `path` is set, else memory.
+    #[serde(default)]
+    pub backend: Option<QueueBackend>,
+    /// The journal's directory (relative paths are resolved against the config file's folder).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// When the journal syncs its writes.
+    #[serde(default)]
+    pub fsync: FsyncMode,
+    /// With `fsync = "interval"`: the longest a write waits for its sync.
+    #[serde(
+        default = "defaults::fsync_interval",
+        deserialize_with = "bounds::fsync_interval"
+    )]
+    pub fsync_interval: HumanDuration,
+    /// Most bytes the journal may take on disk; past it senders get 503 + `Retry-After`.
+    #[serde(
+        default = "defaults::journal_max_bytes",
+        deserialize_with = "bounds::journal_max_bytes"
+    )]
+    pub max_bytes: ByteSize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            backend: None,
+            path: None,
+            fsync: FsyncMode::default(),
+            fsync_interval: defaults::fsync_interval(),
+            max_bytes: defaults::journal_max_bytes(),
+        }
+    }
+}
+
+impl QueueConfig {
+    /// The journal's directory, if the queue is journaled.
+    pub fn journal_dir(&self) -> Option<&Path> {
+        match self.backend {
+            Some(QueueBackend::Memory) => None,
+            Some(QueueBackend::Journal) | None => self.path.as_deref(),
+        }
+    }
+}
+
+/// The queue's backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueBackend {
+    /// Held in this process only: a stop or a crash loses what it holds.
+    Memory,
+    /// Written to the journal before the 202; survives crashes and restarts.
+    Journal,
+}
+
+/// When the journal syncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncMode {
+    /// Before the 202 (concurrent requests share one sync).
+    #[default]
+    Always,
+    /// Every `fsync_interval`.
+    Interval,
+    /// Only when a segment closes and at shutdown.
+    Never,
 }
 
 /// A `[destinations.NAME]` table: an HTTP endpoint events are delivered to.
@@ -410,6 +484,12 @@ mod defaults {
     pub fn dead_letter_capacity() -> NonZeroUsize {
         NonZeroUsize::new(10_000).expect("non-zero")
     }
+    pub fn fsync_interval() -> HumanDuration {
+        HumanDuration(Duration::from_millis(10))
+    }
+    pub fn journal_max_bytes() -> ByteSize {
+        ByteSize(4 * 1024 * 1024 * 1024)
+    }
     pub fn dead_letter_max_bytes() -> ByteSize {
         ByteSize(256 * 1024 * 1024)
     }
@@ -469,6 +549,7 @@ impl Config {
         };
 
         let mut server = None;
+        let mut queue = None;
         let mut destinations = BTreeMap::new();
         let mut destination_names = HashSet::new();
         let mut raw_routes = Vec::new();
@@ -485,6 +566,26 @@ impl Config {
                         check_server(server, admin_span, &mut sink);
                     }
                 }
+                "queue" => {
+                    let backend_span =
+                        span_of(&value, &["backend"]).or_else(|| span_of(&value, &[]));
+                    queue = deserialize_item::<QueueConfig>(value, "queue", &mut sink);
+                    if let Some(queue) = &mut queue {
+                        if queue.backend == Some(QueueBackend::Journal) && queue.path.is_none() {
+                            sink.push(
+                                backend_span,
+                                "queue.backend",
+                                "backend = \"journal\" needs `path`, the journal's directory",
+                            );
+                        }
+                        if let Some(path) = &mut queue.path
+                            && path.is_relative()
+                        {
+                            let base = source.parent().unwrap_or_else(|| Path::new(""));
+                            *path = base.join(&*path);
+                        }
+                    }
+                }
                 "destinations" => {
                     parse_destinations(value, &mut sink, &mut destinations, &mut destination_names);
                 }
@@ -492,7 +593,7 @@ impl Config {
                 other => sink.push(
                     Some(key_span),
                     other,
-                    "unknown key, expected one of `server`, `destinations`, `routes`",
+                    "unknown key, expected one of `server`, `queue`, `destinations`, `routes`",
                 ),
             }
         }
@@ -504,6 +605,7 @@ impl Config {
         Ok(Config {
             source: source.to_path_buf(),
             server,
+            queue: queue.unwrap_or_default(),
             destinations,
             routes,
             test_faults: crate::supervise::TestFaults::default(),

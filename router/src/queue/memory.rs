@@ -4,13 +4,17 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{DequeueFuture, DestinationId, DispatchQueue, EnqueueError, QueuedEvent, Slot};
+use super::{
+    DequeueFuture, DestinationId, DispatchQueue, EnqueueError, EnqueueFuture, QueuedEvent, Receipt,
+    Slot, fresh_targets,
+};
 use crate::event::Event;
 use crate::metrics::Metrics;
 
 /// The in-memory dispatch queue: an `async-channel` MPMC channel over a lock-free queue of
-/// linked blocks (`concurrent-queue`), with async wake-ups for the workers.
-#[derive(Debug)]
+/// linked blocks (`concurrent-queue`), with async wake-ups for the workers. Clones share the
+/// one queue.
+#[derive(Debug, Clone)]
 pub struct MemoryQueue {
     sender: async_channel::Sender<QueuedEvent>,
     receiver: async_channel::Receiver<QueuedEvent>,
@@ -35,10 +39,15 @@ impl MemoryQueue {
     }
 
     /// Takes `count` places in the capacity at once, or none; each must become a [`Slot`].
-    fn reserve(&self, count: usize) -> bool {
+    /// `force` takes them even past the capacity (events already promised, read back from a
+    /// journal at start).
+    pub(crate) fn reserve(&self, count: usize, force: bool) -> bool {
         let mut current = self.held.load(Ordering::Acquire);
         loop {
-            let Some(wanted) = current.checked_add(count).filter(|&w| w <= self.capacity) else {
+            let Some(wanted) = current
+                .checked_add(count)
+                .filter(|&w| force || w <= self.capacity)
+            else {
                 return false;
             };
             match self.held.compare_exchange_weak(
@@ -57,11 +66,17 @@ impl MemoryQueue {
     }
 
     /// The handle of one place taken by [`MemoryQueue::reserve`].
-    fn slot(&self) -> Slot {
+    pub(crate) fn slot(&self) -> Slot {
         Slot::new(Arc::clone(&self.held), self.metrics.clone())
     }
 
-    fn send(&self, queued: QueuedEvent) -> Result<(), EnqueueError> {
+    /// Whether the queue has been closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
+    /// Hands a held event to dispatch.
+    pub(crate) fn send(&self, queued: QueuedEvent) -> Result<(), EnqueueError> {
         self.sender.try_send(queued).map_err(|e| match e {
             // An unbounded channel is never full, but never lose the distinction.
             async_channel::TrySendError::Full(_) => EnqueueError::Full,
@@ -70,25 +85,7 @@ impl MemoryQueue {
     }
 }
 
-impl DispatchQueue for MemoryQueue {
-    fn try_enqueue(
-        &self,
-        event: Event,
-        destinations: Vec<DestinationId>,
-    ) -> Result<(), EnqueueError> {
-        if self.sender.is_closed() {
-            return Err(EnqueueError::Closed);
-        }
-        if !self.reserve(1) {
-            return Err(EnqueueError::Full);
-        }
-        self.send(QueuedEvent {
-            event,
-            destinations,
-            slot: self.slot(),
-        })
-    }
-
+impl MemoryQueue {
     fn try_enqueue_all(
         &self,
         events: Vec<(Event, Vec<DestinationId>)>,
@@ -96,7 +93,7 @@ impl DispatchQueue for MemoryQueue {
         if self.sender.is_closed() {
             return Err(EnqueueError::Closed);
         }
-        if !self.reserve(events.len()) {
+        if !self.reserve(events.len(), false) {
             return Err(EnqueueError::Full);
         }
         // Every place becomes a slot first, so an early return below still releases them all.
@@ -106,11 +103,23 @@ impl DispatchQueue for MemoryQueue {
         for ((event, destinations), slot) in events.into_iter().zip(slots) {
             self.send(QueuedEvent {
                 event,
-                destinations,
-                slot,
+                targets: fresh_targets(&destinations),
+                receipt: Receipt::new(None, Vec::new(), slot),
             })?;
         }
         Ok(())
+    }
+}
+
+impl DispatchQueue for MemoryQueue {
+    fn enqueue(&self, event: Event, destinations: Vec<DestinationId>) -> EnqueueFuture<'_> {
+        let outcome = self.try_enqueue_all(vec![(event, destinations)]);
+        Box::pin(std::future::ready(outcome))
+    }
+
+    fn enqueue_all(&self, events: Vec<(Event, Vec<DestinationId>)>) -> EnqueueFuture<'_> {
+        let outcome = self.try_enqueue_all(events);
+        Box::pin(std::future::ready(outcome))
     }
 
     fn dequeue(&self) -> DequeueFuture<'_> {
@@ -121,6 +130,10 @@ impl DispatchQueue for MemoryQueue {
         self.held.load(Ordering::Acquire)
     }
 
+    fn queued(&self) -> usize {
+        self.receiver.len()
+    }
+
     fn drain(&self) -> Vec<QueuedEvent> {
         std::iter::from_fn(|| self.receiver.try_recv().ok()).collect()
     }
@@ -128,12 +141,26 @@ impl DispatchQueue for MemoryQueue {
     fn close(&self) {
         self.sender.close();
     }
+
+    fn durable(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::SystemTime;
+
+    impl MemoryQueue {
+        fn enqueue1(
+            &self,
+            event: Event,
+            destinations: Vec<DestinationId>,
+        ) -> Result<(), EnqueueError> {
+            self.try_enqueue_all(vec![(event, destinations)])
+        }
+    }
 
     fn event(n: usize) -> Event {
         Event {
@@ -152,10 +179,10 @@ mod tests {
     #[tokio::test]
     async fn capacity_counts_held_events_until_their_slot_drops() {
         let queue = MemoryQueue::new(2, Metrics::new());
-        queue.try_enqueue(event(1), vec![0]).unwrap();
-        queue.try_enqueue(event(2), vec![0]).unwrap();
+        queue.enqueue1(event(1), vec![0]).unwrap();
+        queue.enqueue1(event(2), vec![0]).unwrap();
         assert!(matches!(
-            queue.try_enqueue(event(3), vec![0]),
+            queue.enqueue1(event(3), vec![0]),
             Err(EnqueueError::Full)
         ));
 
@@ -163,18 +190,18 @@ mod tests {
         let first = queue.dequeue().await.unwrap();
         assert_eq!(first.event.id, "e1");
         assert!(matches!(
-            queue.try_enqueue(event(3), vec![0]),
+            queue.enqueue1(event(3), vec![0]),
             Err(EnqueueError::Full)
         ));
         drop(first);
         assert_eq!(queue.held(), 1);
-        queue.try_enqueue(event(3), vec![0]).unwrap();
+        queue.enqueue1(event(3), vec![0]).unwrap();
     }
 
     #[tokio::test]
     async fn a_fan_out_is_queued_whole_or_not_at_all() {
         let queue = MemoryQueue::new(3, Metrics::new());
-        queue.try_enqueue(event(1), vec![0]).unwrap();
+        queue.enqueue1(event(1), vec![0]).unwrap();
         let three = vec![
             (event(2), vec![0]),
             (event(3), vec![1]),
@@ -197,10 +224,10 @@ mod tests {
     #[tokio::test]
     async fn close_drains_then_ends() {
         let queue = MemoryQueue::new(4, Metrics::new());
-        queue.try_enqueue(event(1), vec![0]).unwrap();
+        queue.enqueue1(event(1), vec![0]).unwrap();
         queue.close();
         assert!(matches!(
-            queue.try_enqueue(event(2), vec![0]),
+            queue.enqueue1(event(2), vec![0]),
             Err(EnqueueError::Closed)
         ));
         assert_eq!(queue.dequeue().await.unwrap().event.id, "e1");
@@ -215,7 +242,7 @@ mod tests {
             let queue = Arc::clone(&queue);
             tasks.push(tokio::spawn(async move {
                 (0..50)
-                    .filter(|i| queue.try_enqueue(event(t * 100 + i), vec![0]).is_ok())
+                    .filter(|i| queue.enqueue1(event(t * 100 + i), vec![0]).is_ok())
                     .count()
             }));
         }

@@ -1,22 +1,35 @@
-//! The dispatch queue between ingress and delivery.
+//! The dispatch queue between ingress and delivery, and its contract: an event stays owned by
+//! the queue until each of its destinations has a final outcome.
 //!
-//! [`DispatchQueue`] is the seam: the in-memory [`MemoryQueue`] (a bounded, lock-free MPMC
-//! channel) is the default, and a durable journal or a distributed backend can replace it.
+//! Ingress hands the queue an event and the destinations it goes to; the answer is the
+//! promise behind `202 Accepted` (for the journal, the event is on disk). Dispatch takes
+//! [`QueuedEvent`]s off it, each with a [`Receipt`], and reports through the receipt every
+//! change of a destination's [`Progress`] (attempts made, when the next one is due) and each
+//! final outcome (delivered, or dead-lettered). Once every destination is final the receipt
+//! acknowledges the event and the queue lets it go. An event whose receipt is dropped before
+//! that (the process stopped) is not acknowledged: a durable backend delivers it again, resuming
+//! its progress. This is the contract a distributed backend implements too: ack on final
+//! outcome, redeliver what was never acked.
+//!
+//! Backends: [`memory`] (in this process only: a bounded, lock-free MPMC channel) and
+//! [`journal`] (the same channel, over the write-ahead journal).
 //!
 //! Capacity counts every event the router *holds*, not only those waiting in the channel: an
 //! event keeps its [`Slot`] until its last delivery has finished (delivered or dead-lettered).
 //! So `queue_capacity` bounds memory even while deliveries wait for retries.
-//!
-//! This file is the contract; each backend has a file of its own: [`memory`].
 
+mod journal;
 mod memory;
 
+pub use journal::{JournalQueue, ResumedEvent};
 pub use memory::MemoryQueue;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 use crate::metrics::Metrics;
@@ -24,15 +37,87 @@ use crate::metrics::Metrics;
 /// Index of a destination in the router's destination table.
 pub type DestinationId = usize;
 
-/// An event waiting for delivery, with the destinations it goes to.
+/// Where one destination of an event stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt is due (Unix milliseconds; 0: now).
+    pub next_attempt_ms: u64,
+    /// Whether the destination has a final outcome (delivered or dead-lettered).
+    pub done: bool,
+}
+
+/// One destination of a dequeued event still to be delivered.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    /// The destination's place in the event's list (what [`Receipt::record`] takes).
+    pub position: usize,
+    /// The destination.
+    pub destination: DestinationId,
+    /// Where it stands (attempts resumed from before a restart, if any).
+    pub progress: Progress,
+}
+
+/// An event handed to dispatch, with what is left to deliver and its receipt.
 #[derive(Debug)]
 pub struct QueuedEvent {
     /// The event.
     pub event: Event,
-    /// Destinations to deliver it to.
-    pub destinations: Vec<DestinationId>,
-    /// The event's place in the queue's capacity, released when this is dropped.
-    pub slot: Slot,
+    /// Destinations without a final outcome.
+    pub targets: Vec<Target>,
+    /// Where dispatch reports progress; acknowledges the event when every target is final.
+    pub receipt: Receipt,
+}
+
+/// What a backend does with a held event's progress reports.
+pub trait Acknowledge: Send + Sync + std::fmt::Debug {
+    /// Records the progress of every destination of the event (not all final yet).
+    fn progress(&self, progress: &[Progress]);
+    /// Every destination is final: the queue lets the event go.
+    fn ack(&self);
+}
+
+/// Where a receipt's reports go, and the progress of each destination so far.
+type Reports = (Box<dyn Acknowledge>, Mutex<Vec<Progress>>);
+
+/// Proof that dispatch holds an event, and where it reports on it. Holds the event's place in
+/// the capacity until dropped.
+#[derive(Debug)]
+pub struct Receipt {
+    /// The backend's acknowledger and each destination's progress (`None`: nothing to record).
+    state: Option<Reports>,
+    _slot: Slot,
+}
+
+impl Receipt {
+    /// A receipt whose reports go to `ack`, starting from `progress` (one per destination).
+    pub fn new(ack: Option<Box<dyn Acknowledge>>, progress: Vec<Progress>, slot: Slot) -> Self {
+        Self {
+            state: ack.map(|ack| (ack, Mutex::new(progress))),
+            _slot: slot,
+        }
+    }
+
+    /// Records where the destination at `position` stands; acknowledges the event once every
+    /// destination is final. Reports reach the backend in the order they are made.
+    pub fn record(&self, position: usize, progress: Progress) {
+        let Some((ack, state)) = &self.state else {
+            return;
+        };
+        let mut state = state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(slot) = state.get_mut(position) {
+            *slot = progress;
+        }
+        // Reported under the lock, so that two destinations' reports keep their order.
+        if state.iter().all(|p| p.done) {
+            ack.ack();
+        } else {
+            ack.progress(&state);
+        }
+    }
 }
 
 /// Why an event could not be queued.
@@ -41,27 +126,32 @@ pub enum EnqueueError {
     /// The router holds `queue_capacity` events already.
     #[error("dispatch queue is full")]
     Full,
+    /// The journal holds `max_bytes` already.
+    #[error("the journal is full (max_bytes)")]
+    NoSpace,
     /// The queue no longer accepts events (the router is shutting down).
     #[error("dispatch queue is closed")]
     Closed,
+    /// The event could not be stored (the journal's write failed).
+    #[error("the event could not be stored: {0}")]
+    Storage(String),
 }
+
+/// A boxed future returned by [`DispatchQueue::enqueue`].
+pub type EnqueueFuture<'a> = Pin<Box<dyn Future<Output = Result<(), EnqueueError>> + Send + 'a>>;
 
 /// A boxed future returned by [`DispatchQueue::dequeue`].
 pub type DequeueFuture<'a> = Pin<Box<dyn Future<Output = Option<QueuedEvent>> + Send + 'a>>;
 
 /// A bounded queue of events awaiting dispatch.
 pub trait DispatchQueue: Send + Sync + std::fmt::Debug + 'static {
-    /// Queues an event for `destinations`, or says why not. Never waits.
-    fn try_enqueue(
-        &self,
-        event: Event,
-        destinations: Vec<DestinationId>,
-    ) -> Result<(), EnqueueError>;
+    /// Queues an event for `destinations`, or says why not. Never waits for room; resolves
+    /// once the event is stored as the backend promises (for the journal: per its `fsync`).
+    fn enqueue(&self, event: Event, destinations: Vec<DestinationId>) -> EnqueueFuture<'_>;
 
     /// Queues several events (a plugin's fan-out) all together or none of them: either every
-    /// one gets a place in the capacity, or the call fails and nothing is queued. Never waits.
-    fn try_enqueue_all(&self, events: Vec<(Event, Vec<DestinationId>)>)
-    -> Result<(), EnqueueError>;
+    /// one gets a place in the capacity, or the call fails and nothing is queued.
+    fn enqueue_all(&self, events: Vec<(Event, Vec<DestinationId>)>) -> EnqueueFuture<'_>;
 
     /// Waits for the next event; `None` once the queue is closed and drained.
     fn dequeue(&self) -> DequeueFuture<'_>;
@@ -69,12 +159,18 @@ pub trait DispatchQueue: Send + Sync + std::fmt::Debug + 'static {
     /// Events the router holds (queued or being delivered).
     fn held(&self) -> usize;
 
+    /// Events waiting to be taken off the queue.
+    fn queued(&self) -> usize;
+
     /// Takes every event waiting in the queue, without waiting (at shutdown, once dispatch has
-    /// stopped, to count and name what is left).
+    /// stopped, to count and name what is left). Their receipts are not acknowledged.
     fn drain(&self) -> Vec<QueuedEvent>;
 
     /// Stops accepting events; waiting `dequeue` calls return what is left, then `None`.
     fn close(&self);
+
+    /// Whether held events outlive the process (so that what shutdown leaves is not lost).
+    fn durable(&self) -> bool;
 }
 
 /// A held event's place in the queue capacity. Dropping it releases the place.
@@ -96,4 +192,17 @@ impl Drop for Slot {
         self.held.fetch_sub(1, Ordering::AcqRel);
         self.metrics.queue_depth_sub(1);
     }
+}
+
+/// The targets of a new event: every destination, nothing attempted yet.
+pub(crate) fn fresh_targets(destinations: &[DestinationId]) -> Vec<Target> {
+    destinations
+        .iter()
+        .enumerate()
+        .map(|(position, &destination)| Target {
+            position,
+            destination,
+            progress: Progress::default(),
+        })
+        .collect()
 }

@@ -51,10 +51,12 @@ async fn deliveries_past_the_grace_period_are_counted_as_still_queued() {
 async fn attempts_that_fail_while_stopping_are_counted_with_their_retries() {
     let sink = Sink::start(|_| Reply::hang()).await;
     // Each attempt in flight when the stop begins times out 300 ms later, well within the grace
-    // period, after the retry scheduler has stopped: its retry must still be counted.
+    // period; its retry is due 1 h later, long after it: the retries are counted, and the stop
+    // does not wait out the grace period for them.
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n\
-         [destinations.sink]\nurl = \"{}\"\ntimeout = \"300ms\"\nretry = {{ max_attempts = 5 }}\n{}",
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"30s\"\n\
+         [destinations.sink]\nurl = \"{}\"\ntimeout = \"300ms\"\n\
+         retry = {{ max_attempts = 5, initial_backoff = \"1h\", max_backoff = \"1h\", jitter = \"none\" }}\n{}",
         sink.url("/in"),
         route("stop", "/hooks/stop", &["sink"])
     );
@@ -64,8 +66,14 @@ async fn attempts_that_fail_while_stopping_are_counted_with_their_retries() {
         assert_eq!(router.post_json("/hooks/stop", &body).await.status(), 202);
     }
     assert_eq!(sink.wait_for(4, PATIENCE, |_| true).await.len(), 4);
+    let started = std::time::Instant::now();
     let report = router.router.shutdown().await;
     assert_eq!(report.still_queued, 4);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the stop waited {:?} for retries due after its deadline",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,157 @@
+//! How an [`Event`] is written into a journal record, and read back.
+//!
+//! `[postcard metadata][body]`: the metadata (ids, route, request line, headers, times, and
+//! whatever the caller adds in front) is postcard, compact and versionless; the body follows
+//! as it is, so reading it back is one copy.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use serde::{Deserialize, Serialize};
+
+use crate::event::Event;
+
+/// A record that does not decode (written by an incompatible version, or damaged in a way the
+/// checksum missed).
+#[derive(Debug, thiserror::Error)]
+#[error("undecodable journal record: {0}")]
+pub struct CodecError(String);
+
+impl CodecError {
+    fn new(what: impl std::fmt::Display) -> Self {
+        Self(what.to_string())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct EventMeta {
+    id: String,
+    route: String,
+    method: String,
+    path: String,
+    query: String,
+    headers: Vec<(String, Vec<u8>)>,
+    received_at_ms: u64,
+    plugin_headers: Option<Vec<(String, Vec<u8>)>>,
+    body_len: u64,
+}
+
+fn header_list(map: &HeaderMap) -> Vec<(String, Vec<u8>)> {
+    map.iter()
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect()
+}
+
+fn header_map(list: Vec<(String, Vec<u8>)>) -> Result<HeaderMap, CodecError> {
+    let mut map = HeaderMap::with_capacity(list.len());
+    for (name, value) in list {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(CodecError::new)?;
+        let value = HeaderValue::from_bytes(&value).map_err(CodecError::new)?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// Writes `head` (the caller's own metadata) and then `event` to `out`.
+pub fn encode<T: Serialize>(head: &T, event: &Event, out: &mut Vec<u8>) {
+    let meta = EventMeta {
+        id: event.id.clone(),
+        route: event.route.clone(),
+        method: event.method.as_str().to_owned(),
+        path: event.path.clone(),
+        query: event.query.clone(),
+        headers: header_list(&event.headers),
+        received_at_ms: event.received_at_ms(),
+        plugin_headers: event.plugin_headers.as_deref().map(header_list),
+        body_len: event.body.len() as u64,
+    };
+    // Serializing plain structs into a Vec cannot fail.
+    if let Ok(bytes) = postcard::to_extend(head, std::mem::take(out)) {
+        *out = bytes;
+    }
+    if let Ok(bytes) = postcard::to_extend(&meta, std::mem::take(out)) {
+        *out = bytes;
+    }
+    out.extend_from_slice(&event.body);
+}
+
+/// Reads back what [`encode`] wrote.
+pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<(T, Event), CodecError> {
+    let (head, rest) = postcard::take_from_bytes::<T>(bytes).map_err(CodecError::new)?;
+    let (meta, body) = postcard::take_from_bytes::<EventMeta>(rest).map_err(CodecError::new)?;
+    if body.len() as u64 != meta.body_len {
+        return Err(CodecError::new(format!(
+            "body of {} bytes where {} were written",
+            body.len(),
+            meta.body_len
+        )));
+    }
+    let event = Event {
+        id: meta.id,
+        route: meta.route,
+        method: Method::from_bytes(meta.method.as_bytes()).map_err(CodecError::new)?,
+        path: meta.path,
+        query: meta.query,
+        headers: header_map(meta.headers)?,
+        body: Bytes::copy_from_slice(body),
+        received_at: UNIX_EPOCH + Duration::from_millis(meta.received_at_ms),
+        plugin_headers: meta
+            .plugin_headers
+            .map(header_map)
+            .transpose()?
+            .map(Box::new),
+    };
+    Ok((head, event))
+}
+
+/// Postcard bytes of `value`.
+pub fn to_bytes<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).unwrap_or_default()
+}
+
+/// Reads back [`to_bytes`].
+pub fn from_bytes<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, CodecError> {
+    postcard::from_bytes(bytes).map_err(CodecError::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_reads_back_as_it_was_written() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-a", HeaderValue::from_static("1"));
+        headers.append("x-a", HeaderValue::from_static("2"));
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        let mut plugin = HeaderMap::new();
+        plugin.insert(
+            "x-plugin",
+            HeaderValue::from_bytes(b"\xff\x80 opaque").expect("value"),
+        );
+        let event = Event {
+            id: "0193-id".into(),
+            route: "github".into(),
+            method: Method::PUT,
+            path: "/hooks/github".into(),
+            query: "a=1".into(),
+            headers,
+            body: Bytes::from_static(b"\x00\xffbody{}"),
+            received_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+            plugin_headers: Some(Box::new(plugin)),
+        };
+        let mut out = Vec::new();
+        encode(&(7u32, vec!["a".to_owned()]), &event, &mut out);
+        let ((n, names), back): ((u32, Vec<String>), Event) = decode(&out).expect("decodes");
+        assert_eq!((n, names), (7, vec!["a".to_owned()]));
+        assert_eq!(back.id, event.id);
+        assert_eq!(back.method, Method::PUT);
+        assert_eq!((back.path, back.query), (event.path, event.query));
+        assert_eq!(back.headers, event.headers);
+        assert_eq!(back.plugin_headers, event.plugin_headers);
+        assert_eq!(back.body, event.body);
+        assert_eq!(back.received_at, event.received_at);
+        assert!(decode::<(u32, Vec<String>)>(&out[..out.len() - 1]).is_err());
+    }
+}

@@ -1,0 +1,597 @@
+//! The segment log: numbered files of records, an index of the live keys, and reclaiming the
+//! disk space of what is no longer held.
+//!
+//! Records are appended to the newest segment (`<n>.log`); past `segment_bytes` a new one is
+//! started. A key's latest put is the one that counts, until a delete or its expiry. Each
+//! segment knows which keys' latest puts it holds; the oldest segment is deleted once it holds
+//! none. A segment pinned by a few long-held keys (an event retried for hours) does not pin the
+//! disk: when the log holds more than twice what is live, the oldest segment's live records are
+//! copied forward to the newest and the segment is deleted. Deleting only ever the oldest
+//! segment keeps deletes sound: a delete is never on disk without the puts it cancels before it.
+//!
+//! Opening reads every segment, checking each record. Damaged bytes followed by whole records
+//! are a corrupt region: counted, reported with file and offset, skipped. Damaged bytes at the
+//! end of the newest segment are a torn tail (a write cut short): truncated and reported.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::JournalError;
+use super::record::{self, Key, Op, Record};
+
+/// Where a key's latest put is.
+#[derive(Debug, Clone, Copy)]
+struct Location {
+    segment: u64,
+    offset: u64,
+    len: u64,
+    expires_ms: u64,
+}
+
+/// One segment file.
+#[derive(Debug, Default)]
+struct Segment {
+    len: u64,
+    /// Keys whose latest put is in this segment.
+    live: HashSet<Key>,
+}
+
+/// Damage found while opening.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Damage {
+    /// The newest segment ended in a partial record; it was cut off.
+    TornTail {
+        /// The segment file.
+        path: PathBuf,
+        /// Where the last whole record ends (the file's new length).
+        offset: u64,
+        /// Bytes cut.
+        bytes: u64,
+    },
+    /// Bytes that are no record, with whole records after them; skipped.
+    Corrupt {
+        /// The segment file.
+        path: PathBuf,
+        /// Where the damage starts.
+        offset: u64,
+        /// Bytes skipped.
+        bytes: u64,
+    },
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Damage::TornTail {
+                path,
+                offset,
+                bytes,
+            } => write!(
+                f,
+                "{}: torn last record at byte {offset}: {bytes} bytes truncated",
+                path.display()
+            ),
+            Damage::Corrupt {
+                path,
+                offset,
+                bytes,
+            } => write!(
+                f,
+                "{}: {bytes} damaged bytes at byte {offset} skipped",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// What opening found.
+#[derive(Debug, Default)]
+pub struct Opened {
+    /// The value and expiry (Unix ms, 0: none) of every live key, in key order.
+    pub live: BTreeMap<Key, (Vec<u8>, u64)>,
+    /// Damage found (and repaired or skipped).
+    pub damage: Vec<Damage>,
+    /// The largest id of any record read (0 if none).
+    pub max_id: u64,
+}
+
+/// The log, owned by the committer thread.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    segment_bytes: u64,
+    active: File,
+    active_no: u64,
+    segments: BTreeMap<u64, Segment>,
+    index: HashMap<Key, Location>,
+    disk_bytes: u64,
+    live_bytes: u64,
+}
+
+fn segment_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("{n:016}.log"))
+}
+
+fn io_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> JournalError {
+    let path = path.to_path_buf();
+    move |source| JournalError::Io {
+        path,
+        action,
+        source,
+    }
+}
+
+/// Makes the directory's entries (new or deleted files) durable.
+fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error(dir, "sync the directory"))
+}
+
+/// Segment numbers in `dir`, ascending.
+fn list_segments(dir: &Path) -> Result<Vec<u64>, JournalError> {
+    let mut numbers = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_error(dir, "list"))? {
+        let path = entry.map_err(io_error(dir, "list"))?.path();
+        if path.extension().is_some_and(|e| e == "log")
+            && let Some(n) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse().ok())
+        {
+            numbers.push(n);
+        }
+    }
+    numbers.sort_unstable();
+    Ok(numbers)
+}
+
+fn create_segment(dir: &Path, n: u64) -> Result<File, JournalError> {
+    let path = segment_path(dir, n);
+    let file = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .read(true)
+        .open(&path)
+        .map_err(io_error(&path, "create"))?;
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+impl Log {
+    /// Opens the log in `dir` (created if missing), reading every live record; records whose
+    /// expiry is before `now_ms` are not live.
+    pub fn open(
+        dir: &Path,
+        segment_bytes: u64,
+        now_ms: u64,
+    ) -> Result<(Log, Opened), JournalError> {
+        let numbers = list_segments(dir)?;
+        let mut opened = Opened::default();
+        let mut segments: BTreeMap<u64, Segment> = BTreeMap::new();
+        let mut index: HashMap<Key, Location> = HashMap::new();
+        let mut values: HashMap<Key, (Vec<u8>, u64)> = HashMap::new();
+        for (position, &n) in numbers.iter().enumerate() {
+            let path = segment_path(dir, n);
+            let data = std::fs::read(&path).map_err(io_error(&path, "read"))?;
+            let mut segment = Segment::default();
+            let mut at = 0;
+            let mut good_end = 0;
+            while at < data.len() {
+                if let Some((record, len)) = record::read_at(&data, at) {
+                    opened.max_id = opened.max_id.max(record.key.id);
+                    if let Some(old) = index.remove(&record.key) {
+                        if old.segment == n {
+                            segment.live.remove(&record.key);
+                        } else if let Some(s) = segments.get_mut(&old.segment) {
+                            s.live.remove(&record.key);
+                        }
+                        values.remove(&record.key);
+                    }
+                    if record.op == Op::Put {
+                        index.insert(
+                            record.key,
+                            Location {
+                                segment: n,
+                                offset: at as u64,
+                                len: len as u64,
+                                expires_ms: record.expires_ms,
+                            },
+                        );
+                        segment.live.insert(record.key);
+                        values.insert(record.key, (record.value.to_vec(), record.expires_ms));
+                    }
+                    at += len;
+                    good_end = at;
+                    continue;
+                }
+                let last = position + 1 == numbers.len();
+                match record::next_record(&data, at + 1) {
+                    Some(next) => {
+                        opened.damage.push(Damage::Corrupt {
+                            path: path.clone(),
+                            offset: at as u64,
+                            bytes: (next - at) as u64,
+                        });
+                        at = next;
+                    }
+                    None if last => {
+                        let file = OpenOptions::new()
+                            .write(true)
+                            .open(&path)
+                            .map_err(io_error(&path, "open"))?;
+                        file.set_len(good_end as u64)
+                            .and_then(|()| file.sync_all())
+                            .map_err(io_error(&path, "truncate the torn tail of"))?;
+                        opened.damage.push(Damage::TornTail {
+                            path: path.clone(),
+                            offset: good_end as u64,
+                            bytes: (data.len() - good_end) as u64,
+                        });
+                        at = data.len();
+                    }
+                    None => {
+                        opened.damage.push(Damage::Corrupt {
+                            path: path.clone(),
+                            offset: at as u64,
+                            bytes: (data.len() - at) as u64,
+                        });
+                        at = data.len();
+                    }
+                }
+            }
+            segment.len = if position + 1 == numbers.len() {
+                good_end as u64
+            } else {
+                data.len() as u64
+            };
+            segments.insert(n, segment);
+        }
+        // Expired puts are not live.
+        index.retain(|key, location| {
+            let live = location.expires_ms == 0 || location.expires_ms > now_ms;
+            if !live {
+                if let Some(segment) = segments.get_mut(&location.segment) {
+                    segment.live.remove(key);
+                }
+                values.remove(key);
+            }
+            live
+        });
+        let (active_no, active) = match numbers.last() {
+            Some(&n) => {
+                let path = segment_path(dir, n);
+                let file = OpenOptions::new()
+                    .write(true)
+                    .read(true)
+                    .open(&path)
+                    .map_err(io_error(&path, "open"))?;
+                (n, file)
+            }
+            None => {
+                segments.insert(0, Segment::default());
+                (0, create_segment(dir, 0)?)
+            }
+        };
+        let disk_bytes = segments.values().map(|s| s.len).sum();
+        let live_bytes = index.values().map(|l| l.len).sum();
+        opened.live = values.into_iter().collect();
+        let mut log = Log {
+            dir: dir.to_path_buf(),
+            segment_bytes,
+            active,
+            active_no,
+            segments,
+            index,
+            disk_bytes,
+            live_bytes,
+        };
+        log.reclaim(now_ms)?;
+        Ok((log, opened))
+    }
+
+    /// Bytes of every segment on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.disk_bytes
+    }
+
+    /// Keys live now.
+    pub fn live_keys(&self) -> usize {
+        self.index.len()
+    }
+
+    fn active_len(&self) -> u64 {
+        self.segments.get(&self.active_no).map_or(0, |s| s.len)
+    }
+
+    /// Writes the encoded `records` (whose keys, ops and expiries are `entries`, in order) at
+    /// the end of the newest segment. On failure the segment is cut back to where it was.
+    pub fn append(
+        &mut self,
+        bytes: &[u8],
+        entries: &[(Key, Op, u64, u64)],
+    ) -> Result<(), JournalError> {
+        if self.active_len() >= self.segment_bytes {
+            self.rotate()?;
+        }
+        let start = self.active_len();
+        if let Err(error) = self.active.write_all_at(bytes, start) {
+            // Leave no partial record behind for the next append to follow.
+            let _ = self.active.set_len(start);
+            return Err(io_error(&segment_path(&self.dir, self.active_no), "write")(
+                error,
+            ));
+        }
+        let n = self.active_no;
+        let mut offset = start;
+        for &(key, op, expires_ms, len) in entries {
+            self.forget(&key);
+            if op == Op::Put {
+                self.index.insert(
+                    key,
+                    Location {
+                        segment: n,
+                        offset,
+                        len,
+                        expires_ms,
+                    },
+                );
+                self.live_bytes += len;
+                if let Some(segment) = self.segments.get_mut(&n) {
+                    segment.live.insert(key);
+                }
+            }
+            offset += len;
+        }
+        if let Some(segment) = self.segments.get_mut(&n) {
+            segment.len = start + bytes.len() as u64;
+        }
+        self.disk_bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Removes `key` from the index and from its segment's live set.
+    fn forget(&mut self, key: &Key) {
+        if let Some(old) = self.index.remove(key) {
+            self.live_bytes -= old.len;
+            if let Some(segment) = self.segments.get_mut(&old.segment) {
+                segment.live.remove(key);
+            }
+        }
+    }
+
+    /// Makes what was appended durable.
+    pub fn sync(&self) -> Result<(), JournalError> {
+        self.active
+            .sync_data()
+            .map_err(io_error(&segment_path(&self.dir, self.active_no), "sync"))
+    }
+
+    /// Closes the newest segment (synced) and starts a new one.
+    fn rotate(&mut self) -> Result<(), JournalError> {
+        self.sync()?;
+        let next = self.active_no + 1;
+        self.active = create_segment(&self.dir, next)?;
+        self.active_no = next;
+        self.segments.insert(next, Segment::default());
+        Ok(())
+    }
+
+    /// Gives back disk space: drops expired keys of the oldest segment, deletes the oldest
+    /// segments while they hold nothing live, and copies one pinned segment's live records
+    /// forward when the log holds more than twice what is live. Returns whether anything was
+    /// deleted.
+    pub fn reclaim(&mut self, now_ms: u64) -> Result<bool, JournalError> {
+        // A newest segment with nothing live is closed once it is worth a file.
+        if self.active_len() >= (self.segment_bytes / 4).max(1)
+            && self
+                .segments
+                .get(&self.active_no)
+                .is_some_and(|s| s.live.is_empty())
+        {
+            self.rotate()?;
+        }
+        let mut deleted = false;
+        let mut copied = false;
+        while let Some((&n, segment)) = self.segments.first_key_value() {
+            if n == self.active_no {
+                break;
+            }
+            let expired: Vec<Key> = segment
+                .live
+                .iter()
+                .filter(|key| {
+                    self.index
+                        .get(key)
+                        .is_some_and(|l| l.expires_ms != 0 && l.expires_ms <= now_ms)
+                })
+                .copied()
+                .collect();
+            for key in expired {
+                self.forget(&key);
+            }
+            let pinned = self.segments.get(&n).is_some_and(|s| !s.live.is_empty());
+            if pinned {
+                let wasteful = self.disk_bytes
+                    > self.live_bytes.saturating_mul(2) + self.segment_bytes.saturating_mul(2);
+                if copied || !wasteful {
+                    break;
+                }
+                self.copy_forward(n)?;
+                copied = true;
+            }
+            let path = segment_path(&self.dir, n);
+            std::fs::remove_file(&path).map_err(io_error(&path, "delete"))?;
+            if let Some(segment) = self.segments.remove(&n) {
+                self.disk_bytes -= segment.len;
+            }
+            deleted = true;
+        }
+        if deleted {
+            sync_dir(&self.dir)?;
+        }
+        Ok(deleted)
+    }
+
+    /// Appends the live records of segment `n` to the newest segment, synced.
+    fn copy_forward(&mut self, n: u64) -> Result<(), JournalError> {
+        let path = segment_path(&self.dir, n);
+        let file = File::open(&path).map_err(io_error(&path, "open"))?;
+        let keys: Vec<Key> = self
+            .segments
+            .get(&n)
+            .map(|s| s.live.iter().copied().collect())
+            .unwrap_or_default();
+        let mut bytes = Vec::new();
+        let mut entries = Vec::new();
+        for key in keys {
+            let Some(location) = self.index.get(&key).copied() else {
+                continue;
+            };
+            let mut data = vec![0u8; location.len as usize];
+            file.read_exact_at(&mut data, location.offset)
+                .map_err(io_error(&path, "read"))?;
+            if record::read_at(&data, 0).is_none() {
+                // The record was whole when written: the disk changed it since.
+                return Err(JournalError::Damaged {
+                    path,
+                    offset: location.offset,
+                });
+            }
+            bytes.extend_from_slice(&data);
+            entries.push((key, Op::Put, location.expires_ms, location.len));
+        }
+        self.append(&bytes, &entries)?;
+        self.sync()
+    }
+
+    /// Encodes `record` into `out` and returns its index entry.
+    pub fn encode(record: &Record<'_>, out: &mut Vec<u8>) -> (Key, Op, u64, u64) {
+        record.encode(out);
+        (
+            record.key,
+            record.op,
+            record.expires_ms,
+            record.encoded_len() as u64,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(log: &mut Log, id: u64, value: &[u8], expires_ms: u64) {
+        let mut bytes = Vec::new();
+        let entry = Log::encode(
+            &Record {
+                op: Op::Put,
+                key: Key { space: 1, id },
+                expires_ms,
+                value,
+            },
+            &mut bytes,
+        );
+        log.append(&bytes, &[entry]).expect("append");
+    }
+
+    fn delete(log: &mut Log, id: u64) {
+        let mut bytes = Vec::new();
+        let entry = Log::encode(
+            &Record {
+                op: Op::Delete,
+                key: Key { space: 1, id },
+                expires_ms: 0,
+                value: &[],
+            },
+            &mut bytes,
+        );
+        log.append(&bytes, &[entry]).expect("append");
+    }
+
+    fn ids(opened: &Opened) -> Vec<u64> {
+        opened.live.keys().map(|k| k.id).collect()
+    }
+
+    #[test]
+    fn live_keys_survive_a_reopen_and_deleted_or_expired_ones_do_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut log, opened) = Log::open(dir.path(), 1 << 20, 1000).expect("open");
+        assert!(opened.live.is_empty());
+        put(&mut log, 1, b"one", 0);
+        put(&mut log, 2, b"two", 0);
+        put(&mut log, 3, b"three", 1500);
+        put(&mut log, 1, b"one again", 0);
+        delete(&mut log, 2);
+        drop(log);
+        let (_, opened) = Log::open(dir.path(), 1 << 20, 1000).expect("reopen");
+        assert_eq!(ids(&opened), [1, 3]);
+        assert_eq!(opened.live[&Key { space: 1, id: 1 }].0, b"one again");
+        assert_eq!(opened.max_id, 3);
+        let (_, later) = Log::open(dir.path(), 1 << 20, 2000).expect("reopen later");
+        assert_eq!(ids(&later), [1], "key 3 expired at 1500");
+    }
+
+    #[test]
+    fn disk_use_follows_what_is_held_even_when_one_key_stays() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let segment = 64 * 1024;
+        let (mut log, _) = Log::open(dir.path(), segment, 0).expect("open");
+        put(&mut log, 0, b"held for a long time", 0);
+        let value = vec![7u8; 1000];
+        for id in 1..2000 {
+            put(&mut log, id, &value, 0);
+            delete(&mut log, id);
+            log.reclaim(0).expect("reclaim");
+        }
+        // 2 MB passed through; one small record is held.
+        assert!(
+            log.disk_bytes() <= 3 * segment,
+            "{} bytes on disk",
+            log.disk_bytes()
+        );
+        drop(log);
+        let (_, opened) = Log::open(dir.path(), segment, 0).expect("reopen");
+        assert_eq!(ids(&opened), [0]);
+        assert_eq!(
+            opened.live[&Key { space: 1, id: 0 }].0,
+            b"held for a long time"
+        );
+    }
+
+    #[test]
+    fn a_torn_tail_is_truncated_and_damage_in_the_middle_is_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut log, _) = Log::open(dir.path(), 1 << 20, 0).expect("open");
+        for id in 1..=10 {
+            put(&mut log, id, &[id as u8; 100], 0);
+        }
+        drop(log);
+        let path = segment_path(dir.path(), 0);
+        let mut data = std::fs::read(&path).expect("read");
+        let record = data.len() / 10;
+        // Garbage inside record 3, and record 10 cut in half.
+        data[2 * record + 40..2 * record + 60].fill(0xAB);
+        data.truncate(data.len() - record / 2);
+        std::fs::write(&path, &data).expect("write");
+        let (_, opened) = Log::open(dir.path(), 1 << 20, 0).expect("reopen");
+        assert_eq!(ids(&opened), [1, 2, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(opened.damage.len(), 2, "{:?}", opened.damage);
+        assert!(
+            matches!(opened.damage[0], Damage::Corrupt { offset, .. } if offset == 2 * record as u64)
+        );
+        assert!(
+            matches!(opened.damage[1], Damage::TornTail { offset, .. } if offset == 9 * record as u64)
+        );
+        assert_eq!(
+            std::fs::metadata(&path).expect("stat").len(),
+            9 * record as u64,
+            "the torn record was cut off"
+        );
+        let (_, again) = Log::open(dir.path(), 1 << 20, 0).expect("third open");
+        assert_eq!(ids(&again), [1, 2, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(again.damage.len(), 1, "only the skipped region is left");
+    }
+}

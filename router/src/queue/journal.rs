@@ -1,0 +1,307 @@
+//! The journal backend (`backend = "journal"`): the in-memory channel stays the dispatch path,
+//! and the [`Journal`] underneath is its write-ahead log.
+//!
+//! An event is written (key `EVENT`, with the names of its destinations) before its enqueue
+//! resolves, so a 202 is only ever given for a stored event. Its receipt writes each change of
+//! progress (key `PROGRESS`) and, once every destination is final, deletes both. At start every
+//! event still in the journal is read back ([`JournalQueue::open`]) and resumed with its
+//! progress ([`JournalQueue::resume`]).
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Acknowledge, DequeueFuture, DestinationId, DispatchQueue, EnqueueError, EnqueueFuture,
+    MemoryQueue, Progress, QueuedEvent, Receipt, Target, fresh_targets,
+};
+use crate::event::Event;
+use crate::journal::{Batch, Journal, Key, Recovered, Ticket, codec, space};
+use crate::metrics::Metrics;
+
+/// What an `EVENT` record holds besides the event: where it goes, by name (destination
+/// indexes change with the config; names are what a restart can match).
+#[derive(Debug, Serialize, Deserialize)]
+struct EventHead {
+    destinations: Vec<String>,
+}
+
+/// An event read back from the journal at start, not yet queued.
+#[derive(Debug)]
+pub struct ResumedEvent {
+    /// The event.
+    pub event: Event,
+    /// Its destinations by name, as they were when it was accepted.
+    pub destinations: Vec<String>,
+    /// Where each destination stood.
+    pub progress: Vec<Progress>,
+    key: u64,
+}
+
+/// The journal-backed dispatch queue.
+#[derive(Debug)]
+pub struct JournalQueue {
+    memory: MemoryQueue,
+    journal: Journal,
+    /// Destination names by id, written with each event.
+    names: Arc<Vec<String>>,
+}
+
+/// Reports a held event's progress to the journal.
+#[derive(Debug)]
+struct JournalAck {
+    journal: Journal,
+    key: u64,
+}
+
+impl Acknowledge for JournalAck {
+    fn progress(&self, progress: &[Progress]) {
+        let mut batch = Batch::new();
+        batch.put(
+            Key {
+                space: space::PROGRESS,
+                id: self.key,
+            },
+            &codec::to_bytes(&progress),
+            0,
+        );
+        self.journal.write_detached(batch);
+    }
+
+    fn ack(&self) {
+        let mut batch = Batch::new();
+        batch
+            .delete(Key {
+                space: space::EVENT,
+                id: self.key,
+            })
+            .delete(Key {
+                space: space::PROGRESS,
+                id: self.key,
+            });
+        self.journal.write_detached(batch);
+    }
+}
+
+/// Events written to the journal and waiting for their write to finish before dispatch gets
+/// them. If the request that queued them goes away first, they are handed over anyway once
+/// the write finishes (a stored event is delivered, whoever waits for it).
+struct Pending {
+    memory: MemoryQueue,
+    ticket: Option<Ticket>,
+    events: Vec<QueuedEvent>,
+}
+
+impl Pending {
+    async fn finish(mut self) -> Result<(), EnqueueError> {
+        let Some(ticket) = self.ticket.take() else {
+            return Ok(());
+        };
+        match ticket.wait().await {
+            Ok(()) => {
+                for queued in std::mem::take(&mut self.events) {
+                    self.memory.send(queued)?;
+                }
+                Ok(())
+            }
+            Err(error) => {
+                // Releases the places; nothing was promised.
+                self.events.clear();
+                Err(EnqueueError::Storage(error.to_string()))
+            }
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take()
+            && !self.events.is_empty()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let events = std::mem::take(&mut self.events);
+            let memory = self.memory.clone();
+            runtime.spawn(async move {
+                if ticket.wait().await.is_ok() {
+                    for queued in events {
+                        let _ = memory.send(queued);
+                    }
+                }
+            });
+        }
+    }
+}
+
+impl JournalQueue {
+    /// A queue of at most `capacity` held events over `journal`, and the events `recovered`
+    /// holds, read back to be resumed. `names` are the destination names by id.
+    pub fn open(
+        journal: Journal,
+        recovered: &mut Recovered,
+        capacity: usize,
+        names: Vec<String>,
+        metrics: Metrics,
+    ) -> (JournalQueue, Vec<ResumedEvent>) {
+        let mut progress: std::collections::HashMap<u64, Vec<Progress>> = recovered
+            .take_space(space::PROGRESS)
+            .into_iter()
+            .filter_map(|(id, value)| Some((id, codec::from_bytes(&value).ok()?)))
+            .collect();
+        let mut resumed = Vec::new();
+        for (key, value) in recovered.take_space(space::EVENT) {
+            match codec::decode::<EventHead>(&value) {
+                Ok((head, event)) => {
+                    let mut stood = progress.remove(&key).unwrap_or_default();
+                    stood.resize(head.destinations.len(), Progress::default());
+                    resumed.push(ResumedEvent {
+                        event,
+                        destinations: head.destinations,
+                        progress: stood,
+                        key,
+                    });
+                }
+                Err(error) => {
+                    tracing::error!(key, %error, "journal: an event record does not decode; skipped");
+                    metrics.journal().corrupt.increment(1);
+                }
+            }
+        }
+        let queue = JournalQueue {
+            memory: MemoryQueue::new(capacity, metrics),
+            journal,
+            names: Arc::new(names),
+        };
+        (queue, resumed)
+    }
+
+    /// Queues an event read back at start, beyond the capacity if need be (it was promised).
+    /// `destinations` are its destinations' ids now, by position (`None`: no longer in the
+    /// config; such a position must already be final in `resumed.progress`).
+    pub fn resume(&self, resumed: ResumedEvent, destinations: &[Option<DestinationId>]) {
+        self.memory.reserve(1, true);
+        let slot = self.memory.slot();
+        let targets: Vec<Target> = resumed
+            .progress
+            .iter()
+            .zip(destinations)
+            .enumerate()
+            .filter(|(_, (progress, _))| !progress.done)
+            .filter_map(|(position, (&progress, destination))| {
+                Some(Target {
+                    position,
+                    destination: (*destination)?,
+                    progress,
+                })
+            })
+            .collect();
+        let ack = JournalAck {
+            journal: self.journal.clone(),
+            key: resumed.key,
+        };
+        if targets.is_empty() {
+            ack.ack();
+            return;
+        }
+        let receipt = Receipt::new(Some(Box::new(ack)), resumed.progress, slot);
+        let _ = self.memory.send(QueuedEvent {
+            event: resumed.event,
+            targets,
+            receipt,
+        });
+    }
+
+    /// Writes the events and queues them once written, all or none.
+    fn store(&self, events: Vec<(Event, Vec<DestinationId>)>) -> Result<Pending, EnqueueError> {
+        if self.memory.is_closed() {
+            return Err(EnqueueError::Closed);
+        }
+        if !self.memory.reserve(events.len(), false) {
+            return Err(EnqueueError::Full);
+        }
+        let slots: Vec<_> = events.iter().map(|_| self.memory.slot()).collect();
+        let mut batch = Batch::new();
+        let mut queued = Vec::with_capacity(events.len());
+        let mut value = Vec::new();
+        for ((event, destinations), slot) in events.into_iter().zip(slots) {
+            let key = self.journal.next_id();
+            let head = EventHead {
+                destinations: destinations
+                    .iter()
+                    .map(|&id| self.names.get(id).cloned().unwrap_or_default())
+                    .collect(),
+            };
+            value.clear();
+            codec::encode(&head, &event, &mut value);
+            batch.put(
+                Key {
+                    space: space::EVENT,
+                    id: key,
+                },
+                &value,
+                0,
+            );
+            let ack = JournalAck {
+                journal: self.journal.clone(),
+                key,
+            };
+            let progress = vec![Progress::default(); destinations.len()];
+            queued.push(QueuedEvent {
+                targets: fresh_targets(&destinations),
+                event,
+                receipt: Receipt::new(Some(Box::new(ack)), progress, slot),
+            });
+        }
+        let Some(ticket) = self.journal.try_write(batch) else {
+            tracing::warn!(
+                bytes = self.journal.disk_bytes(),
+                "journal at max_bytes: event refused"
+            );
+            return Err(EnqueueError::NoSpace);
+        };
+        Ok(Pending {
+            memory: self.memory.clone(),
+            ticket: Some(ticket),
+            events: queued,
+        })
+    }
+
+    /// The journal under this queue.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+}
+
+impl DispatchQueue for JournalQueue {
+    fn enqueue(&self, event: Event, destinations: Vec<DestinationId>) -> EnqueueFuture<'_> {
+        self.enqueue_all(vec![(event, destinations)])
+    }
+
+    fn enqueue_all(&self, events: Vec<(Event, Vec<DestinationId>)>) -> EnqueueFuture<'_> {
+        let pending = self.store(events);
+        Box::pin(async move { pending?.finish().await })
+    }
+
+    fn dequeue(&self) -> DequeueFuture<'_> {
+        self.memory.dequeue()
+    }
+
+    fn held(&self) -> usize {
+        self.memory.held()
+    }
+
+    fn queued(&self) -> usize {
+        self.memory.queued()
+    }
+
+    fn drain(&self) -> Vec<QueuedEvent> {
+        self.memory.drain()
+    }
+
+    fn close(&self) {
+        self.memory.close();
+    }
+
+    fn durable(&self) -> bool {
+        true
+    }
+}
