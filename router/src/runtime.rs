@@ -322,9 +322,13 @@ impl Router {
         self.queue.close();
         // Keep delivering until nothing is held, or nothing can happen before the deadline
         // (everything left waits for a retry due after it: seen twice, a poll apart, so that a
-        // delivery moving between two places is not missed).
+        // delivery moving between two places is not missed). The last quarter of the grace
+        // period starts no new attempt, so that the attempts in flight can finish in it instead
+        // of being cut off (and made again after the next start).
+        let last_start = deadline.checked_sub(self.grace / 4).unwrap_or(deadline);
         let mut settled_polls = 0;
-        while self.queue.held() > 0 && tokio::time::Instant::now() < deadline && settled_polls < 2 {
+        while self.queue.held() > 0 && tokio::time::Instant::now() < last_start && settled_polls < 2
+        {
             if self
                 .dispatcher
                 .settled(deadline.into_std(), self.queue.as_ref())
@@ -333,7 +337,7 @@ impl Router {
             } else {
                 settled_polls = 0;
             }
-            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + IDLE_POLL)).await;
+            tokio::time::sleep_until(last_start.min(tokio::time::Instant::now() + IDLE_POLL)).await;
         }
         let left = self.dispatcher.stop(deadline, self.queue.as_ref()).await;
         let still_queued = left.event_ids.len();

@@ -1,11 +1,12 @@
 //! `webhook-router serve` run as an operator would: signals, and the admin API's exposure.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, ChildStderr, Command, Stdio};
-use std::sync::mpsc;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
+
+use webhook_router_tests::RouterProcess;
 
 /// Patience for what should take milliseconds on an idle machine.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -34,90 +35,9 @@ path = "/hooks"
 destinations = ["sink"]
 "#;
 
-/// A `serve` process, its addresses (as `127.0.0.1:port`) and its stderr, line by line.
-struct Serving {
-    child: Child,
-    ingress: String,
-    admin: String,
-    stderr: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Serving {
-    fn start(config: &PathBuf) -> Serving {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_webhook-router"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run webhook-router serve");
-        let stderr = lines(child.stderr.take().expect("stderr"));
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read stdout");
-        // "webhook-router listening: webhooks on http://A, admin on http://B"
-        let address = |label: &str| {
-            let at = line
-                .find(label)
-                .unwrap_or_else(|| panic!("{label} in {line:?}"))
-                + label.len();
-            let address = line[at..].split([',', '\n']).next().expect("address");
-            // A wildcard address is reached on loopback.
-            address.replace("0.0.0.0:", "127.0.0.1:")
-        };
-        let (ingress, admin) = (address("webhooks on http://"), address("admin on http://"));
-        Serving {
-            child,
-            ingress,
-            admin,
-            stderr,
-            seen: Vec::new(),
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-    }
-
-    /// Waits for a stderr line containing `text`.
-    fn wait_for_log(&mut self, text: &str) {
-        while !self.seen.iter().any(|line| line.contains(text)) {
-            let line = self
-                .stderr
-                .recv_timeout(PATIENCE)
-                .unwrap_or_else(|_| panic!("no log line with {text:?} in {:#?}", self.seen));
-            self.seen.push(line);
-        }
-    }
-
-    /// Stops the router with SIGTERM; its exit status and every stderr line.
-    fn stop(mut self) -> (bool, Vec<String>) {
-        self.signal("TERM");
-        let status = self.child.wait().expect("wait for serve");
-        self.seen.extend(self.stderr.iter());
-        (status.success(), self.seen)
-    }
-}
-
-fn lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { return };
-            if sender.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    receiver
+/// Starts `serve` on `config`.
+fn serve(config: &Path) -> RouterProcess {
+    RouterProcess::start(Path::new(env!("CARGO_BIN_EXE_webhook-router")), config)
 }
 
 /// One HTTP/1.1 request over a fresh connection; the status and the whole answer.
@@ -142,7 +62,7 @@ fn request(address: &str, method: &str, path: &str) -> (u16, String) {
 #[test]
 fn sighup_is_logged_and_the_router_keeps_serving() {
     let path = config_file("sighup.toml", CONFIG);
-    let mut serving = Serving::start(&path);
+    let mut serving = serve(&path);
     serving.signal("HUP");
     serving.wait_for_log("live reload is not supported yet");
     assert_eq!(request(&serving.admin, "GET", "/healthz").0, 200);
@@ -185,7 +105,7 @@ fn a_public_admin_address_without_a_token_refuses_to_start() {
         "admin_listen = \"0.0.0.0:0\"\nadmin_public = true",
     );
     let path = config_file("public-admin-meant.toml", &meant);
-    let mut serving = Serving::start(&path);
+    let mut serving = serve(&path);
     serving.wait_for_log("the admin API is reachable from the network without a token");
     let (status, metrics) = request(&serving.admin, "GET", "/metrics");
     assert_eq!(status, 200);

@@ -4,6 +4,7 @@
 
 pub mod bare;
 pub mod load;
+pub mod process;
 pub mod process_stats;
 pub mod signing;
 pub mod sink;
@@ -11,5 +12,6 @@ pub mod test_router;
 pub mod wasm;
 pub mod wrk;
 
+pub use process::RouterProcess;
 pub use sink::{Received, Reply, Sink};
 pub use test_router::TestRouter;

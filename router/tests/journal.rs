@@ -1,0 +1,587 @@
+//! The journal keeps the promise of a 202, tested by crashing: the router runs as a process on a
+//! data directory, is killed (SIGKILL) or stopped (SIGTERM) mid-load, its journal is torn or
+//! damaged, and is started again on the same directory; then what got a 202 is counted against
+//! what the sink received.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use webhook_router_tests::test_router::metric_value;
+use webhook_router_tests::{Received, Reply, RouterProcess, Sink};
+
+/// Patience for what should take a few seconds on a busy 2-core machine.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// How the test sink answers, switched while a test runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Mode {
+    Ok = 0,
+    Slow = 1,
+    Hang = 2,
+    Fail = 3,
+    Reject = 4,
+}
+
+/// A sink whose answers follow `mode`.
+async fn switchable_sink(mode: &Arc<AtomicU8>) -> Sink {
+    let mode = Arc::clone(mode);
+    Sink::start(move |_| match mode.load(Ordering::Acquire) {
+        1 => Reply {
+            delay: Some(Duration::from_millis(20)),
+            ..Reply::ok()
+        },
+        // Never answers (and counts as no delivery if the router gives up on it).
+        2 => Reply {
+            delay: Some(Duration::from_secs(3600)),
+            ..Reply::status(504)
+        },
+        3 => Reply::status(500),
+        4 => Reply::status(400),
+        _ => Reply::ok(),
+    })
+    .await
+}
+
+/// A fresh data directory (and config location) for test `name`, under the target directory.
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("journal")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create test dir");
+    dir
+}
+
+/// Writes a config journaling under `dir/data` that routes `/hooks` to `sink`; `server`,
+/// `queue`, `destination` and `route` lines are added to their tables.
+fn write_config(dir: &Path, sink: &Sink, extra: &Extra<'_>) -> PathBuf {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{}\n\
+         [queue]\npath = \"data\"\nfsync = \"always\"\n{}\n\
+         [destinations.sink]\nurl = \"{}\"\ntimeout = \"1h\"\n{}\n\
+         [[routes]]\nid = \"hooks\"\npath = \"/hooks\"\ndestinations = [\"sink\"]\n{}\n",
+        extra.server,
+        extra.queue,
+        sink.url("/in"),
+        extra.destination,
+        extra.route
+    );
+    let path = dir.join("router.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Lines added to the tables of [`write_config`].
+#[derive(Default)]
+struct Extra<'a> {
+    server: &'a str,
+    queue: &'a str,
+    destination: &'a str,
+    route: &'a str,
+}
+
+fn start(config: &Path) -> RouterProcess {
+    RouterProcess::start(Path::new(env!("CARGO_BIN_EXE_webhook-router")), config)
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(PATIENCE)
+        .build()
+        .expect("client")
+}
+
+/// A JSON body of about 1 KiB carrying the number `n`.
+fn body(n: u64) -> String {
+    format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(1000))
+}
+
+/// The number a delivered body carries.
+fn number(received: &Received) -> u64 {
+    let value: serde_json::Value = serde_json::from_slice(&received.body).expect("json body");
+    value["n"].as_u64().expect("n")
+}
+
+/// Posts bodies `numbers` to `/hooks`, `concurrency` at a time; the numbers answered 202.
+async fn post_all(
+    ingress: &str,
+    numbers: std::ops::Range<u64>,
+    concurrency: usize,
+) -> BTreeSet<u64> {
+    let client = client();
+    let url = format!("http://{ingress}/hooks");
+    futures_util::stream::iter(numbers)
+        .map(|n| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let answer = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body(n))
+                    .send()
+                    .await;
+                (n, answer.map(|a| a.status().as_u16()).unwrap_or(0))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .filter_map(|(n, status)| async move { (status == 202).then_some(n) })
+        .collect()
+        .await
+}
+
+/// Deliveries per body number.
+fn deliveries(sink: &Sink) -> BTreeMap<u64, usize> {
+    let mut counts = BTreeMap::new();
+    for received in sink.delivered() {
+        *counts.entry(number(&received)).or_default() += 1;
+    }
+    counts
+}
+
+/// Waits until every number in `wanted` was delivered; the deliveries per number.
+async fn wait_delivered(sink: &Sink, wanted: &BTreeSet<u64>) -> BTreeMap<u64, usize> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let counts = deliveries(sink);
+        if wanted.iter().all(|n| counts.contains_key(n)) || tokio::time::Instant::now() > deadline {
+            return counts;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The admin's `/metrics` value of `series`.
+async fn metric(admin: &str, series: &str) -> Option<f64> {
+    let text = client()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    metric_value(&text, series)
+}
+
+/// Waits until the router holds nothing (`webhook_queue_depth` 0).
+async fn wait_idle(admin: &str) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while metric(admin, "webhook_queue_depth").await != Some(0.0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the router never went idle"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Numbers delivered more than once, and how many extra deliveries there were.
+fn duplicates(counts: &BTreeMap<u64, usize>) -> usize {
+    counts.values().map(|&c| c - 1).sum()
+}
+
+const MAX_IN_FLIGHT: usize = 4;
+
+/// 2,000 events accepted with a slow sink; the router stopped by `signal` once about half are
+/// delivered, then started again with a fast sink. Returns (delivered before the stop,
+/// duplicates, the stopped router's log).
+async fn stop_mid_load(name: &str, signal: &str, grace: &str) -> (usize, usize, Vec<String>) {
+    const EVENTS: u64 = 2000;
+    let mode = Arc::new(AtomicU8::new(Mode::Slow as u8));
+    let sink = switchable_sink(&mode).await;
+    let dir = fresh_dir(name);
+    let config = write_config(
+        &dir,
+        &sink,
+        &Extra {
+            server: &format!("shutdown_grace = \"{grace}\""),
+            destination: &format!("max_in_flight = {MAX_IN_FLIGHT}"),
+            ..Extra::default()
+        },
+    );
+    let router = start(&config);
+    let accepted = post_all(&router.ingress, 0..EVENTS, 32).await;
+    assert_eq!(accepted.len() as u64, EVENTS, "every post was accepted");
+    sink.wait_for_delivered(EVENTS as usize / 2, PATIENCE).await;
+    let log = match signal {
+        "KILL" => router.kill(),
+        _ => {
+            let (success, log) = router.stop();
+            assert!(success, "{log:#?}");
+            log
+        }
+    };
+    let before = sink.delivered().len();
+    assert!(
+        before < EVENTS as usize,
+        "all were delivered before the stop"
+    );
+    mode.store(Mode::Ok as u8, Ordering::Release);
+    let mut router = start(&config);
+    router.wait_for_log("journal recovered");
+    let counts = wait_delivered(&sink, &accepted).await;
+    let lost: Vec<_> = accepted
+        .iter()
+        .filter(|n| !counts.contains_key(n))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} accepted events never delivered: {lost:?}",
+        lost.len()
+    );
+    let recovered = metric(&router.admin, "webhook_journal_recovered_total").await;
+    assert!(
+        recovered.is_some_and(|r| r >= (EVENTS as usize - before) as f64 - 1.0),
+        "recovered {recovered:?} with {before} delivered before the stop"
+    );
+    wait_idle(&router.admin).await;
+    let duplicates = duplicates(&deliveries(&sink));
+    let (success, _) = router.stop();
+    assert!(success);
+    (before, duplicates, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_load_loses_no_accepted_event() {
+    let (before, duplicates, _) = stop_mid_load("sigkill", "KILL", "30s").await;
+    eprintln!(
+        "SIGKILL after {before} of 2000 deliveries: every accepted event delivered; \
+         {duplicates} duplicates (attempts in flight at the kill: at most {MAX_IN_FLIGHT})"
+    );
+    assert!(duplicates <= MAX_IN_FLIGHT, "{duplicates} duplicates");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_short_grace_leaves_the_rest_for_the_next_start() {
+    let (before, duplicates, log) = stop_mid_load("sigterm", "TERM", "1s").await;
+    eprintln!(
+        "SIGTERM after {before} of 2000 deliveries: every accepted event delivered; {duplicates} duplicates"
+    );
+    assert_eq!(duplicates, 0, "a graceful stop finishes its attempts");
+    assert!(
+        log.iter()
+            .any(|line| line.contains("events left for the next start")),
+        "{log:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retrying_event_keeps_its_attempt_count_across_a_restart() {
+    let mode = Arc::new(AtomicU8::new(Mode::Fail as u8));
+    let sink = switchable_sink(&mode).await;
+    let dir = fresh_dir("attempts");
+    let config = write_config(
+        &dir,
+        &sink,
+        &Extra {
+            server: "shutdown_grace = \"100ms\"",
+            destination: "retry = { max_attempts = 3, initial_backoff = \"300ms\", max_backoff = \"300ms\", jitter = \"none\" }",
+            ..Extra::default()
+        },
+    );
+    let router = start(&config);
+    assert_eq!(post_all(&router.ingress, 0..1, 1).await.len(), 1);
+    // Two attempts failed (and their progress was recorded) in this process...
+    let series = "webhook_deliveries_total{route=\"hooks\",destination=\"sink\",outcome=\"retry\"}";
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while metric(&router.admin, series).await != Some(2.0) {
+        assert!(tokio::time::Instant::now() < deadline, "no second retry");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (success, log) = router.stop();
+    assert!(success, "{log:#?}");
+    assert_eq!(sink.requests().len(), 2);
+    // ...so the next process makes the third and last, and dead-letters the event.
+    let router = start(&config);
+    wait_idle(&router.admin).await;
+    assert_eq!(
+        sink.requests().len(),
+        3,
+        "3 attempts in all, not 3 per process"
+    );
+    let letters: serde_json::Value = client()
+        .get(format!("http://{}/dead-letters", router.admin))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(letters.as_array().map(Vec::len), Some(1), "{letters}");
+    assert_eq!(letters[0]["attempts"], 3, "{letters}");
+    assert!(router.stop().0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_and_the_dedup_window_survive_a_restart() {
+    let mode = Arc::new(AtomicU8::new(Mode::Reject as u8));
+    let sink = switchable_sink(&mode).await;
+    let dir = fresh_dir("letters");
+    let config = write_config(
+        &dir,
+        &sink,
+        &Extra {
+            route: "verify = { preset = \"github\", secrets = [\"s3cret\"] }\ndedup = {}",
+            ..Extra::default()
+        },
+    );
+    let payload = body(7);
+    let post = |ingress: String| {
+        let payload = payload.clone();
+        async move {
+            let mut request = client()
+                .post(format!("http://{ingress}/hooks"))
+                .header("content-type", "application/json")
+                .header("x-github-event", "push")
+                .header("x-github-delivery", "delivery-7")
+                .body(payload.clone());
+            for (name, value) in webhook_router_tests::signing::sign(
+                "github",
+                "s3cret",
+                payload.as_bytes(),
+                webhook_router_tests::signing::unix_now(),
+            ) {
+                request = request.header(name, value);
+            }
+            let answer = request.send().await.expect("post");
+            let status = answer.status().as_u16();
+            let json: serde_json::Value = answer.json().await.expect("json");
+            (status, json["id"].as_str().unwrap_or_default().to_owned())
+        }
+    };
+    let router = start(&config);
+    let (status, first_id) = post(router.ingress.clone()).await;
+    assert_eq!(status, 202);
+    wait_idle(&router.admin).await;
+    let list = |admin: String| async move {
+        let letters: serde_json::Value = client()
+            .get(format!("http://{admin}/dead-letters"))
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        letters
+    };
+    let letters = list(router.admin.clone()).await;
+    assert_eq!(letters.as_array().map(Vec::len), Some(1), "{letters}");
+    assert!(router.stop().0);
+
+    mode.store(Mode::Ok as u8, Ordering::Release);
+    let router = start(&config);
+    let after = list(router.admin.clone()).await;
+    assert_eq!(after, letters, "the same letters after the restart");
+    // The delivery id is still remembered: answered with the first event's id, not queued.
+    let (status, again_id) = post(router.ingress.clone()).await;
+    assert_eq!((status, again_id.as_str()), (202, first_id.as_str()));
+    assert_eq!(
+        metric(&router.admin, "webhook_duplicates_total{route=\"hooks\"}").await,
+        Some(1.0)
+    );
+    // And the letter replays.
+    let letter = after[0]["id"].as_str().expect("letter id");
+    let replay = client()
+        .post(format!(
+            "http://{}/dead-letters/{letter}/replay",
+            router.admin
+        ))
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(replay.status().as_u16(), 202);
+    wait_idle(&router.admin).await;
+    assert_eq!(
+        sink.delivered().len(),
+        1,
+        "the replay, and not the duplicate"
+    );
+    assert_eq!(list(router.admin.clone()).await, serde_json::json!([]));
+    assert!(router.stop().0);
+    // Replayed letters stay replayed.
+    let router = start(&config);
+    assert_eq!(list(router.admin.clone()).await, serde_json::json!([]));
+    assert!(router.stop().0);
+}
+
+/// The newest segment file of the journal in `dir`.
+fn last_segment(dir: &Path) -> PathBuf {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir.join("data"))
+        .expect("data dir")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segments.sort();
+    segments.pop().expect("a segment")
+}
+
+/// Posts 20 events one by one to a sink that never answers, and kills the router: the journal
+/// holds them all, the last one written last.
+async fn twenty_held_then_killed(
+    name: &str,
+) -> (PathBuf, PathBuf, Arc<AtomicU8>, Sink, BTreeSet<u64>) {
+    let mode = Arc::new(AtomicU8::new(Mode::Hang as u8));
+    let sink = switchable_sink(&mode).await;
+    let dir = fresh_dir(name);
+    let config = write_config(&dir, &sink, &Extra::default());
+    let router = start(&config);
+    let accepted = post_all(&router.ingress, 0..20, 1).await;
+    assert_eq!(accepted.len(), 20);
+    router.kill();
+    mode.store(Mode::Ok as u8, Ordering::Release);
+    (dir, config, mode, sink, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_last_record_is_truncated_and_the_rest_delivered() {
+    let (dir, config, _mode, sink, mut accepted) = twenty_held_then_killed("torn").await;
+    // A power cut in the middle of writing event 19: half of its 1 KiB body never made it.
+    let segment = last_segment(&dir);
+    let len = std::fs::metadata(&segment).expect("stat").len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .expect("open segment");
+    file.set_len(len - 500).expect("truncate");
+    drop(file);
+    let mut router = start(&config);
+    let line = router.wait_for_log("torn last record");
+    assert!(line.contains(&segment.display().to_string()), "{line}");
+    accepted.remove(&19);
+    let counts = wait_delivered(&sink, &accepted).await;
+    wait_idle(&router.admin).await;
+    let delivered: BTreeSet<u64> = deliveries(&sink).into_keys().collect();
+    assert_eq!(delivered, accepted, "{counts:?}");
+    assert!(router.stop().0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_in_the_middle_is_counted_and_skipped() {
+    let (dir, config, _mode, sink, accepted) = twenty_held_then_killed("garbage").await;
+    let segment = last_segment(&dir);
+    let mut data = std::fs::read(&segment).expect("read");
+    let middle = data.len() / 2;
+    data[middle..middle + 100].fill(0xAB);
+    std::fs::write(&segment, &data).expect("write");
+    let mut router = start(&config);
+    router.wait_for_log("damaged bytes");
+    wait_idle(&router.admin).await;
+    assert_eq!(
+        metric(&router.admin, "webhook_journal_corrupt_records_total").await,
+        Some(1.0)
+    );
+    let delivered: BTreeSet<u64> = deliveries(&sink).into_keys().collect();
+    // 100 bytes inside one 1 KiB record, or across the end of one and the start of the next.
+    assert!(delivered.is_subset(&accepted));
+    assert!(delivered.len() >= 18, "{delivered:?}");
+    assert!(router.stop().0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_journal_answers_503_and_opens_after_a_restart() {
+    let mode = Arc::new(AtomicU8::new(Mode::Hang as u8));
+    let sink = switchable_sink(&mode).await;
+    let dir = fresh_dir("full");
+    let config = write_config(
+        &dir,
+        &sink,
+        &Extra {
+            server: "shutdown_grace = \"100ms\"",
+            queue: "max_bytes = \"1MiB\"",
+            ..Extra::default()
+        },
+    );
+    let router = start(&config);
+    let client = client();
+    let mut accepted = BTreeSet::new();
+    let mut refusal = None;
+    for n in 0..2000 {
+        let answer = client
+            .post(format!("http://{}/hooks", router.ingress))
+            .header("content-type", "application/json")
+            .body(body(n))
+            .send()
+            .await
+            .expect("post");
+        if answer.status().as_u16() == 202 {
+            accepted.insert(n);
+        } else {
+            refusal = Some(answer);
+            break;
+        }
+    }
+    let refusal = refusal.expect("a 1 MiB journal refuses 2,000 events of 1 KiB");
+    assert_eq!(refusal.status().as_u16(), 503);
+    assert!(refusal.headers().contains_key("retry-after"));
+    assert!(
+        refusal.text().await.expect("text").contains("journal full"),
+        "says why"
+    );
+    assert!(accepted.len() > 500, "{} accepted", accepted.len());
+    let (success, log) = router.stop();
+    assert!(success, "{log:#?}");
+    mode.store(Mode::Ok as u8, Ordering::Release);
+    let router = start(&config);
+    let counts = wait_delivered(&sink, &accepted).await;
+    assert!(accepted.iter().all(|n| counts.contains_key(n)));
+    wait_idle(&router.admin).await;
+    assert!(router.stop().0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_whose_destination_left_the_config_becomes_a_dead_letter() {
+    let mode = Arc::new(AtomicU8::new(Mode::Hang as u8));
+    let sink = switchable_sink(&mode).await;
+    let dir = fresh_dir("orphan");
+    let config = write_config(
+        &dir,
+        &sink,
+        &Extra {
+            server: "shutdown_grace = \"100ms\"",
+            ..Extra::default()
+        },
+    );
+    let router = start(&config);
+    assert_eq!(post_all(&router.ingress, 0..1, 1).await.len(), 1);
+    sink.wait_for(1, PATIENCE, |_| true).await;
+    let (success, log) = router.stop();
+    assert!(success, "{log:#?}");
+    // The next deploy renames the destination.
+    let text = std::fs::read_to_string(&config).expect("read config");
+    std::fs::write(&config, text.replace("sink", "renamed")).expect("write config");
+    let router = start(&config);
+    wait_idle(&router.admin).await;
+    let letters: serde_json::Value = client()
+        .get(format!("http://{}/dead-letters", router.admin))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(letters.as_array().map(Vec::len), Some(1), "{letters}");
+    assert_eq!(letters[0]["destination"], "sink");
+    assert!(
+        letters[0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no longer in the config")),
+        "{letters}"
+    );
+    let letter = letters[0]["id"].as_str().expect("id");
+    let replay = client()
+        .post(format!(
+            "http://{}/dead-letters/{letter}/replay",
+            router.admin
+        ))
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(replay.status().as_u16(), 409, "no destination to replay to");
+    assert!(router.stop().0);
+}

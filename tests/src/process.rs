@@ -1,0 +1,133 @@
+//! A `webhook-router serve` process, run as an operator runs it: started on a config file,
+//! signalled (SIGHUP, SIGTERM, SIGKILL), its stderr read line by line.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Patience for what should take milliseconds on an idle machine.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A running `serve` process, its addresses (as `127.0.0.1:port`) and its stderr.
+#[derive(Debug)]
+pub struct RouterProcess {
+    child: Child,
+    /// The ingress address.
+    pub ingress: String,
+    /// The admin address.
+    pub admin: String,
+    stderr: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl RouterProcess {
+    /// Runs `binary serve --config config` (with `RUST_LOG=info`) and waits until it listens.
+    pub fn start(binary: &Path, config: &Path) -> RouterProcess {
+        let mut child = Command::new(binary)
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run webhook-router serve");
+        let stderr = lines(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read stdout");
+        let mut process = RouterProcess {
+            child,
+            ingress: String::new(),
+            admin: String::new(),
+            stderr,
+            seen: Vec::new(),
+        };
+        if line.is_empty() {
+            let status = process.child.wait().expect("wait");
+            process.seen.extend(process.stderr.iter());
+            panic!(
+                "serve exited ({status}) before listening: {:#?}",
+                process.seen
+            );
+        }
+        // "webhook-router listening: webhooks on http://A, admin on http://B"
+        let address = |label: &str| {
+            let at = line
+                .find(label)
+                .unwrap_or_else(|| panic!("{label} in {line:?}"))
+                + label.len();
+            let address = line[at..].split([',', '\n']).next().expect("address");
+            // A wildcard address is reached on loopback.
+            address.replace("0.0.0.0:", "127.0.0.1:")
+        };
+        process.ingress = address("webhooks on http://");
+        process.admin = address("admin on http://");
+        process
+    }
+
+    /// Sends the signal `name` (`HUP`, `TERM`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits for a stderr line containing `text`; returns it.
+    pub fn wait_for_log(&mut self, text: &str) -> String {
+        loop {
+            if let Some(line) = self.seen.iter().find(|line| line.contains(text)) {
+                return line.clone();
+            }
+            let line = self
+                .stderr
+                .recv_timeout(PATIENCE)
+                .unwrap_or_else(|_| panic!("no log line with {text:?} in {:#?}", self.seen));
+            self.seen.push(line);
+        }
+    }
+
+    /// Stops the router with SIGTERM; whether it exited successfully, and every stderr line.
+    pub fn stop(self) -> (bool, Vec<String>) {
+        let (status, log) = self.end("TERM");
+        (status.success(), log)
+    }
+
+    /// Kills the router with SIGKILL; every stderr line it wrote.
+    pub fn kill(self) -> Vec<String> {
+        self.end("KILL").1
+    }
+
+    fn end(mut self, signal: &str) -> (ExitStatus, Vec<String>) {
+        self.signal(signal);
+        let status = self.child.wait().expect("wait for serve");
+        self.seen.extend(self.stderr.iter());
+        (status, std::mem::take(&mut self.seen))
+    }
+}
+
+impl Drop for RouterProcess {
+    fn drop(&mut self) {
+        // A test that failed half-way leaves no process behind.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    receiver
+}
