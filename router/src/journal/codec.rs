@@ -37,9 +37,25 @@ struct EventMeta {
     body_len: u64,
 }
 
-fn header_list(map: &HeaderMap) -> Vec<(String, Vec<u8>)> {
+/// [`EventMeta`] as written: borrowed from the event, so that writing allocates nothing.
+#[derive(Serialize)]
+struct EventMetaRef<'a> {
+    id: &'a str,
+    route: &'a str,
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    headers: Vec<(&'a str, &'a [u8])>,
+    received_at_ms: u64,
+    plugin_headers: Option<Vec<(&'a str, &'a [u8])>>,
+    body_len: u64,
+}
+
+/// Headers as `EventMeta`'s list of (name, value) pairs, borrowed. (A list of known length:
+/// postcard writes the length first.)
+fn header_list(map: &HeaderMap) -> Vec<(&str, &[u8])> {
     map.iter()
-        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .map(|(name, value)| (name.as_str(), value.as_bytes()))
         .collect()
 }
 
@@ -55,31 +71,32 @@ fn header_map(list: Vec<(String, Vec<u8>)>) -> Result<HeaderMap, CodecError> {
 
 /// Writes `head` (the caller's own metadata) and then `event` to `out`.
 pub fn encode<T: Serialize>(head: &T, event: &Event, out: &mut Vec<u8>) {
-    let meta = EventMeta {
-        id: event.id.clone(),
-        route: event.route.clone(),
-        method: event.method.as_str().to_owned(),
-        path: event.path.clone(),
-        query: event.query.clone(),
+    let meta = EventMetaRef {
+        id: &event.id,
+        route: &event.route,
+        method: event.method.as_str(),
+        path: &event.path,
+        query: &event.query,
         headers: header_list(&event.headers),
         received_at_ms: event.received_at_ms(),
         plugin_headers: event.plugin_headers.as_deref().map(header_list),
         body_len: event.body.len() as u64,
     };
-    // Serializing plain structs into a Vec cannot fail.
-    if let Ok(bytes) = postcard::to_extend(head, std::mem::take(out)) {
-        *out = bytes;
-    }
-    if let Ok(bytes) = postcard::to_extend(&meta, std::mem::take(out)) {
-        *out = bytes;
+    // Serializing plain structs of known lengths into a Vec cannot fail; were it to, the
+    // value would be cut short, not decode, and be reported at the next start.
+    let start = out.len();
+    if let Err(error) = postcard::to_io(&(head, meta), &mut *out) {
+        tracing::error!(%error, "journal: an event could not be encoded");
+        out.truncate(start);
+        return;
     }
     out.extend_from_slice(&event.body);
 }
 
 /// Reads back what [`encode`] wrote.
 pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<(T, Event), CodecError> {
-    let (head, rest) = postcard::take_from_bytes::<T>(bytes).map_err(CodecError::new)?;
-    let (meta, body) = postcard::take_from_bytes::<EventMeta>(rest).map_err(CodecError::new)?;
+    let ((head, meta), body) =
+        postcard::take_from_bytes::<(T, EventMeta)>(bytes).map_err(CodecError::new)?;
     if body.len() as u64 != meta.body_len {
         return Err(CodecError::new(format!(
             "body of {} bytes where {} were written",

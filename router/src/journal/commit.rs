@@ -19,6 +19,10 @@ use crate::metrics::JournalMetrics;
 const MAX_BATCH_BYTES: usize = 8 << 20;
 /// How often the log looks for disk space to give back while idle.
 const RECLAIM_EVERY: Duration = Duration::from_millis(500);
+/// With `fsync = "always"`, how long records nobody waits for (progress, acks, dead-letter
+/// deletes) may stay unsynced: they are synced with the next write somebody waits for, or
+/// after this. Losing them in a power cut means an event delivered again, never one lost.
+const UNAWAITED_SYNC_WITHIN: Duration = Duration::from_millis(100);
 
 /// An answer to a caller: `Ok` once its records are written (and synced, if so configured).
 pub(super) type Answer = Result<(), Arc<JournalError>>;
@@ -59,6 +63,7 @@ pub(super) fn run(
     loop {
         let wait = match (fsync, unsynced_since) {
             (Fsync::Interval(every), Some(since)) => every.saturating_sub(since.elapsed()),
+            (Fsync::Always, Some(since)) => UNAWAITED_SYNC_WITHIN.saturating_sub(since.elapsed()),
             _ => RECLAIM_EVERY,
         };
         let first = match inbox.recv_timeout(wait) {
@@ -89,8 +94,11 @@ pub(super) fn run(
             if outcome.is_ok() {
                 metrics.batch_size.record(entries.len() as f64);
                 match fsync {
-                    Fsync::Always => outcome = timed_sync(&log, metrics),
-                    Fsync::Interval(_) => {
+                    Fsync::Always if !waiters.is_empty() => {
+                        outcome = timed_sync(&log, metrics);
+                        unsynced_since = None;
+                    }
+                    Fsync::Always | Fsync::Interval(_) => {
                         unsynced_since.get_or_insert_with(Instant::now);
                     }
                     Fsync::Never => {}
@@ -110,8 +118,12 @@ pub(super) fn run(
             shared.pending_bytes.fetch_sub(reserved, Ordering::AcqRel);
             reserved = 0;
         }
-        if let (Fsync::Interval(every), Some(since)) = (fsync, unsynced_since)
-            && (since.elapsed() >= every || close.is_some())
+        let sync_within = match fsync {
+            Fsync::Interval(every) => every,
+            _ => UNAWAITED_SYNC_WITHIN,
+        };
+        if let Some(since) = unsynced_since
+            && (since.elapsed() >= sync_within || close.is_some())
         {
             if let Err(error) = timed_sync(&log, metrics) {
                 tracing::error!(%error, "journal sync failed");

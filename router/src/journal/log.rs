@@ -9,9 +9,14 @@
 //! copied forward to the newest and the segment is deleted. Deleting only ever the oldest
 //! segment keeps deletes sound: a delete is never on disk without the puts it cancels before it.
 //!
+//! Segments are preallocated: a new one is filled with zeros and synced before it is used (by a
+//! helper thread, ahead of time), so that a commit's `fdatasync` has only data to flush, no file
+//! size or block allocation (on ext4 this halves its time). Zeros after the last record are a
+//! segment's clean end.
+//!
 //! Opening reads every segment, checking each record. Damaged bytes followed by whole records
 //! are a corrupt region: counted, reported with file and offset, skipped. Damaged bytes at the
-//! end of the newest segment are a torn tail (a write cut short): truncated and reported.
+//! end of the newest segment are a torn tail (a write cut short): zeroed and reported.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -33,19 +38,25 @@ struct Location {
 /// One segment file.
 #[derive(Debug, Default)]
 struct Segment {
+    /// Where its records end.
     len: u64,
+    /// Its size on disk (zeros past `len` in a preallocated segment).
+    file_bytes: u64,
     /// Keys whose latest put is in this segment.
     live: HashSet<Key>,
 }
 
+/// The name of the next segment while it is being preallocated.
+const SPARE_NAME: &str = "next-segment.tmp";
+
 /// Damage found while opening.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Damage {
-    /// The newest segment ended in a partial record; it was cut off.
+    /// The newest segment ended in a partial record; it was cut off (zeroed).
     TornTail {
         /// The segment file.
         path: PathBuf,
-        /// Where the last whole record ends (the file's new length).
+        /// Where the last whole record ends.
         offset: u64,
         /// Bytes cut.
         bytes: u64,
@@ -70,7 +81,7 @@ impl std::fmt::Display for Damage {
                 bytes,
             } => write!(
                 f,
-                "{}: torn last record at byte {offset}: {bytes} bytes truncated",
+                "{}: torn last record at byte {offset}: {bytes} bytes cut off",
                 path.display()
             ),
             Damage::Corrupt {
@@ -108,6 +119,8 @@ pub struct Log {
     index: HashMap<Key, Location>,
     disk_bytes: u64,
     live_bytes: u64,
+    /// The next segment, being preallocated by a helper thread.
+    spare: Option<std::thread::JoinHandle<Result<(), JournalError>>>,
 }
 
 fn segment_path(dir: &Path, n: u64) -> PathBuf {
@@ -148,16 +161,69 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, JournalError> {
     Ok(numbers)
 }
 
-fn create_segment(dir: &Path, n: u64) -> Result<File, JournalError> {
-    let path = segment_path(dir, n);
+/// Creates (or recreates) `path` as `bytes` of zeros, synced.
+fn preallocate(path: &Path, bytes: u64) -> Result<(), JournalError> {
     let file = OpenOptions::new()
-        .create_new(true)
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(path)
+        .map_err(io_error(path, "create"))?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < bytes {
+        let chunk = zeros
+            .len()
+            .min(usize::try_from(bytes - at).unwrap_or(usize::MAX));
+        file.write_all_at(&zeros[..chunk], at)
+            .map_err(io_error(path, "preallocate"))?;
+        at += chunk as u64;
+    }
+    file.sync_all().map_err(io_error(path, "sync"))
+}
+
+/// Creates segment `n`, preallocated to `bytes`: the spare if one is ready (or being made),
+/// else now.
+fn create_segment(
+    dir: &Path,
+    n: u64,
+    bytes: u64,
+    spare: Option<std::thread::JoinHandle<Result<(), JournalError>>>,
+) -> Result<File, JournalError> {
+    let path = segment_path(dir, n);
+    let spare_path = dir.join(SPARE_NAME);
+    let ready = match spare.map(std::thread::JoinHandle::join) {
+        Some(Ok(Ok(()))) => true,
+        Some(Ok(Err(error))) => {
+            tracing::warn!(%error, "journal: the next segment could not be prepared ahead");
+            false
+        }
+        Some(Err(_)) | None => false,
+    };
+    if ready {
+        std::fs::rename(&spare_path, &path).map_err(io_error(&path, "create"))?;
+    } else {
+        preallocate(&path, bytes)?;
+    }
+    let file = OpenOptions::new()
         .write(true)
         .read(true)
         .open(&path)
-        .map_err(io_error(&path, "create"))?;
+        .map_err(io_error(&path, "open"))?;
     sync_dir(dir)?;
     Ok(file)
+}
+
+/// Starts preallocating the next segment on a helper thread.
+fn start_spare(
+    dir: &Path,
+    bytes: u64,
+) -> Option<std::thread::JoinHandle<Result<(), JournalError>>> {
+    let path = dir.join(SPARE_NAME);
+    std::thread::Builder::new()
+        .name("journal-spare".into())
+        .spawn(move || preallocate(&path, bytes))
+        .ok()
 }
 
 impl Log {
@@ -207,6 +273,10 @@ impl Log {
                     good_end = at;
                     continue;
                 }
+                if data[at..].iter().all(|&b| b == 0) {
+                    // The preallocated, never written rest of the segment.
+                    break;
+                }
                 let last = position + 1 == numbers.len();
                 match record::next_record(&data, at + 1) {
                     Some(next) => {
@@ -218,17 +288,19 @@ impl Log {
                         at = next;
                     }
                     None if last => {
+                        // Zeroed rather than cut, so that the segment stays preallocated.
+                        let end = data.iter().rposition(|&b| b != 0).map_or(at, |e| e + 1);
                         let file = OpenOptions::new()
                             .write(true)
                             .open(&path)
                             .map_err(io_error(&path, "open"))?;
-                        file.set_len(good_end as u64)
+                        file.write_all_at(&vec![0; end - good_end], good_end as u64)
                             .and_then(|()| file.sync_all())
-                            .map_err(io_error(&path, "truncate the torn tail of"))?;
+                            .map_err(io_error(&path, "cut off the torn tail of"))?;
                         opened.damage.push(Damage::TornTail {
                             path: path.clone(),
                             offset: good_end as u64,
-                            bytes: (data.len() - good_end) as u64,
+                            bytes: (end - good_end) as u64,
                         });
                         at = data.len();
                     }
@@ -242,11 +314,8 @@ impl Log {
                     }
                 }
             }
-            segment.len = if position + 1 == numbers.len() {
-                good_end as u64
-            } else {
-                data.len() as u64
-            };
+            segment.len = good_end as u64;
+            segment.file_bytes = data.len() as u64;
             segments.insert(n, segment);
         }
         // Expired puts are not live.
@@ -271,11 +340,17 @@ impl Log {
                 (n, file)
             }
             None => {
-                segments.insert(0, Segment::default());
-                (0, create_segment(dir, 0)?)
+                segments.insert(
+                    0,
+                    Segment {
+                        file_bytes: segment_bytes,
+                        ..Segment::default()
+                    },
+                );
+                (0, create_segment(dir, 0, segment_bytes, None)?)
             }
         };
-        let disk_bytes = segments.values().map(|s| s.len).sum();
+        let disk_bytes = segments.values().map(|s| s.file_bytes).sum::<u64>() + segment_bytes;
         let live_bytes = index.values().map(|l| l.len).sum();
         opened.live = values.into_iter().collect();
         let mut log = Log {
@@ -287,6 +362,7 @@ impl Log {
             index,
             disk_bytes,
             live_bytes,
+            spare: start_spare(dir, segment_bytes),
         };
         log.reclaim(now_ms)?;
         Ok((log, opened))
@@ -347,8 +423,11 @@ impl Log {
         }
         if let Some(segment) = self.segments.get_mut(&n) {
             segment.len = start + bytes.len() as u64;
+            if segment.len > segment.file_bytes {
+                self.disk_bytes += segment.len - segment.file_bytes;
+                segment.file_bytes = segment.len;
+            }
         }
-        self.disk_bytes += bytes.len() as u64;
         Ok(())
     }
 
@@ -373,9 +452,18 @@ impl Log {
     fn rotate(&mut self) -> Result<(), JournalError> {
         self.sync()?;
         let next = self.active_no + 1;
-        self.active = create_segment(&self.dir, next)?;
+        self.active = create_segment(&self.dir, next, self.segment_bytes, self.spare.take())?;
         self.active_no = next;
-        self.segments.insert(next, Segment::default());
+        self.segments.insert(
+            next,
+            Segment {
+                file_bytes: self.segment_bytes,
+                ..Segment::default()
+            },
+        );
+        // The new segment was the spare (counted already); the next spare is counted now.
+        self.disk_bytes += self.segment_bytes;
+        self.spare = start_spare(&self.dir, self.segment_bytes);
         Ok(())
     }
 
@@ -425,7 +513,7 @@ impl Log {
             let path = segment_path(&self.dir, n);
             std::fs::remove_file(&path).map_err(io_error(&path, "delete"))?;
             if let Some(segment) = self.segments.remove(&n) {
-                self.disk_bytes -= segment.len;
+                self.disk_bytes -= segment.file_bytes;
             }
             deleted = true;
         }
@@ -547,11 +635,17 @@ mod tests {
             log.reclaim(0).expect("reclaim");
         }
         // 2 MB passed through; one small record is held.
+        // The newest segment, the spare being prepared, and at most two being given back.
         assert!(
-            log.disk_bytes() <= 3 * segment,
+            log.disk_bytes() <= 4 * segment,
             "{} bytes on disk",
             log.disk_bytes()
         );
+        let on_disk: u64 = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|entry| entry.expect("entry").metadata().expect("stat").len())
+            .sum();
+        assert!(on_disk <= 4 * segment, "{on_disk} bytes in the directory");
         drop(log);
         let (_, opened) = Log::open(dir.path(), segment, 0).expect("reopen");
         assert_eq!(ids(&opened), [0]);
@@ -571,10 +665,12 @@ mod tests {
         drop(log);
         let path = segment_path(dir.path(), 0);
         let mut data = std::fs::read(&path).expect("read");
-        let record = data.len() / 10;
-        // Garbage inside record 3, and record 10 cut in half.
+        assert_eq!(data.len(), 1 << 20, "preallocated");
+        let end = data.iter().rposition(|&b| b != 0).expect("records") + 1;
+        let record = end / 10;
+        // Garbage inside record 3, and record 10 cut in half (what follows it is still zeros).
         data[2 * record + 40..2 * record + 60].fill(0xAB);
-        data.truncate(data.len() - record / 2);
+        data[end - record / 2..end].fill(0);
         std::fs::write(&path, &data).expect("write");
         let (_, opened) = Log::open(dir.path(), 1 << 20, 0).expect("reopen");
         assert_eq!(ids(&opened), [1, 2, 4, 5, 6, 7, 8, 9]);
@@ -585,9 +681,10 @@ mod tests {
         assert!(
             matches!(opened.damage[1], Damage::TornTail { offset, .. } if offset == 9 * record as u64)
         );
-        assert_eq!(
-            std::fs::metadata(&path).expect("stat").len(),
-            9 * record as u64,
+        let after = std::fs::read(&path).expect("read");
+        assert_eq!(after.len(), 1 << 20, "still preallocated");
+        assert!(
+            after[9 * record..].iter().all(|&b| b == 0),
             "the torn record was cut off"
         );
         let (_, again) = Log::open(dir.path(), 1 << 20, 0).expect("third open");

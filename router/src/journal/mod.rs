@@ -67,9 +67,9 @@ pub struct JournalOptions {
 
 impl JournalOptions {
     /// The size at which a segment is closed: a sixteenth of `max_bytes`, between 64 KiB and
-    /// 16 MiB, so that a small journal still has segments to give back.
+    /// 8 MiB, so that a small journal still has segments to give back.
     fn segment_bytes(&self) -> u64 {
-        (self.max_bytes / 16).clamp(64 << 10, 16 << 20)
+        (self.max_bytes / 16).clamp(64 << 10, 8 << 20)
     }
 }
 
@@ -180,17 +180,21 @@ impl Batch {
 
     /// Puts `value` under `key`, live until `expires_ms` (Unix milliseconds; 0: no expiry).
     pub fn put(&mut self, key: Key, value: &[u8], expires_ms: u64) -> &mut Self {
-        let start = self.bytes.len();
-        self.entries.push(log::Log::encode(
-            &Record {
-                op: Op::Put,
-                key,
-                expires_ms,
-                value,
-            },
-            &mut self.bytes,
-        ));
-        self.put_bytes += (self.bytes.len() - start) as u64;
+        self.put_with(key, expires_ms, |out| out.extend_from_slice(value))
+    }
+
+    /// Puts under `key` the value `write_value` appends to the buffer it is given: the value
+    /// is encoded in place.
+    pub fn put_with(
+        &mut self,
+        key: Key,
+        expires_ms: u64,
+        write_value: impl FnOnce(&mut Vec<u8>),
+    ) -> &mut Self {
+        let len =
+            record::encode_with(Op::Put, key, expires_ms, &mut self.bytes, write_value) as u64;
+        self.entries.push((key, Op::Put, expires_ms, len));
+        self.put_bytes += len;
         self
     }
 

@@ -53,26 +53,41 @@ impl Record<'_> {
 
     /// Appends the encoded record to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let len = u32::try_from(PAYLOAD_PREFIX + self.value.len()).unwrap_or(u32::MAX);
-        let op = match self.op {
-            Op::Put => 1u8,
-            Op::Delete => 2,
-        };
-        let start = out.len();
-        out.extend_from_slice(&MAGIC.to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&[0; 4]);
-        out.push(op);
-        out.push(self.key.space);
-        out.extend_from_slice(&self.key.id.to_le_bytes());
-        out.extend_from_slice(&self.expires_ms.to_le_bytes());
-        out.extend_from_slice(self.value);
-        let crc = crc32c::crc32c_append(
-            crc32c::crc32c(&len.to_le_bytes()),
-            &out[start + HEADER_BYTES..],
-        );
-        out[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
+        encode_with(self.op, self.key, self.expires_ms, out, |out| {
+            out.extend_from_slice(self.value);
+        });
     }
+}
+
+/// Appends a record whose value `write_value` appends to `out` (so that a value is encoded in
+/// place, not copied); returns the record's length.
+pub fn encode_with(
+    op: Op,
+    key: Key,
+    expires_ms: u64,
+    out: &mut Vec<u8>,
+    write_value: impl FnOnce(&mut Vec<u8>),
+) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&MAGIC.to_le_bytes());
+    // Length and checksum, filled in once the value is written.
+    out.extend_from_slice(&[0; 8]);
+    out.push(match op {
+        Op::Put => 1,
+        Op::Delete => 2,
+    });
+    out.push(key.space);
+    out.extend_from_slice(&key.id.to_le_bytes());
+    out.extend_from_slice(&expires_ms.to_le_bytes());
+    write_value(out);
+    let len = u32::try_from(out.len() - start - HEADER_BYTES).unwrap_or(u32::MAX);
+    out[start + 4..start + 8].copy_from_slice(&len.to_le_bytes());
+    let crc = crc32c::crc32c_append(
+        crc32c::crc32c(&len.to_le_bytes()),
+        &out[start + HEADER_BYTES..],
+    );
+    out[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
+    out.len() - start
 }
 
 /// The whole, checksum-valid record at `at` in `data`, and its length, if there is one.

@@ -21,9 +21,15 @@ use crate::metrics::Metrics;
 
 /// What an `EVENT` record holds besides the event: where it goes, by name (destination
 /// indexes change with the config; names are what a restart can match).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct EventHead {
     destinations: Vec<String>,
+}
+
+/// [`EventHead`] as written, borrowing the names.
+#[derive(Debug, Serialize)]
+struct EventHeadRef<'a> {
+    destinations: Vec<&'a str>,
 }
 
 /// An event read back from the journal at start, not yet queued.
@@ -221,24 +227,21 @@ impl JournalQueue {
         let slots: Vec<_> = events.iter().map(|_| self.memory.slot()).collect();
         let mut batch = Batch::new();
         let mut queued = Vec::with_capacity(events.len());
-        let mut value = Vec::new();
         for ((event, destinations), slot) in events.into_iter().zip(slots) {
             let key = self.journal.next_id();
-            let head = EventHead {
+            let head = EventHeadRef {
                 destinations: destinations
                     .iter()
-                    .map(|&id| self.names.get(id).cloned().unwrap_or_default())
+                    .map(|&id| self.names.get(id).map_or("", String::as_str))
                     .collect(),
             };
-            value.clear();
-            codec::encode(&head, &event, &mut value);
-            batch.put(
+            batch.put_with(
                 Key {
                     space: space::EVENT,
                     id: key,
                 },
-                &value,
                 0,
+                |out| codec::encode(&head, &event, out),
             );
             let ack = JournalAck {
                 journal: self.journal.clone(),

@@ -21,11 +21,20 @@
 //!    Goal ≥ 0.60 × bare.
 //! 4. **end to end**: wrk against a plain route delivering to a bare hyper destination;
 //!    delivered/s counts every accepted event up to the last delivery. Goal ≥ 0.35 × bare.
+//!
+//! Rows 2 and 4 run again with `[queue] backend = "journal"` and `fsync = "always"` (every 202
+//! after its event is on disk, concurrent requests sharing a sync; `--journal-fsync` to
+//! change): **ingest, journal**, goal ≥ 0.45 × bare, and **end to end, journal**, goal ≥ 0.30.
+//!
 //! 5. **latency** at a quarter of row 4's rate: requests sent at a fixed rate by the in-process
 //!    generator, each stamped when sent and when the destination received it; p50/p99 of the
 //!    difference. Baseline: the same rate sent straight to the destination. Goal p99 ≤ 2 ms.
 //! 6. **memory**: in a fresh child process, RSS growth per event while a paused destination
 //!    holds `--held-events` events (100 000). Goal ≤ payload + 1 KiB.
+//! 7. **journal recovery** (first payload size only): a journaled router holds `--held-events`
+//!    events for a paused destination and is stopped; the time a new router takes to start on
+//!    that journal (reading every event back), against starting on an empty one. Goal ≤ 2 s.
+//!    With it, the journal's disk bytes per held event, against the payload.
 //!
 //! Plugin overhead (criterion, `router/benches/plugin_overhead.rs`) is read from the summary
 //! that bench writes (`--plugin-overhead FILE`; `tests/bench.sh` passes it).
@@ -53,6 +62,10 @@ const GITHUB_SECRET: &str = "bench-secret";
 /// Route paths.
 const PLAIN_PATH: &str = "/hooks/plain";
 const VERIFIED_PATH: &str = "/hooks/github";
+/// The journaled rows' `fsync` setting (`--journal-fsync`).
+static JOURNAL_FSYNC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// Where the journaled rows keep their journals (removed after each run).
+const JOURNAL_DIR: &str = "target/bench/journal";
 /// Events sent (and held) before the memory measurement starts, to warm the allocator,
 /// connections and queue.
 const MEMORY_WARM_UP_EVENTS: u64 = 2_000;
@@ -91,6 +104,9 @@ struct Args {
     /// The summary `router/benches/plugin_overhead.rs` wrote (its `PLUGIN_OVERHEAD_SUMMARY`).
     #[arg(long)]
     plugin_overhead: Option<PathBuf>,
+    /// The journaled rows' `fsync` (`always`, `interval` or `never`); the goals are for `always`.
+    #[arg(long, default_value = "always", value_parser = ["always", "interval", "never"])]
+    journal_fsync: String,
     /// Internal: measure held memory for this payload size in this process and print it.
     #[arg(long, hide = true)]
     memory_child: Option<usize>,
@@ -98,6 +114,7 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let _ = JOURNAL_FSYNC.set(args.journal_fsync.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -123,18 +140,22 @@ fn main() -> Result<()> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "bench-suite: {cpus} CPU(s) shared by wrk and the servers; wrk -t{} -c{}; payloads {:?} \
-         bytes; {} round(s) of {} s wrk runs ({} s over 16 KiB)",
+         bytes; {} round(s) of {} s wrk runs ({} s over 16 KiB); journal fsync = {}",
         args.threads,
         args.connections,
         args.payloads,
         args.rounds,
         args.duration.as_secs(),
         args.large_duration.as_secs(),
+        args.journal_fsync,
     );
     let mut rows = Vec::new();
-    for &payload in &args.payloads {
+    for (index, &payload) in args.payloads.iter().enumerate() {
         rows.extend(runtime.block_on(payload_rows(&args, payload))?);
         rows.push(memory_row(&args, payload)?);
+        if index == 0 {
+            rows.extend(runtime.block_on(recovery_rows(&args, payload))?);
+        }
     }
     if let Some(path) = &args.plugin_overhead {
         rows.extend(plugin_rows(path)?);
@@ -245,7 +266,7 @@ async fn payload_rows(args: &Args, payload: usize) -> Result<Vec<Row>> {
             format_cpu(median_of(&|r| run(r).cpu_us()))
         )
     };
-    let delivered = median_of(&|r| r.delivered_per_sec);
+    let delivered = median_of(&|r| r.end_to_end.delivered_per_sec);
     let mut rows = vec![
         ratio_row(
             "ingest, no verify, no plugins (req/s)",
@@ -265,19 +286,46 @@ async fn payload_rows(args: &Args, payload: usize) -> Result<Vec<Row>> {
             "end to end, delivered/s",
             "≥ 0.35",
             Some(0.35),
-            &|r| r.delivered_per_sec,
+            &|r| r.end_to_end.delivered_per_sec,
             format!(
                 "{}/s (accepted {}/s)",
                 format_rate(delivered),
-                format_rate(median_of(&|r| r.end_to_end.run.requests_per_sec))
+                format_rate(median_of(&|r| r.end_to_end.run.run.requests_per_sec))
+            ),
+        ),
+        ratio_row(
+            "ingest, journal (req/s)",
+            "≥ 0.45",
+            Some(0.45),
+            &|r| r.journaled.run.requests_per_sec,
+            ingest_measured(&|r| &r.journaled),
+        ),
+        ratio_row(
+            "end to end, journal, delivered/s",
+            "≥ 0.30",
+            Some(0.30),
+            &|r| r.journaled_end_to_end.delivered_per_sec,
+            format!(
+                "{}/s (accepted {}/s)",
+                format_rate(median_of(&|r| r.journaled_end_to_end.delivered_per_sec)),
+                format_rate(median_of(&|r| r
+                    .journaled_end_to_end
+                    .run
+                    .run
+                    .requests_per_sec))
             ),
         ),
     ];
-    if rounds.iter().any(|r| !r.drained) {
-        rows[2]
-            .measured
-            .push_str(", INCOMPLETE: some accepted events were not delivered in 60 s");
-        rows[2].met = Some(false);
+    for (row, drained) in [
+        (2, rounds.iter().all(|r| r.end_to_end.drained)),
+        (4, rounds.iter().all(|r| r.journaled_end_to_end.drained)),
+    ] {
+        if !drained {
+            rows[row]
+                .measured
+                .push_str(", INCOMPLETE: some accepted events were not delivered in 60 s");
+            rows[row].met = Some(false);
+        }
     }
 
     // 5. Latency at a quarter of the end-to-end rate.
@@ -312,48 +360,86 @@ struct Round {
     bare: Measured,
     plain: Measured,
     verified: Measured,
-    end_to_end: Measured,
+    journaled: Measured,
+    end_to_end: EndToEnd,
+    journaled_end_to_end: EndToEnd,
+}
+
+/// An end-to-end run: the wrk run and what the destination received.
+#[derive(Debug)]
+struct EndToEnd {
+    run: Measured,
     delivered_per_sec: f64,
     /// Whether the destination got every accepted event.
     drained: bool,
 }
 
-/// Runs bare hyper, the two ingest rows and the end-to-end row once each, back to back.
+/// Runs bare hyper, the ingest rows and the end-to-end rows once each, back to back.
 async fn wrk_round(wrk: &Wrk, script: &WrkScript) -> Result<Round> {
     // 1. Bare hyper.
     let bare = BareServer::start().await?;
     let bare_run = measured_run("bare hyper", wrk, script, &bare.url(PLAIN_PATH)).await?;
     drop(bare);
 
-    // 2 and 3. Ingest with deliveries parked, each on a fresh router, so that the second run
-    // does not start with the first one's held events.
+    // 2, 3 and 2j. Ingest with deliveries parked, each on a fresh router, so that no run
+    // starts with an earlier one's held events.
     let parked = Sink::start(|_| Reply::hang()).await;
     let mut ingest = Vec::new();
-    for (name, path) in [
-        ("ingest, no verify, no plugins", PLAIN_PATH),
-        ("ingest, GitHub HMAC + event-filter", VERIFIED_PATH),
+    for (name, path, journal) in [
+        ("ingest, no verify, no plugins", PLAIN_PATH, None),
+        ("ingest, GitHub HMAC + event-filter", VERIFIED_PATH, None),
+        ("ingest, journal", PLAIN_PATH, Some(journal_dir("ingest")?)),
     ] {
-        let router = TestRouter::start(&router_config(&parked.url("/sink"))).await;
+        let config = router_config(&parked.url("/sink"), journal.as_deref());
+        let router = TestRouter::start(&config).await;
         let run = measured_run(name, wrk, script, &router.url(path)).await?;
         explain_refusals(&router, &run).await;
         ingest.push(run);
         let _ = router.router.shutdown().await;
+        if let Some(dir) = journal {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
     drop(parked);
-    let [plain, verified] = <[Measured; 2]>::try_from(ingest).expect("two ingest runs");
+    let [plain, verified, journaled] =
+        <[Measured; 3]>::try_from(ingest).expect("three ingest runs");
 
-    // 4. End to end.
+    // 4 and 4j. End to end.
+    let end_to_end = end_to_end_run(wrk, script, None).await?;
+    let dir = journal_dir("end-to-end")?;
+    let journaled_end_to_end = end_to_end_run(wrk, script, Some(&dir)).await?;
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(Round {
+        bare: bare_run,
+        plain,
+        verified,
+        journaled,
+        end_to_end,
+        journaled_end_to_end,
+    })
+}
+
+/// A fresh, empty journal directory for the run `name`.
+fn journal_dir(name: &str) -> Result<PathBuf> {
+    let dir = PathBuf::from(JOURNAL_DIR).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::path::absolute(&dir).context("cannot make the journal path absolute")
+}
+
+/// wrk against a plain route delivering to bare hyper (journaled in `journal`, if given);
+/// delivered/s counts every accepted event up to the last delivery.
+async fn end_to_end_run(wrk: &Wrk, script: &WrkScript, journal: Option<&Path>) -> Result<EndToEnd> {
     let destination = BareServer::start().await?;
-    let router = TestRouter::start(&router_config(&destination.url("/sink"))).await;
+    let router = TestRouter::start(&router_config(&destination.url("/sink"), journal)).await;
     let load_started = Instant::now();
-    let end_to_end = measured_run(
-        "end to end (delivery to bare hyper)",
-        wrk,
-        script,
-        &router.url(PLAIN_PATH),
-    )
-    .await?;
-    explain_refusals(&router, &end_to_end).await;
+    let name = if journal.is_some() {
+        "end to end, journal"
+    } else {
+        "end to end (delivery to bare hyper)"
+    };
+    let run = measured_run(name, wrk, script, &router.url(PLAIN_PATH)).await?;
+    explain_refusals(&router, &run).await;
     let accepted = accepted(&router, "plain").await?;
     let drained = wait_until(Duration::from_secs(60), || {
         destination.requests() >= accepted
@@ -375,11 +461,8 @@ async fn wrk_round(wrk: &Wrk, script: &WrkScript) -> Result<Round> {
             " (INCOMPLETE after 60 s)"
         }
     );
-    Ok(Round {
-        bare: bare_run,
-        plain,
-        verified,
-        end_to_end,
+    Ok(EndToEnd {
+        run,
         delivered_per_sec,
         drained,
     })
@@ -474,7 +557,7 @@ async fn latency_runs(args: &Args, payload: usize, rate: f64) -> Result<(Latency
         let arrived = Arc::new(Stamps::new(epoch, count as usize));
         let destination = BareServer::start_recording(Arc::clone(&arrived)).await?;
         let (target, router) = if through_router {
-            let router = TestRouter::start(&router_config(&destination.url("/sink"))).await;
+            let router = TestRouter::start(&router_config(&destination.url("/sink"), None)).await;
             let target = Target {
                 addr: router.router.ingress_addr(),
                 path: PLAIN_PATH.into(),
@@ -571,11 +654,93 @@ fn memory_row(args: &Args, payload: usize) -> Result<Row> {
     })
 }
 
+/// Row 7: start-up time on a journal holding `held_events` events, against an empty journal,
+/// and the journal's disk bytes per held event.
+async fn recovery_rows(args: &Args, payload: usize) -> Result<Vec<Row>> {
+    let count = args.held_events;
+    println!("  journal recovery: {count} events held by a paused destination ...");
+    let parked = Sink::start(|_| Reply::hang()).await;
+    let dir = journal_dir("recovery")?;
+    let config = router_config(&parked.url("/sink"), Some(&dir));
+    let router = TestRouter::start(&config).await;
+    let target = Target {
+        addr: router.router.ingress_addr(),
+        path: PLAIN_PATH.into(),
+        headers: HeaderMap::new(),
+    };
+    let held = load::send_count(&target, numbered_body(0, payload), count, 32).await?;
+    ensure!(
+        held.accepted == count,
+        "only {} of {count} events were accepted ({} refused)",
+        held.accepted,
+        held.other
+    );
+    let _ = router.router.shutdown().await;
+    let bytes = dir_bytes(&dir)?;
+
+    let empty = journal_dir("recovery-empty")?;
+    let started = Instant::now();
+    let router = TestRouter::start(&router_config(&parked.url("/sink"), Some(&empty))).await;
+    let empty_start = started.elapsed();
+    let _ = router.router.shutdown().await;
+
+    let started = Instant::now();
+    let router = TestRouter::start(&config).await;
+    let recovery = started.elapsed();
+    let recovered = router
+        .metric("webhook_journal_recovered_total")
+        .await
+        .unwrap_or(0.0);
+    let _ = router.router.shutdown().await;
+    drop(parked);
+    for dir in [dir, empty] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    println!(
+        "      started in {} ({recovered} events read back; {} on an empty journal); {bytes} bytes on disk",
+        format_duration(recovery),
+        format_duration(empty_start)
+    );
+    let per_event = bytes as f64 / count as f64;
+    Ok(vec![
+        Row {
+            name: format!("journal recovery: start with {count} held events"),
+            payload: format_size(payload),
+            measured: format!("{} ({recovered} read back)", format_duration(recovery)),
+            baseline: format!("{} on an empty journal", format_duration(empty_start)),
+            ratio: format!(
+                "{:.1}",
+                recovery.as_secs_f64() / empty_start.as_secs_f64().max(1e-9)
+            ),
+            goal: "≤ 2 s",
+            met: Some(recovery <= Duration::from_secs(2) && recovered as u64 == count),
+        },
+        Row {
+            name: format!("journal disk bytes per held event ({count} held)"),
+            payload: format_size(payload),
+            measured: format!("{per_event:.0} B"),
+            baseline: format!("{payload} B payload"),
+            ratio: format!("{:.2}", per_event / payload as f64),
+            goal: "",
+            met: None,
+        },
+    ])
+}
+
+/// Bytes of the files directly in `dir`.
+fn dir_bytes(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        total += entry?.metadata()?.len();
+    }
+    Ok(total)
+}
+
 /// In this process: a router whose destination never answers holds `count` events of
 /// `payload` bytes; returns the RSS growth per event.
 async fn held_memory(payload: usize, count: u64) -> Result<f64> {
     let parked = Sink::start(|_| Reply::hang()).await;
-    let router = TestRouter::start(&router_config(&parked.url("/sink"))).await;
+    let router = TestRouter::start(&router_config(&parked.url("/sink"), None)).await;
     let target = Target {
         addr: router.router.ingress_addr(),
         path: PLAIN_PATH.into(),
@@ -648,9 +813,17 @@ fn plugin_rows(path: &Path) -> Result<Vec<Row>> {
 
 /// The router config of every run: a plain route and a GitHub-verified route with one
 /// event-filter plugin, both delivering to `url`, with room to hold every accepted event.
-fn router_config(url: &str) -> String {
+/// The benchmark router's config, delivering to `url`; journaled in `journal` if given.
+fn router_config(url: &str, journal: Option<&Path>) -> String {
     let filter = webhook_router_tests::wasm::module("event_filter");
-    format!(
+    let queue = journal.map_or(String::new(), |dir| {
+        format!(
+            "\n[queue]\nbackend = \"journal\"\npath = \"{}\"\nfsync = \"{}\"\n",
+            dir.display(),
+            JOURNAL_FSYNC.get().map_or("always", String::as_str)
+        )
+    });
+    let routes = format!(
         r#"[server]
 listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
@@ -677,7 +850,8 @@ module = "{}"
 config = {{ allow_events = ["push"], json = [{{ pointer = "/seq", exists = true }}] }}
 "#,
         filter.display()
-    )
+    );
+    format!("{routes}{queue}")
 }
 
 /// The router's `webhook_requests_total{{status="202"}}` for `route`.
