@@ -118,9 +118,15 @@ struct Shared {
 /// A handle to the journal. Cheap to clone; every clone writes to the same log.
 #[derive(Debug, Clone)]
 pub struct Journal {
+    inner: Arc<Handle>,
+}
+
+/// What every clone of a [`Journal`] shares (one reference count to clone, per held event).
+#[derive(Debug)]
+struct Handle {
     sender: Sender<commit::Message>,
     shared: Arc<Shared>,
-    thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// What opening the journal found.
@@ -315,9 +321,11 @@ impl Journal {
                 .map_err(io("start the writer thread for", dir))?
         };
         let journal = Journal {
-            sender,
-            shared,
-            thread: Arc::new(Mutex::new(Some(thread))),
+            inner: Arc::new(Handle {
+                sender,
+                shared,
+                thread: Mutex::new(Some(thread)),
+            }),
         };
         let recovered = Recovered {
             live: opened.live,
@@ -328,16 +336,23 @@ impl Journal {
 
     /// A new id, larger than any in the journal.
     pub fn next_id(&self) -> u64 {
-        self.shared.next_id.fetch_add(1, Ordering::Relaxed)
+        self.inner.shared.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Writes `batch` if its puts fit under `max_bytes`, or returns `None` (nothing written).
     pub fn try_write(&self, batch: Batch) -> Option<Ticket> {
         let size = batch.put_bytes();
-        let before = self.shared.pending_bytes.fetch_add(size, Ordering::AcqRel);
-        let on_disk = self.shared.disk_bytes.load(Ordering::Acquire);
-        if on_disk.saturating_add(before).saturating_add(size) > self.shared.max_bytes {
-            self.shared.pending_bytes.fetch_sub(size, Ordering::AcqRel);
+        let before = self
+            .inner
+            .shared
+            .pending_bytes
+            .fetch_add(size, Ordering::AcqRel);
+        let on_disk = self.inner.shared.disk_bytes.load(Ordering::Acquire);
+        if on_disk.saturating_add(before).saturating_add(size) > self.inner.shared.max_bytes {
+            self.inner
+                .shared
+                .pending_bytes
+                .fetch_sub(size, Ordering::AcqRel);
             return None;
         }
         Some(self.send(batch, size))
@@ -346,7 +361,10 @@ impl Journal {
     /// Writes `batch` whatever its size (progress, deletes: what lets space be given back).
     pub fn write(&self, batch: Batch) -> Ticket {
         let size = batch.put_bytes();
-        self.shared.pending_bytes.fetch_add(size, Ordering::AcqRel);
+        self.inner
+            .shared
+            .pending_bytes
+            .fetch_add(size, Ordering::AcqRel);
         self.send(batch, size)
     }
 
@@ -356,13 +374,19 @@ impl Journal {
             return;
         }
         let size = batch.put_bytes();
-        self.shared.pending_bytes.fetch_add(size, Ordering::AcqRel);
-        let _ = self.sender.send(commit::Message::Write(commit::Write {
-            bytes: batch.bytes,
-            entries: batch.entries,
-            reserved: size,
-            done: None,
-        }));
+        self.inner
+            .shared
+            .pending_bytes
+            .fetch_add(size, Ordering::AcqRel);
+        let _ = self
+            .inner
+            .sender
+            .send(commit::Message::Write(commit::Write {
+                bytes: batch.bytes,
+                entries: batch.entries,
+                reserved: size,
+                done: None,
+            }));
     }
 
     fn send(&self, batch: Batch, reserved: u64) -> Ticket {
@@ -373,8 +397,14 @@ impl Journal {
             reserved,
             done: Some(done),
         };
-        if self.sender.send(commit::Message::Write(write)).is_err() {
-            self.shared
+        if self
+            .inner
+            .sender
+            .send(commit::Message::Write(write))
+            .is_err()
+        {
+            self.inner
+                .shared
                 .pending_bytes
                 .fetch_sub(reserved, Ordering::AcqRel);
         }
@@ -383,14 +413,14 @@ impl Journal {
 
     /// Bytes the journal takes on disk.
     pub fn disk_bytes(&self) -> u64 {
-        self.shared.disk_bytes.load(Ordering::Acquire)
+        self.inner.shared.disk_bytes.load(Ordering::Acquire)
     }
 
     /// Syncs everything written and stops the writer; later writes fail with
     /// [`JournalError::Closed`].
     pub async fn close(&self) -> Result<(), Arc<JournalError>> {
         let (done, answer) = tokio::sync::oneshot::channel();
-        let outcome = if self.sender.send(commit::Message::Close(done)).is_ok() {
+        let outcome = if self.inner.sender.send(commit::Message::Close(done)).is_ok() {
             answer
                 .await
                 .unwrap_or_else(|_| Err(Arc::new(JournalError::Closed)))
@@ -398,6 +428,7 @@ impl Journal {
             Ok(())
         };
         let thread = self
+            .inner
             .thread
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

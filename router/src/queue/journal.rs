@@ -58,10 +58,25 @@ pub struct JournalQueue {
 struct JournalAck {
     journal: Journal,
     key: u64,
+    /// Whether a `PROGRESS` record may exist (written now, or before a restart), so that the
+    /// ack of an event delivered at its first attempt writes one delete, not two.
+    progress_written: std::sync::atomic::AtomicBool,
+}
+
+impl JournalAck {
+    fn new(journal: &Journal, key: u64, progress_written: bool) -> Self {
+        Self {
+            journal: journal.clone(),
+            key,
+            progress_written: std::sync::atomic::AtomicBool::new(progress_written),
+        }
+    }
 }
 
 impl Acknowledge for JournalAck {
     fn progress(&self, progress: &[Progress]) {
+        self.progress_written
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let mut batch = Batch::new();
         batch.put(
             Key {
@@ -76,15 +91,19 @@ impl Acknowledge for JournalAck {
 
     fn ack(&self) {
         let mut batch = Batch::new();
-        batch
-            .delete(Key {
-                space: space::EVENT,
-                id: self.key,
-            })
-            .delete(Key {
+        batch.delete(Key {
+            space: space::EVENT,
+            id: self.key,
+        });
+        if self
+            .progress_written
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            batch.delete(Key {
                 space: space::PROGRESS,
                 id: self.key,
             });
+        }
         self.journal.write_detached(batch);
     }
 }
@@ -200,10 +219,7 @@ impl JournalQueue {
                 })
             })
             .collect();
-        let ack = JournalAck {
-            journal: self.journal.clone(),
-            key: resumed.key,
-        };
+        let ack = JournalAck::new(&self.journal, resumed.key, true);
         if targets.is_empty() {
             ack.ack();
             return;
@@ -243,10 +259,7 @@ impl JournalQueue {
                 0,
                 |out| codec::encode(&head, &event, out),
             );
-            let ack = JournalAck {
-                journal: self.journal.clone(),
-                key,
-            };
+            let ack = JournalAck::new(&self.journal, key, false);
             let progress = vec![Progress::default(); destinations.len()];
             queued.push(QueuedEvent {
                 targets: fresh_targets(&destinations),
