@@ -224,18 +224,7 @@ impl DedupStore {
             .checked_sub(self.window.saturating_sub(left))
             .unwrap_or(now);
         let mut inner = self.lock();
-        while inner.entries.len() >= self.capacity {
-            let Some((oldest, oldest_at)) = inner.order.pop_front() else {
-                break;
-            };
-            if inner
-                .entries
-                .get(&oldest)
-                .is_some_and(|entry| entry.at == oldest_at)
-            {
-                inner.entries.remove(&oldest);
-            }
-        }
+        inner.make_room(self.capacity);
         inner.order.push_back((id.clone(), at));
         inner.entries.insert(
             id,
@@ -267,18 +256,7 @@ impl DedupStore {
                 Claim::InProgress
             };
         }
-        while inner.entries.len() >= self.capacity {
-            let Some((oldest, at)) = inner.order.pop_front() else {
-                break;
-            };
-            if inner
-                .entries
-                .get(&oldest)
-                .is_some_and(|entry| entry.at == at)
-            {
-                inner.entries.remove(&oldest);
-            }
-        }
+        inner.make_room(self.capacity);
         inner.entries.insert(
             id.to_owned(),
             Entry {
@@ -329,6 +307,22 @@ pub fn restore_dedup<'a>(
 }
 
 impl Inner {
+    /// Forgets the oldest ids until there is room for one more under `capacity`.
+    fn make_room(&mut self, capacity: usize) {
+        while self.entries.len() >= capacity {
+            let Some((oldest, at)) = self.order.pop_front() else {
+                break;
+            };
+            if self
+                .entries
+                .get(&oldest)
+                .is_some_and(|entry| entry.at == at)
+            {
+                self.entries.remove(&oldest);
+            }
+        }
+    }
+
     fn expire(&mut self, now: Instant, window: Duration) {
         while let Some((key, at)) = self.order.front() {
             let stale_place = self.entries.get(key).is_none_or(|entry| entry.at != *at);

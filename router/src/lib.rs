@@ -7,9 +7,10 @@
 //! 2. [`ingress`] matches the route and reads the body within limits ([`body`]), checks the
 //!    sender's signature ([`verify`]) and runs the route's [`plugin`] chain;
 //! 3. [`queue`] holds accepted [`event`]s, bounded, until [`dispatch`] hands each to its
-//!    destinations' lanes;
+//!    destinations' lanes and every destination has a final outcome; with a [`journal`] the queue
+//!    writes them to disk before the 202, so a crash or a restart loses none;
 //! 4. [`deliver`] makes each attempt; [`retry`] times the next one; deliveries that fail for
-//!    good go to the [`dead_letter`] store;
+//!    good go to the [`dead_letter`] store (journaled too, as is the [`dedup`] window);
 //! 5. [`admin`] serves `/metrics` ([`metrics`]), health probes and the dead-letter API.
 //!
 //! [`config`] reads the route file and [`runtime`] wires the parts together; [`supervise`]

@@ -85,6 +85,31 @@ struct Extra<'a> {
     route: &'a str,
 }
 
+/// A sink answering as `mode` starts, and the config of test `name` routing to it.
+async fn setup(
+    name: &str,
+    mode: Mode,
+    extra: &Extra<'_>,
+) -> (Arc<AtomicU8>, Sink, PathBuf, PathBuf) {
+    let mode = Arc::new(AtomicU8::new(mode as u8));
+    let sink = switchable_sink(&mode).await;
+    let dir = fresh_dir(name);
+    let config = write_config(&dir, &sink, extra);
+    (mode, sink, dir, config)
+}
+
+/// The dead letters the admin API lists.
+async fn dead_letters(admin: &str) -> serde_json::Value {
+    client()
+        .get(format!("http://{admin}/dead-letters"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json")
+}
+
 fn start(config: &Path) -> RouterProcess {
     RouterProcess::start(Path::new(env!("CARGO_BIN_EXE_webhook-router")), config)
 }
@@ -193,18 +218,16 @@ const MAX_IN_FLIGHT: usize = 4;
 /// duplicates, the stopped router's log).
 async fn stop_mid_load(name: &str, signal: &str, grace: &str) -> (usize, usize, Vec<String>) {
     const EVENTS: u64 = 2000;
-    let mode = Arc::new(AtomicU8::new(Mode::Slow as u8));
-    let sink = switchable_sink(&mode).await;
-    let dir = fresh_dir(name);
-    let config = write_config(
-        &dir,
-        &sink,
+    let (mode, sink, _dir, config) = setup(
+        name,
+        Mode::Slow,
         &Extra {
             server: &format!("shutdown_grace = \"{grace}\""),
             destination: &format!("max_in_flight = {MAX_IN_FLIGHT}"),
             ..Extra::default()
         },
-    );
+    )
+    .await;
     let router = start(&config);
     let accepted = post_all(&router.ingress, 0..EVENTS, 32).await;
     assert_eq!(accepted.len() as u64, EVENTS, "every post was accepted");
@@ -273,18 +296,16 @@ async fn sigterm_with_a_short_grace_leaves_the_rest_for_the_next_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retrying_event_keeps_its_attempt_count_across_a_restart() {
-    let mode = Arc::new(AtomicU8::new(Mode::Fail as u8));
-    let sink = switchable_sink(&mode).await;
-    let dir = fresh_dir("attempts");
-    let config = write_config(
-        &dir,
-        &sink,
+    let (_mode, sink, _dir, config) = setup(
+        "attempts",
+        Mode::Fail,
         &Extra {
             server: "shutdown_grace = \"100ms\"",
             destination: "retry = { max_attempts = 3, initial_backoff = \"300ms\", max_backoff = \"300ms\", jitter = \"none\" }",
             ..Extra::default()
         },
-    );
+    )
+    .await;
     let router = start(&config);
     assert_eq!(post_all(&router.ingress, 0..1, 1).await.len(), 1);
     // Two attempts failed (and their progress was recorded) in this process...
@@ -305,14 +326,7 @@ async fn a_retrying_event_keeps_its_attempt_count_across_a_restart() {
         3,
         "3 attempts in all, not 3 per process"
     );
-    let letters: serde_json::Value = client()
-        .get(format!("http://{}/dead-letters", router.admin))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let letters = dead_letters(&router.admin).await;
     assert_eq!(letters.as_array().map(Vec::len), Some(1), "{letters}");
     assert_eq!(letters[0]["attempts"], 3, "{letters}");
     assert!(router.stop().0);
@@ -320,17 +334,15 @@ async fn a_retrying_event_keeps_its_attempt_count_across_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_and_the_dedup_window_survive_a_restart() {
-    let mode = Arc::new(AtomicU8::new(Mode::Reject as u8));
-    let sink = switchable_sink(&mode).await;
-    let dir = fresh_dir("letters");
-    let config = write_config(
-        &dir,
-        &sink,
+    let (mode, sink, _dir, config) = setup(
+        "letters",
+        Mode::Reject,
         &Extra {
             route: "verify = { preset = \"github\", secrets = [\"s3cret\"] }\ndedup = {}",
             ..Extra::default()
         },
-    );
+    )
+    .await;
     let payload = body(7);
     let post = |ingress: String| {
         let payload = payload.clone();
@@ -359,24 +371,13 @@ async fn dead_letters_and_the_dedup_window_survive_a_restart() {
     let (status, first_id) = post(router.ingress.clone()).await;
     assert_eq!(status, 202);
     wait_idle(&router.admin).await;
-    let list = |admin: String| async move {
-        let letters: serde_json::Value = client()
-            .get(format!("http://{admin}/dead-letters"))
-            .send()
-            .await
-            .expect("list")
-            .json()
-            .await
-            .expect("json");
-        letters
-    };
-    let letters = list(router.admin.clone()).await;
+    let letters = dead_letters(&router.admin).await;
     assert_eq!(letters.as_array().map(Vec::len), Some(1), "{letters}");
     assert!(router.stop().0);
 
     mode.store(Mode::Ok as u8, Ordering::Release);
     let router = start(&config);
-    let after = list(router.admin.clone()).await;
+    let after = dead_letters(&router.admin).await;
     assert_eq!(after, letters, "the same letters after the restart");
     // The delivery id is still remembered: answered with the first event's id, not queued.
     let (status, again_id) = post(router.ingress.clone()).await;
@@ -402,11 +403,11 @@ async fn dead_letters_and_the_dedup_window_survive_a_restart() {
         1,
         "the replay, and not the duplicate"
     );
-    assert_eq!(list(router.admin.clone()).await, serde_json::json!([]));
+    assert_eq!(dead_letters(&router.admin).await, serde_json::json!([]));
     assert!(router.stop().0);
     // Replayed letters stay replayed.
     let router = start(&config);
-    assert_eq!(list(router.admin.clone()).await, serde_json::json!([]));
+    assert_eq!(dead_letters(&router.admin).await, serde_json::json!([]));
     assert!(router.stop().0);
 }
 
@@ -432,10 +433,7 @@ fn data_end(segment: &Path) -> u64 {
 async fn twenty_held_then_killed(
     name: &str,
 ) -> (PathBuf, PathBuf, Arc<AtomicU8>, Sink, BTreeSet<u64>) {
-    let mode = Arc::new(AtomicU8::new(Mode::Hang as u8));
-    let sink = switchable_sink(&mode).await;
-    let dir = fresh_dir(name);
-    let config = write_config(&dir, &sink, &Extra::default());
+    let (mode, sink, dir, config) = setup(name, Mode::Hang, &Extra::default()).await;
     let router = start(&config);
     let accepted = post_all(&router.ingress, 0..20, 1).await;
     assert_eq!(accepted.len(), 20);
@@ -492,18 +490,16 @@ async fn garbage_in_the_middle_is_counted_and_skipped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_journal_answers_503_and_opens_after_a_restart() {
-    let mode = Arc::new(AtomicU8::new(Mode::Hang as u8));
-    let sink = switchable_sink(&mode).await;
-    let dir = fresh_dir("full");
-    let config = write_config(
-        &dir,
-        &sink,
+    let (mode, sink, _dir, config) = setup(
+        "full",
+        Mode::Hang,
         &Extra {
             server: "shutdown_grace = \"100ms\"",
             queue: "max_bytes = \"1MiB\"",
             ..Extra::default()
         },
-    );
+    )
+    .await;
     let router = start(&config);
     let client = client();
     let mut accepted = BTreeSet::new();
@@ -543,17 +539,15 @@ async fn a_full_journal_answers_503_and_opens_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_whose_destination_left_the_config_becomes_a_dead_letter() {
-    let mode = Arc::new(AtomicU8::new(Mode::Hang as u8));
-    let sink = switchable_sink(&mode).await;
-    let dir = fresh_dir("orphan");
-    let config = write_config(
-        &dir,
-        &sink,
+    let (_mode, sink, _dir, config) = setup(
+        "orphan",
+        Mode::Hang,
         &Extra {
             server: "shutdown_grace = \"100ms\"",
             ..Extra::default()
         },
-    );
+    )
+    .await;
     let router = start(&config);
     assert_eq!(post_all(&router.ingress, 0..1, 1).await.len(), 1);
     sink.wait_for(1, PATIENCE, |_| true).await;
@@ -564,14 +558,7 @@ async fn an_event_whose_destination_left_the_config_becomes_a_dead_letter() {
     std::fs::write(&config, text.replace("sink", "renamed")).expect("write config");
     let router = start(&config);
     wait_idle(&router.admin).await;
-    let letters: serde_json::Value = client()
-        .get(format!("http://{}/dead-letters", router.admin))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let letters = dead_letters(&router.admin).await;
     assert_eq!(letters.as_array().map(Vec::len), Some(1), "{letters}");
     assert_eq!(letters[0]["destination"], "sink");
     assert!(

@@ -24,7 +24,8 @@
 //!
 //! Rows 2 and 4 run again with `[queue] backend = "journal"` and `fsync = "always"` (every 202
 //! after its event is on disk, concurrent requests sharing a sync; `--journal-fsync` to
-//! change): **ingest, journal**, goal ≥ 0.45 × bare, and **end to end, journal**, goal ≥ 0.30.
+//! change): **ingest, journal**, goal ≥ 0.45 × bare, and **end to end, journal**, goal ≥ 0.30,
+//! both for 1 KiB events (larger payloads are measured without a goal).
 //!
 //! 5. **latency** at a quarter of row 4's rate: requests sent at a fixed rate by the in-process
 //!    generator, each stamped when sent and when the destination received it; p50/p99 of the
@@ -267,6 +268,8 @@ async fn payload_rows(args: &Args, payload: usize) -> Result<Vec<Row>> {
         )
     };
     let delivered = median_of(&|r| r.end_to_end.delivered_per_sec);
+    // The journal's goals are set for 1 KiB events; larger payloads are measured, not judged.
+    let journal_goal = (payload <= 1024).then_some(());
     let mut rows = vec![
         ratio_row(
             "ingest, no verify, no plugins (req/s)",
@@ -295,15 +298,15 @@ async fn payload_rows(args: &Args, payload: usize) -> Result<Vec<Row>> {
         ),
         ratio_row(
             "ingest, journal (req/s)",
-            "≥ 0.45",
-            Some(0.45),
+            journal_goal.map_or("", |_| "≥ 0.45"),
+            journal_goal.map(|_| 0.45),
             &|r| r.journaled.run.requests_per_sec,
             ingest_measured(&|r| &r.journaled),
         ),
         ratio_row(
             "end to end, journal, delivered/s",
-            "≥ 0.30",
-            Some(0.30),
+            journal_goal.map_or("", |_| "≥ 0.30"),
+            journal_goal.map(|_| 0.30),
             &|r| r.journaled_end_to_end.delivered_per_sec,
             format!(
                 "{}/s (accepted {}/s)",
