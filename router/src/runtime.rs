@@ -31,15 +31,16 @@ const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// Why a router could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A listener address could not be bound.
-    #[error("cannot listen on {addr} ({what}): {source}")]
+    /// A listener address could not be bound. (The OS error is part of the message, not a
+    /// separate source, so that a chain printed whole says it once.)
+    #[error("cannot listen on {addr} ({what}): {cause}")]
     Bind {
         /// Which listener.
         what: &'static str,
         /// The address.
         addr: SocketAddr,
         /// The OS error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The HTTP client for deliveries could not be built.
     #[error("cannot build the delivery HTTP client: {0}")]
@@ -52,7 +53,7 @@ pub enum StartError {
     Plugin(ConfigErrors),
     /// The journal could not be opened.
     #[error("cannot open the journal: {0}")]
-    Journal(#[from] JournalError),
+    Journal(JournalError),
 }
 
 /// What shutdown left behind.
@@ -172,7 +173,8 @@ impl Router {
                     },
                     max_bytes: config.queue.max_bytes.0,
                 };
-                let (journal, mut recovered) = Journal::open(dir, options, &metrics)?;
+                let (journal, mut recovered) =
+                    Journal::open(dir, options, &metrics).map_err(StartError::Journal)?;
                 let (queue, resumed) = JournalQueue::open(
                     journal.clone(),
                     &mut recovered,
@@ -429,7 +431,7 @@ fn orphan_letter(event: &Event, name: &str, progress: &Progress) -> DeadLetter {
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| StartError::Bind { what, addr, source })
+        .map_err(|cause| StartError::Bind { what, addr, cause })
 }
 
 fn local_addr(
@@ -439,5 +441,5 @@ fn local_addr(
 ) -> Result<SocketAddr, StartError> {
     listener
         .local_addr()
-        .map_err(|source| StartError::Bind { what, addr, source })
+        .map_err(|cause| StartError::Bind { what, addr, cause })
 }

@@ -579,3 +579,44 @@ async fn an_event_whose_destination_left_the_config_becomes_a_dead_letter() {
     assert_eq!(replay.status().as_u16(), 409, "no destination to replay to");
     assert!(router.stop().0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_that_cannot_be_opened_stops_the_router_with_one_line() {
+    let (_mode, _sink, dir, config) = setup("unopenable", Mode::Ok, &Extra::default()).await;
+    let binary = env!("CARGO_BIN_EXE_webhook-router");
+    let serve = || {
+        std::process::Command::new(binary)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .output()
+            .expect("run serve")
+    };
+    // Held by another router process.
+    let router = start(&config);
+    let second = serve();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&dir.join("data").display().to_string())
+            && stderr.contains("in use by another router process"),
+        "{stderr}"
+    );
+    assert!(router.stop().0);
+    // Not a directory.
+    std::fs::remove_dir_all(dir.join("data")).expect("remove data");
+    std::fs::write(dir.join("data"), "a file").expect("write file");
+    let output = serve();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot open the journal") && stderr.contains("data"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("os error").count(),
+        1,
+        "the cause once: {stderr}"
+    );
+}

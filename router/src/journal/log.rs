@@ -129,10 +129,10 @@ fn segment_path(dir: &Path, n: u64) -> PathBuf {
 
 fn io_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> JournalError {
     let path = path.to_path_buf();
-    move |source| JournalError::Io {
+    move |cause| JournalError::Io {
         path,
         action,
-        source,
+        cause,
     }
 }
 

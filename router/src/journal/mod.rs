@@ -76,15 +76,16 @@ impl JournalOptions {
 /// Why the journal could not do something.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    /// A file operation failed.
-    #[error("cannot {action} {}: {source}", path.display())]
+    /// A file operation failed. (The OS error is part of the message, not a separate
+    /// source, so that a chain printed whole says it once.)
+    #[error("cannot {action} {}: {cause}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// What was being done.
         action: &'static str,
         /// The OS error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Another process has the journal open.
     #[error("{} is in use by another router process", path.display())]
@@ -258,10 +259,10 @@ impl Journal {
     ) -> Result<(Journal, Recovered), JournalError> {
         let io = |action: &'static str, path: &Path| {
             let path = path.to_path_buf();
-            move |source| JournalError::Io {
+            move |cause| JournalError::Io {
                 path,
                 action,
-                source,
+                cause,
             }
         };
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
@@ -279,8 +280,8 @@ impl Journal {
                     path: dir.to_path_buf(),
                 });
             }
-            Err(std::fs::TryLockError::Error(source)) => {
-                return Err(io("lock", &lock_path)(source));
+            Err(std::fs::TryLockError::Error(cause)) => {
+                return Err(io("lock", &lock_path)(cause));
             }
         }
         let journal_metrics = metrics.journal();
