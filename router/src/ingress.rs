@@ -43,8 +43,6 @@ use metrics::Counter;
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 /// Statuses a matched route answers with, registered up front so they show as 0.
 const ROUTE_STATUSES: &[u16] = &[202, 400, 401, 403, 405, 408, 413, 429, 503];
-/// Most bytes allocated for a body before it arrives, whatever its `Content-Length` says.
-const PREALLOCATE_LIMIT: u64 = 1024 * 1024;
 /// The pseudo-header that tells plugins which preset verified the event. The router removes any
 /// the sender sent, so its presence can be trusted.
 pub const VERIFIED_HEADER: &str = "x-webhook-verified";
@@ -198,26 +196,31 @@ impl Ingress {
         let (parts, body) = request.into_parts();
         // The body, then every header value, go in one buffer of exactly their size (`detach`).
         let values_len = header_values_len(&parts.headers);
-        // A declared length proves nothing until the bytes arrive: allocate at most
-        // `PREALLOCATE_LIMIT` up front, and let larger bodies grow the buffer as they stream in.
-        let capacity = usize::try_from(declared.min(PREALLOCATE_LIMIT))
-            .unwrap_or(0)
-            .saturating_add(values_len);
-        let body =
-            match read_body(body, self.max_body_bytes, self.body_read_timeout, capacity).await {
-                Ok(body) => body,
-                Err(BodyError::TooLarge { .. }) => return self.too_large(),
-                Err(BodyError::Timeout(_)) => {
-                    return reply::error(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "request body not received in time",
-                    );
-                }
-                Err(BodyError::Read(error)) => {
-                    tracing::debug!(route = %route.id, %error, "could not read request body");
-                    return reply::error(StatusCode::BAD_REQUEST, "could not read request body");
-                }
-            };
+        // A declared length proves nothing until the bytes arrive: `read_body` allocates a
+        // first chunk and grows the buffer as they stream in (see `body::FIRST_CHUNK`).
+        let declared = usize::try_from(declared).unwrap_or(usize::MAX);
+        let body = match read_body(
+            body,
+            self.max_body_bytes,
+            self.body_read_timeout,
+            declared,
+            values_len,
+        )
+        .await
+        {
+            Ok(body) => body,
+            Err(BodyError::TooLarge { .. }) => return self.too_large(),
+            Err(BodyError::Timeout(_)) => {
+                return reply::error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body not received in time",
+                );
+            }
+            Err(BodyError::Read(error)) => {
+                tracing::debug!(route = %route.id, %error, "could not read request body");
+                return reply::error(StatusCode::BAD_REQUEST, "could not read request body");
+            }
+        };
         let verified = match &route.verifier {
             None => None,
             Some(verifier) => match verifier.verify(&parts.headers, &body, SystemTime::now()) {
