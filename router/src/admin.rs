@@ -156,12 +156,17 @@ impl Admin {
                 self.dead_letters.restore(taken);
                 let status = StatusCode::SERVICE_UNAVAILABLE;
                 let message = match error {
-                    EnqueueError::Full => "queue full, retry later",
-                    EnqueueError::NoSpace => "journal full (max_bytes), retry later",
-                    EnqueueError::Storage(_) => "the event could not be stored, retry later",
-                    EnqueueError::Closed => "shutting down",
+                    EnqueueError::Full => "queue full, retry later".to_owned(),
+                    EnqueueError::NoSpace => "journal full (max_bytes), retry later".to_owned(),
+                    EnqueueError::DestinationFull(name) => {
+                        format!("destination {name:?} holds its max_held events, retry later")
+                    }
+                    EnqueueError::Storage(_) => {
+                        "the event could not be stored, retry later".to_owned()
+                    }
+                    EnqueueError::Closed => "shutting down".to_owned(),
                 };
-                reply::retry_after(reply::error(status, message), 1)
+                reply::retry_after(reply::error(status, &message), 1)
             }
         }
     }

@@ -333,6 +333,18 @@ impl Ingress {
                     QUEUE_FULL_RETRY_AFTER,
                 )
             }
+            Err(EnqueueError::DestinationFull(destination)) => {
+                tracing::warn!(route = %route.id, %destination, "destination holds its max_held events: answered 503");
+                reply::retry_after(
+                    reply::error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!(
+                            "destination {destination:?} holds its max_held events, retry later"
+                        ),
+                    ),
+                    QUEUE_FULL_RETRY_AFTER,
+                )
+            }
             Err(EnqueueError::NoSpace) => reply::retry_after(
                 reply::error(
                     StatusCode::SERVICE_UNAVAILABLE,

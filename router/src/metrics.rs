@@ -58,6 +58,8 @@ pub mod names {
     pub const JOURNAL_RECOVERED: &str = "webhook_journal_recovered_total";
     /// Counter: damaged regions of the journal skipped at start.
     pub const JOURNAL_CORRUPT: &str = "webhook_journal_corrupt_records_total";
+    /// Gauge `{destination}`: undelivered events a destination holds.
+    pub const DESTINATION_HELD: &str = "webhook_destination_held";
     /// Counter: journal writes that failed (their events were refused with 503).
     pub const JOURNAL_WRITE_ERRORS: &str = "webhook_journal_write_errors_total";
 }
@@ -291,6 +293,17 @@ impl Metrics {
     /// Counter of dead letters evicted to make room.
     pub fn dead_letter_evictions(&self) -> Counter {
         self.counter(names::DEAD_LETTER_EVICTIONS, Vec::new())
+    }
+
+    /// Gauge of the events `destination` holds.
+    pub fn destination_held(&self, destination: &str) -> Gauge {
+        self.inner.recorder.register_gauge(
+            &Key::from_parts(
+                names::DESTINATION_HELD,
+                vec![Label::new("destination", destination.to_owned())],
+            ),
+            &METADATA,
+        )
     }
 
     /// The journal's handles (registered when a journal is opened).

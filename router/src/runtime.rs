@@ -21,7 +21,7 @@ use crate::ingress::Ingress;
 use crate::journal::{Fsync, Journal, JournalError, JournalOptions, Recovered};
 use crate::metrics::Metrics;
 use crate::plugin::load_chains;
-use crate::queue::{DispatchQueue, JournalQueue, MemoryQueue, Progress, ResumedEvent};
+use crate::queue::{DispatchQueue, Holds, JournalQueue, MemoryQueue, Progress, ResumedEvent};
 use crate::server::{ListenerSettings, StopTokens, serve};
 use crate::supervise::Supervisor;
 
@@ -161,9 +161,29 @@ impl Router {
         let chains = load_chains(config, &destination_ids, &metrics).map_err(StartError::Plugin)?;
         let names: Vec<String> = destinations.iter().map(|d| d.name.clone()).collect();
         let capacity = server.queue_capacity.get();
+        // A destination's default share: half the capacity, so that one that stops answering
+        // leaves the other half to the rest; the whole of it when it is the only one.
+        let default_share = if config.destinations.len() > 1 {
+            (capacity / 2).max(1)
+        } else {
+            capacity
+        };
+        let holds = Arc::new(Holds::new(
+            config
+                .destinations
+                .iter()
+                .map(|(name, destination)| {
+                    let limit = destination
+                        .max_held
+                        .map_or(default_share, std::num::NonZeroUsize::get);
+                    (name.clone(), limit)
+                })
+                .collect(),
+            &metrics,
+        ));
         let mut opened = None;
         let queue: Arc<dyn DispatchQueue> = match config.queue.journal_dir() {
-            None => Arc::new(MemoryQueue::new(capacity, metrics.clone())),
+            None => Arc::new(MemoryQueue::new(capacity, metrics.clone(), holds)),
             Some(dir) => {
                 let options = JournalOptions {
                     fsync: match config.queue.fsync {
@@ -181,6 +201,7 @@ impl Router {
                     capacity,
                     names,
                     metrics.clone(),
+                    holds,
                 );
                 let queue = Arc::new(queue);
                 opened = Some((journal, recovered, Arc::clone(&queue), resumed));

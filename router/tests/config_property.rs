@@ -49,6 +49,7 @@ const KEYS: &[(Table, &str, Kind)] = &[
     (Table::Server, "trusted_proxies", Kind::Networks),
     (Table::Destination, "timeout", Kind::Duration),
     (Table::Destination, "max_in_flight", Kind::Count),
+    (Table::Destination, "max_held", Kind::Count),
     (Table::Destination, "retry.max_attempts", Kind::Count),
     (Table::Destination, "retry.initial_backoff", Kind::Duration),
     (Table::Destination, "retry.max_backoff", Kind::Duration),

@@ -109,6 +109,11 @@ bounded!(
     /// `server.queue_capacity`: 1 to 10 000 000 events.
     queue_capacity, "queue_capacity": NonZeroUsize = count_usize(10_000_000)
 );
+/// A destination's `max_held`: 1 to 10 000 000 events (present only when written).
+pub(crate) fn max_held<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NonZeroUsize>, D::Error> {
+    count_usize(d, "max_held", 10_000_000).map(Some)
+}
+
 bounded!(
     /// `server.dead_letter_capacity`: 1 to 1 000 000 dead letters.
     dead_letter_capacity, "dead_letter_capacity": NonZeroUsize = count_usize(1_000_000)

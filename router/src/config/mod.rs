@@ -214,6 +214,12 @@ pub struct DestinationConfig {
         deserialize_with = "bounds::max_in_flight"
     )]
     pub max_in_flight: NonZeroUsize,
+    /// Most undelivered events this destination may hold (queued, in flight or waiting to
+    /// retry); past it only the routes that deliver here answer 503. Default: half of
+    /// `queue_capacity` (all of it for a config's only destination), so that one dead
+    /// destination leaves room for the others.
+    #[serde(default, deserialize_with = "bounds::max_held")]
+    pub max_held: Option<NonZeroUsize>,
     /// How failed attempts are retried.
     #[serde(default)]
     pub retry: RetryConfig,

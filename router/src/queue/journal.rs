@@ -12,8 +12,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Acknowledge, DequeueFuture, DestinationId, DispatchQueue, EnqueueError, EnqueueFuture,
-    MemoryQueue, Progress, QueuedEvent, Receipt, Target, fresh_targets,
+    Acknowledge, DequeueFuture, DestinationId, DispatchQueue, EnqueueError, EnqueueFuture, Holding,
+    Holds, MemoryQueue, Progress, QueuedEvent, Receipt, Target, fresh_targets,
 };
 use crate::event::Event;
 use crate::journal::{Batch, Journal, Key, Recovered, Ticket, codec, space};
@@ -166,6 +166,7 @@ impl JournalQueue {
         capacity: usize,
         names: Vec<String>,
         metrics: Metrics,
+        holds: Arc<Holds>,
     ) -> (JournalQueue, Vec<ResumedEvent>) {
         let mut progress: std::collections::HashMap<u64, Vec<Progress>> = recovered
             .take_space(space::PROGRESS)
@@ -192,7 +193,7 @@ impl JournalQueue {
             }
         }
         let queue = JournalQueue {
-            memory: MemoryQueue::new(capacity, metrics),
+            memory: MemoryQueue::new(capacity, metrics, holds),
             journal,
             names: Arc::new(names),
         };
@@ -205,6 +206,17 @@ impl JournalQueue {
     pub fn resume(&self, resumed: ResumedEvent, destinations: &[Option<DestinationId>]) {
         self.memory.reserve(1, true);
         let slot = self.memory.slot();
+        // Places in the caps of the destinations still to deliver to (promised: taken past
+        // the caps if need be).
+        let taken: Vec<Option<DestinationId>> = resumed
+            .progress
+            .iter()
+            .zip(destinations)
+            .map(|(progress, &destination)| destination.filter(|_| !progress.done))
+            .collect();
+        let reserved: Vec<DestinationId> = taken.iter().flatten().copied().collect();
+        let _ = self.memory.holds().reserve(&reserved, true);
+        let holding = Holding::new(self.memory.holds(), taken);
         let targets: Vec<Target> = resumed
             .progress
             .iter()
@@ -224,7 +236,7 @@ impl JournalQueue {
             ack.ack();
             return;
         }
-        let receipt = Receipt::new(Some(Box::new(ack)), resumed.progress, slot);
+        let receipt = Receipt::new(Some(Box::new(ack)), resumed.progress, slot, holding);
         let _ = self.memory.send(QueuedEvent {
             event: resumed.event,
             targets,
@@ -234,16 +246,10 @@ impl JournalQueue {
 
     /// Writes the events and queues them once written, all or none.
     fn store(&self, events: Vec<(Event, Vec<DestinationId>)>) -> Result<Pending, EnqueueError> {
-        if self.memory.is_closed() {
-            return Err(EnqueueError::Closed);
-        }
-        if !self.memory.reserve(events.len(), false) {
-            return Err(EnqueueError::Full);
-        }
-        let slots: Vec<_> = events.iter().map(|_| self.memory.slot()).collect();
+        let places = self.memory.admit(&events)?;
         let mut batch = Batch::new();
         let mut queued = Vec::with_capacity(events.len());
-        for ((event, destinations), slot) in events.into_iter().zip(slots) {
+        for ((event, destinations), (slot, holding)) in events.into_iter().zip(places) {
             let key = self.journal.next_id();
             let head = EventHeadRef {
                 destinations: destinations
@@ -264,7 +270,7 @@ impl JournalQueue {
             queued.push(QueuedEvent {
                 targets: fresh_targets(&destinations),
                 event,
-                receipt: Receipt::new(Some(Box::new(ack)), progress, slot),
+                receipt: Receipt::new(Some(Box::new(ack)), progress, slot, holding),
             });
         }
         let Some(ticket) = self.journal.try_write(batch) else {

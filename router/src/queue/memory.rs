@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{
-    DequeueFuture, DestinationId, DispatchQueue, EnqueueError, EnqueueFuture, QueuedEvent, Receipt,
-    Slot, fresh_targets,
+    DequeueFuture, DestinationId, DispatchQueue, EnqueueError, EnqueueFuture, Holding, Holds,
+    QueuedEvent, Receipt, Slot, fresh_targets,
 };
 use crate::event::Event;
 use crate::metrics::Metrics;
@@ -21,11 +21,13 @@ pub struct MemoryQueue {
     held: Arc<AtomicUsize>,
     capacity: usize,
     metrics: Metrics,
+    holds: Arc<Holds>,
 }
 
 impl MemoryQueue {
-    /// A queue that holds at most `capacity` events.
-    pub fn new(capacity: usize, metrics: Metrics) -> Self {
+    /// A queue that holds at most `capacity` events, and at most each destination's cap in
+    /// `holds` for that destination.
+    pub fn new(capacity: usize, metrics: Metrics, holds: Arc<Holds>) -> Self {
         // The bound is `held` (below), which also counts events past the channel; an unbounded
         // channel grows with use instead of allocating `capacity` slots up front.
         let (sender, receiver) = async_channel::unbounded();
@@ -35,7 +37,41 @@ impl MemoryQueue {
             held: Arc::new(AtomicUsize::new(0)),
             capacity,
             metrics,
+            holds,
         }
+    }
+
+    /// Takes places in the capacity for `events` and in their destinations' caps, all or
+    /// none: one [`Slot`] and one [`Holding`] per event.
+    pub(crate) fn admit(
+        &self,
+        events: &[(Event, Vec<DestinationId>)],
+    ) -> Result<Vec<(Slot, Holding)>, EnqueueError> {
+        if self.sender.is_closed() {
+            return Err(EnqueueError::Closed);
+        }
+        if !self.reserve(events.len(), false) {
+            return Err(EnqueueError::Full);
+        }
+        // Every place becomes a slot first, so an early return below still releases them all.
+        let slots: Vec<Slot> = events.iter().map(|_| self.slot()).collect();
+        let all: Vec<DestinationId> = events.iter().flat_map(|(_, d)| d.iter().copied()).collect();
+        self.holds
+            .reserve(&all, false)
+            .map_err(EnqueueError::DestinationFull)?;
+        Ok(events
+            .iter()
+            .zip(slots)
+            .map(|((_, destinations), slot)| {
+                let taken = destinations.iter().copied().map(Some).collect();
+                (slot, Holding::new(&self.holds, taken))
+            })
+            .collect())
+    }
+
+    /// The destinations' caps.
+    pub(crate) fn holds(&self) -> &Arc<Holds> {
+        &self.holds
     }
 
     /// Takes `count` places in the capacity at once, or none; each must become a [`Slot`].
@@ -70,11 +106,6 @@ impl MemoryQueue {
         Slot::new(Arc::clone(&self.held), self.metrics.clone())
     }
 
-    /// Whether the queue has been closed.
-    pub(crate) fn is_closed(&self) -> bool {
-        self.sender.is_closed()
-    }
-
     /// Hands a held event to dispatch.
     pub(crate) fn send(&self, queued: QueuedEvent) -> Result<(), EnqueueError> {
         self.sender.try_send(queued).map_err(|e| match e {
@@ -90,21 +121,14 @@ impl MemoryQueue {
         &self,
         events: Vec<(Event, Vec<DestinationId>)>,
     ) -> Result<(), EnqueueError> {
-        if self.sender.is_closed() {
-            return Err(EnqueueError::Closed);
-        }
-        if !self.reserve(events.len(), false) {
-            return Err(EnqueueError::Full);
-        }
-        // Every place becomes a slot first, so an early return below still releases them all.
-        let slots: Vec<Slot> = events.iter().map(|_| self.slot()).collect();
+        let places = self.admit(&events)?;
         // With the places reserved, sends cannot find the channel full; only a close racing
         // this call can fail one, and then the rest fail the same way.
-        for ((event, destinations), slot) in events.into_iter().zip(slots) {
+        for ((event, destinations), (slot, holding)) in events.into_iter().zip(places) {
             self.send(QueuedEvent {
                 event,
                 targets: fresh_targets(&destinations),
-                receipt: Receipt::new(None, Vec::new(), slot),
+                receipt: Receipt::new(None, Vec::new(), slot, holding),
             })?;
         }
         Ok(())
@@ -178,7 +202,7 @@ mod tests {
 
     #[tokio::test]
     async fn capacity_counts_held_events_until_their_slot_drops() {
-        let queue = MemoryQueue::new(2, Metrics::new());
+        let queue = MemoryQueue::new(2, Metrics::new(), Arc::new(Holds::none()));
         queue.enqueue1(event(1), vec![0]).unwrap();
         queue.enqueue1(event(2), vec![0]).unwrap();
         assert!(matches!(
@@ -200,7 +224,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_fan_out_is_queued_whole_or_not_at_all() {
-        let queue = MemoryQueue::new(3, Metrics::new());
+        let queue = MemoryQueue::new(3, Metrics::new(), Arc::new(Holds::none()));
         queue.enqueue1(event(1), vec![0]).unwrap();
         let three = vec![
             (event(2), vec![0]),
@@ -223,7 +247,7 @@ mod tests {
 
     #[tokio::test]
     async fn close_drains_then_ends() {
-        let queue = MemoryQueue::new(4, Metrics::new());
+        let queue = MemoryQueue::new(4, Metrics::new(), Arc::new(Holds::none()));
         queue.enqueue1(event(1), vec![0]).unwrap();
         queue.close();
         assert!(matches!(
@@ -236,7 +260,11 @@ mod tests {
 
     #[tokio::test]
     async fn many_producers_never_exceed_capacity() {
-        let queue = Arc::new(MemoryQueue::new(100, Metrics::new()));
+        let queue = Arc::new(MemoryQueue::new(
+            100,
+            Metrics::new(),
+            Arc::new(Holds::none()),
+        ));
         let mut tasks = Vec::new();
         for t in 0..8 {
             let queue = Arc::clone(&queue);

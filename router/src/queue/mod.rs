@@ -18,9 +18,11 @@
 //! event keeps its [`Slot`] until its last delivery has finished (delivered or dead-lettered).
 //! So `queue_capacity` bounds memory even while deliveries wait for retries.
 
+mod holds;
 mod journal;
 mod memory;
 
+pub use holds::{Holding, Holds};
 pub use journal::{JournalQueue, ResumedEvent};
 pub use memory::MemoryQueue;
 
@@ -87,14 +89,23 @@ type Reports = (Box<dyn Acknowledge>, Mutex<Vec<Progress>>);
 pub struct Receipt {
     /// The backend's acknowledger and each destination's progress (`None`: nothing to record).
     state: Option<Reports>,
+    /// The event's places in its destinations' `max_held`.
+    holding: Holding,
     _slot: Slot,
 }
 
 impl Receipt {
-    /// A receipt whose reports go to `ack`, starting from `progress` (one per destination).
-    pub fn new(ack: Option<Box<dyn Acknowledge>>, progress: Vec<Progress>, slot: Slot) -> Self {
+    /// A receipt whose reports go to `ack`, starting from `progress` (one per destination),
+    /// holding `slot` in the capacity and `holding` in the destinations' caps.
+    pub fn new(
+        ack: Option<Box<dyn Acknowledge>>,
+        progress: Vec<Progress>,
+        slot: Slot,
+        holding: Holding,
+    ) -> Self {
         Self {
             state: ack.map(|ack| (ack, Mutex::new(progress))),
+            holding,
             _slot: slot,
         }
     }
@@ -102,6 +113,9 @@ impl Receipt {
     /// Records where the destination at `position` stands; acknowledges the event once every
     /// destination is final. Reports reach the backend in the order they are made.
     pub fn record(&self, position: usize, progress: Progress) {
+        if progress.done {
+            self.holding.release(position);
+        }
         let Some((ack, state)) = &self.state else {
             return;
         };
@@ -129,6 +143,9 @@ pub enum EnqueueError {
     /// The journal holds `max_bytes` already.
     #[error("the journal is full (max_bytes)")]
     NoSpace,
+    /// This destination holds its `max_held` undelivered events already.
+    #[error("destination {0:?} holds its max_held events")]
+    DestinationFull(String),
     /// The queue no longer accepts events (the router is shutting down).
     #[error("dispatch queue is closed")]
     Closed,

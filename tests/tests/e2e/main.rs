@@ -4,6 +4,7 @@ mod admin;
 mod delivery;
 mod faults;
 mod ingress;
+mod isolation;
 mod plugins;
 mod shutdown;
 mod verify;
