@@ -38,6 +38,8 @@ pub struct Destination {
     pub max_in_flight: usize,
     /// Retry policy.
     pub retry: RetryConfig,
+    /// When to stop attempts to it while it keeps failing.
+    pub circuit: crate::config::CircuitConfig,
     /// Extra headers sent with every delivery.
     pub headers: HeaderMap,
     /// Signs each attempt (Standard Webhooks), if configured.
@@ -74,6 +76,7 @@ impl Destination {
             timeout: crate::clock::cap(config.timeout.0),
             max_in_flight: config.max_in_flight.get(),
             retry: config.retry,
+            circuit: config.circuit,
             headers,
             signer: config.sign.as_ref().map(|sign| sign.0.clone()),
         })

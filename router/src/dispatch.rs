@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::circuit::{Admit, Circuit};
 use crate::config::RouteConfig;
 use crate::dead_letter::{DeadLetter, DeadLetterStore};
 use crate::deliver::{AttemptOutcome, Deliverer, Destination};
@@ -95,6 +96,8 @@ impl Waiting {
 #[derive(Debug)]
 struct Shared {
     destinations: Vec<Destination>,
+    /// Each destination's circuit breaker, by id.
+    circuits: Vec<Circuit>,
     lanes: Vec<async_channel::Sender<Delivery>>,
     deliverer: Deliverer,
     dead_letters: Arc<DeadLetterStore>,
@@ -174,7 +177,12 @@ impl Dispatcher {
             names,
             connected,
         );
+        let circuits = destinations
+            .iter()
+            .map(|d| Circuit::new(d.circuit, metrics.destination_circuit(&d.name)))
+            .collect();
         let shared = Arc::new(Shared {
+            circuits,
             destinations,
             lanes: lane_senders,
             deliverer,
@@ -407,6 +415,12 @@ async fn run_lane_worker(
                 Err(_) => return,
             },
         };
+        // An open circuit sends no attempt: the delivery waits in the retry scheduler, this
+        // attempt not counted, until the circuit may be probed.
+        if let Admit::Wait(wait) = shared.circuits[delivery.destination].admit(Instant::now()) {
+            let _ = shared.retries.send((delivery, wait));
+            continue;
+        }
         *lock(&in_flight) = Some(Delivery {
             attempts: delivery.attempts.saturating_add(1),
             ..delivery.clone()
@@ -456,6 +470,16 @@ async fn attempt(shared: &Shared, mut delivery: Delivery) {
     let started = Instant::now();
     let outcome = shared.deliverer.attempt(destination, event).await;
     delivery.attempts = delivery.attempts.saturating_add(1);
+    let failed = matches!(outcome, AttemptOutcome::Retry { .. });
+    if let Some(change) = shared.circuits[delivery.destination].record(failed, Instant::now()) {
+        let circuit = destination.circuit;
+        tracing::warn!(
+            destination = %destination.name,
+            circuit = change,
+            failures = circuit.failures.get(),
+            "circuit {change}"
+        );
+    }
     if let Some(metrics) = metrics {
         metrics.duration.record(started.elapsed().as_secs_f64());
     }

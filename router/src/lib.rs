@@ -9,7 +9,8 @@
 //! 3. [`queue`] holds accepted [`event`]s, bounded, until [`dispatch`] hands each to its
 //!    destinations' lanes and every destination has a final outcome; with a [`journal`] the queue
 //!    writes them to disk before the 202, so a crash or a restart loses none;
-//! 4. [`deliver`] makes each attempt; [`retry`] times the next one; deliveries that fail for
+//! 4. [`deliver`] makes each attempt, unless the destination's [`circuit`] is open; [`retry`]
+//!    times the next one; deliveries that fail for
 //!    good go to the [`dead_letter`] store (journaled too, as is the [`dedup`] window);
 //! 5. [`admin`] serves `/metrics` ([`metrics`]), health probes and the dead-letter API.
 //!
@@ -20,6 +21,7 @@
 pub mod admin;
 pub mod allow_list;
 pub mod body;
+pub mod circuit;
 pub mod clock;
 pub mod config;
 pub mod dead_letter;

@@ -58,6 +58,8 @@ pub mod names {
     pub const JOURNAL_RECOVERED: &str = "webhook_journal_recovered_total";
     /// Counter: damaged regions of the journal skipped at start.
     pub const JOURNAL_CORRUPT: &str = "webhook_journal_corrupt_records_total";
+    /// Gauge `{destination}`: a destination's circuit: 0 closed, 1 half-open, 2 open.
+    pub const CIRCUIT_STATE: &str = "webhook_destination_circuit_state";
     /// Gauge `{destination}`: undelivered events a destination holds.
     pub const DESTINATION_HELD: &str = "webhook_destination_held";
     /// Counter: journal writes that failed (their events were refused with 503).
@@ -293,6 +295,17 @@ impl Metrics {
     /// Counter of dead letters evicted to make room.
     pub fn dead_letter_evictions(&self) -> Counter {
         self.counter(names::DEAD_LETTER_EVICTIONS, Vec::new())
+    }
+
+    /// Gauge of `destination`'s circuit state.
+    pub fn destination_circuit(&self, destination: &str) -> Gauge {
+        self.inner.recorder.register_gauge(
+            &Key::from_parts(
+                names::CIRCUIT_STATE,
+                vec![Label::new("destination", destination.to_owned())],
+            ),
+            &METADATA,
+        )
     }
 
     /// Gauge of the events `destination` holds.

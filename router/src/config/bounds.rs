@@ -109,6 +109,23 @@ bounded!(
     /// `server.queue_capacity`: 1 to 10 000 000 events.
     queue_capacity, "queue_capacity": NonZeroUsize = count_usize(10_000_000)
 );
+bounded!(
+    /// A circuit's `failures`: 1 to 10 000 attempts in a row.
+    circuit_failures, "failures": NonZeroU32 = count_u32(10_000)
+);
+bounded!(
+    /// A circuit's `window`: 1 ms to 1 h.
+    circuit_window, "window": HumanDuration = duration(MILLISECOND, HOUR)
+);
+bounded!(
+    /// A circuit's `open_for`: 1 ms to 1 h.
+    circuit_open_for, "open_for": HumanDuration = duration(MILLISECOND, HOUR)
+);
+bounded!(
+    /// A circuit's `max_open_for`: 1 ms to 24 h.
+    circuit_max_open_for, "max_open_for": HumanDuration = duration(MILLISECOND, Duration::from_secs(24 * 3600))
+);
+
 /// A destination's `max_held`: 1 to 10 000 000 events (present only when written).
 pub(crate) fn max_held<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NonZeroUsize>, D::Error> {
     count_usize(d, "max_held", 10_000_000).map(Some)

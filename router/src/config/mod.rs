@@ -223,6 +223,9 @@ pub struct DestinationConfig {
     /// How failed attempts are retried.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// When to stop sending attempts to a destination that keeps failing.
+    #[serde(default)]
+    pub circuit: CircuitConfig,
     /// Extra headers sent with every delivery (e.g. `Authorization`); `${ENV}` is expanded.
     #[serde(default)]
     pub headers: BTreeMap<String, EnvString>,
@@ -278,6 +281,50 @@ pub struct RetryConfig {
     /// How waits are randomised.
     #[serde(default)]
     pub jitter: Jitter,
+}
+
+/// A destination's circuit breaker: after `failures` failed attempts in a row (connect errors,
+/// timeouts, 5xx, 429; each within `window` of the one before), no attempts for `open_for`;
+/// then one probe: success closes the circuit, failure opens it again for twice as long, up
+/// to `max_open_for`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitConfig {
+    /// Failed attempts in a row that open the circuit.
+    #[serde(
+        default = "defaults::circuit_failures",
+        deserialize_with = "bounds::circuit_failures"
+    )]
+    pub failures: NonZeroU32,
+    /// A failure further than this from the one before starts the count again.
+    #[serde(
+        default = "defaults::circuit_window",
+        deserialize_with = "bounds::circuit_window"
+    )]
+    pub window: HumanDuration,
+    /// How long the circuit first stays open.
+    #[serde(
+        default = "defaults::circuit_open_for",
+        deserialize_with = "bounds::circuit_open_for"
+    )]
+    pub open_for: HumanDuration,
+    /// The longest it stays open (the wait doubles after each failed probe).
+    #[serde(
+        default = "defaults::circuit_max_open_for",
+        deserialize_with = "bounds::circuit_max_open_for"
+    )]
+    pub max_open_for: HumanDuration,
+}
+
+impl Default for CircuitConfig {
+    fn default() -> Self {
+        Self {
+            failures: defaults::circuit_failures(),
+            window: defaults::circuit_window(),
+            open_for: defaults::circuit_open_for(),
+            max_open_for: defaults::circuit_max_open_for(),
+        }
+    }
 }
 
 impl Default for RetryConfig {
@@ -489,6 +536,18 @@ mod defaults {
     }
     pub fn dead_letter_capacity() -> NonZeroUsize {
         NonZeroUsize::new(10_000).expect("non-zero")
+    }
+    pub fn circuit_failures() -> NonZeroU32 {
+        NonZeroU32::new(20).expect("non-zero")
+    }
+    pub fn circuit_window() -> HumanDuration {
+        HumanDuration(Duration::from_secs(30))
+    }
+    pub fn circuit_open_for() -> HumanDuration {
+        HumanDuration(Duration::from_secs(5))
+    }
+    pub fn circuit_max_open_for() -> HumanDuration {
+        HumanDuration(Duration::from_secs(300))
     }
     pub fn fsync_interval() -> HumanDuration {
         HumanDuration(Duration::from_millis(10))
@@ -708,6 +767,7 @@ fn parse_destinations(
             );
         }
         let retry_span = span_of(&value, &["retry"]).or_else(|| Some(name_span.clone()));
+        let circuit_span = span_of(&value, &["circuit"]).or_else(|| Some(name_span.clone()));
         if let Some(destination) = deserialize_item::<DestinationConfig>(value, &key, sink) {
             let mut problems = Vec::new();
             for (header, value) in &destination.headers {
@@ -727,6 +787,14 @@ fn parse_destinations(
                     retry_span,
                     format!("{key}.retry"),
                     "initial_backoff is longer than max_backoff",
+                );
+            }
+            let circuit = destination.circuit;
+            if circuit.open_for > circuit.max_open_for {
+                sink.push(
+                    circuit_span,
+                    format!("{key}.circuit"),
+                    "open_for is longer than max_open_for",
                 );
             }
             out.insert(name, destination);
@@ -1022,6 +1090,22 @@ destinations = ["ci"]
 
         let errors = parse(&VALID.replace("http://127.0.0.1:9000/ci", "ftp://x/ci")).unwrap_err();
         assert!(errors.0[0].message.contains("scheme"), "{errors}");
+
+        let circuit = VALID.replace(
+            "url = \"http://127.0.0.1:9000/ci\"",
+            "url = \"http://127.0.0.1:9000/ci\"\ncircuit = { open_for = \"10m\", max_open_for = \"1m\" }\nmax_held = 0",
+        );
+        let errors = parse(&circuit).unwrap_err();
+        let text = errors.to_string();
+        assert!(text.contains("max_held = 0 is out of range"), "{text}");
+        let errors = parse(&circuit.replace("max_held = 0", "max_held = 5")).unwrap_err();
+        assert_eq!(errors.0[0].key, "destinations.ci.circuit", "{errors}");
+        assert!(
+            errors.0[0]
+                .message
+                .contains("open_for is longer than max_open_for"),
+            "{errors}"
+        );
     }
 
     #[test]

@@ -73,3 +73,63 @@ async fn a_stuck_destination_refuses_only_its_own_routes() {
         "the stuck destination's events, each counted once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_destination_opens_its_circuit_and_gets_only_probes_until_it_recovers() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let up = Arc::new(AtomicBool::new(false));
+    let sink_up = Arc::clone(&up);
+    let sink = Sink::start(move |_| {
+        if sink_up.load(Ordering::Acquire) {
+            Reply::ok()
+        } else {
+            Reply::status(503)
+        }
+    })
+    .await;
+    let config = format!(
+        "[destinations.flaky]\nurl = \"{}\"\nmax_in_flight = 4\n\
+         retry = {{ max_attempts = 100, initial_backoff = \"10ms\", max_backoff = \"50ms\", jitter = \"none\" }}\n\
+         circuit = {{ failures = 5, window = \"10s\", open_for = \"300ms\", max_open_for = \"300ms\" }}\n{}",
+        sink.url("/in"),
+        route("flaky", "/hooks/flaky", &["flaky"]),
+    );
+    let router = TestRouter::start(&config).await;
+    for n in 0..50 {
+        let answer = router
+            .post_json("/hooks/flaky", &format!("{{\"n\":{n}}}"))
+            .await;
+        assert_eq!(answer.status(), 202);
+    }
+    let state = "webhook_destination_circuit_state{destination=\"flaky\"}";
+    router.wait_for_metric(state, 2.0, PATIENCE).await;
+    // Open: what arrives now are probes, one per open_for (300 ms), not 50 events' retries
+    // every 10-50 ms.
+    let opened = std::time::Instant::now();
+    let before = sink.requests().len();
+    assert_eq!(
+        sink.wait_for(before + 3, PATIENCE, |_| true).await.len(),
+        before + 3
+    );
+    let elapsed = opened.elapsed();
+    assert!(
+        elapsed >= std::time::Duration::from_millis(600),
+        "3 probes in {elapsed:?}: the circuit let more than probes through"
+    );
+    assert_eq!(sink.requests().len(), before + 3, "nothing but the probes");
+
+    // Back up: the next probe closes the circuit and every event is delivered.
+    up.store(true, Ordering::Release);
+    assert_eq!(sink.wait_for_delivered(50, PATIENCE).await.len(), 50);
+    router.wait_for_metric(state, 0.0, PATIENCE).await;
+    router
+        .wait_for_metric("webhook_queue_depth", 0.0, PATIENCE)
+        .await;
+    let attempts = sink.requests().len();
+    assert!(
+        attempts < 50 + before + 20,
+        "{attempts} attempts in all for 50 events"
+    );
+}
