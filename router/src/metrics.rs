@@ -299,20 +299,18 @@ impl Metrics {
 
     /// Gauge of `destination`'s circuit state.
     pub fn destination_circuit(&self, destination: &str) -> Gauge {
-        self.inner.recorder.register_gauge(
-            &Key::from_parts(
-                names::CIRCUIT_STATE,
-                vec![Label::new("destination", destination.to_owned())],
-            ),
-            &METADATA,
-        )
+        self.destination_gauge(names::CIRCUIT_STATE, destination)
     }
 
     /// Gauge of the events `destination` holds.
     pub fn destination_held(&self, destination: &str) -> Gauge {
+        self.destination_gauge(names::DESTINATION_HELD, destination)
+    }
+
+    fn destination_gauge(&self, name: &'static str, destination: &str) -> Gauge {
         self.inner.recorder.register_gauge(
             &Key::from_parts(
-                names::DESTINATION_HELD,
+                name,
                 vec![Label::new("destination", destination.to_owned())],
             ),
             &METADATA,
