@@ -1,6 +1,8 @@
-//! The admin listener: `/metrics`, `/healthz`, `/readyz` and the dead-letter API.
+//! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/destinations` (each destination's
+//! circuit, held events, attempts in flight, last error and success) and the dead-letter API.
 //!
-//! When `admin_token` is set, the dead-letter API needs `Authorization: Bearer <token>`;
+//! When `admin_token` is set, `/destinations` and the dead-letter API need
+//! `Authorization: Bearer <token>`;
 //! `/metrics`, `/healthz` and `/readyz` stay open for scrapers and probes. `/healthz` and
 //! `/readyz` answer 503 when a supervised task keeps failing (see [`crate::supervise`]).
 
@@ -13,6 +15,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
 use crate::dead_letter::DeadLetterStore;
+use crate::destinations::DestinationBoard;
 use crate::metrics::Metrics;
 use crate::queue::{DispatchQueue, EnqueueError};
 use crate::reply::{self, ResponseBody};
@@ -26,6 +29,7 @@ const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8"
 pub struct Admin {
     metrics: Metrics,
     dead_letters: Arc<DeadLetterStore>,
+    destinations: Arc<DestinationBoard>,
     queue: Arc<dyn DispatchQueue>,
     token: Option<Secret>,
     ready: AtomicBool,
@@ -33,11 +37,12 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// The admin API over the router's metrics, dead letters and queue, reporting the health
+    /// The admin API over the router's metrics, dead letters, destinations and queue, reporting the health
     /// of the tasks `supervisor` runs.
     pub fn new(
         metrics: Metrics,
         dead_letters: Arc<DeadLetterStore>,
+        destinations: Arc<DestinationBoard>,
         queue: Arc<dyn DispatchQueue>,
         token: Option<Secret>,
         supervisor: Supervisor,
@@ -45,6 +50,7 @@ impl Admin {
         Self {
             metrics,
             dead_letters,
+            destinations,
             queue,
             token,
             ready: AtomicBool::new(true),
@@ -96,6 +102,15 @@ impl Admin {
                 } else {
                     reply::text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
                 }
+            }
+            (_, "/destinations") => {
+                if !self.authorized(request) {
+                    return reply::error(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
+                }
+                if method != Method::GET {
+                    return reply::error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
+                }
+                reply::json(StatusCode::OK, &self.destinations.summary())
             }
             _ if path == "/dead-letters" || path.starts_with("/dead-letters/") => {
                 if !self.authorized(request) {

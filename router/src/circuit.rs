@@ -79,6 +79,15 @@ impl Circuit {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// `closed`, `half-open` or `open`.
+    pub fn state_name(&self) -> &'static str {
+        match *self.lock() {
+            State::Closed { .. } => "closed",
+            State::HalfOpen { .. } => "half-open",
+            State::Open { .. } => "open",
+        }
+    }
+
     /// Whether an attempt may start at `now`.
     pub fn admit(&self, now: Instant) -> Admit {
         let mut state = self.lock();

@@ -23,10 +23,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::circuit::{Admit, Circuit};
+use crate::circuit::Admit;
 use crate::config::RouteConfig;
 use crate::dead_letter::{DeadLetter, DeadLetterStore};
 use crate::deliver::{AttemptOutcome, Deliverer, Destination};
+use crate::destinations::DestinationBoard;
 use crate::event::Event;
 use crate::metrics::{DeliveryTable, Metrics};
 use crate::queue::{DestinationId, DispatchQueue, Progress, QueuedEvent, Receipt};
@@ -96,8 +97,8 @@ impl Waiting {
 #[derive(Debug)]
 struct Shared {
     destinations: Vec<Destination>,
-    /// Each destination's circuit breaker, by id.
-    circuits: Vec<Circuit>,
+    /// Each destination's circuit breaker and live state, by id.
+    board: Arc<DestinationBoard>,
     lanes: Vec<async_channel::Sender<Delivery>>,
     deliverer: Deliverer,
     dead_letters: Arc<DeadLetterStore>,
@@ -152,6 +153,7 @@ impl Dispatcher {
         routes: &[RouteConfig],
         deliverer: Deliverer,
         dead_letters: Arc<DeadLetterStore>,
+        board: Arc<DestinationBoard>,
         metrics: &Metrics,
         supervisor: &Supervisor,
         faults: &TestFaults,
@@ -177,12 +179,8 @@ impl Dispatcher {
             names,
             connected,
         );
-        let circuits = destinations
-            .iter()
-            .map(|d| Circuit::new(d.circuit, metrics.destination_circuit(&d.name)))
-            .collect();
         let shared = Arc::new(Shared {
-            circuits,
+            board,
             destinations,
             lanes: lane_senders,
             deliverer,
@@ -417,7 +415,11 @@ async fn run_lane_worker(
         };
         // An open circuit sends no attempt: the delivery waits in the retry scheduler, this
         // attempt not counted, until the circuit may be probed.
-        if let Admit::Wait(wait) = shared.circuits[delivery.destination].admit(Instant::now()) {
+        if let Admit::Wait(wait) = shared
+            .board
+            .circuit(delivery.destination)
+            .admit(Instant::now())
+        {
             let _ = shared.retries.send((delivery, wait));
             continue;
         }
@@ -468,10 +470,26 @@ async fn attempt(shared: &Shared, mut delivery: Delivery) {
     let event = &delivery.job.event;
     let metrics = shared.metrics.get(&event.route, delivery.destination);
     let started = Instant::now();
-    let outcome = shared.deliverer.attempt(destination, event).await;
+    let outcome = {
+        let _counted = shared.board.attempt(delivery.destination);
+        shared.deliverer.attempt(destination, event).await
+    };
     delivery.attempts = delivery.attempts.saturating_add(1);
     let failed = matches!(outcome, AttemptOutcome::Retry { .. });
-    if let Some(change) = shared.circuits[delivery.destination].record(failed, Instant::now()) {
+    shared.board.record(
+        delivery.destination,
+        match &outcome {
+            AttemptOutcome::Delivered { .. } => None,
+            AttemptOutcome::Retry { error, .. } | AttemptOutcome::Permanent { error, .. } => {
+                Some(error)
+            }
+        },
+    );
+    if let Some(change) = shared
+        .board
+        .circuit(delivery.destination)
+        .record(failed, Instant::now())
+    {
         let circuit = destination.circuit;
         tracing::warn!(
             destination = %destination.name,

@@ -27,6 +27,7 @@ pub mod config;
 pub mod dead_letter;
 pub mod dedup;
 pub mod deliver;
+pub mod destinations;
 pub mod dispatch;
 pub mod event;
 pub mod ingress;

@@ -15,6 +15,7 @@ use crate::config::{Config, ConfigErrors};
 use crate::dead_letter::DeadLetter;
 use crate::dead_letter::DeadLetterStore;
 use crate::deliver::{Deliverer, Destination, InvalidHeader};
+use crate::destinations::DestinationBoard;
 use crate::dispatch::Dispatcher;
 use crate::event::Event;
 use crate::ingress::Ingress;
@@ -183,7 +184,11 @@ impl Router {
         ));
         let mut opened = None;
         let queue: Arc<dyn DispatchQueue> = match config.queue.journal_dir() {
-            None => Arc::new(MemoryQueue::new(capacity, metrics.clone(), holds)),
+            None => Arc::new(MemoryQueue::new(
+                capacity,
+                metrics.clone(),
+                Arc::clone(&holds),
+            )),
             Some(dir) => {
                 let options = JournalOptions {
                     fsync: match config.queue.fsync {
@@ -201,7 +206,7 @@ impl Router {
                     capacity,
                     names,
                     metrics.clone(),
-                    holds,
+                    Arc::clone(&holds),
                 );
                 let queue = Arc::new(queue);
                 opened = Some((journal, recovered, Arc::clone(&queue), resumed));
@@ -234,12 +239,14 @@ impl Router {
                 &metrics,
             );
         }
+        let board = Arc::new(DestinationBoard::new(&destinations, holds, &metrics));
         let dispatcher = Dispatcher::start(
             &queue,
             destinations,
             &config.routes,
             Deliverer::new()?,
             Arc::clone(&dead_letters),
+            Arc::clone(&board),
             &metrics,
             &supervisor,
             &config.test_faults,
@@ -264,6 +271,7 @@ impl Router {
         let admin = Arc::new(Admin::new(
             metrics.clone(),
             dead_letters,
+            board,
             Arc::clone(&queue),
             server.admin_token.clone(),
             supervisor.clone(),

@@ -90,6 +90,13 @@ impl Holds {
         }
     }
 
+    /// The cap of `destination` (0 if unknown).
+    pub fn limit(&self, destination: DestinationId) -> usize {
+        self.destinations
+            .get(destination)
+            .map_or(0, |hold| hold.limit)
+    }
+
     /// Events `destination` holds.
     pub fn held(&self, destination: DestinationId) -> usize {
         self.destinations

@@ -1,0 +1,144 @@
+//! What each destination is doing now: its circuit, the events it holds, the attempts in flight,
+//! its last error and its last success. Dispatch writes it; the admin API reads it
+//! (`GET /destinations`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::circuit::Circuit;
+use crate::deliver::Destination;
+use crate::event::unix_millis;
+use crate::metrics::Metrics;
+use crate::queue::{DestinationId, Holds};
+
+/// Every destination's live state, by id.
+#[derive(Debug)]
+pub struct DestinationBoard {
+    entries: Vec<Entry>,
+    holds: Arc<Holds>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    name: String,
+    max_in_flight: usize,
+    circuit: Circuit,
+    in_flight: AtomicUsize,
+    last: Mutex<Last>,
+}
+
+#[derive(Debug, Default)]
+struct Last {
+    error: Option<(String, SystemTime)>,
+    success: Option<SystemTime>,
+}
+
+/// One destination in `GET /destinations`.
+#[derive(Debug, Serialize)]
+pub struct DestinationSummary {
+    /// Its name.
+    pub name: String,
+    /// `closed`, `half-open` or `open`.
+    pub circuit: &'static str,
+    /// Undelivered events it holds.
+    pub held: usize,
+    /// Its `max_held`.
+    pub max_held: usize,
+    /// Attempts in flight now.
+    pub in_flight: usize,
+    /// Its `max_in_flight`.
+    pub max_in_flight: usize,
+    /// Why the last failed attempt failed, if one did.
+    pub last_error: Option<String>,
+    /// When it failed (Unix ms).
+    pub last_error_at_ms: Option<u64>,
+    /// When an attempt last succeeded (Unix ms).
+    pub last_success_at_ms: Option<u64>,
+}
+
+/// Counts an attempt in flight until dropped.
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl DestinationBoard {
+    /// The board of `destinations` (by id), with their caps in `holds`.
+    pub fn new(destinations: &[Destination], holds: Arc<Holds>, metrics: &Metrics) -> Self {
+        Self {
+            entries: destinations
+                .iter()
+                .map(|d| Entry {
+                    name: d.name.clone(),
+                    max_in_flight: d.max_in_flight,
+                    circuit: Circuit::new(d.circuit, metrics.destination_circuit(&d.name)),
+                    in_flight: AtomicUsize::new(0),
+                    last: Mutex::new(Last::default()),
+                })
+                .collect(),
+            holds,
+        }
+    }
+
+    fn entry(&self, id: DestinationId) -> &Entry {
+        &self.entries[id]
+    }
+
+    /// The circuit breaker of destination `id`.
+    pub fn circuit(&self, id: DestinationId) -> &Circuit {
+        &self.entry(id).circuit
+    }
+
+    /// Counts an attempt to `id` as in flight until the guard is dropped.
+    pub fn attempt(&self, id: DestinationId) -> InFlight<'_> {
+        let counter = &self.entry(id).in_flight;
+        counter.fetch_add(1, Ordering::AcqRel);
+        InFlight(counter)
+    }
+
+    /// Records the end of an attempt to `id`: `error` if it failed.
+    pub fn record(&self, id: DestinationId, error: Option<&str>) {
+        let mut last = self
+            .entry(id)
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = SystemTime::now();
+        match error {
+            Some(error) => last.error = Some((error.to_owned(), now)),
+            None => last.success = Some(now),
+        }
+    }
+
+    /// Every destination's state, in id order.
+    pub fn summary(&self) -> Vec<DestinationSummary> {
+        self.entries
+            .iter()
+            .enumerate()
+            .map(|(id, entry)| {
+                let last = entry
+                    .last
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                DestinationSummary {
+                    name: entry.name.clone(),
+                    circuit: entry.circuit.state_name(),
+                    held: self.holds.held(id),
+                    max_held: self.holds.limit(id),
+                    in_flight: entry.in_flight.load(Ordering::Acquire),
+                    max_in_flight: entry.max_in_flight,
+                    last_error: last.error.as_ref().map(|(e, _)| e.clone()),
+                    last_error_at_ms: last.error.as_ref().map(|(_, at)| unix_millis(*at)),
+                    last_success_at_ms: last.success.map(unix_millis),
+                }
+            })
+            .collect()
+    }
+}
