@@ -49,6 +49,12 @@ enum Command {
     /// Inspect and replay dead letters through a running router's admin API.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
+    /// Print each destination's circuit, held events, attempts in flight, last error and last
+    /// success, from a running router's admin API, as a table.
+    Destinations {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Work with WebAssembly plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -131,6 +137,37 @@ struct AdminArgs {
     token: Option<String>,
 }
 
+impl AdminArgs {
+    /// The admin API's URL for `path`.
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.admin.trim_end_matches('/'))
+    }
+
+    /// Sends `request` (with the token, if any) and returns its JSON answer, or the error the
+    /// admin API gave.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<serde_json::Value> {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let response = request.send().await.context("cannot reach the admin API")?;
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .context("cannot read the admin API's answer")?;
+        let value = serde_json::from_str::<serde_json::Value>(&body);
+        if !status.is_success() {
+            let shown = value
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or(body);
+            bail!("admin API answered {status}: {shown}");
+        }
+        value.context("the admin API's answer is not JSON")
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -155,6 +192,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Serve { config } => serve(&config).await,
         Command::Check { config } => Ok(check(&config)),
         Command::DeadLetters(command) => dead_letters(command).await,
+        Command::Destinations { admin } => destinations(&admin).await,
         Command::Plugin(PluginCommand::Run(args)) => plugin_run(&args),
     }
 }
@@ -333,38 +371,48 @@ impl StopSignals {
 async fn dead_letters(command: DeadLetterCommand) -> Result<ExitCode> {
     let client = reqwest::Client::new();
     let (request, admin) = match &command {
-        DeadLetterCommand::List { admin } => (
-            client.get(format!(
-                "{}/dead-letters",
-                admin.admin.trim_end_matches('/')
-            )),
-            admin,
-        ),
+        DeadLetterCommand::List { admin } => (client.get(admin.url("/dead-letters")), admin),
         DeadLetterCommand::Replay { id, admin } => (
-            client.post(format!(
-                "{}/dead-letters/{id}/replay",
-                admin.admin.trim_end_matches('/')
-            )),
+            client.post(admin.url(&format!("/dead-letters/{id}/replay"))),
             admin,
         ),
     };
-    let request = match &admin.token {
-        Some(token) => request.bearer_auth(token),
-        None => request,
-    };
-    let response = request.send().await.context("cannot reach the admin API")?;
-    let status = response.status();
-    let body = response
-        .text()
-        .await
-        .context("cannot read the admin API's answer")?;
-    let pretty = serde_json::from_str::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or(body);
-    if !status.is_success() {
-        bail!("admin API answered {status}: {pretty}");
-    }
+    let answer = admin.send(request).await?;
+    let pretty = serde_json::to_string_pretty(&answer)?;
     println!("{pretty}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn destinations(admin: &AdminArgs) -> Result<ExitCode> {
+    let request = reqwest::Client::new().get(admin.url("/destinations"));
+    let answer = admin.send(request).await?;
+    let rows = answer
+        .as_array()
+        .context("the admin API did not answer a list")?;
+    let ms = |value: &serde_json::Value| {
+        value.as_u64().map_or_else(
+            || "-".to_owned(),
+            |ms| {
+                let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+                humantime::format_rfc3339_seconds(at).to_string()
+            },
+        )
+    };
+    println!(
+        "{:<20} {:<9} {:>15} {:>9} {:<20} {:<20} LAST ERROR",
+        "DESTINATION", "CIRCUIT", "HELD", "IN FLIGHT", "LAST SUCCESS", "LAST ERROR AT"
+    );
+    for row in rows {
+        println!(
+            "{:<20} {:<9} {:>15} {:>9} {:<20} {:<20} {}",
+            row["name"].as_str().unwrap_or("?"),
+            row["circuit"].as_str().unwrap_or("?"),
+            format!("{}/{}", row["held"], row["max_held"]),
+            format!("{}/{}", row["in_flight"], row["max_in_flight"]),
+            ms(&row["last_success_at_ms"]),
+            ms(&row["last_error_at_ms"]),
+            row["last_error"].as_str().unwrap_or("-"),
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

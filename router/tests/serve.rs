@@ -113,3 +113,46 @@ fn a_public_admin_address_without_a_token_refuses_to_start() {
     let (success, log) = serving.stop();
     assert!(success, "{log:#?}");
 }
+
+#[test]
+fn destinations_prints_each_destination_with_its_circuit_and_last_error() {
+    let path = config_file("destinations.toml", CONFIG);
+    let serving = serve(&path);
+    assert_eq!(request(&serving.ingress, "POST", "/hooks").0, 202);
+    // The one attempt fails (nothing listens on port 9); wait until the table shows its error.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let table = loop {
+        let output = Command::new(env!("CARGO_BIN_EXE_webhook-router"))
+            .args(["destinations", "--admin"])
+            .arg(format!("http://{}", serving.admin))
+            .output()
+            .expect("run destinations");
+        assert!(output.status.success(), "{output:?}");
+        let table = String::from_utf8_lossy(&output.stdout).into_owned();
+        let row = table
+            .lines()
+            .find(|line| line.starts_with("sink"))
+            .unwrap_or_default();
+        if !row.ends_with(" -") || std::time::Instant::now() > deadline {
+            break table;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("DESTINATION") && lines[0].contains("CIRCUIT"),
+        "{table}"
+    );
+    let row = lines
+        .iter()
+        .find(|l| l.starts_with("sink"))
+        .expect("a row for sink");
+    assert!(row.contains("closed"), "{table}");
+    assert!(
+        row.contains("0/1"),
+        "nothing held, one in flight at most: {table}"
+    );
+    assert!(!row.ends_with(" -"), "the last error is shown: {table}");
+    let (success, log) = serving.stop();
+    assert!(success, "{log:#?}");
+}
