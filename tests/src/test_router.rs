@@ -79,6 +79,25 @@ impl TestRouter {
 }
 
 impl TestRouter {
+    /// Waits until the router holds nothing (`webhook_queue_depth` 0): every delivery is final,
+    /// so nothing more can reach a destination. The check for "nothing else arrived".
+    pub async fn wait_idle(&self, patience: Duration) {
+        self.wait_for_metric("webhook_queue_depth", 0.0, patience)
+            .await;
+    }
+
+    /// The admin API's JSON answer to `GET path`.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        self.client
+            .get(self.admin_url(path))
+            .send()
+            .await
+            .expect("admin answers")
+            .json()
+            .await
+            .expect("admin JSON")
+    }
+
     /// Waits until the metric `series` reads `value`, polling `/metrics`; panics after
     /// `patience`.
     pub async fn wait_for_metric(&self, series: &str, value: f64, patience: Duration) {

@@ -241,7 +241,7 @@ async fn a_burst_over_the_rate_limit_gets_429_and_the_allowed_are_delivered() {
     assert!(limited >= 1, "requests over the limit are refused");
     assert_eq!(accepted + limited, 25);
     sink.wait_for_delivered(accepted, PATIENCE).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    router.wait_idle(PATIENCE).await;
     assert_eq!(
         sink.requests().len(),
         accepted,
@@ -332,7 +332,8 @@ async fn allow_lists_admit_listed_clients_and_believe_only_trusted_proxies() {
     assert_eq!(body["error"], "client address not allowed");
 
     sink.wait_for_delivered(3, PATIENCE).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    proxied.wait_idle(PATIENCE).await;
+    direct.wait_idle(PATIENCE).await;
     assert_eq!(
         sink.requests().len(),
         3,

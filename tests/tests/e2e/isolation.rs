@@ -119,7 +119,7 @@ async fn a_failing_destination_opens_its_circuit_and_gets_only_probes_until_it_r
         "3 probes in {elapsed:?}: the circuit let more than probes through"
     );
     assert_eq!(sink.requests().len(), before + 3, "nothing but the probes");
-    let board = destinations(&router).await;
+    let board = router.admin_json("/destinations").await;
     assert!(
         matches!(board[0]["circuit"].as_str(), Some("open" | "half-open")),
         "{board}"
@@ -139,7 +139,7 @@ async fn a_failing_destination_opens_its_circuit_and_gets_only_probes_until_it_r
     router
         .wait_for_metric("webhook_queue_depth", 0.0, PATIENCE)
         .await;
-    let board = destinations(&router).await;
+    let board = router.admin_json("/destinations").await;
     assert_eq!(board[0]["circuit"], "closed", "{board}");
     assert_eq!(board[0]["held"], 0, "{board}");
     assert_eq!(board[0]["in_flight"], 0, "{board}");
@@ -149,17 +149,4 @@ async fn a_failing_destination_opens_its_circuit_and_gets_only_probes_until_it_r
         attempts < 50 + before + 20,
         "{attempts} attempts in all for 50 events"
     );
-}
-
-/// `GET /destinations` on the admin listener.
-async fn destinations(router: &TestRouter) -> serde_json::Value {
-    router
-        .client
-        .get(router.admin_url("/destinations"))
-        .send()
-        .await
-        .expect("admin answers")
-        .json()
-        .await
-        .expect("json")
 }

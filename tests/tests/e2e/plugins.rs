@@ -1,8 +1,6 @@
 //! Plugin chains in a running router: transformed deliveries, drops, rejections, fan-out, and
 //! hostile plugins that are contained while the router keeps serving.
 
-use std::time::Duration;
-
 use webhook_router_tests::wasm::{github_payload, module, with_json};
 use webhook_router_tests::{Sink, TestRouter};
 
@@ -91,7 +89,7 @@ async fn a_filter_then_map_chain_delivers_the_transformed_body_and_counts_drops(
     assert_eq!(delivered[0].headers["content-type"], "application/json");
     assert_eq!(delivered[0].headers["webhook-id"], id.as_str());
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    router.wait_idle(PATIENCE).await;
     assert_eq!(sink.requests().len(), 1, "dropped events reach no sink");
     let metrics = router.metrics().await;
     let series = |plugin: &str, verdict: &str| {
@@ -154,7 +152,7 @@ async fn a_filter_that_passes_delivers_the_previous_plugins_event_as_it_was() {
         serde_json::json!({ "repo": "Codertocat/Hello-World", "branch": "refs/heads/main" })
     );
     assert_eq!(delivered[0].headers["x-repo"], "Codertocat/Hello-World");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    router.wait_idle(PATIENCE).await;
     assert_eq!(sink.requests().len(), 1, "the tag push is dropped");
     let metrics = router.metrics().await;
     assert_eq!(
@@ -195,7 +193,7 @@ async fn a_plugin_rejection_reaches_the_sender() {
             .await,
         Some(1.0)
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    router.wait_idle(PATIENCE).await;
     assert!(
         sink.requests().is_empty(),
         "a rejected event is not delivered"
@@ -234,7 +232,7 @@ async fn route_by_field_fans_out_to_the_chosen_destinations() {
 
     let at_triage = triage.wait_for_delivered(1, PATIENCE).await;
     let at_reviews = reviews.wait_for_delivered(2, PATIENCE).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    router.wait_idle(PATIENCE).await;
     assert_eq!(
         triage.requests().len(),
         1,
@@ -336,7 +334,7 @@ async fn hostile_plugins_are_contained_and_the_router_keeps_serving() {
     let delivered = sink
         .wait_for_delivered(healthy_sent + forwarded, PATIENCE)
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    router.wait_idle(PATIENCE).await;
     assert_eq!(
         sink.requests().len(),
         healthy_sent + forwarded,

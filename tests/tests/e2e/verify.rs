@@ -2,8 +2,6 @@
 //! wrong or stale signatures and missing headers get 401 with the reason, and nothing refused is
 //! delivered. Requests are signed by the test's own signers (`webhook_router_tests::signing`).
 
-use std::time::Duration;
-
 use webhook_router_tests::signing::{hex_hmac_sha256, public_key_hex, public_url, sign, unix_now};
 use webhook_router_tests::wasm::module;
 use webhook_router_tests::{Sink, TestRouter};
@@ -326,7 +324,7 @@ async fn a_github_delivery_posted_twice_is_delivered_once_with_one_id() {
     assert_ne!(third["id"], first["id"]);
 
     sink.wait_for_delivered(2, PATIENCE).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    router.wait_idle(PATIENCE).await;
     assert_eq!(
         sink.requests().len(),
         2,
