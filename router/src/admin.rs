@@ -17,7 +17,7 @@ use crate::config::Secret;
 use crate::dead_letter::DeadLetterStore;
 use crate::destinations::DestinationBoard;
 use crate::metrics::Metrics;
-use crate::queue::{DispatchQueue, EnqueueError};
+use crate::queue::DispatchQueue;
 use crate::reply::{self, ResponseBody};
 use crate::supervise::Supervisor;
 
@@ -169,19 +169,8 @@ impl Admin {
             }
             Err(error) => {
                 self.dead_letters.restore(taken);
-                let status = StatusCode::SERVICE_UNAVAILABLE;
-                let message = match error {
-                    EnqueueError::Full => "queue full, retry later".to_owned(),
-                    EnqueueError::NoSpace => "journal full (max_bytes), retry later".to_owned(),
-                    EnqueueError::DestinationFull(name) => {
-                        format!("destination {name:?} holds its max_held events, retry later")
-                    }
-                    EnqueueError::Storage(_) => {
-                        "the event could not be stored, retry later".to_owned()
-                    }
-                    EnqueueError::Closed => "shutting down".to_owned(),
-                };
-                reply::retry_after(reply::error(status, &message), 1)
+                let answer = reply::error(StatusCode::SERVICE_UNAVAILABLE, &error.answer());
+                reply::retry_after(answer, 1)
             }
         }
     }

@@ -326,49 +326,23 @@ impl Ingress {
                 tracing::info!(event_id = %id, route = %route.id, bytes, "accepted");
                 accepted(&id)
             }
-            Err(EnqueueError::Full) => {
-                tracing::warn!(route = %route.id, "dispatch queue full: answered 503");
+            Err(error) => {
+                let retry_after = match &error {
+                    EnqueueError::Closed => SHUTDOWN_RETRY_AFTER,
+                    EnqueueError::Storage(cause) => {
+                        tracing::error!(route = %route.id, %cause, "event not stored: answered 503");
+                        QUEUE_FULL_RETRY_AFTER
+                    }
+                    _ => {
+                        tracing::warn!(route = %route.id, %error, "event refused: answered 503");
+                        QUEUE_FULL_RETRY_AFTER
+                    }
+                };
                 reply::retry_after(
-                    reply::error(StatusCode::SERVICE_UNAVAILABLE, "queue full, retry later"),
-                    QUEUE_FULL_RETRY_AFTER,
+                    reply::error(StatusCode::SERVICE_UNAVAILABLE, &error.answer()),
+                    retry_after,
                 )
             }
-            Err(EnqueueError::DestinationFull(destination)) => {
-                tracing::warn!(route = %route.id, %destination, "destination holds its max_held events: answered 503");
-                reply::retry_after(
-                    reply::error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        &format!(
-                            "destination {destination:?} holds its max_held events, retry later"
-                        ),
-                    ),
-                    QUEUE_FULL_RETRY_AFTER,
-                )
-            }
-            Err(EnqueueError::NoSpace) => reply::retry_after(
-                reply::error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "journal full (max_bytes), retry later",
-                ),
-                QUEUE_FULL_RETRY_AFTER,
-            ),
-            Err(EnqueueError::Storage(error)) => {
-                tracing::error!(route = %route.id, %error, "event not stored: answered 503");
-                reply::retry_after(
-                    reply::error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "the event could not be stored, retry later",
-                    ),
-                    QUEUE_FULL_RETRY_AFTER,
-                )
-            }
-            Err(EnqueueError::Closed) => reply::retry_after(
-                reply::error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "shutting down, retry later",
-                ),
-                SHUTDOWN_RETRY_AFTER,
-            ),
         }
     }
 

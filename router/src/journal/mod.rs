@@ -134,10 +134,8 @@ struct Handle {
 #[derive(Debug)]
 pub struct Recovered {
     /// Every live key's value and expiry (Unix ms, 0: none), in key order (within a space,
-    /// the order they were written).
+    /// the order they were written). (Damage found was logged and counted by the open.)
     pub live: BTreeMap<Key, (Vec<u8>, u64)>,
-    /// Damage found, each repaired (torn tail) or skipped (corrupt region), and logged.
-    pub damage: Vec<Damage>,
 }
 
 impl Recovered {
@@ -328,10 +326,7 @@ impl Journal {
                 thread: Mutex::new(Some(thread)),
             }),
         };
-        let recovered = Recovered {
-            live: opened.live,
-            damage: opened.damage,
-        };
+        let recovered = Recovered { live: opened.live };
         Ok((journal, recovered))
     }
 
@@ -357,16 +352,6 @@ impl Journal {
             return None;
         }
         Some(self.send(batch, size))
-    }
-
-    /// Writes `batch` whatever its size (progress, deletes: what lets space be given back).
-    pub fn write(&self, batch: Batch) -> Ticket {
-        let size = batch.put_bytes();
-        self.inner
-            .shared
-            .pending_bytes
-            .fetch_add(size, Ordering::AcqRel);
-        self.send(batch, size)
     }
 
     /// Writes `batch` without waiting for an answer; a failure is logged by the journal.

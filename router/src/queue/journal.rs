@@ -286,11 +286,6 @@ impl JournalQueue {
             events: queued,
         })
     }
-
-    /// The journal under this queue.
-    pub fn journal(&self) -> &Journal {
-        &self.journal
-    }
 }
 
 impl DispatchQueue for JournalQueue {

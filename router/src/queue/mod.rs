@@ -154,6 +154,21 @@ pub enum EnqueueError {
     Storage(String),
 }
 
+impl EnqueueError {
+    /// What the sender (or the admin API's caller) is told, with a 503 and `Retry-After`.
+    pub fn answer(&self) -> String {
+        match self {
+            EnqueueError::Full => "queue full, retry later".to_owned(),
+            EnqueueError::NoSpace => "journal full (max_bytes), retry later".to_owned(),
+            EnqueueError::DestinationFull(name) => {
+                format!("destination {name:?} holds its max_held events, retry later")
+            }
+            EnqueueError::Storage(_) => "the event could not be stored, retry later".to_owned(),
+            EnqueueError::Closed => "shutting down, retry later".to_owned(),
+        }
+    }
+}
+
 /// A boxed future returned by [`DispatchQueue::enqueue`].
 pub type EnqueueFuture<'a> = Pin<Box<dyn Future<Output = Result<(), EnqueueError>> + Send + 'a>>;
 
