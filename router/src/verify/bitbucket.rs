@@ -16,7 +16,7 @@ pub fn verify(headers: &HeaderMap, body: &[u8], keys: &[Vec<u8>]) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::test_support::headers;
+    use crate::verify::test_support::{assert_only_genuine, headers};
 
     const SECRET: &[u8] = b"bitbucket-secret";
     const BODY: &[u8] = br#"{"event":"order.created","id":42}"#;
@@ -27,18 +27,7 @@ mod tests {
     #[test]
     fn an_independently_computed_vector_verifies_and_forgeries_do_not() {
         let h = headers(&[("x-hub-signature", SIGNATURE)]);
-        assert_eq!(
-            verify(&h, BODY, &[b"old".to_vec(), SECRET.to_vec()]),
-            Ok(())
-        );
-        assert_eq!(
-            verify(&h, &BODY[1..], &[SECRET.to_vec()]),
-            Err(VerifyError::Mismatch)
-        );
-        assert_eq!(
-            verify(&h, BODY, &[b"wrong".to_vec()]),
-            Err(VerifyError::Mismatch)
-        );
+        assert_only_genuine(verify, &h, BODY, SECRET);
         // A SHA-1 signature is not what Bitbucket sends.
         let sha1 = headers(&[(
             "x-hub-signature",

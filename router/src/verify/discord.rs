@@ -49,10 +49,8 @@ pub fn challenge(body: &[u8]) -> Option<serde_json::Value> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::verify::test_support::{at, headers};
+    use crate::verify::test_support::{headers, window};
 
     /// ed25519 with the seed 00 01 .. 1f, computed with Python's `cryptography`:
     /// Ed25519PrivateKey.from_private_bytes(bytes(range(32))).sign(b"1700000000" + BODY).hex()
@@ -60,13 +58,6 @@ mod tests {
     const BODY: &[u8] =
         br#"{"id":"1209912400921006080","type":2,"application_id":"1209912400921006081"}"#;
     const SIGNATURE: &str = "0d2aa6d0a6cb487b520c99905125c913fdd8033421e167fb8dce76d34a71fafe024075d90db7690b0e55541d4bc6762fac6d1acda3448abbb29ae9e0886b1f09";
-
-    fn window(now: u64) -> Window {
-        Window {
-            now: at(now),
-            tolerance: Duration::from_secs(300),
-        }
-    }
 
     fn request(timestamp: &str) -> HeaderMap {
         headers(&[

@@ -35,22 +35,13 @@ pub fn verify(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::verify::test_support::{at, headers};
+    use crate::verify::test_support::{headers, window};
 
     const SECRET: &[u8] = b"lin_wh_test_secret";
     const BODY: &[u8] = br#"{"action":"create","type":"Issue","data":{"id":"2174add1-f7c8-44e3-bbf3-2d60b5ea8bc9"},"webhookTimestamp":1700000000123}"#;
     /// Python: hmac.new(SECRET, BODY, hashlib.sha256).hexdigest()
     const SIGNATURE: &str = "8b3e30102a2504812fd9abb365009d95430c995427a7817c11a4e3116f640332";
-
-    fn window(now: u64) -> Window {
-        Window {
-            now: at(now),
-            tolerance: Duration::from_secs(300),
-        }
-    }
 
     #[test]
     fn an_independently_computed_vector_verifies_as_of_its_body_timestamp() {

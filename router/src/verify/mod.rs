@@ -335,6 +335,29 @@ pub(crate) mod test_support {
 
     use http::{HeaderMap, HeaderName, HeaderValue};
 
+    /// Asserts what every preset's vector test checks: `verify` passes `headers` over `body`
+    /// with `secret` after a rotated-out key, and refuses (mismatch) the body changed by its
+    /// first byte and a wrong secret.
+    pub fn assert_only_genuine(
+        verify: impl Fn(&HeaderMap, &[u8], &[Vec<u8>]) -> Result<(), super::VerifyError>,
+        headers: &HeaderMap,
+        body: &[u8],
+        secret: &[u8],
+    ) {
+        assert_eq!(
+            verify(headers, body, &[b"old".to_vec(), secret.to_vec()]),
+            Ok(())
+        );
+        assert_eq!(
+            verify(headers, &body[1..], &[secret.to_vec()]),
+            Err(super::VerifyError::Mismatch)
+        );
+        assert_eq!(
+            verify(headers, body, &[b"wrong".to_vec()]),
+            Err(super::VerifyError::Mismatch)
+        );
+    }
+
     /// Headers from `(name, value)` pairs.
     pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -350,6 +373,14 @@ pub(crate) mod test_support {
     /// The instant `seconds` after the Unix epoch.
     pub fn at(seconds: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    /// The replay window at Unix second `now`, with the presets' usual 5-minute tolerance.
+    pub fn window(now: u64) -> super::Window {
+        super::Window {
+            now: at(now),
+            tolerance: Duration::from_secs(300),
+        }
     }
 }
 

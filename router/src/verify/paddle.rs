@@ -16,24 +16,15 @@ pub const SCHEME: TimestampedScheme = TimestampedScheme {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::verify::test_support::{at, headers};
-    use crate::verify::{VerifyError, Window};
+    use crate::verify::VerifyError;
+    use crate::verify::test_support::{headers, window};
 
     const SECRET: &[u8] = b"pdl_ntfset_01h8bx_test";
     const BODY: &[u8] =
         br#"{"event_id":"evt_01h8bxcfmq1ahyw9ycn81nsvk7","event_type":"subscription.created"}"#;
     /// Python: hmac.new(SECRET, b"1700000000:" + BODY, hashlib.sha256).hexdigest()
     const H1: &str = "216fd9651f0bd5f880083a25602ba4be3f97298514fffade12ad26485a47482d";
-
-    fn window(now: u64) -> Window {
-        Window {
-            now: at(now),
-            tolerance: Duration::from_secs(300),
-        }
-    }
 
     #[test]
     fn an_independently_computed_vector_verifies_as_of_its_time() {

@@ -18,7 +18,7 @@ pub fn verify(headers: &HeaderMap, body: &[u8], keys: &[Vec<u8>]) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::test_support::headers;
+    use crate::verify::test_support::{assert_only_genuine, headers};
 
     const SECRET: &[u8] = b"shpss_test_3f9a1c";
     const BODY: &[u8] = br#"{"id":820982911946154508,"email":"jon@example.com"}"#;
@@ -29,18 +29,7 @@ mod tests {
     fn an_independently_computed_vector_verifies_and_forgeries_do_not() {
         let h = headers(&[("x-shopify-hmac-sha256", SIGNATURE)]);
         assert_eq!(verify(&h, BODY, &[SECRET.to_vec()]), Ok(()));
-        assert_eq!(
-            verify(&h, BODY, &[b"old".to_vec(), SECRET.to_vec()]),
-            Ok(())
-        );
-        assert_eq!(
-            verify(&h, &BODY[1..], &[SECRET.to_vec()]),
-            Err(VerifyError::Mismatch)
-        );
-        assert_eq!(
-            verify(&h, BODY, &[b"wrong".to_vec()]),
-            Err(VerifyError::Mismatch)
-        );
+        assert_only_genuine(verify, &h, BODY, SECRET);
         let bad = headers(&[("x-shopify-hmac-sha256", "not base64!")]);
         assert_eq!(
             verify(&bad, BODY, &[SECRET.to_vec()]),

@@ -35,23 +35,14 @@ pub fn challenge(body: &[u8]) -> Option<serde_json::Value> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::verify::test_support::{at, headers};
+    use crate::verify::test_support::{headers, window};
 
     /// Slack's documented example ("Verifying requests from Slack"), recomputed with Python's
     /// hmac: hmac.new(SECRET, b"v0:1531420618:" + BODY, hashlib.sha256).hexdigest().
     const SECRET: &[u8] = b"8f742231b10e8888abcd99yyyzzz85a5";
     const BODY: &[u8] = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
     const SIGNATURE: &str = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
-
-    fn window(now: u64) -> Window {
-        Window {
-            now: at(now),
-            tolerance: Duration::from_secs(300),
-        }
-    }
 
     #[test]
     fn slacks_example_verifies_as_of_its_time() {

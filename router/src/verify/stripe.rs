@@ -15,24 +15,15 @@ pub const SCHEME: TimestampedScheme = TimestampedScheme {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::verify::test_support::{at, headers};
-    use crate::verify::{VerifyError, Window};
+    use crate::verify::VerifyError;
+    use crate::verify::test_support::{headers, window};
 
     const SECRET: &str = "whsec_stripe_test_7Tz3kQ";
     const BODY: &[u8] =
         br#"{"id":"evt_1NG8Du2eZvKYlo2CUI79vXWy","object":"event","type":"payment_intent.succeeded"}"#;
     /// Python: hmac.new(SECRET, b"1700000000." + BODY, hashlib.sha256).hexdigest()
     const V1: &str = "90f838d7e9fbd82e1ba10a5bbbbc7d4f07d3e57709ee980f5a0cb459e2800b42";
-
-    fn window(now: u64) -> Window {
-        Window {
-            now: at(now),
-            tolerance: Duration::from_secs(300),
-        }
-    }
 
     fn keys(secrets: &[&str]) -> Vec<Vec<u8>> {
         secrets.iter().map(|s| s.as_bytes().to_vec()).collect()

@@ -56,10 +56,8 @@ pub fn challenge(headers: &HeaderMap, body: &[u8], keys: &[Vec<u8>]) -> Option<s
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::verify::test_support::{at, headers};
+    use crate::verify::test_support::{headers, window};
 
     const SECRET: &[u8] = b"zoom_secret_token";
     const BODY: &[u8] = br#"{"event":"meeting.started","event_ts":1700000000000,"payload":{"account_id":"D8cJuqWVQ623CI4Q8yQK0Q"}}"#;
@@ -71,13 +69,6 @@ mod tests {
         "v0=7afc53d89f55168faba704b1f6035b06c120e54bb82a59246551861cf64abaa5";
     /// Python: hmac.new(SECRET, b"qgg8vlvZRS6UYooatFL8Aw", hashlib.sha256).hexdigest()
     const ENCRYPTED: &str = "bd48235863f4a6323ccc4963c594908b7c97f88b4a6a95278f4f093690b12726";
-
-    fn window(now: u64) -> Window {
-        Window {
-            now: at(now),
-            tolerance: Duration::from_secs(300),
-        }
-    }
 
     fn request(signature: &str) -> HeaderMap {
         headers(&[
