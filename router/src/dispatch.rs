@@ -30,7 +30,7 @@ use crate::deliver::{AttemptOutcome, Deliverer, Destination};
 use crate::destinations::DestinationBoard;
 use crate::event::Event;
 use crate::metrics::{DeliveryTable, Metrics};
-use crate::queue::{DestinationId, DispatchQueue, Progress, QueuedEvent, Receipt};
+use crate::queue::{DestinationId, DispatchQueue, Progress, QueuedEvent, Receipt, Reported};
 use crate::supervise::{Supervisor, TestFaults};
 
 /// Tasks moving events from the queue into lanes. Moving is cheap (no I/O), so few suffice.
@@ -532,7 +532,7 @@ async fn attempt(shared: &Shared, mut delivery: Delivery) {
             if let Some(metrics) = metrics {
                 metrics.retry.increment(1);
             }
-            delivery.job.receipt.record(
+            let reported = delivery.job.receipt.record(
                 delivery.position,
                 Progress {
                     attempts: delivery.attempts,
@@ -551,6 +551,11 @@ async fn attempt(shared: &Shared, mut delivery: Delivery) {
                 retry_in = %humantime::format_duration(wait),
                 "delivery failed, will retry"
             );
+            if reported == Reported::Returned {
+                // The queue hands the event out again when the retry is due.
+                shared.outstanding.fetch_sub(1, Ordering::AcqRel);
+                return;
+            }
             // The scheduler's inbox outlives its task: during shutdown the retry waits there,
             // counted.
             let _ = shared.retries.send((delivery, wait));

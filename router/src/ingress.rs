@@ -28,7 +28,7 @@ use http_body::Body;
 use crate::allow_list::{Cidr, client_ip, contains};
 use crate::body::{BodyError, read_body};
 use crate::config::Config;
-use crate::dedup::{Claim, DedupStore};
+use crate::dedup::{Claim, DedupStore, SharedClaim};
 use crate::event::Event;
 use crate::journal::{Journal, Recovered};
 use crate::metrics::{Metrics, RouteMetrics};
@@ -139,6 +139,13 @@ impl Ingress {
                 .find(|r| r.id == route)
                 .and_then(|r| r.dedup.as_ref())
         })
+    }
+
+    /// Each route's dedup window, with the route's id.
+    pub fn dedup_stores(&self) -> impl Iterator<Item = (&str, &DedupStore)> {
+        self.routes
+            .values()
+            .filter_map(|route| Some((route.id.as_str(), route.dedup.as_ref()?)))
     }
 
     /// Handles one webhook request that arrived from `peer`.
@@ -256,7 +263,33 @@ impl Ingress {
         let claim = match &dedup_key {
             None => None,
             Some((store, key)) => match store.claim(key, &id, Instant::now()) {
-                Claim::New(guard) => Some(guard),
+                Claim::New(guard) => match guard.claim_shared().await {
+                    Ok(guard) => Some(guard),
+                    Err(SharedClaim::Duplicate(original)) => {
+                        route.duplicates.increment(1);
+                        tracing::info!(event_id = %original, route = %route.id, "duplicate delivery (seen by another router): answered with the original id");
+                        return accepted(&original);
+                    }
+                    Err(SharedClaim::Unavailable(error)) => {
+                        tracing::warn!(route = %route.id, %error, "the shared dedup window cannot be reached");
+                        return reply::retry_after(
+                            reply::error(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "the dedup window cannot be checked, retry later",
+                            ),
+                            QUEUE_FULL_RETRY_AFTER,
+                        );
+                    }
+                    Err(SharedClaim::InProgress | SharedClaim::New) => {
+                        return reply::retry_after(
+                            reply::error(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "a delivery with this id is being accepted, retry later",
+                            ),
+                            QUEUE_FULL_RETRY_AFTER,
+                        );
+                    }
+                },
                 Claim::Duplicate(original) => {
                     route.duplicates.increment(1);
                     tracing::info!(event_id = %original, route = %route.id, "duplicate delivery: answered with the original id");

@@ -33,6 +33,7 @@ pub mod event;
 pub mod ingress;
 pub mod journal;
 pub mod metrics;
+pub mod nats;
 pub mod plugin;
 pub mod queue;
 pub mod rate_limit;

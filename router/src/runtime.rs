@@ -10,10 +10,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
-use crate::config::FsyncMode;
-use crate::config::{Config, ConfigErrors};
-use crate::dead_letter::DeadLetter;
-use crate::dead_letter::DeadLetterStore;
+use crate::config::{Config, ConfigErrors, FsyncMode, QueueBackend};
+use crate::dead_letter::nats::NatsLetters;
+use crate::dead_letter::{DeadLetter, DeadLetterStore};
+use crate::dedup::nats::NatsWindow;
 use crate::deliver::{Deliverer, Destination, InvalidHeader};
 use crate::destinations::DestinationBoard;
 use crate::dispatch::Dispatcher;
@@ -21,7 +21,9 @@ use crate::event::Event;
 use crate::ingress::Ingress;
 use crate::journal::{Fsync, Journal, JournalError, JournalOptions, Recovered};
 use crate::metrics::Metrics;
+use crate::nats::{Nats, NatsError};
 use crate::plugin::load_chains;
+use crate::queue::nats::{NatsDestination, NatsQueue};
 use crate::queue::{DispatchQueue, Holds, JournalQueue, MemoryQueue, Progress, ResumedEvent};
 use crate::server::{ListenerSettings, StopTokens, serve};
 use crate::supervise::Supervisor;
@@ -55,6 +57,34 @@ pub enum StartError {
     /// The journal could not be opened.
     #[error("cannot open the journal: {0}")]
     Journal(JournalError),
+    /// The NATS backend could not be used.
+    #[error("{0}")]
+    Nats(NatsError),
+}
+
+/// Room in a NATS message for what it carries besides the body: the event's headers, route,
+/// path and the router's own fields.
+const NATS_MESSAGE_OVERHEAD: u64 = 64 * 1024;
+
+/// Shares the dead letters and every route's dedup window with the other routers on `nats`.
+async fn share_over_nats(
+    nats: &Nats,
+    config: &Config,
+    dead_letters: &Arc<DeadLetterStore>,
+    ingress: &Ingress,
+    destination_ids: &Arc<HashMap<String, usize>>,
+) -> Result<(), NatsError> {
+    let replicas = config.queue.replicas;
+    let ids = Arc::clone(destination_ids);
+    let letters = NatsLetters::open(nats, replicas, dead_letters, move |name| {
+        ids.get(name).copied()
+    })
+    .await?;
+    dead_letters.set_log(Arc::new(letters));
+    for (route, store) in ingress.dedup_stores() {
+        store.share(NatsWindow::open(nats, replicas, route, store.window()).await?);
+    }
+    Ok(())
 }
 
 /// What shutdown left behind.
@@ -183,7 +213,36 @@ impl Router {
             &metrics,
         ));
         let mut opened = None;
+        let mut nats = None;
         let queue: Arc<dyn DispatchQueue> = match config.queue.journal_dir() {
+            None if config.queue.backend == Some(QueueBackend::Nats) => {
+                let connection = Nats::connect(&config.queue)
+                    .await
+                    .map_err(StartError::Nats)?;
+                connection
+                    .check_payload(server.max_body_bytes.0, NATS_MESSAGE_OVERHEAD)
+                    .map_err(StartError::Nats)?;
+                let nats_destinations: Vec<NatsDestination> = destinations
+                    .iter()
+                    .map(|d| NatsDestination {
+                        name: d.name.clone(),
+                        max_attempts: d.retry.max_attempts.get(),
+                    })
+                    .collect();
+                let queue = NatsQueue::open(
+                    connection.clone(),
+                    &config.queue,
+                    &nats_destinations,
+                    capacity,
+                    metrics.clone(),
+                    Arc::clone(&holds),
+                )
+                .await
+                .map_err(StartError::Nats)?;
+                tracing::info!(url = %connection.url, stream = %connection.stream, "queue: NATS JetStream");
+                nats = Some(connection);
+                Arc::new(queue)
+            }
             None => Arc::new(MemoryQueue::new(
                 capacity,
                 metrics.clone(),
@@ -228,6 +287,11 @@ impl Router {
             journal.as_ref(),
             &metrics,
         );
+        if let Some(nats) = &nats {
+            share_over_nats(nats, config, &dead_letters, &ingress, &destination_ids)
+                .await
+                .map_err(StartError::Nats)?;
+        }
         if let Some((_, mut recovered, journal_queue, resumed)) = opened {
             resume(
                 &mut recovered,

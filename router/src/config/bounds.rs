@@ -148,6 +148,45 @@ bounded!(
     journal_max_bytes, "max_bytes": ByteSize = size(MIB, 16 * 1024 * 1024 * MIB)
 );
 bounded!(
+    /// `queue.ack_wait`: 1 s to 1 h.
+    nats_ack_wait, "ack_wait": HumanDuration = duration(SECOND, HOUR)
+);
+bounded!(
+    /// `queue.publish_timeout`: 10 ms to 1 min.
+    nats_publish_timeout, "publish_timeout": HumanDuration =
+        duration(Duration::from_millis(10), Duration::from_secs(60))
+);
+bounded!(
+    /// `queue.max_age`: 0 (no limit) to 10 000 days.
+    nats_max_age, "max_age": HumanDuration = duration(Duration::ZERO, Duration::from_secs(10_000 * 24 * 3600))
+);
+bounded!(
+    /// `queue.max_ack_pending`: 1 to 1 000 000 messages per destination.
+    nats_max_ack_pending, "max_ack_pending": NonZeroUsize = count_usize(1_000_000)
+);
+
+/// `queue.replicas`: 1 to 5 (JetStream's own limit).
+pub(crate) fn nats_replicas<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    count_usize(d, "replicas", 5).map(NonZeroUsize::get)
+}
+
+/// `queue.stream`: a JetStream stream name (letters, digits, `-` and `_`; at most 32).
+pub(crate) fn nats_stream<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let name = String::deserialize(d)?;
+    let valid = (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(name)
+    } else {
+        Err(D::Error::custom(format!(
+            "stream = {name:?}: a stream name is 1 to 32 letters, digits, '-' or '_'"
+        )))
+    }
+}
+
+bounded!(
     /// `server.header_read_timeout`: 100 ms to 1 h (a real client needs some time).
     header_read_timeout, "header_read_timeout": HumanDuration = duration(CLIENT_MIN, HOUR)
 );

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Acknowledge, DequeueFuture, DestinationId, DispatchQueue, EnqueueError, EnqueueFuture, Holding,
-    Holds, MemoryQueue, Progress, QueuedEvent, Receipt, Target, fresh_targets,
+    Holds, MemoryQueue, Progress, QueuedEvent, Receipt, Reported, Target, fresh_targets,
 };
 use crate::event::Event;
 use crate::journal::{Batch, Journal, Key, Recovered, Ticket, codec, space};
@@ -74,7 +74,7 @@ impl JournalAck {
 }
 
 impl Acknowledge for JournalAck {
-    fn progress(&self, progress: &[Progress]) {
+    fn progress(&self, progress: &[Progress]) -> Reported {
         self.progress_written
             .store(true, std::sync::atomic::Ordering::Relaxed);
         let mut batch = Batch::new();
@@ -87,6 +87,7 @@ impl Acknowledge for JournalAck {
             0,
         );
         self.journal.write_detached(batch);
+        Reported::Kept
     }
 
     fn ack(&self) {

@@ -69,6 +69,11 @@ impl MemoryQueue {
             .collect())
     }
 
+    /// Most events held at once.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// The destinations' caps.
     pub(crate) fn holds(&self) -> &Arc<Holds> {
         &self.holds

@@ -11,8 +11,13 @@
 //! its progress. This is the contract a distributed backend implements too: ack on final
 //! outcome, redeliver what was never acked.
 //!
-//! Backends: [`memory`] (in this process only: a bounded, lock-free MPMC channel) and
-//! [`journal`] (the same channel, over the write-ahead journal).
+//! A backend may also take an event back when an attempt failed ([`Reported::Returned`]): it
+//! hands the event out again when the next attempt is due, to this router or another, and
+//! dispatch lets its copy go. That is how a shared stream keeps retries in the stream.
+//!
+//! Backends: [`memory`] (in this process only: a bounded, lock-free MPMC channel),
+//! [`journal`] (the same channel, over the write-ahead journal) and [`nats`] (a NATS JetStream
+//! stream shared by several routers).
 //!
 //! Capacity counts every event the router *holds*, not only those waiting in the channel: an
 //! event keeps its [`Slot`] until its last delivery has finished (delivered or dead-lettered).
@@ -21,6 +26,7 @@
 mod holds;
 mod journal;
 mod memory;
+pub mod nats;
 
 pub use holds::{Holding, Holds};
 pub use journal::{JournalQueue, ResumedEvent};
@@ -72,10 +78,21 @@ pub struct QueuedEvent {
     pub receipt: Receipt,
 }
 
+/// What a backend did with a progress report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reported {
+    /// Recorded; dispatch keeps the event and makes the next attempt when it is due.
+    Kept,
+    /// The backend took the event back: it hands it out again when the next attempt is due
+    /// (to this router or another), and dispatch lets its copy go without acknowledging it.
+    Returned,
+}
+
 /// What a backend does with a held event's progress reports.
 pub trait Acknowledge: Send + Sync + std::fmt::Debug {
-    /// Records the progress of every destination of the event (not all final yet).
-    fn progress(&self, progress: &[Progress]);
+    /// Records the progress of every destination of the event (not all final yet), or takes
+    /// the event back until its next attempt is due.
+    fn progress(&self, progress: &[Progress]) -> Reported;
     /// Every destination is final: the queue lets the event go.
     fn ack(&self);
 }
@@ -111,13 +128,14 @@ impl Receipt {
     }
 
     /// Records where the destination at `position` stands; acknowledges the event once every
-    /// destination is final. Reports reach the backend in the order they are made.
-    pub fn record(&self, position: usize, progress: Progress) {
+    /// destination is final. Reports reach the backend in the order they are made. Says
+    /// whether the backend took the event back ([`Reported::Returned`]).
+    pub fn record(&self, position: usize, progress: Progress) -> Reported {
         if progress.done {
             self.holding.release(position);
         }
         let Some((ack, state)) = &self.state else {
-            return;
+            return Reported::Kept;
         };
         let mut state = state
             .lock()
@@ -128,8 +146,9 @@ impl Receipt {
         // Reported under the lock, so that two destinations' reports keep their order.
         if state.iter().all(|p| p.done) {
             ack.ack();
+            Reported::Kept
         } else {
-            ack.progress(&state);
+            ack.progress(&state)
         }
     }
 }

@@ -5,17 +5,22 @@
 //! always kept. Each letter has its own id, because one event fanned out to two destinations can
 //! fail at both.
 //!
-//! With a journal, every letter is also written there (key `DEAD_LETTER`) and deleted when it is
-//! replayed or evicted, so letters outlive a restart: [`DeadLetterStore::restore_from`] reads
-//! them back at start.
+//! With a [`LetterLog`] every letter is also written there and deleted when it is replayed or
+//! evicted, so letters outlive a restart: the journal (key `DEAD_LETTER`,
+//! [`DeadLetterStore::restore_from`] reads them back at start), or a NATS key-value bucket
+//! shared by every router ([`nats`]: each router mirrors the bucket, so any of them lists and
+//! replays a letter another made).
+
+pub mod nats;
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, unix_millis};
+use crate::journal::codec::CodecError;
 use crate::journal::{Batch, Journal, Key, Recovered, codec, space};
 use crate::metrics::Metrics;
 use crate::queue::DestinationId;
@@ -104,7 +109,73 @@ pub struct DeadLetterStore {
     capacity: usize,
     max_bytes: usize,
     metrics: Metrics,
-    journal: Option<Journal>,
+    log: OnceLock<Arc<dyn LetterLog>>,
+}
+
+/// Where letters are kept beyond this process's memory.
+pub trait LetterLog: Send + Sync + std::fmt::Debug {
+    /// Stores a new letter; returns the key it is stored under (0 where letters are keyed by
+    /// their id).
+    fn put(&self, letter: &DeadLetter) -> u64;
+    /// Forgets letters, each given by its key and id (evicted, or queued again by a replay).
+    fn delete(&self, letters: &[(u64, String)]);
+}
+
+/// The journal as a [`LetterLog`]: one `DEAD_LETTER` record per letter.
+#[derive(Debug)]
+struct JournalLetters(Journal);
+
+impl LetterLog for JournalLetters {
+    fn put(&self, letter: &DeadLetter) -> u64 {
+        let id = self.0.next_id();
+        let mut batch = Batch::new();
+        batch.put(key(id), &encode(letter), 0);
+        self.0.write_detached(batch);
+        id
+    }
+
+    fn delete(&self, letters: &[(u64, String)]) {
+        let mut batch = Batch::new();
+        for (id, _) in letters {
+            batch.delete(key(*id));
+        }
+        if !batch.is_empty() {
+            self.0.write_detached(batch);
+        }
+    }
+}
+
+/// A letter as a log stores it: its head, then the event.
+pub(crate) fn encode(letter: &DeadLetter) -> Vec<u8> {
+    let head = LetterHead {
+        id: letter.id.clone(),
+        destination: letter.destination_name.clone(),
+        attempts: letter.attempts,
+        last_status: letter.last_status,
+        last_error: letter.last_error.clone(),
+        failed_at_ms: unix_millis(letter.failed_at),
+    };
+    let mut value = Vec::new();
+    codec::encode(&head, &letter.event, &mut value);
+    value
+}
+
+/// Reads a letter [`encode`] wrote; `resolve` gives a destination's id by name.
+pub(crate) fn decode(
+    value: &[u8],
+    resolve: impl Fn(&str) -> Option<DestinationId>,
+) -> Result<DeadLetter, CodecError> {
+    let (head, event) = codec::decode::<LetterHead>(value)?;
+    Ok(DeadLetter {
+        id: head.id,
+        event,
+        destination: resolve(&head.destination),
+        destination_name: head.destination,
+        attempts: head.attempts,
+        last_status: head.last_status,
+        last_error: head.last_error,
+        failed_at: UNIX_EPOCH + Duration::from_millis(head.failed_at_ms),
+    })
 }
 
 /// The letters, oldest first, each with its journal key, and the bytes they hold.
@@ -150,13 +221,23 @@ impl DeadLetterStore {
         metrics: Metrics,
         journal: Option<Journal>,
     ) -> Self {
+        let log = OnceLock::new();
+        if let Some(journal) = journal {
+            let _ = log.set(Arc::new(JournalLetters(journal)) as Arc<dyn LetterLog>);
+        }
         Self {
             held: Mutex::new(Held::default()),
             capacity,
             max_bytes,
             metrics,
-            journal,
+            log,
         }
+    }
+
+    /// Keeps letters in `log` from now on, if the store has no log yet (none was given to
+    /// [`DeadLetterStore::new`]). Says whether it was set.
+    pub fn set_log(&self, log: Arc<dyn LetterLog>) -> bool {
+        self.log.set(log).is_ok()
     }
 
     /// Reads back the letters `recovered` holds (at start), oldest first; `resolve` gives a
@@ -168,18 +249,8 @@ impl DeadLetterStore {
     ) -> usize {
         let mut count = 0;
         for (id, value) in recovered.take_space(space::DEAD_LETTER) {
-            match codec::decode::<LetterHead>(&value) {
-                Ok((head, event)) => {
-                    let letter = DeadLetter {
-                        id: head.id,
-                        event,
-                        destination: resolve(&head.destination),
-                        destination_name: head.destination,
-                        attempts: head.attempts,
-                        last_status: head.last_status,
-                        last_error: head.last_error,
-                        failed_at: UNIX_EPOCH + Duration::from_millis(head.failed_at_ms),
-                    };
+            match decode(&value, &resolve) {
+                Ok(letter) => {
                     self.insert(id, letter);
                     count += 1;
                 }
@@ -194,34 +265,34 @@ impl DeadLetterStore {
 
     /// Adds a letter, evicting the oldest ones while the store would be over a bound.
     pub fn push(&self, letter: DeadLetter) {
-        let id = match &self.journal {
-            Some(journal) => {
-                let id = journal.next_id();
-                let head = LetterHead {
-                    id: letter.id.clone(),
-                    destination: letter.destination_name.clone(),
-                    attempts: letter.attempts,
-                    last_status: letter.last_status,
-                    last_error: letter.last_error.clone(),
-                    failed_at_ms: unix_millis(letter.failed_at),
-                };
-                let mut value = Vec::new();
-                codec::encode(&head, &letter.event, &mut value);
-                let mut batch = Batch::new();
-                batch.put(key(id), &value, 0);
-                journal.write_detached(batch);
-                id
-            }
-            None => 0,
-        };
+        let id = self.log.get().map_or(0, |log| log.put(&letter));
         self.insert(id, letter);
     }
 
-    /// Adds a letter already journaled under `id`, evicting as [`DeadLetterStore::push`] does.
+    /// Adds a letter another router stored in the shared log (unless it is here already).
+    pub fn mirror_put(&self, letter: DeadLetter) {
+        if self.lock().letters.iter().any(|(_, l)| l.id == letter.id) {
+            return;
+        }
+        self.insert(0, letter);
+    }
+
+    /// Forgets a letter another router replayed or evicted from the shared log.
+    pub fn mirror_delete(&self, id: &str) {
+        let mut held = self.lock();
+        if let Some(index) = held.letters.iter().position(|(_, l)| l.id == id)
+            && let Some((_, letter)) = held.letters.remove(index)
+        {
+            held.bytes = held.bytes.saturating_sub(letter.bytes());
+            self.metrics.set_dead_letters(held.letters.len());
+        }
+    }
+
+    /// Adds a letter already logged under `id`, evicting as [`DeadLetterStore::push`] does.
     fn insert(&self, id: u64, letter: DeadLetter) {
         let mut held = self.lock();
         let size = letter.bytes();
-        let mut evicted_keys = Batch::new();
+        let mut evicted_keys = Vec::new();
         while !held.letters.is_empty()
             && (held.letters.len() >= self.capacity
                 || held.bytes.saturating_add(size) > self.max_bytes)
@@ -229,7 +300,7 @@ impl DeadLetterStore {
             let Some((evicted_id, evicted)) = held.letters.pop_front() else {
                 break;
             };
-            evicted_keys.delete(key(evicted_id));
+            evicted_keys.push((evicted_id, evicted.id.clone()));
             held.bytes = held.bytes.saturating_sub(evicted.bytes());
             self.metrics.dead_letter_evictions().increment(1);
             tracing::warn!(
@@ -242,8 +313,10 @@ impl DeadLetterStore {
         held.letters.push_back((id, letter));
         self.metrics.set_dead_letters(held.letters.len());
         drop(held);
-        if let Some(journal) = &self.journal {
-            journal.write_detached(evicted_keys);
+        if let Some(log) = self.log.get()
+            && !evicted_keys.is_empty()
+        {
+            log.delete(&evicted_keys);
         }
     }
 
@@ -268,10 +341,8 @@ impl DeadLetterStore {
 
     /// Forgets a taken letter for good: it was queued again.
     pub fn replayed(&self, taken: &Taken) {
-        if let Some(journal) = &self.journal {
-            let mut batch = Batch::new();
-            batch.delete(key(taken.key));
-            journal.write_detached(batch);
+        if let Some(log) = self.log.get() {
+            log.delete(&[(taken.key, taken.letter.id.clone())]);
         }
     }
 

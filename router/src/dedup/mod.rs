@@ -17,9 +17,17 @@
 //! With a journal, each committed id is also written there (key `DEDUP`, expiring with the
 //! window), so a delivery id seen before a restart is still a duplicate after it:
 //! [`restore_dedup`] reads them back at start.
+//!
+//! Several routers on one NATS JetStream share a [`SharedWindow`] ([`nats`]: a key-value bucket
+//! whose entries expire with the window): an id claimed on one router is a duplicate (or in
+//! progress) on every other.
+
+pub mod nats;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use http::HeaderMap;
@@ -95,6 +103,32 @@ impl DedupKey {
     }
 }
 
+/// What the shared window said of an id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharedClaim {
+    /// Nobody had it: it is claimed for this request now.
+    New,
+    /// It was accepted (on any router) within the window, as this event.
+    Duplicate(String),
+    /// A request with this id is being accepted right now (on any router).
+    InProgress,
+    /// The shared window cannot be reached: the request cannot be checked.
+    Unavailable(String),
+}
+
+/// A future of a [`SharedClaim`].
+pub type SharedClaimFuture<'a> = Pin<Box<dyn Future<Output = SharedClaim> + Send + 'a>>;
+
+/// A dedup window shared by several routers (one route's).
+pub trait SharedWindow: Send + Sync + std::fmt::Debug {
+    /// Claims `key` for `event_id`, or says who has it.
+    fn claim<'a>(&'a self, key: &'a str, event_id: &'a str) -> SharedClaimFuture<'a>;
+    /// Keeps the claim: its request was accepted.
+    fn commit(&self, key: &str, event_id: &str);
+    /// Gives the claim up: its request was not accepted.
+    fn release(&self, key: &str, event_id: &str);
+}
+
 /// What a claim found.
 #[derive(Debug)]
 pub enum Claim<'a> {
@@ -114,11 +148,31 @@ pub struct ClaimGuard<'a> {
     key: String,
     event_id: String,
     committed: bool,
+    /// The shared window the id is also claimed in, once it is.
+    shared: Option<Arc<dyn SharedWindow>>,
 }
 
 impl ClaimGuard<'_> {
+    /// Claims the id in the route's shared window too, if it has one: on `New` the guard
+    /// commits or releases it there as well; any other answer releases the local claim.
+    pub async fn claim_shared(mut self) -> Result<Self, SharedClaim> {
+        let Some(shared) = self.store.shared.get().cloned() else {
+            return Ok(self);
+        };
+        match shared.claim(&self.key, &self.event_id).await {
+            SharedClaim::New => {
+                self.shared = Some(shared);
+                Ok(self)
+            }
+            other => Err(other),
+        }
+    }
+
     /// Keeps the id: its request was accepted.
     pub fn commit(mut self) {
+        if let Some(shared) = &self.shared {
+            shared.commit(&self.key, &self.event_id);
+        }
         let mut inner = self.store.lock();
         if let Some(entry) = inner.entries.get_mut(&self.key)
             && entry.event_id == self.event_id
@@ -151,6 +205,9 @@ impl ClaimGuard<'_> {
 impl Drop for ClaimGuard<'_> {
     fn drop(&mut self) {
         if !self.committed {
+            if let Some(shared) = &self.shared {
+                shared.release(&self.key, &self.event_id);
+            }
             let mut inner = self.store.lock();
             if inner
                 .entries
@@ -196,6 +253,8 @@ pub struct DedupStore {
     inner: Mutex<Inner>,
     /// The journal committed ids are written to, and this store's route id.
     journal: Option<(Journal, String)>,
+    /// The window shared with other routers, if any.
+    shared: OnceLock<Arc<dyn SharedWindow>>,
 }
 
 impl DedupStore {
@@ -207,7 +266,18 @@ impl DedupStore {
             capacity: capacity.max(1),
             inner: Mutex::new(Inner::default()),
             journal: None,
+            shared: OnceLock::new(),
         }
+    }
+
+    /// Shares the window with other routers through `shared` (set once, at start).
+    pub fn share(&self, shared: Arc<dyn SharedWindow>) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// How long ids are remembered.
+    pub fn window(&self) -> Duration {
+        self.window
     }
 
     /// Also writes committed ids to `journal`, under route `route`.
@@ -272,6 +342,7 @@ impl DedupStore {
             key: id.to_owned(),
             event_id: event_id.to_owned(),
             committed: false,
+            shared: None,
         })
     }
 

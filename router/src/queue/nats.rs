@@ -1,0 +1,552 @@
+//! The NATS JetStream backend (`backend = "nats"`): one stream shared by every router on it.
+//!
+//! - **Enqueue** publishes one message per destination of the event to
+//!   `<stream>.deliver.<destination>` and resolves once JetStream has stored every one (its
+//!   publish ack), or fails after `publish_timeout` (ingress answers 503 + `Retry-After`). The
+//!   message id (`Nats-Msg-Id`) is `<event id>.<destination>.<nonce>`: a publish the client
+//!   sends again after a reconnect is stored once.
+//! - **Dequeue**: one durable pull consumer per destination, shared by every router, so each
+//!   message goes to one router. A fetch task per destination pulls as many messages as this
+//!   router has room for (`queue_capacity`, the destination's `max_held`) into the local
+//!   channel dispatch reads from.
+//! - **Outcomes**: a final outcome (delivered, dead-lettered) acks the message; a failed
+//!   attempt naks it with the backoff as its delay ([`Reported::Returned`]): the stream hands it
+//!   out again when the retry is due, to any router, and the number of times JetStream has
+//!   delivered it is the attempt count (`max_attempts` + 1 is the consumer's `max_deliver`).
+//!   While a router holds a message (an attempt in flight, a circuit open) it tells JetStream
+//!   it is still working on it every third of `ack_wait`; a router that dies stops doing so,
+//!   and its messages go to the other routers after `ack_wait`. A router that stops naks what
+//!   it holds, so that the others take it at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{self, pull};
+use async_nats::jetstream::message::{AckKind, Acker};
+use async_nats::jetstream::stream;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Acknowledge, DequeueFuture, DestinationId, DispatchQueue, EnqueueError, EnqueueFuture, Holding,
+    Holds, MemoryQueue, Progress, QueuedEvent, Receipt, Reported, Target,
+};
+use crate::config::QueueConfig;
+use crate::event::Event;
+use crate::journal::codec;
+use crate::metrics::Metrics;
+use crate::nats::{Nats, NatsError, Outbox};
+
+/// Most messages one pull asks for.
+const BATCH: usize = 256;
+/// How long one pull waits for messages before asking again.
+const PULL_EXPIRES: Duration = Duration::from_secs(2);
+/// Pause after a failed pull (server away) or while the router has no room.
+const PULL_PAUSE: Duration = Duration::from_millis(250);
+const ROOM_PAUSE: Duration = Duration::from_millis(10);
+/// How long JetStream remembers message ids to drop a publish sent twice.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// What a message holds besides the event.
+#[derive(Debug, Serialize, Deserialize)]
+struct MessageHead {
+    /// The destination's name (the subject says it too; kept for whoever reads the stream).
+    destination: String,
+}
+
+/// One destination as the backend needs it.
+#[derive(Debug, Clone)]
+pub struct NatsDestination {
+    /// Its name.
+    pub name: String,
+    /// Its `retry.max_attempts` (the consumer's `max_deliver` is one more).
+    pub max_attempts: u32,
+}
+
+/// The JetStream-backed dispatch queue.
+#[derive(Debug)]
+pub struct NatsQueue {
+    /// Events fetched from the stream and held by this router, on their way to dispatch.
+    local: MemoryQueue,
+    nats: Nats,
+    /// Subjects by destination id.
+    subjects: Vec<String>,
+    publish_timeout: Duration,
+    /// Stops the fetch and progress tasks.
+    stop: CancellationToken,
+}
+
+/// The handle that acknowledges one message (shared by its receipt and the keep-alive).
+#[derive(Clone)]
+struct AckHandle(Arc<Acker>);
+
+impl std::fmt::Debug for AckHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AckHandle")
+    }
+}
+
+/// Messages this router holds, by a local key: what progress reports go to.
+type HeldMessages = Arc<Mutex<HashMap<u64, AckHandle>>>;
+
+/// Reports on one held message.
+#[derive(Debug)]
+struct NatsAck {
+    acker: AckHandle,
+    key: u64,
+    held: HeldMessages,
+    outbox: Outbox,
+    settled: AtomicBool,
+}
+
+impl NatsAck {
+    /// Sends the message's one final word (ack, nak), once.
+    fn settle(&self, kind: AckKind) {
+        if self.settled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
+        let acker = self.acker.clone();
+        self.outbox.send(async move {
+            if let Err(error) = acker.0.ack_with(kind).await {
+                tracing::warn!(%error, ?kind, "NATS: could not acknowledge a message; it will be delivered again after ack_wait");
+            }
+        });
+    }
+}
+
+impl Acknowledge for NatsAck {
+    fn progress(&self, progress: &[Progress]) -> Reported {
+        let due = progress
+            .iter()
+            .filter(|p| !p.done)
+            .map(|p| p.next_attempt_ms)
+            .min()
+            .unwrap_or(0);
+        let delay = Duration::from_millis(due.saturating_sub(crate::journal::now_ms()));
+        self.settle(AckKind::Nak(Some(delay)));
+        Reported::Returned
+    }
+
+    fn ack(&self) {
+        self.settle(AckKind::Ack);
+    }
+}
+
+impl Drop for NatsAck {
+    fn drop(&mut self) {
+        // Not final here (the router stops): another router may take it now.
+        self.settle(AckKind::Nak(None));
+    }
+}
+
+impl NatsQueue {
+    /// Creates (or checks) the stream and each destination's consumer, and starts fetching.
+    /// `capacity` and `holds` bound what this router holds at once.
+    pub async fn open(
+        nats: Nats,
+        config: &QueueConfig,
+        destinations: &[NatsDestination],
+        capacity: usize,
+        metrics: Metrics,
+        holds: Arc<Holds>,
+    ) -> Result<NatsQueue, NatsError> {
+        let stream = ensure_stream(&nats, config).await?;
+        let local = MemoryQueue::new(capacity, metrics, holds);
+        let stop = CancellationToken::new();
+        let held: HeldMessages = Arc::default();
+        let keys = Arc::new(AtomicU64::new(0));
+        let mut subjects = Vec::with_capacity(destinations.len());
+        for (id, destination) in destinations.iter().enumerate() {
+            let subject = nats.subject(&destination.name);
+            let consumer = ensure_consumer(&stream, config, destination, &subject).await?;
+            subjects.push(subject);
+            let fetch = Fetch {
+                consumer,
+                destination: id,
+                name: destination.name.clone(),
+                local: local.clone(),
+                held: Arc::clone(&held),
+                keys: Arc::clone(&keys),
+                outbox: nats.outbox.clone(),
+            };
+            tokio::spawn(fetch.run(stop.clone()));
+        }
+        tokio::spawn(keep_alive(
+            held,
+            config.ack_wait.0 / 3,
+            nats.outbox.clone(),
+            stop.clone(),
+        ));
+        Ok(NatsQueue {
+            local,
+            nats,
+            subjects,
+            publish_timeout: config.publish_timeout.0,
+            stop,
+        })
+    }
+
+    /// Publishes every (event, destination) pair and waits for JetStream to store them all.
+    async fn publish(&self, events: Vec<(Event, Vec<DestinationId>)>) -> Result<(), EnqueueError> {
+        if self.stop.is_cancelled() {
+            return Err(EnqueueError::Closed);
+        }
+        let nonce = fastrand::u64(..);
+        let mut acks = Vec::new();
+        let published = async {
+            for (event, destinations) in &events {
+                for &destination in destinations {
+                    let Some(subject) = self.subjects.get(destination) else {
+                        continue;
+                    };
+                    let name = subject.rsplit('.').next().unwrap_or_default().to_owned();
+                    let mut payload = Vec::with_capacity(event.body.len() + 256);
+                    codec::encode(
+                        &MessageHead {
+                            destination: name.clone(),
+                        },
+                        event,
+                        &mut payload,
+                    );
+                    let publish = async_nats::jetstream::message::PublishMessage::build()
+                        .payload(payload.into())
+                        .message_id(format!("{}.{name}.{nonce:x}", event.id));
+                    let ack = self
+                        .nats
+                        .jetstream
+                        .send_publish(subject.clone(), publish)
+                        .await
+                        .map_err(publish_error)?;
+                    acks.push(ack);
+                }
+            }
+            for ack in acks {
+                ack.await.map_err(publish_error)?;
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(self.publish_timeout, published).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(EnqueueError::Storage(format!(
+                "NATS did not store the event within publish_timeout ({})",
+                humantime::format_duration(self.publish_timeout)
+            ))),
+        }
+    }
+}
+
+/// What a failed publish means for the sender.
+fn publish_error(error: impl std::fmt::Display) -> EnqueueError {
+    let text = error.to_string();
+    if text.contains("maximum bytes") || text.contains("maximum messages") {
+        EnqueueError::NoSpace
+    } else {
+        EnqueueError::Storage(format!("NATS: {text}"))
+    }
+}
+
+/// The stream config the router wants.
+fn stream_config(nats: &Nats, config: &QueueConfig) -> stream::Config {
+    stream::Config {
+        name: nats.stream.clone(),
+        subjects: vec![format!("{}.deliver.>", nats.stream)],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        num_replicas: config.replicas,
+        max_age: config.max_age.0,
+        max_bytes: i64::try_from(config.max_bytes.0).unwrap_or(i64::MAX),
+        discard: stream::DiscardPolicy::New,
+        duplicate_window: DUPLICATE_WINDOW,
+        ..stream::Config::default()
+    }
+}
+
+/// Creates the stream, or checks the one there and brings its limits up to date.
+async fn ensure_stream(nats: &Nats, config: &QueueConfig) -> Result<stream::Stream, NatsError> {
+    let wanted = stream_config(nats, config);
+    let setup = |cause: String| NatsError::Setup {
+        what: format!("stream {:?}", nats.stream),
+        cause,
+    };
+    match nats.jetstream.get_stream(&nats.stream).await {
+        Ok(mut existing) => {
+            let info = existing.info().await.map_err(|e| setup(e.to_string()))?;
+            let have = &info.config;
+            let subject = &wanted.subjects[0];
+            if have.retention != stream::RetentionPolicy::WorkQueue {
+                return Err(NatsError::Incompatible {
+                    stream: nats.stream.clone(),
+                    why: format!(
+                        "its retention is {:?}, the router needs WorkQueue (delete the stream or \
+                         choose another `stream` name)",
+                        have.retention
+                    ),
+                });
+            }
+            if !have.subjects.iter().any(|s| s == subject) {
+                return Err(NatsError::Incompatible {
+                    stream: nats.stream.clone(),
+                    why: format!(
+                        "its subjects are {:?}, the router needs {subject:?}",
+                        have.subjects
+                    ),
+                });
+            }
+            let limits_differ = have.max_age != wanted.max_age
+                || have.max_bytes != wanted.max_bytes
+                || have.num_replicas != wanted.num_replicas;
+            if limits_differ {
+                tracing::info!(stream = %nats.stream, "NATS: updating the stream's max_age, max_bytes and replicas to the config's");
+                let mut update = have.clone();
+                update.max_age = wanted.max_age;
+                update.max_bytes = wanted.max_bytes;
+                update.num_replicas = wanted.num_replicas;
+                nats.jetstream
+                    .update_stream(update)
+                    .await
+                    .map_err(|e| setup(e.to_string()))?;
+            }
+            Ok(existing)
+        }
+        Err(error) if is_not_found(&error) => nats
+            .jetstream
+            .create_stream(wanted)
+            .await
+            .map_err(|e| setup(e.to_string())),
+        Err(error) => Err(setup(error.to_string())),
+    }
+}
+
+fn is_not_found(error: &async_nats::jetstream::context::GetStreamError) -> bool {
+    matches!(
+        error.kind(),
+        async_nats::jetstream::context::GetStreamErrorKind::JetStream(e)
+            if e.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
+}
+
+/// Creates (or updates) the durable consumer that delivers to `destination`.
+async fn ensure_consumer(
+    stream: &stream::Stream,
+    config: &QueueConfig,
+    destination: &NatsDestination,
+    subject: &str,
+) -> Result<consumer::Consumer<pull::Config>, NatsError> {
+    let name = Nats::consumer(&destination.name);
+    let wanted = pull::Config {
+        durable_name: Some(name.clone()),
+        filter_subject: subject.to_owned(),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: config.ack_wait.0,
+        max_deliver: i64::from(destination.max_attempts).saturating_add(1),
+        max_ack_pending: i64::try_from(config.max_ack_pending.get()).unwrap_or(i64::MAX),
+        deliver_policy: consumer::DeliverPolicy::All,
+        ..pull::Config::default()
+    };
+    // Creating a durable consumer that exists with other settings updates those JetStream lets
+    // change (ack_wait, max_deliver, max_ack_pending); it fails only if the filter differs.
+    stream
+        .create_consumer(wanted)
+        .await
+        .map_err(|e| NatsError::Setup {
+            what: format!("consumer {name:?} (destination {:?})", destination.name),
+            cause: e.to_string(),
+        })
+}
+
+/// Pulls one destination's messages into the local channel while the router has room.
+struct Fetch {
+    consumer: consumer::Consumer<pull::Config>,
+    destination: DestinationId,
+    name: String,
+    local: MemoryQueue,
+    held: HeldMessages,
+    keys: Arc<AtomicU64>,
+    outbox: Outbox,
+}
+
+impl Fetch {
+    async fn run(self, stop: CancellationToken) {
+        let mut failing = false;
+        while !stop.is_cancelled() {
+            let room = self.room();
+            if room == 0 {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(ROOM_PAUSE) => continue,
+                }
+            }
+            let batch = self
+                .consumer
+                .batch()
+                .max_messages(room)
+                .expires(PULL_EXPIRES)
+                .messages()
+                .await;
+            let mut batch = match batch {
+                Ok(batch) => batch,
+                Err(error) => {
+                    if !failing {
+                        tracing::warn!(destination = %self.name, %error, "NATS: cannot pull messages; trying again");
+                        failing = true;
+                    }
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(PULL_PAUSE) => continue,
+                    }
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    () = stop.cancelled() => None,
+                    next = batch.next() => next,
+                };
+                match next {
+                    Some(Ok(message)) => {
+                        if failing {
+                            tracing::info!(destination = %self.name, "NATS: pulling messages again");
+                            failing = false;
+                        }
+                        self.take(message);
+                    }
+                    Some(Err(error)) => {
+                        tracing::debug!(destination = %self.name, %error, "NATS: pull ended");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// How many more of this destination's events the router may hold now.
+    fn room(&self) -> usize {
+        let holds = self.local.holds();
+        let for_destination = holds
+            .limit(self.destination)
+            .saturating_sub(holds.held(self.destination));
+        let overall = self.local.capacity().saturating_sub(self.local.held());
+        for_destination.min(overall).min(BATCH)
+    }
+
+    /// Hands one pulled message to dispatch.
+    fn take(&self, message: async_nats::jetstream::Message) {
+        let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
+        let (message, acker) = message.split();
+        let acker = AckHandle(Arc::new(acker));
+        let event = match codec::decode::<MessageHead>(&message.payload) {
+            Ok((_, event)) => event,
+            Err(error) => {
+                tracing::error!(destination = %self.name, %error, subject = %message.subject, "NATS: a message does not decode; terminated");
+                self.outbox.send(async move {
+                    let _ = acker.0.ack_with(AckKind::Term).await;
+                });
+                return;
+            }
+        };
+        // The room was counted before the pull; a pull never asks for more than it.
+        self.local.reserve(1, true);
+        let slot = self.local.slot();
+        let holds = self.local.holds();
+        let _ = holds.reserve(&[self.destination], true);
+        let holding = Holding::new(holds, vec![Some(self.destination)]);
+        let key = self.keys.fetch_add(1, Ordering::Relaxed);
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, acker.clone());
+        let progress = Progress {
+            attempts: u32::try_from(delivered.saturating_sub(1)).unwrap_or(u32::MAX),
+            next_attempt_ms: 0,
+            done: false,
+        };
+        let ack = NatsAck {
+            acker,
+            key,
+            held: Arc::clone(&self.held),
+            outbox: self.outbox.clone(),
+            settled: AtomicBool::new(false),
+        };
+        let queued = QueuedEvent {
+            event,
+            targets: vec![Target {
+                position: 0,
+                destination: self.destination,
+                progress,
+            }],
+            receipt: Receipt::new(Some(Box::new(ack)), vec![progress], slot, holding),
+        };
+        // Closed only at shutdown: the receipt's drop naks the message for another router.
+        let _ = self.local.send(queued);
+    }
+}
+
+/// Tells JetStream every `every` that this router still works on the messages it holds.
+async fn keep_alive(held: HeldMessages, every: Duration, outbox: Outbox, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval(every.max(Duration::from_millis(100)));
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let ackers: Vec<AckHandle> = held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        if ackers.is_empty() {
+            continue;
+        }
+        outbox.send(async move {
+            for acker in ackers {
+                let _ = acker.0.ack_with(AckKind::Progress).await;
+            }
+        });
+    }
+}
+
+impl DispatchQueue for NatsQueue {
+    fn enqueue(&self, event: Event, destinations: Vec<DestinationId>) -> EnqueueFuture<'_> {
+        Box::pin(self.publish(vec![(event, destinations)]))
+    }
+
+    fn enqueue_all(&self, events: Vec<(Event, Vec<DestinationId>)>) -> EnqueueFuture<'_> {
+        // JetStream stores each message on its own: a failure part way leaves the stored ones
+        // to be delivered, and the sender's retry may deliver them twice (at least once).
+        Box::pin(self.publish(events))
+    }
+
+    fn dequeue(&self) -> DequeueFuture<'_> {
+        self.local.dequeue()
+    }
+
+    fn held(&self) -> usize {
+        self.local.held()
+    }
+
+    fn queued(&self) -> usize {
+        self.local.queued()
+    }
+
+    fn drain(&self) -> Vec<QueuedEvent> {
+        self.local.drain()
+    }
+
+    fn close(&self) {
+        self.stop.cancel();
+        self.local.close();
+    }
+
+    fn durable(&self) -> bool {
+        true
+    }
+}
