@@ -4,6 +4,7 @@
 
 pub mod bare;
 pub mod load;
+pub mod nats;
 pub mod process;
 pub mod process_stats;
 pub mod signing;

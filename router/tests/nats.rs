@@ -1,0 +1,497 @@
+//! Several routers on one NATS JetStream (`backend = "nats"`), tested with a real `nats-server`
+//! started for each test on a free port: two routers share the work, one is killed (SIGKILL)
+//! mid-load, the server is stopped for 5 s under load, a delivery id is a duplicate across
+//! routers, and a dead letter made by one router is replayed through the other. Each counts
+//! what was 202'd against what the sink received.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use webhook_router_tests::nats::NatsServer;
+use webhook_router_tests::test_router::metric_value;
+use webhook_router_tests::{Received, Reply, RouterProcess, Sink};
+
+/// Patience for what should take a few seconds on a busy 2-core machine.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// How the sink answers, switched while a test runs.
+const OK: u8 = 0;
+const SLOW: u8 = 1;
+const REJECT: u8 = 2;
+
+async fn switchable_sink(mode: &Arc<AtomicU8>) -> Sink {
+    let mode = Arc::clone(mode);
+    Sink::start(move |_| match mode.load(Ordering::Acquire) {
+        SLOW => Reply {
+            delay: Some(Duration::from_millis(20)),
+            ..Reply::ok()
+        },
+        REJECT => Reply::status(400),
+        _ => Reply::ok(),
+    })
+    .await
+}
+
+/// A fresh directory for test `name` (the NATS store, the routers' configs).
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("nats")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create test dir");
+    dir
+}
+
+/// Writes router `n`'s config: `/hooks` to `sink` over the NATS at `url`; deliveries carry
+/// `x-router: n`. `route` lines are added to the route.
+fn write_config(dir: &Path, n: usize, url: &str, sink: &Sink, queue: &str, route: &str) -> PathBuf {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         max_body_bytes = \"256KiB\"\nshutdown_grace = \"2s\"\n\
+         [queue]\nbackend = \"nats\"\nurl = \"{url}\"\nack_wait = \"2s\"\n{queue}\n\
+         [destinations.sink]\nurl = \"{}\"\ntimeout = \"30s\"\nmax_in_flight = 8\n\
+         headers = {{ x-router = \"{n}\" }}\n\
+         retry = {{ max_attempts = 5, initial_backoff = \"50ms\", max_backoff = \"200ms\" }}\n\
+         [[routes]]\nid = \"hooks\"\npath = \"/hooks\"\ndestinations = [\"sink\"]\n{route}\n",
+        sink.url("/in"),
+    );
+    let path = dir.join(format!("router{n}.toml"));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn start(config: &Path) -> RouterProcess {
+    RouterProcess::start(Path::new(env!("CARGO_BIN_EXE_webhook-router")), config)
+}
+
+/// A NATS server, a sink answering as `mode`, and two routers on them.
+struct Setup {
+    _dir: PathBuf,
+    nats: NatsServer,
+    mode: Arc<AtomicU8>,
+    sink: Sink,
+    routers: Vec<RouterProcess>,
+}
+
+async fn setup(name: &str, mode: u8, queue: &str, route: &str) -> Setup {
+    let dir = fresh_dir(name);
+    let nats = NatsServer::start(&dir.join("nats"));
+    let mode = Arc::new(AtomicU8::new(mode));
+    let sink = switchable_sink(&mode).await;
+    let routers = (1..=2)
+        .map(|n| start(&write_config(&dir, n, &nats.url(), &sink, queue, route)))
+        .collect();
+    Setup {
+        _dir: dir,
+        nats,
+        mode,
+        sink,
+        routers,
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(PATIENCE)
+        .build()
+        .expect("client")
+}
+
+/// A JSON body of about 1 KiB carrying the number `n`.
+fn body(n: u64) -> String {
+    format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(1000))
+}
+
+fn number(received: &Received) -> u64 {
+    let value: serde_json::Value = serde_json::from_slice(&received.body).expect("json body");
+    value["n"].as_u64().expect("n")
+}
+
+/// Posts bodies `numbers`, alternately to each of `ingresses`, `concurrency` at a time; each
+/// number with the status it got (0: no answer).
+async fn post_all(
+    ingresses: &[String],
+    numbers: std::ops::Range<u64>,
+    concurrency: usize,
+) -> Vec<(u64, u16)> {
+    let client = client();
+    futures_util::stream::iter(numbers)
+        .map(|n| {
+            let client = client.clone();
+            let url = format!(
+                "http://{}/hooks",
+                ingresses[usize::try_from(n).expect("n") % ingresses.len()]
+            );
+            async move {
+                let answer = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body(n))
+                    .send()
+                    .await;
+                (n, answer.map(|a| a.status().as_u16()).unwrap_or(0))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
+fn accepted(answers: &[(u64, u16)]) -> BTreeSet<u64> {
+    answers
+        .iter()
+        .filter(|(_, status)| *status == 202)
+        .map(|(n, _)| *n)
+        .collect()
+}
+
+/// Deliveries per body number.
+fn deliveries(sink: &Sink) -> BTreeMap<u64, usize> {
+    let mut counts = BTreeMap::new();
+    for received in sink.delivered() {
+        *counts.entry(number(&received)).or_default() += 1;
+    }
+    counts
+}
+
+/// Waits until every number in `wanted` was delivered; the deliveries per number.
+async fn wait_delivered(sink: &Sink, wanted: &BTreeSet<u64>) -> BTreeMap<u64, usize> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let counts = deliveries(sink);
+        if wanted.iter().all(|n| counts.contains_key(n)) || tokio::time::Instant::now() > deadline {
+            return counts;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asserts that every number in `wanted` was delivered; returns the extra deliveries.
+fn assert_all_delivered(wanted: &BTreeSet<u64>, counts: &BTreeMap<u64, usize>) -> usize {
+    let lost: Vec<_> = wanted.iter().filter(|n| !counts.contains_key(n)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} accepted events never delivered: {lost:?}",
+        lost.len()
+    );
+    counts.values().map(|&c| c - 1).sum()
+}
+
+async fn metric(admin: &str, series: &str) -> Option<f64> {
+    let text = client()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    metric_value(&text, series)
+}
+
+/// Waits until the router holds nothing (`webhook_queue_depth` 0).
+async fn wait_idle(admin: &str) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while metric(admin, "webhook_queue_depth").await != Some(0.0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the router never went idle"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Deliveries made by router `n`.
+fn delivered_by(sink: &Sink, n: usize) -> usize {
+    let n = n.to_string();
+    sink.delivered()
+        .iter()
+        .filter(|r| r.headers.get("x-router").is_some_and(|v| v == n.as_str()))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_routers_on_one_stream_deliver_every_event_once_and_share_the_work() {
+    const EVENTS: u64 = 5000;
+    let s = setup("share", OK, "", "").await;
+    let ingresses: Vec<String> = s.routers.iter().map(|r| r.ingress.clone()).collect();
+    let answers = post_all(&ingresses, 0..EVENTS, 32).await;
+    let wanted = accepted(&answers);
+    assert_eq!(wanted.len() as u64, EVENTS, "every post was accepted");
+    let counts = wait_delivered(&s.sink, &wanted).await;
+    let extra = assert_all_delivered(&wanted, &counts);
+    for router in &s.routers {
+        wait_idle(&router.admin).await;
+    }
+    // Idle, and every accepted event was delivered: nothing more will come.
+    let extra_now = assert_all_delivered(&wanted, &deliveries(&s.sink));
+    assert_eq!(extra, 0, "nothing failed, so nothing was delivered twice");
+    assert_eq!(extra_now, 0);
+    let (one, two) = (delivered_by(&s.sink, 1), delivered_by(&s.sink, 2));
+    eprintln!("{EVENTS} events: router 1 delivered {one}, router 2 delivered {two}");
+    assert_eq!(one + two, EVENTS as usize);
+    assert!(one > 0 && two > 0, "both routers delivered a share");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_killed_mid_load_loses_nothing_the_other_delivers_it() {
+    const EVENTS: u64 = 2000;
+    let mut s = setup("kill", SLOW, "", "").await;
+    let ingresses: Vec<String> = s.routers.iter().map(|r| r.ingress.clone()).collect();
+    let wanted = accepted(&post_all(&ingresses, 0..EVENTS, 32).await);
+    assert_eq!(wanted.len() as u64, EVENTS, "every post was accepted");
+    s.sink
+        .wait_for_delivered(EVENTS as usize / 4, PATIENCE)
+        .await;
+    let killed = s.routers.remove(0);
+    let _ = killed.kill();
+    let at_kill = s.sink.delivered().len();
+    eprintln!("router 1 killed after {at_kill} of {EVENTS} deliveries");
+    s.mode.store(OK, Ordering::Release);
+    let counts = wait_delivered(&s.sink, &wanted).await;
+    let duplicates = assert_all_delivered(&wanted, &counts);
+    eprintln!(
+        "every accepted event delivered; {duplicates} delivered twice (in flight at the kill, \
+         redelivered after ack_wait)"
+    );
+    assert!(
+        delivered_by(&s.sink, 2) > 0,
+        "the survivor delivered the rest"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_down_for_five_seconds_gets_503s_then_recovers_and_loses_nothing() {
+    let mut s = setup("outage", OK, "publish_timeout = \"500ms\"", "").await;
+    let ingresses: Vec<String> = s.routers.iter().map(|r| r.ingress.clone()).collect();
+    let before = post_all(&ingresses, 0..300, 16).await;
+    // Load goes on while the server is away for 5 s, then comes back.
+    let load = {
+        let ingresses = ingresses.clone();
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            let mut next = 300;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(9);
+            while tokio::time::Instant::now() < deadline {
+                answers.extend(post_all(&ingresses, next..next + 20, 8).await);
+                next += 20;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            answers
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    s.nats.stop();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    s.nats.resume();
+    let during = load.await.expect("load task");
+    // And after: the routers accept again.
+    let mut after = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while accepted(&after).len() < 100 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the routers never accepted again"
+        );
+        after = post_all(&ingresses, 100_000..100_100, 8).await;
+    }
+    let refused = during.iter().filter(|(_, status)| *status == 503).count();
+    let other: Vec<_> = during
+        .iter()
+        .filter(|(_, status)| ![202, 503].contains(status))
+        .collect();
+    eprintln!(
+        "during the outage: {} accepted, {refused} answered 503, others {other:?}",
+        accepted(&during).len()
+    );
+    assert!(refused > 0, "the routers answered 503 while NATS was down");
+    assert!(other.is_empty(), "only 202 or 503: {other:?}");
+    let wanted: BTreeSet<u64> = [before, during, after]
+        .iter()
+        .flat_map(|answers| accepted(answers))
+        .collect();
+    let counts = wait_delivered(&s.sink, &wanted).await;
+    let duplicates = assert_all_delivered(&wanted, &counts);
+    eprintln!(
+        "every one of {} accepted events delivered; {duplicates} delivered twice",
+        wanted.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_id_accepted_by_one_router_is_a_duplicate_on_the_other() {
+    let route = "verify = { preset = \"github\", secrets = [\"s3cret\"] }\ndedup = {}";
+    let s = setup("dedup", OK, "", route).await;
+    let body = br#"{"action":"opened"}"#;
+    let post = |ingress: String| async move {
+        let mut request = client()
+            .post(format!("http://{ingress}/hooks"))
+            .header("content-type", "application/json")
+            .header("x-github-event", "pull_request")
+            .header("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958");
+        for (name, value) in webhook_router_tests::signing::sign("github", "s3cret", body, 0) {
+            request = request.header(name, value);
+        }
+        let answer = request.body(body.to_vec()).send().await.expect("post");
+        let status = answer.status().as_u16();
+        let json: serde_json::Value = answer.json().await.unwrap_or_default();
+        (status, json["id"].as_str().unwrap_or_default().to_owned())
+    };
+    let (status, first) = post(s.routers[0].ingress.clone()).await;
+    assert_eq!(status, 202);
+    // The commit reaches the shared window just after the 202: until then the other router
+    // says "in progress" (503), never "new".
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let second = loop {
+        let (status, id) = post(s.routers[1].ingress.clone()).await;
+        if status == 202 {
+            break id;
+        }
+        assert_eq!(status, 503, "in progress, until the first is committed");
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(second, first, "answered with the original event's id");
+    assert_eq!(
+        metric(
+            &s.routers[1].admin,
+            "webhook_duplicates_total{route=\"hooks\"}"
+        )
+        .await,
+        Some(1.0)
+    );
+    s.sink.wait_for_delivered(1, PATIENCE).await;
+    for router in &s.routers {
+        wait_idle(&router.admin).await;
+    }
+    assert_eq!(s.sink.delivered().len(), 1, "delivered once");
+}
+
+async fn dead_letters(admin: &str) -> Vec<serde_json::Value> {
+    client()
+        .get(format!("http://{admin}/dead-letters"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_made_by_one_router_is_listed_and_replayed_by_the_other() {
+    let s = setup("dead", REJECT, "", "").await;
+    let answers = post_all(
+        &s.routers[..1]
+            .iter()
+            .map(|r| r.ingress.clone())
+            .collect::<Vec<_>>(),
+        7..8,
+        1,
+    )
+    .await;
+    assert_eq!(accepted(&answers).len(), 1);
+    // Router 1 (or 2: whichever took it) dead-letters it at once (400 is permanent); both list it.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let letter = loop {
+        let one = dead_letters(&s.routers[0].admin).await;
+        let two = dead_letters(&s.routers[1].admin).await;
+        if one.len() == 1 && two.len() == 1 {
+            assert_eq!(one[0]["id"], two[0]["id"], "the same letter on both");
+            break two[0].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{one:?} {two:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(letter["last_status"], 400);
+    s.mode.store(OK, Ordering::Release);
+    let replay = client()
+        .post(format!(
+            "http://{}/dead-letters/{}/replay",
+            s.routers[1].admin,
+            letter["id"].as_str().expect("id")
+        ))
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(replay.status(), 202);
+    let delivered = s.sink.wait_for_delivered(1, PATIENCE).await;
+    assert_eq!(number(&delivered[0]), 7);
+    // Gone from both lists.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !dead_letters(&s.routers[0].admin).await.is_empty()
+        || !dead_letters(&s.routers[1].admin).await.is_empty()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "the letter stayed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs `serve` on `config`, which must fail at start; its stderr.
+fn start_error(config: &Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_webhook-router"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .output()
+        .expect("run serve");
+    assert!(!output.status.success(), "serve started");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_wrong_with_the_nats_server_is_said_at_start() {
+    let dir = fresh_dir("errors");
+    let sink = Sink::healthy().await;
+    // No server there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let config = write_config(&dir, 1, &format!("nats://{closed}"), &sink, "", "");
+    let error = start_error(&config);
+    assert!(error.contains("cannot connect to NATS at"), "{error}");
+
+    // A server without JetStream.
+    let plain = NatsServer::start_without_jetstream(&dir.join("plain"));
+    let text = std::fs::read_to_string(&config).expect("config");
+    let plain_config = dir.join("plain.toml");
+    std::fs::write(
+        &plain_config,
+        text.replace(&format!("nats://{closed}"), &plain.url()),
+    )
+    .expect("write");
+    let error = start_error(&plain_config);
+    assert!(error.contains("does not offer JetStream"), "{error}");
+    drop(plain);
+
+    let nats = NatsServer::start(&dir.join("nats"));
+    // Events larger than the server takes.
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace(&format!("nats://{closed}"), &nats.url());
+    std::fs::write(&config, text.replace("\"256KiB\"", "\"4MiB\"")).expect("write");
+    let error = start_error(&config);
+    assert!(error.contains("max_payload"), "{error}");
+
+    // A stream of that name made for something else.
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    async_nats::jetstream::new(client)
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "WEBHOOKS".into(),
+            subjects: vec!["other.>".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("create stream");
+    std::fs::write(&config, text).expect("write");
+    let error = start_error(&config);
+    assert!(
+        error.contains("the NATS stream \"WEBHOOKS\" exists with incompatible settings"),
+        "{error}"
+    );
+}
