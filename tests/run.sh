@@ -100,6 +100,11 @@ cargo clippy --manifest-path tests/journal-bench/Cargo.toml --target-dir target/
     --locked --quiet -- -D warnings
 end_stage
 
+# The servers the tests start for themselves (nats-server), installed when missing.
+stage servers
+tests/servers.sh
+end_stage
+
 # The host workspace: every target built (and linted) once, then the tests run.
 stage host-build
 cargo test --workspace --all-targets --locked --no-run

@@ -1242,6 +1242,39 @@ destinations = ["ci"]
     }
 
     #[test]
+    fn nats_keys_are_checked_and_located() {
+        let nats = |queue: &str| parse(&format!("{VALID}\n[queue]\n{queue}\n"));
+        let config = nats("backend = \"nats\"\nurl = \"nats://127.0.0.1:4222\"").expect("valid");
+        assert_eq!(config.queue.stream, "WEBHOOKS");
+        assert_eq!(config.queue.ack_wait.0, Duration::from_secs(30));
+        assert!(config.queue.journal_dir().is_none());
+
+        let errors = nats("backend = \"nats\"").unwrap_err();
+        assert_eq!(errors.0[0].key, "queue.backend", "{errors}");
+        assert!(errors.0[0].message.contains("needs `url`"), "{errors}");
+        assert!(errors.0[0].line.is_some(), "{errors}");
+
+        let errors = nats("url = \"nats://127.0.0.1:4222\"").unwrap_err();
+        assert_eq!(errors.0[0].key, "queue.url", "{errors}");
+        assert!(
+            errors.0[0].message.contains("needs backend = \"nats\""),
+            "{errors}"
+        );
+
+        let base = "backend = \"nats\"\nurl = \"nats://x:4222\"\n";
+        for (extra, expected) in [
+            ("stream = \"a.b\"", "a stream name is 1 to 32 letters"),
+            ("replicas = 7", "replicas = 7 is out of range"),
+            ("ack_wait = \"10ms\"", "ack_wait = 10ms is out of range"),
+            ("user = \"u\"", "`user` and `password` go together"),
+            ("path = \"data\"", "remove `path`"),
+        ] {
+            let errors = nats(&format!("{base}{extra}")).unwrap_err();
+            assert!(errors.to_string().contains(expected), "{extra}: {errors}");
+        }
+    }
+
+    #[test]
     fn syntax_errors_and_unknown_sections_are_located() {
         let errors = parse("[server\nlisten = 1").unwrap_err();
         assert_eq!(errors.0[0].line, Some(1));
