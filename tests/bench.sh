@@ -15,6 +15,8 @@ for arg in "$@"; do
 done
 
 plugins/build.sh
+# nats-server for the NATS rows (skipped, and said so, if it cannot be installed).
+tests/servers.sh || true
 mkdir -p target/bench
 summary="$PWD/target/bench/plugin_overhead.tsv"
 PLUGIN_OVERHEAD_SUMMARY="$summary" cargo bench -p webhook-router --bench plugin_overhead

@@ -27,6 +27,12 @@
 //! change): **ingest, journal**, goal ≥ 0.45 × bare, and **end to end, journal**, goal ≥ 0.30,
 //! both for 1 KiB events (larger payloads are measured without a goal).
 //!
+//! With a `nats-server` (installed by `tests/servers.sh`), each round also runs the NATS
+//! backend on a fresh server: **ingest, NATS** (deliveries parked; goal ≥ 0.35 × bare at
+//! 1 KiB), **end to end, NATS, one router**, and **two routers** on the same stream (wrk to
+//! the first, both delivering). On a 2-core machine the two routers, the server, wrk and the
+//! destination share the same cores: that row shows the work is shared, not that it scales.
+//!
 //! 5. **latency** at a quarter of row 4's rate: requests sent at a fixed rate by the in-process
 //!    generator, each stamped when sent and when the destination received it; p50/p99 of the
 //!    difference. Baseline: the same rate sent straight to the destination. Goal p99 ≤ 2 ms.
@@ -54,6 +60,7 @@ use clap::Parser;
 use http::HeaderMap;
 use webhook_router_tests::bare::BareServer;
 use webhook_router_tests::load::{self, Stamps, Target, numbered_body, quantile};
+use webhook_router_tests::nats::NatsServer;
 use webhook_router_tests::process_stats::{cpu_time, resident_bytes};
 use webhook_router_tests::wrk::{self, Wrk, WrkRun, WrkScript};
 use webhook_router_tests::{Reply, Sink, TestRouter};
@@ -319,10 +326,48 @@ async fn payload_rows(args: &Args, payload: usize) -> Result<Vec<Row>> {
             ),
         ),
     ];
-    for (row, drained) in [
+    let mut drains = vec![
         (2, rounds.iter().all(|r| r.end_to_end.drained)),
         (4, rounds.iter().all(|r| r.journaled_end_to_end.drained)),
-    ] {
+    ];
+    if rounds.iter().all(|r| r.nats.is_some()) {
+        fn nats(r: &Round) -> &NatsRuns {
+            r.nats.as_ref().expect("NATS runs")
+        }
+        let e2e = |runs: &dyn Fn(&Round) -> &EndToEnd| {
+            format!(
+                "{}/s (accepted {}/s)",
+                format_rate(median_of(&|r| runs(r).delivered_per_sec)),
+                format_rate(median_of(&|r| runs(r).run.run.requests_per_sec))
+            )
+        };
+        rows.push(ratio_row(
+            "ingest, NATS (req/s)",
+            journal_goal.map_or("", |_| "≥ 0.35"),
+            journal_goal.map(|_| 0.35),
+            &|r| nats(r).ingest.run.requests_per_sec,
+            ingest_measured(&|r| &nats(r).ingest),
+        ));
+        rows.push(ratio_row(
+            "end to end, NATS, one router, delivered/s",
+            "",
+            None,
+            &|r| nats(r).end_to_end.delivered_per_sec,
+            e2e(&|r| &nats(r).end_to_end),
+        ));
+        rows.push(ratio_row(
+            "end to end, NATS, two routers, delivered/s",
+            "",
+            None,
+            &|r| nats(r).two_routers.delivered_per_sec,
+            e2e(&|r| &nats(r).two_routers),
+        ));
+        drains.push((6, rounds.iter().all(|r| nats(r).end_to_end.drained)));
+        drains.push((7, rounds.iter().all(|r| nats(r).two_routers.drained)));
+    } else {
+        println!("  NATS rows skipped: no nats-server (tests/servers.sh installs it)");
+    }
+    for (row, drained) in drains {
         if !drained {
             rows[row]
                 .measured
@@ -366,6 +411,8 @@ struct Round {
     journaled: Measured,
     end_to_end: EndToEnd,
     journaled_end_to_end: EndToEnd,
+    /// The NATS rows (`None` without a `nats-server` binary).
+    nats: Option<NatsRuns>,
 }
 
 /// An end-to-end run: the wrk run and what the destination received.
@@ -393,7 +440,10 @@ async fn wrk_round(wrk: &Wrk, script: &WrkScript) -> Result<Round> {
         ("ingest, GitHub HMAC + event-filter", VERIFIED_PATH, None),
         ("ingest, journal", PLAIN_PATH, Some(journal_dir("ingest")?)),
     ] {
-        let config = router_config(&parked.url("/sink"), journal.as_deref());
+        let config = router_config(
+            &parked.url("/sink"),
+            journal.as_deref().map_or(Queue::Memory, Queue::Journal),
+        );
         let router = TestRouter::start(&config).await;
         let run = measured_run(name, wrk, script, &router.url(path)).await?;
         explain_refusals(&router, &run).await;
@@ -408,10 +458,16 @@ async fn wrk_round(wrk: &Wrk, script: &WrkScript) -> Result<Round> {
         <[Measured; 3]>::try_from(ingest).expect("three ingest runs");
 
     // 4 and 4j. End to end.
-    let end_to_end = end_to_end_run(wrk, script, None).await?;
+    let end_to_end = end_to_end_run(wrk, script, Queue::Memory, 1).await?;
     let dir = journal_dir("end-to-end")?;
-    let journaled_end_to_end = end_to_end_run(wrk, script, Some(&dir)).await?;
+    let journaled_end_to_end = end_to_end_run(wrk, script, Queue::Journal(&dir), 1).await?;
     let _ = std::fs::remove_dir_all(dir);
+
+    // 2n, 4n and 4nn. The NATS backend, each run on a fresh server.
+    let nats = match webhook_router_tests::nats::find_binary() {
+        None => None,
+        Some(_) => Some(nats_runs(wrk, script).await?),
+    };
     Ok(Round {
         bare: bare_run,
         plain,
@@ -419,6 +475,43 @@ async fn wrk_round(wrk: &Wrk, script: &WrkScript) -> Result<Round> {
         journaled,
         end_to_end,
         journaled_end_to_end,
+        nats,
+    })
+}
+
+/// The NATS rows of one round.
+#[derive(Debug)]
+struct NatsRuns {
+    ingest: Measured,
+    end_to_end: EndToEnd,
+    two_routers: EndToEnd,
+}
+
+/// A fresh `nats-server -js` for the run `name`.
+fn nats_server(name: &str) -> NatsServer {
+    NatsServer::start(&PathBuf::from(JOURNAL_DIR).join(format!("nats-{name}")))
+}
+
+/// Ingest with the NATS backend (deliveries parked), then end to end with one and two routers.
+async fn nats_runs(wrk: &Wrk, script: &WrkScript) -> Result<NatsRuns> {
+    let server = nats_server("ingest");
+    let parked = Sink::start(|_| Reply::hang()).await;
+    let url = server.url();
+    let router = TestRouter::start(&router_config(&parked.url("/sink"), Queue::Nats(&url))).await;
+    let ingest = measured_run("ingest, NATS", wrk, script, &router.url(PLAIN_PATH)).await?;
+    explain_refusals(&router, &ingest).await;
+    let _ = router.router.shutdown().await;
+    drop((parked, server));
+    let server = nats_server("end-to-end");
+    let end_to_end = end_to_end_run(wrk, script, Queue::Nats(&server.url()), 1).await?;
+    drop(server);
+    let server = nats_server("two-routers");
+    let two_routers = end_to_end_run(wrk, script, Queue::Nats(&server.url()), 2).await?;
+    drop(server);
+    Ok(NatsRuns {
+        ingest,
+        end_to_end,
+        two_routers,
     })
 }
 
@@ -430,16 +523,28 @@ fn journal_dir(name: &str) -> Result<PathBuf> {
     std::path::absolute(&dir).context("cannot make the journal path absolute")
 }
 
-/// wrk against a plain route delivering to bare hyper (journaled in `journal`, if given);
-/// delivered/s counts every accepted event up to the last delivery.
-async fn end_to_end_run(wrk: &Wrk, script: &WrkScript, journal: Option<&Path>) -> Result<EndToEnd> {
+/// wrk against a plain route delivering to bare hyper, the router keeping events in `queue`;
+/// with `routers` = 2 a second router on the same queue (NATS) delivers too. delivered/s counts
+/// every accepted event up to the last delivery.
+async fn end_to_end_run(
+    wrk: &Wrk,
+    script: &WrkScript,
+    queue: Queue<'_>,
+    routers: usize,
+) -> Result<EndToEnd> {
     let destination = BareServer::start().await?;
-    let router = TestRouter::start(&router_config(&destination.url("/sink"), journal)).await;
+    let config = router_config(&destination.url("/sink"), queue);
+    let router = TestRouter::start(&config).await;
+    let mut helpers = Vec::new();
+    for _ in 1..routers {
+        helpers.push(TestRouter::start(&config).await);
+    }
     let load_started = Instant::now();
-    let name = if journal.is_some() {
-        "end to end, journal"
-    } else {
-        "end to end (delivery to bare hyper)"
+    let name = match (queue, routers) {
+        (Queue::Memory, _) => "end to end (delivery to bare hyper)",
+        (Queue::Journal(_), _) => "end to end, journal",
+        (Queue::Nats(_), 1) => "end to end, NATS, one router",
+        (Queue::Nats(_), _) => "end to end, NATS, two routers (wrk to the first)",
     };
     let run = measured_run(name, wrk, script, &router.url(PLAIN_PATH)).await?;
     explain_refusals(&router, &run).await;
@@ -449,6 +554,9 @@ async fn end_to_end_run(wrk: &Wrk, script: &WrkScript, journal: Option<&Path>) -
     })
     .await;
     let _ = router.router.shutdown().await;
+    for helper in helpers {
+        let _ = helper.router.shutdown().await;
+    }
     let span = destination
         .last_answer()
         .map_or(Duration::ZERO, |last| last - load_started);
@@ -560,7 +668,8 @@ async fn latency_runs(args: &Args, payload: usize, rate: f64) -> Result<(Latency
         let arrived = Arc::new(Stamps::new(epoch, count as usize));
         let destination = BareServer::start_recording(Arc::clone(&arrived)).await?;
         let (target, router) = if through_router {
-            let router = TestRouter::start(&router_config(&destination.url("/sink"), None)).await;
+            let router =
+                TestRouter::start(&router_config(&destination.url("/sink"), Queue::Memory)).await;
             let target = Target {
                 addr: router.router.ingress_addr(),
                 path: PLAIN_PATH.into(),
@@ -664,7 +773,7 @@ async fn recovery_rows(args: &Args, payload: usize) -> Result<Vec<Row>> {
     println!("  journal recovery: {count} events held by a paused destination ...");
     let parked = Sink::start(|_| Reply::hang()).await;
     let dir = journal_dir("recovery")?;
-    let config = router_config(&parked.url("/sink"), Some(&dir));
+    let config = router_config(&parked.url("/sink"), Queue::Journal(&dir));
     let router = TestRouter::start(&config).await;
     let target = Target {
         addr: router.router.ingress_addr(),
@@ -683,7 +792,8 @@ async fn recovery_rows(args: &Args, payload: usize) -> Result<Vec<Row>> {
 
     let empty = journal_dir("recovery-empty")?;
     let started = Instant::now();
-    let router = TestRouter::start(&router_config(&parked.url("/sink"), Some(&empty))).await;
+    let router =
+        TestRouter::start(&router_config(&parked.url("/sink"), Queue::Journal(&empty))).await;
     let empty_start = started.elapsed();
     let _ = router.router.shutdown().await;
 
@@ -743,7 +853,7 @@ fn dir_bytes(dir: &Path) -> Result<u64> {
 /// `payload` bytes; returns the RSS growth per event.
 async fn held_memory(payload: usize, count: u64) -> Result<f64> {
     let parked = Sink::start(|_| Reply::hang()).await;
-    let router = TestRouter::start(&router_config(&parked.url("/sink"), None)).await;
+    let router = TestRouter::start(&router_config(&parked.url("/sink"), Queue::Memory)).await;
     let target = Target {
         addr: router.router.ingress_addr(),
         path: PLAIN_PATH.into(),
@@ -817,22 +927,31 @@ fn plugin_rows(path: &Path) -> Result<Vec<Row>> {
 /// The router config of every run: a plain route and a GitHub-verified route with one
 /// event-filter plugin, both delivering to `url`, with room to hold every accepted event.
 /// The benchmark router's config, delivering to `url`; journaled in `journal` if given.
-fn router_config(url: &str, journal: Option<&Path>) -> String {
+fn router_config(url: &str, queue: Queue<'_>) -> String {
     let filter = webhook_router_tests::wasm::module("event_filter");
-    let queue = journal.map_or(String::new(), |dir| {
-        format!(
-            "\n[queue]\nbackend = \"journal\"\npath = \"{}\"\nfsync = \"{}\"\n",
-            dir.display(),
-            JOURNAL_FSYNC.get().map_or("always", String::as_str)
-        )
-    });
+    let (server, queue) = match queue {
+        Queue::Memory => (String::new(), String::new()),
+        Queue::Journal(dir) => (
+            String::new(),
+            format!(
+                "\n[queue]\nbackend = \"journal\"\npath = \"{}\"\nfsync = \"{}\"\n",
+                dir.display(),
+                JOURNAL_FSYNC.get().map_or("always", String::as_str)
+            ),
+        ),
+        // Under the server's default max_payload (1 MiB), with room for the event's fields.
+        Queue::Nats(url) => (
+            "max_body_bytes = \"960KiB\"\n".to_owned(),
+            format!("\n[queue]\nbackend = \"nats\"\nurl = \"{url}\"\n"),
+        ),
+    };
     let routes = format!(
         r#"[server]
 listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 queue_capacity = 10_000_000
 shutdown_grace = "1s"
-
+{server}
 [destinations.sink]
 url = "{url}"
 timeout = "60s"
@@ -855,6 +974,17 @@ config = {{ allow_events = ["push"], json = [{{ pointer = "/seq", exists = true 
         filter.display()
     );
     format!("{routes}{queue}")
+}
+
+/// Where a benchmarked router keeps accepted events.
+#[derive(Debug, Clone, Copy)]
+enum Queue<'a> {
+    /// In memory.
+    Memory,
+    /// In a journal in this directory.
+    Journal(&'a Path),
+    /// In a NATS JetStream stream on the server at this URL.
+    Nats(&'a str),
 }
 
 /// The router's `webhook_requests_total{{status="202"}}` for `route`.
