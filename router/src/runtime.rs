@@ -23,7 +23,7 @@ use crate::journal::{Fsync, Journal, JournalError, JournalOptions, Recovered};
 use crate::metrics::Metrics;
 use crate::plugin::load_chains;
 use crate::queue::{DispatchQueue, Holds, JournalQueue, MemoryQueue, Progress, ResumedEvent};
-use crate::server::{ListenerSettings, StopTokens, serve};
+use crate::server::{ListenerSettings, Listeners, StopTokens, serve};
 use crate::supervise::Supervisor;
 
 /// How often histogram samples are folded into buckets.
@@ -99,7 +99,7 @@ impl Listener {
         let task = supervisor.spawn(name, move || {
             serve(
                 Arc::clone(&listener),
-                settings,
+                settings.clone(),
                 tokens.clone(),
                 handler.clone(),
             )
@@ -252,15 +252,12 @@ impl Router {
             &config.test_faults,
         );
 
-        let settings = ListenerSettings {
-            // hyper adds it to `Instant::now()` unchecked.
-            header_read_timeout: crate::clock::cap(server.header_read_timeout.0),
-        };
+        let settings = Listeners::for_config(server, &metrics);
         let ingress = Arc::new(ingress);
         let ingress = Listener::start(
             "ingress_listener",
             ingress_listener,
-            settings,
+            settings.ingress,
             &supervisor,
             move |request, peer| {
                 let ingress = Arc::clone(&ingress);
@@ -280,7 +277,7 @@ impl Router {
         let admin_listener = Listener::start(
             "admin_listener",
             admin_listener,
-            settings,
+            settings.admin,
             &supervisor,
             move |request, _peer| {
                 let admin = Arc::clone(&admin_handler);

@@ -1,6 +1,16 @@
-//! The HTTP listener loop shared by the ingress and admin listeners: accepts connections,
-//! serves HTTP/1.1 and h2c (prior knowledge) on each, enforces the header read timeout, drains
-//! open connections on shutdown and closes those still open when told to.
+//! The HTTP listener loop shared by the ingress and admin listeners: accepts connections within
+//! the listener's `max_connections` ([`connections`]), serves HTTP/1.1 and h2c (prior knowledge)
+//! on each with bounded buffers ([`protocol`]), caps the requests in flight ([`in_flight`]),
+//! closes silent and idle connections ([`connection`]), drains open connections on shutdown and
+//! closes those still open when told to. [`descriptors`] raises the descriptor limit and sizes
+//! `max_connections` from it; [`settings`] gives each listener its limits.
+
+mod connection;
+mod connections;
+pub mod descriptors;
+mod in_flight;
+pub mod protocol;
+pub mod settings;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -11,29 +21,20 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::reply::ResponseBody;
+use connection::{Deadlines, drive};
+use connections::Connections;
+use in_flight::InFlightLimit;
 
-/// Largest read buffer of an HTTP/1 connection (hyper's default is ~400 KB), which also bounds a
-/// request head. Large bodies stream through it in frames, each copied out at once, so a bigger
-/// buffer saves no work; smaller buffers keep the transient allocations of every connection
-/// under the allocator's mmap threshold, where they fragment the heap that held events live in.
-const READ_BUFFER_BYTES: usize = 64 * 1024;
+pub use settings::{ListenerSettings, Listeners};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
-
-/// Listener settings.
-#[derive(Debug, Clone, Copy)]
-pub struct ListenerSettings {
-    /// How long a client may take to send a request head.
-    pub header_read_timeout: Duration,
-}
 
 /// When a listener stops.
 #[derive(Debug, Clone, Default)]
@@ -57,17 +58,16 @@ pub async fn serve<H, F>(
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ResponseBody>> + Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
-        .max_buf_size(READ_BUFFER_BYTES);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    let graceful = GracefulShutdown::new();
+    let builder = protocol::builder();
+    let table = Connections::new(settings.max_connections, settings.metrics.clone());
+    let limit = settings
+        .max_requests_in_flight
+        .map(|max| InFlightLimit::new(max, settings.metrics.busy.clone()));
+    let deadlines = Deadlines {
+        header_read_timeout: settings.header_read_timeout,
+        idle_timeout: settings.idle_timeout,
+    };
+    let tasks = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
             () = stop.stop_accepting.cancelled() => break,
@@ -81,31 +81,47 @@ pub async fn serve<H, F>(
                 continue;
             }
         };
+        let Some(slot) = table.admit() else {
+            tracing::debug!(%peer, "connection refused: max_connections open, all busy");
+            continue;
+        };
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
         let handler = handler.clone();
+        let activity = Arc::clone(&slot.activity);
+        let limit = limit.clone();
         let service = service_fn(move |request: Request<Incoming>| {
-            let response = handler(request, peer);
-            async move { Ok::<_, Infallible>(response.await) }
+            let request_guard = activity.begin();
+            // `None`: no cap; `Some(None)`: the cap is reached.
+            let permit = limit.as_ref().map(InFlightLimit::enter);
+            let response = match permit {
+                Some(None) => None,
+                Some(Some(_)) | None => Some(handler(request, peer)),
+            };
+            async move {
+                let _request = request_guard;
+                let _permit = permit;
+                Ok::<_, Infallible>(match response {
+                    Some(response) => response.await,
+                    None => in_flight::busy(),
+                })
+            }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
-        let connection = graceful.watch(connection);
-        let close_now = stop.close_now.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                result = connection => if let Err(error) = result {
-                    tracing::debug!(%error, "connection ended with an error");
-                },
-                () = close_now.cancelled() => {
-                    tracing::debug!(%peer, "connection closed: the shutdown grace period is over");
-                }
-            }
-        });
+        tasks.spawn(drive(
+            connection,
+            slot,
+            deadlines,
+            stop.clone(),
+            settings.metrics.clone(),
+            peer,
+        ));
     }
     drop(listener);
     // Every connection ends by itself or at `close_now`.
-    graceful.shutdown().await;
+    tasks.close();
+    tasks.wait().await;
 }
