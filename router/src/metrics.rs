@@ -71,6 +71,8 @@ pub mod names {
     /// Counter `{listener, reason}`: connections the router closed: `idle_timeout`,
     /// `header_timeout` (no first request) or `evicted` (the longest idle, to make room).
     pub const CLOSED_CONNECTIONS: &str = "webhook_connections_closed_total";
+    /// Gauge `{listener}`: requests being received or handled.
+    pub const REQUESTS_IN_FLIGHT: &str = "webhook_requests_in_flight";
     /// Counter `{listener, reason}`: requests answered 503 before reaching a route: `busy`
     /// (`max_requests_in_flight` reached).
     pub const REJECTED_REQUESTS: &str = "webhook_rejected_requests_total";
@@ -331,8 +333,17 @@ impl Metrics {
             &METADATA,
         );
         connections.set(0.0);
+        let requests_in_flight = self.inner.recorder.register_gauge(
+            &Key::from_parts(
+                names::REQUESTS_IN_FLIGHT,
+                vec![Label::new("listener", listener)],
+            ),
+            &METADATA,
+        );
+        requests_in_flight.set(0.0);
         ListenerMetrics {
             connections,
+            requests_in_flight,
             rejected_connections: self.counter(
                 names::REJECTED_CONNECTIONS,
                 vec![Label::new("listener", listener)],
@@ -532,6 +543,8 @@ pub struct PluginMetrics {
 pub struct ListenerMetrics {
     /// `webhook_connections`: connections open.
     pub connections: Gauge,
+    /// `webhook_requests_in_flight`: requests being received or handled.
+    pub requests_in_flight: Gauge,
     /// `webhook_rejected_connections_total`: new connections closed at once (all busy).
     pub rejected_connections: Counter,
     /// `webhook_connections_closed_total{reason="idle_timeout"}`.
@@ -629,6 +642,10 @@ fn describe(recorder: &PrometheusRecorder) {
         ),
         (names::JOURNAL_BYTES, "Bytes the journal takes on disk."),
         (names::CONNECTIONS, "Connections open, by listener."),
+        (
+            names::REQUESTS_IN_FLIGHT,
+            "Requests being received or handled, by listener.",
+        ),
     ];
     for (name, help) in gauges {
         recorder.describe_gauge(KeyName::from(name), None, SharedString::from(help));

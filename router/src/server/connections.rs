@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use metrics::Gauge;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ListenerMetrics;
@@ -41,12 +42,15 @@ impl Activity {
         }
     }
 
-    /// Marks a request as begun; it ends when the guard is dropped.
-    pub(super) fn begin(self: &Arc<Self>) -> RequestGuard {
+    /// Marks a request as begun (counted in the listener's `in_flight` gauge too); it ends
+    /// when the guard is dropped.
+    pub(super) fn begin(self: &Arc<Self>, in_flight: &Gauge) -> RequestGuard {
         self.served.store(true, Ordering::Release);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        in_flight.increment(1.0);
         RequestGuard {
             activity: Arc::clone(self),
+            gauge: in_flight.clone(),
         }
     }
 
@@ -86,6 +90,7 @@ fn millis(epoch: Instant, at: Instant) -> u64 {
 #[derive(Debug)]
 pub(super) struct RequestGuard {
     activity: Arc<Activity>,
+    gauge: Gauge,
 }
 
 impl Drop for RequestGuard {
@@ -95,6 +100,7 @@ impl Drop for RequestGuard {
             .idle_since_ms
             .store(millis(activity.epoch, Instant::now()), Ordering::Release);
         activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.gauge.decrement(1.0);
     }
 }
 
@@ -189,7 +195,8 @@ mod tests {
     #[test]
     fn at_the_limit_the_longest_idle_makes_room_and_busy_ones_are_kept() {
         let metrics = Metrics::new();
-        let table = Connections::new(2, metrics.listener("ingress"));
+        let listener = metrics.listener("ingress");
+        let table = Connections::new(2, listener.clone());
         let first = table.admit().expect("room");
         std::thread::sleep(Duration::from_millis(5));
         let second = table.admit().expect("room");
@@ -202,8 +209,8 @@ mod tests {
         assert_eq!(table.len(), 2, "an evicted slot left the table already");
 
         // Both busy: the next one is refused, and nothing is closed.
-        let _busy_second = second.activity.begin();
-        let _busy_third = third.activity.begin();
+        let _busy_second = second.activity.begin(&listener.requests_in_flight);
+        let _busy_third = third.activity.begin(&listener.requests_in_flight);
         assert!(table.admit().is_none());
         assert!(!second.activity.evicted.is_cancelled());
         assert!(!third.activity.evicted.is_cancelled());
@@ -222,6 +229,10 @@ mod tests {
             text.contains("webhook_connections{listener=\"ingress\"} 2"),
             "{text}"
         );
+        assert!(
+            text.contains("webhook_requests_in_flight{listener=\"ingress\"} 2"),
+            "{text}"
+        );
         drop(second);
         drop(third);
         assert_eq!(table.len(), 0);
@@ -229,11 +240,12 @@ mod tests {
 
     #[test]
     fn a_request_marks_the_connection_served_and_idle_again_when_it_ends() {
-        let table = Connections::new(1, Metrics::new().listener("admin"));
+        let listener = Metrics::new().listener("admin");
+        let table = Connections::new(1, listener.clone());
         let slot = table.admit().expect("room");
         assert!(!slot.activity.served());
         let accepted = slot.activity.idle_since();
-        let guard = slot.activity.begin();
+        let guard = slot.activity.begin(&listener.requests_in_flight);
         assert!(slot.activity.served());
         assert_eq!(slot.activity.in_flight(), 1);
         std::thread::sleep(Duration::from_millis(5));

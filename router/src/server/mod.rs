@@ -91,8 +91,9 @@ pub async fn serve<H, F>(
         let handler = handler.clone();
         let activity = Arc::clone(&slot.activity);
         let limit = limit.clone();
+        let in_flight = settings.metrics.requests_in_flight.clone();
         let service = service_fn(move |request: Request<Incoming>| {
-            let request_guard = activity.begin();
+            let request_guard = activity.begin(&in_flight);
             // `None`: no cap; `Some(None)`: the cap is reached.
             let permit = limit.as_ref().map(InFlightLimit::enter);
             let response = match permit {
