@@ -551,7 +551,7 @@ mod defaults {
         HumanDuration(Duration::from_secs(60))
     }
     pub fn max_requests_in_flight() -> NonZeroUsize {
-        NonZeroUsize::new(256).expect("non-zero")
+        NonZeroUsize::new(128).expect("non-zero")
     }
     pub fn body_read_timeout() -> HumanDuration {
         HumanDuration(Duration::from_secs(30))
@@ -1138,7 +1138,7 @@ destinations = ["ci"]
         let config = parse(VALID).expect("valid");
         assert_eq!(config.server.idle_timeout.0, Duration::from_secs(60));
         assert_eq!(config.server.max_connections, None);
-        assert_eq!(config.server.max_requests_in_flight.get(), 256);
+        assert_eq!(config.server.max_requests_in_flight.get(), 128);
         let limits = "queue_capacity = 10\nidle_timeout = \"2s\"\nmax_connections = 100\n\
                       max_requests_in_flight = 8";
         let config = parse(&VALID.replace("queue_capacity = 10", limits)).expect("valid");

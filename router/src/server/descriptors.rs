@@ -8,7 +8,7 @@ use rlimit::Resource;
 const MIN_RESERVE: u64 = 256;
 /// The default `max_connections` at most, however high the descriptor limit: it keeps the
 /// memory bound of the README ("Ingress limits") sane.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 /// Why the descriptor limit could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -20,7 +20,7 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 100;
 pub const STREAM_WINDOW_BYTES: u32 = 64 * 1024;
 /// HTTP/2 flow-control window of a whole connection, shared by its streams: the most body bytes
 /// one connection may have buffered, unread, at once.
-pub const CONNECTION_WINDOW_BYTES: u32 = 256 * 1024;
+pub const CONNECTION_WINDOW_BYTES: u32 = 128 * 1024;
 /// Largest HTTP/2 request head (decoded header list), as for HTTP/1 (`READ_BUFFER_BYTES`).
 pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 /// How often an HTTP/2 connection is pinged to notice a peer that has gone away.
