@@ -127,7 +127,9 @@ impl Connections {
     }
 
     /// Admits a new connection, closing the longest-idle open one if `max` are open; `None`
-    /// (counted in `webhook_rejected_connections_total`) when every open one is busy.
+    /// (counted in `webhook_rejected_connections_total`) when every open one is busy. A request
+    /// whose head completes on the chosen connection in the instant it is chosen is cut off
+    /// with it: the client sees the connection close, as it would a server restart.
     pub(super) fn admit(self: &Arc<Self>) -> Option<Slot> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         if open.len() >= self.max {
