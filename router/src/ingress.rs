@@ -12,7 +12,8 @@
 //! | 408 | the body did not arrive within `body_read_timeout` |
 //! | 413 | the body is larger than `max_body_bytes` (checked while streaming) |
 //! | 429 | over the route's `rate_limit` (`Retry-After`), before the body is read |
-//! | 503 | the router holds `queue_capacity` events, or is shutting down (`Retry-After`) |
+//! | 503 | the router holds `queue_capacity` events, or is shutting down (`Retry-After`); the
+//! listener answers 503 itself past `max_requests_in_flight` (`server::in_flight`) |
 //! | 4xx/5xx | a plugin rejected the event with this status; 500 if a plugin failed and the
 //! route's `on_plugin_error` is `reject` |
 

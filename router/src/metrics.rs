@@ -64,6 +64,18 @@ pub mod names {
     pub const DESTINATION_HELD: &str = "webhook_destination_held";
     /// Counter: journal writes that failed (their events were refused with 503).
     pub const JOURNAL_WRITE_ERRORS: &str = "webhook_journal_write_errors_total";
+    /// Gauge `{listener}`: connections open on a listener (`ingress` or `admin`).
+    pub const CONNECTIONS: &str = "webhook_connections";
+    /// Counter `{listener}`: new connections closed at once because every open one was busy.
+    pub const REJECTED_CONNECTIONS: &str = "webhook_rejected_connections_total";
+    /// Counter `{listener, reason}`: connections the router closed: `idle_timeout`,
+    /// `header_timeout` (no first request) or `evicted` (the longest idle, to make room).
+    pub const CLOSED_CONNECTIONS: &str = "webhook_connections_closed_total";
+    /// Gauge `{listener}`: requests being received or handled.
+    pub const REQUESTS_IN_FLIGHT: &str = "webhook_requests_in_flight";
+    /// Counter `{listener, reason}`: requests answered 503 before reaching a route: `busy`
+    /// (`max_requests_in_flight` reached).
+    pub const REJECTED_REQUESTS: &str = "webhook_rejected_requests_total";
 }
 
 const DURATION_BUCKETS: &[f64] = &[
@@ -307,6 +319,43 @@ impl Metrics {
         self.destination_gauge(names::DESTINATION_HELD, destination)
     }
 
+    /// Handles for the connections and requests of the listener `listener`, registered
+    /// up front (so that they show as 0).
+    pub fn listener(&self, listener: &'static str) -> ListenerMetrics {
+        let labels = |reason: &'static str| {
+            vec![
+                Label::new("listener", listener),
+                Label::new("reason", reason),
+            ]
+        };
+        let connections = self.inner.recorder.register_gauge(
+            &Key::from_parts(names::CONNECTIONS, vec![Label::new("listener", listener)]),
+            &METADATA,
+        );
+        connections.set(0.0);
+        let requests_in_flight = self.inner.recorder.register_gauge(
+            &Key::from_parts(
+                names::REQUESTS_IN_FLIGHT,
+                vec![Label::new("listener", listener)],
+            ),
+            &METADATA,
+        );
+        requests_in_flight.set(0.0);
+        ListenerMetrics {
+            connections,
+            requests_in_flight,
+            rejected_connections: self.counter(
+                names::REJECTED_CONNECTIONS,
+                vec![Label::new("listener", listener)],
+            ),
+            closed_idle: self.counter(names::CLOSED_CONNECTIONS, labels("idle_timeout")),
+            closed_header_timeout: self
+                .counter(names::CLOSED_CONNECTIONS, labels("header_timeout")),
+            evicted: self.counter(names::CLOSED_CONNECTIONS, labels("evicted")),
+            busy: self.counter(names::REJECTED_REQUESTS, labels("busy")),
+        }
+    }
+
     fn destination_gauge(&self, name: &'static str, destination: &str) -> Gauge {
         self.inner.recorder.register_gauge(
             &Key::from_parts(
@@ -489,6 +538,31 @@ pub struct PluginMetrics {
     pub errors: [Counter; 6],
 }
 
+/// Handles for one listener's connections and requests.
+#[derive(Clone)]
+pub struct ListenerMetrics {
+    /// `webhook_connections`: connections open.
+    pub connections: Gauge,
+    /// `webhook_requests_in_flight`: requests being received or handled.
+    pub requests_in_flight: Gauge,
+    /// `webhook_rejected_connections_total`: new connections closed at once (all busy).
+    pub rejected_connections: Counter,
+    /// `webhook_connections_closed_total{reason="idle_timeout"}`.
+    pub closed_idle: Counter,
+    /// `webhook_connections_closed_total{reason="header_timeout"}`.
+    pub closed_header_timeout: Counter,
+    /// `webhook_connections_closed_total{reason="evicted"}`.
+    pub evicted: Counter,
+    /// `webhook_rejected_requests_total{reason="busy"}`.
+    pub busy: Counter,
+}
+
+impl fmt::Debug for ListenerMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListenerMetrics").finish_non_exhaustive()
+    }
+}
+
 impl fmt::Debug for PluginMetrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PluginMetrics").finish_non_exhaustive()
@@ -541,6 +615,18 @@ fn describe(recorder: &PrometheusRecorder) {
             names::JOURNAL_WRITE_ERRORS,
             "Journal writes that failed; the events they held were answered 503.",
         ),
+        (
+            names::REJECTED_CONNECTIONS,
+            "New connections closed at once because max_connections were open and all busy.",
+        ),
+        (
+            names::CLOSED_CONNECTIONS,
+            "Connections the router closed: idle_timeout, header_timeout (no first request in time) or evicted (longest idle, to make room).",
+        ),
+        (
+            names::REJECTED_REQUESTS,
+            "Requests answered 503 before reaching a route: busy (max_requests_in_flight reached).",
+        ),
     ];
     for (name, help) in counters {
         recorder.describe_counter(KeyName::from(name), None, SharedString::from(help));
@@ -555,6 +641,11 @@ fn describe(recorder: &PrometheusRecorder) {
             "Dead letters held for inspection and replay.",
         ),
         (names::JOURNAL_BYTES, "Bytes the journal takes on disk."),
+        (names::CONNECTIONS, "Connections open, by listener."),
+        (
+            names::REQUESTS_IN_FLIGHT,
+            "Requests being received or handled, by listener.",
+        ),
     ];
     for (name, help) in gauges {
         recorder.describe_gauge(KeyName::from(name), None, SharedString::from(help));

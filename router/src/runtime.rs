@@ -25,7 +25,7 @@ use crate::nats::{Nats, NatsError};
 use crate::plugin::load_chains;
 use crate::queue::nats::{NatsDestination, NatsQueue};
 use crate::queue::{DispatchQueue, Holds, JournalQueue, MemoryQueue, Progress, ResumedEvent};
-use crate::server::{ListenerSettings, StopTokens, serve};
+use crate::server::{ListenerSettings, Listeners, StopTokens, serve};
 use crate::supervise::Supervisor;
 
 /// How often histogram samples are folded into buckets.
@@ -129,7 +129,7 @@ impl Listener {
         let task = supervisor.spawn(name, move || {
             serve(
                 Arc::clone(&listener),
-                settings,
+                settings.clone(),
                 tokens.clone(),
                 handler.clone(),
             )
@@ -316,15 +316,12 @@ impl Router {
             &config.test_faults,
         );
 
-        let settings = ListenerSettings {
-            // hyper adds it to `Instant::now()` unchecked.
-            header_read_timeout: crate::clock::cap(server.header_read_timeout.0),
-        };
+        let settings = Listeners::for_config(server, &metrics);
         let ingress = Arc::new(ingress);
         let ingress = Listener::start(
             "ingress_listener",
             ingress_listener,
-            settings,
+            settings.ingress,
             &supervisor,
             move |request, peer| {
                 let ingress = Arc::clone(&ingress);
@@ -344,7 +341,7 @@ impl Router {
         let admin_listener = Listener::start(
             "admin_listener",
             admin_listener,
-            settings,
+            settings.admin,
             &supervisor,
             move |request, _peer| {
                 let admin = Arc::clone(&admin_handler);

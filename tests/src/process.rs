@@ -25,9 +25,32 @@ pub struct RouterProcess {
 impl RouterProcess {
     /// Runs `binary serve --config config` (with `RUST_LOG=info`) and waits until it listens.
     pub fn start(binary: &Path, config: &Path) -> RouterProcess {
-        let mut child = Command::new(binary)
-            .args(["serve", "--config"])
-            .arg(config)
+        let mut command = Command::new(binary);
+        command.args(["serve", "--config"]).arg(config);
+        Self::spawn(command)
+    }
+
+    /// Like [`RouterProcess::start`], with the process's descriptor limit (soft and hard
+    /// `RLIMIT_NOFILE`) set to `limit` by the shell that starts it.
+    pub fn start_with_descriptor_limit(binary: &Path, config: &Path, limit: u64) -> RouterProcess {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!(
+                "ulimit -n {limit} && exec \"$0\" serve --config \"$1\""
+            ))
+            .arg(binary)
+            .arg(config);
+        Self::spawn(command)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn spawn(mut command: Command) -> RouterProcess {
+        let mut child = command
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,4 +1,5 @@
-//! This process's CPU time and resident memory, read from `/proc/self` (Linux).
+//! This process's CPU time and resident memory, and another process's resident memory, read
+//! from `/proc` (Linux).
 
 use std::time::Duration;
 
@@ -20,7 +21,16 @@ pub fn cpu_time() -> Option<Duration> {
 
 /// Resident set size of this process, in bytes (`VmRSS`).
 pub fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    resident_bytes_at("/proc/self/status")
+}
+
+/// Resident set size of the process `pid`, in bytes (`VmRSS`).
+pub fn resident_bytes_of(pid: u32) -> Option<u64> {
+    resident_bytes_at(&format!("/proc/{pid}/status"))
+}
+
+fn resident_bytes_at(path: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(path).ok()?;
     let kib: u64 = status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))?
@@ -39,6 +49,7 @@ mod tests {
     #[test]
     fn reads_cpu_and_memory() {
         let resident = resident_bytes().expect("VmRSS is readable");
+        assert!(resident_bytes_of(std::process::id()).is_some_and(|other| other > 1024 * 1024));
         assert!(
             resident > 1024 * 1024,
             "a test process holds over 1 MiB, got {resident}"

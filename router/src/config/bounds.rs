@@ -191,6 +191,23 @@ bounded!(
     header_read_timeout, "header_read_timeout": HumanDuration = duration(CLIENT_MIN, HOUR)
 );
 bounded!(
+    /// `server.idle_timeout`: 100 ms to 1 h.
+    idle_timeout, "idle_timeout": HumanDuration = duration(CLIENT_MIN, HOUR)
+);
+bounded!(
+    /// `server.max_requests_in_flight`: 1 to 1 000 000 requests.
+    max_requests_in_flight, "max_requests_in_flight": NonZeroUsize = count_usize(1_000_000)
+);
+
+/// `server.max_connections`: 1 to 1 000 000 connections (present only when written; the
+/// descriptor limit may lower it at start).
+pub(crate) fn max_connections<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<NonZeroUsize>, D::Error> {
+    count_usize(d, "max_connections", 1_000_000).map(Some)
+}
+
+bounded!(
     /// `server.body_read_timeout`: 100 ms to 1 h (a real client needs some time).
     body_read_timeout, "body_read_timeout": HumanDuration = duration(CLIENT_MIN, HOUR)
 );

@@ -72,6 +72,22 @@ pub struct ServerConfig {
         deserialize_with = "bounds::header_read_timeout"
     )]
     pub header_read_timeout: HumanDuration,
+    /// How long a keep-alive connection may stay open with no request in flight.
+    #[serde(
+        default = "defaults::idle_timeout",
+        deserialize_with = "bounds::idle_timeout"
+    )]
+    pub idle_timeout: HumanDuration,
+    /// Most ingress connections open at once; by default what the descriptor limit allows
+    /// (see `server::descriptors`). A value above that is lowered, with a warning, at start.
+    #[serde(default, deserialize_with = "bounds::max_connections")]
+    pub max_connections: Option<NonZeroUsize>,
+    /// Most ingress requests being received and handled at once; past it, 503 + `Retry-After`.
+    #[serde(
+        default = "defaults::max_requests_in_flight",
+        deserialize_with = "bounds::max_requests_in_flight"
+    )]
+    pub max_requests_in_flight: NonZeroUsize,
     /// How long a client may take to send its whole request body.
     #[serde(
         default = "defaults::body_read_timeout",
@@ -116,6 +132,9 @@ impl Default for ServerConfig {
             max_body_bytes: defaults::max_body_bytes(),
             queue_capacity: defaults::queue_capacity(),
             header_read_timeout: defaults::header_read_timeout(),
+            idle_timeout: defaults::idle_timeout(),
+            max_connections: None,
+            max_requests_in_flight: defaults::max_requests_in_flight(),
             body_read_timeout: defaults::body_read_timeout(),
             shutdown_grace: defaults::shutdown_grace(),
             dead_letter_capacity: defaults::dead_letter_capacity(),
@@ -599,6 +618,12 @@ mod defaults {
     }
     pub fn header_read_timeout() -> HumanDuration {
         HumanDuration(Duration::from_secs(10))
+    }
+    pub fn idle_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(60))
+    }
+    pub fn max_requests_in_flight() -> NonZeroUsize {
+        NonZeroUsize::new(128).expect("non-zero")
     }
     pub fn body_read_timeout() -> HumanDuration {
         HumanDuration(Duration::from_secs(30))
@@ -1271,6 +1296,44 @@ destinations = ["ci"]
         ] {
             let errors = nats(&format!("{base}{extra}")).unwrap_err();
             assert!(errors.to_string().contains(expected), "{extra}: {errors}");
+        }
+    }
+
+    #[test]
+    fn ingress_limits_have_defaults_and_bad_values_are_located() {
+        let config = parse(VALID).expect("valid");
+        assert_eq!(config.server.idle_timeout.0, Duration::from_secs(60));
+        assert_eq!(config.server.max_connections, None);
+        assert_eq!(config.server.max_requests_in_flight.get(), 128);
+        let limits = "queue_capacity = 10\nidle_timeout = \"2s\"\nmax_connections = 100\n\
+                      max_requests_in_flight = 8";
+        let config = parse(&VALID.replace("queue_capacity = 10", limits)).expect("valid");
+        assert_eq!(config.server.idle_timeout.0, Duration::from_secs(2));
+        assert_eq!(
+            config.server.max_connections.map(NonZeroUsize::get),
+            Some(100)
+        );
+        assert_eq!(config.server.max_requests_in_flight.get(), 8);
+        for (bad, message) in [
+            (
+                "idle_timeout = \"1ms\"",
+                "idle_timeout = 1ms is out of range",
+            ),
+            ("max_connections = 0", "max_connections = 0 is out of range"),
+            (
+                "max_requests_in_flight = 2000000",
+                "max_requests_in_flight = 2000000 is out of range: must be between 1 and 1000000",
+            ),
+        ] {
+            let text = VALID.replace(
+                "queue_capacity = 10",
+                &format!("queue_capacity = 10\n{bad}"),
+            );
+            let errors = parse(&text).unwrap_err();
+            assert_eq!(errors.0[0].key, "server", "{errors}");
+            assert_eq!(errors.0[0].line, Some(7), "{errors}");
+            assert!(errors.to_string().starts_with("test.toml:7:"), "{errors}");
+            assert!(errors.0[0].message.contains(message), "{errors}");
         }
     }
 

@@ -5,6 +5,7 @@ mod delivery;
 mod faults;
 mod ingress;
 mod isolation;
+mod limits;
 mod plugins;
 mod shutdown;
 mod verify;

@@ -1,0 +1,128 @@
+//! The HTTP listener loop shared by the ingress and admin listeners: accepts connections within
+//! the listener's `max_connections` ([`connections`]), serves HTTP/1.1 and h2c (prior knowledge)
+//! on each with bounded buffers ([`protocol`]), caps the requests in flight ([`in_flight`]),
+//! closes silent and idle connections ([`connection`]), drains open connections on shutdown and
+//! closes those still open when told to. [`descriptors`] raises the descriptor limit and sizes
+//! `max_connections` from it; [`settings`] gives each listener its limits.
+
+mod connection;
+mod connections;
+pub mod descriptors;
+mod in_flight;
+pub mod protocol;
+pub mod settings;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::reply::ResponseBody;
+use connection::{Deadlines, drive};
+use connections::Connections;
+use in_flight::InFlightLimit;
+
+pub use settings::{ListenerSettings, Listeners};
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// When a listener stops.
+#[derive(Debug, Clone, Default)]
+pub struct StopTokens {
+    /// Cancelled to stop accepting connections and let the open ones finish their requests.
+    pub stop_accepting: CancellationToken,
+    /// Cancelled to close the connections still open (the shutdown grace period is over).
+    pub close_now: CancellationToken,
+}
+
+/// Serves `handler` (called with each request and its connection's TCP peer) on `listener`
+/// until `stop.stop_accepting` is cancelled, then waits for open connections to finish, or
+/// closes them once `stop.close_now` is cancelled. The listener is shared so that a new run
+/// (after a panic) serves the same socket.
+pub async fn serve<H, F>(
+    listener: Arc<TcpListener>,
+    settings: ListenerSettings,
+    stop: StopTokens,
+    handler: H,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ResponseBody>> + Send + 'static,
+{
+    let builder = protocol::builder();
+    let table = Connections::new(settings.max_connections, settings.metrics.clone());
+    let limit = settings
+        .max_requests_in_flight
+        .map(|max| InFlightLimit::new(max, settings.metrics.busy.clone()));
+    let deadlines = Deadlines {
+        header_read_timeout: settings.header_read_timeout,
+        idle_timeout: settings.idle_timeout,
+    };
+    let tasks = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            () = stop.stop_accepting.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        let Some(slot) = table.admit() else {
+            tracing::debug!(%peer, "connection refused: max_connections open, all busy");
+            continue;
+        };
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+        let handler = handler.clone();
+        let activity = Arc::clone(&slot.activity);
+        let limit = limit.clone();
+        let in_flight = settings.metrics.requests_in_flight.clone();
+        let service = service_fn(move |request: Request<Incoming>| {
+            let request_guard = activity.begin(&in_flight);
+            // `None`: no cap; `Some(None)`: the cap is reached.
+            let permit = limit.as_ref().map(InFlightLimit::enter);
+            let response = match permit {
+                Some(None) => None,
+                Some(Some(_)) | None => Some(handler(request, peer)),
+            };
+            async move {
+                let _request = request_guard;
+                let _permit = permit;
+                Ok::<_, Infallible>(match response {
+                    Some(response) => response.await,
+                    None => in_flight::busy(),
+                })
+            }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        tasks.spawn(drive(
+            connection,
+            slot,
+            deadlines,
+            stop.clone(),
+            settings.metrics.clone(),
+            peer,
+        ));
+    }
+    drop(listener);
+    // Every connection ends by itself or at `close_now`.
+    tasks.close();
+    tasks.wait().await;
+}

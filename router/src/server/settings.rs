@@ -1,0 +1,90 @@
+//! Each listener's limits, from the `[server]` table and the descriptor limit: the ingress
+//! listener gets `max_connections` and `max_requests_in_flight`; the admin listener its own
+//! small cap, so that `/healthz` answers whatever the ingress is going through.
+
+use std::time::Duration;
+
+use super::descriptors;
+use crate::config::ServerConfig;
+use crate::metrics::{ListenerMetrics, Metrics};
+
+/// Connections the admin listener keeps open at most (the longest idle makes room).
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// One listener's settings.
+#[derive(Debug, Clone)]
+pub struct ListenerSettings {
+    /// How long a client may take from its connect to its first request's head.
+    pub header_read_timeout: Duration,
+    /// How long a connection may stay open with no request in flight.
+    pub idle_timeout: Duration,
+    /// Most connections open at once (past it the longest idle is closed, or the new one).
+    pub max_connections: usize,
+    /// Most requests in flight at once, if capped.
+    pub max_requests_in_flight: Option<usize>,
+    /// The listener's metrics.
+    pub metrics: ListenerMetrics,
+}
+
+/// The settings of both listeners.
+#[derive(Debug, Clone)]
+pub struct Listeners {
+    /// The webhook ingress.
+    pub ingress: ListenerSettings,
+    /// The admin API.
+    pub admin: ListenerSettings,
+}
+
+impl Listeners {
+    /// The listeners' settings for `server`. Raises the process's soft descriptor limit to its
+    /// hard limit first, and logs the limit and the `max_connections` it leaves.
+    pub fn for_config(server: &ServerConfig, metrics: &Metrics) -> Self {
+        let configured = server.max_connections.map(std::num::NonZeroUsize::get);
+        let max_connections = match descriptors::raise_limit() {
+            Ok(limit) => {
+                let (max, clamped) = descriptors::max_connections(configured, limit.limit);
+                if clamped {
+                    tracing::warn!(
+                        configured = configured.unwrap_or(max),
+                        max_connections = max,
+                        descriptor_limit = limit.limit,
+                        "max_connections is more than the descriptor limit allows: lowered"
+                    );
+                }
+                let raised = limit
+                    .raised_from
+                    .map_or(String::new(), |from| format!(" (raised from {from})"));
+                tracing::info!(
+                    descriptor_limit = limit.limit,
+                    max_connections = max,
+                    "descriptor limit {}{raised}; max_connections {max}",
+                    limit.limit
+                );
+                max
+            }
+            Err(error) => {
+                let max = configured.unwrap_or(descriptors::DEFAULT_MAX_CONNECTIONS);
+                tracing::warn!(%error, max_connections = max, "descriptor limit unknown");
+                max
+            }
+        };
+        let header_read_timeout = crate::clock::cap(server.header_read_timeout.0);
+        let idle_timeout = crate::clock::cap(server.idle_timeout.0);
+        Self {
+            ingress: ListenerSettings {
+                header_read_timeout,
+                idle_timeout,
+                max_connections,
+                max_requests_in_flight: Some(server.max_requests_in_flight.get()),
+                metrics: metrics.listener("ingress"),
+            },
+            admin: ListenerSettings {
+                header_read_timeout,
+                idle_timeout,
+                max_connections: ADMIN_MAX_CONNECTIONS,
+                max_requests_in_flight: None,
+                metrics: metrics.listener("admin"),
+            },
+        }
+    }
+}
