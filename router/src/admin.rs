@@ -97,6 +97,12 @@ impl Admin {
             (&Method::GET, "/readyz") => {
                 if let Some(unhealthy) = self.unhealthy() {
                     unhealthy
+                } else if let Some(why) = self.queue.unavailable() {
+                    reply::with_type(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain; charset=utf-8",
+                        format!("{why}\n").into(),
+                    )
                 } else if self.ready.load(Ordering::Acquire) {
                     reply::text(StatusCode::OK, "ready\n")
                 } else {

@@ -438,7 +438,7 @@ impl Router {
         } else if self.queue.durable() {
             tracing::info!(
                 still_queued,
-                "{still_queued} events left for the next start (they stay in the journal)"
+                "{still_queued} events left for the next start (they stay in the journal or the stream)"
             );
         } else {
             tracing::warn!(

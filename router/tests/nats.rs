@@ -288,8 +288,11 @@ async fn nats_down_for_five_seconds_gets_503s_then_recovers_and_loses_nothing() 
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
     s.nats.stop();
+    let admin = s.routers[0].admin.clone();
+    assert_eq!(wait_readyz(&admin, 503).await, "NATS at nats://127.0.0.1:");
     tokio::time::sleep(Duration::from_secs(5)).await;
     s.nats.resume();
+    wait_readyz(&admin, 200).await;
     let during = load.await.expect("load task");
     // And after: the routers accept again.
     let mut after = Vec::new();
@@ -322,6 +325,27 @@ async fn nats_down_for_five_seconds_gets_503s_then_recovers_and_loses_nothing() 
         "every one of {} accepted events delivered; {duplicates} delivered twice",
         wanted.len()
     );
+}
+
+/// Waits until `/readyz` answers `status`; the start of its text.
+async fn wait_readyz(admin: &str, status: u16) -> String {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let answer = client()
+            .get(format!("http://{admin}/readyz"))
+            .send()
+            .await
+            .expect("readyz");
+        if answer.status().as_u16() == status {
+            let text = answer.text().await.expect("text");
+            return text.chars().take(25).collect();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never answered {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -222,6 +222,11 @@ pub trait DispatchQueue: Send + Sync + std::fmt::Debug + 'static {
 
     /// Whether held events outlive the process (so that what shutdown leaves is not lost).
     fn durable(&self) -> bool;
+
+    /// Why the queue cannot take events now (its server is away), if so: `/readyz` says it.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A held event's place in the queue capacity. Dropping it releases the place.

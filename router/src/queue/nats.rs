@@ -549,4 +549,11 @@ impl DispatchQueue for NatsQueue {
     fn durable(&self) -> bool {
         true
     }
+
+    fn unavailable(&self) -> Option<String> {
+        match self.nats.client.connection_state() {
+            async_nats::connection::State::Connected => None,
+            _ => Some(format!("NATS at {} is not connected", self.nats.url)),
+        }
+    }
 }
