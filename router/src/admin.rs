@@ -14,8 +14,8 @@ use http::{Method, Request, Response, StatusCode, header};
 use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
-use crate::dead_letter::DeadLetterStore;
-use crate::destinations::DestinationBoard;
+use crate::delivery::dead_letter::DeadLetterStore;
+use crate::delivery::destinations::DestinationBoard;
 use crate::metrics::Metrics;
 use crate::queue::DispatchQueue;
 use crate::reply::{self, ResponseBody};

@@ -3,16 +3,19 @@
 //!
 //! A webhook's way through the crate, one module per step:
 //!
-//! 1. [`server`] accepts connections (HTTP/1.1 and h2c) for the ingress and admin listeners;
-//! 2. [`ingress`] matches the route and reads the body within limits ([`body`]), checks the
-//!    sender's signature ([`verify`]) and runs the route's [`plugin`] chain;
-//! 3. [`queue`] holds accepted [`event`]s, bounded, until [`dispatch`] hands each to its
-//!    destinations' lanes and every destination has a final outcome; with a [`journal`] the queue
-//!    writes them to disk before the 202, so a crash or a restart loses none;
-//! 4. [`deliver`] makes each attempt, unless the destination's [`circuit`] is open; [`retry`]
-//!    times the next one; deliveries that fail for
-//!    good go to the [`dead_letter`] store (journaled too, as is the [`dedup`] window);
-//! 5. [`admin`] serves `/metrics` ([`metrics`]), health probes and the dead-letter API.
+//! 1. [`server`] accepts connections (HTTP/1.1 and h2c) for the ingress and admin listeners,
+//!    within their limits (connections, idle time, requests in flight);
+//! 2. [`ingress`] matches the route ([`allow_list`], [`rate_limit`]), reads the body within
+//!    limits ([`body`]), checks the sender's signature ([`verify`]), answers repeats ([`dedup`])
+//!    and runs the route's [`plugin`] chain;
+//! 3. [`queue`] holds accepted [`event`]s until every destination has a final outcome: in
+//!    memory, in the [`journal`] (on disk before the 202, so a crash or a restart loses none),
+//!    or in a NATS JetStream stream shared by several routers ([`nats`]);
+//! 4. [`delivery`] takes them off the queue ([`delivery::dispatch`]), makes each attempt unless
+//!    the destination's circuit is open, retries, and keeps what fails for good as dead
+//!    letters;
+//! 5. [`admin`] serves `/metrics` ([`metrics`]), health probes, `/destinations` and the
+//!    dead-letter API.
 //!
 //! [`config`] reads the route file and [`runtime`] wires the parts together; [`supervise`]
 //! restarts a long-lived task that panics, and [`clock`] keeps time arithmetic from
@@ -21,14 +24,10 @@
 pub mod admin;
 pub mod allow_list;
 pub mod body;
-pub mod circuit;
 pub mod clock;
 pub mod config;
-pub mod dead_letter;
 pub mod dedup;
-pub mod deliver;
-pub mod destinations;
-pub mod dispatch;
+pub mod delivery;
 pub mod event;
 pub mod ingress;
 pub mod journal;
@@ -38,7 +37,6 @@ pub mod plugin;
 pub mod queue;
 pub mod rate_limit;
 pub mod reply;
-pub mod retry;
 pub mod runtime;
 pub mod server;
 pub mod supervise;

@@ -11,12 +11,12 @@ use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
 use crate::config::{Config, ConfigErrors, FsyncMode, QueueBackend};
-use crate::dead_letter::nats::NatsLetters;
-use crate::dead_letter::{DeadLetter, DeadLetterStore};
 use crate::dedup::nats::NatsWindow;
-use crate::deliver::{Deliverer, Destination, InvalidHeader};
-use crate::destinations::DestinationBoard;
-use crate::dispatch::Dispatcher;
+use crate::delivery::attempt::{Deliverer, Destination, InvalidHeader};
+use crate::delivery::dead_letter::nats::NatsLetters;
+use crate::delivery::dead_letter::{DeadLetter, DeadLetterStore};
+use crate::delivery::destinations::DestinationBoard;
+use crate::delivery::dispatch::Dispatcher;
 use crate::event::Event;
 use crate::ingress::Ingress;
 use crate::journal::{Fsync, Journal, JournalError, JournalOptions, Recovered};

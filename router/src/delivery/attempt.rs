@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::config::{DestinationConfig, RetryConfig};
+use crate::delivery::retry::parse_retry_after;
 use crate::event::Event;
-use crate::retry::parse_retry_after;
 use crate::verify::StandardSigner;
 
 /// How much of an error response's body is kept for the dead-letter record.

@@ -8,8 +8,8 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::circuit::Circuit;
-use crate::deliver::Destination;
+use crate::delivery::attempt::Destination;
+use crate::delivery::circuit::Circuit;
 use crate::event::unix_millis;
 use crate::metrics::Metrics;
 use crate::queue::{DestinationId, Holds};

@@ -23,11 +23,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::circuit::Admit;
 use crate::config::RouteConfig;
-use crate::dead_letter::{DeadLetter, DeadLetterStore};
-use crate::deliver::{AttemptOutcome, Deliverer, Destination};
-use crate::destinations::DestinationBoard;
+use crate::delivery::attempt::{AttemptOutcome, Deliverer, Destination};
+use crate::delivery::circuit::Admit;
+use crate::delivery::dead_letter::{DeadLetter, DeadLetterStore};
+use crate::delivery::destinations::DestinationBoard;
 use crate::event::Event;
 use crate::metrics::{DeliveryTable, Metrics};
 use crate::queue::{DestinationId, DispatchQueue, Progress, QueuedEvent, Receipt, Reported};
@@ -523,7 +523,7 @@ async fn attempt(shared: &Shared, mut delivery: Delivery) {
             retry_after,
             error,
         } if delivery.attempts < destination.retry.max_attempts.get() => {
-            let wait = crate::retry::next_delay(
+            let wait = crate::delivery::retry::next_delay(
                 &destination.retry,
                 delivery.attempts,
                 retry_after,

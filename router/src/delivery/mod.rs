@@ -1,0 +1,16 @@
+//! Delivery: how an accepted event leaves the router.
+//!
+//! - [`dispatch`] takes events off the queue and drives each destination's lane;
+//! - [`attempt`] makes one HTTP attempt (signed, with the destination's headers) and classifies
+//!   its outcome;
+//! - [`retry`] times the next attempt (backoff, jitter, `Retry-After`);
+//! - [`circuit`] stops attempts to a destination that keeps failing, and probes it;
+//! - [`destinations`] keeps each destination's live state for the admin API;
+//! - [`dead_letter`] keeps what failed for good, for inspection and replay.
+
+pub mod attempt;
+pub mod circuit;
+pub mod dead_letter;
+pub mod destinations;
+pub mod dispatch;
+pub mod retry;
