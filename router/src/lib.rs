@@ -6,7 +6,7 @@
 //! 1. [`server`] accepts connections (HTTP/1.1 and h2c) for the ingress and admin listeners,
 //!    within their limits (connections, idle time, requests in flight);
 //! 2. [`ingress`] matches the route ([`allow_list`], [`rate_limit`]), reads the body within
-//!    limits ([`body`]), checks the sender's signature ([`verify`]), answers repeats ([`dedup`])
+//!    limits ([`ingress::body`]), checks the sender's signature ([`verify`]), answers repeats ([`dedup`])
 //!    and runs the route's [`plugin`] chain;
 //! 3. [`queue`] holds accepted [`event`]s until every destination has a final outcome: in
 //!    memory, in the [`journal`] (on disk before the 202, so a crash or a restart loses none),
@@ -23,7 +23,6 @@
 
 pub mod admin;
 pub mod allow_list;
-pub mod body;
 pub mod clock;
 pub mod config;
 pub mod dedup;

@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
-use webhook_router::body::FIRST_CHUNK;
+use webhook_router::ingress::body::FIRST_CHUNK;
 use webhook_router::server::protocol::{CONNECTION_WINDOW_BYTES, READ_BUFFER_BYTES};
 use webhook_router_tests::process_stats::resident_bytes_of;
 use webhook_router_tests::signing::{sign, unix_now};

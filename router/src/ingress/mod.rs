@@ -17,6 +17,8 @@
 //! | 4xx/5xx | a plugin rejected the event with this status; 500 if a plugin failed and the
 //! route's `on_plugin_error` is `reject` |
 
+pub mod body;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,10 +29,10 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use http_body::Body;
 
 use crate::allow_list::{Cidr, client_ip, contains};
-use crate::body::{BodyError, read_body};
 use crate::config::Config;
 use crate::dedup::{Claim, DedupStore, SharedClaim};
 use crate::event::Event;
+use crate::ingress::body::{BodyError, read_body};
 use crate::journal::{Journal, Recovered};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::plugin::{ChainOutcome, PluginChain};
