@@ -432,6 +432,7 @@ impl Router {
             tokio::time::sleep_until(last_start.min(tokio::time::Instant::now() + IDLE_POLL)).await;
         }
         let left = self.dispatcher.stop(deadline, self.queue.as_ref()).await;
+        self.queue.flush().await;
         let still_queued = left.event_ids.len();
         if still_queued == 0 {
             tracing::info!("stopped with no events left undelivered");

@@ -60,6 +60,12 @@ fn write_config(dir: &Path, n: usize, url: &str, sink: &Sink, queue: &str, route
          [[routes]]\nid = \"hooks\"\npath = \"/hooks\"\ndestinations = [\"sink\"]\n{route}\n",
         sink.url("/in"),
     );
+    // A test's own `ack_wait` replaces the short default.
+    let text = if queue.contains("ack_wait") {
+        text.replace("ack_wait = \"2s\"\n", "")
+    } else {
+        text
+    };
     let path = dir.join(format!("router{n}.toml"));
     std::fs::write(&path, text).expect("write config");
     path
@@ -263,6 +269,33 @@ async fn a_router_killed_mid_load_loses_nothing_the_other_delivers_it() {
     assert!(
         delivered_by(&s.sink, 2) > 0,
         "the survivor delivered the rest"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_that_stops_hands_back_what_it_holds_at_once() {
+    const EVENTS: u64 = 2000;
+    // An ack_wait far longer than the test: what router 1 holds at its stop reaches router 2
+    // by its nak, not by JetStream giving up on router 1.
+    let mut s = setup("stop", SLOW, "ack_wait = \"60s\"", "").await;
+    let ingresses = vec![s.routers[0].ingress.clone()];
+    let wanted = accepted(&post_all(&ingresses, 0..EVENTS, 32).await);
+    assert_eq!(wanted.len() as u64, EVENTS, "every post was accepted");
+    s.sink.wait_for_delivered(200, PATIENCE).await;
+    let stopping = s.routers.remove(0);
+    let stopped_at = std::time::Instant::now();
+    let (clean, log) = stopping.stop();
+    assert!(clean, "{log:#?}");
+    let counts = wait_delivered(&s.sink, &wanted).await;
+    let duplicates = assert_all_delivered(&wanted, &counts);
+    let took = stopped_at.elapsed();
+    eprintln!(
+        "router 1 stopped; every accepted event delivered {:.1} s later ({duplicates} twice)",
+        took.as_secs_f64()
+    );
+    assert!(
+        took < Duration::from_secs(50),
+        "what router 1 held waited for ack_wait ({took:?}) instead of being handed back"
     );
 }
 

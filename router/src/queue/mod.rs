@@ -194,6 +194,9 @@ pub type EnqueueFuture<'a> = Pin<Box<dyn Future<Output = Result<(), EnqueueError
 /// A boxed future returned by [`DispatchQueue::dequeue`].
 pub type DequeueFuture<'a> = Pin<Box<dyn Future<Output = Option<QueuedEvent>> + Send + 'a>>;
 
+/// A boxed future returned by [`DispatchQueue::flush`].
+pub type FlushFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
 /// A bounded queue of events awaiting dispatch.
 pub trait DispatchQueue: Send + Sync + std::fmt::Debug + 'static {
     /// Queues an event for `destinations`, or says why not. Never waits for room; resolves
@@ -222,6 +225,12 @@ pub trait DispatchQueue: Send + Sync + std::fmt::Debug + 'static {
 
     /// Whether held events outlive the process (so that what shutdown leaves is not lost).
     fn durable(&self) -> bool;
+
+    /// Waits (briefly) until what the queue was told reached its store: at shutdown, after
+    /// the last receipts were dropped.
+    fn flush(&self) -> FlushFuture<'_> {
+        Box::pin(std::future::ready(()))
+    }
 
     /// Why the queue cannot take events now (its server is away), if so: `/readyz` says it.
     fn unavailable(&self) -> Option<String> {

@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Acknowledge, DequeueFuture, DestinationId, DispatchQueue, EnqueueError, EnqueueFuture, Holding,
-    Holds, MemoryQueue, Progress, QueuedEvent, Receipt, Reported, Target,
+    Acknowledge, DequeueFuture, DestinationId, DispatchQueue, EnqueueError, EnqueueFuture,
+    FlushFuture, Holding, Holds, MemoryQueue, Progress, QueuedEvent, Receipt, Reported, Target,
 };
 use crate::config::QueueConfig;
 use crate::event::Event;
@@ -49,6 +49,10 @@ const PULL_PAUSE: Duration = Duration::from_millis(250);
 const ROOM_PAUSE: Duration = Duration::from_millis(10);
 /// How long JetStream remembers message ids to drop a publish sent twice.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// How long a stopping fetch waits for the rest of its pull, to hand it back.
+const HAND_BACK_WAIT: Duration = Duration::from_millis(100);
+/// Longest a shutdown waits for the last acks and naks to reach the server.
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 /// What a message holds besides the event.
 #[derive(Debug, Serialize, Deserialize)]
@@ -75,8 +79,19 @@ pub struct NatsQueue {
     /// Subjects by destination id.
     subjects: Vec<String>,
     publish_timeout: Duration,
-    /// Stops the fetch and progress tasks.
+    /// The messages this router holds (unsettled).
+    held: HeldMessages,
+    /// Stops the fetch tasks (at close).
     stop: CancellationToken,
+    /// Stops the progress task (when the queue is dropped: held messages still need it while
+    /// shutdown delivers them).
+    alive: CancellationToken,
+}
+
+impl Drop for NatsQueue {
+    fn drop(&mut self) {
+        self.alive.cancel();
+    }
 }
 
 /// The handle that acknowledges one message (shared by its receipt and the keep-alive).
@@ -178,18 +193,21 @@ impl NatsQueue {
             };
             tokio::spawn(fetch.run(stop.clone()));
         }
+        let alive = CancellationToken::new();
         tokio::spawn(keep_alive(
-            held,
+            Arc::clone(&held),
             config.ack_wait.0 / 3,
             nats.outbox.clone(),
-            stop.clone(),
+            alive.clone(),
         ));
         Ok(NatsQueue {
             local,
             nats,
             subjects,
             publish_timeout: config.publish_timeout.0,
+            held,
             stop,
+            alive,
         })
     }
 
@@ -405,7 +423,10 @@ impl Fetch {
             };
             loop {
                 let next = tokio::select! {
-                    () = stop.cancelled() => None,
+                    () = stop.cancelled() => {
+                        self.hand_back(&mut batch).await;
+                        return;
+                    }
                     next = batch.next() => next,
                 };
                 match next {
@@ -423,6 +444,17 @@ impl Fetch {
                     None => break,
                 }
             }
+        }
+    }
+
+    /// Naks the messages of a pull still arriving when the router stops, so that another
+    /// router takes them now rather than after `ack_wait`.
+    async fn hand_back(&self, batch: &mut pull::Batch) {
+        while let Ok(Some(Ok(message))) = tokio::time::timeout(HAND_BACK_WAIT, batch.next()).await {
+            let (_, acker) = message.split();
+            self.outbox.send(async move {
+                let _ = acker.ack_with(AckKind::Nak(None)).await;
+            });
         }
     }
 
@@ -548,6 +580,35 @@ impl DispatchQueue for NatsQueue {
 
     fn durable(&self) -> bool {
         true
+    }
+
+    fn flush(&self) -> FlushFuture<'_> {
+        Box::pin(async move {
+            // Dispatch has stopped: whatever this router still holds goes back to the stream
+            // now, for another router, instead of after ack_wait.
+            let left: Vec<AckHandle> =
+                std::mem::take(&mut *self.held.lock().unwrap_or_else(PoisonError::into_inner))
+                    .into_values()
+                    .collect();
+            if !left.is_empty() {
+                tracing::info!(
+                    messages = left.len(),
+                    "NATS: handing back the messages this router held"
+                );
+                self.nats.outbox.send(async move {
+                    for acker in left {
+                        let _ = acker.0.ack_with(AckKind::Nak(None)).await;
+                    }
+                });
+            }
+            // Everything sent to the outbox before this is out.
+            let (done, finished) = tokio::sync::oneshot::channel();
+            self.nats.outbox.send(async move {
+                let _ = done.send(());
+            });
+            let _ = tokio::time::timeout(FLUSH_WAIT, finished).await;
+            let _ = tokio::time::timeout(FLUSH_WAIT, self.nats.client.flush()).await;
+        })
     }
 
     fn unavailable(&self) -> Option<String> {
