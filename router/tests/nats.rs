@@ -23,6 +23,7 @@ const PATIENCE: Duration = Duration::from_secs(60);
 const OK: u8 = 0;
 const SLOW: u8 = 1;
 const REJECT: u8 = 2;
+const HANG: u8 = 3;
 
 async fn switchable_sink(mode: &Arc<AtomicU8>) -> Sink {
     let mode = Arc::clone(mode);
@@ -32,6 +33,7 @@ async fn switchable_sink(mode: &Arc<AtomicU8>) -> Sink {
             ..Reply::ok()
         },
         REJECT => Reply::status(400),
+        HANG => Reply::hang(),
         _ => Reply::ok(),
     })
     .await
@@ -550,5 +552,31 @@ async fn what_is_wrong_with_the_nats_server_is_said_at_start() {
     assert!(
         error.contains("the NATS stream \"WEBHOOKS\" exists with incompatible settings"),
         "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_left_for_a_destination_no_longer_configured_are_named_at_start() {
+    let mut s = setup("orphans", HANG, "", "").await;
+    let ingresses = vec![s.routers[0].ingress.clone()];
+    assert_eq!(accepted(&post_all(&ingresses, 0..5, 5).await).len(), 5);
+    for router in s.routers.drain(..) {
+        let (clean, log) = router.stop();
+        assert!(clean, "{log:#?}");
+    }
+    // The same router with the destination renamed: the 5 events stay in the stream, named.
+    let config = s._dir.join("router1.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace("[destinations.sink]", "[destinations.other]")
+            .replace("destinations = [\"sink\"]", "destinations = [\"other\"]"),
+    )
+    .expect("write");
+    let mut router = start(&config);
+    let line = router.wait_for_log("which is not in the config");
+    assert!(
+        line.contains("5 events wait in the stream for destination \"sink\""),
+        "{line}"
     );
 }

@@ -173,6 +173,7 @@ impl NatsQueue {
         holds: Arc<Holds>,
     ) -> Result<NatsQueue, NatsError> {
         let stream = ensure_stream(&nats, config).await?;
+        warn_of_orphans(&stream, &nats, destinations).await;
         let local = MemoryQueue::new(capacity, metrics, holds);
         let stop = CancellationToken::new();
         let held: HeldMessages = Arc::default();
@@ -339,6 +340,26 @@ async fn ensure_stream(nats: &Nats, config: &QueueConfig) -> Result<stream::Stre
             .await
             .map_err(|e| setup(e.to_string())),
         Err(error) => Err(setup(error.to_string())),
+    }
+}
+
+/// Logs the events waiting in the stream for destinations no longer in the config: nothing
+/// delivers them until the destination is added back.
+async fn warn_of_orphans(stream: &stream::Stream, nats: &Nats, destinations: &[NatsDestination]) {
+    let prefix = format!("{}.deliver.", nats.stream);
+    let Ok(mut subjects) = stream.info_with_subjects(format!("{prefix}>")).await else {
+        return;
+    };
+    while let Some(Ok((subject, events))) = subjects.next().await {
+        let name = subject.strip_prefix(&prefix).unwrap_or(&subject);
+        if !destinations.iter().any(|d| d.name == name) {
+            tracing::warn!(
+                %subject,
+                events,
+                "NATS: {events} events wait in the stream for destination {name:?}, which is not \
+                 in the config; they are delivered once it is added back (or purge the subject)"
+            );
+        }
     }
 }
 
