@@ -3,18 +3,17 @@
 //! damaged, and is started again on the same directory; then what got a 202 is counted against
 //! what the sink received.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use webhook_router_tests::test_router::metric_value;
-use webhook_router_tests::{Received, Reply, RouterProcess, Sink};
-
-/// Patience for what should take a few seconds on a busy 2-core machine.
-const PATIENCE: Duration = Duration::from_secs(60);
+use webhook_router_tests::numbered::{
+    self, PATIENCE, body, client, dead_letters, deliveries, duplicates, metric, post_accepted,
+    wait_delivered, wait_idle,
+};
+use webhook_router_tests::{Reply, RouterProcess, Sink};
 
 /// How the test sink answers, switched while a test runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,12 +48,7 @@ async fn switchable_sink(mode: &Arc<AtomicU8>) -> Sink {
 
 /// A fresh data directory (and config location) for test `name`, under the target directory.
 fn fresh_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("journal")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create test dir");
-    dir
+    numbered::fresh_dir(Path::new(env!("CARGO_TARGET_TMPDIR")), "journal", name)
 }
 
 /// Writes a config journaling under `dir/data` that routes `/hooks` to `sink`; `server`,
@@ -98,117 +92,8 @@ async fn setup(
     (mode, sink, dir, config)
 }
 
-/// The dead letters the admin API lists.
-async fn dead_letters(admin: &str) -> serde_json::Value {
-    client()
-        .get(format!("http://{admin}/dead-letters"))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json")
-}
-
 fn start(config: &Path) -> RouterProcess {
     RouterProcess::start(Path::new(env!("CARGO_BIN_EXE_webhook-router")), config)
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(PATIENCE)
-        .build()
-        .expect("client")
-}
-
-/// A JSON body of about 1 KiB carrying the number `n`.
-fn body(n: u64) -> String {
-    format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(1000))
-}
-
-/// The number a delivered body carries.
-fn number(received: &Received) -> u64 {
-    let value: serde_json::Value = serde_json::from_slice(&received.body).expect("json body");
-    value["n"].as_u64().expect("n")
-}
-
-/// Posts bodies `numbers` to `/hooks`, `concurrency` at a time; the numbers answered 202.
-async fn post_all(
-    ingress: &str,
-    numbers: std::ops::Range<u64>,
-    concurrency: usize,
-) -> BTreeSet<u64> {
-    let client = client();
-    let url = format!("http://{ingress}/hooks");
-    futures_util::stream::iter(numbers)
-        .map(|n| {
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                let answer = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body(n))
-                    .send()
-                    .await;
-                (n, answer.map(|a| a.status().as_u16()).unwrap_or(0))
-            }
-        })
-        .buffer_unordered(concurrency)
-        .filter_map(|(n, status)| async move { (status == 202).then_some(n) })
-        .collect()
-        .await
-}
-
-/// Deliveries per body number.
-fn deliveries(sink: &Sink) -> BTreeMap<u64, usize> {
-    let mut counts = BTreeMap::new();
-    for received in sink.delivered() {
-        *counts.entry(number(&received)).or_default() += 1;
-    }
-    counts
-}
-
-/// Waits until every number in `wanted` was delivered; the deliveries per number.
-async fn wait_delivered(sink: &Sink, wanted: &BTreeSet<u64>) -> BTreeMap<u64, usize> {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let counts = deliveries(sink);
-        if wanted.iter().all(|n| counts.contains_key(n)) || tokio::time::Instant::now() > deadline {
-            return counts;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The admin's `/metrics` value of `series`.
-async fn metric(admin: &str, series: &str) -> Option<f64> {
-    let text = client()
-        .get(format!("http://{admin}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    metric_value(&text, series)
-}
-
-/// Waits until the router holds nothing (`webhook_queue_depth` 0).
-async fn wait_idle(admin: &str) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while metric(admin, "webhook_queue_depth").await != Some(0.0) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the router never went idle"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Numbers delivered more than once, and how many extra deliveries there were.
-fn duplicates(counts: &BTreeMap<u64, usize>) -> usize {
-    counts.values().map(|&c| c - 1).sum()
 }
 
 const MAX_IN_FLIGHT: usize = 4;
@@ -229,7 +114,7 @@ async fn stop_mid_load(name: &str, signal: &str, grace: &str) -> (usize, usize, 
     )
     .await;
     let router = start(&config);
-    let accepted = post_all(&router.ingress, 0..EVENTS, 32).await;
+    let accepted = post_accepted(&router.ingress, 0..EVENTS, 32).await;
     assert_eq!(accepted.len() as u64, EVENTS, "every post was accepted");
     sink.wait_for_delivered(EVENTS as usize / 2, PATIENCE).await;
     let log = match signal {
@@ -307,7 +192,7 @@ async fn a_retrying_event_keeps_its_attempt_count_across_a_restart() {
     )
     .await;
     let router = start(&config);
-    assert_eq!(post_all(&router.ingress, 0..1, 1).await.len(), 1);
+    assert_eq!(post_accepted(&router.ingress, 0..1, 1).await.len(), 1);
     // Two attempts failed (and their progress was recorded) in this process...
     let series = "webhook_deliveries_total{route=\"hooks\",destination=\"sink\",outcome=\"retry\"}";
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -435,7 +320,7 @@ async fn twenty_held_then_killed(
 ) -> (PathBuf, PathBuf, Arc<AtomicU8>, Sink, BTreeSet<u64>) {
     let (mode, sink, dir, config) = setup(name, Mode::Hang, &Extra::default()).await;
     let router = start(&config);
-    let accepted = post_all(&router.ingress, 0..20, 1).await;
+    let accepted = post_accepted(&router.ingress, 0..20, 1).await;
     assert_eq!(accepted.len(), 20);
     router.kill();
     mode.store(Mode::Ok as u8, Ordering::Release);
@@ -549,7 +434,7 @@ async fn an_event_whose_destination_left_the_config_becomes_a_dead_letter() {
     )
     .await;
     let router = start(&config);
-    assert_eq!(post_all(&router.ingress, 0..1, 1).await.len(), 1);
+    assert_eq!(post_accepted(&router.ingress, 0..1, 1).await.len(), 1);
     sink.wait_for(1, PATIENCE, |_| true).await;
     let (success, log) = router.stop();
     assert!(success, "{log:#?}");

@@ -30,12 +30,11 @@ const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// A fresh directory for test `name`'s config, under the target directory.
 fn fresh_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("limits")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create test dir");
-    dir
+    webhook_router_tests::numbered::fresh_dir(
+        Path::new(env!("CARGO_TARGET_TMPDIR")),
+        "limits",
+        name,
+    )
 }
 
 /// Writes the config of test `name`: `[server]` with `server` lines, a route `/hooks` to `sink`

@@ -5,6 +5,7 @@
 pub mod bare;
 pub mod load;
 pub mod nats;
+pub mod numbered;
 pub mod process;
 pub mod process_stats;
 pub mod signing;

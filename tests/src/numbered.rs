@@ -1,0 +1,165 @@
+//! Numbered events for the tests that run the router as a process (crash, restart and several
+//! routers): bodies of about 1 KiB that carry a number, posted to one or more routers, and the
+//! numbers a sink received, counted, so that a test compares what was 202'd with what arrived.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use crate::Received;
+use crate::sink::Sink;
+use crate::test_router::metric_value;
+
+/// Patience for what should take a few seconds on a busy 2-core machine.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A fresh, empty directory `base/group/name` (a test's configs, journal or NATS store).
+pub fn fresh_dir(base: &Path, group: &str, name: &str) -> PathBuf {
+    let dir = base.join(group).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create test dir");
+    dir
+}
+
+/// An HTTP client for loopback, waiting at most [`PATIENCE`] for an answer.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(PATIENCE)
+        .build()
+        .expect("client")
+}
+
+/// A JSON body of about 1 KiB carrying the number `n`.
+pub fn body(n: u64) -> String {
+    format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(1000))
+}
+
+/// The number a delivered body carries.
+pub fn number(received: &Received) -> u64 {
+    let value: serde_json::Value = serde_json::from_slice(&received.body).expect("json body");
+    value["n"].as_u64().expect("n")
+}
+
+/// Posts bodies `numbers` to `/hooks`, in turn to each of `ingresses` (`host:port`),
+/// `concurrency` at a time; each number with the status it got (0: no answer).
+pub async fn post_all(
+    ingresses: &[String],
+    numbers: std::ops::Range<u64>,
+    concurrency: usize,
+) -> Vec<(u64, u16)> {
+    let client = client();
+    futures_util::stream::iter(numbers)
+        .map(|n| {
+            let client = client.clone();
+            let turn = usize::try_from(n).expect("n") % ingresses.len();
+            let url = format!("http://{}/hooks", ingresses[turn]);
+            async move {
+                let answer = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body(n))
+                    .send()
+                    .await;
+                (n, answer.map(|a| a.status().as_u16()).unwrap_or(0))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
+/// The numbers answered 202.
+pub fn accepted(answers: &[(u64, u16)]) -> BTreeSet<u64> {
+    answers
+        .iter()
+        .filter(|(_, status)| *status == 202)
+        .map(|(n, _)| *n)
+        .collect()
+}
+
+/// Posts `numbers` to one router; the numbers answered 202.
+pub async fn post_accepted(
+    ingress: &str,
+    numbers: std::ops::Range<u64>,
+    concurrency: usize,
+) -> BTreeSet<u64> {
+    accepted(&post_all(&[ingress.to_owned()], numbers, concurrency).await)
+}
+
+/// Deliveries per body number.
+pub fn deliveries(sink: &Sink) -> BTreeMap<u64, usize> {
+    let mut counts = BTreeMap::new();
+    for received in sink.delivered() {
+        *counts.entry(number(&received)).or_default() += 1;
+    }
+    counts
+}
+
+/// Waits (at most [`PATIENCE`]) until every number in `wanted` was delivered; the deliveries
+/// per number.
+pub async fn wait_delivered(sink: &Sink, wanted: &BTreeSet<u64>) -> BTreeMap<u64, usize> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let counts = deliveries(sink);
+        if wanted.iter().all(|n| counts.contains_key(n)) || tokio::time::Instant::now() > deadline {
+            return counts;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Extra deliveries: numbers delivered more than once, counted once per repeat.
+pub fn duplicates(counts: &BTreeMap<u64, usize>) -> usize {
+    counts.values().map(|&c| c - 1).sum()
+}
+
+/// Asserts that every number in `wanted` was delivered; returns the extra deliveries.
+pub fn assert_all_delivered(wanted: &BTreeSet<u64>, counts: &BTreeMap<u64, usize>) -> usize {
+    let lost: Vec<_> = wanted.iter().filter(|n| !counts.contains_key(n)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} accepted events never delivered: {lost:?}",
+        lost.len()
+    );
+    duplicates(counts)
+}
+
+/// The admin's `/metrics` value of `series`.
+pub async fn metric(admin: &str, series: &str) -> Option<f64> {
+    let text = client()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    metric_value(&text, series)
+}
+
+/// Waits until the router holds nothing (`webhook_queue_depth` 0).
+pub async fn wait_idle(admin: &str) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while metric(admin, "webhook_queue_depth").await != Some(0.0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the router never went idle"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The dead letters the admin API lists.
+pub async fn dead_letters(admin: &str) -> serde_json::Value {
+    client()
+        .get(format!("http://{admin}/dead-letters"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json")
+}
