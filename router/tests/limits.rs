@@ -504,6 +504,25 @@ async fn promised_bodies_cost_nothing_until_sent_and_many_signatures_are_refused
     drop(small_held);
     drop(large_held);
 
+    // The literal 1 GiB promise is over the largest max_body_bytes: 413 at once, from the
+    // head alone, with the 10 bytes sent and the rest never coming.
+    let before = rss(&large);
+    let mut stream = TcpStream::connect(&large.ingress).await.expect("connect");
+    let head = "POST /hooks HTTP/1.1\r\nhost: r\r\ncontent-type: application/json\r\n\
+                content-length: 1073741824\r\n\r\n{\"n\":1234}";
+    stream.write_all(head.as_bytes()).await.expect("send");
+    let mut answer = vec![0; 512];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("answered before the body arrived")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    eprintln!(
+        "Content-Length 1073741824 with 10 bytes sent: 413 at once, router RSS {:+.2} MiB",
+        mib(rss(&large)) - mib(before)
+    );
+
     // 1,000 `v1a` entries (and the genuine `v1` signature last) are refused without looking at
     // more than the first few.
     let body = b"{\"type\":\"ping\"}";
