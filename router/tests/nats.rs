@@ -403,6 +403,28 @@ async fn what_is_wrong_with_the_nats_server_is_said_at_start() {
     assert!(error.contains("does not offer JetStream"), "{error}");
     drop(plain);
 
+    // A server that wants a token: refused without it, served with it.
+    let guarded = NatsServer::start_with_token(&dir.join("guarded"), "t0ken");
+    let guarded_config = dir.join("guarded.toml");
+    let with_url = text.replace(&format!("nats://{closed}"), &guarded.url());
+    std::fs::write(&guarded_config, &with_url).expect("write");
+    let error = start_error(&guarded_config);
+    assert!(
+        error.contains("cannot connect to NATS at") && error.contains("uthorization"),
+        "{error}"
+    );
+    let with_token = with_url.replace("[queue]\n", "[queue]\ntoken = \"${NATS_TEST_TOKEN}\"\n");
+    std::fs::write(&guarded_config, with_token).expect("write");
+    // The token comes through `${ENV}`, as an operator would keep it out of the file.
+    let router = RouterProcess::start_with_env(
+        Path::new(env!("CARGO_BIN_EXE_webhook-router")),
+        &guarded_config,
+        &[("NATS_TEST_TOKEN", "t0ken")],
+    );
+    let (clean, log) = router.stop();
+    assert!(clean, "{log:#?}");
+    drop(guarded);
+
     let nats = NatsServer::start(&dir.join("nats"));
     // Events larger than the server takes.
     let text = std::fs::read_to_string(&config)

@@ -18,6 +18,7 @@ pub struct NatsServer {
     port: u16,
     dir: PathBuf,
     jetstream: bool,
+    token: Option<String>,
 }
 
 /// Where `nats-server` is: on `PATH`, or where the Debian package puts it.
@@ -49,15 +50,20 @@ pub fn find_binary() -> Option<PathBuf> {
 impl NatsServer {
     /// Starts a server with JetStream, storing under `dir` (emptied first).
     pub fn start(dir: &Path) -> NatsServer {
-        Self::start_with(dir, true)
+        Self::start_with(dir, true, None)
     }
 
     /// Starts a server with JetStream off (its log under `dir`).
     pub fn start_without_jetstream(dir: &Path) -> NatsServer {
-        Self::start_with(dir, false)
+        Self::start_with(dir, false, None)
     }
 
-    fn start_with(dir: &Path, jetstream: bool) -> NatsServer {
+    /// Starts a server with JetStream that lets in only clients with `token`.
+    pub fn start_with_token(dir: &Path, token: &str) -> NatsServer {
+        Self::start_with(dir, true, Some(token.to_owned()))
+    }
+
+    fn start_with(dir: &Path, jetstream: bool, token: Option<String>) -> NatsServer {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).expect("create the NATS store directory");
         let port = TcpListener::bind("127.0.0.1:0")
@@ -69,6 +75,7 @@ impl NatsServer {
             port,
             dir: dir.to_path_buf(),
             jetstream,
+            token,
         };
         server.resume();
         server
@@ -96,6 +103,9 @@ impl NatsServer {
         command.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
         if self.jetstream {
             command.arg("-js").arg("-sd").arg(self.dir.join("store"));
+        }
+        if let Some(token) = &self.token {
+            command.arg("--auth").arg(token);
         }
         let child = command
             .arg("-l")

@@ -30,6 +30,14 @@ impl RouterProcess {
         Self::spawn(command)
     }
 
+    /// Like [`RouterProcess::start`], with `env` added to the process's environment.
+    pub fn start_with_env(binary: &Path, config: &Path, env: &[(&str, &str)]) -> RouterProcess {
+        let mut command = Command::new(binary);
+        command.args(["serve", "--config"]).arg(config);
+        command.envs(env.iter().copied());
+        Self::spawn(command)
+    }
+
     /// Like [`RouterProcess::start`], with the process's descriptor limit (soft and hard
     /// `RLIMIT_NOFILE`) set to `limit` by the shell that starts it.
     pub fn start_with_descriptor_limit(binary: &Path, config: &Path, limit: u64) -> RouterProcess {
