@@ -477,3 +477,36 @@ async fn events_left_for_a_destination_no_longer_configured_are_named_at_start()
         "{line}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_stream_answers_503_and_keeps_what_it_accepted() {
+    let mut s = setup("full", HANG, "max_bytes = \"1MiB\"", "").await;
+    s.routers.truncate(1);
+    let ingress = s.routers[0].ingress.clone();
+    let answers = post_all(std::slice::from_ref(&ingress), 0..1500, 8).await;
+    let kept = accepted(&answers);
+    let refused = answers.iter().filter(|(_, status)| *status == 503).count();
+    eprintln!(
+        "1 MiB stream: {} accepted, {refused} answered 503",
+        kept.len()
+    );
+    assert!(refused > 0 && !kept.is_empty(), "{answers:?}");
+    let answer = client()
+        .post(format!("http://{ingress}/hooks"))
+        .header("content-type", "application/json")
+        .body(numbered::body(9999))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(answer.status(), 503);
+    assert_eq!(answer.headers()["retry-after"], "1");
+    let reason = answer.text().await.expect("text");
+    assert!(reason.contains("NATS stream full (max_bytes)"), "{reason}");
+    // What was accepted is still there: delivered once the destination answers.
+    s.mode.store(OK, Ordering::Release);
+    drop(s.routers.remove(0));
+    let mut router = start(&s._dir.join("router1.toml"));
+    router.wait_for_log("router started");
+    let counts = wait_delivered(&s.sink, &kept).await;
+    assert_all_delivered(&kept, &counts);
+}

@@ -279,7 +279,7 @@ impl JournalQueue {
                 bytes = self.journal.disk_bytes(),
                 "journal at max_bytes: event refused"
             );
-            return Err(EnqueueError::NoSpace);
+            return Err(EnqueueError::NoSpace("journal"));
         };
         Ok(Pending {
             memory: self.memory.clone(),

@@ -159,9 +159,9 @@ pub enum EnqueueError {
     /// The router holds `queue_capacity` events already.
     #[error("dispatch queue is full")]
     Full,
-    /// The journal holds `max_bytes` already.
-    #[error("the journal is full (max_bytes)")]
-    NoSpace,
+    /// The store (the journal, the NATS stream) holds `max_bytes` already.
+    #[error("the {0} is full (max_bytes)")]
+    NoSpace(&'static str),
     /// This destination holds its `max_held` undelivered events already.
     #[error("destination {0:?} holds its max_held events")]
     DestinationFull(String),
@@ -178,7 +178,7 @@ impl EnqueueError {
     pub fn answer(&self) -> String {
         match self {
             EnqueueError::Full => "queue full, retry later".to_owned(),
-            EnqueueError::NoSpace => "journal full (max_bytes), retry later".to_owned(),
+            EnqueueError::NoSpace(store) => format!("{store} full (max_bytes), retry later"),
             EnqueueError::DestinationFull(name) => {
                 format!("destination {name:?} holds its max_held events, retry later")
             }

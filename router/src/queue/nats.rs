@@ -265,7 +265,7 @@ impl NatsQueue {
 fn publish_error(error: impl std::fmt::Display) -> EnqueueError {
     let text = error.to_string();
     if text.contains("maximum bytes") || text.contains("maximum messages") {
-        EnqueueError::NoSpace
+        EnqueueError::NoSpace("NATS stream")
     } else {
         EnqueueError::Storage(format!("NATS: {text}"))
     }
