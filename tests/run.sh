@@ -86,6 +86,14 @@ plugins/build.sh --locked --quiet >/dev/null
 export WEBHOOK_ROUTER_WASM_DIR="$root/target/wasm/wasm32-wasip2/release"
 end_stage
 
+# The example plugins in other languages (examples/plugins/<language>/build.sh), their
+# toolchains from PyPI and npm, cached under target/languages/; the tests run them on the
+# GitHub fixtures (router/tests/languages.rs).
+stage languages
+examples/plugins/build.sh "$root/target/languages" >/dev/null
+export WEBHOOK_ROUTER_LANGUAGES_DIR="$root/target/languages"
+end_stage
+
 # The guests' logic, natively: unit tests of every guest crate, linted as they compile.
 stage guests-test
 for manifest in "${guests[@]}"; do
