@@ -49,19 +49,24 @@ fn write_config(dir: &Path, n: usize, url: &str, sink: &Sink, queue: &str, route
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
          max_body_bytes = \"256KiB\"\nshutdown_grace = \"2s\"\n\
-         [queue]\nbackend = \"nats\"\nurl = \"{url}\"\nack_wait = \"2s\"\n{queue}\n\
+         [queue]\nbackend = \"nats\"\nurl = \"{url}\"\nack_wait = \"2s\"\nmax_bytes = \"256MiB\"\n{queue}\n\
          [destinations.sink]\nurl = \"{}\"\ntimeout = \"30s\"\nmax_in_flight = 8\n\
          headers = {{ x-router = \"{n}\" }}\n\
          retry = {{ max_attempts = 5, initial_backoff = \"50ms\", max_backoff = \"200ms\" }}\n\
          [[routes]]\nid = \"hooks\"\npath = \"/hooks\"\ndestinations = [\"sink\"]\n{route}\n",
         sink.url("/in"),
     );
-    // A test's own `ack_wait` replaces the short default.
-    let text = if queue.contains("ack_wait") {
-        text.replace("ack_wait = \"2s\"\n", "")
-    } else {
-        text
-    };
+    // A test's own `ack_wait` and `max_bytes` replace the defaults here: a short wait, and a
+    // stream small enough for any machine's JetStream storage.
+    let mut text = text;
+    for (key, default) in [
+        ("ack_wait", "ack_wait = \"2s\"\n"),
+        ("max_bytes", "max_bytes = \"256MiB\"\n"),
+    ] {
+        if queue.contains(key) {
+            text = text.replacen(default, "", 1);
+        }
+    }
     let path = dir.join(format!("router{n}.toml"));
     std::fs::write(&path, text).expect("write config");
     path
@@ -123,6 +128,7 @@ async fn two_routers_on_one_stream_deliver_every_event_once_and_share_the_work()
     let extra_now = assert_all_delivered(&wanted, &deliveries(&s.sink));
     assert_eq!(extra, 0, "nothing failed, so nothing was delivered twice");
     assert_eq!(extra_now, 0);
+    assert_eq!(stream_messages(&s.nats).await, 0, "every message acked");
     let (one, two) = (delivered_by(&s.sink, 1), delivered_by(&s.sink, 2));
     eprintln!("{EVENTS} events: router 1 delivered {one}, router 2 delivered {two}");
     assert_eq!(one + two, EVENTS as usize);
@@ -154,6 +160,7 @@ async fn a_router_killed_mid_load_loses_nothing_the_other_delivers_it() {
         delivered_by(&s.sink, 2) > 0,
         "the survivor delivered the rest"
     );
+    assert_eq!(stream_messages(&s.nats).await, 0, "every message acked");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,6 +188,25 @@ async fn a_router_that_stops_hands_back_what_it_holds_at_once() {
         took < Duration::from_secs(50),
         "what router 1 held waited for ack_wait ({took:?}) instead of being handed back"
     );
+    // Nothing is stranded in the stream (a message handed back too often would pass the
+    // consumer's max_deliver and stay there, never delivered).
+    assert_eq!(stream_messages(&s.nats).await, 0);
+}
+
+/// Messages left in the stream, once the routers' last acks have arrived (at most
+/// [`PATIENCE`]).
+async fn stream_messages(nats: &NatsServer) -> u64 {
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream("WEBHOOKS").await.expect("stream");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let messages = stream.info().await.expect("stream info").state.messages;
+        if messages == 0 || tokio::time::Instant::now() > deadline {
+            return messages;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,6 +268,7 @@ async fn nats_down_for_five_seconds_gets_503s_then_recovers_and_loses_nothing() 
         "every one of {} accepted events delivered; {duplicates} delivered twice",
         wanted.len()
     );
+    assert_eq!(stream_messages(&s.nats).await, 0, "every message acked");
 }
 
 /// Waits until `/readyz` answers `status`; the start of its text.

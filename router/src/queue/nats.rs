@@ -12,11 +12,13 @@
 //! - **Outcomes**: a final outcome (delivered, dead-lettered) acks the message; a failed
 //!   attempt naks it with the backoff as its delay ([`Reported::Returned`]): the stream hands it
 //!   out again when the retry is due, to any router, and the number of times JetStream has
-//!   delivered it is the attempt count (`max_attempts` + 1 is the consumer's `max_deliver`).
+//!   delivered it is the attempt count (the consumer's `max_deliver` is `max_attempts` + 10:
+//!   a hand-back at a router's stop counts as a delivery too).
 //!   While a router holds a message (an attempt in flight, a circuit open) it tells JetStream
 //!   it is still working on it every third of `ack_wait`; a router that dies stops doing so,
 //!   and its messages go to the other routers after `ack_wait`. A router that stops naks what
-//!   it holds, so that the others take it at once.
+//!   it holds, and the rest of its last pull, with a delay just past that pull's end (2.5 s):
+//!   the others take it then, and it never bounces back into the stopping router's own pull.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -49,8 +51,17 @@ const PULL_PAUSE: Duration = Duration::from_millis(250);
 const ROOM_PAUSE: Duration = Duration::from_millis(10);
 /// How long JetStream remembers message ids to drop a publish sent twice.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
-/// How long a stopping fetch waits for the rest of its pull, to hand it back.
-const HAND_BACK_WAIT: Duration = Duration::from_millis(100);
+/// How long past a pull's expiry a stopping fetch waits for the pull's end.
+const HAND_BACK_SLACK: Duration = Duration::from_millis(500);
+/// The delay of a message a stopping router hands back: past the end of its own last pull, so
+/// that the message goes to another router and does not come back into that pull, to be handed
+/// back again (each time counting as a delivery).
+const HAND_BACK_DELAY: Duration = PULL_EXPIRES.saturating_add(HAND_BACK_SLACK);
+/// Deliveries of one message JetStream may make beyond `max_attempts`: a router that stops
+/// hands back what it held, and that counts as a delivery without an attempt. Past the
+/// consumer's `max_deliver` JetStream would stop delivering the message and leave it in the
+/// stream; the router dead-letters at `max_attempts` itself.
+const SPARE_DELIVERIES: i64 = 10;
 /// Longest a shutdown waits for the last acks and naks to reach the server.
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
@@ -66,7 +77,7 @@ struct MessageHead {
 pub struct NatsDestination {
     /// Its name.
     pub name: String,
-    /// Its `retry.max_attempts` (the consumer's `max_deliver` is one more).
+    /// Its `retry.max_attempts` (the consumer's `max_deliver` is 10 more).
     pub max_attempts: u32,
 }
 
@@ -81,6 +92,8 @@ pub struct NatsQueue {
     publish_timeout: Duration,
     /// The messages this router holds (unsettled).
     held: HeldMessages,
+    /// The fetch tasks, joined at flush (each hands back the rest of its pull when stopped).
+    fetches: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Stops the fetch tasks (at close).
     stop: CancellationToken,
     /// Stops the progress task (when the queue is dropped: held messages still need it while
@@ -157,7 +170,7 @@ impl Acknowledge for NatsAck {
 impl Drop for NatsAck {
     fn drop(&mut self) {
         // Not final here (the router stops): another router may take it now.
-        self.settle(AckKind::Nak(None));
+        self.settle(AckKind::Nak(Some(HAND_BACK_DELAY)));
     }
 }
 
@@ -179,6 +192,7 @@ impl NatsQueue {
         let held: HeldMessages = Arc::default();
         let keys = Arc::new(AtomicU64::new(0));
         let mut subjects = Vec::with_capacity(destinations.len());
+        let mut fetches = Vec::with_capacity(destinations.len());
         for (id, destination) in destinations.iter().enumerate() {
             let subject = nats.subject(&destination.name);
             let consumer = ensure_consumer(&stream, config, destination, &subject).await?;
@@ -192,7 +206,7 @@ impl NatsQueue {
                 keys: Arc::clone(&keys),
                 outbox: nats.outbox.clone(),
             };
-            tokio::spawn(fetch.run(stop.clone()));
+            fetches.push(tokio::spawn(fetch.run(stop.clone())));
         }
         let alive = CancellationToken::new();
         tokio::spawn(keep_alive(
@@ -207,6 +221,7 @@ impl NatsQueue {
             subjects,
             publish_timeout: config.publish_timeout.0,
             held,
+            fetches: Mutex::new(fetches),
             stop,
             alive,
         })
@@ -334,11 +349,21 @@ async fn ensure_stream(nats: &Nats, config: &QueueConfig) -> Result<stream::Stre
             }
             Ok(existing)
         }
-        Err(error) if is_not_found(&error) => nats
-            .jetstream
-            .create_stream(wanted)
-            .await
-            .map_err(|e| setup(e.to_string())),
+        Err(error) if is_not_found(&error) => {
+            let max_bytes = config.max_bytes.0;
+            nats.jetstream.create_stream(wanted).await.map_err(|e| {
+                let cause = e.to_string();
+                if cause.contains("insufficient storage") {
+                    setup(format!(
+                        "{cause}: the server cannot reserve max_bytes = {} for the stream; lower \
+                         [queue] max_bytes, or give JetStream more storage (max_file_store)",
+                        bytesize::ByteSize(max_bytes).display().iec()
+                    ))
+                } else {
+                    setup(cause)
+                }
+            })
+        }
         Err(error) => Err(setup(error.to_string())),
     }
 }
@@ -384,7 +409,7 @@ async fn ensure_consumer(
         filter_subject: subject.to_owned(),
         ack_policy: consumer::AckPolicy::Explicit,
         ack_wait: config.ack_wait.0,
-        max_deliver: i64::from(destination.max_attempts).saturating_add(1),
+        max_deliver: i64::from(destination.max_attempts).saturating_add(SPARE_DELIVERIES),
         max_ack_pending: i64::try_from(config.max_ack_pending.get()).unwrap_or(i64::MAX),
         deliver_policy: consumer::DeliverPolicy::All,
         ..pull::Config::default()
@@ -469,12 +494,15 @@ impl Fetch {
     }
 
     /// Naks the messages of a pull still arriving when the router stops, so that another
-    /// router takes them now rather than after `ack_wait`.
+    /// router takes them now rather than after `ack_wait`. The pull stays open on the server
+    /// until it expires, and what it delivers after the router stopped listening would wait for
+    /// `ack_wait`: so this reads it to its end.
     async fn hand_back(&self, batch: &mut pull::Batch) {
-        while let Ok(Some(Ok(message))) = tokio::time::timeout(HAND_BACK_WAIT, batch.next()).await {
+        let deadline = tokio::time::Instant::now() + PULL_EXPIRES + HAND_BACK_SLACK;
+        while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, batch.next()).await {
             let (_, acker) = message.split();
             self.outbox.send(async move {
-                let _ = acker.ack_with(AckKind::Nak(None)).await;
+                let _ = acker.ack_with(AckKind::Nak(Some(HAND_BACK_DELAY))).await;
             });
         }
     }
@@ -605,6 +633,13 @@ impl DispatchQueue for NatsQueue {
 
     fn flush(&self) -> FlushFuture<'_> {
         Box::pin(async move {
+            // The fetches stopped at close, and hand back what their last pulls bring.
+            self.stop.cancel();
+            let fetches =
+                std::mem::take(&mut *self.fetches.lock().unwrap_or_else(PoisonError::into_inner));
+            for fetch in fetches {
+                let _ = tokio::time::timeout(PULL_EXPIRES + FLUSH_WAIT, fetch).await;
+            }
             // Dispatch has stopped: whatever this router still holds goes back to the stream
             // now, for another router, instead of after ack_wait.
             let left: Vec<AckHandle> =
@@ -618,7 +653,7 @@ impl DispatchQueue for NatsQueue {
                 );
                 self.nats.outbox.send(async move {
                     for acker in left {
-                        let _ = acker.0.ack_with(AckKind::Nak(None)).await;
+                        let _ = acker.0.ack_with(AckKind::Nak(Some(HAND_BACK_DELAY))).await;
                     }
                 });
             }

@@ -43,6 +43,10 @@
 //!    that journal (reading every event back), against starting on an empty one. Goal ≤ 2 s.
 //!    With it, the journal's disk bytes per held event, against the payload.
 //!
+//! 8. **plugin timeouts under load** (first payload size only): `--hog-events` (100 000) events
+//!    through the verifying route with two busy processes (`sh -c 'while :; do :; done'`)
+//!    beside the router, against the same without them; the plugin timeouts counted. Goal: 0.
+//!
 //! Plugin overhead (criterion, `router/benches/plugin_overhead.rs`) is read from the summary
 //! that bench writes (`--plugin-overhead FILE`; `tests/bench.sh` passes it).
 //!
@@ -115,6 +119,9 @@ struct Args {
     /// The journaled rows' `fsync` (`always`, `interval` or `never`); the goals are for `always`.
     #[arg(long, default_value = "always", value_parser = ["always", "interval", "never"])]
     journal_fsync: String,
+    /// Events sent through event-filter for the CPU-hog row (0 skips it).
+    #[arg(long, default_value_t = 100_000)]
+    hog_events: u64,
     /// Internal: measure held memory for this payload size in this process and print it.
     #[arg(long, hide = true)]
     memory_child: Option<usize>,
@@ -163,6 +170,9 @@ fn main() -> Result<()> {
         rows.push(memory_row(&args, payload)?);
         if index == 0 {
             rows.extend(runtime.block_on(recovery_rows(&args, payload))?);
+            if args.hog_events > 0 {
+                rows.push(runtime.block_on(hog_row(args.hog_events, payload))?);
+            }
         }
     }
     if let Some(path) = &args.plugin_overhead {
@@ -727,6 +737,90 @@ async fn latency_runs(args: &Args, payload: usize, rate: f64) -> Result<(Latency
 /// Prefix of the line a memory child prints.
 const MEMORY_TAG: &str = "HELD_MEMORY";
 
+/// Plugin time limits on a loaded machine: `events` through the verifying route (GitHub HMAC +
+/// event-filter, deliveries parked) with two busy processes beside the router, against the same
+/// without them; the plugin timeouts each run counted. Goal: none.
+async fn hog_row(events: u64, payload: usize) -> Result<Row> {
+    let body = numbered_body(0, payload);
+    let mut headers = HeaderMap::new();
+    headers.insert("x-github-event", http::HeaderValue::from_static("push"));
+    for (name, value) in webhook_router_tests::signing::sign("github", GITHUB_SECRET, &body, 0) {
+        headers.insert(
+            http::HeaderName::from_bytes(name.as_bytes())?,
+            http::HeaderValue::from_str(&value)?,
+        );
+    }
+    let parked = Sink::start(|_| Reply::hang()).await;
+    let mut runs = Vec::new();
+    for hogs in [0, 2] {
+        println!("  {events} events through event-filter with {hogs} busy processes beside ...");
+        let router = TestRouter::start(&router_config(&parked.url("/sink"), Queue::Memory)).await;
+        let target = Target {
+            addr: router.router.ingress_addr(),
+            path: VERIFIED_PATH.to_owned(),
+            headers: headers.clone(),
+        };
+        let mut busy = Vec::new();
+        for _ in 0..hogs {
+            busy.push(
+                std::process::Command::new("sh")
+                    .args(["-c", "while :; do :; done"])
+                    .spawn()
+                    .context("cannot start a busy process")?,
+            );
+        }
+        let started = Instant::now();
+        let answers = load::send_count(&target, body.clone(), events, 32).await;
+        let took = started.elapsed();
+        for mut process in busy {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+        let answers = answers?;
+        let metrics = router.metrics().await;
+        let timeouts: f64 = metrics
+            .lines()
+            .filter(|line| {
+                line.starts_with("webhook_plugin_errors_total{")
+                    && line.contains("kind=\"timeout\"")
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        println!(
+            "      {} accepted, {} other answers, {timeouts} plugin timeouts, in {:.2} s",
+            answers.accepted,
+            answers.other,
+            took.as_secs_f64()
+        );
+        let _ = router.router.shutdown().await;
+        runs.push((timeouts, answers, took));
+    }
+    let (quiet, hogged) = (&runs[0], &runs[1]);
+    Ok(Row {
+        name: format!(
+            "plugin timeouts: {events} events through event-filter beside two busy processes"
+        ),
+        payload: format_size(payload),
+        measured: format!(
+            "{} timeouts, {} answers ≠ 202, {:.1} s",
+            hogged.0,
+            hogged.1.other,
+            hogged.2.as_secs_f64()
+        ),
+        baseline: format!(
+            "{} timeouts, {:.1} s without them",
+            quiet.0,
+            quiet.2.as_secs_f64()
+        ),
+        ratio: format!(
+            "{:.1} (time)",
+            hogged.2.as_secs_f64() / quiet.2.as_secs_f64().max(1e-9)
+        ),
+        goal: "0 timeouts",
+        met: Some(hogged.0 == 0.0 && quiet.0 == 0.0),
+    })
+}
+
 /// Row 6: runs this program again as a child that measures held memory, so no earlier run's
 /// freed memory hides the growth.
 fn memory_row(args: &Args, payload: usize) -> Result<Row> {
@@ -942,7 +1036,7 @@ fn router_config(url: &str, queue: Queue<'_>) -> String {
         // Under the server's default max_payload (1 MiB), with room for the event's fields.
         Queue::Nats(url) => (
             "max_body_bytes = \"960KiB\"\n".to_owned(),
-            format!("\n[queue]\nbackend = \"nats\"\nurl = \"{url}\"\n"),
+            format!("\n[queue]\nbackend = \"nats\"\nurl = \"{url}\"\nmax_bytes = \"2GiB\"\n"),
         ),
     };
     let routes = format!(
