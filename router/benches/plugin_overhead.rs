@@ -25,7 +25,7 @@ use criterion::Criterion;
 use http::{HeaderMap, HeaderValue};
 use webhook_router::event::Event;
 use webhook_router::plugin::{Isolation, LoadedPlugin, PluginLimits, load_plugin, trial};
-use webhook_router_tests::wasm::module;
+use webhook_router_tests::wasm::{HandleBlocking, block_on, module};
 
 /// Calls timed one by one for the percentiles.
 const SAMPLES: usize = 20_000;
@@ -59,7 +59,7 @@ fn push_event(bytes: usize) -> Event {
 fn load(name: &str, config: &str, isolation: Isolation) -> &'static LoadedPlugin {
     // The plugins live as long as the process.
     Box::leak(Box::new(
-        load_plugin(
+        block_on(load_plugin(
             &module(name),
             "bench",
             config,
@@ -70,7 +70,7 @@ fn load(name: &str, config: &str, isolation: Isolation) -> &'static LoadedPlugin
                 ..PluginLimits::default()
             },
             isolation,
-        )
+        ))
         .unwrap(),
     ))
 }
@@ -95,7 +95,7 @@ fn native() -> Box<dyn Fn(&Event)> {
 
 fn plugin(plugin: &'static LoadedPlugin) -> Box<dyn Fn(&Event)> {
     Box::new(move |e| {
-        black_box(plugin.handle(black_box(e)).unwrap());
+        black_box(plugin.handle_blocking(black_box(e)).unwrap());
     })
 }
 

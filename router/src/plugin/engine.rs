@@ -1,20 +1,27 @@
-//! The process-wide plugin engine: one wasmtime `Engine` (component model, pooling allocator,
-//! epoch interruption, copy-on-write memory images, on-disk compile cache), its epoch ticker
-//! thread, and the `Linker` that gives plugins the contract's `log` import and the WASI
-//! interfaces a `wasm32-wasip2` guest needs to instantiate — with nothing granted: no
-//! files, no network, no environment, no stdio, and clocks frozen at zero.
+//! The process-wide plugin engine: one wasmtime `Engine` (component model, async calls, fuel,
+//! pooling allocator, epoch interruption, copy-on-write memory images, on-disk compile cache),
+//! its epoch ticker thread, and the `Linker` that gives plugins the contract's `log` import and
+//! the WASI interfaces a `wasm32-wasip2` guest needs to instantiate — with nothing granted: no
+//! files, no network, no environment, clocks frozen at zero, and stdout and stderr captured
+//! per call into the router's log (see [`super::stdio`]).
+//!
+//! Guests run with `call_async`: a guest's CPU work is counted in fuel (see [`super::limits`]),
+//! and every epoch tick it yields to the async runtime, so a plugin never holds a runtime
+//! thread for longer than a tick, and WASI waits (`poll`, sleeps) are awaited, not blocked on.
 
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{Filter, FilterImports, Level};
 use super::limits::MemoryLimiter;
+use super::stdio::{StdioCapture, Stream};
 
-/// How often the epoch advances: the granularity of plugin time limits.
+/// How often the epoch advances: how often a running guest yields to the async runtime, and the
+/// granularity of the wall-clock backstop.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Largest memory limit a plugin may be given.
 pub const MAX_PLUGIN_MEMORY_BYTES: usize = 256 * 1024 * 1024;
@@ -35,6 +42,10 @@ pub struct HostState {
     pub plugin: std::sync::Arc<str>,
     /// Route id, for log lines.
     pub route: std::sync::Arc<str>,
+    /// What the guest writes to stdout and stderr during a call.
+    pub stdio: StdioCapture,
+    /// When the running call must end whatever its fuel (the wall-clock backstop).
+    pub backstop_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for HostState {
@@ -53,7 +64,10 @@ impl HostState {
         route: std::sync::Arc<str>,
         memory_bytes: usize,
     ) -> Self {
+        let stdio = StdioCapture::new();
         let wasi = WasiCtxBuilder::new()
+            .stdout(stdio.stream(Stream::Stdout))
+            .stderr(stdio.stream(Stream::Stderr))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -66,6 +80,17 @@ impl HostState {
             limiter: MemoryLimiter::new(memory_bytes),
             plugin,
             route,
+            stdio,
+            backstop_at: None,
+        }
+    }
+
+    /// What the store does at each epoch tick while the guest runs: yield to the async runtime
+    /// and go on, or end the call once its backstop has passed.
+    pub fn on_epoch_tick(&self) -> UpdateDeadline {
+        match self.backstop_at {
+            Some(at) if Instant::now() >= at => UpdateDeadline::Interrupt,
+            _ => UpdateDeadline::Yield(1),
         }
     }
 }
@@ -173,6 +198,7 @@ impl PluginEngine {
         config
             .wasm_component_model(true)
             .epoch_interruption(true)
+            .consume_fuel(true)
             .memory_init_cow(true)
             .max_wasm_stack(512 * 1024)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
@@ -184,7 +210,7 @@ impl PluginEngine {
         }
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         Filter::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
         start_epoch_ticker(&engine);
         Ok(Self { engine, linker })
@@ -226,13 +252,13 @@ fn tick(weak: &wasmtime::EngineWeak) {
     // machine is loaded or was suspended), the schedule restarts instead of catching up with a
     // burst of ticks that would end running plugins early: a limit may run late under load,
     // never more than a tick early.
-    let mut start = std::time::Instant::now();
+    let mut start = Instant::now();
     let mut ticks: u32 = 0;
     while let Some(engine) = weak.upgrade() {
         engine.increment_epoch();
         drop(engine);
         ticks += 1;
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         let next = start + EPOCH_TICK * ticks;
         if ticks == u32::MAX || now > next + EPOCH_TICK {
             start = now;
