@@ -90,7 +90,9 @@ impl HostState {
     pub fn on_epoch_tick(&self) -> UpdateDeadline {
         match self.backstop_at {
             Some(at) if Instant::now() >= at => UpdateDeadline::Interrupt,
-            _ => UpdateDeadline::Yield(1),
+            // tokio's own yield: the task goes to the back of its worker's queue, and the
+            // runtime's cooperative budget sees it.
+            _ => UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())),
         }
     }
 }

@@ -19,6 +19,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::Instant;
 
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, TypedFunc};
@@ -170,8 +171,13 @@ impl LoadedPlugin {
     /// and WASI waits are tokio timers); the pool is topped up by a task spawned on it.
     pub async fn call(&self, event: &Event) -> CallOutcome {
         let shared = &self.shared;
-        let taken = shared.idle().pop();
-        self.keep_warm();
+        let (taken, left) = {
+            let mut idle = shared.idle();
+            (idle.pop(), idle.len())
+        };
+        if left < WARM_INSTANCES {
+            self.keep_warm();
+        }
         let mut instance = match taken {
             Some(instance) => instance,
             None => match shared.instantiate().await {
@@ -198,16 +204,17 @@ impl LoadedPlugin {
         let headers = header_refs(event, &values);
         let view = event_ref(event, &headers);
         let PluginInstance { store, handle } = &mut instance;
+        let backstop_at = store.data().backstop_at;
         let call = handle.call_async(&mut *store, (view,));
         // The backstop for waits that burn no fuel (a WASI sleep or poll): wasm code is stopped
         // at its backstop by the epoch callback, a host wait by this timeout.
-        let result = tokio::time::timeout(limits.backstop(), call).await;
+        let result = with_backstop(call, backstop_at).await;
         let stdio = instance.store.data().stdio.take();
         let fuel_used = limits
             .fuel()
             .saturating_sub(instance.store.get_fuel().unwrap_or(0));
         let result = match result {
-            Err(_elapsed) => Err(PluginFailure::new(
+            None => Err(PluginFailure::new(
                 PluginErrorKind::Timeout,
                 format!(
                     "plugin was still waiting (in a WASI poll or sleep) at its wall-clock \
@@ -215,16 +222,16 @@ impl LoadedPlugin {
                     humantime::format_duration(limits.backstop())
                 ),
             )),
-            Ok(Ok((Ok(verdict),))) => {
+            Some(Ok((Ok(verdict),))) => {
                 self.recycle(instance);
                 check_verdict(verdict, cap, limits.fan_out)
             }
-            Ok(Ok((Err(message),))) => {
+            Some(Ok((Err(message),))) => {
                 self.recycle(instance);
                 Err(PluginFailure::new(PluginErrorKind::Error, message))
             }
             // A trapped instance may be in any state: it is dropped here, never reused.
-            Ok(Err(error)) => Err(classify(&error, &instance.store, limits.time, &stdio)),
+            Some(Err(error)) => Err(classify(&error, &instance.store, limits.time, &stdio)),
         };
         CallOutcome {
             result,
@@ -326,21 +333,22 @@ impl Shared {
                 format!("not a webhook-router plugin: {e:#}"),
             )
         })?;
-        let configured = tokio::time::timeout(
-            configure_limits.backstop(),
+        let backstop_at = store.data().backstop_at;
+        let configured = with_backstop(
             filter.call_configure(&mut store, &self.config_json),
+            backstop_at,
         )
         .await;
         let stdio = store.data().stdio.take();
         stdio.log(&self.name, &self.route, "configure");
         match configured {
-            Ok(Ok(Ok(()))) => Ok(PluginInstance { store, handle }),
-            Ok(Ok(Err(message))) => Err(PluginFailure::new(
+            Some(Ok(Ok(()))) => Ok(PluginInstance { store, handle }),
+            Some(Ok(Err(message))) => Err(PluginFailure::new(
                 PluginErrorKind::Error,
                 format!("plugin rejected its config: {message}"),
             )),
-            Ok(Err(error)) => Err(classify(&error, &store, configure_time, &stdio)),
-            Err(_elapsed) => Err(PluginFailure::new(
+            Some(Err(error)) => Err(classify(&error, &store, configure_time, &stdio)),
+            None => Err(PluginFailure::new(
                 PluginErrorKind::Timeout,
                 format!(
                     "configure was still waiting (in a WASI poll or sleep) at its wall-clock \
@@ -349,6 +357,18 @@ impl Shared {
                 ),
             )),
         }
+    }
+}
+
+/// Runs `call` until `backstop_at` at the latest (`None` if it was still running then). A call
+/// that finishes in its first poll, as most do, never sets a timer.
+async fn with_backstop<F: Future>(call: F, backstop_at: Option<Instant>) -> Option<F::Output> {
+    let mut call = std::pin::pin!(call);
+    let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+    match (first, backstop_at) {
+        (Poll::Ready(output), _) => Some(output),
+        (Poll::Pending, Some(at)) => tokio::time::timeout_at(at.into(), call).await.ok(),
+        (Poll::Pending, None) => Some(call.await),
     }
 }
 
