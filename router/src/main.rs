@@ -66,6 +66,12 @@ enum PluginCommand {
     /// time taken, or on a directory of cases with the verdicts they expect; exits non-zero if
     /// the plugin fails (or a case does not hold).
     Run(Box<PluginRunArgs>),
+    /// List a plugin module's imports, each "granted", "linked, denied" or "not available" (a
+    /// module with one not available cannot be loaded), and its exports.
+    Inspect {
+        /// The plugin component (`.wasm`).
+        module: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -194,6 +200,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::DeadLetters(command) => dead_letters(command).await,
         Command::Destinations { admin } => destinations(&admin).await,
         Command::Plugin(PluginCommand::Run(args)) => plugin_run(&args).await,
+        Command::Plugin(PluginCommand::Inspect { module }) => plugin_inspect(&module),
     }
 }
 
@@ -235,6 +242,16 @@ async fn check(path: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn plugin_inspect(module: &Path) -> Result<ExitCode> {
+    let inspection = webhook_router::plugin::inspect::inspect(module)?;
+    print_out(&inspection.render());
+    Ok(if inspection.loadable() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn plugin_run(args: &PluginRunArgs) -> Result<ExitCode> {

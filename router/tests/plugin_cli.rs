@@ -418,3 +418,30 @@ fn what_a_plugin_prints_goes_to_the_log_tagged_and_a_trap_shows_its_stderr() {
         "{stderr}"
     );
 }
+
+#[test]
+fn plugin_inspect_lists_imports_with_their_status_and_the_exports() {
+    let output = router(&["plugin", "inspect", &module_arg("hostile")], repo_root());
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let status_of = |prefix: &str| {
+        stdout
+            .lines()
+            .find(|line| line.trim_start().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no import {prefix}: {stdout}"))
+            .to_owned()
+    };
+    assert!(status_of("log ").ends_with(" granted"), "{stdout}");
+    assert!(
+        status_of("wasi:cli/stdout@0.2.").ends_with(" granted"),
+        "{stdout}"
+    );
+    assert!(
+        status_of("wasi:cli/environment@0.2.").ends_with(" linked, denied"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("exports:\n  configure\n  handle\n"),
+        "{stdout}"
+    );
+}

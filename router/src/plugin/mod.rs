@@ -7,6 +7,7 @@
 //! - [`stdio`]: a guest's stdout and stderr, captured per call into the log;
 //! - [`chain`]: a route's plugins run in order, and what their verdicts mean;
 //! - [`load`]: compiling and configuring every plugin of a config (for `serve` and `check`);
+//! - [`inspect`]: a module's imports, granted or not, and exports (`webhook-router plugin inspect`);
 //! - [`trial`]: one plugin on one event from files (`webhook-router plugin run`);
 //! - [`cases`]: a directory of events with the verdicts a plugin must give them
 //!   (`webhook-router plugin run --cases`).
@@ -15,6 +16,7 @@ pub mod bindings;
 pub mod cases;
 pub mod chain;
 pub mod engine;
+pub mod inspect;
 pub mod instance;
 pub mod limits;
 pub mod load;
