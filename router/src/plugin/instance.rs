@@ -37,6 +37,8 @@ use crate::event::Event;
 const IDLE_INSTANCES: usize = 8;
 /// Configured instances the pool keeps ready for the next events.
 pub const WARM_INSTANCES: usize = 2;
+/// Most headers one event of a verdict may carry (hyper's default for a request is 100).
+pub const MAX_VERDICT_HEADERS: usize = 128;
 /// CPU budget of `configure`, as a multiple of the call limit: it may parse a large config once.
 const CONFIGURE_TIME_FACTOR: u32 = 50;
 
@@ -394,8 +396,26 @@ fn start_call(
     Ok(())
 }
 
-/// Checks what the lift could not: the verdict's exact size and its fan-out width.
+/// Checks what the lift could not: the verdict's exact size, its fan-out width and the headers
+/// of each of its events.
 fn check_verdict(verdict: Verdict, cap: usize, fan_out: usize) -> Result<Verdict, PluginFailure> {
+    let most_headers = match &verdict {
+        Verdict::Forward(event) => event.headers.len(),
+        Verdict::FanOut(deliveries) => deliveries
+            .iter()
+            .map(|d| d.event.headers.len())
+            .max()
+            .unwrap_or(0),
+        Verdict::Pass | Verdict::Drop(_) | Verdict::Reject(_) => 0,
+    };
+    if most_headers > MAX_VERDICT_HEADERS {
+        return Err(PluginFailure::new(
+            PluginErrorKind::OutputTooLarge,
+            format!(
+                "an event with {most_headers} headers is over the limit of {MAX_VERDICT_HEADERS}"
+            ),
+        ));
+    }
     if let Verdict::FanOut(deliveries) = &verdict
         && deliveries.len() > fan_out
     {
@@ -520,6 +540,33 @@ mod tests {
             "fan-out to 65 destinations is over the limit of 64"
         );
         assert!(check_verdict(fan_out(64, b"{}"), 1 << 20, 64).is_ok());
+    }
+
+    #[test]
+    fn an_event_with_too_many_headers_is_too_large() {
+        let mut verdict = fan_out(1, b"{}");
+        let Verdict::FanOut(deliveries) = &mut verdict else {
+            unreachable!()
+        };
+        let headers = &mut deliveries[0].event.headers;
+        headers.clear();
+        headers.extend(
+            (0..=MAX_VERDICT_HEADERS).map(|i| super::super::bindings::Header {
+                name: format!("x-{i}"),
+                value: String::new(),
+            }),
+        );
+        let failure = check_verdict(verdict.clone(), 1 << 20, 64).unwrap_err();
+        assert_eq!(failure.kind, PluginErrorKind::OutputTooLarge);
+        assert_eq!(
+            failure.message,
+            "an event with 129 headers is over the limit of 128"
+        );
+        let Verdict::FanOut(deliveries) = &mut verdict else {
+            unreachable!()
+        };
+        deliveries[0].event.headers.pop();
+        assert!(check_verdict(verdict, 1 << 20, 64).is_ok());
     }
 
     #[test]
