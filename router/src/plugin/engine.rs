@@ -44,8 +44,14 @@ pub struct HostState {
     pub route: std::sync::Arc<str>,
     /// What the guest writes to stdout and stderr during a call.
     pub stdio: StdioCapture,
-    /// When the running call must end whatever its fuel (the wall-clock backstop).
+    /// When a call that is waiting (it has yielded to the runtime) must end whatever its fuel:
+    /// the wall-clock backstop for WASI waits.
     pub backstop_at: Option<Instant>,
+    /// Epoch ticks this call has seen while it ran (see [`Self::on_epoch_tick`]).
+    pub ticks: u64,
+    /// Ticks after which a running call ends whatever its fuel: the backstop for time spent in
+    /// host calls, which burn no fuel.
+    pub backstop_ticks: u64,
 }
 
 impl std::fmt::Debug for HostState {
@@ -82,17 +88,29 @@ impl HostState {
             route,
             stdio,
             backstop_at: None,
+            ticks: 0,
+            backstop_ticks: u64::MAX,
         }
     }
 
-    /// What the store does at each epoch tick while the guest runs: yield to the async runtime
-    /// and go on, or end the call once its backstop has passed.
-    pub fn on_epoch_tick(&self) -> UpdateDeadline {
-        match self.backstop_at {
-            Some(at) if Instant::now() >= at => UpdateDeadline::Interrupt,
+    /// What the store does when the guest runs past an epoch tick: count it; end the call once
+    /// it has seen its backstop's worth of ticks; else go on, yielding to the async runtime from
+    /// the second tick on.
+    ///
+    /// Ticks are counted as the guest sees them, not read off the clock: a thread descheduled
+    /// for 30 ms comes back to one overdue tick, not 30, so a loaded machine does not use up
+    /// the backstop of a call that is not running. And a call shorter than a tick never yields
+    /// (at most one tick passes during it), so it never waits behind other tasks.
+    pub fn on_epoch_tick(&mut self) -> UpdateDeadline {
+        self.ticks += 1;
+        if self.ticks >= self.backstop_ticks {
+            UpdateDeadline::Interrupt
+        } else if self.ticks == 1 {
+            UpdateDeadline::Continue(1)
+        } else {
             // tokio's own yield: the task goes to the back of its worker's queue, and the
             // runtime's cooperative budget sees it.
-            _ => UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())),
+            UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
         }
     }
 }

@@ -26,7 +26,7 @@ use wasmtime::component::{Component, ComponentExportIndex, InstancePre, TypedFun
 use wasmtime::{Store, Trap};
 
 use super::bindings::{EventRef, FilterIndices, Verdict, event_ref, header_refs, header_values};
-use super::engine::{HostState, PluginEngine};
+use super::engine::{EPOCH_TICK, HostState, PluginEngine};
 use super::limits::{PluginLimits, fuel_for};
 use super::stdio::{Captured, StdioFlood};
 use super::{Isolation, PluginErrorKind, PluginFailure};
@@ -295,7 +295,7 @@ impl Shared {
         );
         let mut store = Store::new(self.pre.component().engine(), state);
         store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_callback(|store| Ok(store.data().on_epoch_tick()));
+        store.epoch_deadline_callback(|mut store| Ok(store.data_mut().on_epoch_tick()));
         let configure_time = self.limits.time.saturating_mul(CONFIGURE_TIME_FACTOR);
         let configure_limits = PluginLimits {
             time: configure_time,
@@ -392,6 +392,8 @@ fn start_call(
     let state = store.data_mut();
     state.limiter.exceeded = false;
     state.backstop_at = Some(Instant::now() + limits.backstop());
+    state.ticks = 0;
+    state.backstop_ticks = limits.backstop_ticks(EPOCH_TICK);
     state.stdio.start_call(cap);
     Ok(())
 }
@@ -466,7 +468,8 @@ fn classify(
             Some(Trap::Interrupt) => (
                 PluginErrorKind::Timeout,
                 format!(
-                    "plugin ran past its wall-clock backstop of {}",
+                    "plugin ran past its backstop of {} (time in host calls, which burn no \
+                     fuel)",
                     humantime::format_duration(
                         time.saturating_mul(super::limits::WALL_CLOCK_BACKSTOP_FACTOR)
                     )

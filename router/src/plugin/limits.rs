@@ -8,9 +8,11 @@
 //! spends one unit per WebAssembly instruction the guest executes. A plugin that runs out of
 //! fuel fails with `timeout`. Time the guest spends waiting for the machine (its task not
 //! scheduled, the host busy with other requests) costs no fuel, so a loaded machine never turns
-//! a fast plugin into a timeout. A call also ends, as a `timeout`, when its wall-clock time
-//! reaches [`WALL_CLOCK_BACKSTOP_FACTOR`] times the limit: that stops what fuel does not count
-//! (a guest blocked in a WASI `poll` or sleep, or one spending its time in host calls).
+//! a fast plugin into a timeout. A call also ends, as a `timeout`, at a backstop of
+//! [`WALL_CLOCK_BACKSTOP_FACTOR`] times the limit, for what fuel does not count: a guest
+//! spending its time in host calls is stopped after that many 1 ms epoch ticks seen while it
+//! runs (a descheduled thread sees one overdue tick, however long it waited), and one blocked in
+//! a WASI `poll` or sleep after that much wall-clock time.
 
 use std::time::Duration;
 
@@ -66,6 +68,14 @@ impl PluginLimits {
     /// The wall-clock time after which a call ends whatever its fuel.
     pub fn backstop(&self) -> Duration {
         self.time.saturating_mul(WALL_CLOCK_BACKSTOP_FACTOR)
+    }
+
+    /// The backstop in epoch ticks of length `tick` seen by a running call (at least 2).
+    pub fn backstop_ticks(&self, tick: Duration) -> u64 {
+        let tick = tick.as_nanos().max(1);
+        u64::try_from(self.backstop().as_nanos().div_ceil(tick))
+            .unwrap_or(u64::MAX)
+            .max(2)
     }
 }
 
@@ -172,6 +182,12 @@ mod tests {
         let limits = PluginLimits::default();
         assert_eq!(limits.fuel(), 10_000 * FUEL_PER_MICROSECOND);
         assert_eq!(limits.backstop(), Duration::from_millis(100));
+        assert_eq!(limits.backstop_ticks(Duration::from_millis(1)), 100);
+        let tiny = PluginLimits {
+            time: Duration::from_micros(10),
+            ..limits
+        };
+        assert_eq!(tiny.backstop_ticks(Duration::from_millis(1)), 2);
         assert_eq!(fuel_for(Duration::ZERO), 1);
         assert_eq!(fuel_for(Duration::MAX), u64::MAX);
     }
