@@ -27,6 +27,7 @@
 //! | `stdout-flood` | writes `bytes` bytes (default 100 MB) to stdout, 64 KiB at a time, then forwards |
 //! | `alias-fan-out` | fans out to `destination` (default `"a"`) 1,000 events whose bodies all point at one 1 MiB buffer |
 //! | `stderr-trap` | writes "uncaught exception: …" to stderr, then executes `unreachable` |
+//! | `denied-import` | calls `hostile:denied/nope.ping`, an import the router does not provide |
 //!
 //! An event's `x-hostile-mode` header, if set, replaces the configured mode for that event: one
 //! instance can trap on one event and be asked again on the next.
@@ -89,6 +90,19 @@ pub enum Mode {
     AliasFanOut,
     /// Say something on stderr, then trap.
     StderrTrap,
+    /// Call an import the router does not provide.
+    DeniedImport,
+}
+
+/// An interface no router provides, imported so that `denied-import` can call it.
+#[allow(missing_docs)]
+mod denied {
+    wit_bindgen::generate!({
+        inline: "package hostile:denied;
+            interface nope { ping: func() -> u32; }
+            world denied { import nope; }",
+        world: "denied",
+    });
 }
 
 /// The plugin's config.
@@ -252,6 +266,11 @@ impl Plugin for Hostile {
                 verdict::forward(event)
             }
             Mode::AliasFanOut => alias_fan_out(self.destination.as_deref().unwrap_or("a"), &event),
+            Mode::DeniedImport => {
+                let pong = denied::hostile::denied::nope::ping();
+                event.set_header("x-hostile-pong", pong.to_string());
+                verdict::forward(event)
+            }
             Mode::StderrTrap => {
                 eprintln!("uncaught exception: TypeError: hostile is not a function");
                 trap()
