@@ -67,7 +67,7 @@ enum PluginCommand {
     /// the plugin fails (or a case does not hold).
     Run(Box<PluginRunArgs>),
     /// List a plugin module's imports, each "granted", "linked, denied" or "not available" (a
-    /// module with one not available cannot be loaded), and its exports.
+    /// call that uses one fails, naming it; the command then exits non-zero), and its exports.
     Inspect {
         /// The plugin component (`.wasm`).
         module: PathBuf,
@@ -247,7 +247,7 @@ async fn check(path: &Path) -> ExitCode {
 fn plugin_inspect(module: &Path) -> Result<ExitCode> {
     let inspection = webhook_router::plugin::inspect::inspect(module)?;
     print_out(&inspection.render());
-    Ok(if inspection.loadable() {
+    Ok(if inspection.fully_linked() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -423,7 +423,9 @@ fn what_a_plugin_prints_goes_to_the_log_tagged_and_a_trap_shows_its_stderr() {
 fn plugin_inspect_lists_imports_with_their_status_and_the_exports() {
     let output = router(&["plugin", "inspect", &module_arg("hostile")], repo_root());
     let stdout = text(&output.stdout);
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    // The hostile guest imports an interface no router provides: listed, and the exit status
+    // says so.
+    assert!(!output.status.success(), "{}", text(&output.stderr));
     let status_of = |prefix: &str| {
         stdout
             .lines()
@@ -438,6 +440,10 @@ fn plugin_inspect_lists_imports_with_their_status_and_the_exports() {
     );
     assert!(
         status_of("wasi:cli/environment@0.2.").ends_with(" linked, denied"),
+        "{stdout}"
+    );
+    assert!(
+        status_of("hostile:denied/nope ").ends_with(" not available"),
         "{stdout}"
     );
     assert!(

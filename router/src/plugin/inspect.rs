@@ -8,8 +8,8 @@
 //! - **linked, denied** when the router links it so the module instantiates, but with nothing
 //!   behind it: the rest of `wasi:cli` (an empty environment and stdin, no terminal),
 //!   `wasi:filesystem` (no preopened directories) and `wasi:sockets` (no network);
-//! - **not available** otherwise (`wasi:http`, WASI 0.3, anything else): a module importing one
-//!   cannot be loaded.
+//! - **not available** otherwise (`wasi:http`, WASI 0.3, anything else): the module loads, and a
+//!   call that uses one fails (`error`), naming the function.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -23,7 +23,7 @@ pub enum ImportStatus {
     Granted,
     /// Linked so the module instantiates, with nothing behind it.
     LinkedDenied,
-    /// Not linked: the module cannot be loaded.
+    /// Not provided: a call that uses it fails, naming it.
     NotAvailable,
 }
 
@@ -156,8 +156,9 @@ impl Inspection {
         out
     }
 
-    /// Whether every import is at least linked (the module can be loaded).
-    pub fn loadable(&self) -> bool {
+    /// Whether every import is at least linked by the router (none fails a call just for being
+    /// called).
+    pub fn fully_linked(&self) -> bool {
         self.imports
             .iter()
             .all(|(_, status)| *status != ImportStatus::NotAvailable)
@@ -207,6 +208,6 @@ mod tests {
             inspection.render(),
             "imports:\n  log                    granted\n  wasi:http/types@0.2.0  not available\nexports:\n  configure\n  handle\n"
         );
-        assert!(!inspection.loadable());
+        assert!(!inspection.fully_linked());
     }
 }

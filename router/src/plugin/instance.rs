@@ -22,11 +22,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 use std::time::Instant;
 
-use wasmtime::component::{Component, ComponentExportIndex, InstancePre, TypedFunc};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{
+    Component, ComponentExportIndex, InstancePre, Linker, LinkerInstance, ResourceType, TypedFunc,
+};
 use wasmtime::{Store, Trap};
 
 use super::bindings::{EventRef, FilterIndices, Verdict, event_ref, header_refs, header_values};
 use super::engine::{EPOCH_TICK, HostState, PluginEngine};
+use super::inspect::{ImportStatus, import_status};
 use super::limits::{PluginLimits, fuel_for};
 use super::stdio::{Captured, StdioFlood};
 use super::{Isolation, PluginErrorKind, PluginFailure};
@@ -109,9 +113,11 @@ impl LoadedPlugin {
         limits: PluginLimits,
         isolation: Isolation,
     ) -> Result<Self, PluginFailure> {
-        let instance_pre = engine.linker().instantiate_pre(component).map_err(|e| {
+        let link_error = |e: wasmtime::Error| {
             PluginFailure::new(PluginErrorKind::Error, format!("cannot link plugin: {e:#}"))
-        })?;
+        };
+        let linker = linker_for(engine, component).map_err(link_error)?;
+        let instance_pre = linker.instantiate_pre(component).map_err(link_error)?;
         let indices = FilterIndices::new(&instance_pre).map_err(|e| {
             PluginFailure::new(
                 PluginErrorKind::Error,
@@ -443,6 +449,54 @@ fn check_verdict(verdict: Verdict, cap: usize, fan_out: usize) -> Result<Verdict
 /// is private).
 const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
 
+/// A plugin called an import the router does not provide.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the plugin called `{0}`, which the router does not provide")]
+pub struct NotProvided(pub String);
+
+/// The engine's linker, plus, for each import of `component` the router does not provide
+/// (`wasi:http`, any interface of its own: see [`import_status`]), functions that fail the call
+/// with [`NotProvided`]: a module importing one loads, and only a call that uses it fails.
+fn linker_for(engine: &PluginEngine, component: &Component) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = engine.linker().clone();
+    let ty = component.component_type();
+    for (name, import) in ty.imports(engine.engine()) {
+        if import_status(name) == ImportStatus::NotAvailable {
+            stub(&mut linker.root(), name, &import.ty, engine.engine(), None)?;
+        }
+    }
+    Ok(linker)
+}
+
+/// Defines `item` (a function, an instance of them, a resource) as failing with [`NotProvided`].
+fn stub(
+    linker: &mut LinkerInstance<'_, HostState>,
+    name: &str,
+    item: &ComponentItem,
+    engine: &wasmtime::Engine,
+    parent: Option<&str>,
+) -> wasmtime::Result<()> {
+    match item {
+        ComponentItem::ComponentFunc(_) => {
+            let full = parent.map_or_else(|| name.to_owned(), |parent| format!("{parent}#{name}"));
+            linker.func_new(name, move |_, _, _, _| {
+                Err(wasmtime::Error::new(NotProvided(full.clone())))
+            })?;
+        }
+        ComponentItem::ComponentInstance(instance) => {
+            let mut inner = linker.instance(name)?;
+            for (export, item) in instance.exports(engine) {
+                stub(&mut inner, export, &item.ty, engine, Some(name))?;
+            }
+        }
+        ComponentItem::Resource(_) => {
+            linker.resource(name, ResourceType::host::<()>(), |_, _| Ok(()))?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Names what went wrong in a failed call that was allowed `time`; what the guest wrote to
 /// stderr (an uncaught exception's text, a panic message) is added to the message.
 fn classify(
@@ -453,6 +507,8 @@ fn classify(
 ) -> PluginFailure {
     let (kind, message) = if store.data().limiter.exceeded {
         (PluginErrorKind::Memory, format!("{error:#}"))
+    } else if let Some(denied) = error.downcast_ref::<NotProvided>() {
+        (PluginErrorKind::Error, denied.to_string())
     } else if let Some(flood) = error.downcast_ref::<StdioFlood>() {
         (PluginErrorKind::OutputTooLarge, flood.to_string())
     } else {

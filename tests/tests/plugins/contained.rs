@@ -1,7 +1,8 @@
 //! Async execution and the limits only a plugin can break (#14): a guest that sleeps, polls,
 //! floods stdout or returns an aliasing fan-out fails its own call, within its limit and with
 //! its own kind; time is the guest's CPU work (fuel), so load does not fail a fast plugin; what
-//! a guest prints is captured; and a healthy plugin keeps serving while hostile calls run.
+//! a guest prints is captured; an import the router does not provide fails only the call that
+//! uses it; and a healthy plugin keeps serving while hostile calls run.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -307,4 +308,19 @@ fn a_healthy_plugin_keeps_serving_while_hostile_calls_run() {
             started.elapsed()
         );
     });
+}
+
+#[test]
+fn an_import_the_router_does_not_provide_fails_only_the_call_that_uses_it() {
+    // The hostile guest imports `hostile:denied/nope`, which no router provides: it loads, and
+    // serves events that do not call it.
+    let plugin = hostile(&json!({}));
+    let (failure, _) = fail_timed(&plugin, "denied-import");
+    assert_eq!(failure.kind, PluginErrorKind::Error, "{failure}");
+    assert!(
+        failure.message.starts_with(
+            "the plugin called `hostile:denied/nope#ping`, which the router does not provide"
+        ),
+        "{failure}"
+    );
 }
