@@ -66,6 +66,12 @@ enum PluginCommand {
     /// time taken, or on a directory of cases with the verdicts they expect; exits non-zero if
     /// the plugin fails (or a case does not hold).
     Run(Box<PluginRunArgs>),
+    /// List a plugin module's imports, each "granted", "linked, denied" or "not available" (a
+    /// call that uses one fails, naming it; the command then exits non-zero), and its exports.
+    Inspect {
+        /// The plugin component (`.wasm`).
+        module: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -190,10 +196,11 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Serve { config } => serve(&config).await,
-        Command::Check { config } => Ok(check(&config)),
+        Command::Check { config } => Ok(check(&config).await),
         Command::DeadLetters(command) => dead_letters(command).await,
         Command::Destinations { admin } => destinations(&admin).await,
-        Command::Plugin(PluginCommand::Run(args)) => plugin_run(&args),
+        Command::Plugin(PluginCommand::Run(args)) => plugin_run(&args).await,
+        Command::Plugin(PluginCommand::Inspect { module }) => plugin_inspect(&module),
     }
 }
 
@@ -221,11 +228,11 @@ fn load(path: &Path) -> Option<Config> {
     }
 }
 
-fn check(path: &Path) -> ExitCode {
+async fn check(path: &Path) -> ExitCode {
     let Some(config) = load(path) else {
         return ExitCode::FAILURE;
     };
-    match check_plugins(&config) {
+    match check_plugins(&config).await {
         Ok(_) => {
             println!("ok");
             ExitCode::SUCCESS
@@ -237,7 +244,17 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn plugin_run(args: &PluginRunArgs) -> Result<ExitCode> {
+fn plugin_inspect(module: &Path) -> Result<ExitCode> {
+    let inspection = webhook_router::plugin::inspect::inspect(module)?;
+    print_out(&inspection.render());
+    Ok(if inspection.fully_linked() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn plugin_run(args: &PluginRunArgs) -> Result<ExitCode> {
     let config_json = match args.config.strip_prefix('@') {
         Some(file) => std::fs::read_to_string(file)
             .with_context(|| format!("cannot read the plugin config {file}"))?,
@@ -252,6 +269,7 @@ fn plugin_run(args: &PluginRunArgs) -> Result<ExitCode> {
         time: args.time_limit,
         memory_bytes: args.memory,
         output_bytes: args.output,
+        ..PluginLimits::default()
     };
     let started = Instant::now();
     let plugin = load_plugin(
@@ -261,12 +279,13 @@ fn plugin_run(args: &PluginRunArgs) -> Result<ExitCode> {
         limits,
         Isolation::Reuse,
     )
+    .await
     .map_err(anyhow::Error::msg)
     .with_context(|| format!("cannot load {}", args.module.display()))?;
     let loaded_in = started.elapsed();
     if let Some(dir) = &args.cases {
         let cases = cases::load_cases(dir)?;
-        let report = cases::run_cases(&plugin, &cases);
+        let report = cases::run_cases(&plugin, &cases).await;
         print_out(&report.render());
         return Ok(if report.failed == 0 {
             ExitCode::SUCCESS
@@ -286,7 +305,7 @@ fn plugin_run(args: &PluginRunArgs) -> Result<ExitCode> {
     }
     let event = trial::trial_event(&args.route, body, header_map);
     let repeat = usize::try_from(args.repeat).unwrap_or(usize::MAX);
-    let (outcome, times) = trial::run_repeated(&plugin, &event, repeat);
+    let (outcome, times) = trial::run_repeated(&plugin, &event, repeat).await;
     let timing = if times.calls > 1 {
         format!(
             "time: p50 {:.1?}, p99 {:.1?} over {} calls (load and configure: {loaded_in:.1?})",
@@ -298,6 +317,13 @@ fn plugin_run(args: &PluginRunArgs) -> Result<ExitCode> {
             outcome.elapsed
         )
     };
+    // What `limits.time` counts: the last call's fuel, against the budget.
+    let timing = format!(
+        "{timing}; fuel: {} of {} ({})",
+        outcome.fuel_used,
+        limits.fuel(),
+        trial::budget_share(outcome.fuel_used, limits.fuel())
+    );
     match outcome.result {
         Ok(verdict) => {
             print_out(&format!(

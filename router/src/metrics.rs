@@ -40,6 +40,9 @@ pub mod names {
     pub const PLUGIN_VERDICTS: &str = "webhook_plugin_verdicts_total";
     /// Counter `{route, plugin, kind}`: plugin failures.
     pub const PLUGIN_ERRORS: &str = "webhook_plugin_errors_total";
+    /// Counter `{route, plugin}`: lines a plugin wrote to stdout or stderr that were not logged
+    /// (over the per-call cap).
+    pub const PLUGIN_STDIO_CUT: &str = "webhook_plugin_stdio_cut_lines_total";
     /// Counter `{route}`: duplicate deliveries answered without queuing.
     pub const DUPLICATES: &str = "webhook_duplicates_total";
     /// Counter `{route, reason}`: requests refused by sender verification.
@@ -286,6 +289,13 @@ impl Metrics {
             fan_out: verdict("fan_out"),
             errors: crate::plugin::PluginErrorKind::ALL
                 .map(|kind| self.counter(names::PLUGIN_ERRORS, labels("kind", kind.label()))),
+            stdio_cut: self.counter(
+                names::PLUGIN_STDIO_CUT,
+                vec![
+                    Label::new("route", route.to_owned()),
+                    Label::new("plugin", plugin.to_owned()),
+                ],
+            ),
         }
     }
 
@@ -536,6 +546,8 @@ pub struct PluginMetrics {
     pub fan_out: Counter,
     /// Failures, indexed like [`crate::plugin::PluginErrorKind::ALL`].
     pub errors: [Counter; 6],
+    /// `webhook_plugin_stdio_cut_lines_total`: stdout/stderr lines over the per-call cap.
+    pub stdio_cut: Counter,
 }
 
 /// Handles for one listener's connections and requests.
@@ -594,6 +606,10 @@ fn describe(recorder: &PrometheusRecorder) {
         (
             names::PLUGIN_ERRORS,
             "Plugin failures: trap, timeout, memory, output_too_large, error or bad_verdict.",
+        ),
+        (
+            names::PLUGIN_STDIO_CUT,
+            "Lines plugins wrote to stdout or stderr that were not logged: over the per-call cap.",
         ),
         (
             names::TASK_PANICS,

@@ -189,7 +189,9 @@ impl Router {
             destinations.push(Destination::from_config(name, destination)?);
         }
         let destination_ids = Arc::new(destination_ids);
-        let chains = load_chains(config, &destination_ids, &metrics).map_err(StartError::Plugin)?;
+        let chains = load_chains(config, &destination_ids, &metrics)
+            .await
+            .map_err(StartError::Plugin)?;
         let names: Vec<String> = destinations.iter().map(|d| d.name.clone()).collect();
         let capacity = server.queue_capacity.get();
         // A destination's default share: half the capacity, so that one that stops answering

@@ -299,6 +299,7 @@ fn plugin_run_repeat_prints_call_time_percentiles() {
         timing.contains(" over 200 calls (load and configure: "),
         "{stdout}"
     );
+    assert!(timing.contains("; fuel: "), "{stdout}");
 }
 
 #[test]
@@ -319,7 +320,9 @@ fn plugin_run_limit_errors_name_the_limit() {
     assert!(!timed_out.status.success());
     let stderr = text(&timed_out.stderr);
     assert!(
-        stderr.contains("plugin failed: timeout (plugin ran past its time limit of 5ms)"),
+        stderr.contains(
+            "plugin failed: timeout (plugin used up its CPU budget of 5ms (100000000 fuel))"
+        ),
         "{stderr}"
     );
 
@@ -364,7 +367,7 @@ fn plugin_run_limit_errors_name_the_limit() {
 }
 
 #[test]
-fn a_blocking_wasi_call_is_a_plugin_error_without_a_panic_on_stderr() {
+fn what_a_plugin_prints_goes_to_the_log_tagged_and_a_trap_shows_its_stderr() {
     let event = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("print-event.json");
     std::fs::write(&event, "{}").expect("write event");
     let output = plugin_run(
@@ -377,12 +380,74 @@ fn a_blocking_wasi_call_is_a_plugin_error_without_a_panic_on_stderr() {
         ],
         repo_root(),
     );
-    let stderr = text(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.starts_with("verdict: forward\n"), "{stdout}");
+    assert!(!stdout.contains("hostile plugin writes"), "{stdout}");
+    for stream in ["stdout", "stderr"] {
+        let line = stderr
+            .lines()
+            .find(|line| line.contains(&format!("hostile plugin writes to {stream}")))
+            .unwrap_or_else(|| panic!("no {stream} line in the log: {stderr}"));
+        assert!(
+            line.contains(r#"plugin="hostile""#)
+                && line.contains(r#"route="trial""#)
+                && line.contains("event_id=")
+                && line.contains(&format!(r#"stream="{stream}""#)),
+            "{line}"
+        );
+    }
+    assert!(!stderr.contains("panicked at"), "{stderr}");
+
+    let trapped = plugin_run(
+        "hostile",
+        &[
+            "--config",
+            r#"{"mode": "stderr-trap"}"#,
+            "--event",
+            &event.display().to_string(),
+        ],
+        repo_root(),
+    );
+    let stderr = text(&trapped.stderr);
+    assert!(!trapped.status.success(), "{stderr}");
     assert!(
-        stderr.starts_with("plugin failed: ") && stderr.contains("blocking WASI call"),
+        stderr.contains("plugin failed: trap (")
+            && stderr
+                .contains("; stderr: uncaught exception: TypeError: hostile is not a function)"),
         "{stderr}"
     );
-    assert!(!stderr.contains("panicked at"), "{stderr}");
-    assert!(!stderr.contains("backtrace"), "{stderr}");
+}
+
+#[test]
+fn plugin_inspect_lists_imports_with_their_status_and_the_exports() {
+    let output = router(&["plugin", "inspect", &module_arg("hostile")], repo_root());
+    let stdout = text(&output.stdout);
+    // The hostile guest imports an interface no router provides: listed, and the exit status
+    // says so.
+    assert!(!output.status.success(), "{}", text(&output.stderr));
+    let status_of = |prefix: &str| {
+        stdout
+            .lines()
+            .find(|line| line.trim_start().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no import {prefix}: {stdout}"))
+            .to_owned()
+    };
+    assert!(status_of("log ").ends_with(" granted"), "{stdout}");
+    assert!(
+        status_of("wasi:cli/stdout@0.2.").ends_with(" granted"),
+        "{stdout}"
+    );
+    assert!(
+        status_of("wasi:cli/environment@0.2.").ends_with(" linked, denied"),
+        "{stdout}"
+    );
+    assert!(
+        status_of("hostile:denied/nope ").ends_with(" not available"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("exports:\n  configure\n  handle\n"),
+        "{stdout}"
+    );
 }

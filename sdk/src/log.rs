@@ -12,9 +12,10 @@
 //!
 //! On targets other than `wasm32` (tests), lines go to stderr instead.
 //!
-//! Do not use `println!`, `eprintln!` or `std::thread::sleep` in a plugin: they are blocking
-//! WASI calls, which the router refuses (the call fails, and the route's `on_plugin_error`
-//! applies). This module is the way to say something.
+//! `println!` and `eprintln!` work too: the router captures a plugin's stdout and stderr per
+//! call and logs them (at most 64 lines and 16 KiB per call; more than the output cap fails the
+//! call). This module is the better way: lines carry a level. Sleeping is pointless (clocks are
+//! frozen) and ends the call at its wall-clock backstop.
 
 use crate::Level;
 

@@ -10,7 +10,10 @@ use std::sync::OnceLock;
 
 use http::{HeaderMap, HeaderValue};
 use webhook_router::event::Event;
-use webhook_router::plugin::{Isolation, LoadedPlugin, PluginLimits, load_plugin, trial};
+use webhook_router::plugin::bindings::Verdict;
+use webhook_router::plugin::{
+    Isolation, LoadedPlugin, PluginFailure, PluginLimits, load_plugin, trial,
+};
 
 /// The environment variable naming a directory of prebuilt plugins (`event_filter.wasm`, ...).
 /// When it is set, tests load the plugins from there and never build them.
@@ -63,10 +66,50 @@ fn build_all() -> Result<PathBuf, String> {
     Ok(root.join("target/wasm/wasm32-wasip2/release"))
 }
 
+/// Runs `future` to completion on this thread's own single-threaded tokio runtime: plugin calls
+/// are async, and most plugin tests are plain `#[test]`s. Not for use inside a runtime.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    thread_local! {
+        static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime starts");
+    }
+    RUNTIME.with(|runtime| runtime.block_on(future))
+}
+
+/// [`LoadedPlugin::handle`] from synchronous code (see [`block_on`]).
+pub trait HandleBlocking {
+    /// Runs the plugin on `event` and waits for its verdict.
+    fn handle_blocking(&self, event: &Event) -> Result<Verdict, PluginFailure>;
+}
+
+impl HandleBlocking for LoadedPlugin {
+    fn handle_blocking(&self, event: &Event) -> Result<Verdict, PluginFailure> {
+        block_on(self.handle(event))
+    }
+}
+
 /// Loads plugin `name` with `config` and default limits, as a route would.
 pub fn load(name: &str, config: &serde_json::Value) -> LoadedPlugin {
     try_load(name, config, PluginLimits::default(), Isolation::Reuse)
         .unwrap_or_else(|error| panic!("plugin {name} does not load: {error}"))
+}
+
+/// Loads plugin `name` with `config` and `limits` (isolation `reuse`) from async code.
+pub async fn load_plugin_async(
+    name: &str,
+    config: &serde_json::Value,
+    limits: PluginLimits,
+) -> Result<LoadedPlugin, String> {
+    load_plugin(
+        &module(name),
+        "test",
+        &config.to_string(),
+        limits,
+        Isolation::Reuse,
+    )
+    .await
 }
 
 /// Loads plugin `name`, or says why it cannot be.
@@ -76,13 +119,13 @@ pub fn try_load(
     limits: PluginLimits,
     isolation: Isolation,
 ) -> Result<LoadedPlugin, String> {
-    load_plugin(
+    block_on(load_plugin(
         &module(name),
         "test",
         &config.to_string(),
         limits,
         isolation,
-    )
+    ))
 }
 
 /// A GitHub payload from `tests/fixtures/github/` (e.g. `push`, `pull_request.opened`).

@@ -506,7 +506,7 @@ impl ConfigLocation {
     }
 }
 
-/// A plugin's `limits = { memory, time, output }`.
+/// A plugin's `limits = { memory, time, output, fan_out }`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginLimitsConfig {
@@ -528,6 +528,9 @@ pub struct PluginLimitsConfig {
         deserialize_with = "bounds::plugin_output"
     )]
     pub output: ByteSize,
+    /// Most deliveries one `fan-out` verdict may name (default 64).
+    #[serde(default = "defaults::plugin_fan_out")]
+    pub fan_out: u32,
 }
 
 impl Default for PluginLimitsConfig {
@@ -536,6 +539,7 @@ impl Default for PluginLimitsConfig {
             memory: defaults::plugin_memory(),
             time: defaults::plugin_time(),
             output: defaults::plugin_output(),
+            fan_out: defaults::plugin_fan_out(),
         }
     }
 }
@@ -696,6 +700,9 @@ mod defaults {
     }
     pub fn plugin_output() -> ByteSize {
         ByteSize(1024 * 1024)
+    }
+    pub fn plugin_fan_out() -> u32 {
+        64
     }
     pub fn plugin_config() -> serde_json::Value {
         serde_json::Value::Object(serde_json::Map::new())

@@ -53,9 +53,6 @@ pub const VERIFIED_HEADER: &str = "x-webhook-verified";
 const QUEUE_FULL_RETRY_AFTER: u32 = 1;
 /// `Retry-After` (seconds) sent with 503 while shutting down.
 const SHUTDOWN_RETRY_AFTER: u32 = 5;
-/// Chains whose time budget is within this run on the request's task; longer ones move to a
-/// blocking thread so that a slow plugin cannot stall the other connections of its worker.
-const INLINE_CHAIN_BUDGET: Duration = Duration::from_millis(50);
 
 /// A route as the ingress sees it.
 #[derive(Debug)]
@@ -337,7 +334,7 @@ impl Ingress {
         let bytes = event.body.len();
         let queued = match &route.chain {
             None => self.queue.enqueue(event, route.destinations.clone()).await,
-            Some(chain) => match run_chain(chain, event, &route.destinations).await {
+            Some(chain) => match chain.run(event, &route.destinations).await {
                 ChainOutcome::Deliver(mut events) if events.len() == 1 => {
                     let (event, destinations) = events.remove(0);
                     self.queue.enqueue(event, destinations).await
@@ -386,30 +383,6 @@ impl Ingress {
         let message = format!("body exceeds the limit of {} bytes", self.max_body_bytes);
         reply::error(StatusCode::PAYLOAD_TOO_LARGE, &message)
     }
-}
-
-/// Runs `event` through `chain`: on this task if the chain's time budget is small, else on a
-/// blocking thread. (On this task, a plugin's blocking WASI call fails that plugin's call: see
-/// `plugin::instance::contain`.)
-async fn run_chain(
-    chain: &Arc<PluginChain>,
-    event: Event,
-    destinations: &[DestinationId],
-) -> ChainOutcome {
-    if chain.time_budget() <= INLINE_CHAIN_BUDGET {
-        return chain.run(event, destinations);
-    }
-    let chain = Arc::clone(chain);
-    let destinations = destinations.to_vec();
-    tokio::task::spawn_blocking(move || chain.run(event, &destinations))
-        .await
-        .unwrap_or_else(|error| {
-            tracing::error!(%error, "plugin chain task failed");
-            ChainOutcome::Reject {
-                status: 500,
-                message: "plugin failed".to_owned(),
-            }
-        })
 }
 
 /// `202 {"id": ...}`.

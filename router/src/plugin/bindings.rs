@@ -7,6 +7,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 wasmtime::component::bindgen!({
     path: "../sdk/wit",
     world: "filter",
+    // `configure` runs with `call_async`, like `handle`: fuel and epoch yields apply to both.
+    exports: { default: async },
 });
 
 pub use self::webhook_router::plugin::types::{Delivery, Header, Rejection};
@@ -36,33 +38,45 @@ pub struct HeaderRef<'a> {
     value: &'a str,
 }
 
-/// Calls `lower` with the contract's view of `event`, borrowed from it. Header values are
-/// handed over as (lossy) UTF-8, as `to_guest` does.
-pub fn with_guest_view<R>(event: &crate::event::Event, lower: impl FnOnce(EventRef<'_>) -> R) -> R {
-    let values: Vec<std::borrow::Cow<'_, str>> = event
+/// Header values of `event` as the guest sees them: (lossy) UTF-8, as `to_guest` does. The
+/// first of three steps that borrow the contract's view of an event from it (then
+/// [`header_refs`], then [`event_ref`]), each borrowing the one before.
+pub fn header_values(event: &crate::event::Event) -> Vec<std::borrow::Cow<'_, str>> {
+    event
         .headers
         .iter()
         .map(|(_, value)| String::from_utf8_lossy(value.as_bytes()))
-        .collect();
-    let headers: Vec<HeaderRef<'_>> = event
+        .collect()
+}
+
+/// The contract's headers of `event`, borrowed from it and from its `values` ([`header_values`]).
+pub fn header_refs<'a>(
+    event: &'a crate::event::Event,
+    values: &'a [std::borrow::Cow<'a, str>],
+) -> Vec<HeaderRef<'a>> {
+    event
         .headers
         .iter()
-        .zip(&values)
+        .zip(values)
         .map(|((name, _), value)| HeaderRef {
             name: name.as_str(),
             value,
         })
-        .collect();
-    lower(EventRef {
+        .collect()
+}
+
+/// The contract's view of `event`, borrowed from it, with its `headers` ([`header_refs`]).
+pub fn event_ref<'a>(event: &'a crate::event::Event, headers: &'a [HeaderRef<'a>]) -> EventRef<'a> {
+    EventRef {
         id: &event.id,
         route: &event.route,
         method: event.method.as_str(),
         path: &event.path,
         query: &event.query,
-        headers: &headers,
+        headers,
         body: &event.body,
         received_at_ms: event.received_at_ms(),
-    })
+    }
 }
 
 /// The contract's view of a router event (a copy: the router keeps its own).

@@ -197,10 +197,10 @@ impl CaseReport {
 }
 
 /// Runs `plugin` on every case and checks each verdict.
-pub fn run_cases(plugin: &LoadedPlugin, cases: &[Case]) -> CaseReport {
+pub async fn run_cases(plugin: &LoadedPlugin, cases: &[Case]) -> CaseReport {
     let mut report = CaseReport::default();
     for case in cases {
-        let result = plugin.handle(&case.event);
+        let result = plugin.handle(&case.event).await;
         let got = Expected::of(&result);
         let rendered = match &result {
             Ok(verdict) => render_verdict(verdict, &case.event),

@@ -11,10 +11,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::bindings::{Verdict, from_guest};
-use super::{LoadedPlugin, OnPluginError, PluginErrorKind, PluginFailure};
+use super::{CallOutcome, LoadedPlugin, OnPluginError, PluginErrorKind, PluginFailure};
 use crate::event::Event;
 use crate::metrics::{Metrics, PluginMetrics};
 use crate::queue::DestinationId;
@@ -88,22 +88,17 @@ impl PluginChain {
         self.steps.len()
     }
 
-    /// The longest one event can spend in the chain: the sum of its plugins' time limits.
-    pub fn time_budget(&self) -> Duration {
-        self.steps
-            .iter()
-            .map(|step| step.plugin.limits().time)
-            .sum()
-    }
-
-    /// Runs `event` through every plugin; `destinations` are the route's.
-    pub fn run(&self, mut event: Event, destinations: &[DestinationId]) -> ChainOutcome {
+    /// Runs `event` through every plugin; `destinations` are the route's. Each guest yields to
+    /// the async runtime every epoch tick, so this never holds a runtime thread for long.
+    pub async fn run(&self, mut event: Event, destinations: &[DestinationId]) -> ChainOutcome {
         for step in &self.steps {
             let started = Instant::now();
-            let result = step.plugin.handle(&event);
+            let CallOutcome { result, stdio, .. } = step.plugin.call(&event).await;
             step.metrics
                 .duration
                 .record(started.elapsed().as_secs_f64());
+            stdio.log(step.plugin.name(), &self.route, &event.id);
+            step.metrics.stdio_cut.increment(stdio.cut_lines);
             let failure = match result.and_then(|verdict| self.act_on(verdict, &event)) {
                 Ok(Acted::Next(changed)) => {
                     step.metrics.forward.increment(1);

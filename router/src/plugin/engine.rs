@@ -1,20 +1,27 @@
-//! The process-wide plugin engine: one wasmtime `Engine` (component model, pooling allocator,
-//! epoch interruption, copy-on-write memory images, on-disk compile cache), its epoch ticker
-//! thread, and the `Linker` that gives plugins the contract's `log` import and the WASI
-//! interfaces a `wasm32-wasip2` guest needs to instantiate — with nothing granted: no
-//! files, no network, no environment, no stdio, and clocks frozen at zero.
+//! The process-wide plugin engine: one wasmtime `Engine` (component model, async calls, fuel,
+//! pooling allocator, epoch interruption, copy-on-write memory images, on-disk compile cache),
+//! its epoch ticker thread, and the `Linker` that gives plugins the contract's `log` import and
+//! the WASI interfaces a `wasm32-wasip2` guest needs to instantiate — with nothing granted: no
+//! files, no network, no environment, clocks frozen at zero, and stdout and stderr captured
+//! per call into the router's log (see [`super::stdio`]).
+//!
+//! Guests run with `call_async`: a guest's CPU work is counted in fuel (see [`super::limits`]),
+//! and every epoch tick it yields to the async runtime, so a plugin never holds a runtime
+//! thread for longer than a tick, and WASI waits (`poll`, sleeps) are awaited, not blocked on.
 
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{Filter, FilterImports, Level};
 use super::limits::MemoryLimiter;
+use super::stdio::{StdioCapture, Stream};
 
-/// How often the epoch advances: the granularity of plugin time limits.
+/// How often the epoch advances: how often a running guest yields to the async runtime, and the
+/// granularity of the wall-clock backstop.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Largest memory limit a plugin may be given.
 pub const MAX_PLUGIN_MEMORY_BYTES: usize = 256 * 1024 * 1024;
@@ -35,6 +42,16 @@ pub struct HostState {
     pub plugin: std::sync::Arc<str>,
     /// Route id, for log lines.
     pub route: std::sync::Arc<str>,
+    /// What the guest writes to stdout and stderr during a call.
+    pub stdio: StdioCapture,
+    /// When a call that is waiting (it has yielded to the runtime) must end whatever its fuel:
+    /// the wall-clock backstop for WASI waits.
+    pub backstop_at: Option<Instant>,
+    /// Epoch ticks this call has seen while it ran (see [`Self::on_epoch_tick`]).
+    pub ticks: u64,
+    /// Ticks after which a running call ends whatever its fuel: the backstop for time spent in
+    /// host calls, which burn no fuel.
+    pub backstop_ticks: u64,
 }
 
 impl std::fmt::Debug for HostState {
@@ -53,7 +70,10 @@ impl HostState {
         route: std::sync::Arc<str>,
         memory_bytes: usize,
     ) -> Self {
+        let stdio = StdioCapture::new();
         let wasi = WasiCtxBuilder::new()
+            .stdout(stdio.stream(Stream::Stdout))
+            .stderr(stdio.stream(Stream::Stderr))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -66,6 +86,31 @@ impl HostState {
             limiter: MemoryLimiter::new(memory_bytes),
             plugin,
             route,
+            stdio,
+            backstop_at: None,
+            ticks: 0,
+            backstop_ticks: u64::MAX,
+        }
+    }
+
+    /// What the store does when the guest runs past an epoch tick: count it; end the call once
+    /// it has seen its backstop's worth of ticks; else go on, yielding to the async runtime from
+    /// the second tick on.
+    ///
+    /// Ticks are counted as the guest sees them, not read off the clock: a thread descheduled
+    /// for 30 ms comes back to one overdue tick, not 30, so a loaded machine does not use up
+    /// the backstop of a call that is not running. And a call shorter than a tick never yields
+    /// (at most one tick passes during it), so it never waits behind other tasks.
+    pub fn on_epoch_tick(&mut self) -> UpdateDeadline {
+        self.ticks += 1;
+        if self.ticks >= self.backstop_ticks {
+            UpdateDeadline::Interrupt
+        } else if self.ticks == 1 {
+            UpdateDeadline::Continue(1)
+        } else {
+            // tokio's own yield: the task goes to the back of its worker's queue, and the
+            // runtime's cooperative budget sees it.
+            UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
         }
     }
 }
@@ -173,6 +218,7 @@ impl PluginEngine {
         config
             .wasm_component_model(true)
             .epoch_interruption(true)
+            .consume_fuel(true)
             .memory_init_cow(true)
             .max_wasm_stack(512 * 1024)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
@@ -184,7 +230,7 @@ impl PluginEngine {
         }
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         Filter::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
         start_epoch_ticker(&engine);
         Ok(Self { engine, linker })
@@ -226,13 +272,13 @@ fn tick(weak: &wasmtime::EngineWeak) {
     // machine is loaded or was suspended), the schedule restarts instead of catching up with a
     // burst of ticks that would end running plugins early: a limit may run late under load,
     // never more than a tick early.
-    let mut start = std::time::Instant::now();
+    let mut start = Instant::now();
     let mut ticks: u32 = 0;
     while let Some(engine) = weak.upgrade() {
         engine.increment_epoch();
         drop(engine);
         ticks += 1;
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         let next = start + EPOCH_TICK * ticks;
         if ticks == u32::MAX || now > next + EPOCH_TICK {
             start = now;

@@ -1,33 +1,49 @@
 //! One loaded plugin: its pre-instantiated component, its configuration, and a pool of
-//! configured instances.
+//! configured instances, kept warm off the request path.
 //!
 //! Isolation is per event in one of two ways (route config `isolation`):
 //! - `reuse` (default): an idle, configured instance is taken from the plugin's own pool and
 //!   returned after a clean call. An instance that traps, times out or runs out of memory is
 //!   discarded, never reused. Pools are per route and per plugin entry, so no state crosses
 //!   routes.
-//! - `fresh`: every event gets a new instance, configured, used once and dropped.
+//! - `fresh`: every event gets an instance no event has seen, used once and dropped.
 //!
-//! Every call runs with an epoch deadline (time) and a memory limiter in its `Store`.
+//! Either way, instances are created and configured ahead of need: the pool holds
+//! [`WARM_INSTANCES`] ready ones, and a background task tops it up when a call takes one, so
+//! a request pays for instantiation only when events outrun the refill.
+//!
+//! Every call runs with `call_async` under the plugin's limits: fuel for its CPU budget, a
+//! wall-clock backstop, a memory limiter, a cap on what may be lifted out of the guest
+//! ("hostcall fuel": a verdict over the output cap fails before the host copies it), and a
+//! per-call capture of stdout and stderr.
 
-use std::cell::Cell;
-use std::sync::{Arc, Once};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
+use std::time::Instant;
 
-use crossbeam_queue::ArrayQueue;
-use wasmtime::component::{Component, ComponentExportIndex, InstancePre, TypedFunc};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{
+    Component, ComponentExportIndex, InstancePre, Linker, LinkerInstance, ResourceType, TypedFunc,
+};
 use wasmtime::{Store, Trap};
 
-use super::bindings::{EventRef, FilterIndices, Verdict, with_guest_view};
+use super::bindings::{EventRef, FilterIndices, Verdict, event_ref, header_refs, header_values};
 use super::engine::{EPOCH_TICK, HostState, PluginEngine};
-use super::limits::PluginLimits;
+use super::inspect::{ImportStatus, import_status};
+use super::limits::{PluginLimits, fuel_for};
+use super::stdio::{Captured, StdioFlood};
 use super::{Isolation, PluginErrorKind, PluginFailure};
 use crate::event::Event;
 
 /// Idle instances kept per plugin. Each holds one of the engine's pooled slots, so this times
 /// the number of plugin entries should stay well under the pool's size.
 const IDLE_INSTANCES: usize = 8;
-/// Time budget for `configure`, which may parse a large config once.
+/// Configured instances the pool keeps ready for the next events.
+pub const WARM_INSTANCES: usize = 2;
+/// Most headers one event of a verdict may carry (hyper's default for a request is 100).
+pub const MAX_VERDICT_HEADERS: usize = 128;
+/// CPU budget of `configure`, as a multiple of the call limit: it may parse a large config once.
 const CONFIGURE_TIME_FACTOR: u32 = 50;
 
 /// The `handle` export, typed to take the event borrowed from the router's (see
@@ -40,8 +56,24 @@ struct PluginInstance {
     handle: HandleFunc,
 }
 
-/// A plugin ready to handle events.
+/// What one call gave: its verdict or failure, and what the guest wrote to stdout and stderr.
+#[derive(Debug)]
+pub struct CallOutcome {
+    /// The verdict, or why there is none.
+    pub result: Result<Verdict, PluginFailure>,
+    /// The guest's stdout and stderr during the call.
+    pub stdio: Captured,
+    /// Fuel the guest spent: WebAssembly instructions executed (0 if the call never started).
+    pub fuel_used: u64,
+}
+
+/// A plugin ready to handle events. Cheap to clone: clones share the plugin and its pool.
+#[derive(Clone)]
 pub struct LoadedPlugin {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     name: Arc<str>,
     route: Arc<str>,
     pre: InstancePre<HostState>,
@@ -52,24 +84,27 @@ pub struct LoadedPlugin {
     config_json: String,
     limits: PluginLimits,
     isolation: Isolation,
-    idle: ArrayQueue<PluginInstance>,
+    /// Idle instances, the most recently used last (taken first: its memory is warm).
+    idle: Mutex<Vec<PluginInstance>>,
+    /// Whether a refill task is running.
+    refilling: AtomicBool,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadedPlugin")
-            .field("name", &self.name)
-            .field("route", &self.route)
-            .field("limits", &self.limits)
-            .field("isolation", &self.isolation)
+            .field("name", &self.shared.name)
+            .field("route", &self.shared.route)
+            .field("limits", &self.shared.limits)
+            .field("isolation", &self.shared.isolation)
             .finish_non_exhaustive()
     }
 }
 
 impl LoadedPlugin {
-    /// Pre-instantiates `component` and configures a first instance with `config_json`;
-    /// a configuration the plugin rejects is an error here, at load time.
-    pub fn load(
+    /// Pre-instantiates `component` and configures the first [`WARM_INSTANCES`] instances with
+    /// `config_json`; a configuration the plugin rejects is an error here, at load time.
+    pub async fn load(
         engine: &PluginEngine,
         component: &Component,
         name: &str,
@@ -78,9 +113,11 @@ impl LoadedPlugin {
         limits: PluginLimits,
         isolation: Isolation,
     ) -> Result<Self, PluginFailure> {
-        let instance_pre = engine.linker().instantiate_pre(component).map_err(|e| {
+        let link_error = |e: wasmtime::Error| {
             PluginFailure::new(PluginErrorKind::Error, format!("cannot link plugin: {e:#}"))
-        })?;
+        };
+        let linker = linker_for(engine, component).map_err(link_error)?;
+        let instance_pre = linker.instantiate_pre(component).map_err(link_error)?;
         let indices = FilterIndices::new(&instance_pre).map_err(|e| {
             PluginFailure::new(
                 PluginErrorKind::Error,
@@ -93,7 +130,7 @@ impl LoadedPlugin {
                 "not a webhook-router plugin: no `handle` export",
             )
         })?;
-        let plugin = Self {
+        let shared = Arc::new(Shared {
             name: name.into(),
             route: route.into(),
             pre: instance_pre,
@@ -102,70 +139,161 @@ impl LoadedPlugin {
             config_json,
             limits,
             isolation,
-            idle: ArrayQueue::new(IDLE_INSTANCES),
-        };
-        let first = plugin.instantiate()?;
-        if plugin.isolation == Isolation::Reuse {
-            let _ = plugin.idle.push(first);
+            idle: Mutex::new(Vec::with_capacity(IDLE_INSTANCES)),
+            refilling: AtomicBool::new(false),
+        });
+        for _ in 0..WARM_INSTANCES {
+            let instance = shared.instantiate().await?;
+            shared.idle().push(instance);
         }
-        Ok(plugin)
+        Ok(Self { shared })
     }
 
     /// The plugin's name (its label in metrics and logs).
     pub fn name(&self) -> &str {
-        &self.name
+        &self.shared.name
     }
 
     /// The plugin's limits.
     pub fn limits(&self) -> PluginLimits {
-        self.limits
+        self.shared.limits
     }
 
-    /// Runs the plugin on `event`.
-    pub fn handle(&self, event: &Event) -> Result<Verdict, PluginFailure> {
-        let mut instance = match self.isolation {
-            Isolation::Reuse => match self.idle.pop() {
-                Some(instance) => instance,
-                None => self.instantiate()?,
-            },
-            Isolation::Fresh => self.instantiate()?,
+    /// Configured instances idle in the pool now.
+    pub fn idle_instances(&self) -> usize {
+        self.shared.idle().len()
+    }
+
+    /// Runs the plugin on `event`, writing what it printed to the log. Like [`Self::call`], it
+    /// must run inside a tokio runtime with its time driver enabled.
+    pub async fn handle(&self, event: &Event) -> Result<Verdict, PluginFailure> {
+        let outcome = self.call(event).await;
+        outcome
+            .stdio
+            .log(self.name(), &self.shared.route, &event.id);
+        outcome.result
+    }
+
+    /// Runs the plugin on `event`; what it printed is returned, not logged. Must run inside a
+    /// tokio runtime with its time driver enabled (the wall-clock backstop is a tokio timeout,
+    /// and WASI waits are tokio timers); the pool is topped up by a task spawned on it.
+    pub async fn call(&self, event: &Event) -> CallOutcome {
+        let shared = &self.shared;
+        let (taken, left) = {
+            let mut idle = shared.idle();
+            (idle.pop(), idle.len())
         };
-        instance
-            .store
-            .set_epoch_deadline(deadline_ticks(self.limits.time));
-        instance.store.data_mut().limiter.exceeded = false;
+        if left < WARM_INSTANCES {
+            self.keep_warm();
+        }
+        let mut instance = match taken {
+            Some(instance) => instance,
+            None => match shared.instantiate().await {
+                Ok(instance) => instance,
+                Err(failure) => {
+                    return CallOutcome {
+                        result: Err(failure),
+                        stdio: Captured::default(),
+                        fuel_used: 0,
+                    };
+                }
+            },
+        };
+        let limits = shared.limits;
+        let cap = limits.output_cap(event.body.len());
+        if let Err(failure) = start_call(&mut instance.store, limits.fuel(), cap, &limits) {
+            return CallOutcome {
+                result: Err(failure),
+                stdio: Captured::default(),
+                fuel_used: 0,
+            };
+        }
+        let values = header_values(event);
+        let headers = header_refs(event, &values);
+        let view = event_ref(event, &headers);
         let PluginInstance { store, handle } = &mut instance;
-        let result = contain(|| with_guest_view(event, |view| handle.call(&mut *store, (view,))))?;
-        let verdict = match result {
-            Ok((Ok(verdict),)) => verdict,
-            Ok((Err(message),)) => {
+        let backstop_at = store.data().backstop_at;
+        let call = handle.call_async(&mut *store, (view,));
+        // The backstop for waits that burn no fuel (a WASI sleep or poll): wasm code is stopped
+        // at its backstop by the epoch callback, a host wait by this timeout.
+        let result = with_backstop(call, backstop_at).await;
+        let stdio = instance.store.data().stdio.take();
+        let fuel_used = limits
+            .fuel()
+            .saturating_sub(instance.store.get_fuel().unwrap_or(0));
+        let result = match result {
+            None => Err(PluginFailure::new(
+                PluginErrorKind::Timeout,
+                format!(
+                    "plugin was still waiting (in a WASI poll or sleep) at its wall-clock \
+                     backstop of {}",
+                    humantime::format_duration(limits.backstop())
+                ),
+            )),
+            Some(Ok((Ok(verdict),))) => {
                 self.recycle(instance);
-                return Err(PluginFailure::new(PluginErrorKind::Error, message));
+                check_verdict(verdict, cap, limits.fan_out)
+            }
+            Some(Ok((Err(message),))) => {
+                self.recycle(instance);
+                Err(PluginFailure::new(PluginErrorKind::Error, message))
             }
             // A trapped instance may be in any state: it is dropped here, never reused.
-            Err(error) => return Err(classify(&error, &instance.store, self.limits.time)),
+            Some(Err(error)) => Err(classify(&error, &instance.store, limits.time, &stdio)),
         };
-        self.recycle(instance);
-        let cap = self.limits.output_cap(event.body.len());
-        let size = verdict_size(&verdict);
-        if size > cap {
-            return Err(PluginFailure::new(
-                PluginErrorKind::OutputTooLarge,
-                format!("output of {size} bytes is over the {cap}-byte cap"),
-            ));
+        CallOutcome {
+            result,
+            stdio,
+            fuel_used,
         }
-        Ok(verdict)
     }
 
     fn recycle(&self, instance: PluginInstance) {
-        if self.isolation == Isolation::Reuse {
+        if self.shared.isolation == Isolation::Reuse {
+            let mut idle = self.shared.idle();
             // A full pool drops the instance, which frees its slot.
-            let _ = self.idle.push(instance);
+            if idle.len() < IDLE_INSTANCES {
+                idle.push(instance);
+            }
         }
     }
 
+    /// Starts a task that tops the pool up to [`WARM_INSTANCES`], unless one is running, the
+    /// pool is full enough, or there is no async runtime to run it on.
+    fn keep_warm(&self) {
+        let shared = &self.shared;
+        if shared.idle().len() >= WARM_INSTANCES {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if shared.refilling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let shared = Arc::clone(shared);
+        runtime.spawn(async move {
+            while shared.idle().len() < WARM_INSTANCES {
+                match shared.instantiate().await {
+                    Ok(instance) => shared.idle().push(instance),
+                    Err(failure) => {
+                        tracing::warn!(plugin = %shared.name, route = %shared.route, error = %failure, "cannot warm a plugin instance");
+                        break;
+                    }
+                }
+            }
+            shared.refilling.store(false, Ordering::Release);
+        });
+    }
+}
+
+impl Shared {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<PluginInstance>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// A new instance, configured.
-    fn instantiate(&self) -> Result<PluginInstance, PluginFailure> {
+    async fn instantiate(&self) -> Result<PluginInstance, PluginFailure> {
         let state = HostState::new(
             Arc::clone(&self.name),
             Arc::clone(&self.route),
@@ -173,22 +301,36 @@ impl LoadedPlugin {
         );
         let mut store = Store::new(self.pre.component().engine(), state);
         store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_callback(|mut store| Ok(store.data_mut().on_epoch_tick()));
         let configure_time = self.limits.time.saturating_mul(CONFIGURE_TIME_FACTOR);
-        store.set_epoch_deadline(deadline_ticks(configure_time));
-        let instance = self.pre.instantiate(&mut store).map_err(|error| {
-            if error.downcast_ref::<Trap>().is_some() || store.data().limiter.exceeded {
-                classify(&error, &store, configure_time)
-            } else {
-                // Not the guest's doing: typically every slot of the instance pool is in use.
-                PluginFailure {
-                    unavailable: true,
-                    ..PluginFailure::new(
-                        PluginErrorKind::Error,
-                        format!("cannot instantiate: {error:#}"),
-                    )
+        let configure_limits = PluginLimits {
+            time: configure_time,
+            ..self.limits
+        };
+        start_call(
+            &mut store,
+            fuel_for(configure_time),
+            self.limits.output_bytes,
+            &configure_limits,
+        )?;
+        let instance = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|error| {
+                if error.downcast_ref::<Trap>().is_some() || store.data().limiter.exceeded {
+                    classify(&error, &store, configure_time, &Captured::default())
+                } else {
+                    // Not the guest's doing: typically every slot of the instance pool is in use.
+                    PluginFailure {
+                        unavailable: true,
+                        ..PluginFailure::new(
+                            PluginErrorKind::Error,
+                            format!("cannot instantiate: {error:#}"),
+                        )
+                    }
                 }
-            }
-        })?;
+            })?;
         let loaded = self.indices.load(&mut store, &instance).and_then(|filter| {
             let handle = instance.get_typed_func(&mut store, self.handle_export)?;
             Ok((filter, handle))
@@ -199,112 +341,208 @@ impl LoadedPlugin {
                 format!("not a webhook-router plugin: {e:#}"),
             )
         })?;
-        match contain(|| filter.call_configure(&mut store, &self.config_json))? {
-            Ok(Ok(())) => Ok(PluginInstance { store, handle }),
-            Ok(Err(message)) => Err(PluginFailure::new(
+        let backstop_at = store.data().backstop_at;
+        let configured = with_backstop(
+            filter.call_configure(&mut store, &self.config_json),
+            backstop_at,
+        )
+        .await;
+        let stdio = store.data().stdio.take();
+        stdio.log(&self.name, &self.route, "configure");
+        match configured {
+            Some(Ok(Ok(()))) => Ok(PluginInstance { store, handle }),
+            Some(Ok(Err(message))) => Err(PluginFailure::new(
                 PluginErrorKind::Error,
                 format!("plugin rejected its config: {message}"),
             )),
-            Err(error) => Err(classify(&error, &store, configure_time)),
+            Some(Err(error)) => Err(classify(&error, &store, configure_time, &stdio)),
+            None => Err(PluginFailure::new(
+                PluginErrorKind::Timeout,
+                format!(
+                    "configure was still waiting (in a WASI poll or sleep) at its wall-clock \
+                     backstop of {}",
+                    humantime::format_duration(configure_limits.backstop())
+                ),
+            )),
         }
     }
 }
 
-/// Runs a guest call, turning a panic in a host function into a plugin failure.
-///
-/// The WASI host functions behind blocking calls (writing to stdout or stderr, `poll`,
-/// `pollable.block`, hence sleeping) re-enter the async runtime with `block_on`, which panics
-/// on a runtime worker thread. That panic unwinds out of the guest; caught here, it fails this
-/// call only, and the instance (dropped by the caller) is never reused. A plugin that needs to
-/// say something uses the contract's `log` import instead. The panic is not printed (see
-/// [`quiet_contained_panics`]): the failure is reported as the plugin's.
-fn contain<T>(call: impl FnOnce() -> T) -> Result<T, PluginFailure> {
-    quiet_contained_panics();
-    let outer = IN_GUEST_CALL.replace(true);
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call));
-    IN_GUEST_CALL.set(outer);
-    result.map_err(|payload| {
-        let message = panic_message(payload.as_ref());
-        if is_blocking_call_panic(message) {
-            PluginFailure::new(
-                PluginErrorKind::Error,
-                "the plugin made a blocking WASI call (stdout, stderr, poll or sleep), which \
-                 plugins may not make: use the log import",
-            )
-        } else {
-            // Not the known blocking-call panic: a host bug; the hook printed it as usual.
-            PluginFailure::new(
-                PluginErrorKind::Error,
-                format!("a host function panicked during the plugin call: {message}"),
-            )
-        }
-    })
-}
-
-/// The text of a panic payload (`panic!` gives a `&str` or a `String`).
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)")
-}
-
-/// Whether a panic is the async runtime refusing a blocking call on one of its threads: what a
-/// blocking WASI call by the guest ends in.
-fn is_blocking_call_panic(message: &str) -> bool {
-    message.contains("Cannot start a runtime from within a runtime")
-}
-
-thread_local! {
-    /// Whether this thread is inside [`contain`].
-    static IN_GUEST_CALL: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Installs (once) a panic hook that keeps the blocking-call panic inside [`contain`] off
-/// stderr (the default hook prints it, with a backtrace, before `catch_unwind` gets it) and logs
-/// it at debug level; every other panic, inside a plugin call or not, goes to the hook installed
-/// before, so a host bug is never hidden as a plugin's failure.
-fn quiet_contained_panics() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if IN_GUEST_CALL.with(Cell::get)
-                && is_blocking_call_panic(panic_message(info.payload()))
-            {
-                tracing::debug!(panic = %info, "a host call made by a plugin panicked; contained");
-            } else {
-                previous(info);
-            }
-        }));
-    });
-}
-
-/// Epoch ticks for `time`, rounded up (at least one).
-fn deadline_ticks(time: Duration) -> u64 {
-    let budget = time.as_nanos();
-    let tick = EPOCH_TICK.as_nanos();
-    u64::try_from(budget.div_ceil(tick))
-        .unwrap_or(u64::MAX)
-        .max(1)
-}
-
-/// Names what went wrong in a failed call that was allowed `time`.
-fn classify(error: &wasmtime::Error, store: &Store<HostState>, time: Duration) -> PluginFailure {
-    if store.data().limiter.exceeded {
-        return PluginFailure::new(PluginErrorKind::Memory, format!("{error:#}"));
+/// Runs `call` until `backstop_at` at the latest (`None` if it was still running then). A call
+/// that finishes in its first poll, as most do, never sets a timer.
+async fn with_backstop<F: Future>(call: F, backstop_at: Option<Instant>) -> Option<F::Output> {
+    let mut call = std::pin::pin!(call);
+    let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+    match (first, backstop_at) {
+        (Poll::Ready(output), _) => Some(output),
+        (Poll::Pending, Some(at)) => tokio::time::timeout_at(at.into(), call).await.ok(),
+        (Poll::Pending, None) => Some(call.await),
     }
-    let kind = match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => PluginErrorKind::Timeout,
-        _ => PluginErrorKind::Trap,
+}
+
+/// Arms `store` for one call: `fuel`, the wall-clock backstop of `limits`, at most `cap`
+/// bytes lifted out of the guest (and written to stdio), and a fresh stdio capture.
+fn start_call(
+    store: &mut Store<HostState>,
+    fuel: u64,
+    cap: usize,
+    limits: &PluginLimits,
+) -> Result<(), PluginFailure> {
+    store.set_fuel(fuel).map_err(|e| {
+        PluginFailure::new(PluginErrorKind::Error, format!("cannot set fuel: {e:#}"))
+    })?;
+    store.set_epoch_deadline(1);
+    // Every list and string lifted out of the guest (a verdict, a log line) is charged against
+    // this, before the host allocates for it: wasmtime fails the lift once it runs out.
+    store.set_hostcall_fuel(cap);
+    let state = store.data_mut();
+    state.limiter.exceeded = false;
+    state.backstop_at = Some(Instant::now() + limits.backstop());
+    state.ticks = 0;
+    state.backstop_ticks = limits.backstop_ticks(EPOCH_TICK);
+    state.stdio.start_call(cap);
+    Ok(())
+}
+
+/// Checks what the lift could not: the verdict's exact size, its fan-out width and the headers
+/// of each of its events.
+fn check_verdict(verdict: Verdict, cap: usize, fan_out: usize) -> Result<Verdict, PluginFailure> {
+    let most_headers = match &verdict {
+        Verdict::Forward(event) => event.headers.len(),
+        Verdict::FanOut(deliveries) => deliveries
+            .iter()
+            .map(|d| d.event.headers.len())
+            .max()
+            .unwrap_or(0),
+        Verdict::Pass | Verdict::Drop(_) | Verdict::Reject(_) => 0,
     };
-    let message = match kind {
-        PluginErrorKind::Timeout => format!(
-            "plugin ran past its time limit of {}",
-            humantime::format_duration(time)
-        ),
-        _ => format!("{error:#}"),
+    if most_headers > MAX_VERDICT_HEADERS {
+        return Err(PluginFailure::new(
+            PluginErrorKind::OutputTooLarge,
+            format!(
+                "an event with {most_headers} headers is over the limit of {MAX_VERDICT_HEADERS}"
+            ),
+        ));
+    }
+    if let Verdict::FanOut(deliveries) = &verdict
+        && deliveries.len() > fan_out
+    {
+        return Err(PluginFailure::new(
+            PluginErrorKind::OutputTooLarge,
+            format!(
+                "fan-out to {} destinations is over the limit of {fan_out}",
+                deliveries.len()
+            ),
+        ));
+    }
+    let size = verdict_size(&verdict);
+    if size > cap {
+        return Err(PluginFailure::new(
+            PluginErrorKind::OutputTooLarge,
+            format!("output of {size} bytes is over the {cap}-byte cap"),
+        ));
+    }
+    Ok(verdict)
+}
+
+/// What wasmtime says when a lift out of the guest runs out of hostcall fuel (its error type
+/// is private).
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+
+/// A plugin called an import the router does not provide.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the plugin called `{0}`, which the router does not provide")]
+pub struct NotProvided(pub String);
+
+/// The engine's linker, plus, for each import of `component` the router does not provide
+/// (`wasi:http`, any interface of its own: see [`import_status`]), functions that fail the call
+/// with [`NotProvided`]: a module importing one loads, and only a call that uses it fails.
+fn linker_for(engine: &PluginEngine, component: &Component) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = engine.linker().clone();
+    let ty = component.component_type();
+    for (name, import) in ty.imports(engine.engine()) {
+        if import_status(name) == ImportStatus::NotAvailable {
+            stub(&mut linker.root(), name, &import.ty, engine.engine(), None)?;
+        }
+    }
+    Ok(linker)
+}
+
+/// Defines `item` (a function, an instance of them, a resource) as failing with [`NotProvided`].
+fn stub(
+    linker: &mut LinkerInstance<'_, HostState>,
+    name: &str,
+    item: &ComponentItem,
+    engine: &wasmtime::Engine,
+    parent: Option<&str>,
+) -> wasmtime::Result<()> {
+    match item {
+        ComponentItem::ComponentFunc(_) => {
+            let full = parent.map_or_else(|| name.to_owned(), |parent| format!("{parent}#{name}"));
+            linker.func_new(name, move |_, _, _, _| {
+                Err(wasmtime::Error::new(NotProvided(full.clone())))
+            })?;
+        }
+        ComponentItem::ComponentInstance(instance) => {
+            let mut inner = linker.instance(name)?;
+            for (export, item) in instance.exports(engine) {
+                stub(&mut inner, export, &item.ty, engine, Some(name))?;
+            }
+        }
+        ComponentItem::Resource(_) => {
+            linker.resource(name, ResourceType::host::<()>(), |_, _| Ok(()))?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Names what went wrong in a failed call that was allowed `time`; what the guest wrote to
+/// stderr (an uncaught exception's text, a panic message) is added to the message.
+fn classify(
+    error: &wasmtime::Error,
+    store: &Store<HostState>,
+    time: std::time::Duration,
+    stdio: &Captured,
+) -> PluginFailure {
+    let (kind, message) = if store.data().limiter.exceeded {
+        (PluginErrorKind::Memory, format!("{error:#}"))
+    } else if let Some(denied) = error.downcast_ref::<NotProvided>() {
+        (PluginErrorKind::Error, denied.to_string())
+    } else if let Some(flood) = error.downcast_ref::<StdioFlood>() {
+        (PluginErrorKind::OutputTooLarge, flood.to_string())
+    } else {
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => (
+                PluginErrorKind::Timeout,
+                format!(
+                    "plugin used up its CPU budget of {} ({} fuel)",
+                    humantime::format_duration(time),
+                    fuel_for(time)
+                ),
+            ),
+            Some(Trap::Interrupt) => (
+                PluginErrorKind::Timeout,
+                format!(
+                    "plugin ran past its backstop of {} (time in host calls, which burn no \
+                     fuel)",
+                    humantime::format_duration(
+                        time.saturating_mul(super::limits::WALL_CLOCK_BACKSTOP_FACTOR)
+                    )
+                ),
+            ),
+            _ if format!("{error:#}").contains(HOSTCALL_FUEL_EXHAUSTED) => (
+                PluginErrorKind::OutputTooLarge,
+                format!("the plugin's output is over its cap, refused before copying: {error:#}"),
+            ),
+            _ => (PluginErrorKind::Trap, format!("{error:#}")),
+        }
+    };
+    let stderr = stdio.stderr_text();
+    let message = if stderr.is_empty() {
+        message
+    } else {
+        format!("{message}; stderr: {stderr}")
     };
     PluginFailure::new(kind, message)
 }
@@ -333,13 +571,70 @@ fn verdict_size(verdict: &Verdict) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use super::super::bindings::{Delivery, to_guest};
     use super::*;
 
+    fn fan_out(entries: usize, body: &[u8]) -> Verdict {
+        let event = to_guest(&super::super::trial::trial_event(
+            "r",
+            body.to_vec(),
+            http::HeaderMap::new(),
+        ));
+        Verdict::FanOut(
+            (0..entries)
+                .map(|_| Delivery {
+                    destination: "a".to_owned(),
+                    event: event.clone(),
+                })
+                .collect(),
+        )
+    }
+
     #[test]
-    fn deadlines_round_up_to_whole_ticks() {
-        assert_eq!(deadline_ticks(Duration::from_millis(10)), 10);
-        assert_eq!(deadline_ticks(Duration::from_micros(1500)), 2);
-        assert_eq!(deadline_ticks(Duration::ZERO), 1);
-        assert_eq!(deadline_ticks(Duration::from_millis(10) * 50), 500);
+    fn a_fan_out_wider_than_its_limit_is_too_large() {
+        let failure = check_verdict(fan_out(65, b"{}"), 1 << 20, 64).unwrap_err();
+        assert_eq!(failure.kind, PluginErrorKind::OutputTooLarge);
+        assert_eq!(
+            failure.message,
+            "fan-out to 65 destinations is over the limit of 64"
+        );
+        assert!(check_verdict(fan_out(64, b"{}"), 1 << 20, 64).is_ok());
+    }
+
+    #[test]
+    fn an_event_with_too_many_headers_is_too_large() {
+        let mut verdict = fan_out(1, b"{}");
+        let Verdict::FanOut(deliveries) = &mut verdict else {
+            unreachable!()
+        };
+        let headers = &mut deliveries[0].event.headers;
+        headers.clear();
+        headers.extend(
+            (0..=MAX_VERDICT_HEADERS).map(|i| super::super::bindings::Header {
+                name: format!("x-{i}"),
+                value: String::new(),
+            }),
+        );
+        let failure = check_verdict(verdict.clone(), 1 << 20, 64).unwrap_err();
+        assert_eq!(failure.kind, PluginErrorKind::OutputTooLarge);
+        assert_eq!(
+            failure.message,
+            "an event with 129 headers is over the limit of 128"
+        );
+        let Verdict::FanOut(deliveries) = &mut verdict else {
+            unreachable!()
+        };
+        deliveries[0].event.headers.pop();
+        assert!(check_verdict(verdict, 1 << 20, 64).is_ok());
+    }
+
+    #[test]
+    fn a_verdict_over_the_cap_is_too_large() {
+        let failure = check_verdict(fan_out(3, &[b'x'; 400]), 1000, 64).unwrap_err();
+        assert_eq!(failure.kind, PluginErrorKind::OutputTooLarge);
+        assert!(
+            failure.message.ends_with("bytes is over the 1000-byte cap"),
+            "{failure}"
+        );
     }
 }

@@ -19,12 +19,13 @@ impl From<PluginLimitsConfig> for PluginLimits {
             memory_bytes: usize::try_from(config.memory.0).unwrap_or(usize::MAX),
             time: config.time.0,
             output_bytes: usize::try_from(config.output.0).unwrap_or(usize::MAX),
+            fan_out: usize::try_from(config.fan_out).unwrap_or(usize::MAX),
         }
     }
 }
 
 /// Loads one plugin outside any config (for `webhook-router plugin run`).
-pub fn load_plugin(
+pub async fn load_plugin(
     module: &Path,
     route: &str,
     config_json: &str,
@@ -45,11 +46,12 @@ pub fn load_plugin(
         limits,
         isolation,
     )
+    .await
     .map_err(|failure| failure.message)
 }
 
 /// Loads every route's plugin chain. Errors name the plugin entry's file, line and key.
-pub fn load_chains(
+pub async fn load_chains(
     config: &Config,
     destination_ids: &Arc<HashMap<String, DestinationId>>,
     metrics: &Metrics,
@@ -74,7 +76,7 @@ pub fn load_chains(
     for route in &config.routes {
         let mut plugins = Vec::with_capacity(route.plugins.len());
         for plugin in &route.plugins {
-            match load_entry(engine, &mut components, plugin, &route.id) {
+            match load_entry(engine, &mut components, plugin, &route.id).await {
                 Ok(loaded) => plugins.push(loaded),
                 Err(message) => errors.push(plugin.location.error(message)),
             }
@@ -99,7 +101,7 @@ pub fn load_chains(
 
 /// Compiles and configures every plugin of `config` as `serve` would, then drops them (for
 /// `webhook-router check`). Returns how many plugin entries were loaded.
-pub fn check_plugins(config: &Config) -> Result<usize, ConfigErrors> {
+pub async fn check_plugins(config: &Config) -> Result<usize, ConfigErrors> {
     let destination_ids = Arc::new(
         config
             .destinations
@@ -108,11 +110,11 @@ pub fn check_plugins(config: &Config) -> Result<usize, ConfigErrors> {
             .map(|(id, name)| (name.clone(), id))
             .collect(),
     );
-    let chains = load_chains(config, &destination_ids, &Metrics::new())?;
+    let chains = load_chains(config, &destination_ids, &Metrics::new()).await?;
     Ok(chains.values().map(PluginChain::len).sum())
 }
 
-fn load_entry(
+async fn load_entry(
     engine: &PluginEngine,
     components: &mut HashMap<PathBuf, Component>,
     plugin: &PluginConfig,
@@ -135,6 +137,7 @@ fn load_entry(
         plugin.limits.into(),
         plugin.isolation,
     )
+    .await
     .map_err(|failure| format!("plugin {:?}: {}", plugin.name, failure.message))
 }
 

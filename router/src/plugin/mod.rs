@@ -3,9 +3,11 @@
 //! - [`bindings`]: the WIT contract (`sdk/wit/plugin.wit`) bound for the host;
 //! - [`engine`]: the one wasmtime engine, its epoch ticker and the sandboxed linker;
 //! - [`instance`]: a loaded plugin with its pool of configured instances;
-//! - [`limits`]: memory, time and output limits;
+//! - [`limits`]: memory, CPU time (fuel), output and fan-out limits;
+//! - [`stdio`]: a guest's stdout and stderr, captured per call into the log;
 //! - [`chain`]: a route's plugins run in order, and what their verdicts mean;
 //! - [`load`]: compiling and configuring every plugin of a config (for `serve` and `check`);
+//! - [`inspect`]: a module's imports, granted or not, and exports (`webhook-router plugin inspect`);
 //! - [`trial`]: one plugin on one event from files (`webhook-router plugin run`);
 //! - [`cases`]: a directory of events with the verdicts a plugin must give them
 //!   (`webhook-router plugin run --cases`).
@@ -14,14 +16,16 @@ pub mod bindings;
 pub mod cases;
 pub mod chain;
 pub mod engine;
+pub mod inspect;
 pub mod instance;
 pub mod limits;
 pub mod load;
+pub mod stdio;
 pub mod trial;
 
 pub use crate::config::{Isolation, OnPluginError};
 pub use chain::{ChainOutcome, PluginChain};
-pub use instance::LoadedPlugin;
+pub use instance::{CallOutcome, LoadedPlugin};
 pub use limits::PluginLimits;
 pub use load::{check_plugins, load_chains, load_plugin};
 
@@ -30,11 +34,12 @@ pub use load::{check_plugins, load_chains, load_plugin};
 pub enum PluginErrorKind {
     /// The guest trapped (panic, `unreachable`, stack overflow, ...).
     Trap,
-    /// The guest ran past its time limit.
+    /// The guest used up its CPU budget (fuel), or ran past its wall-clock backstop.
     Timeout,
     /// The guest tried to grow its memory past its limit.
     Memory,
-    /// The guest's output was over its cap.
+    /// The guest's output was over its cap: a verdict too large (refused before it is copied),
+    /// a fan-out too wide, or too much written to stdout and stderr.
     OutputTooLarge,
     /// The guest returned an error (or could not be instantiated or configured).
     Error,

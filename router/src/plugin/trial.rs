@@ -55,16 +55,29 @@ pub struct TrialOutcome {
     pub result: Result<Verdict, PluginFailure>,
     /// Time spent in the call (instantiation included when isolation is `fresh`).
     pub elapsed: Duration,
+    /// Fuel the call spent (what `limits.time` budgets).
+    pub fuel_used: u64,
 }
 
 /// Runs `plugin` once on `event`.
-pub fn run_once(plugin: &LoadedPlugin, event: &Event) -> TrialOutcome {
+pub async fn run_once(plugin: &LoadedPlugin, event: &Event) -> TrialOutcome {
     let started = Instant::now();
-    let result = plugin.handle(event);
+    let outcome = plugin.call(event).await;
+    let elapsed = started.elapsed();
+    outcome.stdio.log(plugin.name(), &event.route, &event.id);
     TrialOutcome {
-        result,
-        elapsed: started.elapsed(),
+        result: outcome.result,
+        elapsed,
+        fuel_used: outcome.fuel_used,
     }
+}
+
+/// `used` fuel as a share of `budget`, for a person: `0.3% of the time limit`.
+pub fn budget_share(used: u64, budget: u64) -> String {
+    // Precision is irrelevant here: a share for a person.
+    #[allow(clippy::cast_precision_loss)]
+    let percent = used as f64 * 100.0 / budget.max(1) as f64;
+    format!("{percent:.1}% of the time limit")
 }
 
 /// Call times of a plugin run on one event several times.
@@ -96,16 +109,16 @@ impl CallTimes {
 
 /// Runs `plugin` on `event` `times` times (at least once): the last call's outcome, and the
 /// call times of all of them.
-pub fn run_repeated(
+pub async fn run_repeated(
     plugin: &LoadedPlugin,
     event: &Event,
     times: usize,
 ) -> (TrialOutcome, CallTimes) {
     let mut samples = Vec::with_capacity(times.max(1));
-    let mut last = run_once(plugin, event);
+    let mut last = run_once(plugin, event).await;
     samples.push(last.elapsed);
     for _ in 1..times {
-        last = run_once(plugin, event);
+        last = run_once(plugin, event).await;
         samples.push(last.elapsed);
     }
     let times = CallTimes::of(samples).unwrap_or(CallTimes {

@@ -91,7 +91,10 @@ async fn silent_partial_preface_and_idle_connections_are_closed_on_time() {
     );
     let header_read_timeout = Duration::from_millis(300);
     assert!(silent >= header_read_timeout && partial >= header_read_timeout);
-    assert!(idle >= Duration::from_secs(1) && h2 >= Duration::from_secs(1));
+    // The router's idle clock starts when it has written the answer, a little before this side
+    // reads it (`answered`): up to a few milliseconds on a loaded machine (999.75 ms was seen).
+    let idle_timeout = Duration::from_secs(1) - Duration::from_millis(5);
+    assert!(idle >= idle_timeout && h2 >= idle_timeout);
     let metrics = router.metrics().await;
     for (series, value) in [
         (

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use webhook_router::plugin::bindings::Verdict;
-use webhook_router_tests::wasm::{github_event, github_payload, load, with_json};
+use webhook_router_tests::wasm::{HandleBlocking, github_event, github_payload, load, with_json};
 
 fn main_pushes_only() -> serde_json::Value {
     json!({ "allow_events": ["push"], "json": [{ "pointer": "/ref", "equals": "refs/heads/main" }] })
@@ -14,7 +14,10 @@ fn passes_a_push_to_main_unchanged() {
     let body = with_json(&github_payload("push"), "/ref", json!("refs/heads/main"));
     let event = github_event("push", body);
     assert!(
-        matches!(plugin.handle(&event).expect("plugin runs"), Verdict::Pass),
+        matches!(
+            plugin.handle_blocking(&event).expect("plugin runs"),
+            Verdict::Pass
+        ),
         "the event passes on unchanged (delivered byte for byte: tests/e2e/plugins.rs)"
     );
 }
@@ -31,7 +34,7 @@ fn drops_pushes_elsewhere_and_every_other_event() {
     ];
     for (kind, fixture) in cases {
         let event = github_event(kind, github_payload(fixture));
-        match plugin.handle(&event).expect("plugin runs") {
+        match plugin.handle_blocking(&event).expect("plugin runs") {
             Verdict::Drop(reason) => assert!(!reason.is_empty(), "{fixture}: a reason is given"),
             other => panic!("{fixture}: expected drop, got {other:?}"),
         }
@@ -39,7 +42,7 @@ fn drops_pushes_elsewhere_and_every_other_event() {
     let branch = with_json(&github_payload("push"), "/ref", json!("refs/heads/feature"));
     assert!(matches!(
         plugin
-            .handle(&github_event("push", branch))
+            .handle_blocking(&github_event("push", branch))
             .expect("plugin runs"),
         Verdict::Drop(_)
     ));
@@ -53,7 +56,7 @@ fn rejects_instead_of_dropping_when_configured() {
     config["reject_message"] = json!("only pushes to main");
     let plugin = load("event_filter", &config);
     let event = github_event("issues", github_payload("issues.opened"));
-    match plugin.handle(&event).expect("plugin runs") {
+    match plugin.handle_blocking(&event).expect("plugin runs") {
         Verdict::Reject(rejection) => {
             assert_eq!(rejection.status, 403);
             assert_eq!(rejection.message, "only pushes to main");
@@ -74,12 +77,12 @@ fn any_of_several_conditions_and_regexes() {
     let plugin = load("event_filter", &config);
     let opened = github_event("pull_request", github_payload("pull_request.opened"));
     assert!(matches!(
-        plugin.handle(&opened).expect("plugin runs"),
+        plugin.handle_blocking(&opened).expect("plugin runs"),
         Verdict::Pass
     ));
     let issue = github_event("issues", github_payload("issues.opened"));
     assert!(matches!(
-        plugin.handle(&issue).expect("plugin runs"),
+        plugin.handle_blocking(&issue).expect("plugin runs"),
         Verdict::Drop(_)
     ));
 }

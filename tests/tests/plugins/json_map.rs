@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use webhook_router::plugin::bindings::Verdict;
-use webhook_router_tests::wasm::{github_event, github_payload, load};
+use webhook_router_tests::wasm::{HandleBlocking, github_event, github_payload, load};
 
 use crate::{forwarded, header, json_body};
 
@@ -21,7 +21,7 @@ fn builds_a_body_from_a_pull_request() {
     });
     let plugin = load("json_map", &config);
     let event = github_event("pull_request", github_payload("pull_request.opened"));
-    let out = forwarded(plugin.handle(&event).expect("plugin runs"));
+    let out = forwarded(plugin.handle_blocking(&event).expect("plugin runs"));
     assert_eq!(
         json_body(&out),
         json!({
@@ -45,13 +45,15 @@ fn missing_references_can_drop_or_fail() {
         &json!({ "template": "{{/pull_request}}", "on_missing": "drop" }),
     );
     assert!(matches!(
-        drop.handle(&event).expect("plugin runs"),
+        drop.handle_blocking(&event).expect("plugin runs"),
         Verdict::Drop(_)
     ));
     let fail = load(
         "json_map",
         &json!({ "template": "{{/pull_request}}", "on_missing": "error" }),
     );
-    let failure = fail.handle(&event).expect_err("a missing reference fails");
+    let failure = fail
+        .handle_blocking(&event)
+        .expect_err("a missing reference fails");
     assert!(failure.message.contains("/pull_request"), "{failure}");
 }

@@ -2,6 +2,7 @@
 //! built from `plugins/` (and `tests/guests/`), through the router's real host, on real GitHub
 //! payloads from `tests/fixtures/github/`.
 
+mod contained;
 mod event_filter;
 mod hostile;
 mod json_map;

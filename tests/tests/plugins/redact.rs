@@ -1,7 +1,7 @@
 //! redact: every `email` of a push payload is masked or removed.
 
 use serde_json::{Value, json};
-use webhook_router_tests::wasm::{github_event, github_payload, load};
+use webhook_router_tests::wasm::{HandleBlocking, github_event, github_payload, load};
 
 use crate::{forwarded, header, json_body};
 
@@ -45,7 +45,7 @@ fn masks_every_email_in_a_push() {
     );
     let event = forwarded(
         plugin
-            .handle(&github_event("push", payload))
+            .handle_blocking(&github_event("push", payload))
             .expect("plugin runs"),
     );
     assert_eq!(header(&event, "x-github-event"), Some("[redacted]"));
@@ -72,7 +72,7 @@ fn removes_emails_by_key_and_pointer_and_headers() {
     );
     let event = forwarded(
         plugin
-            .handle(&github_event("push", payload))
+            .handle_blocking(&github_event("push", payload))
             .expect("plugin runs"),
     );
     let out = json_body(&event);
@@ -89,7 +89,7 @@ fn a_body_without_matches_passes_byte_for_byte() {
     let plugin = load("redact", &json!({ "keys": ["password"] }));
     let event = forwarded(
         plugin
-            .handle(&github_event("ping", payload.clone()))
+            .handle_blocking(&github_event("ping", payload.clone()))
             .expect("plugin runs"),
     );
     assert_eq!(event.body, payload);

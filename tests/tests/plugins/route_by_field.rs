@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use webhook_router::plugin::bindings::Verdict;
-use webhook_router_tests::wasm::{github_event, github_payload, load};
+use webhook_router_tests::wasm::{HandleBlocking, github_event, github_payload, load};
 
 fn destinations(verdict: Verdict) -> Vec<String> {
     match verdict {
@@ -21,17 +21,17 @@ fn routes_by_the_github_event_header() {
     let plugin = load("route_by_field", &config);
     let pr = github_event("pull_request", github_payload("pull_request.opened"));
     assert_eq!(
-        destinations(plugin.handle(&pr).expect("plugin runs")),
+        destinations(plugin.handle_blocking(&pr).expect("plugin runs")),
         ["reviews"]
     );
     let issue = github_event("issues", github_payload("issues.opened"));
     assert_eq!(
-        destinations(plugin.handle(&issue).expect("plugin runs")),
+        destinations(plugin.handle_blocking(&issue).expect("plugin runs")),
         ["triage", "archive"]
     );
     let push = github_event("push", github_payload("push"));
     assert_eq!(
-        destinations(plugin.handle(&push).expect("plugin runs")),
+        destinations(plugin.handle_blocking(&push).expect("plugin runs")),
         ["fallback"]
     );
 }
@@ -42,7 +42,7 @@ fn routes_by_a_body_field_and_drops_unrouted_values_without_default() {
     let plugin = load("route_by_field", &config);
     let payload = github_payload("pull_request.opened");
     let verdict = plugin
-        .handle(&github_event("pull_request", payload.clone()))
+        .handle_blocking(&github_event("pull_request", payload.clone()))
         .expect("plugin runs");
     match verdict {
         Verdict::FanOut(deliveries) => {
@@ -57,7 +57,7 @@ fn routes_by_a_body_field_and_drops_unrouted_values_without_default() {
     }
     let closed = github_event("pull_request", github_payload("pull_request.closed"));
     assert!(matches!(
-        plugin.handle(&closed).expect("plugin runs"),
+        plugin.handle_blocking(&closed).expect("plugin runs"),
         Verdict::Drop(_)
     ));
 }

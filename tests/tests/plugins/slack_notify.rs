@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use webhook_router::plugin::bindings::Verdict;
-use webhook_router_tests::wasm::{github_event, github_payload, load, with_json};
+use webhook_router_tests::wasm::{HandleBlocking, github_event, github_payload, load, with_json};
 
 use crate::{forwarded, header, json_body};
 
@@ -10,7 +10,7 @@ fn message(config: &serde_json::Value, kind: &str, payload: Vec<u8>) -> serde_js
     let plugin = load("slack_notify", config);
     let out = forwarded(
         plugin
-            .handle(&github_event(kind, payload))
+            .handle_blocking(&github_event(kind, payload))
             .expect("plugin runs"),
     );
     assert_eq!(header(&out, "content-type"), Some("application/json"));
@@ -98,7 +98,7 @@ fn other_events_are_dropped_or_forwarded_as_configured() {
     let plugin = load("slack_notify", &json!({}));
     let ping = github_event("ping", github_payload("ping"));
     assert!(matches!(
-        plugin.handle(&ping).expect("plugin runs"),
+        plugin.handle_blocking(&ping).expect("plugin runs"),
         Verdict::Drop(_)
     ));
 
@@ -109,7 +109,7 @@ fn other_events_are_dropped_or_forwarded_as_configured() {
     let payload = github_payload("issues.opened");
     let out = forwarded(
         plugin
-            .handle(&github_event("issues", payload.clone()))
+            .handle_blocking(&github_event("issues", payload.clone()))
             .expect("plugin runs"),
     );
     assert_eq!(out.body, payload, "forwarded unchanged");

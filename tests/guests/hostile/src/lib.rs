@@ -21,7 +21,13 @@
 //! | `configure-loop` | (`configure` loops forever) |
 //! | `configure-trap` | (`configure` executes `unreachable`) |
 //! | `count` | counts the events this instance handled and forwards with `x-hostile-count: <n>` |
-//! | `print` | writes a line to stdout and one to stderr (blocking WASI calls, which the router refuses), then forwards |
+//! | `print` | writes a line to stdout and one to stderr (captured into the router's log), then forwards |
+//! | `sleep` | sleeps `bytes` milliseconds (default 10000) with a WASI sleep, then forwards |
+//! | `poll-loop` | polls forever: sleeps of 1 ns (a WASI `poll` each) in an endless loop |
+//! | `stdout-flood` | writes `bytes` bytes (default 100 MB) to stdout, 64 KiB at a time, then forwards |
+//! | `alias-fan-out` | fans out to `destination` (default `"a"`) 1,000 events whose bodies all point at one 1 MiB buffer |
+//! | `stderr-trap` | writes "uncaught exception: …" to stderr, then executes `unreachable` |
+//! | `denied-import` | calls `hostile:denied/nope.ping`, an import the router does not provide |
 //!
 //! An event's `x-hostile-mode` header, if set, replaces the configured mode for that event: one
 //! instance can trap on one event and be asked again on the next.
@@ -74,6 +80,29 @@ pub enum Mode {
     Count,
     /// Write to stdout and stderr.
     Print,
+    /// A long WASI sleep.
+    Sleep,
+    /// An endless loop of WASI polls.
+    PollLoop,
+    /// A flood of stdout.
+    StdoutFlood,
+    /// A fan-out whose bodies alias one buffer.
+    AliasFanOut,
+    /// Say something on stderr, then trap.
+    StderrTrap,
+    /// Call an import the router does not provide.
+    DeniedImport,
+}
+
+/// An interface no router provides, imported so that `denied-import` can call it.
+#[allow(missing_docs)]
+mod denied {
+    wit_bindgen::generate!({
+        inline: "package hostile:denied;
+            interface nope { ping: func() -> u32; }
+            world denied { import nope; }",
+        world: "denied",
+    });
 }
 
 /// The plugin's config.
@@ -137,6 +166,39 @@ fn eat_memory(limit: Option<usize>) -> usize {
     total
 }
 
+/// 1,000 deliveries to `destination`, each event's body the same 1 MiB of guest memory: what
+/// the host would copy is 1,000 MiB, from 1 MiB the guest holds. The `Vec`s alias one buffer,
+/// which Rust forbids; they are only lowered (their pointer and length written into the return
+/// area), never read or dropped by the guest before the host refuses them. Were they accepted,
+/// the post-return would free the buffer 1,000 times: this mode is for the sandbox test only.
+fn alias_fan_out(destination: &str, event: &Event) -> Verdict {
+    let mut buffer = std::mem::ManuallyDrop::new(vec![b'x'; MIB]);
+    let (ptr, len, capacity) = (buffer.as_mut_ptr(), buffer.len(), buffer.capacity());
+    verdict::fan_out((0..1000).map(|_| {
+        let mut copy = Event::from_body(Vec::new());
+        copy.headers = event.headers.clone();
+        // SAFETY: not sound (1,000 owners of one buffer); see above.
+        copy.body = unsafe { Vec::from_raw_parts(ptr, len, capacity) };
+        (destination, copy)
+    }))
+}
+
+/// Writes `bytes` bytes to stdout, 64 KiB at a time; stops at the first failed write.
+fn flood_stdout(bytes: usize) -> usize {
+    use std::io::Write;
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut stdout = std::io::stdout();
+    let mut written = 0;
+    while written < bytes {
+        let n = chunk.len().min(bytes - written);
+        if stdout.write_all(&chunk[..n]).is_err() {
+            break;
+        }
+        written += n;
+    }
+    written
+}
+
 impl Plugin for Hostile {
     fn configure(config: Value) -> Result<Self, String> {
         let hostile: Hostile = webhook_router_sdk::from_config(config)?;
@@ -189,6 +251,29 @@ impl Plugin for Hostile {
                 println!("hostile plugin writes to stdout");
                 eprintln!("hostile plugin writes to stderr");
                 verdict::forward(event)
+            }
+            Mode::Sleep => {
+                let millis = self.bytes.unwrap_or(10_000);
+                std::thread::sleep(std::time::Duration::from_millis(millis as u64));
+                verdict::forward(event)
+            }
+            Mode::PollLoop => loop {
+                std::thread::sleep(std::time::Duration::from_nanos(1));
+            },
+            Mode::StdoutFlood => {
+                let written = flood_stdout(self.bytes.unwrap_or(100_000_000));
+                event.set_header("x-hostile-written", written.to_string());
+                verdict::forward(event)
+            }
+            Mode::AliasFanOut => alias_fan_out(self.destination.as_deref().unwrap_or("a"), &event),
+            Mode::DeniedImport => {
+                let pong = denied::hostile::denied::nope::ping();
+                event.set_header("x-hostile-pong", pong.to_string());
+                verdict::forward(event)
+            }
+            Mode::StderrTrap => {
+                eprintln!("uncaught exception: TypeError: hostile is not a function");
+                trap()
             }
             Mode::Count => {
                 event.set_header("x-hostile-count", self.handled.get().to_string());
