@@ -62,3 +62,8 @@ fn the_python_example_gives_the_expected_verdicts() {
 fn the_c_example_gives_the_expected_verdicts() {
     run_cases("c");
 }
+
+#[test]
+fn the_javascript_example_gives_the_expected_verdicts() {
+    run_cases("javascript");
+}

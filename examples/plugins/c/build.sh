@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the C example (bot_filter.c) into a component: zig from PyPI (package `ziglang`, in a
 # virtualenv under target/languages/) compiles it with the bindings in bindings/ for
-# wasm32-wasi, and jco from npm (under target/languages/npm) adapts the module to the component
+# wasm32-wasi, and jco from npm (under target/languages/jco) adapts the module to the component
 # model (WASI preview 1 → 0.2, reactor). Both are installed the first time. Writes OUT (default
 # target/languages/bot_filter_c.wasm).
 set -euo pipefail
@@ -16,9 +16,9 @@ if ! "$venv/bin/python" -m ziglang version 2>/dev/null | grep -qx "$zig_version"
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "ziglang==$zig_version"
 fi
-jco=$tools/npm/node_modules/.bin/jco
+jco=$tools/jco/node_modules/.bin/jco
 if ! "$jco" --version 2>/dev/null | grep -qx "$jco_version"; then
-    npm install --silent --no-audit --no-fund --prefix "$tools/npm" "@bytecodealliance/jco@$jco_version"
+    npm install --silent --no-audit --no-fund --prefix "$tools/jco" "@bytecodealliance/jco@$jco_version"
 fi
 mkdir -p "$(dirname "$out")"
 core=$(mktemp --suffix=.wasm)

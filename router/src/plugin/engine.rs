@@ -36,6 +36,10 @@ const KEEP_RESIDENT_BYTES: usize = 1024 * 1024;
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
+    /// `wasi:http`, linked so that toolchains whose default output imports it load; every
+    /// outgoing request is denied ([`DenyRequests`]).
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    http_hooks: DenyRequests,
     /// Memory limiter of this store.
     pub limiter: MemoryLimiter,
     /// Plugin name, for log lines.
@@ -83,6 +87,8 @@ impl HostState {
         Self {
             wasi,
             table: ResourceTable::new(),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_hooks: DenyRequests,
             limiter: MemoryLimiter::new(memory_bytes),
             plugin,
             route,
@@ -121,6 +127,49 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for HostState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            hooks: &mut self.http_hooks,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
+    }
+}
+
+/// The `wasi:http` hooks of a plugin: a plugin is pure logic over the event it is given, so
+/// every outgoing request fails with `HTTP-request-denied` (the guest sees the error code; an
+/// uncaught one fails the call).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DenyRequests;
+
+/// A future `wasi:http`'s hooks hand around: a request's or response's outcome.
+type HttpOutcome = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
+
+/// What [`wasmtime_wasi_http::WasiHttpHooks::send_request`] returns.
+type SentRequest = Box<
+    dyn Future<
+            Output = Result<
+                (http::Response<wasmtime_wasi_http::WasiBody>, HttpOutcome),
+                wasmtime_wasi_http::Error,
+            >,
+        > + Send,
+>;
+
+impl wasmtime_wasi_http::WasiHttpHooks for DenyRequests {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: HttpOutcome,
+    ) -> SentRequest {
+        tracing::debug!(uri = %request.uri(), "plugin HTTP request denied");
+        Box::new(std::future::ready(Err(
+            wasmtime_wasi_http::Error::HttpRequestDenied,
+        )))
     }
 }
 
@@ -231,6 +280,7 @@ impl PluginEngine {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         Filter::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
         start_epoch_ticker(&engine);
         Ok(Self { engine, linker })

@@ -7,9 +7,10 @@
 //!   streams and polls they need;
 //! - **linked, denied** when the router links it so the module instantiates, but with nothing
 //!   behind it: the rest of `wasi:cli` (an empty environment and stdin, no terminal),
-//!   `wasi:filesystem` (no preopened directories) and `wasi:sockets` (no network);
-//! - **not available** otherwise (`wasi:http`, WASI 0.3, anything else): the module loads, and a
-//!   call that uses one fails (`error`), naming the function.
+//!   `wasi:filesystem` (no preopened directories), `wasi:sockets` (no network) and `wasi:http`
+//!   (every outgoing request fails with `HTTP-request-denied`);
+//! - **not available** otherwise (WASI 0.3, anything else): the module loads, and a call that
+//!   uses one fails (`error`), naming the function.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -119,10 +120,11 @@ pub fn import_status(name: &str) -> ImportStatus {
         "wasi:io/streams",
         "wasi:io/poll",
     ];
-    const LINKED_PACKAGES: [&str; 6] = [
+    const LINKED_PACKAGES: [&str; 7] = [
         "wasi:cli/",
         "wasi:clocks/",
         "wasi:filesystem/",
+        "wasi:http/",
         "wasi:io/",
         "wasi:random/",
         "wasi:sockets/",
@@ -183,8 +185,9 @@ mod tests {
             ("wasi:sockets/tcp@0.2.0", ImportStatus::LinkedDenied),
             (
                 "wasi:http/outgoing-handler@0.2.0",
-                ImportStatus::NotAvailable,
+                ImportStatus::LinkedDenied,
             ),
+            ("wasi:http/types@0.3.0", ImportStatus::NotAvailable),
             ("wasi:cli/stdout@0.3.0", ImportStatus::NotAvailable),
             ("acme:thing/api", ImportStatus::NotAvailable),
         ] {
@@ -198,7 +201,7 @@ mod tests {
             imports: vec![
                 ("log".to_owned(), ImportStatus::Granted),
                 (
-                    "wasi:http/types@0.2.0".to_owned(),
+                    "acme:thing/api@1.0.0".to_owned(),
                     ImportStatus::NotAvailable,
                 ),
             ],
@@ -206,7 +209,7 @@ mod tests {
         };
         assert_eq!(
             inspection.render(),
-            "imports:\n  log                    granted\n  wasi:http/types@0.2.0  not available\nexports:\n  configure\n  handle\n"
+            "imports:\n  log                   granted\n  acme:thing/api@1.0.0  not available\nexports:\n  configure\n  handle\n"
         );
         assert!(!inspection.fully_linked());
     }

@@ -455,7 +455,7 @@ const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exh
 pub struct NotProvided(pub String);
 
 /// The engine's linker, plus, for each import of `component` the router does not provide
-/// (`wasi:http`, any interface of its own: see [`import_status`]), functions that fail the call
+/// (WASI 0.3, any interface of its own: see [`import_status`]), functions that fail the call
 /// with [`NotProvided`]: a module importing one loads, and only a call that uses it fails.
 fn linker_for(engine: &PluginEngine, component: &Component) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = engine.linker().clone();
