@@ -8,16 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use http::HeaderValue;
 use serde_json::json;
-use webhook_router::event::Event;
 use webhook_router::plugin::stdio::Stream;
 use webhook_router::plugin::{Isolation, LoadedPlugin, PluginErrorKind, PluginLimits};
-use webhook_router_tests::wasm::{
-    HandleBlocking, block_on, github_event, github_payload, load_plugin_async, try_load,
-};
+use webhook_router_tests::wasm::{HandleBlocking, block_on, load_plugin_async, try_load};
 
-use crate::forwarded;
+use crate::{event_in_mode, forwarded};
 
 const TIME_LIMIT: Duration = Duration::from_millis(25);
 /// Room for the OS to schedule this thread on a busy machine.
@@ -32,16 +28,6 @@ fn limits() -> PluginLimits {
 
 fn hostile(config: &serde_json::Value) -> LoadedPlugin {
     try_load("hostile", config, limits(), Isolation::Reuse).expect("the hostile guest loads")
-}
-
-/// An event that makes the hostile guest behave as `mode`.
-fn event_in_mode(mode: &str) -> Event {
-    let mut event = github_event("push", github_payload("push"));
-    event.headers.insert(
-        "x-hostile-mode",
-        HeaderValue::from_str(mode).expect("modes are header-safe"),
-    );
-    event
 }
 
 /// Runs `mode` once: its failure and how long it took; then checks the plugin still works.

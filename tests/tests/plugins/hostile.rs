@@ -5,11 +5,10 @@ use std::time::{Duration, Instant};
 
 use http::HeaderValue;
 use serde_json::json;
-use webhook_router::event::Event;
 use webhook_router::plugin::{Isolation, LoadedPlugin, PluginErrorKind, PluginLimits};
-use webhook_router_tests::wasm::{HandleBlocking, github_event, github_payload, try_load};
+use webhook_router_tests::wasm::{HandleBlocking, try_load};
 
-use crate::{forwarded, header};
+use crate::{event_in_mode, forwarded, header};
 
 const TIME_LIMIT: Duration = Duration::from_millis(25);
 /// Room for the OS to schedule this thread on a busy machine.
@@ -26,16 +25,6 @@ fn limits() -> PluginLimits {
 
 fn hostile(config: &serde_json::Value, isolation: Isolation) -> LoadedPlugin {
     try_load("hostile", config, limits(), isolation).expect("the hostile guest loads")
-}
-
-/// An event that makes the hostile guest behave as `mode`.
-fn event_in_mode(mode: &str) -> Event {
-    let mut event = github_event("push", github_payload("push"));
-    event.headers.insert(
-        "x-hostile-mode",
-        HeaderValue::from_str(mode).expect("modes are header-safe"),
-    );
-    event
 }
 
 fn assert_fails_with(plugin: &LoadedPlugin, mode: &str, kind: PluginErrorKind) {

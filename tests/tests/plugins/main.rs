@@ -11,6 +11,7 @@ mod route_by_field;
 mod slack_notify;
 
 use webhook_router::plugin::bindings::{Event, Verdict};
+use webhook_router_tests::wasm::{github_event, github_payload};
 
 /// The event a `forward` verdict carries; panics on any other verdict.
 pub fn forwarded(verdict: Verdict) -> Event {
@@ -32,4 +33,14 @@ pub fn header<'a>(event: &'a Event, name: &str) -> Option<&'a str> {
         .iter()
         .find(|h| h.name == name)
         .map(|h| h.value.as_str())
+}
+
+/// An event that makes the hostile guest behave as `mode`.
+pub fn event_in_mode(mode: &str) -> webhook_router::event::Event {
+    let mut event = github_event("push", github_payload("push"));
+    event.headers.insert(
+        "x-hostile-mode",
+        http::HeaderValue::from_str(mode).expect("modes are header-safe"),
+    );
+    event
 }
