@@ -222,14 +222,7 @@ impl LoadedPlugin {
             .fuel()
             .saturating_sub(instance.store.get_fuel().unwrap_or(0));
         let result = match result {
-            None => Err(PluginFailure::new(
-                PluginErrorKind::Timeout,
-                format!(
-                    "plugin was still waiting (in a WASI poll or sleep) at its wall-clock \
-                     backstop of {}",
-                    humantime::format_duration(limits.backstop())
-                ),
-            )),
+            None => Err(still_waiting("plugin", limits.backstop())),
             Some(Ok((Ok(verdict),))) => {
                 self.recycle(instance);
                 check_verdict(verdict, cap, limits.fan_out)
@@ -356,14 +349,7 @@ impl Shared {
                 format!("plugin rejected its config: {message}"),
             )),
             Some(Err(error)) => Err(classify(&error, &store, configure_time, &stdio)),
-            None => Err(PluginFailure::new(
-                PluginErrorKind::Timeout,
-                format!(
-                    "configure was still waiting (in a WASI poll or sleep) at its wall-clock \
-                     backstop of {}",
-                    humantime::format_duration(configure_limits.backstop())
-                ),
-            )),
+            None => Err(still_waiting("configure", configure_limits.backstop())),
         }
     }
 }
@@ -448,6 +434,18 @@ fn check_verdict(verdict: Verdict, cap: usize, fan_out: usize) -> Result<Verdict
 /// What wasmtime says when a lift out of the guest runs out of hostcall fuel (its error type
 /// is private).
 const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+
+/// The failure of a call (`what`: "plugin" or "configure") cut off at its wall-clock
+/// `backstop` while it waited in a WASI poll or sleep.
+fn still_waiting(what: &str, backstop: std::time::Duration) -> PluginFailure {
+    PluginFailure::new(
+        PluginErrorKind::Timeout,
+        format!(
+            "{what} was still waiting (in a WASI poll or sleep) at its wall-clock backstop of {}",
+            humantime::format_duration(backstop)
+        ),
+    )
+}
 
 /// A plugin called an import the router does not provide.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -29,7 +29,6 @@ use async_nats::jetstream::consumer::{self, pull};
 use async_nats::jetstream::message::{AckKind, Acker};
 use async_nats::jetstream::stream;
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -65,13 +64,6 @@ const SPARE_DELIVERIES: i64 = 10;
 /// Longest a shutdown waits for the last acks and naks to reach the server.
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
-/// What a message holds besides the event.
-#[derive(Debug, Serialize, Deserialize)]
-struct MessageHead {
-    /// The destination's name (the subject says it too; kept for whoever reads the stream).
-    destination: String,
-}
-
 /// One destination as the backend needs it.
 #[derive(Debug, Clone)]
 pub struct NatsDestination {
@@ -89,6 +81,8 @@ pub struct NatsQueue {
     nats: Nats,
     /// Subjects by destination id.
     subjects: Vec<String>,
+    /// Destination names by id (in message ids).
+    names: Vec<String>,
     publish_timeout: Duration,
     /// The messages this router holds (unsettled).
     held: HeldMessages,
@@ -219,6 +213,7 @@ impl NatsQueue {
             local,
             nats,
             subjects,
+            names: destinations.iter().map(|d| d.name.clone()).collect(),
             publish_timeout: config.publish_timeout.0,
             held,
             fetches: Mutex::new(fetches),
@@ -236,21 +231,19 @@ impl NatsQueue {
         let mut acks = Vec::new();
         let published = async {
             for (event, destinations) in &events {
+                // One encoding per event, shared by its destinations' messages (the subject
+                // names the destination).
+                let mut payload = Vec::with_capacity(event.body.len() + 256);
+                codec::encode(&(), event, &mut payload);
+                let payload = bytes::Bytes::from(payload);
                 for &destination in destinations {
-                    let Some(subject) = self.subjects.get(destination) else {
+                    let (Some(subject), Some(name)) =
+                        (self.subjects.get(destination), self.names.get(destination))
+                    else {
                         continue;
                     };
-                    let name = subject.rsplit('.').next().unwrap_or_default().to_owned();
-                    let mut payload = Vec::with_capacity(event.body.len() + 256);
-                    codec::encode(
-                        &MessageHead {
-                            destination: name.clone(),
-                        },
-                        event,
-                        &mut payload,
-                    );
                     let publish = async_nats::jetstream::message::PublishMessage::build()
-                        .payload(payload.into())
+                        .payload(payload.clone())
                         .message_id(format!("{}.{name}.{nonce:x}", event.id));
                     let ack = self
                         .nats
@@ -522,7 +515,7 @@ impl Fetch {
         let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
         let (message, acker) = message.split();
         let acker = AckHandle(Arc::new(acker));
-        let event = match codec::decode::<MessageHead>(&message.payload) {
+        let event = match codec::decode::<()>(&message.payload) {
             Ok((_, event)) => event,
             Err(error) => {
                 tracing::error!(destination = %self.name, %error, subject = %message.subject, "NATS: a message does not decode; terminated");
