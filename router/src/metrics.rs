@@ -545,7 +545,7 @@ pub struct PluginMetrics {
     /// `verdict="fan_out"`.
     pub fan_out: Counter,
     /// Failures, indexed like [`crate::plugin::PluginErrorKind::ALL`].
-    pub errors: [Counter; 6],
+    pub errors: [Counter; crate::plugin::PluginErrorKind::ALL.len()],
     /// `webhook_plugin_stdio_cut_lines_total`: stdout/stderr lines over the per-call cap.
     pub stdio_cut: Counter,
 }
@@ -605,7 +605,7 @@ fn describe(recorder: &PrometheusRecorder) {
         ),
         (
             names::PLUGIN_ERRORS,
-            "Plugin failures: trap, timeout, memory, output_too_large, error or bad_verdict.",
+            "Plugin failures: trap, timeout, memory, output_too_large, error, bad_verdict or denied.",
         ),
         (
             names::PLUGIN_STDIO_CUT,

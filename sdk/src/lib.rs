@@ -120,8 +120,10 @@
 //!
 //! # What a plugin can do
 //!
-//! Nothing but compute: the router grants no files, no network, no environment variables and
-//! no stdio, and its clocks are frozen (use [`Event::received_at_ms`] for time). Memory and
+//! Nothing but compute: the router grants no files, no network and no environment variables
+//! (opening a file or a socket fails the call as `denied`); the clocks tell the time (and
+//! [`Event::received_at_ms`] says when the router received the event); what a plugin prints
+//! goes to the router's log. Memory and
 //! time per event are limited by the route (`limits = { memory, time, output }`); running out
 //! of either, or panicking, traps the instance, which the router treats as a plugin failure.
 //! A panic's message is written to the router's log (level error) before the trap.

@@ -14,8 +14,8 @@
 //!
 //! `println!` and `eprintln!` work too: the router captures a plugin's stdout and stderr per
 //! call and logs them (at most 64 lines and 16 KiB per call; more than the output cap fails the
-//! call). This module is the better way: lines carry a level. Sleeping is pointless (clocks are
-//! frozen) and ends the call at its wall-clock backstop.
+//! call). This module is the better way: lines carry a level. Sleeping spends the event's time
+//! and, past its wall-clock backstop, ends the call.
 
 use crate::Level;
 

@@ -1,9 +1,10 @@
 //! The process-wide plugin engine: one wasmtime `Engine` (component model, async calls, fuel,
 //! pooling allocator, epoch interruption, copy-on-write memory images, on-disk compile cache),
 //! its epoch ticker thread, and the `Linker` that gives plugins the contract's `log` import and
-//! the WASI interfaces a `wasm32-wasip2` guest needs to instantiate — with nothing granted: no
-//! files, no network, no environment, clocks frozen at zero, and stdout and stderr captured
-//! per call into the router's log (see [`super::stdio`]).
+//! all of WASI 0.2 and `wasi:http`, so that any toolchain's output instantiates — granting only
+//! pure logic: the wall and monotonic clocks, random, and stdout and stderr captured per call
+//! into the router's log (see [`super::stdio`]). Files, the network and outgoing HTTP are
+//! denied, failing the call (see [`super::denied`]); the environment and stdin are empty.
 //!
 //! Guests run with `call_async`: a guest's CPU work is counted in fuel (see [`super::limits`]),
 //! and every epoch tick it yields to the async runtime, so a plugin never holds a runtime
@@ -81,8 +82,6 @@ impl HostState {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
-            .wall_clock(FrozenClock)
-            .monotonic_clock(FrozenClock)
             .build();
         Self {
             wasi,
@@ -140,9 +139,9 @@ impl wasmtime_wasi_http::WasiHttpView for HostState {
     }
 }
 
-/// The `wasi:http` hooks of a plugin: a plugin is pure logic over the event it is given, so
-/// every outgoing request fails with `HTTP-request-denied` (the guest sees the error code; an
-/// uncaught one fails the call).
+/// The `wasi:http` hooks of a plugin. `outgoing-handler.handle` is shadowed so that a request
+/// fails the call before it gets here ([`super::denied`]); should a request ever reach the
+/// hooks, it fails with `HTTP-request-denied` all the same.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DenyRequests;
 
@@ -193,27 +192,6 @@ impl FilterImports for HostState {
             Level::Warn => tracing::warn!(plugin, route, "{message}"),
             Level::Error => tracing::error!(plugin, route, "{message}"),
         }
-    }
-}
-
-/// A clock stopped at zero: plugins get time only through the event (`received-at-ms`).
-struct FrozenClock;
-
-impl wasmtime_wasi::HostWallClock for FrozenClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-    fn now(&self) -> Duration {
-        Duration::ZERO
-    }
-}
-
-impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
-    fn resolution(&self) -> u64 {
-        1_000_000_000
-    }
-    fn now(&self) -> u64 {
-        0
     }
 }
 
@@ -282,6 +260,7 @@ impl PluginEngine {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         Filter::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
+        super::denied::shadow(&mut linker)?;
         start_epoch_ticker(&engine);
         Ok(Self { engine, linker })
     }

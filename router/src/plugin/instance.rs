@@ -507,6 +507,8 @@ fn classify(
         (PluginErrorKind::Memory, format!("{error:#}"))
     } else if let Some(denied) = error.downcast_ref::<NotProvided>() {
         (PluginErrorKind::Error, denied.to_string())
+    } else if let Some(denied) = error.downcast_ref::<super::denied::Denied>() {
+        (PluginErrorKind::Denied, denied.to_string())
     } else if let Some(flood) = error.downcast_ref::<StdioFlood>() {
         (PluginErrorKind::OutputTooLarge, flood.to_string())
     } else {

@@ -2,6 +2,7 @@
 //!
 //! - [`bindings`]: the WIT contract (`sdk/wit/plugin.wit`) bound for the host;
 //! - [`engine`]: the one wasmtime engine, its epoch ticker and the sandboxed linker;
+//! - [`denied`]: what the sandbox denies (files, network, outgoing HTTP), failing the call;
 //! - [`instance`]: a loaded plugin with its pool of configured instances;
 //! - [`limits`]: memory, CPU time (fuel), output and fan-out limits;
 //! - [`stdio`]: a guest's stdout and stderr, captured per call into the log;
@@ -15,6 +16,7 @@
 pub mod bindings;
 pub mod cases;
 pub mod chain;
+pub mod denied;
 pub mod engine;
 pub mod inspect;
 pub mod instance;
@@ -45,17 +47,20 @@ pub enum PluginErrorKind {
     Error,
     /// The guest returned a verdict the router cannot act on (bad status, header, destination).
     BadVerdict,
+    /// The guest called a function the sandbox denies (files, network, outgoing HTTP).
+    Denied,
 }
 
 impl PluginErrorKind {
     /// Every kind, in metric-label order.
-    pub const ALL: [PluginErrorKind; 6] = [
+    pub const ALL: [PluginErrorKind; 7] = [
         Self::Trap,
         Self::Timeout,
         Self::Memory,
         Self::OutputTooLarge,
         Self::Error,
         Self::BadVerdict,
+        Self::Denied,
     ];
 
     /// The metric label.
@@ -67,6 +72,7 @@ impl PluginErrorKind {
             Self::OutputTooLarge => "output_too_large",
             Self::Error => "error",
             Self::BadVerdict => "bad_verdict",
+            Self::Denied => "denied",
         }
     }
 }

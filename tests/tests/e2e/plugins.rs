@@ -272,7 +272,7 @@ async fn hostile_plugins_are_contained_and_the_router_keeps_serving() {
         )
     };
     let config = format!(
-        "{}{}{}{}{}{}{}{}{}{}{}{}{}",
+        "{}{}{}{}{}{}{}{}{}{}{}{}{}{}",
         destination("sink", &sink.url("/in"), 3),
         destination("a", &sink.url("/a"), 3),
         route("healthy", "/hooks/healthy", &["sink"]),
@@ -286,10 +286,11 @@ async fn hostile_plugins_are_contained_and_the_router_keeps_serving() {
         hostile("sleep", "reject"),
         hostile("stdout-flood", "reject"),
         hostile("alias-fan-out", "reject"),
+        hostile("connect", "reject"),
     );
     let router = TestRouter::start(&config).await;
 
-    let cases: [(&str, &str, u16, &str); 9] = [
+    let cases: [(&str, &str, u16, &str); 10] = [
         ("loop", "timeout", 500, "reject"),
         ("memory", "memory", 202, "drop"),
         ("trap", "trap", 202, "forward"),
@@ -299,6 +300,7 @@ async fn hostile_plugins_are_contained_and_the_router_keeps_serving() {
         ("sleep", "timeout", 500, "reject"),
         ("stdout-flood", "output_too_large", 500, "reject"),
         ("alias-fan-out", "output_too_large", 500, "reject"),
+        ("connect", "denied", 500, "reject"),
     ];
     // A plugin writing to stdout and stderr is fine: the lines go to the router's log.
     let printed = router

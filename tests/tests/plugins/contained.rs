@@ -2,7 +2,9 @@
 //! floods stdout or returns an aliasing fan-out fails its own call, within its limit and with
 //! its own kind; time is the guest's CPU work (fuel), so load does not fail a fast plugin; what
 //! a guest prints is captured; an import the router does not provide fails only the call that
-//! uses it; and a healthy plugin keeps serving while hostile calls run.
+//! uses it; files, sockets and outgoing HTTP are denied, failing the call and naming the
+//! interface, while the clocks tell the time; and a healthy plugin keeps serving while hostile
+//! calls run.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -308,5 +310,69 @@ fn an_import_the_router_does_not_provide_fails_only_the_call_that_uses_it() {
             "the plugin called `hostile:denied/nope#ping`, which the router does not provide"
         ),
         "{failure}"
+    );
+}
+
+#[test]
+fn files_sockets_and_outgoing_http_are_denied_failing_the_call_and_naming_the_interface() {
+    // A real listener the guest is pointed at: nothing may reach it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let address = listener.local_addr().expect("address").to_string();
+    for (mode, called) in [
+        ("open-file", "`wasi:filesystem/preopens.get-directories`"),
+        (
+            "connect",
+            "`wasi:sockets/tcp-create-socket.create-tcp-socket`",
+        ),
+        ("http", "`wasi:http/outgoing-handler.handle`"),
+    ] {
+        let plugin = hostile(&json!({ "message": address }));
+        let (failure, _) = fail_timed(&plugin, mode);
+        assert_eq!(failure.kind, PluginErrorKind::Denied, "{mode}: {failure}");
+        assert!(
+            failure
+                .message
+                .starts_with(&format!("the plugin called {called}, which is denied")),
+            "{mode}: {failure}"
+        );
+    }
+    let accepted = listener.accept();
+    assert!(
+        matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a guest reached the listener: {accepted:?}"
+    );
+}
+
+#[test]
+fn the_wall_and_monotonic_clocks_tell_the_time() {
+    let plugin = hostile(&json!({}));
+    let before = std::time::SystemTime::now();
+    let event = forwarded(
+        plugin
+            .handle_blocking(&event_in_mode("clock"))
+            .expect("reading the clocks is allowed"),
+    );
+    let after = std::time::SystemTime::now();
+    let millis = |time: std::time::SystemTime| {
+        time.duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis()
+    };
+    let wall: u128 = crate::header(&event, "x-hostile-wall-ms")
+        .and_then(|ms| ms.parse().ok())
+        .expect("x-hostile-wall-ms");
+    assert!(
+        (millis(before)..=millis(after)).contains(&wall),
+        "the guest's wall clock says {wall}, the host's {}..={}",
+        millis(before),
+        millis(after)
+    );
+    let moved: u128 = crate::header(&event, "x-hostile-monotonic-ns")
+        .and_then(|ns| ns.parse().ok())
+        .expect("x-hostile-monotonic-ns");
+    assert!(
+        moved > 0,
+        "the monotonic clock did not move over a million reads"
     );
 }

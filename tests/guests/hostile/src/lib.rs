@@ -28,6 +28,10 @@
 //! | `alias-fan-out` | fans out to `destination` (default `"a"`) 1,000 events whose bodies all point at one 1 MiB buffer |
 //! | `stderr-trap` | writes "uncaught exception: …" to stderr, then executes `unreachable` |
 //! | `denied-import` | calls `hostile:denied/nope.ping`, an import the router does not provide |
+//! | `clock` | forwards with `x-hostile-wall-ms` (the wall clock, in ms since 1970) and `x-hostile-monotonic-ns` (how far the monotonic clock moved over a short loop) |
+//! | `open-file` | reads `message` (default `/etc/hostname`) with `std::fs`, and forwards what it got (`x-hostile-file`) |
+//! | `connect` | connects to `message` (default `127.0.0.1:9`) with `std::net::TcpStream`, and forwards how that went (`x-hostile-connect`) |
+//! | `http` | sends `GET http://<message>/` (default `127.0.0.1:9`) through `wasi:http/outgoing-handler`, and forwards how that went (`x-hostile-http`) |
 //!
 //! An event's `x-hostile-mode` header, if set, replaces the configured mode for that event: one
 //! instance can trap on one event and be asked again on the next.
@@ -92,6 +96,14 @@ pub enum Mode {
     StderrTrap,
     /// Call an import the router does not provide.
     DeniedImport,
+    /// Read the clocks.
+    Clock,
+    /// Read a file.
+    OpenFile,
+    /// Open a TCP connection.
+    Connect,
+    /// Send an HTTP request.
+    Http,
 }
 
 /// An interface no router provides, imported so that `denied-import` can call it.
@@ -199,6 +211,47 @@ fn flood_stdout(bytes: usize) -> usize {
     written
 }
 
+/// The wall clock in ms since 1970, and how many ns the monotonic clock moved while the guest
+/// spun (until it moved, or a million turns).
+fn clocks() -> (u128, u128) {
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis());
+    let start = std::time::Instant::now();
+    let mut moved = 0;
+    for _ in 0..1_000_000 {
+        moved = start.elapsed().as_nanos();
+        if moved > 0 {
+            break;
+        }
+    }
+    (wall, moved)
+}
+
+/// Sends `GET http://<authority>/` through `wasi:http/outgoing-handler`; says how it went.
+#[cfg(target_arch = "wasm32")]
+fn http_get(authority: &str) -> String {
+    use wasip2::http::outgoing_handler::handle;
+    use wasip2::http::types::{Fields, OutgoingRequest, Scheme};
+    let request = OutgoingRequest::new(Fields::new());
+    if request.set_scheme(Some(&Scheme::Http)).is_err()
+        || request.set_authority(Some(authority)).is_err()
+        || request.set_path_with_query(Some("/")).is_err()
+    {
+        return "error: bad request".to_owned();
+    }
+    match handle(request, None) {
+        Ok(_) => "sent".to_owned(),
+        Err(code) => format!("error: {code:?}"),
+    }
+}
+
+/// Natively there is no `wasi:http`.
+#[cfg(not(target_arch = "wasm32"))]
+fn http_get(_authority: &str) -> String {
+    "error: not a WebAssembly guest".to_owned()
+}
+
 impl Plugin for Hostile {
     fn configure(config: Value) -> Result<Self, String> {
         let hostile: Hostile = webhook_router_sdk::from_config(config)?;
@@ -271,6 +324,35 @@ impl Plugin for Hostile {
                 event.set_header("x-hostile-pong", pong.to_string());
                 verdict::forward(event)
             }
+            Mode::Clock => {
+                let (wall_ms, monotonic_ns) = clocks();
+                event.set_header("x-hostile-wall-ms", wall_ms.to_string());
+                event.set_header("x-hostile-monotonic-ns", monotonic_ns.to_string());
+                verdict::forward(event)
+            }
+            Mode::OpenFile => {
+                let path = self.message.as_deref().unwrap_or("/etc/hostname");
+                let got = match std::fs::read(path) {
+                    Ok(bytes) => format!("read {} bytes", bytes.len()),
+                    Err(error) => format!("error: {error}"),
+                };
+                event.set_header("x-hostile-file", got);
+                verdict::forward(event)
+            }
+            Mode::Connect => {
+                let address = self.message.as_deref().unwrap_or("127.0.0.1:9");
+                let got = match std::net::TcpStream::connect(address) {
+                    Ok(_) => "connected".to_owned(),
+                    Err(error) => format!("error: {error}"),
+                };
+                event.set_header("x-hostile-connect", got);
+                verdict::forward(event)
+            }
+            Mode::Http => {
+                let got = http_get(self.message.as_deref().unwrap_or("127.0.0.1:9"));
+                event.set_header("x-hostile-http", got);
+                verdict::forward(event)
+            }
             Mode::StderrTrap => {
                 eprintln!("uncaught exception: TypeError: hostile is not a function");
                 trap()
@@ -330,6 +412,12 @@ mod tests {
             panic!()
         };
         assert_eq!(event.header("x-hostile-allocated"), Some("3145733"));
+        let Verdict::Forward(event) = handle(json!({"mode": "clock"})).unwrap() else {
+            panic!()
+        };
+        let wall: u128 = event.header("x-hostile-wall-ms").unwrap().parse().unwrap();
+        assert!(wall > 1_700_000_000_000, "{wall}");
+        assert_ne!(event.header("x-hostile-monotonic-ns"), Some("0"));
         assert!(handle(json!({"mode": "configure-error"})).is_err());
         assert!(
             handle(json!({"mode": "nope"}))
