@@ -23,12 +23,9 @@ current_started=0
 finish() {
     local status=$?
     # A run that stops early does not leave the background build of the languages running.
-    local pid
-    for pid in "${languages_pid:-}" "${languages_tests_pid:-}"; do
-        if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
-            kill "$pid" 2>/dev/null || true
-        fi
-    done
+    if [[ -n "${languages_pid:-}" ]] && kill -0 "$languages_pid" 2>/dev/null; then
+        kill "$languages_pid" 2>/dev/null || true
+    fi
     if [[ -n "$current" ]]; then
         summary+=("$(printf 'stage %-14s %4d s  FAILED' "$current" $((SECONDS - current_started)))")
     fi
@@ -129,8 +126,7 @@ end_stage
 
 # The host workspace: every target built (and linted) once, then the tests run.
 stage host-build
-cargo test --workspace --all-targets --locked --no-run --message-format=json-render-diagnostics \
-    >"$logs/host-build.json"
+cargo test --workspace --all-targets --locked --no-run
 end_stage
 
 # The languages' build, started beside guests-test: how long host-test waited for it, and how
@@ -148,32 +144,6 @@ summary+=("$(printf 'stage %-14s %4d s  (built beside the stages above in %s s)'
     $((SECONDS - current_started)) "$(cat "$languages_took")")")
 current=""
 
-# The languages' test (router/tests/languages.rs) compiles three large components the first
-# time (most of all CPython's, 18 MB): CPU-bound work, so its binary runs on its own beside the
-# other test binaries, which mostly wait on sockets, servers and timeouts.
 stage host-test
-languages_exe=$(grep '"name":"languages"' "$logs/host-build.json" | grep '"kind":\["test"\]' |
-    grep -o '"executable":"[^"]*"' | cut -d'"' -f4 || true)
-skip=()
-if [[ -x "$languages_exe" ]]; then
-    # At a lower priority: the other tests' timeouts and servers come first.
-    (cd router && nice -n 10 "$languages_exe") >"$logs/host-languages.log" 2>&1 &
-    languages_tests_pid=$!
-    skip=(-- --skip _example_gives_the_expected_verdicts)
-fi
-host_status=0
-run_tests "$logs/host.log" --workspace --locked "${skip[@]}" || host_status=$?
-if [[ -n "${languages_tests_pid:-}" ]]; then
-    languages_status=0
-    wait "$languages_tests_pid" || languages_status=$?
-    languages_tests_pid=""
-    cat "$logs/host-languages.log"
-    count_tests "$logs/host-languages.log"
-    if [[ $languages_status -ne 0 ]]; then
-        host_status=$languages_status
-    fi
-fi
-if [[ $host_status -ne 0 ]]; then
-    exit "$host_status"
-fi
+run_tests "$logs/host.log" --workspace --locked
 end_stage

@@ -201,11 +201,40 @@ async fn stream_messages(nats: &NatsServer) -> u64 {
     let mut stream = js.get_stream("WEBHOOKS").await.expect("stream");
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let messages = stream.info().await.expect("stream info").state.messages;
-        if messages == 0 || tokio::time::Instant::now() > deadline {
-            return messages;
+        let state = stream.info().await.expect("stream info").state.clone();
+        if state.messages == 0 || tokio::time::Instant::now() > deadline {
+            if state.messages > 0 {
+                describe_left(&stream, state.first_sequence).await;
+            }
+            return state.messages;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Prints the first message left in `stream` and its consumers' state, for a failing test.
+async fn describe_left(stream: &async_nats::jetstream::stream::Stream, sequence: u64) {
+    use futures_util::StreamExt;
+    match stream.get_raw_message(sequence).await {
+        Ok(message) => eprintln!(
+            "left in the stream: sequence {sequence}, subject {}, headers {:?}",
+            message.subject, message.headers
+        ),
+        Err(error) => eprintln!("left in the stream: sequence {sequence} ({error})"),
+    }
+    let mut consumers = stream.consumers();
+    while let Some(Ok(info)) = consumers.next().await {
+        eprintln!(
+            "consumer {}: pending {}, ack pending {}, redelivered {}, waiting {}, delivered {:?}, ack floor {:?}, max_deliver {}",
+            info.name,
+            info.num_pending,
+            info.num_ack_pending,
+            info.num_redelivered,
+            info.num_waiting,
+            info.delivered,
+            info.ack_floor,
+            info.config.max_deliver
+        );
     }
 }
 
