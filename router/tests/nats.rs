@@ -193,34 +193,55 @@ async fn a_router_that_stops_hands_back_what_it_holds_at_once() {
     assert_eq!(stream_messages(&s.nats).await, 0);
 }
 
-/// Messages left in the stream, once the routers' last acks have arrived (at most
-/// [`PATIENCE`]).
-async fn stream_messages(nats: &NatsServer) -> u64 {
+/// The `WEBHOOKS` stream, through a client of the test's own.
+async fn webhooks_stream(nats: &NatsServer) -> async_nats::jetstream::stream::Stream {
     let client = async_nats::connect(nats.url()).await.expect("connect");
     let js = async_nats::jetstream::new(client);
-    let mut stream = js.get_stream("WEBHOOKS").await.expect("stream");
+    js.get_stream("WEBHOOKS").await.expect("stream")
+}
+
+/// Reads `count` until it is zero (the routers' last acks have arrived) or [`PATIENCE`] has
+/// passed; what is left then is described.
+async fn until_zero<T, F>(
+    stream: &async_nats::jetstream::stream::Stream,
+    count: impl Fn() -> F,
+) -> T
+where
+    T: Default + PartialEq,
+    F: Future<Output = T>,
+{
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let state = stream.info().await.expect("stream info").state.clone();
-        if state.messages == 0 || tokio::time::Instant::now() > deadline {
-            if state.messages > 0 {
-                describe_left(&stream, state.first_sequence).await;
+        let left = count().await;
+        if left == T::default() || tokio::time::Instant::now() > deadline {
+            if left != T::default() {
+                let info = stream.get_info().await.expect("stream info");
+                describe_left(stream, info.state.first_sequence).await;
             }
-            return state.messages;
+            return left;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Messages in the stream now.
+async fn messages_in(stream: &async_nats::jetstream::stream::Stream) -> u64 {
+    stream.get_info().await.expect("stream info").state.messages
+}
+
+/// Messages left in the stream, once the routers' last acks have arrived (at most
+/// [`PATIENCE`]).
+async fn stream_messages(nats: &NatsServer) -> u64 {
+    let stream = webhooks_stream(nats).await;
+    until_zero(&stream, || messages_in(&stream)).await
 }
 
 /// Messages the consumers have not settled, once the routers' last acks have arrived (at most
 /// [`PATIENCE`]): (waiting to be delivered, delivered and not acked), over every consumer.
 async fn unsettled(nats: &NatsServer) -> (u64, usize) {
     use futures_util::StreamExt;
-    let client = async_nats::connect(nats.url()).await.expect("connect");
-    let js = async_nats::jetstream::new(client);
-    let stream = js.get_stream("WEBHOOKS").await.expect("stream");
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    let stream = webhooks_stream(nats).await;
+    until_zero(&stream, || async {
         let mut consumers = stream.consumers();
         let (mut pending, mut ack_pending) = (0, 0);
         while let Some(info) = consumers.next().await {
@@ -228,28 +249,9 @@ async fn unsettled(nats: &NatsServer) -> (u64, usize) {
             pending += info.num_pending;
             ack_pending += info.num_ack_pending;
         }
-        if (pending, ack_pending) == (0, 0) || tokio::time::Instant::now() > deadline {
-            if (pending, ack_pending) != (0, 0) {
-                let first = stream
-                    .get_info()
-                    .await
-                    .expect("stream info")
-                    .state
-                    .first_sequence;
-                describe_left(&stream, first).await;
-            }
-            return (pending, ack_pending);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Messages in the stream now.
-async fn stream_messages_now(nats: &NatsServer) -> u64 {
-    let client = async_nats::connect(nats.url()).await.expect("connect");
-    let js = async_nats::jetstream::new(client);
-    let mut stream = js.get_stream("WEBHOOKS").await.expect("stream");
-    stream.info().await.expect("stream info").state.messages
+        (pending, ack_pending)
+    })
+    .await
 }
 
 /// Prints the first message left in `stream` and its consumers' state, for a failing test.
@@ -342,7 +344,7 @@ async fn nats_down_for_five_seconds_gets_503s_then_recovers_and_loses_nothing() 
     // acks without the work-queue deletes they caused (they sit below the ack floor and are
     // never delivered again).
     assert_eq!(unsettled(&s.nats).await, (0, 0), "every message acked");
-    let kept = stream_messages_now(&s.nats).await;
+    let kept = messages_in(&webhooks_stream(&s.nats).await).await;
     if kept > 0 {
         eprintln!("the stream kept {kept} acked messages across the server's SIGKILL");
     }
