@@ -13,6 +13,7 @@ use webhook_router_tests::numbered::{
     self, PATIENCE, body, client, dead_letters, deliveries, duplicates, metric, post_accepted,
     wait_delivered, wait_idle,
 };
+use webhook_router_tests::wait::wait_until;
 use webhook_router_tests::{Reply, RouterProcess, Sink};
 
 /// How the test sink answers, switched while a test runs.
@@ -195,11 +196,13 @@ async fn a_retrying_event_keeps_its_attempt_count_across_a_restart() {
     assert_eq!(post_accepted(&router.ingress, 0..1, 1).await.len(), 1);
     // Two attempts failed (and their progress was recorded) in this process...
     let series = "webhook_deliveries_total{route=\"hooks\",destination=\"sink\",outcome=\"retry\"}";
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while metric(&router.admin, series).await != Some(2.0) {
-        assert!(tokio::time::Instant::now() < deadline, "no second retry");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until(
+        "a second retry",
+        PATIENCE,
+        || metric(&router.admin, series),
+        |retries| *retries == Some(2.0),
+    )
+    .await;
     let (success, log) = router.stop();
     assert!(success, "{log:#?}");
     assert_eq!(sink.requests().len(), 2);

@@ -21,6 +21,7 @@ use webhook_router::server::protocol::{CONNECTION_WINDOW_BYTES, READ_BUFFER_BYTE
 use webhook_router_tests::process_stats::resident_bytes_of;
 use webhook_router_tests::signing::{sign, unix_now};
 use webhook_router_tests::test_router::metric_value;
+use webhook_router_tests::wait::wait_until;
 use webhook_router_tests::{RouterProcess, Sink};
 
 /// Patience for what should take a few seconds on a busy 2-core machine.
@@ -76,25 +77,26 @@ async fn metrics(admin: &str) -> String {
         .expect("metrics text")
 }
 
-/// The value of the metric `series`, 0 if absent.
+/// The value of the metric `series` in the exposition `text`; a series not exported fails the
+/// test.
+fn required(text: &str, series: &str) -> f64 {
+    metric_value(text, series).unwrap_or_else(|| panic!("{series} is not exported"))
+}
+
+/// The value of the metric `series`; a series not exported fails the test.
 async fn metric(admin: &str, series: &str) -> f64 {
-    metric_value(&metrics(admin).await, series).unwrap_or(0.0)
+    required(&metrics(admin).await, series)
 }
 
 /// Waits until the metric `series` reads `value`.
 async fn wait_for_metric(admin: &str, series: &str, value: f64) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let now = metric(admin, series).await;
-        if now == value {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{series} is {now}, never {value}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        &format!("{series} to read {value}"),
+        PATIENCE,
+        || async { metric_value(&metrics(admin).await, series) },
+        |now| *now == Some(value),
+    )
+    .await;
 }
 
 fn rss(router: &RouterProcess) -> u64 {
@@ -200,7 +202,7 @@ async fn idle_connections_past_the_descriptor_limit_lock_out_no_one_and_close_wh
     let opened_in = opening.elapsed();
     let at_peak = rss(&router);
     let text = metrics(&router.admin).await;
-    let value = |series: &str| metric_value(&text, series).unwrap_or(0.0);
+    let value = |series: &str| required(&text, series);
     let open = value("webhook_connections{listener=\"ingress\"}");
     let evicted =
         value("webhook_connections_closed_total{listener=\"ingress\",reason=\"evicted\"}");

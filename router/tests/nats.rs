@@ -16,6 +16,7 @@ use webhook_router_tests::numbered::{
     self, PATIENCE, accepted, assert_all_delivered, client, dead_letters, deliveries, metric,
     number, post_all, wait_delivered, wait_idle,
 };
+use webhook_router_tests::wait::wait_until;
 use webhook_router_tests::{Reply, RouterProcess, Sink};
 
 /// How the sink answers, switched while a test runs.
@@ -309,15 +310,13 @@ async fn nats_down_for_five_seconds_gets_503s_then_recovers_and_loses_nothing() 
     wait_readyz(&admin, 200).await;
     let during = load.await.expect("load task");
     // And after: the routers accept again.
-    let mut after = Vec::new();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while accepted(&after).len() < 100 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the routers never accepted again"
-        );
-        after = post_all(&ingresses, 100_000..100_100, 8).await;
-    }
+    let after = wait_until(
+        "the routers to accept again",
+        PATIENCE,
+        || post_all(&ingresses, 100_000..100_100, 8),
+        |answers| accepted(answers).len() >= 100,
+    )
+    .await;
     let refused = during.iter().filter(|(_, status)| *status == 503).count();
     let other: Vec<_> = during
         .iter()
@@ -352,23 +351,22 @@ async fn nats_down_for_five_seconds_gets_503s_then_recovers_and_loses_nothing() 
 
 /// Waits until `/readyz` answers `status`; the start of its text.
 async fn wait_readyz(admin: &str, status: u16) -> String {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let answer = client()
-            .get(format!("http://{admin}/readyz"))
-            .send()
-            .await
-            .expect("readyz");
-        if answer.status().as_u16() == status {
-            let text = answer.text().await.expect("text");
-            return text.chars().take(25).collect();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/readyz never answered {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (_, text) = wait_until(
+        &format!("/readyz to answer {status}"),
+        PATIENCE,
+        || async {
+            let answer = client()
+                .get(format!("http://{admin}/readyz"))
+                .send()
+                .await
+                .expect("readyz");
+            let answered = answer.status().as_u16();
+            (answered, answer.text().await.expect("text"))
+        },
+        |(answered, _)| *answered == status,
+    )
+    .await;
+    text.chars().take(25).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -394,16 +392,19 @@ async fn a_delivery_id_accepted_by_one_router_is_a_duplicate_on_the_other() {
     assert_eq!(status, 202);
     // The commit reaches the shared window just after the 202: until then the other router
     // says "in progress" (503), never "new".
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let second = loop {
-        let (status, id) = post(s.routers[1].ingress.clone()).await;
-        if status == 202 {
-            break id;
-        }
-        assert_eq!(status, 503, "in progress, until the first is committed");
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (_, second) = wait_until(
+        "the other router to answer 202",
+        PATIENCE,
+        || post(s.routers[1].ingress.clone()),
+        |(status, _)| {
+            assert!(
+                [202, 503].contains(status),
+                "in progress (503), until the first is committed: {status}"
+            );
+            *status == 202
+        },
+    )
+    .await;
     assert_eq!(second, first, "answered with the original event's id");
     assert_eq!(
         metric(
@@ -434,21 +435,22 @@ async fn a_dead_letter_made_by_one_router_is_listed_and_replayed_by_the_other() 
     .await;
     assert_eq!(accepted(&answers).len(), 1);
     // Router 1 (or 2: whichever took it) dead-letters it at once (400 is permanent); both list it.
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let letter = loop {
-        let one = dead_letters(&s.routers[0].admin).await;
-        let two = dead_letters(&s.routers[1].admin).await;
-        let (one, two) = (
-            one.as_array().cloned().unwrap_or_default(),
-            two.as_array().cloned().unwrap_or_default(),
-        );
-        if one.len() == 1 && two.len() == 1 {
-            assert_eq!(one[0]["id"], two[0]["id"], "the same letter on both");
-            break two[0].clone();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{one:?} {two:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (one, two) = wait_until(
+        "one dead letter listed by both routers",
+        PATIENCE,
+        || async {
+            let one = dead_letters(&s.routers[0].admin).await;
+            let two = dead_letters(&s.routers[1].admin).await;
+            (
+                one.as_array().cloned().unwrap_or_default(),
+                two.as_array().cloned().unwrap_or_default(),
+            )
+        },
+        |(one, two)| one.len() == 1 && two.len() == 1,
+    )
+    .await;
+    assert_eq!(one[0]["id"], two[0]["id"], "the same letter on both");
+    let letter = two[0].clone();
     assert_eq!(letter["last_status"], 400);
     s.mode.store(OK, Ordering::Release);
     let replay = client()
@@ -464,13 +466,18 @@ async fn a_dead_letter_made_by_one_router_is_listed_and_replayed_by_the_other() 
     let delivered = s.sink.wait_for_delivered(1, PATIENCE).await;
     assert_eq!(number(&delivered[0]), 7);
     // Gone from both lists.
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while dead_letters(&s.routers[0].admin).await != serde_json::json!([])
-        || dead_letters(&s.routers[1].admin).await != serde_json::json!([])
-    {
-        assert!(tokio::time::Instant::now() < deadline, "the letter stayed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "the letter gone from both lists",
+        PATIENCE,
+        || async {
+            (
+                dead_letters(&s.routers[0].admin).await,
+                dead_letters(&s.routers[1].admin).await,
+            )
+        },
+        |lists| *lists == (serde_json::json!([]), serde_json::json!([])),
+    )
+    .await;
 }
 
 /// Runs `serve` on `config`, which must fail at start; its stderr.

@@ -11,6 +11,7 @@ pub mod process_stats;
 pub mod signing;
 pub mod sink;
 pub mod test_router;
+pub mod wait;
 pub mod wasm;
 pub mod wrk;
 

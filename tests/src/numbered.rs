@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 use crate::Received;
 use crate::sink::Sink;
 use crate::test_router::metric_value;
+use crate::wait::wait_until;
 
 /// Patience for what should take a few seconds on a busy 2-core machine.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -142,14 +143,13 @@ pub async fn metric(admin: &str, series: &str) -> Option<f64> {
 
 /// Waits until the router holds nothing (`webhook_queue_depth` 0).
 pub async fn wait_idle(admin: &str) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while metric(admin, "webhook_queue_depth").await != Some(0.0) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the router never went idle"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(
+        "the router to go idle (webhook_queue_depth 0)",
+        PATIENCE,
+        || metric(admin, "webhook_queue_depth"),
+        |depth| *depth == Some(0.0),
+    )
+    .await;
 }
 
 /// The dead letters the admin API lists.

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use webhook_router::{Config, Router};
 
+use crate::wait::wait_until;
+
 /// A running router for a test, and a client to talk to it.
 #[derive(Debug)]
 pub struct TestRouter {
@@ -101,18 +103,13 @@ impl TestRouter {
     /// Waits until the metric `series` reads `value`, polling `/metrics`; panics after
     /// `patience`.
     pub async fn wait_for_metric(&self, series: &str, value: f64, patience: Duration) {
-        let deadline = tokio::time::Instant::now() + patience;
-        loop {
-            let now = self.metric(series).await;
-            if now == Some(value) {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{series} is {now:?}, never {value}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_until(
+            &format!("{series} to read {value}"),
+            patience,
+            || self.metric(series),
+            |now| *now == Some(value),
+        )
+        .await;
     }
 }
 

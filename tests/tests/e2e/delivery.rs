@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use webhook_router_tests::wait::wait_until;
 use webhook_router_tests::{Reply, Sink, TestRouter};
 
 use crate::{PATIENCE, destination, route};
@@ -270,14 +271,14 @@ async fn fan_out_delivers_to_the_healthy_destination_while_the_other_is_down() {
             "webhook_deliveries_total{{route=\"both\",destination=\"{destination}\",outcome=\"{outcome}\"}}"
         )
     };
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while router.metric(&series("down", "retry")).await.unwrap_or(0.0) < 1.0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "down destination never retried"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let retries = series("down", "retry");
+    wait_until(
+        "the down destination to be retried",
+        PATIENCE,
+        || router.metric(&retries),
+        |retried| retried.expect("the retry series is exported") >= 1.0,
+    )
+    .await;
     assert_eq!(
         router.metric(&series("down", "dead_letter")).await,
         Some(0.0)
@@ -309,13 +310,13 @@ pub async fn dead_letters(router: &TestRouter) -> Vec<serde_json::Value> {
 
 /// Polls the admin API until `count` dead letters exist.
 pub async fn wait_for_dead_letters(router: &TestRouter, count: usize) -> Vec<serde_json::Value> {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let letters = dead_letters(router).await;
-        if letters.len() >= count || tokio::time::Instant::now() >= deadline {
-            assert_eq!(letters.len(), count, "dead letters: {letters:?}");
-            return letters;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let letters = wait_until(
+        &format!("{count} dead letters"),
+        PATIENCE,
+        || dead_letters(router),
+        |letters| letters.len() >= count,
+    )
+    .await;
+    assert_eq!(letters.len(), count, "dead letters: {letters:?}");
+    letters
 }

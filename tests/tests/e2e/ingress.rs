@@ -164,14 +164,7 @@ async fn full_queue_answers_503_with_retry_after_and_recovers() {
     // Once the sink recovers (the held attempts time out and are retried), room frees up.
     release.store(true, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(sink.wait_for_delivered(2, PATIENCE).await.len(), 2);
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while router.metric("webhook_queue_depth").await != Some(0.0) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "queue never drained"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    router.wait_idle(PATIENCE).await;
     assert_eq!(
         router
             .post_json("/hooks/limits", "{\"n\":4}")

@@ -309,7 +309,11 @@ async fn hostile_plugins_are_contained_and_the_router_keeps_serving() {
     assert_eq!(printed.status(), 202);
     let print_errors =
         "webhook_plugin_errors_total{route=\"print\",plugin=\"hostile\",kind=\"error\"}";
-    assert_eq!(router.metric(print_errors).await.unwrap_or(0.0), 0.0);
+    assert_eq!(
+        router.metric(print_errors).await,
+        Some(0.0),
+        "{print_errors}"
+    );
     let mut healthy_sent = 1;
     let mut forwarded = 0;
     for (mode, kind, status, on_error) in cases {
