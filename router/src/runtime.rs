@@ -19,6 +19,7 @@ use crate::delivery::destinations::DestinationBoard;
 use crate::delivery::dispatch::Dispatcher;
 use crate::event::Event;
 use crate::ingress::Ingress;
+use crate::ingress::refusal_log::RefusalLog;
 use crate::journal::{Fsync, Journal, JournalError, JournalOptions, Recovered};
 use crate::metrics::Metrics;
 use crate::nats::{Nats, NatsError};
@@ -166,6 +167,8 @@ pub struct Router {
     ingress: Listener,
     admin_listener: Listener,
     upkeep_task: JoinHandle<()>,
+    refusals: Arc<RefusalLog>,
+    refusal_task: JoinHandle<()>,
     grace: Duration,
     journal: Option<Journal>,
 }
@@ -319,6 +322,12 @@ impl Router {
         );
 
         let settings = Listeners::for_config(server, &metrics);
+        let refusals = ingress.refusal_log();
+        let summarised = Arc::clone(&refusals);
+        let refusal_task = supervisor.spawn("refusal_log", move || {
+            let refusals = Arc::clone(&summarised);
+            async move { refusals.run().await }
+        });
         let ingress = Arc::new(ingress);
         let ingress = Listener::start(
             "ingress_listener",
@@ -381,6 +390,8 @@ impl Router {
             ingress,
             admin_listener,
             upkeep_task,
+            refusals,
+            refusal_task,
             grace: server.shutdown_grace.0,
             journal,
         })
@@ -413,6 +424,9 @@ impl Router {
         ));
         self.admin.set_not_ready();
         self.ingress.stop("ingress", deadline).await;
+        // The refusals since the last summary, before the stop's own lines.
+        self.refusal_task.abort();
+        self.refusals.summarise();
         self.queue.close();
         // Keep delivering until nothing is held, or nothing can happen before the deadline
         // (everything left waits for a retry due after it: seen twice, a poll apart, so that a

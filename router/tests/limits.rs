@@ -1,6 +1,7 @@
 //! Ingress limits, measured on a router process: thousands of idle connections against a low
-//! descriptor limit, HTTP/2 streams trickling large bodies, and requests that promise far more
-//! body than they send. The router's resident memory is read from `/proc/<pid>/status`.
+//! descriptor limit, HTTP/2 streams trickling large bodies, requests that promise far more
+//! body than they send, and a flood of refused requests against the lines it logs. The
+//! router's resident memory is read from `/proc/<pid>/status`.
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -17,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use webhook_router::ingress::body::FIRST_CHUNK;
+use webhook_router::ingress::refusal_log::SUMMARY_INTERVAL;
 use webhook_router::server::protocol::{CONNECTION_WINDOW_BYTES, READ_BUFFER_BYTES};
 use webhook_router_tests::process_stats::resident_bytes_of;
 use webhook_router_tests::signing::{sign, unix_now};
@@ -568,4 +570,137 @@ fn base64_of(n: u32) -> String {
     use base64::Engine as _;
     let bytes: Vec<u8> = (0..32u32).map(|i| (n.wrapping_mul(31) ^ i) as u8).collect();
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The router's log lines about refusals for `reason`: the first ones (logged in full, one per
+/// route) and the summaries (each with `refused=N`, the refusals it stands for).
+fn refusal_lines<'a>(log: &'a [String], reason: &str) -> (Vec<&'a str>, Vec<(&'a str, u64)>) {
+    let key = format!("reason=\"{reason}\"");
+    let (mut first, mut summaries) = (Vec::new(), Vec::new());
+    for line in log.iter().filter(|line| line.contains(&key)) {
+        let refused = line
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("refused="))
+            .map(|n| n.parse().expect("refused=N"));
+        match refused {
+            Some(count) => summaries.push((line.as_str(), count)),
+            None => first.push(line.as_str()),
+        }
+    }
+    (first, summaries)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_flood_logs_a_few_lines_and_counts_every_refusal() {
+    // Long enough for one summary while it lasts.
+    const FLOOD: Duration = SUMMARY_INTERVAL.saturating_add(Duration::from_secs(1));
+    const CONCURRENCY: usize = 32;
+    const MAX_HELD: usize = 20;
+    // A destination that never answers: it holds max_held events, and the route answers 503.
+    let stuck = Sink::start(|_| webhook_router_tests::Reply::hang()).await;
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         shutdown_grace = \"100ms\"\n\
+         [destinations.stuck]\nurl = \"{}\"\ntimeout = \"1h\"\nmax_in_flight = 4\n\
+         max_held = {MAX_HELD}\n\
+         [[routes]]\nid = \"hooks\"\npath = \"/hooks\"\ndestinations = [\"stuck\"]\n",
+        stuck.url("/in"),
+    );
+    let config = fresh_dir("refusal_flood").join("router.toml");
+    std::fs::write(&config, text).expect("write config");
+    let router = RouterProcess::start(binary(), &config);
+
+    let url = format!("http://{}/hooks", router.ingress);
+    let started = Instant::now();
+    let mut flooders = JoinSet::new();
+    for _ in 0..CONCURRENCY {
+        let (client, url) = (client(), url.clone());
+        flooders.spawn(async move {
+            let (mut accepted, mut refused) = (0, 0);
+            while started.elapsed() < FLOOD {
+                let answer = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body("{\"n\":1}")
+                    .send()
+                    .await
+                    .expect("the router answers");
+                match answer.status().as_u16() {
+                    202 => accepted += 1,
+                    503 => refused += 1,
+                    status => panic!("answered {status}"),
+                }
+            }
+            (accepted, refused)
+        });
+    }
+    let (mut accepted, mut refused) = (0, 0);
+    while let Some(done) = flooders.join_next().await {
+        let (a, r) = done.expect("flooder");
+        accepted += a;
+        refused += r;
+    }
+    let flood = started.elapsed();
+    assert_eq!(accepted, MAX_HELD, "max_held events, then 503");
+    assert!(refused > 1000, "a flood: {refused} refusals in {flood:?}");
+    // The counters count every refusal.
+    assert_eq!(
+        metric(
+            &router.admin,
+            "webhook_requests_total{route=\"hooks\",status=\"503\"}"
+        )
+        .await,
+        refused as f64
+    );
+
+    // The stop writes the summary of the refusals since the last one.
+    let (success, log) = router.stop();
+    assert!(success, "{log:#?}");
+    let (first, summaries) = refusal_lines(&log, "destination_full");
+    let lines = first.len() + summaries.len();
+    // What the router logged until the stop: the flood (and the start).
+    let stop = log
+        .iter()
+        .position(|line| line.contains("stop signal received"))
+        .expect("the stop is logged");
+    let warnings: Vec<&String> = log[..stop]
+        .iter()
+        .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+        .collect();
+    eprintln!(
+        "{refused} refusals in {flood:?}, {CONCURRENCY} clients at a time: {lines} log lines \
+         about them ({} in full, {} summaries), {} WARN or ERROR lines until the stop, {stop} \
+         lines in all; the first: {:?}; the summaries: {summaries:?}",
+        first.len(),
+        summaries.len(),
+        warnings.len(),
+        first.first(),
+    );
+    assert_eq!(first.len(), 1, "one line in full for the route: {first:#?}");
+    assert!(
+        first[0].contains(" WARN ") && first[0].contains("holds its max_held events"),
+        "{}",
+        first[0]
+    );
+    // The line in full, one summary per interval of the flood, and one at the stop.
+    let intervals = flood.as_secs().div_ceil(SUMMARY_INTERVAL.as_secs()) as usize;
+    assert!(
+        summaries.len() >= 2,
+        "a summary while the flood lasts and one at the stop: {summaries:#?}"
+    );
+    assert!(
+        lines <= 1 + intervals + 1,
+        "{lines} lines for {refused} refusals in {flood:?}: {first:#?} {summaries:#?}"
+    );
+    assert!(
+        warnings.len() <= 1 + intervals,
+        "{} WARN or ERROR lines in a flood of {flood:?}: {warnings:#?}",
+        warnings.len()
+    );
+    let summarised: u64 = summaries.iter().map(|(_, count)| count).sum();
+    assert_eq!(
+        summarised + first.len() as u64,
+        refused as u64,
+        "the log accounts for every refusal: {summaries:#?}"
+    );
 }

@@ -16,8 +16,12 @@
 //! listener answers 503 itself past `max_requests_in_flight` (`server::in_flight`) |
 //! | 4xx/5xx | a plugin rejected the event with this status; 500 if a plugin failed and the
 //! route's `on_plugin_error` is `reject` |
+//!
+//! Refusals (403, 429, 401, and the 503s of a full queue, destination or store) are logged
+//! through [`refusal_log`]: the first per route and reason in full, the rest summarised.
 
 pub mod body;
+pub mod refusal_log;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,6 +37,7 @@ use crate::config::Config;
 use crate::dedup::{Claim, DedupStore, SharedClaim};
 use crate::event::Event;
 use crate::ingress::body::{BodyError, read_body};
+use crate::ingress::refusal_log::{Reason, RefusalLog};
 use crate::journal::{Journal, Recovered};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::plugin::{ChainOutcome, PluginChain};
@@ -58,6 +63,8 @@ const SHUTDOWN_RETRY_AFTER: u32 = 5;
 #[derive(Debug)]
 struct IngressRoute {
     id: String,
+    /// The route's row in the refusal log.
+    index: usize,
     destinations: Vec<DestinationId>,
     chain: Option<Arc<PluginChain>>,
     verifier: Option<Verifier>,
@@ -76,6 +83,7 @@ pub struct Ingress {
     unmatched: RouteMetrics,
     queue: Arc<dyn DispatchQueue>,
     metrics: Metrics,
+    refusals: Arc<RefusalLog>,
     max_body_bytes: usize,
     body_read_timeout: Duration,
     trusted_proxies: Vec<Cidr>,
@@ -95,7 +103,8 @@ impl Ingress {
         let routes = config
             .routes
             .iter()
-            .map(|route| {
+            .enumerate()
+            .map(|(index, route)| {
                 let destinations = route
                     .destinations
                     .iter()
@@ -103,6 +112,7 @@ impl Ingress {
                     .collect();
                 let ingress_route = IngressRoute {
                     id: route.id.clone(),
+                    index,
                     destinations,
                     chain: chains.remove(&route.id).map(Arc::new),
                     verifier: route.verify.clone(),
@@ -124,6 +134,9 @@ impl Ingress {
             unmatched: metrics.route(UNMATCHED_ROUTE, &[404]),
             queue,
             metrics: metrics.clone(),
+            refusals: Arc::new(RefusalLog::new(
+                config.routes.iter().map(|route| route.id.clone()).collect(),
+            )),
             max_body_bytes: usize::try_from(config.server.max_body_bytes.0).unwrap_or(usize::MAX),
             body_read_timeout: config.server.body_read_timeout.0,
             trusted_proxies: config.server.trusted_proxies.clone(),
@@ -139,6 +152,12 @@ impl Ingress {
                 .find(|r| r.id == route)
                 .and_then(|r| r.dedup.as_ref())
         })
+    }
+
+    /// The log of the requests this ingress refuses; its summaries are written by
+    /// [`RefusalLog::run`].
+    pub fn refusal_log(&self) -> Arc<RefusalLog> {
+        Arc::clone(&self.refusals)
     }
 
     /// Each route's dedup window, with the route's id.
@@ -186,11 +205,20 @@ impl Ingress {
         if let Some(allowed) = &route.allow_ips {
             let client = client_ip(peer.ip(), request.headers(), &self.trusted_proxies);
             if !contains(allowed, client) {
-                tracing::info!(route = %route.id, %client, "client address not allowed");
+                self.refusals.refused(
+                    route.index,
+                    Reason::AddressNotAllowed,
+                    &format_args!("client address {client} not allowed"),
+                );
                 return reply::error(StatusCode::FORBIDDEN, "client address not allowed");
             }
         }
         if let Some(Err(wait)) = route.rate_limit.as_ref().map(RouteRateLimit::check) {
+            self.refusals.refused(
+                route.index,
+                Reason::RateLimited,
+                &"over the route's rate_limit",
+            );
             return reply::retry_after(
                 reply::error(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded"),
                 retry_after_seconds(wait),
@@ -244,7 +272,8 @@ impl Ingress {
                         .position(|e| *e == error)
                         .unwrap_or(0);
                     route.verification_failures[index].increment(1);
-                    tracing::info!(route = %route.id, reason = error.reason(), "verification failed");
+                    self.refusals
+                        .refused(route.index, Reason::VerificationFailed, &error);
                     return reply::error(StatusCode::UNAUTHORIZED, &error.to_string());
                 }
             },
@@ -271,7 +300,11 @@ impl Ingress {
                         return accepted(&original);
                     }
                     Err(SharedClaim::Unavailable(error)) => {
-                        tracing::warn!(route = %route.id, %error, "the shared dedup window cannot be reached");
+                        self.refusals.refused(
+                            route.index,
+                            Reason::DedupUnavailable,
+                            &format_args!("the shared dedup window cannot be reached: {error}"),
+                        );
                         return reply::retry_after(
                             reply::error(
                                 StatusCode::SERVICE_UNAVAILABLE,
@@ -360,16 +393,12 @@ impl Ingress {
                 accepted(&id)
             }
             Err(error) => {
+                if let Some(reason) = Reason::of(&error) {
+                    self.refusals.refused(route.index, reason, &error);
+                }
                 let retry_after = match &error {
                     EnqueueError::Closed => SHUTDOWN_RETRY_AFTER,
-                    EnqueueError::Storage(cause) => {
-                        tracing::error!(route = %route.id, %cause, "event not stored: answered 503");
-                        QUEUE_FULL_RETRY_AFTER
-                    }
-                    _ => {
-                        tracing::warn!(route = %route.id, %error, "event refused: answered 503");
-                        QUEUE_FULL_RETRY_AFTER
-                    }
+                    _ => QUEUE_FULL_RETRY_AFTER,
                 };
                 reply::retry_after(
                     reply::error(StatusCode::SERVICE_UNAVAILABLE, &error.answer()),

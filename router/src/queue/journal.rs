@@ -275,10 +275,8 @@ impl JournalQueue {
             });
         }
         let Some(ticket) = self.journal.try_write(batch) else {
-            tracing::warn!(
-                bytes = self.journal.disk_bytes(),
-                "journal at max_bytes: event refused"
-            );
+            // Logged by the caller: the ingress's refusal log writes one line per route, not
+            // one per refused event.
             return Err(EnqueueError::NoSpace("journal"));
         };
         Ok(Pending {
