@@ -897,7 +897,7 @@ async fn recovery_rows(args: &Args, payload: usize) -> Result<Vec<Row>> {
     let recovered = router
         .metric("webhook_journal_recovered_total")
         .await
-        .unwrap_or(0.0);
+        .context("router metrics have no webhook_journal_recovered_total")?;
     let _ = router.router.shutdown().await;
     drop(parked);
     for dir in [dir, empty] {
