@@ -121,7 +121,8 @@
 //! # What a plugin can do
 //!
 //! Nothing but compute: the router grants no files, no network and no environment variables
-//! (opening a file or a socket fails the call as `denied`); the clocks tell the time (and
+//! (opening a file fails with an ordinary error, as there is no directory to find it in;
+//! opening a socket fails the call as `denied`); the clocks tell the time (and
 //! [`Event::received_at_ms`] says when the router received the event); what a plugin prints
 //! goes to the router's log. Memory and
 //! time per event are limited by the route (`limits = { memory, time, output }`); running out

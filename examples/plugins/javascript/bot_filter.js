@@ -1,5 +1,8 @@
 // bot-filter, in JavaScript: drops GitHub events sent by bots, tags the others.
+// With `fail: true` in its config, `handle` throws an Error instead: an uncaught exception, as a
+// bug would throw it, to see how the router reports one.
 let header = "x-bot-filter";
+let fail = false;
 
 export function configure(configJson) {
   const config = configJson ? JSON.parse(configJson) : {};
@@ -12,9 +15,29 @@ export function configure(configJson) {
     }
     header = config.header.toLowerCase();
   }
+  if (config.fail !== undefined) {
+    if (typeof config.fail !== "boolean") {
+      throw "fail must be true or false";
+    }
+    fail = config.fail;
+  }
 }
 
 export function handle(event) {
+  try {
+    return filter(event);
+  } catch (error) {
+    // componentize-js 0.23.0 makes a thrown string the call's error, but an Error object thrown
+    // out of an export loses its text: the call traps with "expected a string, received
+    // [object]". Throw its text instead, so the router reports what went wrong.
+    throw error instanceof Error ? String(error) : error;
+  }
+}
+
+function filter(event) {
+  if (fail) {
+    throw new Error(`bot-filter was told to fail on event ${event.id}`);
+  }
   let body;
   try {
     body = JSON.parse(new TextDecoder().decode(event.body));

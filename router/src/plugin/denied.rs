@@ -1,19 +1,20 @@
 //! What the sandbox denies, and how: the WASI functions through which a guest would reach files,
-//! the network or outgoing HTTP. Each is linked (so the default output of any toolchain
-//! instantiates) and shadowed in the linker by a function that fails the *call* with
-//! [`Denied`], naming the interface: the plugin's failure, counted as `kind="denied"`, whatever
-//! the guest would have done with an error code.
+//! the network or outgoing HTTP. Each is linked, so the default output of any toolchain
+//! instantiates.
 //!
-//! Denied, failing the call:
-//! - `wasi:filesystem/preopens.get-directories`: a plugin has no directory to open a file in, and
-//!   asking for one (a libc does on the first file access) fails the call; every other
-//!   filesystem function needs a descriptor, which only that function hands out;
+//! Denied, failing the call: each of these is shadowed in the linker by a function that fails
+//! the *call* with [`Denied`], naming the interface: the plugin's failure, counted as
+//! `kind="denied"`, whatever the guest would have done with an error code.
 //! - `wasi:sockets`: creating a TCP or UDP socket, and name lookup;
 //! - `wasi:http/outgoing-handler.handle`: every outgoing request.
 //!
-//! Denied by being empty, which language runtimes read at start and must not fail on:
-//! `wasi:cli/environment` (no variables, no arguments), `wasi:cli/stdin` (at its end), the
-//! `wasi:cli/terminal-*` interfaces (no terminal).
+//! Denied by being empty, which language runtimes use (at start, or while reporting an uncaught
+//! exception) and must not fail on:
+//! - `wasi:filesystem/preopens.get-directories` answers no directories, so every open fails
+//!   inside the guest as an ordinary error (a traceback goes on without its source lines); every
+//!   other filesystem function needs a descriptor, which only that function hands out;
+//! - `wasi:cli/environment` (no variables, no arguments), `wasi:cli/stdin` (at its end), the
+//!   `wasi:cli/terminal-*` interfaces (no terminal).
 
 use wasmtime::component::Linker;
 
@@ -23,12 +24,7 @@ const WASI_VERSION: &str = "0.2.12";
 
 /// Each denied function: its interface (without version), its name, and what the plugin was
 /// trying to reach.
-pub const DENIED: [(&str, &str, &str); 5] = [
-    (
-        "wasi:filesystem/preopens",
-        "get-directories",
-        "plugins get no files",
-    ),
+pub const DENIED: [(&str, &str, &str); 4] = [
     (
         "wasi:sockets/tcp-create-socket",
         "create-tcp-socket",

@@ -3,8 +3,9 @@
 //! its epoch ticker thread, and the `Linker` that gives plugins the contract's `log` import and
 //! all of WASI 0.2 and `wasi:http`, so that any toolchain's output instantiates — granting only
 //! pure logic: the wall and monotonic clocks, random, and stdout and stderr captured per call
-//! into the router's log (see [`super::stdio`]). Files, the network and outgoing HTTP are
-//! denied, failing the call (see [`super::denied`]); the environment and stdin are empty.
+//! into the router's log (see [`super::stdio`]). The network and outgoing HTTP are denied,
+//! failing the call; there are no files (no directories to open one in), and the environment
+//! and stdin are empty (see [`super::denied`]).
 //!
 //! Guests run with `call_async`: a guest's CPU work is counted in fuel (see [`super::limits`]),
 //! and every epoch tick it yields to the async runtime, so a plugin never holds a runtime

@@ -6,10 +6,11 @@
 //!   and monotonic clocks, random, stdout and stderr (captured into the log) and the `wasi:io`
 //!   streams and polls they need;
 //! - **linked, denied** when the router links it so the module instantiates, but with nothing
-//!   behind it: the rest of `wasi:cli` (an empty environment and stdin, no terminal), and
-//!   `wasi:filesystem`, `wasi:sockets` and `wasi:http`, whose every way in (asking for a
-//!   directory, creating a socket, looking up a name, sending a request) fails the call with
-//!   `denied`, naming the function (see [`super::denied`]);
+//!   behind it: the rest of `wasi:cli` (an empty environment and stdin, no terminal),
+//!   `wasi:filesystem` (no directories, so every open fails inside the guest), and
+//!   `wasi:sockets` and `wasi:http`, whose every way in (creating a socket, looking up a name,
+//!   sending a request) fails the call with `denied`, naming the function (see
+//!   [`super::denied`]);
 //! - **not available** otherwise (WASI 0.3, anything else): the module loads, and a call that
 //!   uses one fails (`error`), naming the function.
 

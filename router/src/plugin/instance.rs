@@ -312,7 +312,7 @@ impl Shared {
             .await
             .map_err(|error| {
                 if error.downcast_ref::<Trap>().is_some() || store.data().limiter.exceeded {
-                    classify(&error, &store, configure_time, &Captured::default())
+                    classify(&error, &store, configure_time, &store.data().stdio.take())
                 } else {
                     // Not the guest's doing: typically every slot of the instance pool is in use.
                     PluginFailure {
@@ -495,8 +495,8 @@ fn stub(
     Ok(())
 }
 
-/// Names what went wrong in a failed call that was allowed `time`; what the guest wrote to
-/// stderr (an uncaught exception's text, a panic message) is added to the message.
+/// Names what went wrong in a failed call that was allowed `time`; the end of what the guest
+/// wrote to stderr (an uncaught exception's text, a panic message) is added to the message.
 fn classify(
     error: &wasmtime::Error,
     store: &Store<HostState>,
@@ -535,14 +535,22 @@ fn classify(
                 PluginErrorKind::OutputTooLarge,
                 format!("the plugin's output is over its cap, refused before copying: {error:#}"),
             ),
-            _ => (PluginErrorKind::Trap, format!("{error:#}")),
+            Some(trap) => {
+                // The trap on one line, for the failure's log line; where it happened, for
+                // whoever debugs the plugin.
+                let state = store.data();
+                if let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
+                    tracing::debug!(plugin = %state.plugin, route = %state.route, "{trap}: {backtrace}");
+                }
+                (PluginErrorKind::Trap, error.root_cause().to_string())
+            }
+            None => (PluginErrorKind::Trap, format!("{error:#}")),
         }
     };
-    let stderr = stdio.stderr_text();
-    let message = if stderr.is_empty() {
+    let message = if stdio.stderr_tail.is_empty() {
         message
     } else {
-        format!("{message}; stderr: {stderr}")
+        format!("{message}; stderr: {}", stdio.stderr_tail)
     };
     PluginFailure::new(kind, message)
 }

@@ -6,6 +6,10 @@
 //! (`webhook_plugin_stdio_cut_lines_total`). A call that writes more than its flood limit (the
 //! plugin's output cap) to stdout and stderr together fails with `output_too_large`: the write
 //! traps, so a guest printing in a loop is stopped at once rather than when its fuel runs out.
+//!
+//! Whatever the caps kept, the last [`STDERR_TAIL_BYTES`] a call wrote to stderr are kept too:
+//! what a language runtime says last before it traps (an uncaught exception's text), added to
+//! the message of a failed call.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,6 +26,8 @@ pub const MAX_CAPTURED_LINES: usize = 64;
 pub const MAX_CAPTURED_BYTES: usize = 16 * 1024;
 /// Longest line kept; longer ones are shortened (and end with `…`).
 pub const MAX_LINE_BYTES: usize = 2048;
+/// Most bytes of the end of a call's stderr kept for its failure message.
+pub const STDERR_TAIL_BYTES: usize = 2048;
 /// Bytes a guest may write in one `write` (what `check-write` grants).
 const WRITE_PERMIT: usize = 64 * 1024;
 
@@ -51,21 +57,13 @@ pub struct Captured {
     pub lines: Vec<(Stream, String)>,
     /// Lines cut because the call's caps were reached.
     pub cut_lines: u64,
+    /// The end of what the call wrote to stderr, at most [`STDERR_TAIL_BYTES`] of it, on one
+    /// line: its lines (blank ones left out) joined with ` | `, starting with `…` if the
+    /// beginning was cut. Empty if the call wrote nothing to stderr.
+    pub stderr_tail: String,
 }
 
 impl Captured {
-    /// The stderr lines kept, joined with newlines (empty if none): what a guest says before
-    /// it traps, such as an uncaught exception's text.
-    pub fn stderr_text(&self) -> String {
-        let lines: Vec<&str> = self
-            .lines
-            .iter()
-            .filter(|(stream, _)| *stream == Stream::Stderr)
-            .map(|(_, line)| line.as_str())
-            .collect();
-        lines.join("\n")
-    }
-
     /// Writes each kept line to the log, tagged with `plugin`, `route` and `event_id`.
     pub fn log(&self, plugin: &str, route: &str, event_id: &str) {
         for (stream, line) in &self.lines {
@@ -106,6 +104,11 @@ struct Capture {
     kept_bytes: usize,
     /// The line being written on each stream (stdout, stderr), and whether it was shortened.
     partial: [(Vec<u8>, bool); 2],
+    /// The last bytes written to stderr: up to twice [`STDERR_TAIL_BYTES`] (trimmed in
+    /// batches), the last [`STDERR_TAIL_BYTES`] of which are kept.
+    stderr_tail: Vec<u8>,
+    /// Whether bytes written to stderr were trimmed off the front of `stderr_tail`.
+    stderr_trimmed: bool,
     captured: Captured,
 }
 
@@ -138,7 +141,11 @@ impl StdioCapture {
         for stream in [Stream::Stdout, Stream::Stderr] {
             capture.end_line(stream);
         }
-        std::mem::take(&mut capture.captured)
+        let tail = std::mem::take(&mut capture.stderr_tail);
+        let trimmed = std::mem::take(&mut capture.stderr_trimmed);
+        let mut captured = std::mem::take(&mut capture.captured);
+        captured.stderr_tail = one_line_tail(&tail, trimmed);
+        captured
     }
 
     /// The stream the guest sees as `stream`.
@@ -162,6 +169,9 @@ impl Capture {
                 limit: self.flood_limit,
             });
         }
+        if stream == Stream::Stderr {
+            self.keep_stderr_tail(bytes);
+        }
         let mut rest = bytes;
         while !rest.is_empty() {
             let (line, newline) = match rest.iter().position(|&b| b == b'\n') {
@@ -179,6 +189,17 @@ impl Capture {
             }
         }
         Ok(())
+    }
+
+    /// Adds `bytes` to the stderr tail, trimming its front once it holds twice what it keeps.
+    fn keep_stderr_tail(&mut self, bytes: &[u8]) {
+        let tail = &mut self.stderr_tail;
+        tail.extend_from_slice(&bytes[bytes.len().saturating_sub(STDERR_TAIL_BYTES)..]);
+        self.stderr_trimmed |= bytes.len() > STDERR_TAIL_BYTES;
+        if tail.len() > 2 * STDERR_TAIL_BYTES {
+            tail.drain(..tail.len() - STDERR_TAIL_BYTES);
+            self.stderr_trimmed = true;
+        }
     }
 
     /// Keeps (or cuts) the line being written on `stream`, if any.
@@ -202,6 +223,38 @@ impl Capture {
         }
         self.kept_bytes += line.len();
         self.captured.lines.push((stream, line));
+    }
+}
+
+/// The end of `tail` (whose front was cut if `trimmed`) as one line: its non-blank lines joined
+/// with ` | `, at most [`STDERR_TAIL_BYTES`] of it, starting on a character boundary, after `…`
+/// if anything before was cut.
+fn one_line_tail(tail: &[u8], trimmed: bool) -> String {
+    let mut kept = &tail[tail.len().saturating_sub(STDERR_TAIL_BYTES)..];
+    // A cut in the middle of a character: skip its continuation bytes (at most three).
+    let partial = kept
+        .iter()
+        .take(3)
+        .take_while(|&&b| b & 0b1100_0000 == 0b1000_0000)
+        .count();
+    kept = &kept[partial..];
+    let text = String::from_utf8_lossy(kept);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|line| !line.is_empty())
+        .collect();
+    let joined = lines.join(" | ");
+    // The separators are longer than the newlines they replace.
+    let mut start = joined.len().saturating_sub(STDERR_TAIL_BYTES);
+    while !joined.is_char_boundary(start) {
+        start += 1;
+    }
+    let cut = trimmed || kept.len() < tail.len() || start > 0;
+    match &joined[start..] {
+        "" => String::new(),
+        rest if cut => format!("…{rest}"),
+        rest => rest.to_owned(),
     }
 }
 
@@ -312,7 +365,7 @@ mod tests {
                 (Stream::Stdout, "three".to_owned()),
             ]
         );
-        assert_eq!(captured.stderr_text(), "oops");
+        assert_eq!(captured.stderr_tail, "oops");
         assert_eq!(captured.cut_lines, 0);
         assert_eq!(capture.take(), Captured::default(), "take empties it");
     }
@@ -335,6 +388,56 @@ mod tests {
         let (_, line) = &captured.lines[0];
         assert_eq!(line.len(), MAX_LINE_BYTES + '…'.len_utf8());
         assert!(line.ends_with('…'));
+    }
+
+    #[test]
+    fn the_end_of_stderr_is_kept_on_one_line_whatever_the_line_caps_kept() {
+        let capture = StdioCapture::new();
+        capture.start_call(usize::MAX);
+        let (out, err) = (
+            capture.stream(Stream::Stdout),
+            capture.stream(Stream::Stderr),
+        );
+        // Over the line caps, and (about 5 KiB of frames) over what the tail keeps.
+        let frames = STDERR_TAIL_BYTES / 4;
+        for i in 0..frames {
+            out.write_bytes(format!("chatter {i}\n").as_bytes())
+                .unwrap();
+            err.write_bytes(format!("frame {i}\n").as_bytes()).unwrap();
+        }
+        err.write_bytes(b"Traceback (most recent call last):\n\n  File \"x.py\"\r\n")
+            .unwrap();
+        err.write_bytes(b"RuntimeError: boom").unwrap();
+        let captured = capture.take();
+        assert!(captured.cut_lines > 0, "the line caps were reached");
+        let tail = &captured.stderr_tail;
+        assert!(
+            tail.ends_with(&format!(
+                "frame {} | Traceback (most recent call last): |   File \"x.py\" | RuntimeError: boom",
+                frames - 1
+            )),
+            "{tail}"
+        );
+        assert!(tail.len() <= '…'.len_utf8() + STDERR_TAIL_BYTES, "{tail}");
+        assert!(tail.starts_with('…'), "{tail}");
+        assert!(!tail.contains('\n'), "{tail}");
+
+        capture.start_call(usize::MAX);
+        out.write_bytes(b"no stderr\n").unwrap();
+        assert_eq!(capture.take().stderr_tail, "", "each call has its own tail");
+    }
+
+    #[test]
+    fn the_stderr_tail_starts_on_a_character_boundary() {
+        let capture = StdioCapture::new();
+        capture.start_call(usize::MAX);
+        let err = capture.stream(Stream::Stderr);
+        // Two-byte characters, then one byte: the last STDERR_TAIL_BYTES start mid-character.
+        err.write_bytes("é".repeat(STDERR_TAIL_BYTES).as_bytes())
+            .unwrap();
+        err.write_bytes(b"x").unwrap();
+        let tail = capture.take().stderr_tail;
+        assert_eq!(tail, format!("…{}x", "é".repeat(STDERR_TAIL_BYTES / 2 - 1)));
     }
 
     #[test]

@@ -314,13 +314,30 @@ fn an_import_the_router_does_not_provide_fails_only_the_call_that_uses_it() {
 }
 
 #[test]
-fn files_sockets_and_outgoing_http_are_denied_failing_the_call_and_naming_the_interface() {
+fn files_do_not_open_and_the_guest_sees_an_ordinary_error() {
+    // Files that exist on the host, by absolute and by relative path (the test runs in the
+    // crate's directory): the guest has no directory to find them in.
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    assert!(std::path::Path::new(manifest).is_file());
+    for path in [manifest, "Cargo.toml"] {
+        let plugin = hostile(&json!({ "message": path }));
+        let event = forwarded(
+            plugin
+                .handle_blocking(&event_in_mode("open-file"))
+                .expect("a failed open is the guest's to handle, not the call's failure"),
+        );
+        let got = crate::header(&event, "x-hostile-file").expect("x-hostile-file");
+        assert!(got.starts_with("error: "), "{path}: the guest got {got:?}");
+    }
+}
+
+#[test]
+fn sockets_and_outgoing_http_are_denied_failing_the_call_and_naming_the_interface() {
     // A real listener the guest is pointed at: nothing may reach it.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.set_nonblocking(true).expect("non-blocking");
     let address = listener.local_addr().expect("address").to_string();
     for (mode, called) in [
-        ("open-file", "`wasi:filesystem/preopens.get-directories`"),
         (
             "connect",
             "`wasi:sockets/tcp-create-socket.create-tcp-socket`",
