@@ -12,12 +12,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use tokio::sync::mpsc;
+use tokio::sync::{Mutex, mpsc};
 
 use crate::config::QueueConfig;
+use crate::supervise::Supervisor;
 
 /// How long connecting to the server may take at start.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,12 +49,19 @@ type Work = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub struct Outbox(mpsc::UnboundedSender<Work>);
 
 impl Outbox {
-    /// Starts the outbox's task (on the current tokio runtime).
-    pub fn start() -> Outbox {
-        let (sender, mut receiver) = mpsc::unbounded_channel::<Work>();
-        tokio::spawn(async move {
-            while let Some(work) = receiver.recv().await {
-                work.await;
+    /// Starts the outbox's task (on the current tokio runtime) under `supervisor`, as
+    /// `nats_outbox`: a piece of work that panics is lost, and the task goes on with the next.
+    pub fn start(supervisor: &Supervisor) -> Outbox {
+        let (sender, receiver) = mpsc::unbounded_channel::<Work>();
+        // Outside the task, so that a restart reads on where the panicked run stopped.
+        let receiver = Arc::new(Mutex::new(receiver));
+        supervisor.spawn("nats_outbox", move || {
+            let receiver = Arc::clone(&receiver);
+            async move {
+                let mut receiver = receiver.lock().await;
+                while let Some(work) = receiver.recv().await {
+                    work.await;
+                }
             }
         });
         Outbox(sender)
@@ -111,17 +120,37 @@ pub enum NatsError {
         /// What went wrong.
         cause: String,
     },
-    /// The server refuses messages as large as `max_body_bytes` allows.
+    /// The server refuses messages as large as the configured `max_body_bytes` allows.
     #[error(
-        "the NATS server takes messages of at most {max_payload} bytes, but max_body_bytes \
-         allows events of {max_body} bytes: raise max_payload in nats-server's config, or lower \
-         max_body_bytes"
+        "the NATS server takes messages of at most {max_payload} bytes, but max_body_bytes = \
+         {max_body} needs up to {needed} (the body and {overhead} bytes for the event's headers \
+         and fields): raise max_payload in nats-server's config (e.g. `max_payload: 8MB`), or \
+         lower max_body_bytes to {fits} or less (or remove it: the router then takes the most \
+         the server allows)"
     )]
     Payload {
         /// The server's `max_payload`.
-        max_payload: usize,
+        max_payload: u64,
         /// Largest event body (`[server] max_body_bytes`).
         max_body: u64,
+        /// Room kept for the rest of the message.
+        overhead: u64,
+        /// What a message with such a body may take.
+        needed: u64,
+        /// The largest `max_body_bytes` the server takes.
+        fits: u64,
+    },
+    /// The server's `max_payload` leaves no room for a body at all.
+    #[error(
+        "the NATS server takes messages of at most {max_payload} bytes, which leaves no room for \
+         a body besides the {overhead} bytes kept for the event's headers and fields: raise \
+         max_payload in nats-server's config (e.g. `max_payload: 8MB`)"
+    )]
+    NoRoom {
+        /// The server's `max_payload`.
+        max_payload: u64,
+        /// Room kept for the rest of the message.
+        overhead: u64,
     },
 }
 
@@ -147,9 +176,45 @@ async fn check_jetstream(client: &async_nats::Client) -> Result<(), String> {
     }
 }
 
+/// [`Nats::body_limit`] for a server whose `max_payload` is `max_payload`.
+fn body_limit(
+    max_payload: u64,
+    configured: Option<u64>,
+    default: u64,
+    overhead: u64,
+) -> Result<u64, NatsError> {
+    let fits = max_payload.saturating_sub(overhead);
+    match configured {
+        Some(max_body) if max_body > fits => Err(NatsError::Payload {
+            max_payload,
+            max_body,
+            overhead,
+            needed: max_body.saturating_add(overhead),
+            fits,
+        }),
+        Some(max_body) => Ok(max_body),
+        None if fits == 0 => Err(NatsError::NoRoom {
+            max_payload,
+            overhead,
+        }),
+        None => {
+            let limit = default.min(fits);
+            tracing::info!(
+                max_body_bytes = limit,
+                max_payload,
+                "max_body_bytes is not set: bodies of up to {limit} bytes are accepted (the \
+                 default, {default}, or the NATS server's max_payload, {max_payload}, less \
+                 {overhead} for the event's headers and fields, whichever is smaller)"
+            );
+            Ok(limit)
+        }
+    }
+}
+
 impl Nats {
-    /// Connects to the server(s) of `config` and checks that JetStream answers.
-    pub async fn connect(config: &QueueConfig) -> Result<Nats, NatsError> {
+    /// Connects to the server(s) of `config` and checks that JetStream answers; the outbox's
+    /// task runs under `supervisor`.
+    pub async fn connect(config: &QueueConfig, supervisor: &Supervisor) -> Result<Nats, NatsError> {
         let url = config.url.as_ref().map(|u| u.0.clone()).unwrap_or_default();
         let mut options = match &config.credentials {
             Some(path) => async_nats::ConnectOptions::with_credentials_file(path)
@@ -205,24 +270,23 @@ impl Nats {
             jetstream,
             stream: config.stream.clone(),
             url,
-            outbox: Outbox::start(),
+            outbox: Outbox::start(supervisor),
         })
     }
 
-    /// Fails if the server would refuse an event with a body of `max_body` bytes (headers and
-    /// the router's own fields take up to `overhead` more).
-    pub fn check_payload(&self, max_body: u64, overhead: u64) -> Result<(), NatsError> {
-        let max_payload = self.client.server_info().max_payload;
-        let needed = max_body.saturating_add(overhead);
-        if u64::try_from(max_payload).unwrap_or(u64::MAX) < needed {
-            return Err(NatsError::Payload {
-                max_payload,
-                max_body,
-            });
-        }
-        Ok(())
+    /// The largest event body the router may accept over this server, whose messages carry up
+    /// to `overhead` bytes besides the body: `configured` (`[server] max_body_bytes`), which is
+    /// an error if the server's `max_payload` is too small for it; when not configured,
+    /// `default`, lowered to what `max_payload` takes (logged).
+    pub fn body_limit(
+        &self,
+        configured: Option<u64>,
+        default: u64,
+        overhead: u64,
+    ) -> Result<u64, NatsError> {
+        let max_payload = u64::try_from(self.client.server_info().max_payload).unwrap_or(u64::MAX);
+        body_limit(max_payload, configured, default, overhead)
     }
-
     /// The subject of `destination`'s messages.
     pub fn subject(&self, destination: &str) -> String {
         format!("{}.deliver.{destination}", self.stream)
@@ -278,5 +342,81 @@ impl Nats {
     /// The name of the router's key-value bucket for `what`.
     pub fn bucket(&self, what: &str) -> String {
         format!("{}_{what}", self.stream)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::supervise::FAILING_PANICS;
+
+    #[tokio::test]
+    async fn the_outbox_runs_under_the_supervisor_and_goes_on_after_a_panic() {
+        let metrics = Metrics::new();
+        let supervisor = Supervisor::new(metrics.clone());
+        let outbox = Outbox::start(&supervisor);
+        let (ran, mut done) = mpsc::unbounded_channel();
+        for n in 0..FAILING_PANICS {
+            let ran = ran.clone();
+            outbox.send(async move {
+                let _ = ran.send(n);
+                assert!(n == usize::MAX, "injected panic {n}");
+            });
+        }
+        outbox.send(async move {
+            let _ = ran.send(FAILING_PANICS);
+        });
+        for n in 0..=FAILING_PANICS {
+            assert_eq!(done.recv().await, Some(n), "the work runs in order");
+        }
+        let text = metrics.render();
+        assert!(
+            text.contains(&format!(
+                "webhook_task_panics_total{{task=\"nats_outbox\"}} {FAILING_PANICS}"
+            )),
+            "{text}"
+        );
+        // As for every supervised task, /healthz then says it keeps failing.
+        assert_eq!(supervisor.failing(), vec!["nats_outbox"]);
+    }
+
+    const MIB: u64 = 1024 * 1024;
+    const OVERHEAD: u64 = 64 * 1024;
+
+    #[test]
+    fn an_unset_limit_is_the_default_lowered_to_what_the_server_takes() {
+        // nats-server's own default max_payload is 1 MiB: 960 KiB of body.
+        assert_eq!(
+            body_limit(MIB, None, MIB, OVERHEAD).unwrap(),
+            MIB - OVERHEAD
+        );
+        // A server that takes more leaves the default as it is.
+        assert_eq!(body_limit(8 * MIB, None, MIB, OVERHEAD).unwrap(), MIB);
+        let error = body_limit(OVERHEAD, None, MIB, OVERHEAD).unwrap_err();
+        assert!(matches!(error, NatsError::NoRoom { .. }), "{error}");
+    }
+
+    #[test]
+    fn a_configured_limit_over_the_servers_is_an_error_naming_both_fixes() {
+        assert_eq!(
+            body_limit(MIB, Some(512 * 1024), MIB, OVERHEAD).unwrap(),
+            512 * 1024
+        );
+        assert_eq!(
+            body_limit(MIB, Some(MIB - OVERHEAD), MIB, OVERHEAD).unwrap(),
+            MIB - OVERHEAD
+        );
+        let error = body_limit(MIB, Some(MIB), MIB, OVERHEAD)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("raise max_payload in nats-server's config"),
+            "{error}"
+        );
+        assert!(
+            error.contains("lower max_body_bytes to 983040 or less"),
+            "{error}"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Wiring: builds every part of a router from its config, starts it, and stops it in order.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,7 +11,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
-use crate::config::{Config, ConfigErrors, FsyncMode, QueueBackend};
+use crate::config::{
+    ByteSize, Config, ConfigErrors, DEFAULT_MAX_BODY_BYTES, FsyncMode, QueueBackend,
+};
 use crate::dedup::nats::NatsWindow;
 use crate::delivery::attempt::{Deliverer, Destination, InvalidHeader};
 use crate::delivery::dead_letter::nats::NatsLetters;
@@ -74,16 +77,29 @@ async fn share_over_nats(
     dead_letters: &Arc<DeadLetterStore>,
     ingress: &Ingress,
     destination_ids: &Arc<HashMap<String, usize>>,
+    supervisor: &Supervisor,
 ) -> Result<(), NatsError> {
     let replicas = config.queue.replicas;
     let ids = Arc::clone(destination_ids);
-    let letters = NatsLetters::open(nats, replicas, dead_letters, move |name| {
-        ids.get(name).copied()
-    })
+    let letters = NatsLetters::open(
+        nats,
+        replicas,
+        dead_letters,
+        move |name| ids.get(name).copied(),
+        supervisor,
+    )
     .await?;
     dead_letters.set_log(Arc::new(letters));
     for (route, store) in ingress.dedup_stores() {
-        store.share(NatsWindow::open(nats, replicas, route, store.window()).await?);
+        let window = NatsWindow::open(
+            nats,
+            replicas,
+            route,
+            store.window(),
+            config.queue.publish_timeout.0,
+        )
+        .await?;
+        store.share(window);
     }
     Ok(())
 }
@@ -219,14 +235,21 @@ impl Router {
         ));
         let mut opened = None;
         let mut nats = None;
+        // The body limit the queue allows, when it has its own say (NATS).
+        let mut body_limit = None;
         let queue: Arc<dyn DispatchQueue> = match config.queue.journal_dir() {
             None if config.queue.backend == Some(QueueBackend::Nats) => {
-                let connection = Nats::connect(&config.queue)
+                let connection = Nats::connect(&config.queue, &supervisor)
                     .await
                     .map_err(StartError::Nats)?;
-                connection
-                    .check_payload(server.max_body_bytes.0, NATS_MESSAGE_OVERHEAD)
+                let limit = connection
+                    .body_limit(
+                        server.max_body_bytes.map(|size| size.0),
+                        DEFAULT_MAX_BODY_BYTES.0,
+                        NATS_MESSAGE_OVERHEAD,
+                    )
                     .map_err(StartError::Nats)?;
+                body_limit = Some(ByteSize(limit));
                 let nats_destinations: Vec<NatsDestination> = destinations
                     .iter()
                     .map(|d| NatsDestination {
@@ -241,6 +264,7 @@ impl Router {
                     capacity,
                     metrics.clone(),
                     Arc::clone(&holds),
+                    &supervisor,
                 )
                 .await
                 .map_err(StartError::Nats)?;
@@ -284,8 +308,12 @@ impl Router {
             metrics.clone(),
             journal.clone(),
         ));
+        let mut ingress_config = Cow::Borrowed(config);
+        if let Some(limit) = body_limit {
+            ingress_config.to_mut().server.max_body_bytes = Some(limit);
+        }
         let ingress = Ingress::new(
-            config,
+            &ingress_config,
             &destination_ids,
             chains,
             Arc::clone(&queue),
@@ -293,9 +321,16 @@ impl Router {
             &metrics,
         );
         if let Some(nats) = &nats {
-            share_over_nats(nats, config, &dead_letters, &ingress, &destination_ids)
-                .await
-                .map_err(StartError::Nats)?;
+            share_over_nats(
+                nats,
+                config,
+                &dead_letters,
+                &ingress,
+                &destination_ids,
+                &supervisor,
+            )
+            .await
+            .map_err(StartError::Nats)?;
         }
         if let Some((_, mut recovered, journal_queue, resumed)) = opened {
             resume(

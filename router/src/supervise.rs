@@ -1,13 +1,15 @@
 //! Supervision of the router's long-lived tasks (dispatch, lane workers, the retry scheduler,
-//! listeners, metrics upkeep, the plugin epoch ticker): a panic is logged with the task's
-//! name, counted in `webhook_task_panics_total{task}`, and the task is started again. A task
-//! that keeps panicking ([`FAILING_PANICS`] times within [`FAILING_WINDOW`]) marks the router
-//! unhealthy: `/healthz` and `/readyz` answer 503, so that an orchestrator restarts the
-//! process instead of leaving it running empty.
+//! listeners, metrics upkeep, the plugin epoch ticker, and with NATS the outbox, the fetches,
+//! the keep-alive and the dead-letter mirror): a panic is logged with the task's name, counted
+//! in `webhook_task_panics_total{task}`, and the task is started again. A task that keeps
+//! panicking ([`FAILING_PANICS`] times within [`FAILING_WINDOW`]) marks the router unhealthy:
+//! `/healthz` and `/readyz` answer 503, so that an orchestrator restarts the process instead
+//! of leaving it running empty.
 //!
 //! Supervision restarts a task; keeping the events it held is the task's own design: a lane
 //! worker puts back the delivery whose attempt panicked, the retry scheduler keeps its waiting
-//! deliveries outside the task (see `dispatch`).
+//! deliveries outside the task (see `dispatch`), the NATS outbox and dead-letter mirror keep
+//! their channel and watch outside theirs (a restart reads on after what panicked).
 // Time arithmetic meets configured and remote values here: no operator may overflow.
 #![warn(clippy::arithmetic_side_effects)]
 

@@ -623,3 +623,143 @@ async fn a_full_stream_answers_503_and_keeps_what_it_accepted() {
     let counts = wait_delivered(&s.sink, &kept).await;
     assert_all_delivered(&kept, &counts);
 }
+
+/// A GitHub delivery signed with `s3cret`, to `/hooks` at `ingress`.
+fn github_request(ingress: &str, delivery: &str, body: &[u8]) -> reqwest::RequestBuilder {
+    let mut request = client()
+        .post(format!("http://{ingress}/hooks"))
+        .header("content-type", "application/json")
+        .header("x-github-event", "pull_request")
+        .header("x-github-delivery", delivery);
+    for (name, value) in webhook_router_tests::signing::sign("github", "s3cret", body, 0) {
+        request = request.header(name, value);
+    }
+    request.body(body.to_vec())
+}
+
+/// Posts [`github_request`]: its status and the event id it was answered with.
+async fn post_github(ingress: &str, delivery: &str, body: &[u8]) -> (u16, String) {
+    let answer = github_request(ingress, delivery, body)
+        .send()
+        .await
+        .expect("post");
+    let status = answer.status().as_u16();
+    let json: serde_json::Value = answer.json().await.unwrap_or_default();
+    (status, json["id"].as_str().unwrap_or_default().to_owned())
+}
+
+/// The route's entries in the shared dedup window (24 h: bucket `WEBHOOKS_dedup_86400s`), as
+/// the server holds them now.
+async fn dedup_entries(nats: &NatsServer) -> Vec<(String, String)> {
+    use futures_util::StreamExt;
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let Ok(bucket) = async_nats::jetstream::new(client)
+        .get_key_value("WEBHOOKS_dedup_86400s")
+        .await
+    else {
+        return Vec::new();
+    };
+    let keys: Vec<String> = bucket
+        .keys()
+        .await
+        .expect("keys")
+        .filter_map(|key| async move { key.ok() })
+        .collect()
+        .await;
+    let mut entries = Vec::new();
+    for key in keys {
+        if let Some(value) = bucket.get(&key).await.expect("get") {
+            entries.push((key, String::from_utf8_lossy(&value).into_owned()));
+        }
+    }
+    entries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_left_by_a_router_killed_before_publishing_expires_within_seconds() {
+    const DELIVERY: &str = "9b1c2e4a-0d6f-11ef-8a3b-5f2e7d9c1a00";
+    let dir = fresh_dir("claim");
+    let nats = NatsServer::start(&dir.join("nats"));
+    let sink = Sink::healthy().await;
+    let dedup = "verify = { preset = \"github\", secrets = [\"s3cret\"] }\ndedup = {}\n";
+    // Router 1's plugin sleeps for a minute on every event, after the delivery id is claimed
+    // and before the event is published: the window a crash leaves a pending claim in. A
+    // publish_timeout of 1 s makes a pending claim live 6 s (publish_timeout + 5 s).
+    let holding = format!(
+        "{dedup}[[routes.plugins]]\nmodule = \"{}\"\n\
+         config = {{ mode = \"sleep\", bytes = 60000 }}\nlimits = {{ time = \"10s\" }}\n",
+        webhook_router_tests::wasm::module("hostile").display()
+    );
+    let queue = "publish_timeout = \"1s\"";
+    let one = start(&write_config(&dir, 1, &nats.url(), &sink, queue, &holding));
+    let mut two = start(&write_config(&dir, 2, &nats.url(), &sink, queue, dedup));
+    let body = br#"{"action":"opened","number":1}"#;
+
+    let held = tokio::spawn(github_request(&one.ingress, DELIVERY, body).send());
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let claim = loop {
+        if let Some(entry) = dedup_entries(&nats).await.pop() {
+            break entry;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "router 1 never claimed the id"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let _ = one.kill();
+    let killed_at = std::time::Instant::now();
+    let answer = held.await.expect("join");
+    assert!(
+        answer.is_err(),
+        "router 1 died before answering: {answer:?}"
+    );
+    eprintln!("router 1 killed with its claim pending: {claim:?}");
+    assert!(claim.1.starts_with('?'), "a pending claim: {claim:?}");
+    assert_eq!(
+        dedup_entries(&nats).await,
+        vec![claim.clone()],
+        "the dead router's claim is left as it was"
+    );
+
+    // The sender retries on router 2: "being accepted" until the claim's deadline, then taken.
+    let mut refused = 0;
+    let accepted_id = loop {
+        let (status, id) = post_github(&two.ingress, DELIVERY, body).await;
+        if status == 202 {
+            break id;
+        }
+        assert_eq!(status, 503, "in progress until the claim expires");
+        refused += 1;
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(15),
+            "the dead router's claim never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let took = killed_at.elapsed();
+    eprintln!(
+        "202 from router 2 {:.1} s after router 1 was killed ({refused} answers 503 before)",
+        took.as_secs_f64()
+    );
+    assert!(refused > 0, "the claim was honoured while it was alive");
+    assert!(
+        took < Duration::from_secs(8),
+        "202 within seconds: {took:?}"
+    );
+    two.wait_for_log("taken over");
+
+    // Delivered once; the id is now a duplicate answered with that event.
+    sink.wait_for_delivered(1, PATIENCE).await;
+    let (status, again) = post_github(&two.ingress, DELIVERY, body).await;
+    assert_eq!((status, again.as_str()), (202, accepted_id.as_str()));
+    wait_idle(&two.admin).await;
+    assert_eq!(sink.delivered().len(), 1, "delivered once");
+    assert_eq!(
+        metric(&two.admin, "webhook_duplicates_total{route=\"hooks\"}").await,
+        Some(1.0)
+    );
+    let entries = dedup_entries(&nats).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].1, accepted_id, "committed as router 2's event");
+}

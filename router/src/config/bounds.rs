@@ -105,6 +105,14 @@ bounded!(
     /// `server.max_body_bytes`: 1 B to 256 MiB (a body is held in memory until delivered).
     max_body_bytes, "max_body_bytes": ByteSize = size(1, 256 * MIB)
 );
+
+/// `server.max_body_bytes`, present only when written (without it the limit depends on the
+/// queue: see `ServerConfig::body_limit`).
+pub(crate) fn max_body_bytes_set<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<ByteSize>, D::Error> {
+    max_body_bytes(d).map(Some)
+}
 bounded!(
     /// `server.queue_capacity`: 1 to 10 000 000 events.
     queue_capacity, "queue_capacity": NonZeroUsize = count_usize(10_000_000)

@@ -54,12 +54,11 @@ pub struct ServerConfig {
     /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`, dead letters).
     #[serde(default = "defaults::admin_listen")]
     pub admin_listen: SocketAddr,
-    /// Largest accepted request body; larger ones get 413.
-    #[serde(
-        default = "defaults::max_body_bytes",
-        deserialize_with = "bounds::max_body_bytes"
-    )]
-    pub max_body_bytes: ByteSize,
+    /// Largest accepted request body; larger ones get 413. Not set: [`DEFAULT_MAX_BODY_BYTES`],
+    /// lowered with `backend = "nats"` to what the server's `max_payload` takes (see
+    /// [`ServerConfig::body_limit`] and `Nats::body_limit`).
+    #[serde(default, deserialize_with = "bounds::max_body_bytes_set")]
+    pub max_body_bytes: Option<ByteSize>,
     /// Most events held by the router (queued or being delivered); past it senders get 503.
     #[serde(
         default = "defaults::queue_capacity",
@@ -124,12 +123,23 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<crate::allow_list::Cidr>,
 }
 
+/// The largest request body accepted when `max_body_bytes` is not set (and the NATS server, if
+/// any, takes messages that large).
+pub const DEFAULT_MAX_BODY_BYTES: ByteSize = ByteSize(1024 * 1024);
+
+impl ServerConfig {
+    /// The largest request body accepted: `max_body_bytes`, or [`DEFAULT_MAX_BODY_BYTES`].
+    pub fn body_limit(&self) -> ByteSize {
+        self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES)
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: defaults::listen(),
             admin_listen: defaults::admin_listen(),
-            max_body_bytes: defaults::max_body_bytes(),
+            max_body_bytes: None,
             queue_capacity: defaults::queue_capacity(),
             header_read_timeout: defaults::header_read_timeout(),
             idle_timeout: defaults::idle_timeout(),
@@ -613,9 +623,6 @@ mod defaults {
     }
     pub fn admin_listen() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 9090))
-    }
-    pub fn max_body_bytes() -> ByteSize {
-        ByteSize(1024 * 1024)
     }
     pub fn queue_capacity() -> NonZeroUsize {
         NonZeroUsize::new(100_000).expect("non-zero")
@@ -1193,7 +1200,7 @@ destinations = ["ci"]
     #[test]
     fn valid_config_parses_with_values_and_defaults() {
         let config = parse(VALID).expect("valid");
-        assert_eq!(config.server.max_body_bytes, ByteSize(64 * 1024));
+        assert_eq!(config.server.max_body_bytes, Some(ByteSize(64 * 1024)));
         assert_eq!(config.server.queue_capacity.get(), 10);
         assert_eq!(config.server.header_read_timeout.0, Duration::from_secs(10));
         let ci = &config.destinations["ci"];

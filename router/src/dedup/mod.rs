@@ -20,7 +20,8 @@
 //!
 //! Several routers on one NATS JetStream share a [`SharedWindow`] ([`nats`]: a key-value bucket
 //! whose entries expire with the window): an id claimed on one router is a duplicate (or in
-//! progress) on every other.
+//! progress) on every other. A claim there that is neither committed nor released (its router
+//! died) is in progress for a few seconds only, then taken over.
 
 pub mod nats;
 

@@ -137,7 +137,7 @@ impl Ingress {
             refusals: Arc::new(RefusalLog::new(
                 config.routes.iter().map(|route| route.id.clone()).collect(),
             )),
-            max_body_bytes: usize::try_from(config.server.max_body_bytes.0).unwrap_or(usize::MAX),
+            max_body_bytes: usize::try_from(config.server.body_limit().0).unwrap_or(usize::MAX),
             body_read_timeout: config.server.body_read_timeout.0,
             trusted_proxies: config.server.trusted_proxies.clone(),
         }

@@ -40,6 +40,7 @@ use crate::event::Event;
 use crate::journal::codec;
 use crate::metrics::Metrics;
 use crate::nats::{Nats, NatsError, Outbox};
+use crate::supervise::Supervisor;
 
 /// Most messages one pull asks for.
 const BATCH: usize = 256;
@@ -170,7 +171,8 @@ impl Drop for NatsAck {
 
 impl NatsQueue {
     /// Creates (or checks) the stream and each destination's consumer, and starts fetching.
-    /// `capacity` and `holds` bound what this router holds at once.
+    /// `capacity` and `holds` bound what this router holds at once. The fetch tasks
+    /// (`nats_fetch`) and the keep-alive (`nats_keep_alive`) run under `supervisor`.
     pub async fn open(
         nats: Nats,
         config: &QueueConfig,
@@ -178,6 +180,7 @@ impl NatsQueue {
         capacity: usize,
         metrics: Metrics,
         holds: Arc<Holds>,
+        supervisor: &Supervisor,
     ) -> Result<NatsQueue, NatsError> {
         let stream = ensure_stream(&nats, config).await?;
         warn_of_orphans(&stream, &nats, destinations).await;
@@ -191,7 +194,7 @@ impl NatsQueue {
             let subject = nats.subject(&destination.name);
             let consumer = ensure_consumer(&stream, config, destination, &subject).await?;
             subjects.push(subject);
-            let fetch = Fetch {
+            let fetch = Arc::new(Fetch {
                 consumer,
                 destination: id,
                 name: destination.name.clone(),
@@ -199,16 +202,24 @@ impl NatsQueue {
                 held: Arc::clone(&held),
                 keys: Arc::clone(&keys),
                 outbox: nats.outbox.clone(),
-            };
-            fetches.push(tokio::spawn(fetch.run(stop.clone())));
+            });
+            let stop = stop.clone();
+            fetches.push(supervisor.spawn("nats_fetch", move || {
+                let (fetch, stop) = (Arc::clone(&fetch), stop.clone());
+                async move { fetch.run(stop).await }
+            }));
         }
         let alive = CancellationToken::new();
-        tokio::spawn(keep_alive(
+        let keep = (
             Arc::clone(&held),
             config.ack_wait.0 / 3,
             nats.outbox.clone(),
             alive.clone(),
-        ));
+        );
+        supervisor.spawn("nats_keep_alive", move || {
+            let (held, every, outbox, alive) = keep.clone();
+            keep_alive(held, every, outbox, alive)
+        });
         Ok(NatsQueue {
             local,
             nats,
@@ -430,7 +441,7 @@ struct Fetch {
 }
 
 impl Fetch {
-    async fn run(self, stop: CancellationToken) {
+    async fn run(&self, stop: CancellationToken) {
         let mut failing = false;
         while !stop.is_cancelled() {
             let room = self.room();

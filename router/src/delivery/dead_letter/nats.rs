@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use super::{DeadLetterStore, LetterLog};
 use crate::nats::{Nats, NatsError, Outbox};
 use crate::queue::DestinationId;
+use crate::supervise::Supervisor;
 
 /// How long the start waits to read the letters already in the bucket.
 const INITIAL_READ: Duration = Duration::from_secs(10);
@@ -57,12 +58,14 @@ impl LetterLog for NatsLetters {
 
 impl NatsLetters {
     /// Opens (or creates) the bucket, reads the letters in it into `store` and keeps `store`
-    /// in step with it; `resolve` gives a destination's id by name.
+    /// in step with it (the task `nats_dead_letter_mirror`, under `supervisor`); `resolve`
+    /// gives a destination's id by name.
     pub async fn open(
         nats: &Nats,
         replicas: usize,
         store: &Arc<DeadLetterStore>,
         resolve: impl Fn(&str) -> Option<DestinationId> + Send + Sync + 'static,
+        supervisor: &Supervisor,
     ) -> Result<NatsLetters, NatsError> {
         let name = nats.bucket("dead_letters");
         let setup = |cause: String| NatsError::Setup {
@@ -96,13 +99,26 @@ impl NatsLetters {
                 tracing::warn!(bucket = %name, "NATS: reading the shared dead letters took too long; the rest arrive in the background");
             }
         }
-        let mirror = Arc::clone(store);
-        tokio::spawn(async move {
-            while let Some(entry) = changes.next().await {
-                match entry {
-                    Ok(entry) => apply(&mirror, &entry, &resolve),
-                    Err(error) => {
-                        tracing::warn!(%error, "NATS: following the shared dead letters failed");
+        // The watch is kept outside the task, so that a restart after a panic follows on.
+        let (mirror, changes, resolve) = (
+            Arc::clone(store),
+            Arc::new(tokio::sync::Mutex::new(changes)),
+            Arc::new(resolve),
+        );
+        supervisor.spawn("nats_dead_letter_mirror", move || {
+            let (mirror, changes, resolve) = (
+                Arc::clone(&mirror),
+                Arc::clone(&changes),
+                Arc::clone(&resolve),
+            );
+            async move {
+                let mut changes = changes.lock().await;
+                while let Some(entry) = changes.next().await {
+                    match entry {
+                        Ok(entry) => apply(&mirror, &entry, resolve.as_ref()),
+                        Err(error) => {
+                            tracing::warn!(%error, "NATS: following the shared dead letters failed");
+                        }
                     }
                 }
             }
