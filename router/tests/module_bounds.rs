@@ -278,6 +278,42 @@ async fn a_compile_past_its_deadline_fails_at_the_deadline_and_a_later_one_succe
         .expect("compiles within a generous deadline");
 }
 
+#[test]
+fn check_gives_up_on_a_slow_compile_at_compile_timeout_and_exits_without_waiting_for_it() {
+    // The Python example (componentize-py, about 18 MB) takes many seconds to compile: built by
+    // `examples/plugins/build.sh`, found where `tests/run.sh` and `env.sh` point.
+    let languages = std::env::var_os("WEBHOOK_ROUTER_LANGUAGES_DIR").expect(
+        "WEBHOOK_ROUTER_LANGUAGES_DIR names the built language examples (tests/run.sh sets it)",
+    );
+    let python = PathBuf::from(languages).join("bot_filter_python.wasm");
+    assert!(python.is_file(), "no {}", python.display());
+    let dir = fresh_dir("compile-timeout");
+    // No cache, so the compile is real work whatever ran before.
+    let plugins = "[plugins]\ncache = \"off\"\ncompile_timeout = \"1s\"\n";
+    let config = write_config(&dir, "slow.toml", &python, plugins);
+    let (output, took) = run_within(
+        &["check", "--config", &config.display().to_string()],
+        &dir,
+        Duration::from_secs(30),
+    );
+    let stderr = text(&output.stderr);
+    eprintln!(
+        "check on the Python example: {took:.1?}: {}",
+        stderr.trim_end()
+    );
+    assert!(!output.status.success(), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "compiling plugin module {} took longer than compile_timeout (1s)",
+            python.display()
+        )),
+        "{stderr}"
+    );
+    // Answered at the deadline, the compile left behind: not after it finished.
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
 /// Files anywhere under `dir`.
 fn files_under(dir: &Path) -> usize {
     std::fs::read_dir(dir)

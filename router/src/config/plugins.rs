@@ -45,7 +45,7 @@ fn default_max_module_bytes() -> ByteSize {
 }
 
 fn default_compile_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(120))
+    HumanDuration(Duration::from_secs(300))
 }
 
 /// `[plugins] cache`: where compiled plugin code is kept, so a module compiles once, not at
