@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
@@ -193,7 +194,36 @@ impl Admin {
         else {
             return false;
         };
-        // Constant-time, so the token cannot be guessed byte by byte from response times.
-        bool::from(given.as_bytes().ct_eq(token.expose().as_bytes()))
+        token_matches(given, token.expose())
+    }
+}
+
+/// Whether `given` is `token`, in time that depends on neither: both are hashed and the digests
+/// compared in constant time, so the token can be guessed neither byte by byte nor by its
+/// length (comparing the raw bytes ends at once when the lengths differ).
+fn token_matches(given: &str, token: &str) -> bool {
+    let given = Sha256::digest(given.as_bytes());
+    let token = Sha256::digest(token.as_bytes());
+    bool::from(given.as_slice().ct_eq(token.as_slice()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_matches;
+
+    #[test]
+    fn only_the_token_itself_matches_whatever_the_length() {
+        let token = "s3cret-admin-token";
+        assert!(token_matches(token, token));
+        for wrong in [
+            "s3cret-admin-tokeN",  // same length, last byte differs
+            "t3cret-admin-token",  // same length, first byte differs
+            "s3cret-admin-toke",   // a prefix
+            "s3cret-admin-token ", // one byte longer
+            "s3cret-admin-token-and-much-more",
+            "",
+        ] {
+            assert!(!token_matches(wrong, token), "{wrong:?}");
+        }
     }
 }

@@ -40,7 +40,8 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Validate a config file as `serve` would; print "ok" or every error with file:line.
+    /// Validate a config file as `serve` would; print "ok" (and any warnings, to stderr) or
+    /// every error with file:line.
     Check {
         /// The route config file (TOML).
         #[arg(long, short)]
@@ -235,6 +236,9 @@ async fn check(path: &Path) -> ExitCode {
     match check_plugins(&config).await {
         Ok(_) => {
             println!("ok");
+            for warning in warnings(&config) {
+                eprintln!("warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -242,6 +246,20 @@ async fn check(path: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What is allowed but probably not meant, for `check` to point out about a valid config.
+fn warnings(config: &Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if config.server.admin_token.is_none() {
+        warnings.push(format!(
+            "server.admin_token is not set: any process that can reach the admin listener ({}) \
+             can read dead letters (event bodies) and replay them; set admin_token, e.g. \
+             admin_token = \"${{ADMIN_TOKEN}}\"",
+            config.server.admin_listen
+        ));
+    }
+    warnings
 }
 
 fn plugin_inspect(module: &Path) -> Result<ExitCode> {

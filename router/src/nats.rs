@@ -33,7 +33,8 @@ pub struct Nats {
     pub jetstream: jetstream::Context,
     /// The stream's name (`[queue] stream`), also the prefix of every bucket.
     pub stream: String,
-    /// The server(s), as configured, for messages.
+    /// The server(s) as configured, without any credentials written in them, for messages
+    /// (logs, errors and `/readyz`, which answers without a token).
     pub url: String,
     /// Where acks and bucket writes go, to reach the server in the order they are made.
     pub outbox: Outbox,
@@ -216,6 +217,8 @@ impl Nats {
     /// task runs under `supervisor`.
     pub async fn connect(config: &QueueConfig, supervisor: &Supervisor) -> Result<Nats, NatsError> {
         let url = config.url.as_ref().map(|u| u.0.clone()).unwrap_or_default();
+        // What messages show; `url` itself (credentials and all) is only given to the client.
+        let shown = without_credentials(&url);
         let mut options = match &config.credentials {
             Some(path) => async_nats::ConnectOptions::with_credentials_file(path)
                 .await
@@ -231,7 +234,7 @@ impl Nats {
         if let (Some(user), Some(password)) = (&config.user, &config.password) {
             options = options.user_and_password(user.0.clone(), password.expose().to_owned());
         }
-        let logged_url = url.clone();
+        let logged_url = shown.clone();
         let options = options
             .name("webhook-router")
             .connection_timeout(CONNECT_TIMEOUT)
@@ -255,21 +258,21 @@ impl Nats {
                 .connect(servers.as_slice())
                 .await
                 .map_err(|cause| NatsError::Connect {
-                    url: url.clone(),
+                    url: shown.clone(),
                     cause: cause.to_string(),
                 })?;
         let jetstream = jetstream::new(client.clone());
         check_jetstream(&client)
             .await
             .map_err(|cause| NatsError::NoJetStream {
-                url: url.clone(),
+                url: shown.clone(),
                 cause,
             })?;
         Ok(Nats {
             client,
             jetstream,
             stream: config.stream.clone(),
-            url,
+            url: shown,
             outbox: Outbox::start(supervisor),
         })
     }
@@ -345,6 +348,28 @@ impl Nats {
     }
 }
 
+/// `servers` (one URL or several separated by commas) with any `user:password@` or `token@`
+/// taken out, so that messages name the servers and never the credentials.
+pub fn without_credentials(servers: &str) -> String {
+    servers
+        .split(',')
+        .map(|server| {
+            let server = server.trim();
+            let (scheme, rest) = match server.find("://") {
+                Some(at) => server.split_at(at + 3),
+                None => ("", server),
+            };
+            // The authority ends at the first `/`, `?` or `#`; its user info at its last `@`.
+            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}{}", &rest[at + 1..]),
+                None => server.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,5 +443,29 @@ mod tests {
             error.contains("lower max_body_bytes to 983040 or less"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn credentials_are_taken_out_of_every_server_url() {
+        for (configured, shown) in [
+            ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+            (
+                "nats://router:pa55w0rd@nats.internal:4222",
+                "nats://nats.internal:4222",
+            ),
+            (
+                "nats://s3cr3t-token@127.0.0.1:4222",
+                "nats://127.0.0.1:4222",
+            ),
+            ("tls://u:p@a@host:4222/", "tls://host:4222/"),
+            ("user:pw@host:4222", "host:4222"),
+            (
+                "nats://a:x@one:4222, nats://two:4222 ,nats://b:y@three:4222",
+                "nats://one:4222,nats://two:4222,nats://three:4222",
+            ),
+            ("nats://host:4222/path@thing", "nats://host:4222/path@thing"),
+        ] {
+            assert_eq!(without_credentials(configured), shown, "{configured}");
+        }
     }
 }

@@ -47,6 +47,27 @@ fn valid_config_prints_ok() {
 }
 
 #[test]
+fn check_warns_when_the_admin_listener_has_no_token_and_not_when_it_has_one() {
+    let path = config_file("no-token.toml", VALID);
+    let (success, stdout, stderr) = check(&path);
+    assert!(success, "a warning does not fail the check: {stderr}");
+    assert_eq!(stdout, "ok\n");
+    assert_eq!(
+        stderr,
+        "warning: server.admin_token is not set: any process that can reach the admin \
+         listener (127.0.0.1:9090) can read dead letters (event bodies) and replay them; set \
+         admin_token, e.g. admin_token = \"${ADMIN_TOKEN}\"\n"
+    );
+
+    let with_token = VALID.replace("[server]\n", "[server]\nadmin_token = \"correct-horse\"\n");
+    let path = config_file("token.toml", &with_token);
+    let (success, stdout, stderr) = check(&path);
+    assert!(success, "{stderr}");
+    assert_eq!(stdout, "ok\n");
+    assert_eq!(stderr, "", "no warning with a token");
+}
+
+#[test]
 fn typo_and_unknown_destination_are_both_reported_with_file_and_line() {
     let text = VALID
         .replace("timeout = \"10s\"", "timout = \"10s\"")

@@ -276,6 +276,14 @@ bounded!(
     /// A plugin's `limits.output`: 1 KiB to 256 MiB.
     plugin_output, "output": ByteSize = size(1024, 256 * MIB)
 );
+bounded!(
+    /// `[plugins] max_module_bytes`: 1 KiB to 1 GiB.
+    max_module_bytes, "max_module_bytes": ByteSize = size(1024, 1024 * MIB)
+);
+bounded!(
+    /// `[plugins] compile_timeout`: 1 s to 1 h.
+    compile_timeout, "compile_timeout": HumanDuration = duration(SECOND, HOUR)
+);
 
 /// `dedup.capacity`, as the `usize` the dedup store takes.
 pub(crate) fn dedup_capacity<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {

@@ -1,11 +1,13 @@
 //! The route config file: its TOML schema, loading and validation.
 //!
 //! A file has three parts: `[server]` (listeners and limits), `[destinations.NAME]` (where events
-//! go and how they are retried) and `[[routes]]` (which path feeds which destinations). Loading
+//! go and how they are retried) and `[[routes]]` (which path feeds which destinations), and may
+//! have `[queue]` (where events are held) and `[plugins]` (plugin module bounds). Loading
 //! reports every problem it finds, each with file, line and key, instead of stopping at the first.
 
 pub(crate) mod bounds;
 mod error;
+mod plugins;
 mod values;
 mod verify;
 
@@ -21,6 +23,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 pub use error::{ConfigError, ConfigErrors};
+pub use plugins::{CompileCache, PluginsConfig};
 pub use values::{ByteSize, EnvString, HumanDuration, Secret};
 pub use verify::{DedupConfig, SignConfig};
 
@@ -35,6 +38,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Where accepted events are held: in memory, or in the journal.
     pub queue: QueueConfig,
+    /// What every route's plugin modules may be, and where their compiled code is cached.
+    pub plugins: PluginsConfig,
     /// Delivery targets, by name.
     pub destinations: BTreeMap<String, DestinationConfig>,
     /// Webhook routes, in file order.
@@ -744,6 +749,7 @@ impl Config {
 
         let mut server = None;
         let mut queue = None;
+        let mut plugins = None;
         let mut destinations = BTreeMap::new();
         let mut destination_names = HashSet::new();
         let mut raw_routes = Vec::new();
@@ -784,6 +790,17 @@ impl Config {
                         }
                     }
                 }
+                "plugins" => {
+                    plugins = deserialize_item::<PluginsConfig>(value, "plugins", &mut sink);
+                    if let Some(PluginsConfig {
+                        cache: CompileCache::Directory(dir),
+                        ..
+                    }) = &mut plugins
+                        && dir.is_relative()
+                    {
+                        *dir = source.parent().unwrap_or_else(|| Path::new("")).join(&*dir);
+                    }
+                }
                 "destinations" => {
                     parse_destinations(value, &mut sink, &mut destinations, &mut destination_names);
                 }
@@ -791,7 +808,8 @@ impl Config {
                 other => sink.push(
                     Some(key_span),
                     other,
-                    "unknown key, expected one of `server`, `queue`, `destinations`, `routes`",
+                    "unknown key, expected one of `server`, `queue`, `plugins`, `destinations`, \
+                     `routes`",
                 ),
             }
         }
@@ -804,6 +822,7 @@ impl Config {
             source: source.to_path_buf(),
             server,
             queue: queue.unwrap_or_default(),
+            plugins: plugins.unwrap_or_default(),
             destinations,
             routes,
             test_faults: crate::supervise::TestFaults::default(),

@@ -1,5 +1,6 @@
 //! The process-wide plugin engine: one wasmtime `Engine` (component model, async calls, fuel,
-//! pooling allocator, epoch interruption, copy-on-write memory images, on-disk compile cache),
+//! pooling allocator, epoch interruption, copy-on-write memory images, the router's own
+//! on-disk compile cache, see [`super::cache`]),
 //! its epoch ticker thread, and the `Linker` that gives plugins the contract's `log` import and
 //! all of WASI 0.2 and `wasi:http`, so that any toolchain's output instantiates — granting only
 //! pure logic: the wall and monotonic clocks, random, and stdout and stderr captured per call
@@ -21,6 +22,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::bindings::{Filter, FilterImports, Level};
 use super::limits::MemoryLimiter;
 use super::stdio::{StdioCapture, Stream};
+use crate::config::CompileCache;
 
 /// How often the epoch advances: how often a running guest yields to the async runtime, and the
 /// granularity of the wall-clock backstop.
@@ -214,19 +216,21 @@ impl std::fmt::Debug for PluginEngine {
 }
 
 impl PluginEngine {
-    /// The process's engine, created (with its ticker thread) on first use.
-    pub fn shared() -> Result<&'static PluginEngine, EngineError> {
+    /// The process's engine, created (with its ticker thread) on first use, caching compiled
+    /// code as `cache` says. The first call's `cache` holds for the life of the process (a
+    /// process runs one config); later calls get the same engine whatever theirs.
+    pub fn shared(cache: &CompileCache) -> Result<&'static PluginEngine, EngineError> {
         static SHARED: OnceLock<Result<PluginEngine, EngineError>> = OnceLock::new();
         SHARED
             .get_or_init(|| {
-                Self::new()
+                Self::new(cache)
                     .map_err(|e| EngineError(format!("cannot start the plugin engine: {e:#}")))
             })
             .as_ref()
             .map_err(Clone::clone)
     }
 
-    fn new() -> wasmtime::Result<Self> {
+    fn new(cache: &CompileCache) -> wasmtime::Result<Self> {
         let mut pooling = PoolingAllocationConfig::default();
         pooling
             .total_component_instances(POOLED_INSTANCES)
@@ -250,11 +254,16 @@ impl PluginEngine {
             .memory_init_cow(true)
             .max_wasm_stack(512 * 1024)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
-        match wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
-            Ok(cache) => {
-                config.cache(Some(cache));
+        if let Some(dir) = super::cache::directory(cache) {
+            let mut cache_config = wasmtime::CacheConfig::new();
+            cache_config.with_directory(&dir);
+            match wasmtime::Cache::new(cache_config) {
+                Ok(cache) => {
+                    tracing::debug!(dir = %dir.display(), "plugin compile cache");
+                    config.cache(Some(cache));
+                }
+                Err(error) => tracing::warn!("plugin compile cache off: {error:#}"),
             }
-            Err(error) => tracing::debug!(%error, "plugin compile cache disabled"),
         }
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);

@@ -18,6 +18,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::engine::{EngineError, PluginEngine};
+use super::module::{ModuleBounds, ModuleError, compile_within_blocking, read_module};
+use crate::config::CompileCache;
 
 /// What the router does with one import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,38 +55,21 @@ pub struct Inspection {
 /// Why a module could not be inspected.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The module's path.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The engine could not start, or the module is not a component it can compile.
-    #[error("cannot compile {path}: {source}")]
-    Compile {
-        /// The module's path.
-        path: String,
-        /// What the engine said.
-        source: EngineError,
-    },
+    /// The file could not be read within the `[plugins]` default bounds, or not compiled.
+    #[error(transparent)]
+    Module(#[from] ModuleError),
+    /// The engine could not start.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
 }
 
-/// Compiles `module` and lists its imports and exports.
+/// Compiles `module` (read and compiled within the `[plugins]` defaults) and lists its imports
+/// and exports.
 pub fn inspect(module: &Path) -> Result<Inspection, InspectError> {
-    let path = module.display().to_string();
-    let wasm = std::fs::read(module).map_err(|source| InspectError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    let engine = PluginEngine::shared().map_err(|source| InspectError::Compile {
-        path: path.clone(),
-        source,
-    })?;
-    let component = engine
-        .compile(&wasm)
-        .map_err(|source| InspectError::Compile { path, source })?;
+    let bounds = ModuleBounds::default();
+    let wasm = read_module(module, bounds.max_bytes)?;
+    let engine = PluginEngine::shared(&CompileCache::Default)?;
+    let component = compile_within_blocking(engine, wasm, module, bounds.compile_timeout)?;
     let ty = component.component_type();
     let imports = ty
         .imports(engine.engine())

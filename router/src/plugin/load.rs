@@ -1,5 +1,7 @@
-//! Loading plugins: read, compile (once per module file), pre-instantiate and configure.
-//! `serve` and `check` both go through here, so `check` catches everything `serve` would.
+//! Loading plugins: read (with bounds), compile (once per module file, under a deadline),
+//! pre-instantiate and configure. `serve` and `check` both go through here, so `check` catches
+//! everything `serve` would. The engine starts at the first module that is read whole, so a
+//! config whose modules are all refused fails without it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,8 +10,11 @@ use std::sync::Arc;
 use wasmtime::component::Component;
 
 use super::engine::PluginEngine;
+use super::module::{ModuleBounds, compile_within, read_module};
 use super::{LoadedPlugin, PluginChain, PluginLimits};
-use crate::config::{Config, ConfigErrors, Isolation, PluginConfig, PluginLimitsConfig};
+use crate::config::{
+    CompileCache, Config, ConfigErrors, Isolation, PluginConfig, PluginLimitsConfig,
+};
 use crate::metrics::Metrics;
 use crate::queue::DestinationId;
 
@@ -24,7 +29,8 @@ impl From<PluginLimitsConfig> for PluginLimits {
     }
 }
 
-/// Loads one plugin outside any config (for `webhook-router plugin run`).
+/// Loads one plugin outside any config (for `webhook-router plugin run`), with the `[plugins]`
+/// defaults: module bounds and compile cache.
 pub async fn load_plugin(
     module: &Path,
     route: &str,
@@ -32,8 +38,15 @@ pub async fn load_plugin(
     limits: PluginLimits,
     isolation: Isolation,
 ) -> Result<LoadedPlugin, String> {
-    let engine = PluginEngine::shared().map_err(|e| e.to_string())?;
-    let component = compile_file(engine, module)?;
+    let mut engine = None;
+    let component = compile_file(
+        &mut engine,
+        &CompileCache::Default,
+        module,
+        ModuleBounds::default(),
+    )
+    .await?;
+    let engine = engine.ok_or("the plugin engine did not start")?;
     let name = module
         .file_stem()
         .map_or_else(|| "plugin".to_owned(), |s| s.to_string_lossy().into_owned());
@@ -57,26 +70,17 @@ pub async fn load_chains(
     metrics: &Metrics,
 ) -> Result<HashMap<String, PluginChain>, ConfigErrors> {
     let mut chains = HashMap::new();
-    if config.routes.iter().all(|route| route.plugins.is_empty()) {
-        return Ok(chains);
-    }
-    let engine = match PluginEngine::shared() {
-        Ok(engine) => engine,
-        Err(error) => {
-            let first = config
-                .routes
-                .iter()
-                .flat_map(|r| &r.plugins)
-                .map(|p| p.location.error(error.to_string()));
-            return Err(ConfigErrors(first.take(1).collect()));
-        }
+    let mut loader = Loader {
+        engine: None,
+        cache: &config.plugins.cache,
+        bounds: ModuleBounds::from(&config.plugins),
+        components: HashMap::new(),
     };
-    let mut components: HashMap<PathBuf, Component> = HashMap::new();
     let mut errors = Vec::new();
     for route in &config.routes {
         let mut plugins = Vec::with_capacity(route.plugins.len());
         for plugin in &route.plugins {
-            match load_entry(engine, &mut components, plugin, &route.id).await {
+            match loader.load_entry(plugin, &route.id).await {
                 Ok(loaded) => plugins.push(loaded),
                 Err(message) => errors.push(plugin.location.error(message)),
             }
@@ -114,37 +118,63 @@ pub async fn check_plugins(config: &Config) -> Result<usize, ConfigErrors> {
     Ok(chains.values().map(PluginChain::len).sum())
 }
 
-async fn load_entry(
-    engine: &PluginEngine,
-    components: &mut HashMap<PathBuf, Component>,
-    plugin: &PluginConfig,
-    route: &str,
-) -> Result<LoadedPlugin, String> {
-    let component = match components.get(&plugin.module) {
-        Some(component) => component.clone(),
-        None => {
-            let component = compile_file(engine, &plugin.module)?;
-            components.insert(plugin.module.clone(), component.clone());
-            component
-        }
-    };
-    LoadedPlugin::load(
-        engine,
-        &component,
-        &plugin.name,
-        route,
-        plugin.config.to_string(),
-        plugin.limits.into(),
-        plugin.isolation,
-    )
-    .await
-    .map_err(|failure| format!("plugin {:?}: {}", plugin.name, failure.message))
+/// What loading a config's plugins keeps between entries.
+struct Loader<'a> {
+    /// The engine, once a module has been read whole.
+    engine: Option<&'static PluginEngine>,
+    /// The config's compile cache, for starting the engine.
+    cache: &'a CompileCache,
+    /// The config's module bounds.
+    bounds: ModuleBounds,
+    /// Each module file compiled so far (entries naming one file share its compile).
+    components: HashMap<PathBuf, Component>,
 }
 
-fn compile_file(engine: &PluginEngine, module: &Path) -> Result<Component, String> {
-    let wasm = std::fs::read(module)
-        .map_err(|e| format!("cannot read plugin module {}: {e}", module.display()))?;
-    engine
-        .compile(&wasm)
-        .map_err(|e| format!("cannot compile plugin module {}: {e}", module.display()))
+impl Loader<'_> {
+    async fn load_entry(
+        &mut self,
+        plugin: &PluginConfig,
+        route: &str,
+    ) -> Result<LoadedPlugin, String> {
+        let component = match self.components.get(&plugin.module) {
+            Some(component) => component.clone(),
+            None => {
+                let component =
+                    compile_file(&mut self.engine, self.cache, &plugin.module, self.bounds).await?;
+                self.components
+                    .insert(plugin.module.clone(), component.clone());
+                component
+            }
+        };
+        let engine = self.engine.ok_or("the plugin engine did not start")?;
+        LoadedPlugin::load(
+            engine,
+            &component,
+            &plugin.name,
+            route,
+            plugin.config.to_string(),
+            plugin.limits.into(),
+            plugin.isolation,
+        )
+        .await
+        .map_err(|failure| format!("plugin {:?}: {}", plugin.name, failure.message))
+    }
+}
+
+/// Reads `module` within `bounds`, starts the engine (into `engine`) if it is not yet, and
+/// compiles the module under the deadline.
+async fn compile_file(
+    engine: &mut Option<&'static PluginEngine>,
+    cache: &CompileCache,
+    module: &Path,
+    bounds: ModuleBounds,
+) -> Result<Component, String> {
+    let wasm = read_module(module, bounds.max_bytes).map_err(|e| e.to_string())?;
+    let started = match *engine {
+        Some(started) => started,
+        None => *engine.insert(PluginEngine::shared(cache).map_err(|e| e.to_string())?),
+    };
+    compile_within(started, wasm, module, bounds.compile_timeout)
+        .await
+        .map_err(|e| e.to_string())
 }

@@ -2,6 +2,8 @@
 //!
 //! - [`bindings`]: the WIT contract (`sdk/wit/plugin.wit`) bound for the host;
 //! - [`engine`]: the one wasmtime engine, its epoch ticker and the sandboxed linker;
+//! - [`cache`]: the router's own directory for compiled code (`[plugins] cache`);
+//! - [`module`]: a module file read with bounds and compiled under a deadline;
 //! - [`denied`]: what the sandbox denies (files, network, outgoing HTTP), failing the call;
 //! - [`instance`]: a loaded plugin with its pool of configured instances;
 //! - [`limits`]: memory, CPU time (fuel), output and fan-out limits;
@@ -14,6 +16,7 @@
 //!   (`webhook-router plugin run --cases`).
 
 pub mod bindings;
+pub mod cache;
 pub mod cases;
 pub mod chain;
 pub mod denied;
@@ -22,6 +25,7 @@ pub mod inspect;
 pub mod instance;
 pub mod limits;
 pub mod load;
+pub mod module;
 pub mod stdio;
 pub mod trial;
 
