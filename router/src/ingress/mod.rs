@@ -11,7 +11,7 @@
 //! | 405 | the route exists but the method is not POST (`Allow: POST`) |
 //! | 408 | the body did not arrive within `body_read_timeout` |
 //! | 413 | the body is larger than `max_body_bytes` (checked while streaming) |
-//! | 429 | over the route's `rate_limit` (`Retry-After`), before the body is read |
+//! | 429 | over the route's `rate_limit` (`Retry-After`): before the body is read on a route without `verify`; on one with, after verification, and before the body for a client that has spent its `unverified` allowance on failed requests |
 //! | 503 | the router holds `queue_capacity` events, or is shutting down (`Retry-After`); the
 //! listener answers 503 itself past `max_requests_in_flight` (`server::in_flight`) |
 //! | 4xx/5xx | a plugin rejected the event with this status; 500 if a plugin failed and the
@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 
 use crate::allow_list::{Cidr, client_ip, contains};
@@ -39,7 +39,7 @@ use crate::plugin::{ChainOutcome, PluginChain};
 use crate::queue::{DestinationId, DispatchQueue, EnqueueError};
 use crate::rate_limit::{RouteRateLimit, retry_after_seconds};
 use crate::reply::{self, ResponseBody};
-use crate::verify::{Verifier, VerifyError};
+use crate::verify::{CREDENTIAL_HEADERS, Verifier, VerifyError};
 use metrics::Counter;
 
 /// Route label used for requests that matched no route.
@@ -66,6 +66,8 @@ struct IngressRoute {
     duplicates: Counter,
     rate_limit: Option<RouteRateLimit>,
     allow_ips: Option<Vec<Cidr>>,
+    /// Credential headers removed once the request is verified (not stored nor forwarded).
+    removed_headers: Vec<HeaderName>,
     metrics: RouteMetrics,
 }
 
@@ -112,8 +114,15 @@ impl Ingress {
                             .journaled(journal.cloned(), &route.id)
                     }),
                     duplicates: metrics.duplicates(&route.id),
-                    rate_limit: route.rate_limit.map(RouteRateLimit::new),
+                    rate_limit: route
+                        .rate_limit
+                        .map(|limit| RouteRateLimit::new(limit, route.verify.is_some())),
                     allow_ips: route.allow_ips.clone(),
+                    removed_headers: CREDENTIAL_HEADERS
+                        .iter()
+                        .filter(|name| !route.keep_headers.iter().any(|kept| kept == *name))
+                        .map(|name| HeaderName::from_static(name))
+                        .collect(),
                     metrics: metrics.route(&route.id, ROUTE_STATUSES),
                 };
                 (route.path.clone(), ingress_route)
@@ -183,26 +192,25 @@ impl Ingress {
                 .insert(header::ALLOW, HeaderValue::from_static("POST"));
             return response;
         }
-        if let Some(allowed) = &route.allow_ips {
-            let client = client_ip(peer.ip(), request.headers(), &self.trusted_proxies);
-            if !contains(allowed, client) {
-                tracing::info!(route = %route.id, %client, "client address not allowed");
-                return reply::error(StatusCode::FORBIDDEN, "client address not allowed");
-            }
+        let client = client_ip(peer.ip(), request.headers(), &self.trusted_proxies);
+        if let Some(allowed) = &route.allow_ips
+            && !contains(allowed, client)
+        {
+            tracing::info!(route = %route.id, %client, "client address not allowed");
+            return reply::error(StatusCode::FORBIDDEN, "client address not allowed");
         }
-        if let Some(Err(wait)) = route.rate_limit.as_ref().map(RouteRateLimit::check) {
-            return reply::retry_after(
-                reply::error(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded"),
-                retry_after_seconds(wait),
-            );
+        if let Some(Err(wait)) = route.rate_limit.as_ref().map(|limit| limit.admit(client)) {
+            return too_many_requests(wait);
         }
         let declared = declared_length(request.headers()).unwrap_or(0);
         if declared > self.max_body_bytes as u64 {
             return self.too_large();
         }
-        let (parts, body) = request.into_parts();
-        // The body, then every header value, go in one buffer of exactly their size (`detach`).
-        let values_len = header_values_len(&parts.headers);
+        let (mut parts, body) = request.into_parts();
+        // The body, then every header value kept, go in one buffer of exactly their size
+        // (`detach`).
+        let values_len = header_values_len(&parts.headers)
+            - removed_values_len(&parts.headers, &route.removed_headers);
         // A declared length proves nothing until the bytes arrive: `read_body` allocates a
         // first chunk and grows the buffer as they stream in (see `body::FIRST_CHUNK`).
         let declared = usize::try_from(declared).unwrap_or(usize::MAX);
@@ -232,6 +240,9 @@ impl Ingress {
             None => None,
             Some(verifier) => match verifier.verify(&parts.headers, &body, SystemTime::now()) {
                 Ok(()) => {
+                    if let Some(Err(wait)) = route.rate_limit.as_ref().map(RouteRateLimit::check) {
+                        return too_many_requests(wait);
+                    }
                     if let Some(answer) = verifier.challenge(&parts.headers, &body) {
                         tracing::info!(route = %route.id, preset = verifier.preset(), "answered the sender's endpoint handshake");
                         return reply::json(StatusCode::OK, &answer);
@@ -244,12 +255,22 @@ impl Ingress {
                         .position(|e| *e == error)
                         .unwrap_or(0);
                     route.verification_failures[index].increment(1);
-                    tracing::info!(route = %route.id, reason = error.reason(), "verification failed");
+                    tracing::info!(route = %route.id, %client, reason = error.reason(), "verification failed");
+                    if let Some(Err(wait)) = route
+                        .rate_limit
+                        .as_ref()
+                        .map(|limit| limit.charge_unverified(client))
+                    {
+                        return too_many_requests(wait);
+                    }
                     return reply::error(StatusCode::UNAUTHORIZED, &error.to_string());
                 }
             },
         };
         self.metrics.record_body_bytes(body.len());
+        for name in &route.removed_headers {
+            parts.headers.remove(name);
+        }
         let (mut headers, body) = detach(&parts.headers, body, values_len);
         headers.remove(VERIFIED_HEADER);
         if let Some(preset) = verified {
@@ -390,6 +411,23 @@ fn accepted(id: &str) -> Response<ResponseBody> {
     // Event ids are UUIDs: nothing to escape.
     let body = format!(r#"{{"id":"{id}"}}"#);
     reply::with_type(StatusCode::ACCEPTED, "application/json", body.into())
+}
+
+/// `429` with `Retry-After` for `wait`.
+fn too_many_requests(wait: Duration) -> Response<ResponseBody> {
+    reply::retry_after(
+        reply::error(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded"),
+        retry_after_seconds(wait),
+    )
+}
+
+/// Bytes of the values of the headers called `names`.
+fn removed_values_len(headers: &HeaderMap, names: &[HeaderName]) -> usize {
+    names
+        .iter()
+        .flat_map(|name| headers.get_all(name))
+        .map(HeaderValue::len)
+        .sum()
 }
 
 /// Bytes of all header values together.
