@@ -1,5 +1,7 @@
 //! Ingress: where a webhook enters. Matches the route, reads the body within limits, runs the
 //! route's plugin chain and queues the event, answering `202 {"id": ...}` or a short JSON error.
+//! Once verified, the request loses its credential headers (`verify::CREDENTIAL_HEADERS`, less
+//! the route's `keep_headers`): the event neither stores them nor shows them to plugins.
 //!
 //! | answer | when |
 //! |---|---|
