@@ -4,9 +4,10 @@
 //!
 //! On a route without `verify` every request is charged to the route's limit, before its body
 //! is read. On a route with `verify` only verified requests are, after verification, so forged
-//! requests cannot spend what the genuine sender needs: a request that fails verification is
-//! charged instead to its client's own, smaller allowance (`unverified`, per client address), and
-//! a client that has spent it gets 429 before its body is read until it has some again.
+//! requests cannot spend what the genuine sender needs: a request that fails verification (or is
+//! refused before it, for its body) is charged instead to its client's own, smaller allowance
+//! (`unverified`, per client address), and a client that has spent it gets 429 before its body
+//! is read until it has some again.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -205,7 +205,17 @@ impl Ingress {
             return too_many_requests(wait);
         }
         let declared = declared_length(request.headers()).unwrap_or(0);
+        // A request refused before verification is unverified traffic: on a route with
+        // `verify` it counts against its client's `unverified` allowance.
+        let charge_unverified = || {
+            if let Some(limit) = &route.rate_limit {
+                limit.charge_unverified(client)
+            } else {
+                Ok(())
+            }
+        };
         if declared > self.max_body_bytes as u64 {
+            let _ = charge_unverified();
             return self.too_large();
         }
         let (mut parts, body) = request.into_parts();
@@ -216,15 +226,18 @@ impl Ingress {
         // A declared length proves nothing until the bytes arrive: `read_body` allocates a
         // first chunk and grows the buffer as they stream in (see `body::FIRST_CHUNK`).
         let declared = usize::try_from(declared).unwrap_or(usize::MAX);
-        let body = match read_body(
+        let read = read_body(
             body,
             self.max_body_bytes,
             self.body_read_timeout,
             declared,
             values_len,
         )
-        .await
-        {
+        .await;
+        if read.is_err() {
+            let _ = charge_unverified();
+        }
+        let body = match read {
             Ok(body) => body,
             Err(BodyError::TooLarge { .. }) => return self.too_large(),
             Err(BodyError::Timeout(_)) => {
@@ -258,11 +271,7 @@ impl Ingress {
                         .unwrap_or(0);
                     route.verification_failures[index].increment(1);
                     tracing::info!(route = %route.id, %client, reason = error.reason(), "verification failed");
-                    if let Some(Err(wait)) = route
-                        .rate_limit
-                        .as_ref()
-                        .map(|limit| limit.charge_unverified(client))
-                    {
+                    if let Err(wait) = charge_unverified() {
                         return too_many_requests(wait);
                     }
                     return reply::error(StatusCode::UNAUTHORIZED, &error.to_string());

@@ -63,7 +63,8 @@ fn github_headers(secret: &str, body: &[u8], delivery: &str) -> Vec<(String, Str
 async fn a_thousand_forgeries_do_not_spend_the_genuine_senders_rate_limit() {
     let sink = Sink::healthy().await;
     let config = format!(
-        "{}{}verify = {{ preset = \"github\", secrets = [\"{SECRET}\"] }}\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nmax_body_bytes = \"4KiB\"\n\
+         {}{}verify = {{ preset = \"github\", secrets = [\"{SECRET}\"] }}\n\
          rate_limit = {{ per_second = 1, burst = 3, unverified = {{ per_second = 1, burst = 5 }} }}\n",
         destination("sink", &sink.url("/in"), 3),
         route("github", "/hooks/github", &["sink"]),
@@ -122,6 +123,21 @@ async fn a_thousand_forgeries_do_not_spend_the_genuine_senders_rate_limit() {
     }
     assert_eq!(genuine_statuses[..2], [202, 202], "{genuine_statuses:?}");
     assert!(genuine_statuses.contains(&429), "{genuine_statuses:?}");
+
+    // Bodies refused before verification count against the client's allowance too.
+    let oversized = client_from(Ipv4Addr::new(127, 0, 0, 3));
+    let mut oversized_statuses = Vec::new();
+    for _ in 0..7 {
+        let response = oversized
+            .post(router.url("/hooks/github"))
+            .body(vec![b'x'; 8192])
+            .send()
+            .await
+            .expect("router answers");
+        oversized_statuses.push(response.status().as_u16());
+    }
+    assert_eq!(oversized_statuses[..5], [413; 5], "{oversized_statuses:?}");
+    assert_eq!(oversized_statuses[6], 429, "{oversized_statuses:?}");
 
     // The forger's address is still over its allowance; nothing forged was delivered.
     let (status, _) = post(&forger, &router, "/hooks/github", body, &[]).await;
