@@ -228,3 +228,35 @@ fn a_twilio_route_without_its_public_url_is_refused_with_file_and_line() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_unverified_route_to_a_signing_destination_is_refused_unless_it_signs_anyway() {
+    let signing = with_destination_line(
+        "sign = { scheme = \"standard-webhooks\", secrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"] }",
+    );
+    let path = config_file("unverified-signing.toml", &signing);
+    let (success, stdout, stderr) = check(&path);
+    assert!(!success, "exit status must be non-zero");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.starts_with(&format!("{}:12:", path.display()))
+            && stderr.contains("routes[0].destinations")
+            && stderr.contains("destination \"ci\" signs its deliveries")
+            && stderr.contains("unverified = \"sign-anyway\""),
+        "{stderr}"
+    );
+
+    let anyway = format!("{signing}unverified = \"sign-anyway\"\n");
+    let path = config_file("sign-anyway.toml", &anyway);
+    let (success, stdout, stderr) = check(&path);
+    assert!(success, "{stderr}");
+    assert_eq!(stdout.trim(), "ok");
+
+    let verified = format!("{signing}verify = {{ preset = \"github\", secrets = [\"s\"] }}\n");
+    let path = config_file("verified-signing.toml", &verified);
+    let (success, _, stderr) = check(&path);
+    assert!(
+        success,
+        "a verified route may feed a signing destination: {stderr}"
+    );
+}

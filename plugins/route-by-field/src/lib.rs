@@ -11,9 +11,9 @@
 //! | `routes` | table: value → destination name or list of names | the destinations for each value (exact match) |
 //! | `default` | destination name or list of names | the destinations when the value has no route, or there is no value; without it such events are dropped |
 //!
-//! Destination names are those of the router config; a name the router does not know makes
-//! the event fail (the route's `on_plugin_error` applies), so `webhook-router check` the
-//! config after editing. Each destination gets one delivery of the same event (a name listed
+//! Destination names are those of the router config, and the route must name each one in its
+//! `destinations` or its `fan_out` list; any other name makes the event fail (the route's
+//! `on_plugin_error` applies). Each destination gets one delivery of the same event (a name listed
 //! twice gets one). A route with an empty list drops the event.
 //!
 //! ## Example

@@ -470,12 +470,26 @@ pub struct RouteConfig {
     pub on_plugin_error: OnPluginError,
     /// How the sender's signature is checked, if it is.
     pub verify: Option<crate::verify::Verifier>,
-    /// How repeated deliveries are recognised, if they are.
+    /// How repeated deliveries are recognised, if they are: as written, or by default the
+    /// verify preset's delivery id (`dedup = false` turns that off).
     pub dedup: Option<DedupConfig>,
     /// How many requests a second the route accepts, if limited.
     pub rate_limit: Option<crate::rate_limit::RateLimitConfig>,
     /// The only client networks the route accepts, if restricted.
     pub allow_ips: Option<Vec<crate::allow_list::Cidr>>,
+    /// Credential headers (of [`crate::verify::CREDENTIAL_HEADERS`], lower-case) stored and
+    /// forwarded all the same; the others are removed once the request is verified.
+    pub keep_headers: Vec<String>,
+    /// Destinations a plugin's `fan-out` may name besides the route's `destinations`.
+    pub fan_out: Vec<String>,
+}
+
+/// A route's `unverified` key: what a route without `verify` may do all the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Unverified {
+    /// Deliver to signing destinations: the router signs whatever anyone posts.
+    SignAnyway,
 }
 
 /// One entry of a route's `plugins` list.
@@ -598,11 +612,17 @@ struct RawRoute {
     #[serde(default)]
     verify: Option<Spanned<verify::RawVerify>>,
     #[serde(default)]
-    dedup: Option<Spanned<verify::RawDedup>>,
+    dedup: Option<Spanned<verify::RawDedupSetting>>,
     #[serde(default)]
-    rate_limit: Option<crate::rate_limit::RateLimitConfig>,
+    rate_limit: Option<Spanned<crate::rate_limit::RateLimitConfig>>,
     #[serde(default)]
     allow_ips: Option<Vec<crate::allow_list::Cidr>>,
+    #[serde(default)]
+    keep_headers: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    unverified: Option<Spanned<Unverified>>,
+    #[serde(default)]
+    fan_out: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// The raw shape of a plugin entry.
@@ -814,7 +834,12 @@ impl Config {
             }
         }
         let server = server.unwrap_or_default();
-        let routes = validate_routes(raw_routes, &destination_names, &mut sink);
+        let signing: HashSet<&str> = destinations
+            .iter()
+            .filter(|(_, destination)| destination.sign.is_some())
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let routes = validate_routes(raw_routes, &destination_names, &signing, &mut sink);
         if !sink.is_empty() {
             return Err(sink.finish());
         }
@@ -1015,6 +1040,7 @@ fn parse_routes(value: Spanned<DeValue<'_>>, sink: &mut ErrorSink<'_>, out: &mut
 fn validate_routes(
     raw: Vec<RawRoute>,
     destinations: &HashSet<String>,
+    signing: &HashSet<&str>,
     sink: &mut ErrorSink<'_>,
 ) -> Vec<RouteConfig> {
     if raw.is_empty() && sink.is_empty() {
@@ -1065,14 +1091,21 @@ fn validate_routes(
             );
         }
         let mut seen = HashSet::new();
-        for name in route.destinations.get_ref() {
+        let fan_out = route.fan_out.map(Spanned::into_inner).unwrap_or_default();
+        let listed = (route
+            .destinations
+            .get_ref()
+            .iter()
+            .map(|n| ("destinations", n)))
+        .chain(fan_out.iter().map(|n| ("fan_out", n)));
+        for (list, name) in listed {
             let name_text = name.get_ref();
             if !destinations.contains(name_text) {
                 let mut known: Vec<&str> = destinations.iter().map(String::as_str).collect();
                 known.sort_unstable();
                 sink.push(
                     Some(name.span()),
-                    format!("{key}.destinations"),
+                    format!("{key}.{list}"),
                     format!(
                         "unknown destination {name_text:?} (defined: {})",
                         list_or_none(&known)
@@ -1081,11 +1114,53 @@ fn validate_routes(
             } else if !seen.insert(name_text.clone()) {
                 sink.push(
                     Some(name.span()),
-                    format!("{key}.destinations"),
+                    format!("{key}.{list}"),
                     format!("destination {name_text:?} is listed twice"),
+                );
+            } else if route.verify.is_none()
+                && route.unverified.is_none()
+                && signing.contains(name_text.as_str())
+            {
+                sink.push(
+                    Some(name.span()),
+                    format!("{key}.{list}"),
+                    format!(
+                        "destination {name_text:?} signs its deliveries, and this route does not \
+                         verify its sender: the router would sign whatever anyone posts. Add \
+                         `verify`, or `unverified = \"sign-anyway\"` if that is intended"
+                    ),
                 );
             }
         }
+        if let (Some(_), Some(unverified)) = (&route.verify, &route.unverified) {
+            sink.push(
+                Some(unverified.span()),
+                format!("{key}.unverified"),
+                "applies to routes without `verify` only",
+            );
+        }
+        let keep_headers = route.keep_headers.map_or_else(Vec::new, |keep| {
+            let span = keep.span();
+            let names: Vec<String> = keep
+                .into_inner()
+                .iter()
+                .map(|name| name.to_ascii_lowercase())
+                .collect();
+            if let Some(other) = names
+                .iter()
+                .find(|name| !crate::verify::CREDENTIAL_HEADERS.contains(&name.as_str()))
+            {
+                sink.push(
+                    Some(span),
+                    format!("{key}.keep_headers"),
+                    format!(
+                        "{other:?} is kept anyway: only {} are removed",
+                        crate::verify::CREDENTIAL_HEADERS.join(", ")
+                    ),
+                );
+            }
+            names
+        });
         let plugins = validate_plugins(route.plugins, &key, sink);
         let verify = route.verify.and_then(|raw| {
             let span = raw.span();
@@ -1094,12 +1169,21 @@ fn validate_routes(
                 .map_err(|message| sink.push(Some(span), format!("{key}.verify"), message))
                 .ok()
         });
-        let dedup = route.dedup.and_then(|raw| {
-            let span = raw.span();
-            raw.into_inner()
-                .build(verify.as_ref())
-                .map_err(|message| sink.push(Some(span), format!("{key}.dedup"), message))
+        let dedup_span = route.dedup.as_ref().map(Spanned::span);
+        let dedup =
+            verify::RawDedupSetting::build(route.dedup.map(Spanned::into_inner), verify.as_ref())
+                .map_err(|message| sink.push(dedup_span, format!("{key}.dedup"), message))
                 .ok()
+                .flatten();
+        let rate_limit = route.rate_limit.map(|limit| {
+            if limit.get_ref().unverified.is_some() && verify.is_none() {
+                sink.push(
+                    Some(limit.span()),
+                    format!("{key}.rate_limit.unverified"),
+                    "applies to routes with `verify` only: on this route every request is unverified and charges the route's limit",
+                );
+            }
+            limit.into_inner()
         });
         routes.push(RouteConfig {
             id: route.id.into_inner(),
@@ -1114,8 +1198,10 @@ fn validate_routes(
             on_plugin_error: route.on_plugin_error,
             verify,
             dedup,
-            rate_limit: route.rate_limit,
+            rate_limit,
             allow_ips: route.allow_ips,
+            keep_headers,
+            fan_out: fan_out.into_iter().map(Spanned::into_inner).collect(),
         });
     }
     routes

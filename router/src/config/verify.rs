@@ -233,12 +233,72 @@ impl<'de> Deserialize<'de> for SignConfig {
     }
 }
 
+/// A route's `dedup` key as written: `false`, or a table.
+#[derive(Debug)]
+pub(crate) enum RawDedupSetting {
+    /// `dedup = false`: no dedup, not even the preset's default.
+    Off,
+    /// A `dedup` table.
+    Table(RawDedup),
+}
+
+impl<'de> Deserialize<'de> for RawDedupSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Setting;
+        impl<'de> serde::de::Visitor<'de> for Setting {
+            type Value = RawDedupSetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a table such as `{}` or `{ window = \"1h\" }`, or `false`")
+            }
+            fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<Self::Value, E> {
+                if on {
+                    return Err(E::custom(
+                        "write `dedup = {}` to name the preset's delivery id, or `false` to turn dedup off",
+                    ));
+                }
+                Ok(RawDedupSetting::Off)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                RawDedup::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawDedupSetting::Table)
+            }
+        }
+        deserializer.deserialize_any(Setting)
+    }
+}
+
+impl RawDedupSetting {
+    /// The route's dedup settings: as written, or, when `dedup` is not written, the verify
+    /// preset's delivery id for [`crate::dedup::default_window`] (none if the route does not
+    /// verify or its preset sends no id).
+    pub(crate) fn build(
+        setting: Option<Self>,
+        verifier: Option<&Verifier>,
+    ) -> Result<Option<DedupConfig>, String> {
+        match setting {
+            Some(Self::Off) => Ok(None),
+            Some(Self::Table(raw)) => raw.build(verifier).map(Some),
+            None => Ok(verifier.and_then(|verifier| {
+                Some(DedupConfig {
+                    key: DedupKey::for_preset(verifier.preset())?,
+                    window: crate::dedup::default_window(verifier.signed_tolerance()),
+                    capacity: crate::dedup::DEFAULT_CAPACITY,
+                })
+            })),
+        }
+    }
+}
+
 /// A route's `dedup` table: where its delivery id is, and for how long ids are remembered.
 ///
 /// ```toml
 /// dedup = {}                                   # the verify preset's delivery id
 /// dedup = { header = "X-Request-Id", window = "1h", capacity = 50_000 }
 /// dedup = { pointer = "/event/id" }
+/// dedup = false                                # not even the preset's default
 /// ```
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -264,7 +324,7 @@ fn default_dedup_window() -> HumanDuration {
 }
 
 fn default_dedup_capacity() -> usize {
-    100_000
+    crate::dedup::DEFAULT_CAPACITY
 }
 
 /// A route's validated `dedup` table.
@@ -315,8 +375,10 @@ impl RawDedup {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+    use std::time::Duration;
 
     use crate::config::Config;
+    use crate::dedup::DedupKey;
 
     fn errors(text: &str) -> String {
         Config::parse(text, Path::new("routes.toml"))
@@ -360,6 +422,137 @@ mod tests {
         assert!(
             errors.contains("routes[3].dedup") && errors.contains("dedup needs `verify`"),
             "{errors}"
+        );
+    }
+
+    #[test]
+    fn an_unverified_route_may_not_feed_a_signing_destination_unless_it_says_so() {
+        let signing = format!(
+            "{BASE}sign = {{ scheme = \"standard-webhooks\", secrets = [\"whsec_c2VjcmV0\"] }}\n\
+             [destinations.plain]\nurl = \"http://127.0.0.1:9001/\"\n\n\
+             [[routes]]\nid = \"a\"\npath = \"/a\"\ndestinations = [\"plain\", \"ci\"]\n\n\
+             [[routes]]\nid = \"b\"\npath = \"/b\"\ndestinations = [\"plain\"]\nfan_out = [\"ci\"]\n"
+        );
+        let errors = errors(&signing);
+        assert!(
+            errors.contains("routes.toml:10:")
+                && errors.contains("routes[0].destinations")
+                && errors.contains("destination \"ci\" signs its deliveries")
+                && errors.contains("unverified = \"sign-anyway\""),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("routes.toml:16:") && errors.contains("routes[1].fan_out"),
+            "{errors}"
+        );
+        let anyway = signing.replace(
+            "destinations = [\"plain\"",
+            "unverified = \"sign-anyway\"\ndestinations = [\"plain\"",
+        );
+        assert!(Config::parse(&anyway, Path::new("routes.toml")).is_ok());
+        let verified = format!("{anyway}verify = {{ preset = \"github\", secrets = [\"s\"] }}\n");
+        let refused = super::tests::errors(&verified);
+        assert!(
+            refused.contains("routes[1].unverified")
+                && refused.contains("applies to routes without `verify` only"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn route_protection_keys_are_checked() {
+        let text = format!(
+            "{BASE}\n[[routes]]\nid = \"a\"\npath = \"/a\"\ndestinations = [\"ci\"]\n\
+             keep_headers = [\"Authorization\", \"x-request-id\"]\nfan_out = [\"nowhere\"]\n\
+             rate_limit = {{ per_second = 5, unverified = {{ per_second = 1 }} }}\n\n\
+             [[routes]]\nid = \"b\"\npath = \"/b\"\ndestinations = [\"ci\"]\n\
+             verify = {{ preset = \"github\", secrets = [\"s\"] }}\ndedup = true\n"
+        );
+        let errors = errors(&text);
+        assert!(
+            errors.contains("routes[0].keep_headers")
+                && errors.contains("\"x-request-id\" is kept anyway"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("routes[0].fan_out")
+                && errors.contains("unknown destination \"nowhere\""),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("routes[0].rate_limit.unverified")
+                && errors.contains("applies to routes with `verify` only"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("routes.toml:17:") && errors.contains("`false` to turn dedup off"),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn verified_routes_dedup_by_their_presets_id_unless_turned_off() {
+        let route = |id: &str, extra: &str| {
+            format!(
+                "[[routes]]\nid = \"{id}\"\npath = \"/{id}\"\ndestinations = [\"ci\"]\n{extra}\n"
+            )
+        };
+        let text = [
+            BASE.to_owned(),
+            route(
+                "github",
+                "verify = { preset = \"github\", secrets = [\"s\"] }",
+            ),
+            route(
+                "stripe",
+                "verify = { preset = \"stripe\", secrets = [\"s\"], tolerance = \"2m\" }",
+            ),
+            route(
+                "off",
+                "verify = { preset = \"stripe\", secrets = [\"s\"] }\ndedup = false",
+            ),
+            route(
+                "written",
+                "verify = { preset = \"github\", secrets = [\"s\"] }\ndedup = { window = \"1h\" }",
+            ),
+            route("zoom", "verify = { preset = \"zoom\", secrets = [\"s\"] }"),
+            route("open", ""),
+        ]
+        .concat();
+        let config = Config::parse(&text, Path::new("routes.toml")).expect("valid");
+        let dedup: Vec<_> = config
+            .routes
+            .iter()
+            .map(|route| {
+                route
+                    .dedup
+                    .as_ref()
+                    .map(|d| (d.key.clone(), d.window, d.capacity))
+            })
+            .collect();
+        let header = |name: &str| DedupKey::Header(name.to_owned());
+        assert_eq!(
+            dedup,
+            [
+                Some((
+                    header("x-github-delivery"),
+                    Duration::from_secs(600),
+                    100_000
+                )),
+                Some((
+                    DedupKey::Pointer("/id".into()),
+                    Duration::from_secs(240),
+                    100_000
+                )),
+                None,
+                Some((
+                    header("x-github-delivery"),
+                    Duration::from_secs(3600),
+                    100_000
+                )),
+                None,
+                None,
+            ]
         );
     }
 

@@ -4,6 +4,10 @@
 //! bounded in count: when full, the oldest id is forgotten first. Only verified routes may
 //! deduplicate, so that nobody but the sender can claim an id first.
 //!
+//! A verified route whose preset sends a delivery id deduplicates by it even without a `dedup`
+//! table, for [`default_window`]: a captured request replayed while its signature still
+//! verifies is a duplicate. `dedup = false` turns that off.
+//!
 //! Dedup catches a sender's retries and redeliveries. It is not replay protection for senders
 //! that sign neither a timestamp nor the id (GitHub, Shopify, GitLab, Bitbucket, Twilio, Square,
 //! Intercom, PagerDuty): a captured request re-posted with a new id passes; for those, rely on
@@ -38,6 +42,22 @@ use crate::journal::{Batch, Journal, Key, Recovered, codec, space};
 
 /// Longest key remembered; longer ones are not deduplicated.
 pub const MAX_KEY_BYTES: usize = 256;
+
+/// How long a route that does not configure `dedup` remembers its preset's delivery ids when
+/// the preset signs no timestamp (GitHub, GitLab, ...): long enough for a quick replay or a
+/// sender's retries, short enough that a redelivery asked for by hand later still goes through.
+pub const UNTIMED_DEFAULT_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+/// Most ids a route that does not configure `dedup` remembers (as `dedup = {}`).
+pub const DEFAULT_CAPACITY: usize = 100_000;
+
+/// How long a route that does not configure `dedup` remembers its preset's delivery ids: twice
+/// the signed timestamp's `tolerance` where the preset signs one (a request verifies while its
+/// timestamp is within the tolerance either side of now, so a replay can pass for up to twice
+/// that after the original arrived), [`UNTIMED_DEFAULT_WINDOW`] otherwise.
+pub fn default_window(signed_tolerance: Option<Duration>) -> Duration {
+    signed_tolerance.map_or(UNTIMED_DEFAULT_WINDOW, |tolerance| tolerance * 2)
+}
 
 /// Where a route's delivery id is read from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,7 @@
 //! Ingress: where a webhook enters. Matches the route, reads the body within limits, runs the
 //! route's plugin chain and queues the event, answering `202 {"id": ...}` or a short JSON error.
+//! Once verified, the request loses its credential headers (`verify::CREDENTIAL_HEADERS`, less
+//! the route's `keep_headers`): the event neither stores them nor shows them to plugins.
 //!
 //! | answer | when |
 //! |---|---|
@@ -11,7 +13,7 @@
 //! | 405 | the route exists but the method is not POST (`Allow: POST`) |
 //! | 408 | the body did not arrive within `body_read_timeout` |
 //! | 413 | the body is larger than `max_body_bytes` (checked while streaming) |
-//! | 429 | over the route's `rate_limit` (`Retry-After`), before the body is read |
+//! | 429 | over the route's `rate_limit` (`Retry-After`): before the body is read on a route without `verify`; on one with, after verification, and before the body for a client that has spent its `unverified` allowance on failed requests |
 //! | 503 | the router holds `queue_capacity` events, or is shutting down (`Retry-After`); the
 //! listener answers 503 itself past `max_requests_in_flight` (`server::in_flight`) |
 //! | 4xx/5xx | a plugin rejected the event with this status; 500 if a plugin failed and the
@@ -29,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 
 use crate::allow_list::{Cidr, client_ip, contains};
@@ -44,7 +46,7 @@ use crate::plugin::{ChainOutcome, PluginChain};
 use crate::queue::{DestinationId, DispatchQueue, EnqueueError};
 use crate::rate_limit::{RouteRateLimit, retry_after_seconds};
 use crate::reply::{self, ResponseBody};
-use crate::verify::{Verifier, VerifyError};
+use crate::verify::{CREDENTIAL_HEADERS, Verifier, VerifyError};
 use metrics::Counter;
 
 /// Route label used for requests that matched no route.
@@ -73,6 +75,8 @@ struct IngressRoute {
     duplicates: Counter,
     rate_limit: Option<RouteRateLimit>,
     allow_ips: Option<Vec<Cidr>>,
+    /// Credential headers removed once the request is verified (not stored nor forwarded).
+    removed_headers: Vec<HeaderName>,
     metrics: RouteMetrics,
 }
 
@@ -122,8 +126,15 @@ impl Ingress {
                             .journaled(journal.cloned(), &route.id)
                     }),
                     duplicates: metrics.duplicates(&route.id),
-                    rate_limit: route.rate_limit.map(RouteRateLimit::new),
+                    rate_limit: route
+                        .rate_limit
+                        .map(|limit| RouteRateLimit::new(limit, route.verify.is_some())),
                     allow_ips: route.allow_ips.clone(),
+                    removed_headers: CREDENTIAL_HEADERS
+                        .iter()
+                        .filter(|name| !route.keep_headers.iter().any(|kept| kept == *name))
+                        .map(|name| HeaderName::from_static(name))
+                        .collect(),
                     metrics: metrics.route(&route.id, ROUTE_STATUSES),
                 };
                 (route.path.clone(), ingress_route)
@@ -202,47 +213,59 @@ impl Ingress {
                 .insert(header::ALLOW, HeaderValue::from_static("POST"));
             return response;
         }
-        if let Some(allowed) = &route.allow_ips {
-            let client = client_ip(peer.ip(), request.headers(), &self.trusted_proxies);
-            if !contains(allowed, client) {
-                self.refusals.refused(
-                    route.index,
-                    Reason::AddressNotAllowed,
-                    &format_args!("client address {client} not allowed"),
-                );
-                return reply::error(StatusCode::FORBIDDEN, "client address not allowed");
-            }
+        let client = client_ip(peer.ip(), request.headers(), &self.trusted_proxies);
+        if let Some(allowed) = &route.allow_ips
+            && !contains(allowed, client)
+        {
+            self.refusals.refused(
+                route.index,
+                Reason::AddressNotAllowed,
+                &format_args!("client address {client} not allowed"),
+            );
+            return reply::error(StatusCode::FORBIDDEN, "client address not allowed");
         }
-        if let Some(Err(wait)) = route.rate_limit.as_ref().map(RouteRateLimit::check) {
+        if let Some(Err(wait)) = route.rate_limit.as_ref().map(|limit| limit.admit(client)) {
             self.refusals.refused(
                 route.index,
                 Reason::RateLimited,
                 &"over the route's rate_limit",
             );
-            return reply::retry_after(
-                reply::error(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded"),
-                retry_after_seconds(wait),
-            );
+            return too_many_requests(wait);
         }
         let declared = declared_length(request.headers()).unwrap_or(0);
+        // A request refused before verification is unverified traffic: on a route with
+        // `verify` it counts against its client's `unverified` allowance.
+        let charge_unverified = || {
+            if let Some(limit) = &route.rate_limit {
+                limit.charge_unverified(client)
+            } else {
+                Ok(())
+            }
+        };
         if declared > self.max_body_bytes as u64 {
+            let _ = charge_unverified();
             return self.too_large();
         }
-        let (parts, body) = request.into_parts();
-        // The body, then every header value, go in one buffer of exactly their size (`detach`).
-        let values_len = header_values_len(&parts.headers);
+        let (mut parts, body) = request.into_parts();
+        // The body, then every header value kept, go in one buffer of exactly their size
+        // (`detach`).
+        let values_len = header_values_len(&parts.headers)
+            - removed_values_len(&parts.headers, &route.removed_headers);
         // A declared length proves nothing until the bytes arrive: `read_body` allocates a
         // first chunk and grows the buffer as they stream in (see `body::FIRST_CHUNK`).
         let declared = usize::try_from(declared).unwrap_or(usize::MAX);
-        let body = match read_body(
+        let read = read_body(
             body,
             self.max_body_bytes,
             self.body_read_timeout,
             declared,
             values_len,
         )
-        .await
-        {
+        .await;
+        if read.is_err() {
+            let _ = charge_unverified();
+        }
+        let body = match read {
             Ok(body) => body,
             Err(BodyError::TooLarge { .. }) => return self.too_large(),
             Err(BodyError::Timeout(_)) => {
@@ -260,6 +283,9 @@ impl Ingress {
             None => None,
             Some(verifier) => match verifier.verify(&parts.headers, &body, SystemTime::now()) {
                 Ok(()) => {
+                    if let Some(Err(wait)) = route.rate_limit.as_ref().map(RouteRateLimit::check) {
+                        return too_many_requests(wait);
+                    }
                     if let Some(answer) = verifier.challenge(&parts.headers, &body) {
                         tracing::info!(route = %route.id, preset = verifier.preset(), "answered the sender's endpoint handshake");
                         return reply::json(StatusCode::OK, &answer);
@@ -274,11 +300,17 @@ impl Ingress {
                     route.verification_failures[index].increment(1);
                     self.refusals
                         .refused(route.index, Reason::VerificationFailed, &error);
+                    if let Err(wait) = charge_unverified() {
+                        return too_many_requests(wait);
+                    }
                     return reply::error(StatusCode::UNAUTHORIZED, &error.to_string());
                 }
             },
         };
         self.metrics.record_body_bytes(body.len());
+        for name in &route.removed_headers {
+            parts.headers.remove(name);
+        }
         let (mut headers, body) = detach(&parts.headers, body, values_len);
         headers.remove(VERIFIED_HEADER);
         if let Some(preset) = verified {
@@ -419,6 +451,23 @@ fn accepted(id: &str) -> Response<ResponseBody> {
     // Event ids are UUIDs: nothing to escape.
     let body = format!(r#"{{"id":"{id}"}}"#);
     reply::with_type(StatusCode::ACCEPTED, "application/json", body.into())
+}
+
+/// `429` with `Retry-After` for `wait`.
+fn too_many_requests(wait: Duration) -> Response<ResponseBody> {
+    reply::retry_after(
+        reply::error(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded"),
+        retry_after_seconds(wait),
+    )
+}
+
+/// Bytes of the values of the headers called `names`.
+fn removed_values_len(headers: &HeaderMap, names: &[HeaderName]) -> usize {
+    names
+        .iter()
+        .flat_map(|name| headers.get_all(name))
+        .map(HeaderValue::len)
+        .sum()
 }
 
 /// Bytes of all header values together.

@@ -4,7 +4,9 @@
 //!   last one, to the route's destinations;
 //! - `drop(reason)`: the sender gets 202, nothing is delivered; counted and logged;
 //! - `reject(status, message)`: the sender gets that status (4xx/5xx only); nothing queued;
-//! - `fan-out(deliveries)`: each event goes to its named destination, ending the chain.
+//! - `fan-out(deliveries)`: each event goes to its named destination, ending the chain. A
+//!   destination outside the route's `destinations` and `fan_out` list is refused: the verdict
+//!   is a failure (`bad_verdict`), handled by `on_plugin_error` like any other.
 //!
 //! A failure (trap, timeout, memory, oversized output, error, or a verdict the router cannot
 //! act on) is counted and handled by the route's `on_plugin_error`.
@@ -55,7 +57,8 @@ pub struct PluginChain {
 }
 
 impl PluginChain {
-    /// A chain of `plugins` for `route`; fan-out names are resolved with `destination_ids`.
+    /// A chain of `plugins` for `route`; fan-out names are resolved with `destination_ids`,
+    /// which holds only the destinations the route may fan out to.
     pub fn new(
         route: &str,
         plugins: Vec<LoadedPlugin>,
@@ -188,7 +191,7 @@ impl PluginChain {
                 for delivery in deliveries {
                     let Some(&id) = self.destination_ids.get(&delivery.destination) else {
                         return Err(bad(format!(
-                            "fan-out to unknown destination {:?}",
+                            "fan-out to {:?}, which is not among the route's destinations or its fan_out list",
                             delivery.destination
                         )));
                     };

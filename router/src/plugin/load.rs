@@ -86,11 +86,18 @@ pub async fn load_chains(
             }
         }
         if !route.plugins.is_empty() && plugins.len() == route.plugins.len() {
+            // A fan-out may name the route's own destinations and its `fan_out` list only.
+            let reachable = route
+                .destinations
+                .iter()
+                .chain(&route.fan_out)
+                .filter_map(|name| Some((name.clone(), *destination_ids.get(name)?)))
+                .collect();
             let chain = PluginChain::new(
                 &route.id,
                 plugins,
                 route.on_plugin_error,
-                Arc::clone(destination_ids),
+                Arc::new(reachable),
                 metrics,
             );
             chains.insert(route.id.clone(), chain);

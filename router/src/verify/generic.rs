@@ -84,6 +84,11 @@ impl GenericScheme {
         })
     }
 
+    /// Whether the scheme signs a timestamp (`timestamp_header` is set).
+    pub fn signs_timestamp(&self) -> bool {
+        self.timestamp_header.is_some()
+    }
+
     /// Checks a request.
     pub fn verify(
         &self,

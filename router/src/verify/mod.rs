@@ -16,6 +16,17 @@
 //! `verify` sets `challenge = true` has the router answer it ([`Verifier::challenge`]), after
 //! verifying it like any other request; the handshake is not delivered.
 
+/// Request headers that carry a credential, not a signature: the router removes them once the
+/// request is verified, so they are neither stored nor forwarded (a route's `keep_headers` may
+/// keep some). `x-gitlab-token` is the gitlab preset's secret itself; every other preset sends
+/// a signature, which proves nothing about any other body and is kept.
+pub const CREDENTIAL_HEADERS: [&str; 4] = [
+    "authorization",
+    "cookie",
+    "proxy-authorization",
+    "x-gitlab-token",
+];
+
 /// Most entries a signature header may carry (signatures of any version, and the timestamp
 /// where the header has one); a header with more is malformed, so that one request cannot ask
 /// for an unbounded number of checks (ed25519 ones are costly).
@@ -250,6 +261,30 @@ impl Verifier {
     /// `x-webhook-verified`.
     pub fn preset(&self) -> &'static str {
         self.preset
+    }
+
+    /// How far a signed timestamp may be from now, for schemes that sign one (a verified request
+    /// can be replayed only within it); `None` for schemes that sign no timestamp.
+    pub fn signed_tolerance(&self) -> Option<Duration> {
+        let timed = match &self.scheme {
+            Scheme::Stripe
+            | Scheme::Slack
+            | Scheme::Standard
+            | Scheme::Discord { .. }
+            | Scheme::Linear
+            | Scheme::Paddle
+            | Scheme::Zoom => true,
+            Scheme::Generic(scheme) => scheme.signs_timestamp(),
+            Scheme::GitHub { .. }
+            | Scheme::Shopify
+            | Scheme::GitLab
+            | Scheme::Bitbucket
+            | Scheme::Twilio { .. }
+            | Scheme::Square { .. }
+            | Scheme::Intercom
+            | Scheme::PagerDuty => false,
+        };
+        timed.then_some(self.tolerance)
     }
 
     /// Checks a request's headers and raw body, as of `now`.

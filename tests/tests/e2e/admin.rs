@@ -168,7 +168,7 @@ async fn delivery_series_exist_only_for_the_destinations_a_route_can_reach() {
     // `plain` delivers to `a`; `fan` to `b`, and its plugin may fan out to `c`; nothing reaches
     // `idle`.
     let config = format!(
-        "{}{}{}{}{}{}[[routes.plugins]]\nmodule = \"{}\"\n\
+        "{}{}{}{}{}{}fan_out = [\"c\"]\n[[routes.plugins]]\nmodule = \"{}\"\n\
          config = {{ field = {{ header = \"x-kind\" }}, routes = {{ extra = [\"c\", \"b\"] }}, default = \"b\" }}\n",
         destination("a", &sinks[0].url("/in"), 3),
         destination("b", &sinks[1].url("/in"), 3),

@@ -3,6 +3,7 @@
 mod admin;
 mod delivery;
 mod faults;
+mod forgery;
 mod ingress;
 mod isolation;
 mod limits;

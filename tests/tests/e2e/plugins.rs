@@ -205,10 +205,11 @@ async fn route_by_field_fans_out_to_the_chosen_destinations() {
     let reviews = Sink::healthy().await;
     let triage = Sink::healthy().await;
     let config = format!(
-        "{}{}{}{}",
+        "{}{}{}{}{}",
         destination("reviews", &reviews.url("/in"), 3),
         destination("triage", &triage.url("/in"), 3),
         route("github", "/hooks/github", &["reviews"]),
+        "fan_out = [\"triage\"]\n",
         plugin(
             "route_by_field",
             "config = { field = { header = \"x-github-event\" }, routes = { pull_request = \"reviews\", issues = [\"triage\", \"reviews\"] } }"
