@@ -124,6 +124,23 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<crate::allow_list::Cidr>,
 }
 
+impl ServerConfig {
+    /// What is allowed but likely a mistake, for `check` and the start to warn about.
+    pub fn warnings(&self) -> Vec<String> {
+        self.trusted_proxies
+            .iter()
+            .filter(|net| crate::allow_list::covers_everything(net))
+            .map(|net| {
+                format!(
+                    "server.trusted_proxies: {} covers every address: any client can write its \
+                     own X-Forwarded-For and pass an allow_ips list",
+                    net.0
+                )
+            })
+            .collect()
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {

@@ -6,7 +6,7 @@
 //! | 200 | the route's `verify` answers challenges and this verified request is the sender's endpoint handshake: the body is the answer, nothing is queued |
 //! | 202 | queued, or dropped by a plugin (the body carries the event id); a duplicate delivery gets the original event's id and is not queued again |
 //! | 401 | the route verifies its sender and the signature is missing, wrong or stale |
-//! | 403 | the client's address is not in the route's `allow_ips` |
+//! | 403 | the client's address is not in the route's `allow_ips`, or is unknown (an unreadable `X-Forwarded-For` from a trusted proxy) |
 //! | 404 | no route has this path |
 //! | 405 | the route exists but the method is not POST (`Allow: POST`) |
 //! | 408 | the body did not arrive within `body_read_timeout` |
@@ -185,7 +185,8 @@ impl Ingress {
         }
         if let Some(allowed) = &route.allow_ips {
             let client = client_ip(peer.ip(), request.headers(), &self.trusted_proxies);
-            if !contains(allowed, client) {
+            if !client.is_some_and(|ip| contains(allowed, ip)) {
+                let client = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
                 tracing::info!(route = %route.id, %client, "client address not allowed");
                 return reply::error(StatusCode::FORBIDDEN, "client address not allowed");
             }
