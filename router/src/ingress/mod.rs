@@ -1,19 +1,24 @@
 //! Ingress: where a webhook enters. Matches the route, reads the body within limits, runs the
 //! route's plugin chain and queues the event, answering `202 {"id": ...}` or a short JSON error.
 //!
+//! Everything the head alone decides comes before the body is read: the route, the method, the
+//! allow-list, the signature header's presence and form and its signed timestamp
+//! ([`Verifier::precheck`]). A request that fails them is answered at once, and holds no place
+//! while a body trickles in.
+//!
 //! | answer | when |
 //! |---|---|
 //! | 200 | the route's `verify` answers challenges and this verified request is the sender's endpoint handshake: the body is the answer, nothing is queued |
 //! | 202 | queued, or dropped by a plugin (the body carries the event id); a duplicate delivery gets the original event's id and is not queued again |
-//! | 401 | the route verifies its sender and the signature is missing, wrong or stale |
+//! | 401 | the route verifies its sender and the signature is missing, malformed, wrong or stale (all but wrong are told from the head, before the body is read) |
 //! | 403 | the client's address is not in the route's `allow_ips`, or is unknown (an unreadable `X-Forwarded-For` from a trusted proxy) |
 //! | 404 | no route has this path |
 //! | 405 | the route exists but the method is not POST (`Allow: POST`) |
-//! | 408 | the body did not arrive within `body_read_timeout` |
+//! | 408 | the body did not arrive within `body_read_timeout`, or arrived slower than `min_body_rate` after `min_body_rate_grace` |
 //! | 413 | the body is larger than `max_body_bytes` (checked while streaming) |
 //! | 429 | over the route's `rate_limit` (`Retry-After`), before the body is read |
 //! | 503 | the router holds `queue_capacity` events, or is shutting down (`Retry-After`); the
-//! listener answers 503 itself past `max_requests_in_flight` (`server::in_flight`) |
+//! listener answers 503 itself past `max_requests_in_flight` or `max_requests_in_flight_per_client` (`server::in_flight`) |
 //! | 4xx/5xx | a plugin rejected the event with this status; 500 if a plugin failed and the
 //! route's `on_plugin_error` is `reject` |
 
@@ -22,7 +27,7 @@ pub mod body;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
@@ -32,7 +37,7 @@ use crate::allow_list::{Cidr, client_ip, contains};
 use crate::config::Config;
 use crate::dedup::{Claim, DedupStore, SharedClaim};
 use crate::event::Event;
-use crate::ingress::body::{BodyError, read_body};
+use crate::ingress::body::{BodyError, Pace, read_body};
 use crate::journal::{Journal, Recovered};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::plugin::{ChainOutcome, PluginChain};
@@ -77,7 +82,8 @@ pub struct Ingress {
     queue: Arc<dyn DispatchQueue>,
     metrics: Metrics,
     max_body_bytes: usize,
-    body_read_timeout: Duration,
+    pace: Pace,
+    slow_bodies: Counter,
     trusted_proxies: Vec<Cidr>,
 }
 
@@ -125,7 +131,12 @@ impl Ingress {
             queue,
             metrics: metrics.clone(),
             max_body_bytes: usize::try_from(config.server.max_body_bytes.0).unwrap_or(usize::MAX),
-            body_read_timeout: config.server.body_read_timeout.0,
+            pace: Pace {
+                timeout: config.server.body_read_timeout.0,
+                min_rate: config.server.min_body_rate.0,
+                grace: config.server.min_body_rate_grace.0,
+            },
+            slow_bodies: metrics.slow_bodies("ingress"),
             trusted_proxies: config.server.trusted_proxies.clone(),
         }
     }
@@ -191,6 +202,13 @@ impl Ingress {
                 return reply::error(StatusCode::FORBIDDEN, "client address not allowed");
             }
         }
+        if let Some(Err(error)) = route
+            .verifier
+            .as_ref()
+            .map(|verifier| verifier.precheck(request.headers(), SystemTime::now()))
+        {
+            return unverified(route, &error);
+        }
         if let Some(Err(wait)) = route.rate_limit.as_ref().map(RouteRateLimit::check) {
             return reply::retry_after(
                 reply::error(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded"),
@@ -207,14 +225,7 @@ impl Ingress {
         // A declared length proves nothing until the bytes arrive: `read_body` allocates a
         // first chunk and grows the buffer as they stream in (see `body::FIRST_CHUNK`).
         let declared = usize::try_from(declared).unwrap_or(usize::MAX);
-        let body = match read_body(
-            body,
-            self.max_body_bytes,
-            self.body_read_timeout,
-            declared,
-            values_len,
-        )
-        .await
+        let body = match read_body(body, self.max_body_bytes, self.pace, declared, values_len).await
         {
             Ok(body) => body,
             Err(BodyError::TooLarge { .. }) => return self.too_large(),
@@ -222,6 +233,14 @@ impl Ingress {
                 return reply::error(
                     StatusCode::REQUEST_TIMEOUT,
                     "request body not received in time",
+                );
+            }
+            Err(BodyError::TooSlow { min_rate }) => {
+                self.slow_bodies.increment(1);
+                tracing::info!(route = %route.id, min_rate, "request body too slow: cut off");
+                return reply::error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body arrived too slowly",
                 );
             }
             Err(BodyError::Read(error)) => {
@@ -239,15 +258,7 @@ impl Ingress {
                     }
                     Some(verifier.preset())
                 }
-                Err(error) => {
-                    let index = VerifyError::ALL
-                        .iter()
-                        .position(|e| *e == error)
-                        .unwrap_or(0);
-                    route.verification_failures[index].increment(1);
-                    tracing::info!(route = %route.id, reason = error.reason(), "verification failed");
-                    return reply::error(StatusCode::UNAUTHORIZED, &error.to_string());
-                }
+                Err(error) => return unverified(route, &error),
             },
         };
         self.metrics.record_body_bytes(body.len());
@@ -384,6 +395,17 @@ impl Ingress {
         let message = format!("body exceeds the limit of {} bytes", self.max_body_bytes);
         reply::error(StatusCode::PAYLOAD_TOO_LARGE, &message)
     }
+}
+
+/// `401` for a request that failed `route`'s verification, counted by reason.
+fn unverified(route: &IngressRoute, error: &VerifyError) -> Response<ResponseBody> {
+    let index = VerifyError::ALL
+        .iter()
+        .position(|e| e == error)
+        .unwrap_or(0);
+    route.verification_failures[index].increment(1);
+    tracing::info!(route = %route.id, reason = error.reason(), "verification failed");
+    reply::error(StatusCode::UNAUTHORIZED, &error.to_string())
 }
 
 /// `202 {"id": ...}`.

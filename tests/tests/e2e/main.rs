@@ -8,6 +8,7 @@ mod isolation;
 mod limits;
 mod plugins;
 mod shutdown;
+mod slow_clients;
 mod verify;
 
 use std::time::Duration;
