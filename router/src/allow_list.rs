@@ -5,8 +5,12 @@
 //! `trusted_proxies`: then `X-Forwarded-For` is read from the right, skipping trusted proxies,
 //! and the first address that is not one is the client. A sender cannot forge its way in by
 //! writing `X-Forwarded-For` itself, because only a trusted proxy's header is believed.
+//!
+//! Reading fails closed: an entry that is not an address (`unknown`, an obfuscated name,
+//! junk, a header that is not text) makes the client unknown, and no allow-list admits an
+//! unknown client. Entries may carry a port (`203.0.113.7:443`, `[2001:db8::1]:443`).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 use http::HeaderMap;
@@ -49,29 +53,49 @@ pub fn contains(nets: &[Cidr], ip: IpAddr) -> bool {
 }
 
 /// The client's address: `peer`, or, when `peer` is a trusted proxy, the rightmost
-/// `X-Forwarded-For` address that is not a trusted proxy.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[Cidr]) -> IpAddr {
+/// `X-Forwarded-For` address that is not a trusted proxy (the leftmost one when all are; `peer`
+/// itself when the proxy sent no header). `None` when the client is unknown: an entry read
+/// before finding it is not an address.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[Cidr]) -> Option<IpAddr> {
     if !contains(trusted_proxies, peer) {
-        return peer;
+        return Some(peer);
+    }
+    let mut hops = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        hops.extend(value.to_str().ok()?.split(','));
     }
     let mut client = peer;
-    let hops = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .collect::<Vec<_>>();
     for hop in hops.iter().rev() {
-        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
-            // Unreadable: stop at the last address that could be checked.
-            return client;
-        };
-        client = ip;
-        if !contains(trusted_proxies, ip) {
-            return ip;
+        client = forwarded_address(hop)?;
+        if !contains(trusted_proxies, client) {
+            break;
         }
     }
-    client
+    Some(client)
+}
+
+/// One `X-Forwarded-For` entry: an address, with or without a port (`[v6]:port`, `v4:port`,
+/// `[v6]`); `None` for anything else.
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(socket) = entry.parse::<SocketAddr>() {
+        return Some(socket.ip());
+    }
+    entry
+        .strip_prefix('[')?
+        .strip_suffix(']')?
+        .parse::<std::net::Ipv6Addr>()
+        .ok()
+        .map(IpAddr::V6)
+}
+
+/// Whether `net` covers every address of its family (`0.0.0.0/0`, `::/0`): as a trusted proxy,
+/// it would let any client write its own `X-Forwarded-For`.
+pub fn covers_everything(net: &Cidr) -> bool {
+    net.0.prefix_len() == 0
 }
 
 #[cfg(test)]
@@ -110,25 +134,86 @@ mod tests {
         // From a trusted proxy: the rightmost untrusted hop is the client.
         assert_eq!(
             client_ip(ip("10.0.0.2"), &headers, &trusted),
-            ip("203.0.113.7")
+            Some(ip("203.0.113.7"))
         );
         // From anyone else: the peer, whatever the header says.
         assert_eq!(
             client_ip(ip("192.0.2.1"), &headers, &trusted),
-            ip("192.0.2.1")
+            Some(ip("192.0.2.1"))
         );
         // No header: the proxy itself.
         assert_eq!(
             client_ip(ip("10.0.0.2"), &HeaderMap::new(), &trusted),
-            ip("10.0.0.2")
+            Some(ip("10.0.0.2"))
         );
+        // Only trusted hops: the leftmost.
         headers.insert(
             "x-forwarded-for",
-            HeaderValue::from_static("junk, 10.1.1.1"),
+            HeaderValue::from_static("10.3.3.3, 10.1.1.1"),
         );
         assert_eq!(
             client_ip(ip("10.0.0.2"), &headers, &trusted),
-            ip("10.1.1.1")
+            Some(ip("10.3.3.3"))
         );
+        // Junk to the left of the client is never read.
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("junk, 203.0.113.7, 10.1.1.1"),
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &headers, &trusted),
+            Some(ip("203.0.113.7"))
+        );
+    }
+
+    #[test]
+    fn ports_are_read_and_anything_unreadable_makes_the_client_unknown() {
+        let trusted = nets(&["127.0.0.1"]);
+        let client = |values: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append("x-forwarded-for", HeaderValue::from_static(value));
+            }
+            client_ip(ip("127.0.0.1"), &headers, &trusted)
+        };
+        assert_eq!(client(&["203.0.113.7:1234"]), Some(ip("203.0.113.7")));
+        assert_eq!(client(&["[2001:db8::1]:443"]), Some(ip("2001:db8::1")));
+        assert_eq!(client(&["[2001:db8::1]"]), Some(ip("2001:db8::1")));
+        assert_eq!(client(&["2001:db8::1"]), Some(ip("2001:db8::1")));
+        for unreadable in [
+            &["unknown"][..],
+            &["_hidden"],
+            &[""],
+            &["203.0.113.7,"],
+            &["203.0.113.7", "junk"],
+            &["203.0.113.7", "127.0.0.1, junk"],
+            &["[203.0.113.7]:80"],
+        ] {
+            assert_eq!(client(unreadable), None, "{unreadable:?}");
+        }
+        // A header that is not text.
+        let mut headers = HeaderMap::new();
+        headers.append("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
+        headers.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"\xff203.0.113.8").unwrap(),
+        );
+        assert_eq!(client_ip(ip("127.0.0.1"), &headers, &trusted), None);
+    }
+
+    #[test]
+    fn only_a_zero_length_prefix_covers_everything() {
+        for (net, everything) in [
+            ("0.0.0.0/0", true),
+            ("::/0", true),
+            ("0.0.0.0/1", false),
+            ("10.0.0.0/8", false),
+        ] {
+            assert_eq!(
+                covers_everything(&net.parse().unwrap()),
+                everything,
+                "{net}"
+            );
+        }
     }
 }

@@ -233,6 +233,9 @@ async fn check(path: &Path) -> ExitCode {
     let Some(config) = load(path) else {
         return ExitCode::FAILURE;
     };
+    for warning in config.server.warnings() {
+        eprintln!("warning: {warning}");
+    }
     match check_plugins(&config).await {
         Ok(_) => {
             println!("ok");
@@ -367,6 +370,9 @@ async fn serve(path: &Path) -> Result<ExitCode> {
     let Some(config) = load(path) else {
         return Ok(ExitCode::FAILURE);
     };
+    for warning in config.server.warnings() {
+        tracing::warn!("{warning}");
+    }
     // Caught before the router announces itself, so no signal sent after that kills it.
     let mut signals = StopSignals::new()?;
     let router = Router::start(&config).await?;

@@ -76,8 +76,10 @@ pub mod names {
     pub const CLOSED_CONNECTIONS: &str = "webhook_connections_closed_total";
     /// Gauge `{listener}`: requests being received or handled.
     pub const REQUESTS_IN_FLIGHT: &str = "webhook_requests_in_flight";
-    /// Counter `{listener, reason}`: requests answered 503 before reaching a route: `busy`
-    /// (`max_requests_in_flight` reached).
+    /// Counter `{listener, reason}`: requests the listener refused or cut off: 503 before
+    /// reaching a route, `busy` (`max_requests_in_flight` reached) or `client_busy`
+    /// (`max_requests_in_flight_per_client` reached); 408, `slow_body` (the body arrived slower
+    /// than `min_body_rate`).
     pub const REJECTED_REQUESTS: &str = "webhook_rejected_requests_total";
 }
 
@@ -363,7 +365,21 @@ impl Metrics {
                 .counter(names::CLOSED_CONNECTIONS, labels("header_timeout")),
             evicted: self.counter(names::CLOSED_CONNECTIONS, labels("evicted")),
             busy: self.counter(names::REJECTED_REQUESTS, labels("busy")),
+            client_busy: self.counter(names::REJECTED_REQUESTS, labels("client_busy")),
         }
+    }
+
+    /// Counter of the requests on `listener` whose body arrived slower than `min_body_rate`
+    /// (`webhook_rejected_requests_total{reason="slow_body"}`), registered now (so it shows as
+    /// 0).
+    pub fn slow_bodies(&self, listener: &'static str) -> Counter {
+        self.counter(
+            names::REJECTED_REQUESTS,
+            vec![
+                Label::new("listener", listener),
+                Label::new("reason", "slow_body"),
+            ],
+        )
     }
 
     fn destination_gauge(&self, name: &'static str, destination: &str) -> Gauge {
@@ -567,6 +583,8 @@ pub struct ListenerMetrics {
     pub evicted: Counter,
     /// `webhook_rejected_requests_total{reason="busy"}`.
     pub busy: Counter,
+    /// `webhook_rejected_requests_total{reason="client_busy"}`.
+    pub client_busy: Counter,
 }
 
 impl fmt::Debug for ListenerMetrics {
@@ -641,7 +659,7 @@ fn describe(recorder: &PrometheusRecorder) {
         ),
         (
             names::REJECTED_REQUESTS,
-            "Requests answered 503 before reaching a route: busy (max_requests_in_flight reached).",
+            "Requests refused or cut off by the listener: 503 before reaching a route, busy (max_requests_in_flight reached) or client_busy (max_requests_in_flight_per_client reached); 408, slow_body (the body arrived slower than min_body_rate).",
         ),
     ];
     for (name, help) in counters {

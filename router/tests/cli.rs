@@ -260,3 +260,28 @@ fn an_unverified_route_to_a_signing_destination_is_refused_unless_it_signs_anywa
         "a verified route may feed a signing destination: {stderr}"
     );
 }
+
+#[test]
+fn trusted_proxies_that_cover_every_address_are_warned_about() {
+    for everything in ["0.0.0.0/0", "::/0"] {
+        let text = with_server_line(&format!(
+            "trusted_proxies = [\"10.0.0.1\", \"{everything}\"]"
+        ));
+        let path = config_file("trust-everyone.toml", &text);
+        let (success, stdout, stderr) = check(&path);
+        assert!(success, "a warning, not an error: {stderr}");
+        assert_eq!(stdout.trim(), "ok");
+        assert!(
+            stderr.contains(&format!(
+                "warning: server.trusted_proxies: {everything} covers every address"
+            )),
+            "{stderr}"
+        );
+    }
+    let path = config_file(
+        "trust-one.toml",
+        &with_server_line("trusted_proxies = [\"10.0.0.0/8\"]"),
+    );
+    let (success, _, stderr) = check(&path);
+    assert!(success && !stderr.contains("warning"), "{stderr}");
+}

@@ -41,6 +41,13 @@ const KEYS: &[(Table, &str, Kind)] = &[
     (Table::Server, "queue_capacity", Kind::Count),
     (Table::Server, "header_read_timeout", Kind::Duration),
     (Table::Server, "body_read_timeout", Kind::Duration),
+    (
+        Table::Server,
+        "max_requests_in_flight_per_client",
+        Kind::Count,
+    ),
+    (Table::Server, "min_body_rate", Kind::Size),
+    (Table::Server, "min_body_rate_grace", Kind::Duration),
     (Table::Server, "shutdown_grace", Kind::Duration),
     (Table::Server, "dead_letter_capacity", Kind::Count),
     (Table::Server, "dead_letter_max_bytes", Kind::Size),

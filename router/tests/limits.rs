@@ -346,7 +346,10 @@ async fn h2_streams_trickling_large_bodies_stay_within_the_memory_bound() {
         "h2_trickle",
         &sink,
         &format!(
-            "max_requests_in_flight = {IN_FLIGHT}\nmax_body_bytes = \"1MiB\"\nbody_read_timeout = \"60s\""
+            // A per-client cap above the listener's, so that each connection may open 100
+            // streams at once (the most HTTP/2 allows) and only the listener's cap applies.
+            "max_requests_in_flight = {IN_FLIGHT}\nmax_requests_in_flight_per_client = 1000\n\
+             max_body_bytes = \"1MiB\"\nbody_read_timeout = \"60s\""
         ),
     );
     let router = RouterProcess::start(binary(), &config);
@@ -469,12 +472,15 @@ async fn hold_requests(
     (peak.saturating_sub(before), held)
 }
 
-/// A router for [`hold_requests`]: bodies up to 256 MiB, and room for every held request.
+/// A router for [`hold_requests`]: bodies up to 256 MiB, and room for every held request, all
+/// from this one client, for as long as the test holds them.
 fn start_holding_router(name: &str, sink: &Sink) -> RouterProcess {
     let config = write_config(
         name,
         sink,
-        "max_body_bytes = \"256MiB\"\nmax_requests_in_flight = 1000\nbody_read_timeout = \"60s\"",
+        "max_body_bytes = \"256MiB\"\nmax_requests_in_flight = 1000\n\
+         max_requests_in_flight_per_client = 1000\nbody_read_timeout = \"60s\"\n\
+         min_body_rate_grace = \"60s\"",
     );
     RouterProcess::start(binary(), &config)
 }

@@ -10,6 +10,7 @@ pub mod process;
 pub mod process_stats;
 pub mod signing;
 pub mod sink;
+pub mod slow_client;
 pub mod test_router;
 pub mod wait;
 pub mod wasm;

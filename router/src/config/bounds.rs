@@ -215,6 +215,22 @@ pub(crate) fn max_connections<'de, D: Deserializer<'de>>(
     count_usize(d, "max_connections", 1_000_000).map(Some)
 }
 
+/// `server.max_requests_in_flight_per_client`: 1 to 1 000 000 requests (present only when
+/// written).
+pub(crate) fn max_requests_in_flight_per_client<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<NonZeroUsize>, D::Error> {
+    count_usize(d, "max_requests_in_flight_per_client", 1_000_000).map(Some)
+}
+
+bounded!(
+    /// `server.min_body_rate`: 0 (none) to 1 GiB per second.
+    min_body_rate, "min_body_rate": ByteSize = size(0, 1024 * MIB)
+);
+bounded!(
+    /// `server.min_body_rate_grace`: 100 ms to 1 h.
+    min_body_rate_grace, "min_body_rate_grace": HumanDuration = duration(CLIENT_MIN, HOUR)
+);
 bounded!(
     /// `server.body_read_timeout`: 100 ms to 1 h (a real client needs some time).
     body_read_timeout, "body_read_timeout": HumanDuration = duration(CLIENT_MIN, HOUR)

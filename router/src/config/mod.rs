@@ -92,6 +92,26 @@ pub struct ServerConfig {
         deserialize_with = "bounds::max_requests_in_flight"
     )]
     pub max_requests_in_flight: NonZeroUsize,
+    /// Most ingress requests in flight from one client (an IPv4 address or an IPv6 /64); by
+    /// default [`ServerConfig::DEFAULT_PER_CLIENT`], or `max_requests_in_flight` if lower.
+    #[serde(
+        default,
+        deserialize_with = "bounds::max_requests_in_flight_per_client"
+    )]
+    pub max_requests_in_flight_per_client: Option<NonZeroUsize>,
+    /// Least rate, in bytes per second, at which a request body must arrive once
+    /// `min_body_rate_grace` is over (past it, 408); 0 for none.
+    #[serde(
+        default = "defaults::min_body_rate",
+        deserialize_with = "bounds::min_body_rate"
+    )]
+    pub min_body_rate: ByteSize,
+    /// How long a request body may take before `min_body_rate` counts.
+    #[serde(
+        default = "defaults::min_body_rate_grace",
+        deserialize_with = "bounds::min_body_rate_grace"
+    )]
+    pub min_body_rate_grace: HumanDuration,
     /// How long a client may take to send its whole request body.
     #[serde(
         default = "defaults::body_read_timeout",
@@ -137,6 +157,32 @@ impl ServerConfig {
     pub fn body_limit(&self) -> ByteSize {
         self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES)
     }
+
+    /// The default `max_requests_in_flight_per_client`, when `max_requests_in_flight` is higher.
+    pub const DEFAULT_PER_CLIENT: usize = 32;
+
+    /// The `max_requests_in_flight_per_client` in force.
+    pub fn per_client_in_flight(&self) -> usize {
+        self.max_requests_in_flight_per_client.map_or_else(
+            || Self::DEFAULT_PER_CLIENT.min(self.max_requests_in_flight.get()),
+            NonZeroUsize::get,
+        )
+    }
+
+    /// What is allowed but likely a mistake, for `check` and the start to warn about.
+    pub fn warnings(&self) -> Vec<String> {
+        self.trusted_proxies
+            .iter()
+            .filter(|net| crate::allow_list::covers_everything(net))
+            .map(|net| {
+                format!(
+                    "server.trusted_proxies: {} covers every address: any client can write its \
+                     own X-Forwarded-For and pass an allow_ips list",
+                    net.0
+                )
+            })
+            .collect()
+    }
 }
 
 impl Default for ServerConfig {
@@ -150,6 +196,9 @@ impl Default for ServerConfig {
             idle_timeout: defaults::idle_timeout(),
             max_connections: None,
             max_requests_in_flight: defaults::max_requests_in_flight(),
+            max_requests_in_flight_per_client: None,
+            min_body_rate: defaults::min_body_rate(),
+            min_body_rate_grace: defaults::min_body_rate_grace(),
             body_read_timeout: defaults::body_read_timeout(),
             shutdown_grace: defaults::shutdown_grace(),
             dead_letter_capacity: defaults::dead_letter_capacity(),
@@ -663,6 +712,12 @@ mod defaults {
     }
     pub fn body_read_timeout() -> HumanDuration {
         HumanDuration(Duration::from_secs(30))
+    }
+    pub fn min_body_rate() -> ByteSize {
+        ByteSize(1024)
+    }
+    pub fn min_body_rate_grace() -> HumanDuration {
+        HumanDuration(Duration::from_secs(5))
     }
     pub fn shutdown_grace() -> HumanDuration {
         HumanDuration(Duration::from_secs(30))

@@ -3,19 +3,24 @@
 //! Once verified, the request loses its credential headers (`verify::CREDENTIAL_HEADERS`, less
 //! the route's `keep_headers`): the event neither stores them nor shows them to plugins.
 //!
+//! Everything the head alone decides comes before the body is read: the route, the method, the
+//! allow-list, the signature header's presence and form and its signed timestamp
+//! ([`Verifier::precheck`]). A request that fails them is answered at once, and holds no place
+//! while a body trickles in.
+//!
 //! | answer | when |
 //! |---|---|
 //! | 200 | the route's `verify` answers challenges and this verified request is the sender's endpoint handshake: the body is the answer, nothing is queued |
 //! | 202 | queued, or dropped by a plugin (the body carries the event id); a duplicate delivery gets the original event's id and is not queued again |
-//! | 401 | the route verifies its sender and the signature is missing, wrong or stale |
-//! | 403 | the client's address is not in the route's `allow_ips` |
+//! | 401 | the route verifies its sender and the signature is missing, malformed, wrong or stale (all but wrong are told from the head, before the body is read) |
+//! | 403 | the client's address is not in the route's `allow_ips`, or is unknown (an unreadable `X-Forwarded-For` from a trusted proxy) |
 //! | 404 | no route has this path |
 //! | 405 | the route exists but the method is not POST (`Allow: POST`) |
-//! | 408 | the body did not arrive within `body_read_timeout` |
+//! | 408 | the body did not arrive within `body_read_timeout`, or arrived slower than `min_body_rate` after `min_body_rate_grace` |
 //! | 413 | the body is larger than `max_body_bytes` (checked while streaming) |
 //! | 429 | over the route's `rate_limit` (`Retry-After`): before the body is read on a route without `verify`; on one with, after verification, and before the body for a client that has spent its `unverified` allowance on failed requests |
 //! | 503 | the router holds `queue_capacity` events, or is shutting down (`Retry-After`); the
-//! listener answers 503 itself past `max_requests_in_flight` (`server::in_flight`) |
+//! listener answers 503 itself past `max_requests_in_flight` or `max_requests_in_flight_per_client` (`server::in_flight`) |
 //! | 4xx/5xx | a plugin rejected the event with this status; 500 if a plugin failed and the
 //! route's `on_plugin_error` is `reject` |
 //!
@@ -38,7 +43,7 @@ use crate::allow_list::{Cidr, client_ip, contains};
 use crate::config::Config;
 use crate::dedup::{Claim, DedupStore, SharedClaim};
 use crate::event::Event;
-use crate::ingress::body::{BodyError, read_body};
+use crate::ingress::body::{BodyError, Pace, read_body};
 use crate::ingress::refusal_log::{Reason, RefusalLog};
 use crate::journal::{Journal, Recovered};
 use crate::metrics::{Metrics, RouteMetrics};
@@ -89,7 +94,8 @@ pub struct Ingress {
     metrics: Metrics,
     refusals: Arc<RefusalLog>,
     max_body_bytes: usize,
-    body_read_timeout: Duration,
+    pace: Pace,
+    slow_bodies: Counter,
     trusted_proxies: Vec<Cidr>,
 }
 
@@ -149,7 +155,12 @@ impl Ingress {
                 config.routes.iter().map(|route| route.id.clone()).collect(),
             )),
             max_body_bytes: usize::try_from(config.server.body_limit().0).unwrap_or(usize::MAX),
-            body_read_timeout: config.server.body_read_timeout.0,
+            pace: Pace {
+                timeout: config.server.body_read_timeout.0,
+                min_rate: config.server.min_body_rate.0,
+                grace: config.server.min_body_rate_grace.0,
+            },
+            slow_bodies: metrics.slow_bodies("ingress"),
             trusted_proxies: config.server.trusted_proxies.clone(),
         }
     }
@@ -215,14 +226,34 @@ impl Ingress {
         }
         let client = client_ip(peer.ip(), request.headers(), &self.trusted_proxies);
         if let Some(allowed) = &route.allow_ips
-            && !contains(allowed, client)
+            && !client.is_some_and(|ip| contains(allowed, ip))
         {
+            let shown = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
             self.refusals.refused(
                 route.index,
                 Reason::AddressNotAllowed,
-                &format_args!("client address {client} not allowed"),
+                &format_args!("client address {shown} not allowed"),
             );
             return reply::error(StatusCode::FORBIDDEN, "client address not allowed");
+        }
+        // Rate limits key an unknown client (an unreadable `X-Forwarded-For`) by the proxy that
+        // sent it.
+        let client = client.unwrap_or_else(|| peer.ip());
+        // A request refused before verification is unverified traffic: on a route with
+        // `verify` it counts against its client's `unverified` allowance.
+        let charge_unverified = || {
+            if let Some(limit) = &route.rate_limit {
+                limit.charge_unverified(client)
+            } else {
+                Ok(())
+            }
+        };
+        if let Some(Err(error)) = route
+            .verifier
+            .as_ref()
+            .map(|verifier| verifier.precheck(request.headers(), SystemTime::now()))
+        {
+            return self.unverified(route, &error, charge_unverified());
         }
         if let Some(Err(wait)) = route.rate_limit.as_ref().map(|limit| limit.admit(client)) {
             self.refusals.refused(
@@ -233,15 +264,6 @@ impl Ingress {
             return too_many_requests(wait);
         }
         let declared = declared_length(request.headers()).unwrap_or(0);
-        // A request refused before verification is unverified traffic: on a route with
-        // `verify` it counts against its client's `unverified` allowance.
-        let charge_unverified = || {
-            if let Some(limit) = &route.rate_limit {
-                limit.charge_unverified(client)
-            } else {
-                Ok(())
-            }
-        };
         if declared > self.max_body_bytes as u64 {
             let _ = charge_unverified();
             return self.too_large();
@@ -254,14 +276,7 @@ impl Ingress {
         // A declared length proves nothing until the bytes arrive: `read_body` allocates a
         // first chunk and grows the buffer as they stream in (see `body::FIRST_CHUNK`).
         let declared = usize::try_from(declared).unwrap_or(usize::MAX);
-        let read = read_body(
-            body,
-            self.max_body_bytes,
-            self.body_read_timeout,
-            declared,
-            values_len,
-        )
-        .await;
+        let read = read_body(body, self.max_body_bytes, self.pace, declared, values_len).await;
         if read.is_err() {
             let _ = charge_unverified();
         }
@@ -272,6 +287,14 @@ impl Ingress {
                 return reply::error(
                     StatusCode::REQUEST_TIMEOUT,
                     "request body not received in time",
+                );
+            }
+            Err(BodyError::TooSlow { min_rate }) => {
+                self.slow_bodies.increment(1);
+                tracing::info!(route = %route.id, min_rate, "request body too slow: cut off");
+                return reply::error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body arrived too slowly",
                 );
             }
             Err(BodyError::Read(error)) => {
@@ -292,19 +315,7 @@ impl Ingress {
                     }
                     Some(verifier.preset())
                 }
-                Err(error) => {
-                    let index = VerifyError::ALL
-                        .iter()
-                        .position(|e| *e == error)
-                        .unwrap_or(0);
-                    route.verification_failures[index].increment(1);
-                    self.refusals
-                        .refused(route.index, Reason::VerificationFailed, &error);
-                    if let Err(wait) = charge_unverified() {
-                        return too_many_requests(wait);
-                    }
-                    return reply::error(StatusCode::UNAUTHORIZED, &error.to_string());
-                }
+                Err(error) => return self.unverified(route, &error, charge_unverified()),
             },
         };
         self.metrics.record_body_bytes(body.len());
@@ -443,6 +454,30 @@ impl Ingress {
     fn too_large(&self) -> Response<ResponseBody> {
         let message = format!("body exceeds the limit of {} bytes", self.max_body_bytes);
         reply::error(StatusCode::PAYLOAD_TOO_LARGE, &message)
+    }
+}
+
+impl Ingress {
+    /// `401` for a request that failed `route`'s verification, counted by reason and logged
+    /// through the refusal log; `429` instead once `charged` says the client has spent its
+    /// `unverified` allowance.
+    fn unverified(
+        &self,
+        route: &IngressRoute,
+        error: &VerifyError,
+        charged: Result<(), Duration>,
+    ) -> Response<ResponseBody> {
+        let index = VerifyError::ALL
+            .iter()
+            .position(|e| e == error)
+            .unwrap_or(0);
+        route.verification_failures[index].increment(1);
+        self.refusals
+            .refused(route.index, Reason::VerificationFailed, error);
+        match charged {
+            Err(wait) => too_many_requests(wait),
+            Ok(()) => reply::error(StatusCode::UNAUTHORIZED, &error.to_string()),
+        }
     }
 }
 

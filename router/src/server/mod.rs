@@ -1,8 +1,8 @@
 //! The HTTP listener loop shared by the ingress and admin listeners: accepts connections within
 //! the listener's `max_connections` ([`connections`]), serves HTTP/1.1 and h2c (prior knowledge)
-//! on each with bounded buffers ([`protocol`]), caps the requests in flight ([`in_flight`]),
-//! closes silent and idle connections ([`connection`]), drains open connections on shutdown and
-//! closes those still open when told to. [`descriptors`] raises the descriptor limit and sizes
+//! on each with bounded buffers ([`protocol`]), caps the requests in flight on the listener and
+//! per client ([`in_flight`]), closes silent and idle connections ([`connection`]), drains open
+//! connections on shutdown and closes those still open when told to. [`descriptors`] raises the descriptor limit and sizes
 //! `max_connections` from it; [`settings`] gives each listener its limits.
 
 mod connection;
@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 use crate::reply::ResponseBody;
 use connection::{Deadlines, drive};
 use connections::Connections;
-use in_flight::InFlightLimit;
+use in_flight::InFlightCaps;
 
 pub use settings::{ListenerSettings, Listeners};
 
@@ -58,11 +58,17 @@ pub async fn serve<H, F>(
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ResponseBody>> + Send + 'static,
 {
-    let builder = protocol::builder();
+    let builder = protocol::builder(protocol::max_concurrent_streams(
+        settings.max_requests_in_flight_per_client,
+    ));
     let table = Connections::new(settings.max_connections, settings.metrics.clone());
-    let limit = settings
-        .max_requests_in_flight
-        .map(|max| InFlightLimit::new(max, settings.metrics.busy.clone()));
+    let caps = InFlightCaps::new(
+        settings.max_requests_in_flight,
+        settings.metrics.busy.clone(),
+        settings.max_requests_in_flight_per_client,
+        settings.metrics.client_busy.clone(),
+        &settings.trusted_proxies,
+    );
     let deadlines = Deadlines {
         header_read_timeout: settings.header_read_timeout,
         idle_timeout: settings.idle_timeout,
@@ -90,22 +96,18 @@ pub async fn serve<H, F>(
         }
         let handler = handler.clone();
         let activity = Arc::clone(&slot.activity);
-        let limit = limit.clone();
+        let caps = caps.clone();
         let in_flight = settings.metrics.requests_in_flight.clone();
         let service = service_fn(move |request: Request<Incoming>| {
             let request_guard = activity.begin(&in_flight);
-            // `None`: no cap; `Some(None)`: the cap is reached.
-            let permit = limit.as_ref().map(InFlightLimit::enter);
-            let response = match permit {
-                Some(None) => None,
-                Some(Some(_)) | None => Some(handler(request, peer)),
-            };
+            let admitted = caps
+                .enter(request.headers(), peer.ip())
+                .map(|permit| (permit, handler(request, peer)));
             async move {
                 let _request = request_guard;
-                let _permit = permit;
-                Ok::<_, Infallible>(match response {
-                    Some(response) => response.await,
-                    None => in_flight::busy(),
+                Ok::<_, Infallible>(match admitted {
+                    Ok((_permit, response)) => response.await,
+                    Err(refusal) => refusal.answer(),
                 })
             }
         });

@@ -13,7 +13,8 @@ use hyper_util::server::conn::auto;
 /// under the allocator's mmap threshold, where they fragment the heap that held events live in.
 pub const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Most HTTP/2 streams (requests) open at once on one connection; the client waits for one to
-/// end before opening another.
+/// end before opening another. A listener with a per-client cap allows no more than the cap
+/// ([`max_concurrent_streams`]): more streams at once could only get 503.
 pub const MAX_CONCURRENT_STREAMS: u32 = 100;
 /// HTTP/2 flow-control window of one stream: body bytes a client may send ahead of the
 /// router reading them.
@@ -26,11 +27,22 @@ pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 /// How often an HTTP/2 connection is pinged to notice a peer that has gone away.
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 
-/// A connection builder for HTTP/1.1 and h2c (prior knowledge) with the limits above. Timeouts
-/// are the connection task's (`connection::drive`), not hyper's: hyper's HTTP/1 header read
-/// timeout runs between keep-alive requests too, which would cut `idle_timeout` short, and it
-/// does not cover a connection that has not yet sent enough bytes to choose a protocol.
-pub fn builder() -> auto::Builder<TokioExecutor> {
+/// The HTTP/2 stream limit of a listener that lets one client have `per_client` requests in
+/// flight (`None`: no per-client cap).
+pub fn max_concurrent_streams(per_client: Option<usize>) -> u32 {
+    per_client.map_or(MAX_CONCURRENT_STREAMS, |cap| {
+        u32::try_from(cap).map_or(MAX_CONCURRENT_STREAMS, |cap| {
+            cap.clamp(1, MAX_CONCURRENT_STREAMS)
+        })
+    })
+}
+
+/// A connection builder for HTTP/1.1 and h2c (prior knowledge) with the limits above and
+/// `max_streams` HTTP/2 streams per connection. Timeouts are the connection task's
+/// (`connection::drive`), not hyper's: hyper's HTTP/1 header read timeout runs between
+/// keep-alive requests too, which would cut `idle_timeout` short, and it does not cover a
+/// connection that has not yet sent enough bytes to choose a protocol.
+pub fn builder(max_streams: u32) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -41,7 +53,7 @@ pub fn builder() -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL))
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_concurrent_streams(max_streams)
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .adaptive_window(false)

@@ -1,10 +1,12 @@
 //! Each listener's limits, from the `[server]` table and the descriptor limit: the ingress
-//! listener gets `max_connections` and `max_requests_in_flight`; the admin listener its own
-//! small cap, so that `/healthz` answers whatever the ingress is going through.
+//! listener gets `max_connections`, `max_requests_in_flight` and
+//! `max_requests_in_flight_per_client`; the admin listener its own small cap, so that
+//! `/healthz` answers whatever the ingress is going through.
 
 use std::time::Duration;
 
 use super::descriptors;
+use crate::allow_list::Cidr;
 use crate::config::ServerConfig;
 use crate::metrics::{ListenerMetrics, Metrics};
 
@@ -22,6 +24,11 @@ pub struct ListenerSettings {
     pub max_connections: usize,
     /// Most requests in flight at once, if capped.
     pub max_requests_in_flight: Option<usize>,
+    /// Most requests in flight at once from one client, if capped; also the most HTTP/2
+    /// streams one connection may open at once.
+    pub max_requests_in_flight_per_client: Option<usize>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<Cidr>,
     /// The listener's metrics.
     pub metrics: ListenerMetrics,
 }
@@ -76,6 +83,8 @@ impl Listeners {
                 idle_timeout,
                 max_connections,
                 max_requests_in_flight: Some(server.max_requests_in_flight.get()),
+                max_requests_in_flight_per_client: Some(server.per_client_in_flight()),
+                trusted_proxies: server.trusted_proxies.clone(),
                 metrics: metrics.listener("ingress"),
             },
             admin: ListenerSettings {
@@ -83,6 +92,8 @@ impl Listeners {
                 idle_timeout,
                 max_connections: ADMIN_MAX_CONNECTIONS,
                 max_requests_in_flight: None,
+                max_requests_in_flight_per_client: None,
+                trusted_proxies: Vec::new(),
                 metrics: metrics.listener("admin"),
             },
         }

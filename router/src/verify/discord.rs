@@ -20,6 +20,22 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, String> {
     VerifyingKey::from_bytes(&bytes).map_err(|_| "public_key is not a valid ed25519 key".to_owned())
 }
 
+/// The interaction's signature and timestamp.
+fn read(headers: &HeaderMap) -> Result<(Signature, &str), VerifyError> {
+    let signature = header(headers, "x-signature-ed25519")?;
+    let timestamp = header(headers, "x-signature-timestamp")?.trim();
+    let signature = hex::decode(signature.trim())
+        .ok()
+        .and_then(|bytes| Signature::from_slice(&bytes).ok())
+        .ok_or(VerifyError::Malformed)?;
+    Ok((signature, timestamp))
+}
+
+/// What the headers alone decide: a well-formed signature, and a timestamp within the window.
+pub fn precheck(headers: &HeaderMap, window: Window) -> Result<(), VerifyError> {
+    window.check(read(headers)?.1)
+}
+
 /// Checks a Discord interaction.
 pub fn verify(
     headers: &HeaderMap,
@@ -27,12 +43,7 @@ pub fn verify(
     key: &VerifyingKey,
     window: Window,
 ) -> Result<(), VerifyError> {
-    let signature = header(headers, "x-signature-ed25519")?;
-    let timestamp = header(headers, "x-signature-timestamp")?.trim();
-    let signature = hex::decode(signature.trim())
-        .ok()
-        .and_then(|bytes| Signature::from_slice(&bytes).ok())
-        .ok_or(VerifyError::Malformed)?;
+    let (signature, timestamp) = read(headers)?;
     let content = [timestamp.as_bytes(), body].concat();
     key.verify_strict(&content, &signature)
         .map_err(|_| VerifyError::Mismatch)?;

@@ -89,14 +89,8 @@ impl GenericScheme {
         self.timestamp_header.is_some()
     }
 
-    /// Checks a request.
-    pub fn verify(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-        keys: &[Vec<u8>],
-        window: Window,
-    ) -> Result<(), VerifyError> {
+    /// The request's signature, decoded, and its timestamp if the scheme has one.
+    fn read<'h>(&self, headers: &'h HeaderMap) -> Result<(Vec<u8>, Option<&'h str>), VerifyError> {
         let value = header(headers, &self.header)?.trim();
         let timestamp = match &self.timestamp_header {
             Some(name) => Some(header(headers, name)?.trim()),
@@ -111,6 +105,27 @@ impl GenericScheme {
                 .decode(encoded)
                 .map_err(|_| VerifyError::Malformed)?,
         };
+        Ok((signature, timestamp))
+    }
+
+    /// What the headers alone decide: a well-formed signature, and the timestamp (if the
+    /// scheme has one) within the window.
+    pub fn precheck(&self, headers: &HeaderMap, window: Window) -> Result<(), VerifyError> {
+        match self.read(headers)? {
+            (_, Some(timestamp)) => window.check(timestamp),
+            (_, None) => Ok(()),
+        }
+    }
+
+    /// Checks a request.
+    pub fn verify(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        keys: &[Vec<u8>],
+        window: Window,
+    ) -> Result<(), VerifyError> {
+        let (signature, timestamp) = self.read(headers)?;
         let parts: Vec<&[u8]> = self
             .content
             .iter()

@@ -6,16 +6,14 @@
 
 use http::HeaderMap;
 
-use super::mac::{Algorithm, check_prefixed_hex};
+use super::mac::{Algorithm, any_matches, decode_prefixed_hex};
 use super::{VerifyError, header};
 
-/// Checks a GitHub delivery.
-pub fn verify(
+/// The delivery's signature, decoded, and the hash it was made with.
+pub fn signature(
     headers: &HeaderMap,
-    body: &[u8],
-    keys: &[Vec<u8>],
     allow_sha1: bool,
-) -> Result<(), VerifyError> {
+) -> Result<(Algorithm, Vec<u8>), VerifyError> {
     let (algorithm, value, prefix) = match header(headers, "x-hub-signature-256") {
         Ok(value) => (Algorithm::Sha256, value, "sha256="),
         Err(missing) if !allow_sha1 => return Err(missing),
@@ -25,7 +23,22 @@ pub fn verify(
             "sha1=",
         ),
     };
-    check_prefixed_hex(algorithm, value, prefix, &[body], keys)
+    Ok((algorithm, decode_prefixed_hex(value, prefix)?))
+}
+
+/// Checks a GitHub delivery.
+pub fn verify(
+    headers: &HeaderMap,
+    body: &[u8],
+    keys: &[Vec<u8>],
+    allow_sha1: bool,
+) -> Result<(), VerifyError> {
+    let (algorithm, signature) = signature(headers, allow_sha1)?;
+    if any_matches(algorithm, keys, &[body], &[signature]) {
+        Ok(())
+    } else {
+        Err(VerifyError::Mismatch)
+    }
 }
 
 #[cfg(test)]

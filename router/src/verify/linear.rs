@@ -9,6 +9,16 @@ use http::HeaderMap;
 use super::mac::{Algorithm, any_matches};
 use super::{VerifyError, Window, header};
 
+/// The decoded signature.
+fn signature(headers: &HeaderMap) -> Result<Vec<u8>, VerifyError> {
+    hex::decode(header(headers, "linear-signature")?.trim()).map_err(|_| VerifyError::Malformed)
+}
+
+/// What the headers alone decide: a hex signature is there (the timestamp is in the body).
+pub fn precheck(headers: &HeaderMap) -> Result<(), VerifyError> {
+    signature(headers).map(drop)
+}
+
 /// Checks a Linear webhook: the signature, then the signed `webhookTimestamp`.
 pub fn verify(
     headers: &HeaderMap,
@@ -16,8 +26,7 @@ pub fn verify(
     keys: &[Vec<u8>],
     window: Window,
 ) -> Result<(), VerifyError> {
-    let signature = hex::decode(header(headers, "linear-signature")?.trim())
-        .map_err(|_| VerifyError::Malformed)?;
+    let signature = signature(headers)?;
     if !any_matches(Algorithm::Sha256, keys, &[body], &[signature]) {
         return Err(VerifyError::Mismatch);
     }

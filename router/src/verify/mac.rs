@@ -76,6 +76,14 @@ pub fn check_prefixed_hex(
     }
 }
 
+/// Decodes a base64 signature value, or `Malformed`.
+pub fn decode_base64(value: &str) -> Result<Vec<u8>, super::VerifyError> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .map_err(|_| super::VerifyError::Malformed)
+}
+
 /// Checks a base64 signature value against the HMAC of the concatenated `parts` under any of
 /// `keys`: `Malformed` if it is not base64, `Mismatch` if no key matches.
 pub fn check_base64(
@@ -84,10 +92,7 @@ pub fn check_base64(
     parts: &[&[u8]],
     keys: &[Vec<u8>],
 ) -> Result<(), super::VerifyError> {
-    use base64::Engine as _;
-    let signature = base64::engine::general_purpose::STANDARD
-        .decode(value.trim())
-        .map_err(|_| super::VerifyError::Malformed)?;
+    let signature = decode_base64(value)?;
     if any_matches(algorithm, keys, parts, &[signature]) {
         Ok(())
     } else {

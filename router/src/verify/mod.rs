@@ -11,6 +11,9 @@
 //! [`intercom`], [`pagerduty`] and [`generic`] (any HMAC header); [`mac`] holds the shared HMAC
 //! and comparison helpers.
 //!
+//! [`Verifier::precheck`] runs first, on the headers alone, so that a request without a
+//! well-formed signature, or with a stale signed timestamp, is refused before its body is read.
+//!
 //! Some senders check a new endpoint with a handshake that must be answered at once (Slack's
 //! `url_verification`, Zoom's `endpoint.url_validation`, Discord's `PING`). A route whose
 //! `verify` sets `challenge = true` has the router answer it ([`Verifier::challenge`]), after
@@ -318,6 +321,35 @@ impl Verifier {
             Scheme::Generic(scheme) => scheme.verify(headers, body, keys, window),
         }
     }
+
+    /// What the headers alone decide, as of `now`, before the body is read: the signature
+    /// header is there and well-formed, and a signed timestamp sent in a header is within the
+    /// tolerance (GitLab's token, which signs nothing, is checked whole). A request it refuses
+    /// would fail [`Verifier::verify`] too; one it passes still needs `verify`.
+    pub fn precheck(&self, headers: &HeaderMap, now: SystemTime) -> Result<(), VerifyError> {
+        let window = Window {
+            now,
+            tolerance: self.tolerance,
+        };
+        match &self.scheme {
+            Scheme::GitHub { allow_sha1 } => github::signature(headers, *allow_sha1).map(drop),
+            Scheme::Stripe => stripe::SCHEME.precheck(headers, window),
+            Scheme::Shopify => shopify::precheck(headers),
+            Scheme::Slack => slack::precheck(headers, window),
+            Scheme::Standard => standard::precheck(headers, window),
+            Scheme::GitLab => gitlab::verify(headers, &self.secrets),
+            Scheme::Bitbucket => bitbucket::precheck(headers),
+            Scheme::Twilio { .. } => twilio::precheck(headers),
+            Scheme::Discord { .. } => discord::precheck(headers, window),
+            Scheme::Linear => linear::precheck(headers),
+            Scheme::Paddle => paddle::SCHEME.precheck(headers, window),
+            Scheme::Zoom => zoom::precheck(headers, window),
+            Scheme::Square { .. } => square::precheck(headers),
+            Scheme::Intercom => intercom::precheck(headers),
+            Scheme::PagerDuty => pagerduty::precheck(headers),
+            Scheme::Generic(scheme) => scheme.precheck(headers, window),
+        }
+    }
 }
 
 /// The accepted time window around `now`.
@@ -471,7 +503,7 @@ mod fuzz {
     use crate::verify::test_support::at;
 
     /// Every scheme, with a secret it accepts.
-    fn verifiers() -> Vec<Verifier> {
+    pub(super) fn verifiers() -> Vec<Verifier> {
         let generic = GenericScheme::new(
             "x-signature",
             mac::Algorithm::Sha256,
@@ -581,7 +613,81 @@ mod fuzz {
             for verifier in verifiers() {
                 let result = verifier.verify(&headers, &body, at(1_700_000_000));
                 prop_assert!(result.is_err(), "{} accepted random bytes", verifier.preset());
+                let _ = verifier.precheck(&headers, at(1_700_000_000));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod precheck {
+    use super::test_support::{at, headers};
+    use super::*;
+
+    #[test]
+    fn every_preset_refuses_a_request_without_its_headers_as_verify_does() {
+        for verifier in fuzz::verifiers() {
+            assert_eq!(
+                verifier.precheck(&HeaderMap::new(), at(1_700_000_000)),
+                Err(VerifyError::MissingHeader),
+                "{}",
+                verifier.preset()
+            );
+            assert_eq!(
+                verifier.verify(&HeaderMap::new(), b"{}", at(1_700_000_000)),
+                Err(VerifyError::MissingHeader),
+                "{}",
+                verifier.preset()
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_and_stale_headers_are_refused_and_only_the_body_decides_a_match() {
+        let stripe =
+            Verifier::new("stripe", Scheme::Stripe, &["s"], Duration::from_secs(300)).unwrap();
+        let now = at(1_700_000_000);
+        let signed = |value: &str| headers(&[("stripe-signature", value)]);
+        let wrong = format!("t=1700000000,v1={}", "00".repeat(32));
+        assert_eq!(stripe.precheck(&signed(&wrong), now), Ok(()));
+        assert_eq!(
+            stripe.verify(&signed(&wrong), b"{}", now),
+            Err(VerifyError::Mismatch)
+        );
+        let stale = format!("t=1699999000,v1={}", "00".repeat(32));
+        assert_eq!(
+            stripe.precheck(&signed(&stale), now),
+            Err(VerifyError::Stale)
+        );
+        assert_eq!(
+            stripe.precheck(&signed("t=1700000000,v1=zz"), now),
+            Err(VerifyError::Malformed)
+        );
+
+        let github = Verifier::new(
+            "github",
+            Scheme::GitHub { allow_sha1: false },
+            &["s"],
+            Duration::ZERO,
+        )
+        .unwrap();
+        let hub = |value: &str| headers(&[("x-hub-signature-256", value)]);
+        assert_eq!(
+            github.precheck(&hub(&format!("sha256={}", "ab".repeat(32))), now),
+            Ok(())
+        );
+        assert_eq!(
+            github.precheck(&hub("sha256=not-hex"), now),
+            Err(VerifyError::Malformed)
+        );
+
+        // GitLab's token signs nothing: the headers decide it whole.
+        let gitlab = Verifier::new("gitlab", Scheme::GitLab, &["token"], Duration::ZERO).unwrap();
+        let token = |value: &str| headers(&[("x-gitlab-token", value)]);
+        assert_eq!(gitlab.precheck(&token("token"), now), Ok(()));
+        assert_eq!(
+            gitlab.precheck(&token("guess"), now),
+            Err(VerifyError::Mismatch)
+        );
     }
 }

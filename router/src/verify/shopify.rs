@@ -5,14 +5,22 @@
 
 use http::HeaderMap;
 
-use super::mac::{Algorithm, check_base64};
+use super::mac::{Algorithm, check_base64, decode_base64};
 use super::{VerifyError, header};
+
+/// The signature header's value, under either name.
+fn value(headers: &HeaderMap) -> Result<&str, VerifyError> {
+    header(headers, "x-shopify-hmac-sha256").or_else(|_| header(headers, "shopify-hmac-sha256"))
+}
+
+/// What the headers alone decide: a base64 signature is there.
+pub fn precheck(headers: &HeaderMap) -> Result<(), VerifyError> {
+    decode_base64(value(headers)?).map(drop)
+}
 
 /// Checks a Shopify webhook.
 pub fn verify(headers: &HeaderMap, body: &[u8], keys: &[Vec<u8>]) -> Result<(), VerifyError> {
-    let value = header(headers, "x-shopify-hmac-sha256")
-        .or_else(|_| header(headers, "shopify-hmac-sha256"))?;
-    check_base64(Algorithm::Sha256, value, &[body], keys)
+    check_base64(Algorithm::Sha256, value(headers)?, &[body], keys)
 }
 
 #[cfg(test)]

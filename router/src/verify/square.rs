@@ -5,8 +5,13 @@
 
 use http::HeaderMap;
 
-use super::mac::{Algorithm, check_base64};
+use super::mac::{Algorithm, check_base64, decode_base64};
 use super::{VerifyError, header};
+
+/// What the headers alone decide: a base64 signature is there.
+pub fn precheck(headers: &HeaderMap) -> Result<(), VerifyError> {
+    decode_base64(header(headers, "x-square-hmacsha256-signature")?).map(drop)
+}
 
 /// Checks a Square notification posted to the notification `url`.
 pub fn verify(

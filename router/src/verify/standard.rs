@@ -123,6 +123,22 @@ pub fn parse(value: &str) -> Result<Signatures, VerifyError> {
     Ok(signatures)
 }
 
+/// The request's id, timestamp and signatures, checked against the window: what the headers
+/// alone decide.
+fn read(headers: &HeaderMap, window: Window) -> Result<(&str, &str, Signatures), VerifyError> {
+    let id = either_header(headers, "id")?;
+    let timestamp = either_header(headers, "timestamp")?.trim();
+    let signatures = parse(either_header(headers, "signature")?)?;
+    window.check(timestamp)?;
+    Ok((id, timestamp, signatures))
+}
+
+/// What the headers alone decide: the three headers are there, the signatures well-formed and
+/// the timestamp within the window.
+pub fn precheck(headers: &HeaderMap, window: Window) -> Result<(), VerifyError> {
+    read(headers, window).map(drop)
+}
+
 /// Checks a Standard Webhooks request (`webhook-*` or `svix-*` headers): the timestamp first,
 /// then any key against any signature of its kind.
 pub fn verify(
@@ -131,10 +147,7 @@ pub fn verify(
     keys: &[StandardKey],
     window: Window,
 ) -> Result<(), VerifyError> {
-    let id = either_header(headers, "id")?;
-    let timestamp = either_header(headers, "timestamp")?.trim();
-    let signatures = parse(either_header(headers, "signature")?)?;
-    window.check(timestamp)?;
+    let (id, timestamp, signatures) = read(headers, window)?;
     let content = signed_content(id, timestamp, body);
     let matched = keys.iter().any(|key| match key {
         StandardKey::Hmac(secret) => {

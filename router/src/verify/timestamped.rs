@@ -59,6 +59,12 @@ impl TimestampedScheme {
         })
     }
 
+    /// What the headers alone decide: the header is there and well-formed, and its timestamp
+    /// within the window.
+    pub fn precheck(&self, headers: &HeaderMap, window: Window) -> Result<(), VerifyError> {
+        window.check(self.parse(header(headers, self.header)?)?.timestamp)
+    }
+
     /// Checks a request signed this way with one of `keys`.
     pub fn verify(
         &self,

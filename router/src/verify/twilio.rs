@@ -10,7 +10,7 @@
 
 use http::HeaderMap;
 
-use super::mac::{Algorithm, check_base64};
+use super::mac::{Algorithm, check_base64, decode_base64};
 use super::{VerifyError, header};
 
 /// What Twilio signs: `url`, then each form parameter of `body` as name and value, sorted.
@@ -24,6 +24,11 @@ pub fn signed_content(url: &str, body: &[u8]) -> Vec<u8> {
         content.extend_from_slice(value.as_bytes());
     }
     content
+}
+
+/// What the headers alone decide: a base64 signature is there.
+pub fn precheck(headers: &HeaderMap) -> Result<(), VerifyError> {
+    decode_base64(header(headers, "x-twilio-signature")?).map(drop)
 }
 
 /// Checks a Twilio request posted to the public `url`.

@@ -27,6 +27,11 @@ fn signing_key<'k>(headers: &HeaderMap, body: &[u8], keys: &'k [Vec<u8>]) -> Opt
         .map(Vec::as_slice)
 }
 
+/// What the headers alone decide: a well-formed signature, and a timestamp within the window.
+pub fn precheck(headers: &HeaderMap, window: Window) -> Result<(), VerifyError> {
+    window.check(read(headers)?.1)
+}
+
 /// Checks a Zoom event.
 pub fn verify(
     headers: &HeaderMap,

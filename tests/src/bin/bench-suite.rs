@@ -1045,6 +1045,8 @@ listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 queue_capacity = 10_000_000
 shutdown_grace = "1s"
+# The load comes from one address: only the listener-wide cap applies.
+max_requests_in_flight_per_client = 1_000_000
 {server}
 [destinations.sink]
 url = "{url}"

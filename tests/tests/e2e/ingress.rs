@@ -333,3 +333,71 @@ async fn allow_lists_admit_listed_clients_and_believe_only_trusted_proxies() {
         "refused clients are never delivered"
     );
 }
+
+#[tokio::test]
+async fn forwarded_for_that_cannot_be_read_is_refused_by_an_allow_list() {
+    let sink = Sink::healthy().await;
+    // The proxy itself is listed, so a header read as "the proxy" would pass: the old bug.
+    let router = TestRouter::start(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         trusted_proxies = [\"127.0.0.1\"]\n{}{}\
+         allow_ips = [\"127.0.0.1\", \"198.51.100.0/24\", \"2001:db8:1::/48\"]\n",
+        destination("sink", &sink.url("/in"), 3),
+        route("partner", "/hooks/partner", &["sink"]),
+    ))
+    .await;
+    let post = |forwarded: &'static [&'static str]| {
+        let mut request = router
+            .client
+            .post(router.url("/hooks/partner"))
+            .header("content-type", "application/json")
+            .body("{}");
+        for value in forwarded {
+            request = request.header("x-forwarded-for", *value);
+        }
+        async move {
+            request
+                .send()
+                .await
+                .expect("router answers")
+                .status()
+                .as_u16()
+        }
+    };
+    let cases: &[(&[&str], u16)] = &[
+        // Refused: not listed, once read, or not readable at all.
+        (&["203.0.113.7"], 403),
+        (&["203.0.113.7:1234"], 403),
+        (&["[2001:db8::1]:443"], 403),
+        (&["unknown"], 403),
+        (&["198.51.100.7", "junk"], 403),
+        (&["198.51.100.7, "], 403),
+        // Admitted: listed, with or without a port, and the proxy itself when it forwards none.
+        (&["198.51.100.7:1234"], 202),
+        (&["[2001:db8:1::7]:443"], 202),
+        (&["junk, 198.51.100.7"], 202),
+        (&[], 202),
+    ];
+    for (forwarded, expected) in cases {
+        assert_eq!(
+            post(forwarded).await,
+            *expected,
+            "X-Forwarded-For {forwarded:?}"
+        );
+    }
+    let admitted = cases.iter().filter(|(_, status)| *status == 202).count();
+    let refused = cases.len() - admitted;
+    assert_eq!(
+        router
+            .metric("webhook_requests_total{route=\"partner\",status=\"403\"}")
+            .await,
+        Some(refused as f64)
+    );
+    sink.wait_for_delivered(admitted, PATIENCE).await;
+    router.wait_idle(PATIENCE).await;
+    assert_eq!(
+        sink.requests().len(),
+        admitted,
+        "refused clients are never delivered"
+    );
+}

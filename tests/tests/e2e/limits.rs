@@ -95,6 +95,11 @@ async fn silent_partial_preface_and_idle_connections_are_closed_on_time() {
     // reads it (`answered`): up to a few milliseconds on a loaded machine (999.75 ms was seen).
     let idle_timeout = Duration::from_secs(1) - Duration::from_millis(5);
     assert!(idle >= idle_timeout && h2 >= idle_timeout);
+    // The client sees a connection end (EOF, or the HTTP/2 GOAWAY done) a moment before the
+    // router's task for it has ended and left the table.
+    router
+        .wait_for_metric("webhook_connections{listener=\"ingress\"}", 0.0, PATIENCE)
+        .await;
     let metrics = router.metrics().await;
     for (series, value) in [
         (

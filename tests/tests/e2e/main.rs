@@ -9,6 +9,7 @@ mod isolation;
 mod limits;
 mod plugins;
 mod shutdown;
+mod slow_clients;
 mod verify;
 
 use std::time::Duration;
