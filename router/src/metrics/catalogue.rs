@@ -127,6 +127,7 @@ catalogue! {
     DESTINATION_HELD: Gauge "webhook_destination_held" ["destination"] "undelivered events the destination holds, against its `max_held` (`webhook_destination_max_held`)";
     DESTINATION_MAX_HELD: Gauge "webhook_destination_max_held" ["destination"] "the destination's `max_held`: most undelivered events it may hold";
     QUEUE_CAPACITY: Gauge "webhook_queue_capacity" [] "`queue_capacity`: most events the router holds at once";
+    NATS_CONNECTED: Gauge "webhook_nats_connected" [] "1 while the NATS backend's client is connected to a server, 0 while it reconnects (with the NATS backend only)";
     JOURNAL_BYTES: Gauge "webhook_journal_bytes" [] "bytes the journal takes on disk (with the preallocated next segment)";
     JOURNAL_FSYNC: Histogram "webhook_journal_fsync_seconds" [] "duration of one journal `fdatasync`";
     JOURNAL_BATCH_SIZE: Histogram "webhook_journal_batch_size" [] "records written by one journal commit (concurrent writes share a commit)";

@@ -321,6 +321,11 @@ impl Metrics {
         self.destination_gauge(&catalogue::DESTINATION_HELD, destination)
     }
 
+    /// Gauge `webhook_nats_connected` (registered with the NATS backend only).
+    pub fn nats_connected(&self) -> Gauge {
+        self.gauge(&catalogue::NATS_CONNECTED, Vec::new())
+    }
+
     /// Gauge of `destination`'s `max_held`.
     pub fn destination_max_held(&self, destination: &str) -> Gauge {
         self.destination_gauge(&catalogue::DESTINATION_MAX_HELD, destination)
