@@ -188,7 +188,21 @@ fn the_dashboard_and_the_rules_name_only_exported_metrics_and_labels() {
         let (metric, label) = inner.split_once(',').expect("metric, label");
         check_names("a variable", metric.trim(), &[label.trim().to_owned()]);
     }
-    // The rules' expressions are checked as Prometheus loaded them, in the live test below.
+    // The rules' expressions are checked as Prometheus loaded them, in the live test below;
+    // here, each rule's runbook is a README section.
+    let rules = std::fs::read_to_string(examples().join("prometheus/alerts.yml")).expect("rules");
+    let readme = std::fs::read_to_string(examples().join("../README.md")).expect("README");
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("- alert: "))
+        .collect();
+    assert_eq!(alerts.len(), 14, "{alerts:?}");
+    for alert in alerts {
+        let link = format!("runbook: \"README.md#runbook-{}\"", alert.to_lowercase());
+        assert!(rules.contains(&link), "{alert}: no {link}");
+        let heading = format!("\n### Runbook: {alert}\n");
+        assert!(readme.contains(&heading), "README.md has no {heading:?}");
+    }
 }
 
 /// A sink's script: 503 while `down` is set, 200 otherwise.
