@@ -21,6 +21,7 @@ use webhook_router_tests::prometheus::{Prometheus, binary};
 use webhook_router_tests::promql;
 use webhook_router_tests::signing::{sign, unix_now};
 use webhook_router_tests::wait::wait_until;
+use webhook_router_tests::wasm::module;
 use webhook_router_tests::{Reply, Sink, TestRouter};
 
 use crate::{PATIENCE, destination, route};
@@ -224,11 +225,17 @@ async fn a_real_prometheus_evaluates_every_panel_and_rule_and_fires_the_backlog_
     let down_flag = Arc::new(AtomicBool::new(true));
     let down = Sink::start(switchable(&down_flag)).await;
     let secret = "the-right-secret";
+    // The events go through the journal, so that its panels have data too.
+    let dir =
+        std::env::temp_dir().join(format!("webhook-router-prometheus-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     let config = format!(
-        "{}{}\
+        "[queue]\npath = \"{}\"\n{}{}\
          [destinations.down]\nurl = \"{}\"\ntimeout = \"2s\"\n\
          retry = {{ max_attempts = 100, initial_backoff = \"50ms\", max_backoff = \"200ms\", jitter = \"none\" }}\n\
-         {}{}{}{}verify = {{ preset = \"github\", secrets = [\"{secret}\"] }}\n",
+         {}{}{}{}verify = {{ preset = \"github\", secrets = [\"{secret}\"] }}\n\
+         {}[[routes.plugins]]\nmodule = \"{}\"\nconfig = {{ allow_events = [\"push\"] }}\n",
+        dir.join("journal").display(),
         destination("healthy", &healthy.url("/"), 3),
         destination("broken", &broken.url("/"), 2),
         down.url("/"),
@@ -236,12 +243,16 @@ async fn a_real_prometheus_evaluates_every_panel_and_rule_and_fires_the_backlog_
         route("fail", "/fail", &["broken"]),
         route("stuck", "/stuck", &["down"]),
         route("signed", "/signed", &["healthy"]),
+        route("filtered", "/filtered", &["healthy"]),
+        module("event_filter").display(),
     );
     let router = TestRouter::start(&config).await;
-    let dir =
-        std::env::temp_dir().join(format!("webhook-router-prometheus-{}", std::process::id()));
-    let prometheus =
-        Prometheus::start(&dir, &router.router.admin_addr().to_string(), &test_rules()).await;
+    let prometheus = Prometheus::start(
+        &dir.join("prometheus"),
+        &router.router.admin_addr().to_string(),
+        &test_rules(),
+    )
+    .await;
 
     // The first scrape before any traffic, so that rates see the counters rise.
     wait_until(
@@ -265,6 +276,18 @@ async fn a_real_prometheus_evaluates_every_panel_and_rule_and_fires_the_backlog_
         let response = router.post_json("/stuck", &format!("{{\"n\":{n}}}")).await;
         assert_eq!(response.status(), 202);
     }
+    for event in ["push", "push", "issues"] {
+        let response = router
+            .client
+            .post(router.url("/filtered"))
+            .header("content-type", "application/json")
+            .header("x-github-event", event)
+            .body("{}")
+            .send()
+            .await
+            .expect("ingress answers");
+        assert_eq!(response.status(), 202, "{event}");
+    }
     for n in 0..3 {
         let body = format!("{{\"n\":{n}}}");
         let mut request = router
@@ -279,7 +302,8 @@ async fn a_real_prometheus_evaluates_every_panel_and_rule_and_fires_the_backlog_
         let response = request.body(body).send().await.expect("ingress answers");
         assert_eq!(response.status(), 401);
     }
-    healthy.wait_for_delivered(5, PATIENCE).await;
+    // 5 to /ok, and the 2 pushes the filter forwarded.
+    healthy.wait_for_delivered(7, PATIENCE).await;
     router
         .wait_for_metric("webhook_dead_letters", 3.0, PATIENCE)
         .await;
@@ -338,6 +362,9 @@ async fn a_real_prometheus_evaluates_every_panel_and_rule_and_fires_the_backlog_
     for panel in [
         "Ingress answers by status",
         "Verification failures",
+        "Plugin verdicts",
+        "Plugin errors",
+        "Plugin call p99",
         "Queue depth",
         "Held per destination",
         "Oldest event age",
@@ -346,6 +373,8 @@ async fn a_real_prometheus_evaluates_every_panel_and_rule_and_fires_the_backlog_
         "Event latency p99 (receipt to final)",
         "Circuit states (0 closed, 1 half-open, 2 open)",
         "Dead letters",
+        "Journal bytes",
+        "Journal fsync p50 / p99",
         "Connections",
         "Rejections",
     ] {
@@ -413,6 +442,7 @@ async fn a_real_prometheus_evaluates_every_panel_and_rule_and_fires_the_backlog_
     router.wait_for_metric(age, 0.0, PATIENCE).await;
     router.wait_idle(PATIENCE).await;
     drop(prometheus);
+    drop(router);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
