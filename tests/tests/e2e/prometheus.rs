@@ -206,6 +206,22 @@ fn the_dashboard_and_the_rules_name_only_exported_metrics_and_labels() {
     }
 }
 
+#[test]
+#[should_panic(expected = "which the router does not export")]
+fn a_metric_missing_from_the_catalogue_fails_the_name_check() {
+    check_names("a test", "sum(rate(webhook_made_up_total[5m]))", &[]);
+}
+
+#[test]
+#[should_panic(expected = "names the label reason")]
+fn a_label_the_metric_does_not_carry_fails_the_name_check() {
+    check_names(
+        "a test",
+        "sum by (reason) (rate(webhook_deliveries_total[5m]))",
+        &[],
+    );
+}
+
 /// A sink's script: 503 while `down` is set, 200 otherwise.
 fn switchable(down: &Arc<AtomicBool>) -> impl Fn(usize) -> Reply + Send + Sync + 'static {
     let down = Arc::clone(down);
