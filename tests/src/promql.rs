@@ -144,7 +144,7 @@ mod tests {
         );
         assert_eq!(
             found.labels,
-            ["destination", "le", "destination", "instance", "job"]
+            ["destination", "le", "destination", "instance", "job", "le"]
         );
     }
 }
