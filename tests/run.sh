@@ -26,6 +26,9 @@ finish() {
     if [[ -n "${languages_pid:-}" ]] && kill -0 "$languages_pid" 2>/dev/null; then
         kill "$languages_pid" 2>/dev/null || true
     fi
+    if [[ -n "${servers_pid:-}" ]] && kill -0 "$servers_pid" 2>/dev/null; then
+        kill "$servers_pid" 2>/dev/null || true
+    fi
     if [[ -n "$current" ]]; then
         summary+=("$(printf 'stage %-14s %4d s  FAILED' "$current" $((SECONDS - current_started)))")
     fi
@@ -74,6 +77,19 @@ clippy_driver=$(rustup which clippy-driver 2>/dev/null || command -v clippy-driv
 export RUSTC_WORKSPACE_WRAPPER="$clippy_driver"
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 
+# The servers the tests start for themselves (nats-server, prometheus), installed from Debian
+# packages when missing: downloads, so they run in the background from the start, beside every
+# build, and host-test waits for them (stage servers).
+servers_log="$logs/servers.log"
+servers_took="$logs/servers.seconds"
+rm -f "$servers_took"
+(
+    started=$(date +%s)
+    tests/servers.sh
+    echo $(($(date +%s) - started)) >"$servers_took"
+) >"$servers_log" 2>&1 &
+servers_pid=$!
+
 stage fmt
 cargo fmt --all -- --check
 # The guest crates and the journal-store benchmark (their own workspaces) are formatted too.
@@ -119,11 +135,6 @@ cargo clippy --manifest-path tests/journal-bench/Cargo.toml --target-dir target/
     --locked --quiet -- -D warnings
 end_stage
 
-# The servers the tests start for themselves (nats-server), installed when missing.
-stage servers
-tests/servers.sh
-end_stage
-
 # The host workspace: every target built (and linted) once, then the tests run.
 stage host-build
 cargo test --workspace --all-targets --locked --no-run
@@ -142,6 +153,20 @@ if [[ $languages_status -ne 0 ]]; then
 fi
 summary+=("$(printf 'stage %-14s %4d s  (built beside the stages above in %s s)' "$current" \
     $((SECONDS - current_started)) "$(cat "$languages_took")")")
+current=""
+
+# The servers' install, started first: how long host-test waited for it, and how long it took.
+stage servers
+servers_status=0
+wait "$servers_pid" || servers_status=$?
+servers_pid=""
+cat "$servers_log" >&2
+if [[ $servers_status -ne 0 ]]; then
+    echo "tests/servers.sh failed (exit $servers_status); its output is above" >&2
+    exit "$servers_status"
+fi
+summary+=("$(printf 'stage %-14s %4d s  (installed beside the stages above in %s s)' "$current" \
+    $((SECONDS - current_started)) "$(cat "$servers_took")")")
 current=""
 
 stage host-test

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the servers the tests start for themselves, from Debian packages, when they are
-# missing: nats-server (the NATS JetStream backend's tests). As root, or with `sudo -n`;
+# missing: nats-server (the NATS JetStream backend's tests) and prometheus (with promtool: the
+# alert rules' unit tests and the live dashboard test). As root, or with `sudo -n`;
 # otherwise it says what to install and fails. The tests start their own instance on a free
 # port and stop it; nothing here starts a server.
 set -euo pipefail
@@ -10,6 +11,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" ]]; }
 
 missing=()
 have nats-server || missing+=(nats-server)
+{ have prometheus && have promtool; } || missing+=(prometheus)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 if [[ $(id -u) -eq 0 ]]; then
@@ -31,7 +33,9 @@ export DEBIAN_FRONTEND=noninteractive
     "${as_root[@]}" apt-get update -qq >/dev/null 2>&1
     "${as_root[@]}" apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
 }
-# The package also enables a system service; the tests run their own instances instead.
+# The packages also enable system services; the tests run their own instances instead.
 if command -v systemctl >/dev/null 2>&1; then
-    "${as_root[@]}" systemctl disable --now nats-server >/dev/null 2>&1 || true
+    for service in "${missing[@]}"; do
+        "${as_root[@]}" systemctl disable --now "$service" >/dev/null 2>&1 || true
+    done
 fi

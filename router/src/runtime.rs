@@ -269,6 +269,12 @@ impl Router {
                 .await
                 .map_err(StartError::Nats)?;
                 tracing::info!(url = %connection.url, stream = %connection.stream, "queue: NATS JetStream");
+                let client = connection.client.clone();
+                let connected = metrics.nats_connected();
+                metrics.on_render(move || {
+                    let up = client.connection_state() == async_nats::connection::State::Connected;
+                    connected.set(if up { 1.0 } else { 0.0 });
+                });
                 nats = Some(connection);
                 Arc::new(queue)
             }

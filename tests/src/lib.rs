@@ -8,6 +8,8 @@ pub mod nats;
 pub mod numbered;
 pub mod process;
 pub mod process_stats;
+pub mod prometheus;
+pub mod promql;
 pub mod signing;
 pub mod sink;
 pub mod slow_client;

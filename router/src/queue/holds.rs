@@ -2,19 +2,74 @@
 //! in flight or waiting to retry) against its `max_held`, so that a destination that stops
 //! answering fills its own share of the queue and no more: only the routes that deliver to it
 //! get 503, the others keep accepting.
+//!
+//! The backlog metrics come from here too: each destination keeps the receipt times of the
+//! events holding a place at it, for `webhook_oldest_event_age_seconds` (computed at each
+//! render), and an event whose last place is given back because its deliveries are final counts
+//! its receipt-to-final time in `webhook_event_latency_seconds{route}`.
 
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::time::SystemTime;
 
-use metrics::Gauge;
+use metrics::{Gauge, Histogram};
 
 use super::DestinationId;
+use crate::event::{Event, unix_millis};
 use crate::metrics::Metrics;
 
 /// Each destination's count of held events and its cap.
 #[derive(Debug)]
 pub struct Holds {
     destinations: Vec<Hold>,
+    /// By destination id: the receipt times of the events holding a place there.
+    backlogs: Arc<Vec<Backlog>>,
+    /// `webhook_event_latency_seconds{route}`, registered on a route's first event.
+    latency: RwLock<HashMap<String, HistogramHandle>>,
+    metrics: Option<Metrics>,
+}
+
+/// One destination's held events by receipt time, and the gauge of the oldest one's age.
+#[derive(Debug)]
+struct Backlog {
+    /// Receipt time (Unix ms) → places held by events received then.
+    since: Mutex<BTreeMap<u64, usize>>,
+    oldest_age: GaugeHandle,
+}
+
+impl Backlog {
+    fn add(&self, received_ms: u64) {
+        *self
+            .since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(received_ms)
+            .or_insert(0) += 1;
+    }
+
+    fn remove(&self, received_ms: u64) {
+        let mut since = self.since.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = since.get_mut(&received_ms) {
+            *count -= 1;
+            if *count == 0 {
+                since.remove(&received_ms);
+            }
+        }
+    }
+
+    /// Sets the gauge to the age of the oldest held event at `now_ms` (0: none held).
+    fn collect(&self, now_ms: u64) {
+        let oldest = self
+            .since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .next()
+            .copied();
+        let age_ms = oldest.map_or(0, |received| now_ms.saturating_sub(received));
+        self.oldest_age.0.set(age_ms as f64 / 1000.0);
+    }
 }
 
 #[derive(Debug)]
@@ -25,7 +80,7 @@ struct Hold {
     gauge: GaugeHandle,
 }
 
-/// `webhook_destination_held{destination}`.
+/// `webhook_destination_held{destination}` or `webhook_oldest_event_age_seconds{destination}`.
 struct GaugeHandle(Gauge);
 
 impl std::fmt::Debug for GaugeHandle {
@@ -34,15 +89,47 @@ impl std::fmt::Debug for GaugeHandle {
     }
 }
 
+/// `webhook_event_latency_seconds{route}`.
+#[derive(Clone)]
+struct HistogramHandle(Histogram);
+
+impl std::fmt::Debug for HistogramHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Histogram")
+    }
+}
+
 impl Holds {
-    /// Caps for the destinations `(name, max_held)`, by id.
+    /// Caps for the destinations `(name, max_held)`, by id; their backlog gauges are set at
+    /// each render of `metrics`.
     pub fn new(destinations: Vec<(String, usize)>, metrics: &Metrics) -> Holds {
+        let backlogs: Arc<Vec<Backlog>> = Arc::new(
+            destinations
+                .iter()
+                .map(|(name, _)| {
+                    let oldest_age = metrics.destination_oldest_age(name);
+                    oldest_age.set(0.0);
+                    Backlog {
+                        since: Mutex::new(BTreeMap::new()),
+                        oldest_age: GaugeHandle(oldest_age),
+                    }
+                })
+                .collect(),
+        );
+        let weak: Weak<Vec<Backlog>> = Arc::downgrade(&backlogs);
+        metrics.on_render(move || {
+            if let Some(backlogs) = weak.upgrade() {
+                let now_ms = unix_millis(SystemTime::now());
+                backlogs.iter().for_each(|backlog| backlog.collect(now_ms));
+            }
+        });
         Holds {
             destinations: destinations
                 .into_iter()
                 .map(|(name, limit)| {
                     let gauge = metrics.destination_held(&name);
                     gauge.set(0.0);
+                    metrics.destination_max_held(&name).set(limit as f64);
                     Hold {
                         name,
                         limit,
@@ -51,6 +138,9 @@ impl Holds {
                     }
                 })
                 .collect(),
+            backlogs,
+            latency: RwLock::new(HashMap::new()),
+            metrics: Some(metrics.clone()),
         }
     }
 
@@ -58,7 +148,28 @@ impl Holds {
     pub fn none() -> Holds {
         Holds {
             destinations: Vec::new(),
+            backlogs: Arc::new(Vec::new()),
+            latency: RwLock::new(HashMap::new()),
+            metrics: None,
         }
+    }
+
+    /// The latency histogram of `route` (`None` without metrics).
+    fn latency(&self, route: &str) -> Option<HistogramHandle> {
+        let metrics = self.metrics.as_ref()?;
+        if let Some(histogram) = self
+            .latency
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(route)
+        {
+            return Some(histogram.clone());
+        }
+        let mut latency = self.latency.write().unwrap_or_else(PoisonError::into_inner);
+        let histogram = latency
+            .entry(route.to_owned())
+            .or_insert_with(|| HistogramHandle(metrics.event_latency(route)));
+        Some(histogram.clone())
     }
 
     /// Takes one place at each of `destinations` (a repeat takes two), all or none. `force`
@@ -109,51 +220,146 @@ impl Holds {
 /// its delivery is final, and whatever is left when the event is let go.
 #[derive(Debug)]
 pub struct Holding {
-    holds: std::sync::Arc<Holds>,
+    holds: Arc<Holds>,
     /// By position: the destination whose place is still taken.
     taken: Mutex<Vec<Option<DestinationId>>>,
+    /// When the event was received (Unix ms).
+    received_ms: u64,
+    /// Where its receipt-to-final time goes once every place is given back as final.
+    latency: Option<HistogramHandle>,
 }
 
 impl Holding {
-    /// The places `taken` (by position; `None`: none taken there) in `holds`.
-    pub fn new(holds: &std::sync::Arc<Holds>, taken: Vec<Option<DestinationId>>) -> Holding {
+    /// The places `taken` (by position; `None`: none taken there) in `holds` by `event`.
+    pub fn new(holds: &Arc<Holds>, taken: Vec<Option<DestinationId>>, event: &Event) -> Holding {
+        let received_ms = event.received_at_ms();
+        for &destination in taken.iter().flatten() {
+            if let Some(backlog) = holds.backlogs.get(destination) {
+                backlog.add(received_ms);
+            }
+        }
         Holding {
-            holds: std::sync::Arc::clone(holds),
+            holds: Arc::clone(holds),
+            latency: holds.latency(&event.route),
             taken: Mutex::new(taken),
+            received_ms,
         }
     }
 
-    /// Gives back the place of the destination at `position`.
+    /// Gives back the place of the destination at `position`: its delivery is final. The last
+    /// one counts the event's latency.
     pub fn release(&self, position: usize) {
-        let mut taken = self
-            .taken
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut taken = self.taken.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(destination) = taken.get_mut(position).and_then(Option::take) {
-            self.holds.release(destination);
+            self.give_back(destination);
+            if taken.iter().all(Option::is_none)
+                && let Some(latency) = &self.latency
+            {
+                let now_ms = unix_millis(SystemTime::now());
+                latency
+                    .0
+                    .record(now_ms.saturating_sub(self.received_ms) as f64 / 1000.0);
+            }
+        }
+    }
+
+    fn give_back(&self, destination: DestinationId) {
+        self.holds.release(destination);
+        if let Some(backlog) = self.holds.backlogs.get(destination) {
+            backlog.remove(self.received_ms);
         }
     }
 }
 
 impl Drop for Holding {
+    /// The event is let go before every delivery is final (the process stops, or a shared
+    /// stream took it back for its next attempt): its places are given back, no latency counted.
     fn drop(&mut self) {
-        let taken = self
-            .taken
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for destination in taken.drain(..).flatten() {
-            self.holds.release(destination);
+        let taken = std::mem::take(self.taken.get_mut().unwrap_or_else(PoisonError::into_inner));
+        for destination in taken.into_iter().flatten() {
+            self.give_back(destination);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    /// An event of `route` received `age_ms` ago.
+    fn event(route: &str, age_ms: u64) -> Event {
+        Event {
+            id: Event::new_id(),
+            route: route.into(),
+            method: http::Method::POST,
+            path: "/".into(),
+            query: String::new(),
+            headers: http::HeaderMap::new(),
+            body: bytes::Bytes::new(),
+            received_at: SystemTime::now() - Duration::from_millis(age_ms),
+            plugin_headers: None,
+        }
+    }
+
+    /// The value of the rendered series `series`; a missing series fails.
+    fn value(metrics: &Metrics, series: &str) -> f64 {
+        let text = metrics.render();
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in {text}"))
+            .parse()
+            .expect("a number")
+    }
+
+    #[test]
+    fn the_oldest_held_event_sets_the_age_and_the_last_final_place_the_latency() {
+        let metrics = Metrics::new();
+        let holds = Arc::new(Holds::new(
+            vec![("a".into(), 10), ("b".into(), 10)],
+            &metrics,
+        ));
+        let age = |d: &str| {
+            value(
+                &metrics,
+                &format!("webhook_oldest_event_age_seconds{{destination=\"{d}\"}}"),
+            )
+        };
+        let latency_count = || value(&metrics, "webhook_event_latency_seconds_count{route=\"r\"}");
+        assert_eq!((age("a"), age("b")), (0.0, 0.0));
+        assert_eq!(
+            value(&metrics, "webhook_destination_max_held{destination=\"a\"}"),
+            10.0
+        );
+
+        holds.reserve(&[0, 1], false).expect("room");
+        let old = Holding::new(&holds, vec![Some(0), Some(1)], &event("r", 60_000));
+        holds.reserve(&[0], false).expect("room");
+        let young = Holding::new(&holds, vec![Some(0)], &event("r", 1_000));
+        assert!((60.0..70.0).contains(&age("a")), "{}", age("a"));
+        assert!((60.0..70.0).contains(&age("b")), "{}", age("b"));
+
+        old.release(1);
+        assert_eq!(age("b"), 0.0, "b holds nothing now");
+        assert!(age("a") >= 60.0, "a still holds the old event");
+        old.release(0);
+        assert!((1.0..10.0).contains(&age("a")), "{}", age("a"));
+        assert_eq!(latency_count(), 1.0, "the old event is final everywhere");
+        assert!(value(&metrics, "webhook_event_latency_seconds_sum{route=\"r\"}") >= 60.0);
+
+        drop(young);
+        assert_eq!(age("a"), 0.0);
+        assert_eq!(
+            latency_count(),
+            1.0,
+            "an event let go before it is final is no latency"
+        );
+    }
 
     #[test]
     fn a_full_destination_refuses_and_takes_nothing_elsewhere() {
-        let holds = std::sync::Arc::new(Holds::new(
+        let holds = Arc::new(Holds::new(
             vec![("a".into(), 2), ("b".into(), 10)],
             &Metrics::new(),
         ));
@@ -168,7 +374,7 @@ mod tests {
         holds.reserve(&[0], true).expect("forced");
         assert_eq!(holds.held(0), 3);
         {
-            let holding = Holding::new(&holds, vec![Some(0), Some(1)]);
+            let holding = Holding::new(&holds, vec![Some(0), Some(1)], &event("r", 0));
             holding.release(0);
             holding.release(0);
             assert_eq!((holds.held(0), holds.held(1)), (2, 1));

@@ -217,7 +217,7 @@ impl JournalQueue {
             .collect();
         let reserved: Vec<DestinationId> = taken.iter().flatten().copied().collect();
         let _ = self.memory.holds().reserve(&reserved, true);
-        let holding = Holding::new(self.memory.holds(), taken);
+        let holding = Holding::new(self.memory.holds(), taken, &resumed.event);
         let targets: Vec<Target> = resumed
             .progress
             .iter()

@@ -31,6 +31,7 @@ impl MemoryQueue {
         // The bound is `held` (below), which also counts events past the channel; an unbounded
         // channel grows with use instead of allocating `capacity` slots up front.
         let (sender, receiver) = async_channel::unbounded();
+        metrics.set_queue_capacity(capacity);
         Self {
             sender,
             receiver,
@@ -62,9 +63,9 @@ impl MemoryQueue {
         Ok(events
             .iter()
             .zip(slots)
-            .map(|((_, destinations), slot)| {
+            .map(|((event, destinations), slot)| {
                 let taken = destinations.iter().copied().map(Some).collect();
-                (slot, Holding::new(&self.holds, taken))
+                (slot, Holding::new(&self.holds, taken, event))
             })
             .collect())
     }

@@ -541,7 +541,7 @@ impl Fetch {
         let slot = self.local.slot();
         let holds = self.local.holds();
         let _ = holds.reserve(&[self.destination], true);
-        let holding = Holding::new(holds, vec![Some(self.destination)]);
+        let holding = Holding::new(holds, vec![Some(self.destination)], &event);
         let key = self.keys.fetch_add(1, Ordering::Relaxed);
         self.held
             .lock()

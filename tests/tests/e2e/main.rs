@@ -8,6 +8,7 @@ mod ingress;
 mod isolation;
 mod limits;
 mod plugins;
+mod prometheus;
 mod shutdown;
 mod slow_clients;
 mod verify;

@@ -2,11 +2,15 @@
 //!
 //! The router does not install a global recorder: each [`Metrics`] owns its own, so several
 //! routers (in tests, or embedded) never mix their figures, and hot paths use pre-registered
-//! handles instead of looking labels up per event.
+//! handles instead of looking labels up per event. Gauges that are a function of the router's
+//! state rather than of events (the age of the oldest held event) are computed at each render
+//! by collectors ([`Metrics::on_render`]). What each metric means: [`catalogue`].
+
+pub mod catalogue;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use metrics::{
     Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString,
@@ -15,73 +19,10 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
+use catalogue::{Kind, Metric};
+
 const METADATA: Metadata<'static> =
     Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
-
-/// Metric names, as documented in the README.
-pub mod names {
-    /// Counter `{route, status}`: ingress answers.
-    pub const REQUESTS: &str = "webhook_requests_total";
-    /// Histogram: size of accepted request bodies, in bytes.
-    pub const BODY_BYTES: &str = "webhook_request_body_bytes";
-    /// Gauge: events held by the router (queued, in flight or waiting for a retry).
-    pub const QUEUE_DEPTH: &str = "webhook_queue_depth";
-    /// Counter `{route, destination, outcome}`: delivery attempts' outcomes.
-    pub const DELIVERIES: &str = "webhook_deliveries_total";
-    /// Histogram `{destination}`: duration of one delivery attempt.
-    pub const DELIVERY_DURATION: &str = "webhook_delivery_duration_seconds";
-    /// Histogram `{destination}`: attempts an event needed to be delivered.
-    pub const DELIVERY_ATTEMPTS: &str = "webhook_delivery_attempts";
-    /// Gauge: dead letters held.
-    pub const DEAD_LETTERS: &str = "webhook_dead_letters";
-    /// Histogram `{route, plugin}`: time one plugin call took.
-    pub const PLUGIN_DURATION: &str = "webhook_plugin_duration_seconds";
-    /// Counter `{route, plugin, verdict}`: plugin verdicts.
-    pub const PLUGIN_VERDICTS: &str = "webhook_plugin_verdicts_total";
-    /// Counter `{route, plugin, kind}`: plugin failures.
-    pub const PLUGIN_ERRORS: &str = "webhook_plugin_errors_total";
-    /// Counter `{route, plugin}`: lines a plugin wrote to stdout or stderr that were not logged
-    /// (over the per-call cap).
-    pub const PLUGIN_STDIO_CUT: &str = "webhook_plugin_stdio_cut_lines_total";
-    /// Counter `{route}`: duplicate deliveries answered without queuing.
-    pub const DUPLICATES: &str = "webhook_duplicates_total";
-    /// Counter `{route, reason}`: requests refused by sender verification.
-    pub const VERIFICATION_FAILURES: &str = "webhook_verification_failures_total";
-    /// Counter `{task}`: panics of supervised long-lived tasks (each was restarted).
-    pub const TASK_PANICS: &str = "webhook_task_panics_total";
-    /// Dead letters evicted to stay within `dead_letter_capacity` or `dead_letter_max_bytes`.
-    pub const DEAD_LETTER_EVICTIONS: &str = "webhook_dead_letter_evictions_total";
-    /// Gauge: bytes the journal takes on disk.
-    pub const JOURNAL_BYTES: &str = "webhook_journal_bytes";
-    /// Histogram: time one journal `fdatasync` took.
-    pub const JOURNAL_FSYNC: &str = "webhook_journal_fsync_seconds";
-    /// Histogram: records written by one journal commit.
-    pub const JOURNAL_BATCH_SIZE: &str = "webhook_journal_batch_size";
-    /// Counter: events read back from the journal at start, to be delivered.
-    pub const JOURNAL_RECOVERED: &str = "webhook_journal_recovered_total";
-    /// Counter: damaged regions of the journal skipped at start.
-    pub const JOURNAL_CORRUPT: &str = "webhook_journal_corrupt_records_total";
-    /// Gauge `{destination}`: a destination's circuit: 0 closed, 1 half-open, 2 open.
-    pub const CIRCUIT_STATE: &str = "webhook_destination_circuit_state";
-    /// Gauge `{destination}`: undelivered events a destination holds.
-    pub const DESTINATION_HELD: &str = "webhook_destination_held";
-    /// Counter: journal writes that failed (their events were refused with 503).
-    pub const JOURNAL_WRITE_ERRORS: &str = "webhook_journal_write_errors_total";
-    /// Gauge `{listener}`: connections open on a listener (`ingress` or `admin`).
-    pub const CONNECTIONS: &str = "webhook_connections";
-    /// Counter `{listener}`: new connections closed at once because every open one was busy.
-    pub const REJECTED_CONNECTIONS: &str = "webhook_rejected_connections_total";
-    /// Counter `{listener, reason}`: connections the router closed: `idle_timeout`,
-    /// `header_timeout` (no first request) or `evicted` (the longest idle, to make room).
-    pub const CLOSED_CONNECTIONS: &str = "webhook_connections_closed_total";
-    /// Gauge `{listener}`: requests being received or handled.
-    pub const REQUESTS_IN_FLIGHT: &str = "webhook_requests_in_flight";
-    /// Counter `{listener, reason}`: requests the listener refused or cut off: 503 before
-    /// reaching a route, `busy` (`max_requests_in_flight` reached) or `client_busy`
-    /// (`max_requests_in_flight_per_client` reached); 408, `slow_body` (the body arrived slower
-    /// than `min_body_rate`).
-    pub const REJECTED_REQUESTS: &str = "webhook_rejected_requests_total";
-}
 
 const DURATION_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -101,6 +42,12 @@ const BYTE_BUCKETS: &[f64] = &[
     1_048_576.0,
     4_194_304.0,
 ];
+/// An event's way from receipt to final outcome: milliseconds when destinations answer, up to
+/// hours while one is down and retries back off.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+    3600.0, 14400.0,
+];
 const ATTEMPT_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0];
 const BATCH_BUCKETS: &[f64] = &[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0, 4096.0,
@@ -118,7 +65,13 @@ struct Inner {
     queue_depth: Gauge,
     dead_letters: Gauge,
     body_bytes: Histogram,
+    queue_capacity: Gauge,
+    /// Run before each render, to set the gauges computed from state.
+    collectors: Mutex<Vec<Collector>>,
 }
+
+/// Sets some gauges from the router's state, just before a render.
+type Collector = Box<dyn Fn() + Send + Sync>;
 
 impl fmt::Debug for Metrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -138,23 +91,32 @@ impl Metrics {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), DURATION_BUCKETS)
             .and_then(|b| {
-                b.set_buckets_for_metric(Matcher::Full(names::BODY_BYTES.into()), BYTE_BUCKETS)
+                b.set_buckets_for_metric(
+                    Matcher::Full(catalogue::BODY_BYTES.name.into()),
+                    BYTE_BUCKETS,
+                )
             })
             .and_then(|b| {
                 b.set_buckets_for_metric(
-                    Matcher::Full(names::PLUGIN_DURATION.into()),
+                    Matcher::Full(catalogue::PLUGIN_DURATION.name.into()),
                     PLUGIN_DURATION_BUCKETS,
                 )
             })
             .and_then(|b| {
                 b.set_buckets_for_metric(
-                    Matcher::Full(names::DELIVERY_ATTEMPTS.into()),
+                    Matcher::Full(catalogue::EVENT_LATENCY.name.into()),
+                    LATENCY_BUCKETS,
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(catalogue::DELIVERY_ATTEMPTS.name.into()),
                     ATTEMPT_BUCKETS,
                 )
             })
             .and_then(|b| {
                 b.set_buckets_for_metric(
-                    Matcher::Full(names::JOURNAL_BATCH_SIZE.into()),
+                    Matcher::Full(catalogue::JOURNAL_BATCH_SIZE.name.into()),
                     BATCH_BUCKETS,
                 )
             })
@@ -162,9 +124,11 @@ impl Metrics {
             .build_recorder();
         describe(&recorder);
         let handle = recorder.handle();
-        let queue_depth = recorder.register_gauge(&Key::from_name(names::QUEUE_DEPTH), &METADATA);
-        let dead_letters = recorder.register_gauge(&Key::from_name(names::DEAD_LETTERS), &METADATA);
-        let body_bytes = recorder.register_histogram(&Key::from_name(names::BODY_BYTES), &METADATA);
+        let queue_depth = register_gauge(&recorder, &catalogue::QUEUE_DEPTH, Vec::new());
+        let dead_letters = register_gauge(&recorder, &catalogue::DEAD_LETTERS, Vec::new());
+        let body_bytes =
+            recorder.register_histogram(&key(&catalogue::BODY_BYTES, Vec::new()), &METADATA);
+        let queue_capacity = register_gauge(&recorder, &catalogue::QUEUE_CAPACITY, Vec::new());
         queue_depth.set(0.0);
         dead_letters.set(0.0);
         Self {
@@ -174,13 +138,39 @@ impl Metrics {
                 queue_depth,
                 dead_letters,
                 body_bytes,
+                queue_capacity,
+                collectors: Mutex::new(Vec::new()),
             }),
         }
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus text exposition of every metric, after the collectors have run.
     pub fn render(&self) -> String {
+        for collect in self
+            .inner
+            .collectors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            collect();
+        }
         self.inner.handle.render()
+    }
+
+    /// Runs `collect` before each [`Metrics::render`], to set gauges computed from state. It
+    /// must not render (nor register another collector).
+    pub fn on_render(&self, collect: impl Fn() + Send + Sync + 'static) {
+        self.inner
+            .collectors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Box::new(collect));
+    }
+
+    /// Sets `webhook_queue_capacity`.
+    pub fn set_queue_capacity(&self, capacity: usize) {
+        self.inner.queue_capacity.set(capacity as f64);
     }
 
     /// Drains histogram samples into their buckets; call it every few seconds.
@@ -228,7 +218,7 @@ impl Metrics {
     pub fn verification_failures(&self, route: &str) -> [Counter; 4] {
         crate::verify::VerifyError::ALL.map(|error| {
             self.counter(
-                names::VERIFICATION_FAILURES,
+                &catalogue::VERIFICATION_FAILURES,
                 vec![
                     Label::new("route", route.to_owned()),
                     Label::new("reason", error.reason()),
@@ -240,7 +230,7 @@ impl Metrics {
     /// Counter of duplicate deliveries of `route`.
     pub fn duplicates(&self, route: &str) -> Counter {
         self.counter(
-            names::DUPLICATES,
+            &catalogue::DUPLICATES,
             vec![Label::new("route", route.to_owned())],
         )
     }
@@ -249,7 +239,7 @@ impl Metrics {
     pub fn delivery(&self, route: &str, destination: &str) -> DeliveryMetrics {
         let outcome = |outcome: &'static str| {
             self.counter(
-                names::DELIVERIES,
+                &catalogue::DELIVERIES,
                 vec![
                     Label::new("route", route.to_owned()),
                     Label::new("destination", destination.to_owned()),
@@ -262,8 +252,8 @@ impl Metrics {
             delivered: outcome("delivered"),
             retry: outcome("retry"),
             dead_letter: outcome("dead_letter"),
-            duration: self.histogram(names::DELIVERY_DURATION, per_destination.clone()),
-            attempts: self.histogram(names::DELIVERY_ATTEMPTS, per_destination),
+            duration: self.histogram(&catalogue::DELIVERY_DURATION, per_destination.clone()),
+            attempts: self.histogram(&catalogue::DELIVERY_ATTEMPTS, per_destination),
         }
     }
 
@@ -276,10 +266,10 @@ impl Metrics {
                 Label::new(key, value),
             ]
         };
-        let verdict = |v| self.counter(names::PLUGIN_VERDICTS, labels("verdict", v));
+        let verdict = |v| self.counter(&catalogue::PLUGIN_VERDICTS, labels("verdict", v));
         PluginMetrics {
             duration: self.histogram(
-                names::PLUGIN_DURATION,
+                &catalogue::PLUGIN_DURATION,
                 vec![
                     Label::new("route", route.to_owned()),
                     Label::new("plugin", plugin.to_owned()),
@@ -290,9 +280,9 @@ impl Metrics {
             reject: verdict("reject"),
             fan_out: verdict("fan_out"),
             errors: crate::plugin::PluginErrorKind::ALL
-                .map(|kind| self.counter(names::PLUGIN_ERRORS, labels("kind", kind.label()))),
+                .map(|kind| self.counter(&catalogue::PLUGIN_ERRORS, labels("kind", kind.label()))),
             stdio_cut: self.counter(
-                names::PLUGIN_STDIO_CUT,
+                &catalogue::PLUGIN_STDIO_CUT,
                 vec![
                     Label::new("route", route.to_owned()),
                     Label::new("plugin", plugin.to_owned()),
@@ -303,7 +293,7 @@ impl Metrics {
 
     fn request_counter(&self, route: &str, status: u16) -> Counter {
         self.counter(
-            names::REQUESTS,
+            &catalogue::REQUESTS,
             vec![
                 Label::new("route", route.to_owned()),
                 Label::new("status", status.to_string()),
@@ -313,22 +303,45 @@ impl Metrics {
 
     /// Counter of panics of the supervised task `task`.
     pub fn task_panics(&self, task: &'static str) -> Counter {
-        self.counter(names::TASK_PANICS, vec![Label::new("task", task)])
+        self.counter(&catalogue::TASK_PANICS, vec![Label::new("task", task)])
     }
 
     /// Counter of dead letters evicted to make room.
     pub fn dead_letter_evictions(&self) -> Counter {
-        self.counter(names::DEAD_LETTER_EVICTIONS, Vec::new())
+        self.counter(&catalogue::DEAD_LETTER_EVICTIONS, Vec::new())
     }
 
     /// Gauge of `destination`'s circuit state.
     pub fn destination_circuit(&self, destination: &str) -> Gauge {
-        self.destination_gauge(names::CIRCUIT_STATE, destination)
+        self.destination_gauge(&catalogue::CIRCUIT_STATE, destination)
     }
 
     /// Gauge of the events `destination` holds.
     pub fn destination_held(&self, destination: &str) -> Gauge {
-        self.destination_gauge(names::DESTINATION_HELD, destination)
+        self.destination_gauge(&catalogue::DESTINATION_HELD, destination)
+    }
+
+    /// Gauge `webhook_nats_connected` (registered with the NATS backend only).
+    pub fn nats_connected(&self) -> Gauge {
+        self.gauge(&catalogue::NATS_CONNECTED, Vec::new())
+    }
+
+    /// Gauge of `destination`'s `max_held`.
+    pub fn destination_max_held(&self, destination: &str) -> Gauge {
+        self.destination_gauge(&catalogue::DESTINATION_MAX_HELD, destination)
+    }
+
+    /// Gauge of the age of the oldest event `destination` holds.
+    pub fn destination_oldest_age(&self, destination: &str) -> Gauge {
+        self.destination_gauge(&catalogue::OLDEST_EVENT_AGE, destination)
+    }
+
+    /// Histogram of the time `route`'s events take from receipt to final outcome.
+    pub fn event_latency(&self, route: &str) -> Histogram {
+        self.histogram(
+            &catalogue::EVENT_LATENCY,
+            vec![Label::new("route", route.to_owned())],
+        )
     }
 
     /// Handles for the connections and requests of the listener `listener`, registered
@@ -340,32 +353,29 @@ impl Metrics {
                 Label::new("reason", reason),
             ]
         };
-        let connections = self.inner.recorder.register_gauge(
-            &Key::from_parts(names::CONNECTIONS, vec![Label::new("listener", listener)]),
-            &METADATA,
+        let connections = self.gauge(
+            &catalogue::CONNECTIONS,
+            vec![Label::new("listener", listener)],
         );
         connections.set(0.0);
-        let requests_in_flight = self.inner.recorder.register_gauge(
-            &Key::from_parts(
-                names::REQUESTS_IN_FLIGHT,
-                vec![Label::new("listener", listener)],
-            ),
-            &METADATA,
+        let requests_in_flight = self.gauge(
+            &catalogue::REQUESTS_IN_FLIGHT,
+            vec![Label::new("listener", listener)],
         );
         requests_in_flight.set(0.0);
         ListenerMetrics {
             connections,
             requests_in_flight,
             rejected_connections: self.counter(
-                names::REJECTED_CONNECTIONS,
+                &catalogue::REJECTED_CONNECTIONS,
                 vec![Label::new("listener", listener)],
             ),
-            closed_idle: self.counter(names::CLOSED_CONNECTIONS, labels("idle_timeout")),
+            closed_idle: self.counter(&catalogue::CLOSED_CONNECTIONS, labels("idle_timeout")),
             closed_header_timeout: self
-                .counter(names::CLOSED_CONNECTIONS, labels("header_timeout")),
-            evicted: self.counter(names::CLOSED_CONNECTIONS, labels("evicted")),
-            busy: self.counter(names::REJECTED_REQUESTS, labels("busy")),
-            client_busy: self.counter(names::REJECTED_REQUESTS, labels("client_busy")),
+                .counter(&catalogue::CLOSED_CONNECTIONS, labels("header_timeout")),
+            evicted: self.counter(&catalogue::CLOSED_CONNECTIONS, labels("evicted")),
+            busy: self.counter(&catalogue::REJECTED_REQUESTS, labels("busy")),
+            client_busy: self.counter(&catalogue::REJECTED_REQUESTS, labels("client_busy")),
         }
     }
 
@@ -374,7 +384,7 @@ impl Metrics {
     /// 0).
     pub fn slow_bodies(&self, listener: &'static str) -> Counter {
         self.counter(
-            names::REJECTED_REQUESTS,
+            &catalogue::REJECTED_REQUESTS,
             vec![
                 Label::new("listener", listener),
                 Label::new("reason", "slow_body"),
@@ -382,43 +392,66 @@ impl Metrics {
         )
     }
 
-    fn destination_gauge(&self, name: &'static str, destination: &str) -> Gauge {
-        self.inner.recorder.register_gauge(
-            &Key::from_parts(
-                name,
-                vec![Label::new("destination", destination.to_owned())],
-            ),
-            &METADATA,
+    fn destination_gauge(&self, metric: &'static Metric, destination: &str) -> Gauge {
+        self.gauge(
+            metric,
+            vec![Label::new("destination", destination.to_owned())],
         )
     }
 
     /// The journal's handles (registered when a journal is opened).
     pub fn journal(&self) -> JournalMetrics {
-        let gauge = self
-            .inner
-            .recorder
-            .register_gauge(&Key::from_name(names::JOURNAL_BYTES), &METADATA);
         JournalMetrics {
-            bytes: gauge,
-            fsync: self.histogram(names::JOURNAL_FSYNC, Vec::new()),
-            batch_size: self.histogram(names::JOURNAL_BATCH_SIZE, Vec::new()),
-            recovered: self.counter(names::JOURNAL_RECOVERED, Vec::new()),
-            corrupt: self.counter(names::JOURNAL_CORRUPT, Vec::new()),
-            write_errors: self.counter(names::JOURNAL_WRITE_ERRORS, Vec::new()),
+            bytes: self.gauge(&catalogue::JOURNAL_BYTES, Vec::new()),
+            fsync: self.histogram(&catalogue::JOURNAL_FSYNC, Vec::new()),
+            batch_size: self.histogram(&catalogue::JOURNAL_BATCH_SIZE, Vec::new()),
+            recovered: self.counter(&catalogue::JOURNAL_RECOVERED, Vec::new()),
+            corrupt: self.counter(&catalogue::JOURNAL_CORRUPT, Vec::new()),
+            write_errors: self.counter(&catalogue::JOURNAL_WRITE_ERRORS, Vec::new()),
         }
     }
 
-    fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
+    fn counter(&self, metric: &'static Metric, labels: Vec<Label>) -> Counter {
+        debug_assert_eq!(metric.kind, Kind::Counter, "{}", metric.name);
         self.inner
             .recorder
-            .register_counter(&Key::from_parts(name, labels), &METADATA)
+            .register_counter(&key(metric, labels), &METADATA)
     }
 
-    fn histogram(&self, name: &'static str, labels: Vec<Label>) -> Histogram {
+    fn gauge(&self, metric: &'static Metric, labels: Vec<Label>) -> Gauge {
+        register_gauge(&self.inner.recorder, metric, labels)
+    }
+
+    fn histogram(&self, metric: &'static Metric, labels: Vec<Label>) -> Histogram {
+        debug_assert_eq!(metric.kind, Kind::Histogram, "{}", metric.name);
         self.inner
             .recorder
-            .register_histogram(&Key::from_parts(name, labels), &METADATA)
+            .register_histogram(&key(metric, labels), &METADATA)
     }
+}
+
+/// The key of one series of `metric`; in debug builds, checks that `labels` are the ones its
+/// catalogue row names, in order.
+fn key(metric: &'static Metric, labels: Vec<Label>) -> Key {
+    debug_assert!(
+        labels
+            .iter()
+            .map(Label::key)
+            .eq(metric.labels.iter().copied()),
+        "{}: labels {labels:?}, the catalogue says {:?}",
+        metric.name,
+        metric.labels
+    );
+    Key::from_parts(metric.name, labels)
+}
+
+fn register_gauge(
+    recorder: &PrometheusRecorder,
+    metric: &'static Metric,
+    labels: Vec<Label>,
+) -> Gauge {
+    debug_assert_eq!(metric.kind, Kind::Gauge, "{}", metric.name);
+    recorder.register_gauge(&key(metric, labels), &METADATA)
 }
 
 /// The journal's metrics.
@@ -599,119 +632,16 @@ impl fmt::Debug for PluginMetrics {
     }
 }
 
+/// Gives every metric of the catalogue its HELP text.
 fn describe(recorder: &PrometheusRecorder) {
-    let counters = [
-        (
-            names::REQUESTS,
-            "Webhook requests answered, by route and HTTP status.",
-        ),
-        (
-            names::DELIVERIES,
-            "Delivery attempt outcomes: delivered, retry or dead_letter.",
-        ),
-        (
-            names::DUPLICATES,
-            "Duplicate deliveries (same delivery id within the dedup window), answered 202 and not queued.",
-        ),
-        (
-            names::VERIFICATION_FAILURES,
-            "Requests refused by sender verification: missing_header, malformed, mismatch or timestamp.",
-        ),
-        (
-            names::PLUGIN_VERDICTS,
-            "Plugin verdicts: forward, drop, reject or fan_out.",
-        ),
-        (
-            names::PLUGIN_ERRORS,
-            "Plugin failures: trap, timeout, memory, output_too_large, error, bad_verdict or denied.",
-        ),
-        (
-            names::PLUGIN_STDIO_CUT,
-            "Lines plugins wrote to stdout or stderr that were not logged: over the per-call cap.",
-        ),
-        (
-            names::TASK_PANICS,
-            "Panics of the router's long-lived tasks, by task; each was restarted.",
-        ),
-        (
-            names::DEAD_LETTER_EVICTIONS,
-            "Dead letters evicted (oldest first) past dead_letter_capacity or dead_letter_max_bytes.",
-        ),
-        (
-            names::JOURNAL_RECOVERED,
-            "Events read back from the journal at start and delivered again.",
-        ),
-        (
-            names::JOURNAL_CORRUPT,
-            "Damaged regions of the journal found at start, each reported with its position and skipped.",
-        ),
-        (
-            names::JOURNAL_WRITE_ERRORS,
-            "Journal writes that failed; the events they held were answered 503.",
-        ),
-        (
-            names::REJECTED_CONNECTIONS,
-            "New connections closed at once because max_connections were open and all busy.",
-        ),
-        (
-            names::CLOSED_CONNECTIONS,
-            "Connections the router closed: idle_timeout, header_timeout (no first request in time) or evicted (longest idle, to make room).",
-        ),
-        (
-            names::REJECTED_REQUESTS,
-            "Requests refused or cut off by the listener: 503 before reaching a route, busy (max_requests_in_flight reached) or client_busy (max_requests_in_flight_per_client reached); 408, slow_body (the body arrived slower than min_body_rate).",
-        ),
-    ];
-    for (name, help) in counters {
-        recorder.describe_counter(KeyName::from(name), None, SharedString::from(help));
-    }
-    let gauges = [
-        (
-            names::QUEUE_DEPTH,
-            "Events held by the router: queued, in flight or waiting to retry.",
-        ),
-        (
-            names::DEAD_LETTERS,
-            "Dead letters held for inspection and replay.",
-        ),
-        (names::JOURNAL_BYTES, "Bytes the journal takes on disk."),
-        (names::CONNECTIONS, "Connections open, by listener."),
-        (
-            names::REQUESTS_IN_FLIGHT,
-            "Requests being received or handled, by listener.",
-        ),
-    ];
-    for (name, help) in gauges {
-        recorder.describe_gauge(KeyName::from(name), None, SharedString::from(help));
-    }
-    let histograms = [
-        (
-            names::BODY_BYTES,
-            "Size of accepted webhook bodies in bytes.",
-        ),
-        (
-            names::DELIVERY_DURATION,
-            "Duration of one delivery attempt in seconds.",
-        ),
-        (
-            names::DELIVERY_ATTEMPTS,
-            "Attempts needed to deliver an event.",
-        ),
-        (
-            names::PLUGIN_DURATION,
-            "Duration of one plugin call in seconds.",
-        ),
-        (
-            names::JOURNAL_FSYNC,
-            "Duration of one journal fdatasync in seconds.",
-        ),
-        (
-            names::JOURNAL_BATCH_SIZE,
-            "Records written by one journal commit (concurrent writes share a commit).",
-        ),
-    ];
-    for (name, help) in histograms {
-        recorder.describe_histogram(KeyName::from(name), None, SharedString::from(help));
+    for metric in catalogue::ALL {
+        let name = KeyName::from(metric.name);
+        let help = SharedString::from(metric.help_text());
+        match metric.kind {
+            Kind::Counter => recorder.describe_counter(name, None, help),
+            Kind::Gauge => recorder.describe_gauge(name, None, help),
+            Kind::Histogram => recorder.describe_histogram(name, None, help),
+        }
     }
 }
 
