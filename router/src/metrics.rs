@@ -51,6 +51,9 @@ pub mod names {
     pub const TASK_PANICS: &str = "webhook_task_panics_total";
     /// Dead letters evicted to stay within `dead_letter_capacity` or `dead_letter_max_bytes`.
     pub const DEAD_LETTER_EVICTIONS: &str = "webhook_dead_letter_evictions_total";
+    /// Dead letters the shared store (NATS) refused or did not answer for: the event was kept
+    /// and dead-lettered again later.
+    pub const DEAD_LETTER_STORE_FAILURES: &str = "webhook_dead_letter_store_failures_total";
     /// Gauge: bytes the journal takes on disk.
     pub const JOURNAL_BYTES: &str = "webhook_journal_bytes";
     /// Histogram: time one journal `fdatasync` took.
@@ -317,6 +320,11 @@ impl Metrics {
     /// Counter of dead letters evicted to make room.
     pub fn dead_letter_evictions(&self) -> Counter {
         self.counter(names::DEAD_LETTER_EVICTIONS, Vec::new())
+    }
+
+    /// Counter of dead letters the shared store could not store.
+    pub fn dead_letter_store_failures(&self) -> Counter {
+        self.counter(names::DEAD_LETTER_STORE_FAILURES, Vec::new())
     }
 
     /// Gauge of `destination`'s circuit state.
@@ -618,6 +626,10 @@ fn describe(recorder: &PrometheusRecorder) {
         (
             names::DEAD_LETTER_EVICTIONS,
             "Dead letters evicted (oldest first) past dead_letter_capacity or dead_letter_max_bytes.",
+        ),
+        (
+            names::DEAD_LETTER_STORE_FAILURES,
+            "Dead letters the shared store (NATS) could not store; each event was kept and dead-lettered again later.",
         ),
         (
             names::JOURNAL_RECOVERED,
