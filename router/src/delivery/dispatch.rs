@@ -3,7 +3,8 @@
 //! Each destination has a *lane*: a lock-free channel served by `max_in_flight` workers, so a
 //! slow destination never holds up another. A failed attempt that may be retried goes to the
 //! retry scheduler, which hands it back to its lane when its wait is over; waiting deliveries
-//! occupy no worker. Deliveries that fail for good become dead letters.
+//! occupy no worker. Deliveries that fail for good (or that the queue gives up, see
+//! [`Verdict`]) become dead letters, final only once the letter is stored.
 //!
 //! Every task runs under the [`Supervisor`], and what a task holds lives outside it, so that
 //! neither a panic nor the end of the shutdown grace period loses a delivery: a lane worker

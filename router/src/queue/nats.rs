@@ -799,3 +799,29 @@ impl DispatchQueue for NatsQueue {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_is_given_up_after_ten_hand_outs_without_an_attempt() {
+        // The first hand-out, then failed attempts: each nak is a hand-out with an attempt.
+        assert_eq!(handed_out_too_often(1, 0), None);
+        assert_eq!(handed_out_too_often(50, 49), None);
+        // 10 hand-outs without an attempt are spare; the 11th is one too many.
+        assert_eq!(handed_out_too_often(11, 0), None);
+        assert_eq!(handed_out_too_often(14, 3), None);
+        let verdict = handed_out_too_often(15, 3).expect("given up");
+        assert_eq!(verdict.attempts, 3);
+        assert_eq!(verdict.last_status, None);
+        assert!(
+            verdict.reason.starts_with(
+                "given up: JetStream handed the message out 15 times, 11 of them without an \
+                 attempt finishing"
+            ),
+            "{}",
+            verdict.reason
+        );
+    }
+}
