@@ -784,6 +784,22 @@ async fn events_handed_back_at_twelve_stops_and_kills_end_delivered_or_dead_lett
     }
 }
 
+/// The keys of the live attempt records (`WEBHOOKS_attempts`).
+async fn attempt_records(js: &async_nats::jetstream::Context) -> Vec<String> {
+    use futures_util::StreamExt;
+    let bucket = js
+        .get_key_value("WEBHOOKS_attempts")
+        .await
+        .expect("the attempts bucket");
+    let keys = bucket.keys().await.expect("keys");
+    tokio::time::timeout(PATIENCE, keys.collect::<Vec<_>>())
+        .await
+        .expect("keys listed")
+        .into_iter()
+        .map(|key| key.expect("key"))
+        .collect()
+}
+
 /// Sets the dead-letter bucket's message limit (-1: none).
 async fn limit_letter_bucket(js: &async_nats::jetstream::Context, max_messages: i64) {
     let mut bucket = js
@@ -855,12 +871,15 @@ async fn a_message_is_acked_only_once_its_dead_letter_is_stored() {
         refused > (EVENTS - ROOM) as f64,
         "each refused letter is tried again"
     );
-    // An event whose letter was refused is dead-lettered again without another attempt.
+    // An event whose letter was refused is dead-lettered again without another attempt: its
+    // verdict waits in an attempt record.
     assert_eq!(
         s.sink.requests().len() as u64,
         EVENTS,
         "one attempt per event"
     );
+    let verdicts = attempt_records(&js).await.len();
+    assert!(verdicts > 0, "the refused letters' verdicts are recorded");
     // The bucket takes letters again: every event ends a dead letter, listed on both routers.
     limit_letter_bucket(&js, -1).await;
     let one = wait_letters(&s.routers[0].admin, EVENTS as usize).await;
@@ -884,6 +903,20 @@ async fn a_message_is_acked_only_once_its_dead_letter_is_stored() {
         EVENTS,
         "one attempt per event"
     );
+    // Each record is deleted once its message is acked.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let left = attempt_records(&js).await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "attempt records left: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("{verdicts} verdicts were recorded while the bucket refused letters; none is left");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -981,4 +1014,68 @@ async fn a_message_that_does_not_decode_becomes_a_dead_letter_holding_its_raw_by
         .await;
     assert_eq!(raw.len(), 2, "both raw payloads delivered as they were");
     assert_eq!(stream_messages(&s.nats).await, 0, "the stream ends empty");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_backs_do_not_use_up_attempts_every_event_gets_max_attempts() {
+    // Every attempt fails after 1 s (503), `max_attempts = 3`; router 1 is stopped and started
+    // again three times meanwhile, handing back what it held. Each event still gets exactly 3
+    // attempts: JetStream's delivery count (attempts and hand-backs) is not the attempt count.
+    const EVENTS: u64 = 40;
+    let dir = fresh_dir("attempts");
+    let nats = NatsServer::start(&dir.join("nats"));
+    let sink = Sink::start(|_| Reply {
+        delay: Some(Duration::from_secs(1)),
+        ..Reply::status(503)
+    })
+    .await;
+    let configs: Vec<PathBuf> = (1..=2)
+        .map(|n| {
+            let config = write_config(&dir, n, &nats.url(), &sink, "", "");
+            let text = std::fs::read_to_string(&config).expect("config");
+            // No circuit breaker: it would hold the deliveries back for longer and longer.
+            let text = text
+                .replace("max_attempts = 5", "max_attempts = 3")
+                .replace("retry = {", "circuit = { failures = 10000 }\nretry = {");
+            std::fs::write(&config, text).expect("write");
+            config
+        })
+        .collect();
+    let mut one = start(&configs[0]);
+    let two = start(&configs[1]);
+    let ingresses = vec![one.ingress.clone(), two.ingress.clone()];
+    let wanted = accepted(&post_all(&ingresses, 0..EVENTS, 8).await);
+    assert_eq!(wanted.len() as u64, EVENTS, "every post was accepted");
+    for round in 1..=3 {
+        sink.wait_for(round * 20, PATIENCE, |_| true).await;
+        let (clean, log) = one.stop();
+        assert!(clean, "{log:#?}");
+        one = start(&configs[0]);
+    }
+    let letters = wait_letters(&two.admin, EVENTS as usize).await;
+    for router in [&one, &two] {
+        wait_idle(&router.admin).await;
+    }
+    assert_eq!(stream_messages(&nats).await, 0, "every message acked");
+    let mut attempts = std::collections::BTreeMap::<u64, usize>::new();
+    for request in sink.requests() {
+        *attempts.entry(number(&request)).or_default() += 1;
+    }
+    let hand_outs = sink_consumer(&webhooks_stream(&nats).await)
+        .await
+        .delivered
+        .consumer_sequence;
+    eprintln!(
+        "{EVENTS} events, {} attempts, {hand_outs} hand-outs by JetStream, {} dead letters",
+        attempts.values().sum::<usize>(),
+        letters.len()
+    );
+    assert_eq!(attempts.keys().copied().collect::<BTreeSet<_>>(), wanted);
+    let off: Vec<_> = attempts.iter().filter(|&(_, &count)| count != 3).collect();
+    assert!(off.is_empty(), "events not attempted 3 times: {off:?}");
+    assert_eq!(letters.len() as u64, EVENTS, "{letters:#?}");
+    for letter in &letters {
+        assert_eq!(letter["attempts"], 3, "{letter}");
+        assert_eq!(letter["last_status"], 503, "{letter}");
+    }
 }
