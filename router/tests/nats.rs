@@ -1079,3 +1079,30 @@ async fn hand_backs_do_not_use_up_attempts_every_event_gets_max_attempts() {
         assert_eq!(letter["last_status"], 503, "{letter}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_an_older_router_made_loses_its_max_deliver_at_start() {
+    let dir = fresh_dir("upgrade");
+    let nats = NatsServer::start(&dir.join("nats"));
+    let sink = Sink::healthy().await;
+    let config = write_config(&dir, 1, &nats.url(), &sink, "", "");
+    let (clean, log) = start(&config).stop();
+    assert!(clean, "{log:#?}");
+    // The consumer as an older router left it: `max_deliver` = max_attempts + 10.
+    let stream = webhooks_stream(&nats).await;
+    let mut older = sink_consumer(&stream).await.config;
+    older.max_deliver = 15;
+    stream
+        .create_consumer(older)
+        .await
+        .expect("update the consumer");
+    assert_eq!(sink_consumer(&stream).await.config.max_deliver, 15);
+    let router = start(&config);
+    assert_eq!(
+        sink_consumer(&stream).await.config.max_deliver,
+        -1,
+        "JetStream's redelivery limit is off again"
+    );
+    let (clean, log) = router.stop();
+    assert!(clean, "{log:#?}");
+}
