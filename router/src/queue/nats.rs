@@ -13,19 +13,19 @@
 //!   only once it is stored; a failed attempt naks it with the backoff as its delay
 //!   ([`Reported::Returned`]): the stream hands it out again when the retry is due, to any
 //!   router.
-//! - **Attempts** are counted by the routers, in the message's [`attempts`] record, written
-//!   before the nak: JetStream's delivery count also counts hand-backs, crashes and late
-//!   keep-alives. The consumers have no `max_deliver` (JetStream never strands a message); a
-//!   message handed out more than [`SPARE_DELIVERIES`] times without an attempt is given up
-//!   as a dead letter that says so. A dead letter that could not be stored is recorded as a
-//!   verdict and the message naked: whoever takes it next dead-letters it without an attempt.
-//! - **Encoding**: versioned ([`encoding`]); a message that does not decode becomes a dead
-//!   letter holding its raw bytes, never a silent `Term`.
 //!   While a router holds a message (an attempt in flight, a circuit open) it tells JetStream
 //!   it is still working on it every third of `ack_wait`; a router that dies stops doing so,
 //!   and its messages go to the other routers after `ack_wait`. A router that stops naks what
 //!   it holds, and the rest of its last pull, with a delay just past that pull's end (2.5 s):
 //!   the others take it then, and it never bounces back into the stopping router's own pull.
+//! - **Attempts** are counted by the routers, in the message's record (`attempts`), written
+//!   before the nak: JetStream's delivery count also counts hand-backs, crashes and late
+//!   keep-alives. The consumers have no `max_deliver` (JetStream never strands a message); a
+//!   message handed out more than 10 times (`SPARE_DELIVERIES`) without an attempt is given up
+//!   as a dead letter that says so. A dead letter that could not be stored is recorded as a
+//!   verdict and the message naked: whoever takes it next dead-letters it without an attempt.
+//! - **Encoding**: versioned ([`encoding`]); a message that does not decode becomes a dead
+//!   letter holding its raw bytes, never a silent `Term`.
 
 mod attempts;
 pub mod encoding;
