@@ -7,6 +7,7 @@
 //!   destination (the queue, `queue::nats`);
 //! - durable pull consumer `deliver-<destination>` per destination, shared by every router;
 //! - key-value bucket `WEBHOOKS_dead_letters` (dead letters, `dead_letter::nats`);
+//! - key-value bucket `WEBHOOKS_attempts` (each redelivered message's attempts, `queue::nats`);
 //! - key-value buckets `WEBHOOKS_dedup_<seconds>s` (delivery ids, one bucket per window
 //!   length, `dedup::nats`).
 

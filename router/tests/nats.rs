@@ -1,8 +1,11 @@
 //! Several routers on one NATS JetStream (`backend = "nats"`), tested with a real `nats-server`
 //! started for each test on a free port: two routers share the work, one is killed (SIGKILL)
 //! mid-load, the server is stopped for 5 s under load, a delivery id is a duplicate across
-//! routers, and a dead letter made by one router is replayed through the other. Each counts
-//! what was 202'd against what the sink received.
+//! routers, and a dead letter made by one router is replayed through the other. The message
+//! lifecycle: messages handed back at 12 stops and kills end delivered or dead-lettered, a
+//! message is acked only once its dead letter is stored (the bucket refusing letters), and a
+//! message that does not decode becomes a dead letter holding its raw bytes. Each counts what
+//! was 202'd against what the sink received or the dead letters hold.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -762,4 +765,493 @@ async fn a_claim_left_by_a_router_killed_before_publishing_expires_within_second
     let entries = dedup_entries(&nats).await;
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].1, accepted_id, "committed as router 2's event");
+}
+
+/// The test's own JetStream client on `nats`.
+async fn jetstream(nats: &NatsServer) -> async_nats::jetstream::Context {
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    async_nats::jetstream::new(client)
+}
+
+/// The consumer that delivers to destination `sink`.
+async fn sink_consumer(
+    stream: &async_nats::jetstream::stream::Stream,
+) -> async_nats::jetstream::consumer::Info {
+    stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("deliver-sink")
+        .await
+        .expect("consumer")
+        .get_info()
+        .await
+        .expect("consumer info")
+}
+
+/// The letters listed by `admin`, once there are `count` of them (at most [`PATIENCE`]).
+async fn wait_letters(admin: &str, count: usize) -> Vec<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let letters = dead_letters(admin)
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if letters.len() >= count || tokio::time::Instant::now() > deadline {
+            return letters;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_handed_back_at_twelve_stops_and_kills_end_delivered_or_dead_lettered() {
+    // `max_attempts = 1` and a destination that never answers: every stop cuts the attempts
+    // off (they finish nothing) and hands the messages back, every kill leaves them to
+    // `ack_wait`. JetStream counts each as a delivery; the old `max_deliver` (max_attempts +
+    // 10 = 11) left a message in the stream for ever after the 11th.
+    const FIRST: u64 = 20;
+    const LATER: u64 = 10;
+    const CYCLES: usize = 12;
+    let dir = fresh_dir("cycles");
+    let nats = NatsServer::start(&dir.join("nats"));
+    let mode = Arc::new(AtomicU8::new(HANG));
+    // A hanging request is recorded with a status that is not 2xx, so that only the answers
+    // given once the destination is back count as deliveries.
+    let sink = {
+        let mode = Arc::clone(&mode);
+        Sink::start(move |_| match mode.load(Ordering::Acquire) {
+            HANG => Reply {
+                delay: Some(Duration::from_secs(3600)),
+                ..Reply::status(504)
+            },
+            _ => Reply::ok(),
+        })
+        .await
+    };
+    let config = write_config(&dir, 1, &nats.url(), &sink, "", "");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace("max_attempts = 5", "max_attempts = 1"),
+    )
+    .expect("write");
+    let mut first = BTreeSet::new();
+    let mut later = BTreeSet::new();
+    let mut stream = None;
+    let started = std::time::Instant::now();
+    for cycle in 1..=CYCLES {
+        let router = start(&config);
+        let ingress = vec![router.ingress.clone()];
+        // 20 events from the start (handed out 12 times by the end), 10 from the 7th cycle on
+        // (6 times).
+        if cycle == 1 {
+            first = accepted(&post_all(&ingress, 0..FIRST, 8).await);
+            assert_eq!(first.len() as u64, FIRST, "every post was accepted");
+        }
+        if cycle == 7 {
+            later = accepted(&post_all(&ingress, FIRST..FIRST + LATER, 8).await);
+            assert_eq!(later.len() as u64, LATER, "every post was accepted");
+        }
+        let stream = match &stream {
+            Some(stream) => stream,
+            None => stream.insert(webhooks_stream(&nats).await),
+        };
+        // Every message in the stream is handed out to this router before it stops: the router
+        // holds as many events as the stream has messages.
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let in_stream = messages_in(stream).await;
+            let held = metric(&router.admin, "webhook_queue_depth")
+                .await
+                .expect("webhook_queue_depth");
+            if held == in_stream as f64 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "cycle {cycle}: the router holds {held} events, the stream has {in_stream}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if cycle % 3 == 0 {
+            let _ = router.kill();
+        } else {
+            let (clean, log) = router.stop();
+            assert!(clean, "{log:#?}");
+        }
+    }
+    eprintln!(
+        "{CYCLES} start/stop cycles (every third a SIGKILL) in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let stream = stream.expect("stream");
+    assert_eq!(
+        sink_consumer(&stream).await.config.max_deliver,
+        -1,
+        "JetStream's redelivery limit is off"
+    );
+    // The destination answers again: what is left is delivered.
+    mode.store(OK, Ordering::Release);
+    let router = start(&config);
+    let counts = wait_delivered(&sink, &later).await;
+    assert_all_delivered(&later, &counts);
+    let letters = wait_letters(&router.admin, FIRST as usize).await;
+    wait_idle(&router.admin).await;
+    assert_eq!(
+        stream_messages(&nats).await,
+        0,
+        "nothing is left in the stream"
+    );
+    let delivered: BTreeSet<u64> = deliveries(&sink).into_keys().collect();
+    eprintln!(
+        "{} of {} accepted events delivered, {} dead-lettered",
+        delivered.len(),
+        FIRST + LATER,
+        letters.len()
+    );
+    // The first 20 were handed out 12 times without an attempt finishing: dead letters that
+    // say so, with their true attempt count (none). The later 10 were handed out 6 times, and
+    // those hand-backs did not use up their one attempt: delivered.
+    assert_eq!(
+        delivered, later,
+        "the later events, and only they, delivered"
+    );
+    assert_eq!(letters.len(), first.len(), "{letters:#?}");
+    let events: BTreeSet<&str> = letters
+        .iter()
+        .map(|l| l["event_id"].as_str().expect("event_id"))
+        .collect();
+    assert_eq!(events.len() as u64, FIRST, "one letter per event");
+    for letter in &letters {
+        let reason = letter["last_error"].as_str().expect("last_error");
+        assert!(
+            reason.starts_with("given up: JetStream handed the message out 12 times, 11 of them"),
+            "{reason}"
+        );
+        assert_eq!(letter["attempts"], 0, "{letter}");
+    }
+}
+
+/// The keys of the live attempt records (`WEBHOOKS_attempts`).
+async fn attempt_records(js: &async_nats::jetstream::Context) -> Vec<String> {
+    use futures_util::StreamExt;
+    let bucket = js
+        .get_key_value("WEBHOOKS_attempts")
+        .await
+        .expect("the attempts bucket");
+    let keys = bucket.keys().await.expect("keys");
+    tokio::time::timeout(PATIENCE, keys.collect::<Vec<_>>())
+        .await
+        .expect("keys listed")
+        .into_iter()
+        .map(|key| key.expect("key"))
+        .collect()
+}
+
+/// Sets the dead-letter bucket's message limit (-1: none).
+async fn limit_letter_bucket(js: &async_nats::jetstream::Context, max_messages: i64) {
+    let mut bucket = js
+        .get_stream("KV_WEBHOOKS_dead_letters")
+        .await
+        .expect("the dead-letter bucket");
+    let mut config = bucket.info().await.expect("bucket info").config.clone();
+    config.max_messages = max_messages;
+    js.update_stream(config).await.expect("limit the bucket");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_is_acked_only_once_its_dead_letter_is_stored() {
+    const EVENTS: u64 = 20;
+    const ROOM: u64 = 5;
+    // The destination refuses every event for good (400): each becomes a dead letter at its
+    // first attempt. The shared bucket takes only 5 letters.
+    let s = setup("letter_store", REJECT, "", "").await;
+    let js = jetstream(&s.nats).await;
+    limit_letter_bucket(&js, ROOM as i64).await;
+    let ingresses: Vec<String> = s.routers.iter().map(|r| r.ingress.clone()).collect();
+    let wanted = accepted(&post_all(&ingresses, 0..EVENTS, 8).await);
+    assert_eq!(wanted.len() as u64, EVENTS, "every post was accepted");
+    let failures = || async {
+        let mut total = 0.0;
+        for router in &s.routers {
+            total += metric(&router.admin, "webhook_dead_letter_store_failures_total")
+                .await
+                .expect("webhook_dead_letter_store_failures_total");
+        }
+        total
+    };
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while failures().await == 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bucket never refused a letter"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // For 12 s (two rounds of dead-lettering again), every event has its message in the
+    // stream or its letter in the bucket. (The stream is read first: a letter is stored
+    // before its message is acked.)
+    let stream = webhooks_stream(&s.nats).await;
+    let bucket = js
+        .get_stream("KV_WEBHOOKS_dead_letters")
+        .await
+        .expect("bucket");
+    let window = tokio::time::Instant::now() + Duration::from_secs(12);
+    let mut samples = 0;
+    while tokio::time::Instant::now() < window {
+        let messages = messages_in(&stream).await;
+        let letters = bucket.get_info().await.expect("bucket info").state.messages;
+        assert!(
+            messages + letters >= EVENTS,
+            "{messages} messages in the stream and {letters} letters in the bucket: an event \
+             was acked without its letter"
+        );
+        assert!(letters <= ROOM);
+        samples += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = failures().await;
+    eprintln!(
+        "bucket limited to {ROOM} letters: {refused} letters refused; {samples} samples of \
+         stream + bucket, none short of {EVENTS}"
+    );
+    assert!(
+        refused > (EVENTS - ROOM) as f64,
+        "each refused letter is tried again"
+    );
+    // An event whose letter was refused is dead-lettered again without another attempt: its
+    // verdict waits in an attempt record.
+    assert_eq!(
+        s.sink.requests().len() as u64,
+        EVENTS,
+        "one attempt per event"
+    );
+    let verdicts = attempt_records(&js).await.len();
+    assert!(verdicts > 0, "the refused letters' verdicts are recorded");
+    // The bucket takes letters again: every event ends a dead letter, listed on both routers.
+    limit_letter_bucket(&js, -1).await;
+    let one = wait_letters(&s.routers[0].admin, EVENTS as usize).await;
+    let two = wait_letters(&s.routers[1].admin, EVENTS as usize).await;
+    assert_eq!((one.len(), two.len()), (EVENTS as usize, EVENTS as usize));
+    assert_eq!(stream_messages(&s.nats).await, 0, "every message acked");
+    let events: BTreeSet<&str> = one
+        .iter()
+        .map(|l| l["event_id"].as_str().expect("event_id"))
+        .collect();
+    assert_eq!(events.len() as u64, EVENTS, "one letter per event");
+    for letter in &one {
+        assert_eq!(letter["last_status"], 400, "{letter}");
+        assert_eq!(letter["attempts"], 1, "{letter}");
+    }
+    for router in &s.routers {
+        wait_idle(&router.admin).await;
+    }
+    assert_eq!(
+        s.sink.requests().len() as u64,
+        EVENTS,
+        "one attempt per event"
+    );
+    // Each record is deleted once its message is acked.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let left = attempt_records(&js).await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "attempt records left: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("{verdicts} verdicts were recorded while the bucket refused letters; none is left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_does_not_decode_becomes_a_dead_letter_holding_its_raw_bytes() {
+    use webhook_router::queue::nats::encoding;
+    let s = setup("undecodable", OK, "", "").await;
+    let js = jetstream(&s.nats).await;
+    let publish = |id: &str, payload: Vec<u8>, version: Option<&str>| {
+        let mut message = async_nats::jetstream::message::PublishMessage::build()
+            .payload(payload.into())
+            .message_id(id);
+        if let Some(version) = version {
+            message = message.header(encoding::HEADER, version);
+        }
+        let js = js.clone();
+        async move {
+            js.send_publish("WEBHOOKS.deliver.sink", message)
+                .await
+                .expect("publish")
+                .await
+                .expect("stored");
+        }
+    };
+    // A message as a router from before the version header wrote it: still delivered.
+    let mut headers = http::HeaderMap::new();
+    headers.insert("content-type", "application/json".parse().expect("value"));
+    let legacy = webhook_router::event::Event {
+        id: webhook_router::event::Event::new_id(),
+        route: "hooks".into(),
+        method: http::Method::POST,
+        path: "/hooks".into(),
+        query: String::new(),
+        headers,
+        body: numbered::body(1000).into(),
+        received_at: std::time::SystemTime::now(),
+        plugin_headers: None,
+    };
+    publish(&legacy.id, encoding::encode(&legacy).to_vec(), None).await;
+    // Bytes that are no event, and a version this router does not know.
+    let garbage = b"\x00\x01 not an event \xff".to_vec();
+    let newer = br#"{"written":"by a newer router"}"#.to_vec();
+    publish("garbage-1", garbage.clone(), None).await;
+    publish("newer-1", newer.clone(), Some("99")).await;
+    let ingresses: Vec<String> = s.routers.iter().map(|r| r.ingress.clone()).collect();
+    let mut wanted = accepted(&post_all(&ingresses, 0..10, 4).await);
+    assert_eq!(wanted.len(), 10, "every post was accepted");
+    wanted.insert(1000);
+    let counts = wait_delivered(&s.sink, &wanted).await;
+    assert_eq!(assert_all_delivered(&wanted, &counts), 0);
+    let letters = wait_letters(&s.routers[1].admin, 2).await;
+    for router in &s.routers {
+        wait_idle(&router.admin).await;
+    }
+    assert_eq!(stream_messages(&s.nats).await, 0, "the stream ends empty");
+    assert_eq!(letters.len(), 2, "{letters:#?}");
+    let letter = |event: &str| {
+        letters
+            .iter()
+            .find(|l| l["event_id"] == event)
+            .unwrap_or_else(|| panic!("no letter for {event}: {letters:#?}"))
+            .clone()
+    };
+    let (bad, new) = (letter("garbage-1"), letter("newer-1"));
+    eprintln!("{bad}\n{new}");
+    assert_eq!(bad["body_bytes"], garbage.len());
+    assert_eq!(new["body_bytes"], newer.len());
+    assert_eq!(bad["destination"], "sink");
+    let reason = |l: &serde_json::Value| l["last_error"].as_str().expect("reason").to_owned();
+    assert!(
+        reason(&bad).contains("does not decode: its payload does not read as encoding version 1"),
+        "{bad}"
+    );
+    assert!(
+        reason(&new).contains("does not decode: its encoding version \"99\""),
+        "{new}"
+    );
+    // The letters hold the raw bytes: replayed, the destination receives exactly them.
+    for letter in [&bad, &new] {
+        let replay = client()
+            .post(format!(
+                "http://{}/dead-letters/{}/replay",
+                s.routers[0].admin,
+                letter["id"].as_str().expect("id")
+            ))
+            .send()
+            .await
+            .expect("replay");
+        assert_eq!(replay.status(), 202);
+    }
+    let raw = s
+        .sink
+        .wait_for(2, PATIENCE, |r| {
+            r.body.as_ref() == garbage.as_slice() || r.body.as_ref() == newer.as_slice()
+        })
+        .await;
+    assert_eq!(raw.len(), 2, "both raw payloads delivered as they were");
+    assert_eq!(stream_messages(&s.nats).await, 0, "the stream ends empty");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_backs_do_not_use_up_attempts_every_event_gets_max_attempts() {
+    // Every attempt fails after 300 ms (503), `max_attempts = 3`; router 1 is stopped and
+    // started again three times meanwhile, handing back what it held. Each event still gets
+    // exactly 3 attempts: JetStream's delivery count (attempts and hand-backs) is not the
+    // attempt count. (An attempt takes less than the last quarter of `shutdown_grace`, in which
+    // a stopping router starts none: no attempt is cut off, unrecorded, and made again.)
+    const EVENTS: u64 = 40;
+    let dir = fresh_dir("attempts");
+    let nats = NatsServer::start(&dir.join("nats"));
+    let sink = Sink::start(|_| Reply {
+        delay: Some(Duration::from_millis(300)),
+        ..Reply::status(503)
+    })
+    .await;
+    let configs: Vec<PathBuf> = (1..=2)
+        .map(|n| {
+            let config = write_config(&dir, n, &nats.url(), &sink, "", "");
+            let text = std::fs::read_to_string(&config).expect("config");
+            // No circuit breaker: it would hold the deliveries back for longer and longer.
+            let text = text
+                .replace("max_attempts = 5", "max_attempts = 3")
+                .replace("retry = {", "circuit = { failures = 10000 }\nretry = {");
+            std::fs::write(&config, text).expect("write");
+            config
+        })
+        .collect();
+    let mut one = start(&configs[0]);
+    let two = start(&configs[1]);
+    let ingresses = vec![one.ingress.clone(), two.ingress.clone()];
+    let wanted = accepted(&post_all(&ingresses, 0..EVENTS, 8).await);
+    assert_eq!(wanted.len() as u64, EVENTS, "every post was accepted");
+    for round in 1..=3 {
+        sink.wait_for(round * 20, PATIENCE, |_| true).await;
+        let (clean, log) = one.stop();
+        assert!(clean, "{log:#?}");
+        one = start(&configs[0]);
+    }
+    let letters = wait_letters(&two.admin, EVENTS as usize).await;
+    for router in [&one, &two] {
+        wait_idle(&router.admin).await;
+    }
+    assert_eq!(stream_messages(&nats).await, 0, "every message acked");
+    let mut attempts = std::collections::BTreeMap::<u64, usize>::new();
+    for request in sink.requests() {
+        *attempts.entry(number(&request)).or_default() += 1;
+    }
+    let hand_outs = sink_consumer(&webhooks_stream(&nats).await)
+        .await
+        .delivered
+        .consumer_sequence;
+    eprintln!(
+        "{EVENTS} events, {} attempts, {hand_outs} hand-outs by JetStream, {} dead letters",
+        attempts.values().sum::<usize>(),
+        letters.len()
+    );
+    assert_eq!(attempts.keys().copied().collect::<BTreeSet<_>>(), wanted);
+    let off: Vec<_> = attempts.iter().filter(|&(_, &count)| count != 3).collect();
+    assert!(off.is_empty(), "events not attempted 3 times: {off:?}");
+    assert_eq!(letters.len() as u64, EVENTS, "{letters:#?}");
+    for letter in &letters {
+        assert_eq!(letter["attempts"], 3, "{letter}");
+        assert_eq!(letter["last_status"], 503, "{letter}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_an_older_router_made_loses_its_max_deliver_at_start() {
+    let dir = fresh_dir("upgrade");
+    let nats = NatsServer::start(&dir.join("nats"));
+    let sink = Sink::healthy().await;
+    let config = write_config(&dir, 1, &nats.url(), &sink, "", "");
+    let (clean, log) = start(&config).stop();
+    assert!(clean, "{log:#?}");
+    // The consumer as an older router left it: `max_deliver` = max_attempts + 10.
+    let stream = webhooks_stream(&nats).await;
+    let mut older = sink_consumer(&stream).await.config;
+    older.max_deliver = 15;
+    stream
+        .create_consumer(older)
+        .await
+        .expect("update the consumer");
+    assert_eq!(sink_consumer(&stream).await.config.max_deliver, 15);
+    let router = start(&config);
+    assert_eq!(
+        sink_consumer(&stream).await.config.max_deliver,
+        -1,
+        "JetStream's redelivery limit is off again"
+    );
+    let (clean, log) = router.stop();
+    assert!(clean, "{log:#?}");
 }

@@ -3,7 +3,8 @@
 //! Each destination has a *lane*: a lock-free channel served by `max_in_flight` workers, so a
 //! slow destination never holds up another. A failed attempt that may be retried goes to the
 //! retry scheduler, which hands it back to its lane when its wait is over; waiting deliveries
-//! occupy no worker. Deliveries that fail for good become dead letters.
+//! occupy no worker. Deliveries that fail for good (or that the queue gives up, see
+//! [`Verdict`]) become dead letters, final only once the letter is stored.
 //!
 //! Every task runs under the [`Supervisor`], and what a task holds lives outside it, so that
 //! neither a panic nor the end of the shutdown grace period loses a delivery: a lane worker
@@ -30,11 +31,16 @@ use crate::delivery::dead_letter::{DeadLetter, DeadLetterStore};
 use crate::delivery::destinations::DestinationBoard;
 use crate::event::Event;
 use crate::metrics::{DeliveryTable, Metrics};
-use crate::queue::{DestinationId, DispatchQueue, Progress, QueuedEvent, Receipt, Reported};
+use crate::queue::{
+    DestinationId, DispatchQueue, Progress, QueuedEvent, Receipt, Reported, Verdict,
+};
 use crate::supervise::{Supervisor, TestFaults};
 
 /// Tasks moving events from the queue into lanes. Moving is cheap (no I/O), so few suffice.
 const DISPATCH_TASKS: usize = 2;
+/// How long a delivery whose dead letter could not be stored waits before it is dead-lettered
+/// again (the letter store, NATS, refused it or did not answer).
+const LETTER_RETRY: Duration = Duration::from_secs(5);
 
 /// An event being delivered: shared by its deliveries, and holding its queue receipt (and so
 /// its place in the capacity) until the last of them finishes.
@@ -53,6 +59,9 @@ struct Delivery {
     position: usize,
     /// Attempts made so far.
     attempts: u32,
+    /// Set when the delivery is over and only its dead letter is left to store: the lane
+    /// dead-letters it without an attempt.
+    verdict: Option<Verdict>,
 }
 
 impl Delivery {
@@ -365,6 +374,7 @@ async fn run_dispatch(
         else {
             return;
         };
+        let verdict = receipt.verdict();
         let job = Arc::new(Job { event, receipt });
         let now = crate::journal::now_ms();
         shared
@@ -376,6 +386,7 @@ async fn run_dispatch(
                 destination: target.destination,
                 position: target.position,
                 attempts: target.progress.attempts,
+                verdict: verdict.clone(),
             };
             // A delivery resumed after a restart keeps the wait it was given.
             let wait = target.progress.next_attempt_ms.saturating_sub(now);
@@ -413,6 +424,12 @@ async fn run_lane_worker(
                 Err(_) => return,
             },
         };
+        if let Some(verdict) = delivery.verdict.clone() {
+            *lock(&in_flight) = Some(delivery.clone());
+            dead_letter(&shared, delivery, verdict).await;
+            *lock(&in_flight) = None;
+            continue;
+        }
         // An open circuit sends no attempt: the delivery waits in the retry scheduler, this
         // attempt not counted, until the circuit may be probed.
         if let Admit::Wait(wait) = shared
@@ -441,27 +458,25 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Puts back a delivery whose attempt panicked (that attempt counted): into its lane again,
-/// or, with no attempts left, into the dead letters.
-fn put_back(shared: &Shared, delivery: Delivery) {
+/// Puts back a delivery whose attempt panicked (that attempt counted) into its lane: to be
+/// attempted again, or, with no attempts left, dead-lettered.
+fn put_back(shared: &Shared, mut delivery: Delivery) {
     let destination = &shared.destinations[delivery.destination];
     let event = &delivery.job.event;
-    if delivery.attempts < destination.retry.max_attempts.get() {
-        tracing::warn!(
-            event_id = %event.id,
-            destination = %destination.name,
-            attempts = delivery.attempts,
-            "an attempt panicked: the delivery goes back to its lane"
-        );
-        let _ = shared.lanes[delivery.destination].try_send(delivery);
-    } else {
-        dead_letter(
-            shared,
-            &delivery,
-            None,
-            "the last attempt panicked (see the log)".to_owned(),
-        );
+    tracing::warn!(
+        event_id = %event.id,
+        destination = %destination.name,
+        attempts = delivery.attempts,
+        "an attempt panicked: the delivery goes back to its lane"
+    );
+    if delivery.verdict.is_none() && delivery.attempts >= destination.retry.max_attempts.get() {
+        delivery.verdict = Some(Verdict {
+            attempts: delivery.attempts,
+            last_status: None,
+            reason: "the last attempt panicked (see the log)".to_owned(),
+        });
     }
+    let _ = shared.lanes[delivery.destination].try_send(delivery);
 }
 
 /// Makes one attempt and acts on its outcome.
@@ -564,40 +579,66 @@ async fn attempt(shared: &Shared, mut delivery: Delivery) {
         AttemptOutcome::Retry { status, error, .. }
         | AttemptOutcome::Permanent { status, error } => (status, error),
     };
-    dead_letter(shared, &delivery, status, error);
+    let verdict = Verdict {
+        attempts: delivery.attempts,
+        last_status: status,
+        reason: error,
+    };
+    dead_letter(shared, delivery, verdict).await;
 }
 
-/// Turns a delivery that failed for good into a dead letter.
-fn dead_letter(shared: &Shared, delivery: &Delivery, status: Option<u16>, error: String) {
+/// Turns a delivery that is over (failed for good, or given up by the queue) into a dead
+/// letter. The delivery is final only once the letter is stored: a letter the store refused
+/// leaves the event with the queue (NATS takes it back, to hand it out again with its verdict)
+/// or in the retry scheduler, to be dead-lettered again after [`LETTER_RETRY`].
+async fn dead_letter(shared: &Shared, mut delivery: Delivery, verdict: Verdict) {
     let destination = &shared.destinations[delivery.destination];
     let event = &delivery.job.event;
-    if let Some(metrics) = shared.metrics.get(&event.route, delivery.destination) {
-        metrics.dead_letter.increment(1);
-    }
     let letter = DeadLetter {
         id: Event::new_id(),
         event: event.clone(),
         destination: Some(delivery.destination),
         destination_name: destination.name.clone(),
-        attempts: delivery.attempts,
-        last_status: status,
-        last_error: error,
+        attempts: verdict.attempts,
+        last_status: verdict.last_status,
+        last_error: verdict.reason.clone(),
         failed_at: SystemTime::now(),
     };
+    let letter_id = letter.id.clone();
+    if let Err(error) = shared.dead_letters.store(letter).await {
+        tracing::error!(
+            event_id = %event.id,
+            route = %event.route,
+            destination = %destination.name,
+            %error,
+            retry_in = %humantime::format_duration(LETTER_RETRY),
+            "delivery failed for good, but its dead letter could not be stored: kept, to be dead-lettered again"
+        );
+        if delivery.job.receipt.unstored(&verdict, LETTER_RETRY) == Reported::Returned {
+            shared.outstanding.fetch_sub(1, Ordering::AcqRel);
+        } else {
+            delivery.verdict = Some(verdict);
+            let _ = shared.retries.send((delivery, LETTER_RETRY));
+        }
+        return;
+    }
+    if let Some(metrics) = shared.metrics.get(&event.route, delivery.destination) {
+        metrics.dead_letter.increment(1);
+    }
     tracing::warn!(
         event_id = %event.id,
         route = %event.route,
         destination = %destination.name,
-        attempts = delivery.attempts,
-        status = ?letter.last_status,
-        error = %letter.last_error,
-        dead_letter = %letter.id,
+        attempts = verdict.attempts,
+        status = ?verdict.last_status,
+        error = %verdict.reason,
+        dead_letter = %letter_id,
         "delivery failed for good: dead-lettered"
     );
-    shared.dead_letters.push(letter);
-    // After the letter: a crash between the two leaves the event to be delivered again, never
-    // neither.
-    shared.finish(delivery);
+    delivery.attempts = verdict.attempts;
+    // After the letter is stored: a crash between the two leaves the event to be delivered
+    // again, never neither.
+    shared.finish(&delivery);
 }
 
 /// Holds deliveries waiting for a retry and returns each to its lane when its wait is over.

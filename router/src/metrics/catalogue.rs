@@ -123,6 +123,7 @@ catalogue! {
     PLUGIN_STDIO_CUT: Counter "webhook_plugin_stdio_cut_lines_total" ["route", "plugin"] "lines plugins wrote to stdout or stderr that were not logged (over the per-call cap of 64 lines, 16 KiB)";
     TASK_PANICS: Counter "webhook_task_panics_total" ["task"] "panics of a long-lived task, each followed by a restart: `dispatch`, `lane_worker`, `retry_scheduler`, `ingress_listener`, `admin_listener`, `metrics_upkeep`, `refusal_log`, `epoch_ticker`; with NATS also `nats_outbox` (acks and bucket writes), `nats_fetch`, `nats_keep_alive`, `nats_dead_letter_mirror`";
     DEAD_LETTER_EVICTIONS: Counter "webhook_dead_letter_evictions_total" [] "dead letters evicted, oldest first, past `dead_letter_capacity` or `dead_letter_max_bytes`";
+    DEAD_LETTER_STORE_FAILURES: Counter "webhook_dead_letter_store_failures_total" [] "dead letters the shared NATS bucket refused or did not answer for; each event was kept and dead-lettered again 5 s later";
     CIRCUIT_STATE: Gauge "webhook_destination_circuit_state" ["destination"] "the destination's circuit breaker: 0 closed, 1 half-open (a probe is out), 2 open";
     DESTINATION_HELD: Gauge "webhook_destination_held" ["destination"] "undelivered events the destination holds, against its `max_held` (`webhook_destination_max_held`)";
     DESTINATION_MAX_HELD: Gauge "webhook_destination_max_held" ["destination"] "the destination's `max_held`: most undelivered events it may hold";

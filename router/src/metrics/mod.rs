@@ -311,6 +311,11 @@ impl Metrics {
         self.counter(&catalogue::DEAD_LETTER_EVICTIONS, Vec::new())
     }
 
+    /// Counter of dead letters the shared store could not store.
+    pub fn dead_letter_store_failures(&self) -> Counter {
+        self.counter(&catalogue::DEAD_LETTER_STORE_FAILURES, Vec::new())
+    }
+
     /// Gauge of `destination`'s circuit state.
     pub fn destination_circuit(&self, destination: &str) -> Gauge {
         self.destination_gauge(&catalogue::CIRCUIT_STATE, destination)

@@ -88,6 +88,18 @@ pub enum Reported {
     Returned,
 }
 
+/// A backend's word that an event's delivery is over without another attempt: dispatch
+/// dead-letters it with this reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Attempts made.
+    pub attempts: u32,
+    /// HTTP status of the last attempt, if the destination answered.
+    pub last_status: Option<u16>,
+    /// Why the delivery is over (the letter's `last_error`).
+    pub reason: String,
+}
+
 /// What a backend does with a held event's progress reports.
 pub trait Acknowledge: Send + Sync + std::fmt::Debug {
     /// Records the progress of every destination of the event (not all final yet), or takes
@@ -95,6 +107,19 @@ pub trait Acknowledge: Send + Sync + std::fmt::Debug {
     fn progress(&self, progress: &[Progress]) -> Reported;
     /// Every destination is final: the queue lets the event go.
     fn ack(&self);
+    /// What the backend decided about the event before handing it out: `Some` when it is to be
+    /// dead-lettered at once, without an attempt (NATS: it does not decode, it was handed out
+    /// too often without an attempt, or its dead letter could not be stored before).
+    fn verdict(&self) -> Option<Verdict> {
+        None
+    }
+    /// The dead letter of `verdict` could not be stored. The backend either takes the event
+    /// back, to hand it out again after `delay` with that verdict ([`Reported::Returned`]), or
+    /// leaves dispatch to try again after `delay` ([`Reported::Kept`], the default).
+    fn unstored(&self, verdict: &Verdict, delay: std::time::Duration) -> Reported {
+        let _ = (verdict, delay);
+        Reported::Kept
+    }
 }
 
 /// Where a receipt's reports go, and the progress of each destination so far.
@@ -125,6 +150,19 @@ impl Receipt {
             holding,
             _slot: slot,
         }
+    }
+
+    /// The backend's verdict on the event, if it gave one (see [`Acknowledge::verdict`]).
+    pub fn verdict(&self) -> Option<Verdict> {
+        self.state.as_ref().and_then(|(ack, _)| ack.verdict())
+    }
+
+    /// Tells the backend that the dead letter of `verdict` could not be stored (see
+    /// [`Acknowledge::unstored`]).
+    pub fn unstored(&self, verdict: &Verdict, delay: std::time::Duration) -> Reported {
+        self.state
+            .as_ref()
+            .map_or(Reported::Kept, |(ack, _)| ack.unstored(verdict, delay))
     }
 
     /// Records where the destination at `position` stands; acknowledges the event once every

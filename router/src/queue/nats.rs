@@ -9,21 +9,31 @@
 //!   message goes to one router. A fetch task per destination pulls as many messages as this
 //!   router has room for (`queue_capacity`, the destination's `max_held`) into the local
 //!   channel dispatch reads from.
-//! - **Outcomes**: a final outcome (delivered, dead-lettered) acks the message; a failed
-//!   attempt naks it with the backoff as its delay ([`Reported::Returned`]): the stream hands it
-//!   out again when the retry is due, to any router, and the number of times JetStream has
-//!   delivered it is the attempt count (the consumer's `max_deliver` is `max_attempts` + 10:
-//!   a hand-back at a router's stop counts as a delivery too).
+//! - **Outcomes**: a final outcome (delivered, dead-lettered) acks the message, a dead letter
+//!   only once it is stored; a failed attempt naks it with the backoff as its delay
+//!   ([`Reported::Returned`]): the stream hands it out again when the retry is due, to any
+//!   router.
 //!   While a router holds a message (an attempt in flight, a circuit open) it tells JetStream
 //!   it is still working on it every third of `ack_wait`; a router that dies stops doing so,
 //!   and its messages go to the other routers after `ack_wait`. A router that stops naks what
 //!   it holds, and the rest of its last pull, with a delay just past that pull's end (2.5 s):
 //!   the others take it then, and it never bounces back into the stopping router's own pull.
+//! - **Attempts** are counted by the routers, in the message's record (`attempts`), written
+//!   before the nak: JetStream's delivery count also counts hand-backs, crashes and late
+//!   keep-alives. The consumers have no `max_deliver` (JetStream never strands a message); a
+//!   message handed out more than 10 times (`SPARE_DELIVERIES`) without an attempt is given up
+//!   as a dead letter that says so. A dead letter that could not be stored is recorded as a
+//!   verdict and the message naked: whoever takes it next dead-letters it without an attempt.
+//! - **Encoding**: versioned ([`encoding`]); a message that does not decode becomes a dead
+//!   letter holding its raw bytes, never a silent `Term`.
+
+mod attempts;
+pub mod encoding;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::consumer::{self, pull};
 use async_nats::jetstream::message::{AckKind, Acker};
@@ -31,13 +41,14 @@ use async_nats::jetstream::stream;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use self::attempts::{Attempts, Record};
 use super::{
     Acknowledge, DequeueFuture, DestinationId, DispatchQueue, EnqueueError, EnqueueFuture,
     FlushFuture, Holding, Holds, MemoryQueue, Progress, QueuedEvent, Receipt, Reported, Target,
+    Verdict,
 };
 use crate::config::QueueConfig;
 use crate::event::Event;
-use crate::journal::codec;
 use crate::metrics::Metrics;
 use crate::nats::{Nats, NatsError, Outbox};
 use crate::supervise::Supervisor;
@@ -57,11 +68,11 @@ const HAND_BACK_SLACK: Duration = Duration::from_millis(500);
 /// that the message goes to another router and does not come back into that pull, to be handed
 /// back again (each time counting as a delivery).
 const HAND_BACK_DELAY: Duration = PULL_EXPIRES.saturating_add(HAND_BACK_SLACK);
-/// Deliveries of one message JetStream may make beyond `max_attempts`: a router that stops
-/// hands back what it held, and that counts as a delivery without an attempt. Past the
-/// consumer's `max_deliver` JetStream would stop delivering the message and leave it in the
-/// stream; the router dead-letters at `max_attempts` itself.
-const SPARE_DELIVERIES: i64 = 10;
+/// Hand-outs of one message without an attempt (a router that stopped handed it back, or
+/// crashed holding it) after which the router gives it up as a dead letter: so that a message
+/// that brings down every router that takes it ends. (JetStream's own limit, the consumer's
+/// `max_deliver`, is off: past it a message would stay in the stream, never delivered.)
+const SPARE_DELIVERIES: u64 = 10;
 /// Longest a shutdown waits for the last acks and naks to reach the server.
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
@@ -70,7 +81,7 @@ const FLUSH_WAIT: Duration = Duration::from_secs(2);
 pub struct NatsDestination {
     /// Its name.
     pub name: String,
-    /// Its `retry.max_attempts` (the consumer's `max_deliver` is 10 more).
+    /// Its `retry.max_attempts`.
     pub max_attempts: u32,
 }
 
@@ -123,11 +134,18 @@ struct NatsAck {
     held: HeldMessages,
     outbox: Outbox,
     settled: AtomicBool,
+    /// Where the message's attempts are recorded, and its key there.
+    attempts: Attempts,
+    record_key: String,
+    /// Whether the message may have a record (it was redelivered): the ack deletes it.
+    recorded: bool,
+    /// What was decided about the message before it was handed to dispatch.
+    verdict: Option<Verdict>,
 }
 
 impl NatsAck {
-    /// Sends the message's one final word (ack, nak), once.
-    fn settle(&self, kind: AckKind) {
+    /// Sends the message's one final word (ack, nak), once; `record` is written first.
+    fn settle(&self, kind: AckKind, record: Option<Record>) {
         if self.settled.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -136,9 +154,18 @@ impl NatsAck {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&self.key);
         let acker = self.acker.clone();
+        let (attempts, key) = (self.attempts.clone(), self.record_key.clone());
+        let forget = matches!(kind, AckKind::Ack) && self.recorded;
         self.outbox.send(async move {
+            if let Some(record) = record
+                && let Err(error) = attempts.write(&key, &record).await
+            {
+                tracing::warn!(%error, message = %key, "NATS: could not record a message's attempts; it may be attempted more than max_attempts times");
+            }
             if let Err(error) = acker.0.ack_with(kind).await {
                 tracing::warn!(%error, ?kind, "NATS: could not acknowledge a message; it will be delivered again after ack_wait");
+            } else if forget {
+                attempts.forget(&key).await;
             }
         });
     }
@@ -146,26 +173,40 @@ impl NatsAck {
 
 impl Acknowledge for NatsAck {
     fn progress(&self, progress: &[Progress]) -> Reported {
-        let due = progress
-            .iter()
-            .filter(|p| !p.done)
-            .map(|p| p.next_attempt_ms)
-            .min()
-            .unwrap_or(0);
+        let open = progress.iter().filter(|p| !p.done);
+        let due = open.clone().map(|p| p.next_attempt_ms).min().unwrap_or(0);
+        let attempts = open.map(|p| p.attempts).max().unwrap_or(0);
         let delay = Duration::from_millis(due.saturating_sub(crate::journal::now_ms()));
-        self.settle(AckKind::Nak(Some(delay)));
+        let record = Record {
+            attempts,
+            verdict: None,
+        };
+        self.settle(AckKind::Nak(Some(delay)), Some(record));
         Reported::Returned
     }
 
     fn ack(&self) {
-        self.settle(AckKind::Ack);
+        self.settle(AckKind::Ack, None);
+    }
+
+    fn verdict(&self) -> Option<Verdict> {
+        self.verdict.clone()
+    }
+
+    fn unstored(&self, verdict: &Verdict, delay: Duration) -> Reported {
+        let record = Record {
+            attempts: verdict.attempts,
+            verdict: Some(verdict.clone()),
+        };
+        self.settle(AckKind::Nak(Some(delay)), Some(record));
+        Reported::Returned
     }
 }
 
 impl Drop for NatsAck {
     fn drop(&mut self) {
         // Not final here (the router stops): another router may take it now.
-        self.settle(AckKind::Nak(Some(HAND_BACK_DELAY)));
+        self.settle(AckKind::Nak(Some(HAND_BACK_DELAY)), None);
     }
 }
 
@@ -184,6 +225,7 @@ impl NatsQueue {
     ) -> Result<NatsQueue, NatsError> {
         let stream = ensure_stream(&nats, config).await?;
         warn_of_orphans(&stream, &nats, destinations).await;
+        let attempts = Attempts::open(&nats, config).await?;
         let local = MemoryQueue::new(capacity, metrics, holds);
         let stop = CancellationToken::new();
         let held: HeldMessages = Arc::default();
@@ -198,6 +240,7 @@ impl NatsQueue {
                 consumer,
                 destination: id,
                 name: destination.name.clone(),
+                attempts: attempts.clone(),
                 local: local.clone(),
                 held: Arc::clone(&held),
                 keys: Arc::clone(&keys),
@@ -244,9 +287,7 @@ impl NatsQueue {
             for (event, destinations) in &events {
                 // One encoding per event, shared by its destinations' messages (the subject
                 // names the destination).
-                let mut payload = Vec::with_capacity(event.body.len() + 256);
-                codec::encode(&(), event, &mut payload);
-                let payload = bytes::Bytes::from(payload);
+                let payload = encoding::encode(event);
                 for &destination in destinations {
                     let (Some(subject), Some(name)) =
                         (self.subjects.get(destination), self.names.get(destination))
@@ -255,6 +296,7 @@ impl NatsQueue {
                     };
                     let publish = async_nats::jetstream::message::PublishMessage::build()
                         .payload(payload.clone())
+                        .header(encoding::HEADER, encoding::VERSION)
                         .message_id(format!("{}.{name}.{nonce:x}", event.id));
                     let ack = self
                         .nats
@@ -413,13 +455,15 @@ async fn ensure_consumer(
         filter_subject: subject.to_owned(),
         ack_policy: consumer::AckPolicy::Explicit,
         ack_wait: config.ack_wait.0,
-        max_deliver: i64::from(destination.max_attempts).saturating_add(SPARE_DELIVERIES),
+        // No limit: the routers count attempts and give a message up themselves.
+        max_deliver: -1,
         max_ack_pending: i64::try_from(config.max_ack_pending.get()).unwrap_or(i64::MAX),
         deliver_policy: consumer::DeliverPolicy::All,
         ..pull::Config::default()
     };
     // Creating a durable consumer that exists with other settings updates those JetStream lets
-    // change (ack_wait, max_deliver, max_ack_pending); it fails only if the filter differs.
+    // change (ack_wait, max_deliver, max_ack_pending; a consumer an older router made with a
+    // `max_deliver` loses it); it fails only if the filter differs.
     stream
         .create_consumer(wanted)
         .await
@@ -434,6 +478,7 @@ struct Fetch {
     consumer: consumer::Consumer<pull::Config>,
     destination: DestinationId,
     name: String,
+    attempts: Attempts,
     local: MemoryQueue,
     held: HeldMessages,
     keys: Arc<AtomicU64>,
@@ -485,7 +530,7 @@ impl Fetch {
                             tracing::info!(destination = %self.name, "NATS: pulling messages again");
                             failing = false;
                         }
-                        self.take(message);
+                        self.take(message).await;
                     }
                     Some(Err(error)) => {
                         tracing::debug!(destination = %self.name, %error, "NATS: pull ended");
@@ -521,19 +566,56 @@ impl Fetch {
         for_destination.min(overall).min(BATCH)
     }
 
-    /// Hands one pulled message to dispatch.
-    fn take(&self, message: async_nats::jetstream::Message) {
-        let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
+    /// Hands one pulled message to dispatch, with what the routers know of it: the attempts
+    /// made so far, and a verdict if it is to be dead-lettered without an attempt.
+    async fn take(&self, message: async_nats::jetstream::Message) {
+        let (delivered, sequence, published) = match message.info() {
+            Ok(info) => (
+                u64::try_from(info.delivered).unwrap_or(1),
+                info.stream_sequence,
+                SystemTime::from(info.published),
+            ),
+            Err(_) => (1, 0, SystemTime::now()),
+        };
         let (message, acker) = message.split();
         let acker = AckHandle(Arc::new(acker));
-        let event = match codec::decode::<()>(&message.payload) {
-            Ok((_, event)) => event,
+        let record_key = attempts::key(
+            message.headers.as_ref(),
+            &Nats::consumer(&self.name),
+            sequence,
+        );
+        // A first hand-out has no record: nothing could have written one.
+        let recorded = delivered > 1;
+        let record = if recorded {
+            self.attempts
+                .read(&record_key)
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::warn!(destination = %self.name, %error, message = %record_key, "NATS: could not read a message's attempt record; counting from zero");
+                    None
+                })
+                .unwrap_or_default()
+        } else {
+            Record::default()
+        };
+        let (event, verdict) = match encoding::decode(message.headers.as_ref(), &message.payload) {
+            Ok(event) => {
+                let verdict = record
+                    .verdict
+                    .or_else(|| handed_out_too_often(delivered, record.attempts));
+                (event, verdict)
+            }
             Err(error) => {
-                tracing::error!(destination = %self.name, %error, subject = %message.subject, "NATS: a message does not decode; terminated");
-                self.outbox.send(async move {
-                    let _ = acker.0.ack_with(AckKind::Term).await;
-                });
-                return;
+                tracing::error!(destination = %self.name, %error, subject = %message.subject, sequence, "NATS: a message does not decode; it becomes a dead letter holding its raw bytes");
+                let verdict = Verdict {
+                    attempts: record.attempts,
+                    last_status: None,
+                    reason: format!(
+                        "the NATS message (stream sequence {sequence}) does not decode: {error}; \
+                         the letter's body is its raw payload"
+                    ),
+                };
+                (raw_event(&message, published), Some(verdict))
             }
         };
         // The room was counted before the pull; a pull never asks for more than it.
@@ -548,7 +630,7 @@ impl Fetch {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(key, acker.clone());
         let progress = Progress {
-            attempts: u32::try_from(delivered.saturating_sub(1)).unwrap_or(u32::MAX),
+            attempts: record.attempts,
             next_attempt_ms: 0,
             done: false,
         };
@@ -558,6 +640,10 @@ impl Fetch {
             held: Arc::clone(&self.held),
             outbox: self.outbox.clone(),
             settled: AtomicBool::new(false),
+            attempts: self.attempts.clone(),
+            record_key,
+            recorded,
+            verdict,
         };
         let queued = QueuedEvent {
             event,
@@ -570,6 +656,52 @@ impl Fetch {
         };
         // Closed only at shutdown: the receipt's drop naks the message for another router.
         let _ = self.local.send(queued);
+    }
+}
+
+/// The verdict on a message JetStream has handed out `delivered` times, `attempts` of which
+/// ended in a failed attempt: given up once more than [`SPARE_DELIVERIES`] hand-outs had no
+/// attempt finish.
+fn handed_out_too_often(delivered: u64, attempts: u32) -> Option<Verdict> {
+    let without = delivered
+        .saturating_sub(1)
+        .saturating_sub(u64::from(attempts));
+    (without > SPARE_DELIVERIES).then(|| Verdict {
+        attempts,
+        last_status: None,
+        reason: format!(
+            "given up: JetStream handed the message out {delivered} times, {without} of them \
+             without an attempt finishing (the routers holding it stopped or crashed); the \
+             limit is {SPARE_DELIVERIES}"
+        ),
+    })
+}
+
+/// The event of a message that does not decode: its raw payload as the body, its event id
+/// taken from its message id where it has one.
+fn raw_event(message: &async_nats::Message, received_at: SystemTime) -> Event {
+    let id = message
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get(async_nats::header::NATS_MESSAGE_ID))
+        .and_then(|id| id.as_str().split('.').next())
+        .filter(|id| !id.is_empty())
+        .map_or_else(Event::new_id, str::to_owned);
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/octet-stream"),
+    );
+    Event {
+        id,
+        route: String::new(),
+        method: http::Method::POST,
+        path: String::new(),
+        query: String::new(),
+        headers,
+        body: message.payload.clone(),
+        received_at,
+        plugin_headers: None,
     }
 }
 
@@ -676,5 +808,31 @@ impl DispatchQueue for NatsQueue {
             async_nats::connection::State::Connected => None,
             _ => Some(format!("NATS at {} is not connected", self.nats.url)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_is_given_up_after_ten_hand_outs_without_an_attempt() {
+        // The first hand-out, then failed attempts: each nak is a hand-out with an attempt.
+        assert_eq!(handed_out_too_often(1, 0), None);
+        assert_eq!(handed_out_too_often(50, 49), None);
+        // 10 hand-outs without an attempt are spare; the 11th is one too many.
+        assert_eq!(handed_out_too_often(11, 0), None);
+        assert_eq!(handed_out_too_often(14, 3), None);
+        let verdict = handed_out_too_often(15, 3).expect("given up");
+        assert_eq!(verdict.attempts, 3);
+        assert_eq!(verdict.last_status, None);
+        assert!(
+            verdict.reason.starts_with(
+                "given up: JetStream handed the message out 15 times, 11 of them without an \
+                 attempt finishing"
+            ),
+            "{}",
+            verdict.reason
+        );
     }
 }

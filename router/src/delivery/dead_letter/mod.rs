@@ -14,9 +14,12 @@
 pub mod nats;
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, unix_millis};
@@ -112,11 +115,19 @@ pub struct DeadLetterStore {
     log: OnceLock<Arc<dyn LetterLog>>,
 }
 
+/// Why a letter could not be stored in the [`LetterLog`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the dead letter could not be stored: {0}")]
+pub struct LetterError(pub String);
+
+/// A letter's write to a [`LetterLog`], already under way: resolves to the key it is stored
+/// under (0 where letters are keyed by their id), or why it could not be stored.
+pub type LetterPut = Pin<Box<dyn Future<Output = Result<u64, LetterError>> + Send>>;
+
 /// Where letters are kept beyond this process's memory.
 pub trait LetterLog: Send + Sync + std::fmt::Debug {
-    /// Stores a new letter; returns the key it is stored under (0 where letters are keyed by
-    /// their id).
-    fn put(&self, letter: &DeadLetter) -> u64;
+    /// Starts storing a new letter (the write goes ahead whether or not the answer is awaited).
+    fn put(&self, letter: &DeadLetter) -> LetterPut;
     /// Forgets letters, each given by its key and id (evicted, or queued again by a replay).
     fn delete(&self, letters: &[(u64, String)]);
 }
@@ -126,12 +137,13 @@ pub trait LetterLog: Send + Sync + std::fmt::Debug {
 struct JournalLetters(Journal);
 
 impl LetterLog for JournalLetters {
-    fn put(&self, letter: &DeadLetter) -> u64 {
+    fn put(&self, letter: &DeadLetter) -> LetterPut {
         let id = self.0.next_id();
         let mut batch = Batch::new();
         batch.put(key(id), &encode(letter), 0);
+        // The journal orders this write before the queue's ack of the event it came from.
         self.0.write_detached(batch);
-        id
+        Box::pin(std::future::ready(Ok(id)))
     }
 
     fn delete(&self, letters: &[(u64, String)]) {
@@ -222,6 +234,8 @@ impl DeadLetterStore {
         journal: Option<Journal>,
     ) -> Self {
         let log = OnceLock::new();
+        // Shown at 0 from the start.
+        let _ = metrics.dead_letter_store_failures();
         if let Some(journal) = journal {
             let _ = log.set(Arc::new(JournalLetters(journal)) as Arc<dyn LetterLog>);
         }
@@ -263,18 +277,46 @@ impl DeadLetterStore {
         count
     }
 
-    /// Adds a letter, evicting the oldest ones while the store would be over a bound.
+    /// Adds a letter, evicting the oldest ones while the store would be over a bound; the
+    /// write to the log, if any, goes ahead without being awaited.
     pub fn push(&self, letter: DeadLetter) {
-        let id = self.log.get().map_or(0, |log| log.put(&letter));
+        let id = self.log.get().map_or(0, |log| {
+            log.put(&letter)
+                .now_or_never()
+                .and_then(Result::ok)
+                .unwrap_or(0)
+        });
         self.insert(id, letter);
+    }
+
+    /// Adds a letter once the log, if any, has stored it, evicting as [`DeadLetterStore::push`]
+    /// does. A letter the log could not store is not added: the caller keeps the event it
+    /// came from and tries again.
+    pub async fn store(&self, letter: DeadLetter) -> Result<(), LetterError> {
+        let put = self.log.get().map(|log| log.put(&letter));
+        let id = match put {
+            Some(put) => match put.await {
+                Ok(id) => id,
+                Err(error) => {
+                    self.metrics.dead_letter_store_failures().increment(1);
+                    return Err(error);
+                }
+            },
+            None => 0,
+        };
+        // A shared log's mirror may have brought the letter in already.
+        self.insert_new(id, letter);
+        Ok(())
     }
 
     /// Adds a letter another router stored in the shared log (unless it is here already).
     pub fn mirror_put(&self, letter: DeadLetter) {
-        if self.lock().letters.iter().any(|(_, l)| l.id == letter.id) {
-            return;
-        }
-        self.insert(0, letter);
+        self.insert_new(0, letter);
+    }
+
+    /// Adds a letter under `id` unless a letter with its id is here already.
+    fn insert_new(&self, id: u64, letter: DeadLetter) {
+        self.insert_if(id, letter, true);
     }
 
     /// Forgets a letter another router replayed or evicted from the shared log.
@@ -290,7 +332,15 @@ impl DeadLetterStore {
 
     /// Adds a letter already logged under `id`, evicting as [`DeadLetterStore::push`] does.
     fn insert(&self, id: u64, letter: DeadLetter) {
+        self.insert_if(id, letter, false);
+    }
+
+    /// [`DeadLetterStore::insert`], or nothing if `only_new` and a letter with its id is here.
+    fn insert_if(&self, id: u64, letter: DeadLetter, only_new: bool) {
         let mut held = self.lock();
+        if only_new && held.letters.iter().any(|(_, l)| l.id == letter.id) {
+            return;
+        }
         let size = letter.bytes();
         let mut evicted_keys = Vec::new();
         while !held.letters.is_empty()

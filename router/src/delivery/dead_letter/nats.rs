@@ -5,7 +5,9 @@
 //! the bucket into its own store: at start it reads every letter in it, then follows the
 //! bucket's changes, so `GET /dead-letters` on any router lists the letters every router made,
 //! and a replay (or an eviction) on one removes the letter everywhere. Writes go through the
-//! connection's outbox, so a letter is stored before the message it came from is acknowledged.
+//! connection's outbox, and dispatch awaits a letter's write: the message it came from is
+//! acknowledged only once the bucket has stored the letter (a write the bucket refuses, over
+//! its limits or unreachable, leaves the message to be dead-lettered again after a delay).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,9 @@ use std::time::Duration;
 use async_nats::jetstream::kv;
 use futures_util::StreamExt;
 
-use super::{DeadLetterStore, LetterLog};
+use tokio::sync::oneshot;
+
+use super::{DeadLetterStore, LetterError, LetterLog, LetterPut};
 use crate::nats::{Nats, NatsError, Outbox};
 use crate::queue::DestinationId;
 use crate::supervise::Supervisor;
@@ -29,18 +33,30 @@ pub struct NatsLetters {
 }
 
 impl LetterLog for NatsLetters {
-    fn put(&self, letter: &super::DeadLetter) -> u64 {
+    fn put(&self, letter: &super::DeadLetter) -> LetterPut {
         let (bucket, key, value) = (
             self.bucket.clone(),
             letter.id.clone(),
             super::encode(letter),
         );
+        let (stored, answer) = oneshot::channel();
         self.outbox.send(async move {
-            if let Err(error) = bucket.put(&key, value.into()).await {
-                tracing::error!(dead_letter = %key, %error, "NATS: could not store a dead letter in the shared bucket");
-            }
+            let outcome = match bucket.put(&key, value.into()).await {
+                Ok(_) => Ok(0),
+                Err(error) => {
+                    tracing::error!(dead_letter = %key, %error, "NATS: could not store a dead letter in the shared bucket");
+                    Err(LetterError(format!("NATS key-value bucket: {error}")))
+                }
+            };
+            let _ = stored.send(outcome);
         });
-        0
+        Box::pin(async move {
+            answer.await.unwrap_or_else(|_| {
+                Err(LetterError(
+                    "the NATS connection's outbox stopped before the write".to_owned(),
+                ))
+            })
+        })
     }
 
     fn delete(&self, letters: &[(u64, String)]) {
