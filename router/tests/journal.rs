@@ -505,3 +505,171 @@ async fn a_journal_that_cannot_be_opened_stops_the_router_with_one_line() {
         "the cause once: {stderr}"
     );
 }
+
+/// The fault directory of test `dir` (see `journal/faults.rs`), created, with `files` in it;
+/// the environment that turns the journal's fault seam on.
+fn faults(dir: &Path, files: &[(&str, &str)]) -> (PathBuf, String) {
+    let faults = dir.join("faults");
+    std::fs::create_dir_all(&faults).expect("create faults dir");
+    for (name, text) in files {
+        std::fs::write(faults.join(name), text).expect("write fault file");
+    }
+    let env = faults.display().to_string();
+    (faults, env)
+}
+
+fn start_with_faults(config: &Path, faults: &str) -> RouterProcess {
+    RouterProcess::start_with_env(
+        Path::new(env!("CARGO_BIN_EXE_webhook-router")),
+        config,
+        &[("WEBHOOK_ROUTER_JOURNAL_FAULTS", faults)],
+    )
+}
+
+/// What a power cut leaves of the journal in `dir` after a kill: the newest segment zeroed past
+/// the offset its last successful sync reached (as the fault seam recorded it). Returns the
+/// bytes dropped.
+fn drop_unsynced_tail(dir: &Path, faults: &Path) -> u64 {
+    let synced = std::fs::read_to_string(faults.join("synced")).expect("a sync was recorded");
+    let (name, offset) = synced.trim().split_once(' ').expect("name and offset");
+    let offset: u64 = offset.parse().expect("offset");
+    let segment = dir.join("data").join(name);
+    assert_eq!(
+        segment,
+        last_segment(dir),
+        "the newest segment was synced last"
+    );
+    let end = data_end(&segment).max(offset);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .expect("open segment");
+    std::os::unix::fs::FileExt::write_all_at(
+        &file,
+        &vec![0; usize::try_from(end - offset).expect("size")],
+        offset,
+    )
+    .expect("zero the unsynced tail");
+    end - offset
+}
+
+/// Waits until `series` is at least `wanted`.
+async fn wait_metric_at_least(admin: &str, series: &str, wanted: f64) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let value = metric(admin, series).await;
+        if value.is_some_and(|v| v >= wanted) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{series} is {value:?}, not {wanted}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Replays every dead letter the router lists; how many.
+async fn replay_all(admin: &str) -> usize {
+    let letters = dead_letters(admin).await;
+    let letters = letters.as_array().expect("a list");
+    for letter in letters {
+        let id = letter["id"].as_str().expect("letter id");
+        let replay = client()
+            .post(format!("http://{admin}/dead-letters/{id}/replay"))
+            .send()
+            .await
+            .expect("replay");
+        assert_eq!(replay.status().as_u16(), 202, "{letter}");
+    }
+    letters.len()
+}
+
+const RETRIES: &str =
+    "webhook_deliveries_total{route=\"hooks\",destination=\"sink\",outcome=\"retry\"}";
+const LETTERED: &str =
+    "webhook_deliveries_total{route=\"hooks\",destination=\"sink\",outcome=\"dead_letter\"}";
+const WRITE_ERRORS: &str = "webhook_journal_write_errors_total";
+
+/// Issue #20, item 1: the events of the oldest segment are dead-lettered (and the events
+/// around them delivered) while the disk stops syncing; the journal must not delete the
+/// segment on the strength of records that are not on disk. After a power cut (the unsynced
+/// tail zeroed) every accepted event is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_segment_is_deleted_before_what_frees_it_is_synced() {
+    // Events 0..20 fail twice (and are dead-lettered at the second); then succeed. Events
+    // 100..160 succeed: they fill the rest of the first 64 KiB segment and start the next.
+    let failing = 0..20;
+    let passing = 100..160;
+    let sink = {
+        let failing = failing.clone();
+        Sink::start_per_body(move |body, attempt| {
+            let value: serde_json::Value = serde_json::from_slice(body).expect("json body");
+            let n = value["n"].as_u64().expect("n");
+            if failing.contains(&n) && attempt <= 2 {
+                Reply::status(500)
+            } else {
+                Reply::ok()
+            }
+        })
+        .await
+    };
+    let dir = fresh_dir("unsynced-reclaim");
+    let config = write_config(
+        &dir,
+        &sink,
+        &Extra {
+            // One letter kept: each new one deletes the one before, so that the first segment
+            // holds nothing live once its events are dead-lettered.
+            server: "dead_letter_capacity = 1",
+            queue: "max_bytes = \"1MiB\"",
+            // (And the circuit breaker stays out of it.)
+            destination: "retry = { max_attempts = 2, initial_backoff = \"3s\", max_backoff = \"3s\", jitter = \"none\" }\n\
+                          circuit = { failures = 10000 }",
+            ..Extra::default()
+        },
+    );
+    let (faults, env) = faults(&dir, &[]);
+    let mut router = start_with_faults(&config, &env);
+    let mut accepted = post_accepted(&router.ingress, failing.clone(), 1).await;
+    accepted.append(&mut post_accepted(&router.ingress, passing.clone(), 1).await);
+    assert_eq!(
+        accepted.len(),
+        failing.clone().count() + passing.clone().count()
+    );
+    // The failing events failed once; their last attempt is due 3 s after the first.
+    wait_metric_at_least(&router.admin, RETRIES, failing.clone().count() as f64).await;
+    let passed: BTreeSet<u64> = passing.clone().collect();
+    wait_delivered(&sink, &passed).await;
+    std::fs::write(faults.join("fail-sync"), "").expect("fail the syncs");
+    // The last attempts fail: the events are dead-lettered and deleted, in records that never
+    // reach the disk.
+    wait_metric_at_least(&router.admin, LETTERED, failing.clone().count() as f64).await;
+    router.wait_for_log("a sync failed; no segment is deleted");
+    // The committer retries the sync every 100 ms: six failures span more than one reclaim
+    // period (500 ms) after the last letter.
+    let failures = metric(&router.admin, WRITE_ERRORS)
+        .await
+        .expect("write errors");
+    wait_metric_at_least(&router.admin, WRITE_ERRORS, failures + 6.0).await;
+    router.kill();
+    // The power cut: the page cache's unsynced tail never made it.
+    let dropped = drop_unsynced_tail(&dir, &faults);
+    std::fs::remove_file(faults.join("fail-sync")).expect("disk mended");
+    let router = start(&config);
+    let letters = replay_all(&router.admin).await;
+    let counts = wait_delivered(&sink, &accepted).await;
+    let delivered: BTreeSet<u64> = counts.keys().copied().collect();
+    let lost: Vec<_> = accepted.difference(&delivered).collect();
+    eprintln!(
+        "{} accepted, {} of them dead-lettered while the disk failed to sync; {dropped} \
+         unsynced bytes dropped by the power cut; after it {} delivered ({letters} dead \
+         letters replayed), {} lost",
+        accepted.len(),
+        failing.clone().count(),
+        delivered.len(),
+        lost.len()
+    );
+    assert!(lost.is_empty(), "accepted events lost: {lost:?}");
+    assert!(router.stop().0);
+}

@@ -95,8 +95,12 @@ pub(super) fn run(
                 metrics.batch_size.record(entries.len() as f64);
                 match fsync {
                     Fsync::Always if !waiters.is_empty() => {
-                        outcome = timed_sync(&log, metrics);
-                        unsynced_since = None;
+                        outcome = timed_sync(&mut log, metrics);
+                        // A failed sync leaves the records unsynced, to be synced later.
+                        unsynced_since = match outcome {
+                            Ok(()) => None,
+                            Err(_) => Some(Instant::now()),
+                        };
                     }
                     Fsync::Always | Fsync::Interval(_) => {
                         unsynced_since.get_or_insert_with(Instant::now);
@@ -125,11 +129,15 @@ pub(super) fn run(
         if let Some(since) = unsynced_since
             && (since.elapsed() >= sync_within || close.is_some())
         {
-            if let Err(error) = timed_sync(&log, metrics) {
-                tracing::error!(%error, "journal sync failed");
-                metrics.write_errors.increment(1);
+            match timed_sync(&mut log, metrics) {
+                Ok(()) => unsynced_since = None,
+                Err(error) => {
+                    tracing::error!(%error, "journal sync failed; will try again");
+                    metrics.write_errors.increment(1);
+                    // Still unsynced: tried again after another interval.
+                    unsynced_since = Some(Instant::now());
+                }
             }
-            unsynced_since = None;
         }
         if last_reclaim.elapsed() >= RECLAIM_EVERY || log.disk_bytes() > shared.max_bytes / 4 * 3 {
             if let Err(error) = log.reclaim(super::now_ms()) {
@@ -149,7 +157,7 @@ pub(super) fn run(
     }
 }
 
-fn timed_sync(log: &Log, metrics: &JournalMetrics) -> Result<(), JournalError> {
+fn timed_sync(log: &mut Log, metrics: &JournalMetrics) -> Result<(), JournalError> {
     let started = Instant::now();
     let outcome = log.sync();
     metrics.fsync.record(started.elapsed().as_secs_f64());

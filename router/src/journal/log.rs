@@ -17,6 +17,13 @@
 //! Opening reads every segment, checking each record. Damaged bytes followed by whole records
 //! are a corrupt region: counted, reported with file and offset, skipped. Damaged bytes at the
 //! end of the newest segment are a torn tail (a write cut short): zeroed and reported.
+//!
+//! A segment is deleted only once every record that frees it is on disk: the records that
+//! delete or supersede its keys are in newer segments, so before deleting, the newest segment
+//! is synced if anything was appended to it since its last sync (or since the open: what was
+//! read may be page cache the last process never synced). After a failed sync nothing is
+//! deleted until the next start, since the OS may have dropped the pages it could not write
+//! and a later sync that succeeds says nothing about them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -24,6 +31,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::JournalError;
+use super::faults::Faults;
 use super::record::{self, Key, Op, Record};
 
 /// Where a key's latest put is.
@@ -121,6 +129,12 @@ pub struct Log {
     live_bytes: u64,
     /// The next segment, being preallocated by a helper thread.
     spare: Option<std::thread::JoinHandle<Result<(), JournalError>>>,
+    /// Whether the newest segment may hold records not yet synced (true after the open).
+    unsynced: bool,
+    /// Whether a sync failed: no segment is deleted from then on.
+    sync_failed: bool,
+    /// The test seam (see [`super::faults`]); `None` unless asked for.
+    faults: Option<Faults>,
 }
 
 fn segment_path(dir: &Path, n: u64) -> PathBuf {
@@ -363,6 +377,9 @@ impl Log {
             disk_bytes,
             live_bytes,
             spare: start_spare(dir, segment_bytes),
+            unsynced: true,
+            sync_failed: false,
+            faults: Faults::from_env(),
         };
         log.reclaim(now_ms)?;
         Ok((log, opened))
@@ -393,13 +410,18 @@ impl Log {
             self.rotate()?;
         }
         let start = self.active_len();
-        if let Err(error) = self.active.write_all_at(bytes, start) {
+        let injected = match &mut self.faults {
+            Some(faults) => faults.before_append(entries),
+            None => Ok(()),
+        };
+        if let Err(error) = injected.and_then(|()| self.active.write_all_at(bytes, start)) {
             // Leave no partial record behind for the next append to follow.
             let _ = self.active.set_len(start);
             return Err(io_error(&segment_path(&self.dir, self.active_no), "write")(
                 error,
             ));
         }
+        self.unsynced = true;
         let n = self.active_no;
         let mut offset = start;
         for &(key, op, expires_ms, len) in entries {
@@ -441,11 +463,44 @@ impl Log {
         }
     }
 
-    /// Makes what was appended durable.
-    pub fn sync(&self) -> Result<(), JournalError> {
-        self.active
-            .sync_data()
-            .map_err(io_error(&segment_path(&self.dir, self.active_no), "sync"))
+    /// Makes what was appended durable. A failure is remembered: no segment is deleted after
+    /// it.
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        let path = segment_path(&self.dir, self.active_no);
+        let injected = match &self.faults {
+            Some(faults) => faults.before_sync(),
+            None => Ok(()),
+        };
+        match injected.and_then(|()| self.active.sync_data()) {
+            Ok(()) => {
+                self.unsynced = false;
+                if let Some(faults) = &self.faults {
+                    faults.synced(&path, self.active_len());
+                }
+                Ok(())
+            }
+            Err(cause) => {
+                if !self.sync_failed {
+                    tracing::error!(
+                        "journal: a sync failed; no segment is deleted (no disk space given back) until the router restarts"
+                    );
+                }
+                self.sync_failed = true;
+                Err(io_error(&path, "sync")(cause))
+            }
+        }
+    }
+
+    /// Whether segments may be deleted now: nothing appended is unsynced (synced now if need
+    /// be) and no sync has failed.
+    fn ready_to_delete(&mut self) -> Result<bool, JournalError> {
+        if self.sync_failed {
+            return Ok(false);
+        }
+        if self.unsynced {
+            self.sync()?;
+        }
+        Ok(true)
     }
 
     /// Closes the newest segment (synced) and starts a new one.
@@ -507,6 +562,12 @@ impl Log {
                 if copied || !wasteful {
                     break;
                 }
+            }
+            // The records that free the segment (or its copies) must be on disk first.
+            if !self.ready_to_delete()? {
+                break;
+            }
+            if pinned {
                 self.copy_forward(n)?;
                 copied = true;
             }

@@ -13,9 +13,11 @@
 
 pub mod codec;
 mod commit;
+mod faults;
 mod log;
 mod record;
 
+pub use faults::FAULTS_VAR;
 pub use log::Damage;
 pub use record::Key;
 
