@@ -65,7 +65,8 @@ pub mod names {
     pub const CIRCUIT_STATE: &str = "webhook_destination_circuit_state";
     /// Gauge `{destination}`: undelivered events a destination holds.
     pub const DESTINATION_HELD: &str = "webhook_destination_held";
-    /// Counter: journal writes that failed (their events were refused with 503).
+    /// Counter: journal writes and syncs that failed (events waiting for them were refused
+    /// with 503).
     pub const JOURNAL_WRITE_ERRORS: &str = "webhook_journal_write_errors_total";
     /// Gauge `{listener}`: connections open on a listener (`ingress` or `admin`).
     pub const CONNECTIONS: &str = "webhook_connections";
@@ -629,7 +630,7 @@ fn describe(recorder: &PrometheusRecorder) {
         ),
         (
             names::JOURNAL_WRITE_ERRORS,
-            "Journal writes that failed; the events they held were answered 503.",
+            "Journal writes and syncs that failed; the events waiting for them were answered 503.",
         ),
         (
             names::REJECTED_CONNECTIONS,

@@ -56,6 +56,17 @@ impl Faults {
         })
     }
 
+    /// Faults in `dir` that fail the `n`-th append holding a put in `space` (for unit tests,
+    /// which cannot set the environment).
+    #[cfg(test)]
+    pub(super) fn failing_append(dir: &Path, n: u64, space: u8) -> Faults {
+        Faults {
+            dir: dir.to_path_buf(),
+            fail_append: Some((n, Some(space))),
+            counted: 0,
+        }
+    }
+
     /// Called before an append of records `entries`: the injected failure, if this is the
     /// append asked to fail.
     pub(super) fn before_append(&mut self, entries: &[(Key, Op, u64, u64)]) -> io::Result<()> {

@@ -242,11 +242,12 @@ fn start_spare(
 
 impl Log {
     /// Opens the log in `dir` (created if missing), reading every live record; records whose
-    /// expiry is before `now_ms` are not live.
+    /// expiry is before `now_ms` are not live. `faults`: the test seam, if on.
     pub fn open(
         dir: &Path,
         segment_bytes: u64,
         now_ms: u64,
+        faults: Option<Faults>,
     ) -> Result<(Log, Opened), JournalError> {
         let numbers = list_segments(dir)?;
         let mut opened = Opened::default();
@@ -379,7 +380,7 @@ impl Log {
             spare: start_spare(dir, segment_bytes),
             unsynced: true,
             sync_failed: false,
-            faults: Faults::from_env(),
+            faults,
         };
         log.reclaim(now_ms)?;
         Ok((log, opened))
@@ -667,7 +668,7 @@ mod tests {
     #[test]
     fn live_keys_survive_a_reopen_and_deleted_or_expired_ones_do_not() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut log, opened) = Log::open(dir.path(), 1 << 20, 1000).expect("open");
+        let (mut log, opened) = Log::open(dir.path(), 1 << 20, 1000, None).expect("open");
         assert!(opened.live.is_empty());
         put(&mut log, 1, b"one", 0);
         put(&mut log, 2, b"two", 0);
@@ -675,11 +676,11 @@ mod tests {
         put(&mut log, 1, b"one again", 0);
         delete(&mut log, 2);
         drop(log);
-        let (_, opened) = Log::open(dir.path(), 1 << 20, 1000).expect("reopen");
+        let (_, opened) = Log::open(dir.path(), 1 << 20, 1000, None).expect("reopen");
         assert_eq!(ids(&opened), [1, 3]);
         assert_eq!(opened.live[&Key { space: 1, id: 1 }].0, b"one again");
         assert_eq!(opened.max_id, 3);
-        let (_, later) = Log::open(dir.path(), 1 << 20, 2000).expect("reopen later");
+        let (_, later) = Log::open(dir.path(), 1 << 20, 2000, None).expect("reopen later");
         assert_eq!(ids(&later), [1], "key 3 expired at 1500");
     }
 
@@ -687,7 +688,7 @@ mod tests {
     fn disk_use_follows_what_is_held_even_when_one_key_stays() {
         let dir = tempfile::tempdir().expect("tempdir");
         let segment = 64 * 1024;
-        let (mut log, _) = Log::open(dir.path(), segment, 0).expect("open");
+        let (mut log, _) = Log::open(dir.path(), segment, 0, None).expect("open");
         put(&mut log, 0, b"held for a long time", 0);
         let value = vec![7u8; 1000];
         for id in 1..2000 {
@@ -708,7 +709,7 @@ mod tests {
             .sum();
         assert!(on_disk <= 4 * segment, "{on_disk} bytes in the directory");
         drop(log);
-        let (_, opened) = Log::open(dir.path(), segment, 0).expect("reopen");
+        let (_, opened) = Log::open(dir.path(), segment, 0, None).expect("reopen");
         assert_eq!(ids(&opened), [0]);
         assert_eq!(
             opened.live[&Key { space: 1, id: 0 }].0,
@@ -719,7 +720,7 @@ mod tests {
     #[test]
     fn a_torn_tail_is_truncated_and_damage_in_the_middle_is_skipped() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut log, _) = Log::open(dir.path(), 1 << 20, 0).expect("open");
+        let (mut log, _) = Log::open(dir.path(), 1 << 20, 0, None).expect("open");
         for id in 1..=10 {
             put(&mut log, id, &[id as u8; 100], 0);
         }
@@ -733,7 +734,7 @@ mod tests {
         data[2 * record + 40..2 * record + 60].fill(0xAB);
         data[end - record / 2..end].fill(0);
         std::fs::write(&path, &data).expect("write");
-        let (_, opened) = Log::open(dir.path(), 1 << 20, 0).expect("reopen");
+        let (_, opened) = Log::open(dir.path(), 1 << 20, 0, None).expect("reopen");
         assert_eq!(ids(&opened), [1, 2, 4, 5, 6, 7, 8, 9]);
         assert_eq!(opened.damage.len(), 2, "{:?}", opened.damage);
         assert!(
@@ -748,7 +749,7 @@ mod tests {
             after[9 * record..].iter().all(|&b| b == 0),
             "the torn record was cut off"
         );
-        let (_, again) = Log::open(dir.path(), 1 << 20, 0).expect("third open");
+        let (_, again) = Log::open(dir.path(), 1 << 20, 0, None).expect("third open");
         assert_eq!(ids(&again), [1, 2, 4, 5, 6, 7, 8, 9]);
         assert_eq!(again.damage.len(), 1, "only the skipped region is left");
     }

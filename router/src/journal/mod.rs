@@ -257,6 +257,16 @@ impl Journal {
         options: JournalOptions,
         metrics: &Metrics,
     ) -> Result<(Journal, Recovered), JournalError> {
+        Self::open_with(dir, options, metrics, faults::Faults::from_env())
+    }
+
+    /// [`Journal::open`] with the fault seam `faults` (see [`faults`]).
+    fn open_with(
+        dir: &Path,
+        options: JournalOptions,
+        metrics: &Metrics,
+        faults: Option<faults::Faults>,
+    ) -> Result<(Journal, Recovered), JournalError> {
         let io = |action: &'static str, path: &Path| {
             let path = path.to_path_buf();
             move |cause| JournalError::Io {
@@ -285,7 +295,7 @@ impl Journal {
             }
         }
         let journal_metrics = metrics.journal();
-        let (log, opened) = log::Log::open(dir, options.segment_bytes(), now_ms())?;
+        let (log, opened) = log::Log::open(dir, options.segment_bytes(), now_ms(), faults)?;
         for damage in &opened.damage {
             match damage {
                 Damage::TornTail { .. } => {
@@ -426,5 +436,71 @@ impl Journal {
             let _ = thread.join();
         }
         outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> JournalOptions {
+        JournalOptions {
+            fsync: Fsync::Always,
+            max_bytes: 1 << 20,
+        }
+    }
+
+    fn put(key: Key, value: &[u8]) -> Batch {
+        let mut batch = Batch::new();
+        batch.put(key, value, 0);
+        batch
+    }
+
+    /// Issue #20, item 2, in the commits where it happens: the append holding a dead letter
+    /// fails (EIO), and its event's delete comes in a later commit. The delete must not be
+    /// stored without the letter.
+    #[tokio::test]
+    async fn a_record_is_never_stored_without_the_failed_ones_handed_over_before_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let metrics = Metrics::new();
+        let event = Key {
+            space: space::EVENT,
+            id: 1,
+        };
+        let letter = Key {
+            space: space::DEAD_LETTER,
+            id: 2,
+        };
+        let faults = faults::Faults::failing_append(dir.path(), 1, space::DEAD_LETTER);
+        let (journal, _) =
+            Journal::open_with(dir.path(), options(), &metrics, Some(faults)).expect("open");
+        let stored = journal.try_write(put(event, b"event")).expect("room");
+        stored.wait().await.expect("the event is stored");
+        journal.write_detached(put(letter, b"letter"));
+        // Answered once the letter's append was tried (with this one, or before it).
+        let probe = Key {
+            space: space::DEDUP,
+            id: 3,
+        };
+        let _ = journal
+            .try_write(put(probe, b"probe"))
+            .expect("room")
+            .wait()
+            .await;
+        let mut delete = Batch::new();
+        delete.delete(event);
+        journal.write_detached(delete);
+        journal.close().await.expect("closed");
+
+        let (journal, mut recovered) =
+            Journal::open(dir.path(), options(), &metrics).expect("reopen");
+        let letters = recovered.take_space(space::DEAD_LETTER);
+        let events = recovered.take_space(space::EVENT);
+        assert_eq!(
+            (letters, events),
+            (vec![(2, b"letter".to_vec())], vec![]),
+            "the letter was written again, then the event's delete"
+        );
+        journal.close().await.expect("closed");
     }
 }
