@@ -59,7 +59,8 @@ pub mod names {
     pub const JOURNAL_BATCH_SIZE: &str = "webhook_journal_batch_size";
     /// Counter: events read back from the journal at start, to be delivered.
     pub const JOURNAL_RECOVERED: &str = "webhook_journal_recovered_total";
-    /// Counter: damaged regions of the journal skipped at start.
+    /// Counter: damaged regions of the journal skipped at start, and damaged records dropped
+    /// (or that do not decode) since.
     pub const JOURNAL_CORRUPT: &str = "webhook_journal_corrupt_records_total";
     /// Gauge `{destination}`: a destination's circuit: 0 closed, 1 half-open, 2 open.
     pub const CIRCUIT_STATE: &str = "webhook_destination_circuit_state";
@@ -626,7 +627,7 @@ fn describe(recorder: &PrometheusRecorder) {
         ),
         (
             names::JOURNAL_CORRUPT,
-            "Damaged regions of the journal found at start, each reported with its position and skipped.",
+            "Damaged regions of the journal found at start, and damaged or undecodable records found since; each logged once with its position and skipped.",
         ),
         (
             names::JOURNAL_WRITE_ERRORS,

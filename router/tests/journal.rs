@@ -714,3 +714,86 @@ async fn a_failed_dead_letter_write_does_not_lose_its_event() {
     assert!(lost.is_empty(), "accepted events lost: {lost:?}");
     assert!(router.stop().0);
 }
+
+/// Issue #20, item 3: a live record in the oldest segment is damaged on disk while the router
+/// runs. It is dropped, counted and logged once, and stops pinning its segment: three times
+/// `max_bytes` of events then go through without one 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_record_does_not_fill_the_journal() {
+    const HELD: u64 = 20;
+    let (mode, sink, dir, config) = setup(
+        "damaged-pin",
+        Mode::Fail,
+        &Extra {
+            queue: "max_bytes = \"1MiB\"",
+            destination: "retry = { max_attempts = 100, initial_backoff = \"1h\", max_backoff = \"1h\", jitter = \"none\" }\n\
+                          circuit = { failures = 10000 }",
+            ..Extra::default()
+        },
+    )
+    .await;
+    let router = start(&config);
+    // Twenty events fail once and wait an hour to retry: they pin the oldest segment.
+    let held = post_accepted(&router.ingress, 0..HELD, 1).await;
+    assert_eq!(held.len() as u64, HELD);
+    wait_metric_at_least(&router.admin, RETRIES, HELD as f64).await;
+    // The disk flips a byte in the middle of their records.
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir.join("data"))
+        .expect("data dir")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segments.sort();
+    let oldest = segments.first().expect("a segment").clone();
+    let middle = data_end(&oldest) / 2;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&oldest)
+        .expect("open segment");
+    let mut byte = [0u8];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut byte, middle).expect("read");
+    std::os::unix::fs::FileExt::write_all_at(&file, &[byte[0] ^ 0x40], middle).expect("damage");
+    drop(file);
+    // Three times max_bytes of ~1 KiB events, delivered as they come.
+    mode.store(Mode::Ok as u8, Ordering::Release);
+    let posted = 100..100 + 3 * 1024;
+    let answers =
+        numbered::post_all(std::slice::from_ref(&router.ingress), posted.clone(), 4).await;
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|(_, status)| *status != 202)
+        .collect();
+    let accepted = numbered::accepted(&answers);
+    let counts = wait_delivered(&sink, &accepted).await;
+    let delivered = accepted.iter().filter(|n| counts.contains_key(n)).count();
+    eprintln!(
+        "{} posted after the damage: {} accepted, {} refused, {delivered} delivered",
+        posted.end - posted.start,
+        accepted.len(),
+        refused.len()
+    );
+    assert!(
+        refused.is_empty(),
+        "{} refused, the first: {:?}",
+        refused.len(),
+        refused.first()
+    );
+    assert_eq!(delivered, accepted.len());
+    assert_eq!(
+        metric(&router.admin, "webhook_journal_corrupt_records_total").await,
+        Some(1.0)
+    );
+    let (success, log) = router.stop();
+    assert!(success, "{log:#?}");
+    let reports: Vec<_> = log
+        .iter()
+        .filter(|line| line.contains("no longer reads back"))
+        .collect();
+    assert_eq!(reports.len(), 1, "logged once: {log:#?}");
+    assert!(
+        reports[0].contains(&oldest.display().to_string()),
+        "{}",
+        reports[0]
+    );
+}

@@ -234,6 +234,10 @@ pub(super) fn run(
             if let Err(error) = log.reclaim(super::now_ms()) {
                 tracing::error!(%error, "journal: giving back disk space failed; will try again");
             }
+            for damage in log.take_damage() {
+                metrics.corrupt.increment(1);
+                tracing::error!(%damage, "journal: a damaged record was dropped");
+            }
             last_reclaim = Instant::now();
         }
         shared.disk_bytes.store(log.disk_bytes(), Ordering::Release);

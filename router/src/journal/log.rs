@@ -16,7 +16,9 @@
 //!
 //! Opening reads every segment, checking each record. Damaged bytes followed by whole records
 //! are a corrupt region: counted, reported with file and offset, skipped. Damaged bytes at the
-//! end of the newest segment are a torn tail (a write cut short): zeroed and reported.
+//! end of the newest segment are a torn tail (a write cut short): zeroed and reported. A live
+//! record that no longer reads back when it is copied forward is reported once and dropped, so
+//! that it does not pin its segment.
 //!
 //! A segment is deleted only once every record that frees it is on disk: the records that
 //! delete or supersede its keys are in newer segments, so before deleting, the newest segment
@@ -78,6 +80,16 @@ pub enum Damage {
         /// Bytes skipped.
         bytes: u64,
     },
+    /// A live record, whole when written and read, that no longer reads back (the disk
+    /// changed it since); dropped.
+    Changed {
+        /// The segment file.
+        path: PathBuf,
+        /// The record's offset.
+        offset: u64,
+        /// The record's length.
+        bytes: u64,
+    },
 }
 
 impl std::fmt::Display for Damage {
@@ -99,6 +111,15 @@ impl std::fmt::Display for Damage {
             } => write!(
                 f,
                 "{}: {bytes} damaged bytes at byte {offset} skipped",
+                path.display()
+            ),
+            Damage::Changed {
+                path,
+                offset,
+                bytes,
+            } => write!(
+                f,
+                "{}: the live record at byte {offset} ({bytes} bytes) no longer reads back; dropped",
                 path.display()
             ),
         }
@@ -133,6 +154,8 @@ pub struct Log {
     unsynced: bool,
     /// Whether a sync failed: no segment is deleted from then on.
     sync_failed: bool,
+    /// Damage found since [`Log::take_damage`] was last called.
+    damage: Vec<Damage>,
     /// The test seam (see [`super::faults`]); `None` unless asked for.
     faults: Option<Faults>,
 }
@@ -380,9 +403,11 @@ impl Log {
             spare: start_spare(dir, segment_bytes),
             unsynced: true,
             sync_failed: false,
+            damage: Vec::new(),
             faults,
         };
         log.reclaim(now_ms)?;
+        opened.damage.append(&mut log.damage);
         Ok((log, opened))
     }
 
@@ -504,6 +529,11 @@ impl Log {
         Ok(true)
     }
 
+    /// The damage found since the last call (records dropped while copying forward).
+    pub fn take_damage(&mut self) -> Vec<Damage> {
+        std::mem::take(&mut self.damage)
+    }
+
     /// Closes the newest segment (synced) and starts a new one.
     fn rotate(&mut self) -> Result<(), JournalError> {
         self.sync()?;
@@ -585,7 +615,8 @@ impl Log {
         Ok(deleted)
     }
 
-    /// Appends the live records of segment `n` to the newest segment, synced.
+    /// Appends the live records of segment `n` to the newest segment, synced. A record that no
+    /// longer reads back is dropped (and reported in [`Log::take_damage`]).
     fn copy_forward(&mut self, n: u64) -> Result<(), JournalError> {
         let path = segment_path(&self.dir, n);
         let file = File::open(&path).map_err(io_error(&path, "open"))?;
@@ -601,17 +632,27 @@ impl Log {
                 continue;
             };
             let mut data = vec![0u8; location.len as usize];
-            file.read_exact_at(&mut data, location.offset)
-                .map_err(io_error(&path, "read"))?;
-            if record::read_at(&data, 0).is_none() {
-                // The record was whole when written: the disk changed it since.
-                return Err(JournalError::Damaged {
-                    path,
+            let whole = match file.read_exact_at(&mut data, location.offset) {
+                Ok(()) => record::read_at(&data, 0).is_some_and(|(record, _)| record.key == key),
+                Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => false,
+                Err(error) => return Err(io_error(&path, "read")(error)),
+            };
+            if !whole {
+                // The record was whole when written: the disk changed it since. Kept, it would
+                // pin the segment for good.
+                self.damage.push(Damage::Changed {
+                    path: path.clone(),
                     offset: location.offset,
+                    bytes: location.len,
                 });
+                self.forget(&key);
+                continue;
             }
             bytes.extend_from_slice(&data);
             entries.push((key, Op::Put, location.expires_ms, location.len));
+        }
+        if entries.is_empty() {
+            return Ok(());
         }
         self.append(&bytes, &entries)?;
         self.sync()

@@ -95,14 +95,6 @@ pub enum JournalError {
         /// The journal directory.
         path: PathBuf,
     },
-    /// A record read back to be copied differs from what was written.
-    #[error("{}: the record at byte {offset} was damaged on disk", path.display())]
-    Damaged {
-        /// The segment file.
-        path: PathBuf,
-        /// The record's offset.
-        offset: u64,
-    },
     /// The journal was closed.
     #[error("the journal is closed")]
     Closed,
@@ -301,7 +293,7 @@ impl Journal {
                 Damage::TornTail { .. } => {
                     tracing::warn!(%damage, "journal: a write cut short by a crash was removed");
                 }
-                Damage::Corrupt { .. } => {
+                Damage::Corrupt { .. } | Damage::Changed { .. } => {
                     journal_metrics.corrupt.increment(1);
                     tracing::error!(%damage, "journal: damaged records skipped");
                 }

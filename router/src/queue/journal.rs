@@ -169,16 +169,19 @@ impl JournalQueue {
         metrics: Metrics,
         holds: Arc<Holds>,
     ) -> (JournalQueue, Vec<ResumedEvent>) {
-        let mut progress: std::collections::HashMap<u64, Vec<Progress>> = recovered
+        // Progress by event (`None`: a record that does not decode; the event starts over).
+        let mut progress: std::collections::HashMap<u64, Option<Vec<Progress>>> = recovered
             .take_space(space::PROGRESS)
             .into_iter()
-            .filter_map(|(id, value)| Some((id, codec::from_bytes(&value).ok()?)))
+            .map(|(id, value)| (id, codec::from_bytes(&value).ok()))
             .collect();
+        // Records nothing will ever delete: deleted now, so that they do not pin the journal.
+        let mut dead = Batch::new();
         let mut resumed = Vec::new();
         for (key, value) in recovered.take_space(space::EVENT) {
             match codec::decode::<EventHead>(&value) {
                 Ok((head, event)) => {
-                    let mut stood = progress.remove(&key).unwrap_or_default();
+                    let mut stood = progress.remove(&key).flatten().unwrap_or_default();
                     stood.resize(head.destinations.len(), Progress::default());
                     resumed.push(ResumedEvent {
                         event,
@@ -188,11 +191,35 @@ impl JournalQueue {
                     });
                 }
                 Err(error) => {
-                    tracing::error!(key, %error, "journal: an event record does not decode; skipped");
+                    tracing::error!(key, %error, "journal: an event record does not decode; skipped and deleted");
                     metrics.journal().corrupt.increment(1);
+                    dead.delete(Key {
+                        space: space::EVENT,
+                        id: key,
+                    });
+                    if progress.remove(&key).is_some() {
+                        dead.delete(Key {
+                            space: space::PROGRESS,
+                            id: key,
+                        });
+                    }
                 }
             }
         }
+        // Progress of no event (its event's record was lost to damage).
+        for &key in progress.keys() {
+            dead.delete(Key {
+                space: space::PROGRESS,
+                id: key,
+            });
+        }
+        if !progress.is_empty() {
+            tracing::warn!(
+                records = progress.len(),
+                "journal: progress records of no event deleted"
+            );
+        }
+        journal.write_detached(dead);
         let queue = JournalQueue {
             memory: MemoryQueue::new(capacity, metrics, holds),
             journal,
