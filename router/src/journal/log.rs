@@ -32,9 +32,9 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::JournalError;
 use super::faults::Faults;
 use super::record::{self, Key, Op, Record};
+use super::{JournalError, directory};
 
 /// Where a key's latest put is.
 #[derive(Debug, Clone, Copy)]
@@ -173,13 +173,6 @@ fn io_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) ->
     }
 }
 
-/// Makes the directory's entries (new or deleted files) durable.
-fn sync_dir(dir: &Path) -> Result<(), JournalError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error(dir, "sync the directory"))
-}
-
 /// Segment numbers in `dir`, ascending.
 fn list_segments(dir: &Path) -> Result<Vec<u64>, JournalError> {
     let mut numbers = Vec::new();
@@ -247,7 +240,7 @@ fn create_segment(
         .read(true)
         .open(&path)
         .map_err(io_error(&path, "open"))?;
-    sync_dir(dir)?;
+    directory::sync(dir)?;
     Ok(file)
 }
 
@@ -610,7 +603,7 @@ impl Log {
             deleted = true;
         }
         if deleted {
-            sync_dir(&self.dir)?;
+            directory::sync(&self.dir)?;
         }
         Ok(deleted)
     }

@@ -13,6 +13,7 @@
 
 pub mod codec;
 mod commit;
+mod directory;
 mod faults;
 mod log;
 mod record;
@@ -267,7 +268,7 @@ impl Journal {
                 cause,
             }
         };
-        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+        directory::create(dir)?;
         let lock_path = dir.join("LOCK");
         let lock: File = OpenOptions::new()
             .create(true)
