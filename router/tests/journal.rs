@@ -797,3 +797,95 @@ async fn a_damaged_record_does_not_fill_the_journal() {
         reports[0]
     );
 }
+
+/// Issue #21: a journal created under umask 022 is private: its directory 0700, its files
+/// 0600.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_journal_is_private_under_umask_022() {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    let (_mode, sink, dir, config) = setup("private", Mode::Ok, &Extra::default()).await;
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 022 && exec \"$0\" serve --config \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_webhook-router"))
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run serve");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read stdout");
+    let ingress = line
+        .split("webhooks on http://")
+        .nth(1)
+        .and_then(|rest| rest.split([',', '\n']).next())
+        .unwrap_or_else(|| panic!("listening line: {line:?}"))
+        .to_owned();
+    // One event through, so that the journal has written and synced.
+    assert_eq!(post_accepted(&ingress, 0..1, 1).await.len(), 1);
+    sink.wait_for_delivered(1, PATIENCE).await;
+    let data = dir.join("data");
+    let mode = |path: &Path| {
+        std::fs::symlink_metadata(path)
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    let files: Vec<(PathBuf, u32)> = std::fs::read_dir(&data)
+        .expect("data dir")
+        .map(|entry| entry.expect("entry").path())
+        .map(|path| {
+            let mode = mode(&path);
+            (path, mode)
+        })
+        .collect();
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    assert_eq!(mode(&data), 0o700, "{}", data.display());
+    assert!(
+        files.iter().any(|(path, _)| path.ends_with("LOCK"))
+            && files
+                .iter()
+                .any(|(path, _)| path.extension().is_some_and(|e| e == "log")),
+        "{files:?}"
+    );
+    for (path, mode) in &files {
+        assert_eq!(*mode, 0o600, "{}", path.display());
+    }
+}
+
+/// Issue #21: a data directory that group or others may write is refused at start with one
+/// line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_others_may_write_is_refused_with_one_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_mode, _sink, dir, config) = setup("writable", Mode::Ok, &Extra::default()).await;
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).expect("create data");
+    for mode in [0o775, 0o757] {
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_webhook-router"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .output()
+            .expect("run serve");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{mode:o}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&data.display().to_string())
+                && stderr.contains("writable by group or others")
+                && stderr.contains(&format!("{mode:o}")),
+            "{stderr}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(&data).expect("data dir").count(),
+        0,
+        "nothing written into it"
+    );
+}

@@ -28,7 +28,7 @@
 //! and a later sync that succeeds says nothing about them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -193,7 +193,7 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, JournalError> {
 
 /// Creates (or recreates) `path` as `bytes` of zeros, synced.
 fn preallocate(path: &Path, bytes: u64) -> Result<(), JournalError> {
-    let file = OpenOptions::new()
+    let file = directory::file_options()
         .create(true)
         .truncate(true)
         .write(true)
@@ -235,7 +235,7 @@ fn create_segment(
     } else {
         preallocate(&path, bytes)?;
     }
-    let file = OpenOptions::new()
+    let file = directory::file_options()
         .write(true)
         .read(true)
         .open(&path)
@@ -272,7 +272,7 @@ impl Log {
         let mut values: HashMap<Key, (Vec<u8>, u64)> = HashMap::new();
         for (position, &n) in numbers.iter().enumerate() {
             let path = segment_path(dir, n);
-            let data = std::fs::read(&path).map_err(io_error(&path, "read"))?;
+            let data = directory::read(&path).map_err(io_error(&path, "read"))?;
             let mut segment = Segment::default();
             let mut at = 0;
             let mut good_end = 0;
@@ -321,7 +321,7 @@ impl Log {
                     None if last => {
                         // Zeroed rather than cut, so that the segment stays preallocated.
                         let end = data.iter().rposition(|&b| b != 0).map_or(at, |e| e + 1);
-                        let file = OpenOptions::new()
+                        let file = directory::file_options()
                             .write(true)
                             .open(&path)
                             .map_err(io_error(&path, "open"))?;
@@ -363,7 +363,7 @@ impl Log {
         let (active_no, active) = match numbers.last() {
             Some(&n) => {
                 let path = segment_path(dir, n);
-                let file = OpenOptions::new()
+                let file = directory::file_options()
                     .write(true)
                     .read(true)
                     .open(&path)
@@ -612,7 +612,10 @@ impl Log {
     /// longer reads back is dropped (and reported in [`Log::take_damage`]).
     fn copy_forward(&mut self, n: u64) -> Result<(), JournalError> {
         let path = segment_path(&self.dir, n);
-        let file = File::open(&path).map_err(io_error(&path, "open"))?;
+        let file = directory::file_options()
+            .read(true)
+            .open(&path)
+            .map_err(io_error(&path, "open"))?;
         let keys: Vec<Key> = self
             .segments
             .get(&n)

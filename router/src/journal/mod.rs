@@ -23,7 +23,7 @@ pub use log::Damage;
 pub use record::Key;
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -95,6 +95,17 @@ pub enum JournalError {
     Locked {
         /// The journal directory.
         path: PathBuf,
+    },
+    /// The data directory may be written by group or others.
+    #[error(
+        "{} is writable by group or others (mode {mode:o}): refused as the journal's directory (chmod go-w it)",
+        path.display()
+    )]
+    Writable {
+        /// The journal directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
     },
     /// The journal was closed.
     #[error("the journal is closed")]
@@ -270,7 +281,7 @@ impl Journal {
         };
         directory::create(dir)?;
         let lock_path = dir.join("LOCK");
-        let lock: File = OpenOptions::new()
+        let lock: File = directory::file_options()
             .create(true)
             .truncate(false)
             .write(true)
