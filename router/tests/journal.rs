@@ -296,15 +296,20 @@ async fn dead_letters_and_the_dedup_window_survive_a_restart() {
     assert!(router.stop().0);
 }
 
-/// The newest segment file of the journal in `dir`.
-fn last_segment(dir: &Path) -> PathBuf {
+/// The segment files of the journal in `dir`, oldest first.
+fn segments(dir: &Path) -> Vec<PathBuf> {
     let mut segments: Vec<PathBuf> = std::fs::read_dir(dir.join("data"))
         .expect("data dir")
         .map(|entry| entry.expect("entry").path())
         .filter(|path| path.extension().is_some_and(|e| e == "log"))
         .collect();
     segments.sort();
-    segments.pop().expect("a segment")
+    segments
+}
+
+/// The newest segment file of the journal in `dir`.
+fn last_segment(dir: &Path) -> PathBuf {
+    segments(dir).pop().expect("a segment")
 }
 
 /// Where the records of a (preallocated) segment end: after its last byte that is not zero.
@@ -526,31 +531,35 @@ fn start_with_faults(config: &Path, faults: &str) -> RouterProcess {
     )
 }
 
-/// What a power cut leaves of the journal in `dir` after a kill: the newest segment zeroed past
-/// the offset its last successful sync reached (as the fault seam recorded it). Returns the
-/// bytes dropped.
+/// What a power cut leaves of the journal in `dir` after a kill: the segment synced last zeroed
+/// past the offset its last successful sync reached (as the fault seam recorded it), and any
+/// newer segment zeroed whole. Returns the bytes dropped.
 fn drop_unsynced_tail(dir: &Path, faults: &Path) -> u64 {
     let synced = std::fs::read_to_string(faults.join("synced")).expect("a sync was recorded");
     let (name, offset) = synced.trim().split_once(' ').expect("name and offset");
     let offset: u64 = offset.parse().expect("offset");
-    let segment = dir.join("data").join(name);
-    assert_eq!(
-        segment,
-        last_segment(dir),
-        "the newest segment was synced last"
-    );
-    let end = data_end(&segment).max(offset);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&segment)
-        .expect("open segment");
-    std::os::unix::fs::FileExt::write_all_at(
-        &file,
-        &vec![0; usize::try_from(end - offset).expect("size")],
-        offset,
-    )
-    .expect("zero the unsynced tail");
-    end - offset
+    let synced_segment = dir.join("data").join(name);
+    let mut dropped = 0;
+    for segment in segments(dir) {
+        let from = match segment.cmp(&synced_segment) {
+            std::cmp::Ordering::Less => continue,
+            std::cmp::Ordering::Equal => offset,
+            std::cmp::Ordering::Greater => 0,
+        };
+        let end = data_end(&segment).max(from);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .expect("open segment");
+        std::os::unix::fs::FileExt::write_all_at(
+            &file,
+            &vec![0; usize::try_from(end - from).expect("size")],
+            from,
+        )
+        .expect("zero the unsynced tail");
+        dropped += end - from;
+    }
+    dropped
 }
 
 /// Waits until `series` is at least `wanted`.
@@ -738,13 +747,7 @@ async fn a_damaged_record_does_not_fill_the_journal() {
     assert_eq!(held.len() as u64, HELD);
     wait_metric_at_least(&router.admin, RETRIES, HELD as f64).await;
     // The disk flips a byte in the middle of their records.
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir.join("data"))
-        .expect("data dir")
-        .map(|entry| entry.expect("entry").path())
-        .filter(|path| path.extension().is_some_and(|e| e == "log"))
-        .collect();
-    segments.sort();
-    let oldest = segments.first().expect("a segment").clone();
+    let oldest = segments(&dir).first().expect("a segment").clone();
     let middle = data_end(&oldest) / 2;
     let file = std::fs::OpenOptions::new()
         .read(true)

@@ -194,13 +194,20 @@ pub(super) fn run(
                 Err((error, released)) => {
                     shared.pending_bytes.fetch_sub(released, Ordering::AcqRel);
                     metrics.write_errors.increment(1);
-                    if !std::mem::replace(&mut failing, true) || !gathered.waiters.is_empty() {
+                    let first = !std::mem::replace(&mut failing, true);
+                    if !gathered.waiters.is_empty() {
                         tracing::error!(
                             %error,
                             records,
                             refused = gathered.waiters.len(),
+                            "journal write failed: the events waiting for it were refused"
+                        );
+                    }
+                    if first && !gathered.entries.is_empty() {
+                        tracing::error!(
+                            %error,
                             kept = gathered.entries.len(),
-                            "journal write failed: the events waiting for it were refused; records nobody waits for are kept and written again"
+                            "journal write failed: the records nobody waits for are kept and written again first with the next commit"
                         );
                     }
                     Err(Arc::new(error))
