@@ -5,7 +5,9 @@
 //! It is a key-value log: a record puts a value under a [`Key`] (optionally until an expiry) or
 //! deletes it; opening reads back every live key. One thread, the group committer
 //! ([`commit`]), owns the files ([`log`]): callers encode their records and hand them over, and
-//! concurrent writes share one `fdatasync`. The record format is in [`record`].
+//! concurrent writes share one `fdatasync`. The record format is in [`record`]; the directory
+//! and the modes of its files in [`directory`]; a fault-injection seam for crash tests in
+//! [`faults`].
 //!
 //! The store is a purpose-built segment log rather than an embedded database: of the stores
 //! measured (`docs/benchmarks.md`, "Journal store"), only it skips a damaged record and keeps the
