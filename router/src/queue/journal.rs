@@ -350,3 +350,66 @@ impl DispatchQueue for JournalQueue {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Fsync, JournalOptions};
+
+    fn options() -> JournalOptions {
+        JournalOptions {
+            fsync: Fsync::Always,
+            max_bytes: 1 << 20,
+        }
+    }
+
+    /// Issue #20, item 3: an event record that does not decode, and progress records with no
+    /// event, are deleted at start rather than pinning the journal for good.
+    #[tokio::test]
+    async fn records_nothing_would_ever_delete_are_deleted_at_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let metrics = Metrics::new();
+        let (journal, _) = Journal::open(dir.path(), options(), &metrics).expect("open");
+        let key = |space, id| Key { space, id };
+        let mut batch = Batch::new();
+        batch
+            .put(key(space::EVENT, 1), b"not an event", 0)
+            .put(
+                key(space::PROGRESS, 1),
+                &codec::to_bytes(&[Progress::default()]),
+                0,
+            )
+            .put(
+                key(space::PROGRESS, 2),
+                &codec::to_bytes(&[Progress::default()]),
+                0,
+            );
+        journal
+            .try_write(batch)
+            .expect("room")
+            .wait()
+            .await
+            .expect("stored");
+        journal.close().await.expect("closed");
+
+        let (journal, mut recovered) =
+            Journal::open(dir.path(), options(), &metrics).expect("reopen");
+        let holds = Arc::new(Holds::new(Vec::new(), &metrics));
+        let (_queue, resumed) = JournalQueue::open(
+            journal.clone(),
+            &mut recovered,
+            10,
+            Vec::new(),
+            metrics.clone(),
+            holds,
+        );
+        assert!(resumed.is_empty());
+        journal.close().await.expect("closed");
+
+        let (journal, mut recovered) =
+            Journal::open(dir.path(), options(), &metrics).expect("third open");
+        assert!(recovered.take_space(space::EVENT).is_empty());
+        assert!(recovered.take_space(space::PROGRESS).is_empty());
+        journal.close().await.expect("closed");
+    }
+}
