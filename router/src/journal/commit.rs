@@ -4,6 +4,7 @@
 //! them on disk with one `write` and, with `fsync = "always"`, one `fdatasync`, and answers each
 //! caller. Concurrent callers share a sync; no caller waits for a timer. With `"interval"` the
 //! thread syncs at most `fsync_interval` after a write; with `"never"`, at rotation and close.
+//! Whatever the setting, the log syncs before it deletes a segment (see [`super::log`]).
 
 use std::ops::Range;
 use std::sync::Arc;

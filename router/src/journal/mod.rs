@@ -57,7 +57,8 @@ pub enum Fsync {
     /// At most this long after a write; a write is answered once the OS has it (a process crash
     /// loses nothing, a power cut up to the interval).
     Interval(Duration),
-    /// Only when a segment is closed and at shutdown.
+    /// Only when a segment is closed, before one is deleted, and at shutdown (a power cut
+    /// loses everything since).
     Never,
 }
 
