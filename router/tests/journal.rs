@@ -299,15 +299,20 @@ async fn dead_letters_and_the_dedup_window_survive_a_restart() {
     assert!(router.stop().0);
 }
 
-/// The newest segment file of the journal in `dir`.
-fn last_segment(dir: &Path) -> PathBuf {
+/// The segment files of the journal in `dir`, oldest first.
+fn segments(dir: &Path) -> Vec<PathBuf> {
     let mut segments: Vec<PathBuf> = std::fs::read_dir(dir.join("data"))
         .expect("data dir")
         .map(|entry| entry.expect("entry").path())
         .filter(|path| path.extension().is_some_and(|e| e == "log"))
         .collect();
     segments.sort();
-    segments.pop().expect("a segment")
+    segments
+}
+
+/// The newest segment file of the journal in `dir`.
+fn last_segment(dir: &Path) -> PathBuf {
+    segments(dir).pop().expect("a segment")
 }
 
 /// Where the records of a (preallocated) segment end: after its last byte that is not zero.
@@ -506,5 +511,399 @@ async fn a_journal_that_cannot_be_opened_stops_the_router_with_one_line() {
         stderr.matches("os error").count(),
         1,
         "the cause once: {stderr}"
+    );
+}
+
+/// The fault directory of test `dir` (see `journal/faults.rs`), created, with `files` in it;
+/// the environment that turns the journal's fault seam on.
+fn faults(dir: &Path, files: &[(&str, &str)]) -> (PathBuf, String) {
+    let faults = dir.join("faults");
+    std::fs::create_dir_all(&faults).expect("create faults dir");
+    for (name, text) in files {
+        std::fs::write(faults.join(name), text).expect("write fault file");
+    }
+    let env = faults.display().to_string();
+    (faults, env)
+}
+
+fn start_with_faults(config: &Path, faults: &str) -> RouterProcess {
+    RouterProcess::start_with_env(
+        Path::new(env!("CARGO_BIN_EXE_webhook-router")),
+        config,
+        &[(webhook_router::journal::FAULTS_VAR, faults)],
+    )
+}
+
+/// What a power cut leaves of the journal in `dir` after a kill: the segment synced last zeroed
+/// past the offset its last successful sync reached (as the fault seam recorded it), and any
+/// newer segment zeroed whole. Returns the bytes dropped.
+fn drop_unsynced_tail(dir: &Path, faults: &Path) -> u64 {
+    let synced = std::fs::read_to_string(faults.join("synced")).expect("a sync was recorded");
+    let (name, offset) = synced.trim().split_once(' ').expect("name and offset");
+    let offset: u64 = offset.parse().expect("offset");
+    let synced_segment = dir.join("data").join(name);
+    let mut dropped = 0;
+    for segment in segments(dir) {
+        let from = match segment.cmp(&synced_segment) {
+            std::cmp::Ordering::Less => continue,
+            std::cmp::Ordering::Equal => offset,
+            std::cmp::Ordering::Greater => 0,
+        };
+        let end = data_end(&segment).max(from);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .expect("open segment");
+        std::os::unix::fs::FileExt::write_all_at(
+            &file,
+            &vec![0; usize::try_from(end - from).expect("size")],
+            from,
+        )
+        .expect("zero the unsynced tail");
+        dropped += end - from;
+    }
+    dropped
+}
+
+/// Waits until `series` is at least `wanted`.
+async fn wait_metric_at_least(admin: &str, series: &str, wanted: f64) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let value = metric(admin, series).await;
+        if value.is_some_and(|v| v >= wanted) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{series} is {value:?}, not {wanted}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Replays every dead letter the router lists; how many.
+async fn replay_all(admin: &str) -> usize {
+    let letters = dead_letters(admin).await;
+    let letters = letters.as_array().expect("a list");
+    for letter in letters {
+        let id = letter["id"].as_str().expect("letter id");
+        let replay = client()
+            .post(format!("http://{admin}/dead-letters/{id}/replay"))
+            .send()
+            .await
+            .expect("replay");
+        assert_eq!(replay.status().as_u16(), 202, "{letter}");
+    }
+    letters.len()
+}
+
+const RETRIES: &str =
+    "webhook_deliveries_total{route=\"hooks\",destination=\"sink\",outcome=\"retry\"}";
+const LETTERED: &str =
+    "webhook_deliveries_total{route=\"hooks\",destination=\"sink\",outcome=\"dead_letter\"}";
+const WRITE_ERRORS: &str = "webhook_journal_write_errors_total";
+
+/// Issue #20, item 1: the events of the oldest segment are dead-lettered (and the events
+/// around them delivered) while the disk stops syncing; the journal must not delete the
+/// segment on the strength of records that are not on disk. After a power cut (the unsynced
+/// tail zeroed) every accepted event is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_segment_is_deleted_before_what_frees_it_is_synced() {
+    // Events 0..20 fail twice (and are dead-lettered at the second); then succeed. Events
+    // 100..160 succeed: they fill the rest of the first 64 KiB segment and start the next.
+    let failing = 0..20;
+    let passing = 100..160;
+    let sink = {
+        let failing = failing.clone();
+        Sink::start_per_body(move |body, attempt| {
+            let value: serde_json::Value = serde_json::from_slice(body).expect("json body");
+            let n = value["n"].as_u64().expect("n");
+            if failing.contains(&n) && attempt <= 2 {
+                Reply::status(500)
+            } else {
+                Reply::ok()
+            }
+        })
+        .await
+    };
+    let dir = fresh_dir("unsynced-reclaim");
+    let config = write_config(
+        &dir,
+        &sink,
+        &Extra {
+            // One letter kept: each new one deletes the one before, so that the first segment
+            // holds nothing live once its events are dead-lettered.
+            server: "dead_letter_capacity = 1",
+            queue: "max_bytes = \"1MiB\"",
+            // (And the circuit breaker stays out of it.)
+            destination: "retry = { max_attempts = 2, initial_backoff = \"3s\", max_backoff = \"3s\", jitter = \"none\" }\n\
+                          circuit = { failures = 10000 }",
+            ..Extra::default()
+        },
+    );
+    let (faults, env) = faults(&dir, &[]);
+    let mut router = start_with_faults(&config, &env);
+    let mut accepted = post_accepted(&router.ingress, failing.clone(), 1).await;
+    accepted.append(&mut post_accepted(&router.ingress, passing.clone(), 1).await);
+    assert_eq!(
+        accepted.len(),
+        failing.clone().count() + passing.clone().count()
+    );
+    // The failing events failed once; their last attempt is due 3 s after the first.
+    wait_metric_at_least(&router.admin, RETRIES, failing.clone().count() as f64).await;
+    let passed: BTreeSet<u64> = passing.clone().collect();
+    wait_delivered(&sink, &passed).await;
+    std::fs::write(faults.join("fail-sync"), "").expect("fail the syncs");
+    // The last attempts fail: the events are dead-lettered and deleted, in records that never
+    // reach the disk.
+    wait_metric_at_least(&router.admin, LETTERED, failing.clone().count() as f64).await;
+    router.wait_for_log("a sync failed; no segment is deleted");
+    // The committer retries the sync every 100 ms: six failures span more than one reclaim
+    // period (500 ms) after the last letter.
+    let failures = metric(&router.admin, WRITE_ERRORS)
+        .await
+        .expect("write errors");
+    wait_metric_at_least(&router.admin, WRITE_ERRORS, failures + 6.0).await;
+    router.kill();
+    // The power cut: the page cache's unsynced tail never made it.
+    let dropped = drop_unsynced_tail(&dir, &faults);
+    std::fs::remove_file(faults.join("fail-sync")).expect("disk mended");
+    let router = start(&config);
+    let letters = replay_all(&router.admin).await;
+    let counts = wait_delivered(&sink, &accepted).await;
+    let delivered: BTreeSet<u64> = counts.keys().copied().collect();
+    let lost: Vec<_> = accepted.difference(&delivered).collect();
+    eprintln!(
+        "{} accepted, {} of them dead-lettered while the disk failed to sync; {dropped} \
+         unsynced bytes dropped by the power cut; after it {} delivered ({letters} dead \
+         letters replayed), {} lost",
+        accepted.len(),
+        failing.clone().count(),
+        delivered.len(),
+        lost.len()
+    );
+    assert!(lost.is_empty(), "accepted events lost: {lost:?}");
+    assert!(router.stop().0);
+}
+
+/// Issue #20, item 2: the append holding a dead letter fails (EIO); the event's delete must
+/// not reach the disk without the letter. After a power cut every accepted event is delivered
+/// or dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_dead_letter_write_does_not_lose_its_event() {
+    const EVENTS: u64 = 20;
+    let (mode, sink, dir, config) = setup("failed-letter", Mode::Reject, &Extra::default()).await;
+    // The 5th append holding a dead letter (key space 3) fails.
+    let (faults, env) = faults(&dir, &[("fail-append", "5 3")]);
+    let router = start_with_faults(&config, &env);
+    let answers = numbered::post_all(std::slice::from_ref(&router.ingress), 0..EVENTS, 1).await;
+    let accepted = numbered::accepted(&answers);
+    // An event whose write shared the failed append was refused (503), never accepted.
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|(_, status)| *status != 202)
+        .collect();
+    assert!(
+        refused.len() <= 1 && refused.iter().all(|(_, status)| *status == 503),
+        "{refused:?}"
+    );
+    wait_metric_at_least(&router.admin, LETTERED, accepted.len() as f64).await;
+    wait_idle(&router.admin).await;
+    assert_eq!(metric(&router.admin, WRITE_ERRORS).await, Some(1.0));
+    let before = dead_letters(&router.admin).await;
+    assert_eq!(before.as_array().map(Vec::len), Some(accepted.len()));
+    let log = router.kill();
+    assert!(
+        log.iter()
+            .any(|line| line.contains("records nobody waits for are kept")),
+        "{log:#?}"
+    );
+    let dropped = drop_unsynced_tail(&dir, &faults);
+    mode.store(Mode::Ok as u8, Ordering::Release);
+    let router = start(&config);
+    // Events whose delete did not reach the disk are delivered again; the rest are letters.
+    let letters = replay_all(&router.admin).await;
+    let counts = wait_delivered(&sink, &accepted).await;
+    let delivered: BTreeSet<u64> = counts.keys().copied().collect();
+    let lost: Vec<_> = accepted.difference(&delivered).collect();
+    eprintln!(
+        "{} accepted ({} refused), all dead-lettered, one letter's write failed; {dropped} \
+         unsynced bytes dropped; after the restart {letters} letters replayed and {} delivered, \
+         {} lost",
+        accepted.len(),
+        refused.len(),
+        delivered.len(),
+        lost.len()
+    );
+    assert!(lost.is_empty(), "accepted events lost: {lost:?}");
+    assert!(router.stop().0);
+}
+
+/// Issue #20, item 3: a live record in the oldest segment is damaged on disk while the router
+/// runs. It is dropped, counted and logged once, and stops pinning its segment: three times
+/// `max_bytes` of events then go through without one 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_record_does_not_fill_the_journal() {
+    const HELD: u64 = 20;
+    let (mode, sink, dir, config) = setup(
+        "damaged-pin",
+        Mode::Fail,
+        &Extra {
+            queue: "max_bytes = \"1MiB\"",
+            destination: "retry = { max_attempts = 100, initial_backoff = \"1h\", max_backoff = \"1h\", jitter = \"none\" }\n\
+                          circuit = { failures = 10000 }",
+            ..Extra::default()
+        },
+    )
+    .await;
+    let router = start(&config);
+    // Twenty events fail once and wait an hour to retry: they pin the oldest segment.
+    let held = post_accepted(&router.ingress, 0..HELD, 1).await;
+    assert_eq!(held.len() as u64, HELD);
+    wait_metric_at_least(&router.admin, RETRIES, HELD as f64).await;
+    // The disk flips a byte in the middle of their records.
+    let oldest = segments(&dir).first().expect("a segment").clone();
+    let middle = data_end(&oldest) / 2;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&oldest)
+        .expect("open segment");
+    let mut byte = [0u8];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut byte, middle).expect("read");
+    std::os::unix::fs::FileExt::write_all_at(&file, &[byte[0] ^ 0x40], middle).expect("damage");
+    drop(file);
+    // Three times max_bytes of ~1 KiB events, delivered as they come.
+    mode.store(Mode::Ok as u8, Ordering::Release);
+    let posted = 100..100 + 3 * 1024;
+    let answers =
+        numbered::post_all(std::slice::from_ref(&router.ingress), posted.clone(), 4).await;
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|(_, status)| *status != 202)
+        .collect();
+    let accepted = numbered::accepted(&answers);
+    let counts = wait_delivered(&sink, &accepted).await;
+    let delivered = accepted.iter().filter(|n| counts.contains_key(n)).count();
+    eprintln!(
+        "{} posted after the damage: {} accepted, {} refused, {delivered} delivered",
+        posted.end - posted.start,
+        accepted.len(),
+        refused.len()
+    );
+    assert!(
+        refused.is_empty(),
+        "{} refused, the first: {:?}",
+        refused.len(),
+        refused.first()
+    );
+    assert_eq!(delivered, accepted.len());
+    assert_eq!(
+        metric(&router.admin, "webhook_journal_corrupt_records_total").await,
+        Some(1.0)
+    );
+    let (success, log) = router.stop();
+    assert!(success, "{log:#?}");
+    let reports: Vec<_> = log
+        .iter()
+        .filter(|line| line.contains("no longer reads back"))
+        .collect();
+    assert_eq!(reports.len(), 1, "logged once: {log:#?}");
+    assert!(
+        reports[0].contains(&oldest.display().to_string()),
+        "{}",
+        reports[0]
+    );
+}
+
+/// Issue #21: a journal created under umask 022 is private: its directory 0700, its files
+/// 0600.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_journal_is_private_under_umask_022() {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    let (_mode, sink, dir, config) = setup("private", Mode::Ok, &Extra::default()).await;
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 022 && exec \"$0\" serve --config \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_webhook-router"))
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run serve");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read stdout");
+    let ingress = line
+        .split("webhooks on http://")
+        .nth(1)
+        .and_then(|rest| rest.split([',', '\n']).next())
+        .unwrap_or_else(|| panic!("listening line: {line:?}"))
+        .to_owned();
+    // One event through, so that the journal has written and synced.
+    assert_eq!(post_accepted(&ingress, 0..1, 1).await.len(), 1);
+    sink.wait_for_delivered(1, PATIENCE).await;
+    let data = dir.join("data");
+    let mode = |path: &Path| {
+        std::fs::symlink_metadata(path)
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    let files: Vec<(PathBuf, u32)> = std::fs::read_dir(&data)
+        .expect("data dir")
+        .map(|entry| entry.expect("entry").path())
+        .map(|path| {
+            let mode = mode(&path);
+            (path, mode)
+        })
+        .collect();
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    assert_eq!(mode(&data), 0o700, "{}", data.display());
+    assert!(
+        files.iter().any(|(path, _)| path.ends_with("LOCK"))
+            && files
+                .iter()
+                .any(|(path, _)| path.extension().is_some_and(|e| e == "log")),
+        "{files:?}"
+    );
+    for (path, mode) in &files {
+        assert_eq!(*mode, 0o600, "{}", path.display());
+    }
+}
+
+/// Issue #21: a data directory that group or others may write is refused at start with one
+/// line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_others_may_write_is_refused_with_one_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_mode, _sink, dir, config) = setup("writable", Mode::Ok, &Extra::default()).await;
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).expect("create data");
+    for mode in [0o775, 0o757] {
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_webhook-router"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .output()
+            .expect("run serve");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{mode:o}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&data.display().to_string())
+                && stderr.contains("writable by group or others")
+                && stderr.contains(&format!("{mode:o}")),
+            "{stderr}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(&data).expect("data dir").count(),
+        0,
+        "nothing written into it"
     );
 }

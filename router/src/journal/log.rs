@@ -16,15 +16,25 @@
 //!
 //! Opening reads every segment, checking each record. Damaged bytes followed by whole records
 //! are a corrupt region: counted, reported with file and offset, skipped. Damaged bytes at the
-//! end of the newest segment are a torn tail (a write cut short): zeroed and reported.
+//! end of the newest segment are a torn tail (a write cut short): zeroed and reported. A live
+//! record that no longer reads back when it is copied forward is reported once and dropped, so
+//! that it does not pin its segment.
+//!
+//! A segment is deleted only once every record that frees it is on disk: the records that
+//! delete or supersede its keys are in newer segments, so before deleting, the newest segment
+//! is synced if anything was appended to it since its last sync (or since the open: what was
+//! read may be page cache the last process never synced). After a failed sync nothing is
+//! deleted until the next start, since the OS may have dropped the pages it could not write
+//! and a later sync that succeeds says nothing about them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::JournalError;
+use super::faults::Faults;
 use super::record::{self, Key, Op, Record};
+use super::{JournalError, directory};
 
 /// Where a key's latest put is.
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +80,16 @@ pub enum Damage {
         /// Bytes skipped.
         bytes: u64,
     },
+    /// A live record, whole when written and read, that no longer reads back (the disk
+    /// changed it since); dropped.
+    Changed {
+        /// The segment file.
+        path: PathBuf,
+        /// The record's offset.
+        offset: u64,
+        /// The record's length.
+        bytes: u64,
+    },
 }
 
 impl std::fmt::Display for Damage {
@@ -91,6 +111,15 @@ impl std::fmt::Display for Damage {
             } => write!(
                 f,
                 "{}: {bytes} damaged bytes at byte {offset} skipped",
+                path.display()
+            ),
+            Damage::Changed {
+                path,
+                offset,
+                bytes,
+            } => write!(
+                f,
+                "{}: the live record at byte {offset} ({bytes} bytes) no longer reads back; dropped",
                 path.display()
             ),
         }
@@ -121,6 +150,14 @@ pub struct Log {
     live_bytes: u64,
     /// The next segment, being preallocated by a helper thread.
     spare: Option<std::thread::JoinHandle<Result<(), JournalError>>>,
+    /// Whether the newest segment may hold records not yet synced (true after the open).
+    unsynced: bool,
+    /// Whether a sync failed: no segment is deleted from then on.
+    sync_failed: bool,
+    /// Damage found since [`Log::take_damage`] was last called.
+    damage: Vec<Damage>,
+    /// The test seam (see [`super::faults`]); `None` unless asked for.
+    faults: Option<Faults>,
 }
 
 fn segment_path(dir: &Path, n: u64) -> PathBuf {
@@ -134,13 +171,6 @@ fn io_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) ->
         action,
         cause,
     }
-}
-
-/// Makes the directory's entries (new or deleted files) durable.
-fn sync_dir(dir: &Path) -> Result<(), JournalError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error(dir, "sync the directory"))
 }
 
 /// Segment numbers in `dir`, ascending.
@@ -163,7 +193,7 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, JournalError> {
 
 /// Creates (or recreates) `path` as `bytes` of zeros, synced.
 fn preallocate(path: &Path, bytes: u64) -> Result<(), JournalError> {
-    let file = OpenOptions::new()
+    let file = directory::file_options()
         .create(true)
         .truncate(true)
         .write(true)
@@ -205,12 +235,12 @@ fn create_segment(
     } else {
         preallocate(&path, bytes)?;
     }
-    let file = OpenOptions::new()
+    let file = directory::file_options()
         .write(true)
         .read(true)
         .open(&path)
         .map_err(io_error(&path, "open"))?;
-    sync_dir(dir)?;
+    directory::sync(dir)?;
     Ok(file)
 }
 
@@ -228,11 +258,12 @@ fn start_spare(
 
 impl Log {
     /// Opens the log in `dir` (created if missing), reading every live record; records whose
-    /// expiry is before `now_ms` are not live.
+    /// expiry is before `now_ms` are not live. `faults`: the test seam, if on.
     pub fn open(
         dir: &Path,
         segment_bytes: u64,
         now_ms: u64,
+        faults: Option<Faults>,
     ) -> Result<(Log, Opened), JournalError> {
         let numbers = list_segments(dir)?;
         let mut opened = Opened::default();
@@ -241,7 +272,7 @@ impl Log {
         let mut values: HashMap<Key, (Vec<u8>, u64)> = HashMap::new();
         for (position, &n) in numbers.iter().enumerate() {
             let path = segment_path(dir, n);
-            let data = std::fs::read(&path).map_err(io_error(&path, "read"))?;
+            let data = directory::read(&path).map_err(io_error(&path, "read"))?;
             let mut segment = Segment::default();
             let mut at = 0;
             let mut good_end = 0;
@@ -290,7 +321,7 @@ impl Log {
                     None if last => {
                         // Zeroed rather than cut, so that the segment stays preallocated.
                         let end = data.iter().rposition(|&b| b != 0).map_or(at, |e| e + 1);
-                        let file = OpenOptions::new()
+                        let file = directory::file_options()
                             .write(true)
                             .open(&path)
                             .map_err(io_error(&path, "open"))?;
@@ -332,7 +363,7 @@ impl Log {
         let (active_no, active) = match numbers.last() {
             Some(&n) => {
                 let path = segment_path(dir, n);
-                let file = OpenOptions::new()
+                let file = directory::file_options()
                     .write(true)
                     .read(true)
                     .open(&path)
@@ -363,8 +394,13 @@ impl Log {
             disk_bytes,
             live_bytes,
             spare: start_spare(dir, segment_bytes),
+            unsynced: true,
+            sync_failed: false,
+            damage: Vec::new(),
+            faults,
         };
         log.reclaim(now_ms)?;
+        opened.damage.append(&mut log.damage);
         Ok((log, opened))
     }
 
@@ -393,13 +429,18 @@ impl Log {
             self.rotate()?;
         }
         let start = self.active_len();
-        if let Err(error) = self.active.write_all_at(bytes, start) {
+        let injected = match &mut self.faults {
+            Some(faults) => faults.before_append(entries),
+            None => Ok(()),
+        };
+        if let Err(error) = injected.and_then(|()| self.active.write_all_at(bytes, start)) {
             // Leave no partial record behind for the next append to follow.
             let _ = self.active.set_len(start);
             return Err(io_error(&segment_path(&self.dir, self.active_no), "write")(
                 error,
             ));
         }
+        self.unsynced = true;
         let n = self.active_no;
         let mut offset = start;
         for &(key, op, expires_ms, len) in entries {
@@ -441,11 +482,49 @@ impl Log {
         }
     }
 
-    /// Makes what was appended durable.
-    pub fn sync(&self) -> Result<(), JournalError> {
-        self.active
-            .sync_data()
-            .map_err(io_error(&segment_path(&self.dir, self.active_no), "sync"))
+    /// Makes what was appended durable. A failure is remembered: no segment is deleted after
+    /// it.
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        let path = segment_path(&self.dir, self.active_no);
+        let injected = match &self.faults {
+            Some(faults) => faults.before_sync(),
+            None => Ok(()),
+        };
+        match injected.and_then(|()| self.active.sync_data()) {
+            Ok(()) => {
+                self.unsynced = false;
+                if let Some(faults) = &self.faults {
+                    faults.synced(&path, self.active_len());
+                }
+                Ok(())
+            }
+            Err(cause) => {
+                if !self.sync_failed {
+                    tracing::error!(
+                        "journal: a sync failed; no segment is deleted (no disk space given back) until the router restarts"
+                    );
+                }
+                self.sync_failed = true;
+                Err(io_error(&path, "sync")(cause))
+            }
+        }
+    }
+
+    /// Whether segments may be deleted now: nothing appended is unsynced (synced now if need
+    /// be) and no sync has failed.
+    fn ready_to_delete(&mut self) -> Result<bool, JournalError> {
+        if self.sync_failed {
+            return Ok(false);
+        }
+        if self.unsynced {
+            self.sync()?;
+        }
+        Ok(true)
+    }
+
+    /// The damage found since the last call (records dropped while copying forward).
+    pub fn take_damage(&mut self) -> Vec<Damage> {
+        std::mem::take(&mut self.damage)
     }
 
     /// Closes the newest segment (synced) and starts a new one.
@@ -507,6 +586,12 @@ impl Log {
                 if copied || !wasteful {
                     break;
                 }
+            }
+            // The records that free the segment (or its copies) must be on disk first.
+            if !self.ready_to_delete()? {
+                break;
+            }
+            if pinned {
                 self.copy_forward(n)?;
                 copied = true;
             }
@@ -518,15 +603,19 @@ impl Log {
             deleted = true;
         }
         if deleted {
-            sync_dir(&self.dir)?;
+            directory::sync(&self.dir)?;
         }
         Ok(deleted)
     }
 
-    /// Appends the live records of segment `n` to the newest segment, synced.
+    /// Appends the live records of segment `n` to the newest segment, synced. A record that no
+    /// longer reads back is dropped (and reported in [`Log::take_damage`]).
     fn copy_forward(&mut self, n: u64) -> Result<(), JournalError> {
         let path = segment_path(&self.dir, n);
-        let file = File::open(&path).map_err(io_error(&path, "open"))?;
+        let file = directory::file_options()
+            .read(true)
+            .open(&path)
+            .map_err(io_error(&path, "open"))?;
         let keys: Vec<Key> = self
             .segments
             .get(&n)
@@ -539,17 +628,27 @@ impl Log {
                 continue;
             };
             let mut data = vec![0u8; location.len as usize];
-            file.read_exact_at(&mut data, location.offset)
-                .map_err(io_error(&path, "read"))?;
-            if record::read_at(&data, 0).is_none() {
-                // The record was whole when written: the disk changed it since.
-                return Err(JournalError::Damaged {
-                    path,
+            let whole = match file.read_exact_at(&mut data, location.offset) {
+                Ok(()) => record::read_at(&data, 0).is_some_and(|(record, _)| record.key == key),
+                Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => false,
+                Err(error) => return Err(io_error(&path, "read")(error)),
+            };
+            if !whole {
+                // The record was whole when written: the disk changed it since. Kept, it would
+                // pin the segment for good.
+                self.damage.push(Damage::Changed {
+                    path: path.clone(),
                     offset: location.offset,
+                    bytes: location.len,
                 });
+                self.forget(&key);
+                continue;
             }
             bytes.extend_from_slice(&data);
             entries.push((key, Op::Put, location.expires_ms, location.len));
+        }
+        if entries.is_empty() {
+            return Ok(());
         }
         self.append(&bytes, &entries)?;
         self.sync()
@@ -606,7 +705,7 @@ mod tests {
     #[test]
     fn live_keys_survive_a_reopen_and_deleted_or_expired_ones_do_not() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut log, opened) = Log::open(dir.path(), 1 << 20, 1000).expect("open");
+        let (mut log, opened) = Log::open(dir.path(), 1 << 20, 1000, None).expect("open");
         assert!(opened.live.is_empty());
         put(&mut log, 1, b"one", 0);
         put(&mut log, 2, b"two", 0);
@@ -614,11 +713,11 @@ mod tests {
         put(&mut log, 1, b"one again", 0);
         delete(&mut log, 2);
         drop(log);
-        let (_, opened) = Log::open(dir.path(), 1 << 20, 1000).expect("reopen");
+        let (_, opened) = Log::open(dir.path(), 1 << 20, 1000, None).expect("reopen");
         assert_eq!(ids(&opened), [1, 3]);
         assert_eq!(opened.live[&Key { space: 1, id: 1 }].0, b"one again");
         assert_eq!(opened.max_id, 3);
-        let (_, later) = Log::open(dir.path(), 1 << 20, 2000).expect("reopen later");
+        let (_, later) = Log::open(dir.path(), 1 << 20, 2000, None).expect("reopen later");
         assert_eq!(ids(&later), [1], "key 3 expired at 1500");
     }
 
@@ -626,7 +725,7 @@ mod tests {
     fn disk_use_follows_what_is_held_even_when_one_key_stays() {
         let dir = tempfile::tempdir().expect("tempdir");
         let segment = 64 * 1024;
-        let (mut log, _) = Log::open(dir.path(), segment, 0).expect("open");
+        let (mut log, _) = Log::open(dir.path(), segment, 0, None).expect("open");
         put(&mut log, 0, b"held for a long time", 0);
         let value = vec![7u8; 1000];
         for id in 1..2000 {
@@ -647,7 +746,7 @@ mod tests {
             .sum();
         assert!(on_disk <= 4 * segment, "{on_disk} bytes in the directory");
         drop(log);
-        let (_, opened) = Log::open(dir.path(), segment, 0).expect("reopen");
+        let (_, opened) = Log::open(dir.path(), segment, 0, None).expect("reopen");
         assert_eq!(ids(&opened), [0]);
         assert_eq!(
             opened.live[&Key { space: 1, id: 0 }].0,
@@ -658,7 +757,7 @@ mod tests {
     #[test]
     fn a_torn_tail_is_truncated_and_damage_in_the_middle_is_skipped() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut log, _) = Log::open(dir.path(), 1 << 20, 0).expect("open");
+        let (mut log, _) = Log::open(dir.path(), 1 << 20, 0, None).expect("open");
         for id in 1..=10 {
             put(&mut log, id, &[id as u8; 100], 0);
         }
@@ -672,7 +771,7 @@ mod tests {
         data[2 * record + 40..2 * record + 60].fill(0xAB);
         data[end - record / 2..end].fill(0);
         std::fs::write(&path, &data).expect("write");
-        let (_, opened) = Log::open(dir.path(), 1 << 20, 0).expect("reopen");
+        let (_, opened) = Log::open(dir.path(), 1 << 20, 0, None).expect("reopen");
         assert_eq!(ids(&opened), [1, 2, 4, 5, 6, 7, 8, 9]);
         assert_eq!(opened.damage.len(), 2, "{:?}", opened.damage);
         assert!(
@@ -687,7 +786,7 @@ mod tests {
             after[9 * record..].iter().all(|&b| b == 0),
             "the torn record was cut off"
         );
-        let (_, again) = Log::open(dir.path(), 1 << 20, 0).expect("third open");
+        let (_, again) = Log::open(dir.path(), 1 << 20, 0, None).expect("third open");
         assert_eq!(ids(&again), [1, 2, 4, 5, 6, 7, 8, 9]);
         assert_eq!(again.damage.len(), 1, "only the skipped region is left");
     }

@@ -5,7 +5,9 @@
 //! It is a key-value log: a record puts a value under a [`Key`] (optionally until an expiry) or
 //! deletes it; opening reads back every live key. One thread, the group committer
 //! ([`commit`]), owns the files ([`log`]): callers encode their records and hand them over, and
-//! concurrent writes share one `fdatasync`. The record format is in [`record`].
+//! concurrent writes share one `fdatasync`. The record format is in [`record`]; the directory
+//! and the modes of its files in [`directory`]; a fault-injection seam for crash tests in
+//! [`faults`].
 //!
 //! The store is a purpose-built segment log rather than an embedded database: of the stores
 //! measured (`docs/benchmarks.md`, "Journal store"), only it skips a damaged record and keeps the
@@ -13,14 +15,17 @@
 
 pub mod codec;
 mod commit;
+mod directory;
+mod faults;
 mod log;
 mod record;
 
+pub use faults::FAULTS_VAR;
 pub use log::Damage;
 pub use record::Key;
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -52,7 +57,8 @@ pub enum Fsync {
     /// At most this long after a write; a write is answered once the OS has it (a process crash
     /// loses nothing, a power cut up to the interval).
     Interval(Duration),
-    /// Only when a segment is closed and at shutdown.
+    /// Only when a segment is closed, before one is deleted, and at shutdown (a power cut
+    /// loses everything since).
     Never,
 }
 
@@ -93,13 +99,16 @@ pub enum JournalError {
         /// The journal directory.
         path: PathBuf,
     },
-    /// A record read back to be copied differs from what was written.
-    #[error("{}: the record at byte {offset} was damaged on disk", path.display())]
-    Damaged {
-        /// The segment file.
+    /// The data directory may be written by group or others.
+    #[error(
+        "{} is writable by group or others (mode {mode:o}): refused as the journal's directory (chmod go-w it)",
+        path.display()
+    )]
+    Writable {
+        /// The journal directory.
         path: PathBuf,
-        /// The record's offset.
-        offset: u64,
+        /// Its permission bits.
+        mode: u32,
     },
     /// The journal was closed.
     #[error("the journal is closed")]
@@ -255,6 +264,16 @@ impl Journal {
         options: JournalOptions,
         metrics: &Metrics,
     ) -> Result<(Journal, Recovered), JournalError> {
+        Self::open_with(dir, options, metrics, faults::Faults::from_env())
+    }
+
+    /// [`Journal::open`] with the fault seam `faults` (see [`faults`]).
+    fn open_with(
+        dir: &Path,
+        options: JournalOptions,
+        metrics: &Metrics,
+        faults: Option<faults::Faults>,
+    ) -> Result<(Journal, Recovered), JournalError> {
         let io = |action: &'static str, path: &Path| {
             let path = path.to_path_buf();
             move |cause| JournalError::Io {
@@ -263,9 +282,9 @@ impl Journal {
                 cause,
             }
         };
-        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+        directory::create(dir)?;
         let lock_path = dir.join("LOCK");
-        let lock: File = OpenOptions::new()
+        let lock: File = directory::file_options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -283,13 +302,13 @@ impl Journal {
             }
         }
         let journal_metrics = metrics.journal();
-        let (log, opened) = log::Log::open(dir, options.segment_bytes(), now_ms())?;
+        let (log, opened) = log::Log::open(dir, options.segment_bytes(), now_ms(), faults)?;
         for damage in &opened.damage {
             match damage {
                 Damage::TornTail { .. } => {
                     tracing::warn!(%damage, "journal: a write cut short by a crash was removed");
                 }
-                Damage::Corrupt { .. } => {
+                Damage::Corrupt { .. } | Damage::Changed { .. } => {
                     journal_metrics.corrupt.increment(1);
                     tracing::error!(%damage, "journal: damaged records skipped");
                 }
@@ -424,5 +443,71 @@ impl Journal {
             let _ = thread.join();
         }
         outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> JournalOptions {
+        JournalOptions {
+            fsync: Fsync::Always,
+            max_bytes: 1 << 20,
+        }
+    }
+
+    fn put(key: Key, value: &[u8]) -> Batch {
+        let mut batch = Batch::new();
+        batch.put(key, value, 0);
+        batch
+    }
+
+    /// Issue #20, item 2, in the commits where it happens: the append holding a dead letter
+    /// fails (EIO), and its event's delete comes in a later commit. The delete must not be
+    /// stored without the letter.
+    #[tokio::test]
+    async fn a_record_is_never_stored_without_the_failed_ones_handed_over_before_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let metrics = Metrics::new();
+        let event = Key {
+            space: space::EVENT,
+            id: 1,
+        };
+        let letter = Key {
+            space: space::DEAD_LETTER,
+            id: 2,
+        };
+        let faults = faults::Faults::failing_append(dir.path(), 1, space::DEAD_LETTER);
+        let (journal, _) =
+            Journal::open_with(dir.path(), options(), &metrics, Some(faults)).expect("open");
+        let stored = journal.try_write(put(event, b"event")).expect("room");
+        stored.wait().await.expect("the event is stored");
+        journal.write_detached(put(letter, b"letter"));
+        // Answered once the letter's append was tried (with this one, or before it).
+        let probe = Key {
+            space: space::DEDUP,
+            id: 3,
+        };
+        let _ = journal
+            .try_write(put(probe, b"probe"))
+            .expect("room")
+            .wait()
+            .await;
+        let mut delete = Batch::new();
+        delete.delete(event);
+        journal.write_detached(delete);
+        journal.close().await.expect("closed");
+
+        let (journal, mut recovered) =
+            Journal::open(dir.path(), options(), &metrics).expect("reopen");
+        let letters = recovered.take_space(space::DEAD_LETTER);
+        let events = recovered.take_space(space::EVENT);
+        assert_eq!(
+            (letters, events),
+            (vec![(2, b"letter".to_vec())], vec![]),
+            "the letter was written again, then the event's delete"
+        );
+        journal.close().await.expect("closed");
     }
 }

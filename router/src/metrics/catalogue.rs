@@ -133,8 +133,8 @@ catalogue! {
     JOURNAL_FSYNC: Histogram "webhook_journal_fsync_seconds" [] "duration of one journal `fdatasync`";
     JOURNAL_BATCH_SIZE: Histogram "webhook_journal_batch_size" [] "records written by one journal commit (concurrent writes share a commit)";
     JOURNAL_RECOVERED: Counter "webhook_journal_recovered_total" [] "events read back from the journal at start and delivered again";
-    JOURNAL_CORRUPT: Counter "webhook_journal_corrupt_records_total" [] "damaged journal regions found at start, each logged with its position and skipped";
-    JOURNAL_WRITE_ERRORS: Counter "webhook_journal_write_errors_total" [] "journal writes that failed (their requests were answered 503)";
+    JOURNAL_CORRUPT: Counter "webhook_journal_corrupt_records_total" [] "damaged regions of the journal found at start, and damaged or undecodable records found since; each logged once with its position and skipped";
+    JOURNAL_WRITE_ERRORS: Counter "webhook_journal_write_errors_total" [] "journal writes and syncs that failed; the events waiting for them were answered 503";
     CONNECTIONS: Gauge "webhook_connections" ["listener"] "connections open: `ingress` (against `max_connections`) or `admin` (against 64)";
     REQUESTS_IN_FLIGHT: Gauge "webhook_requests_in_flight" ["listener"] "requests being received or handled (ingress: against `max_requests_in_flight`)";
     REJECTED_CONNECTIONS: Counter "webhook_rejected_connections_total" ["listener"] "new connections closed at once: `max_connections` open and every one with a request in flight";

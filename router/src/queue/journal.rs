@@ -169,16 +169,19 @@ impl JournalQueue {
         metrics: Metrics,
         holds: Arc<Holds>,
     ) -> (JournalQueue, Vec<ResumedEvent>) {
-        let mut progress: std::collections::HashMap<u64, Vec<Progress>> = recovered
+        // Progress by event (`None`: a record that does not decode; the event starts over).
+        let mut progress: std::collections::HashMap<u64, Option<Vec<Progress>>> = recovered
             .take_space(space::PROGRESS)
             .into_iter()
-            .filter_map(|(id, value)| Some((id, codec::from_bytes(&value).ok()?)))
+            .map(|(id, value)| (id, codec::from_bytes(&value).ok()))
             .collect();
+        // Records nothing will ever delete: deleted now, so that they do not pin the journal.
+        let mut dead = Batch::new();
         let mut resumed = Vec::new();
         for (key, value) in recovered.take_space(space::EVENT) {
             match codec::decode::<EventHead>(&value) {
                 Ok((head, event)) => {
-                    let mut stood = progress.remove(&key).unwrap_or_default();
+                    let mut stood = progress.remove(&key).flatten().unwrap_or_default();
                     stood.resize(head.destinations.len(), Progress::default());
                     resumed.push(ResumedEvent {
                         event,
@@ -188,11 +191,35 @@ impl JournalQueue {
                     });
                 }
                 Err(error) => {
-                    tracing::error!(key, %error, "journal: an event record does not decode; skipped");
+                    tracing::error!(key, %error, "journal: an event record does not decode; skipped and deleted");
                     metrics.journal().corrupt.increment(1);
+                    dead.delete(Key {
+                        space: space::EVENT,
+                        id: key,
+                    });
+                    if progress.remove(&key).is_some() {
+                        dead.delete(Key {
+                            space: space::PROGRESS,
+                            id: key,
+                        });
+                    }
                 }
             }
         }
+        // Progress of no event (its event's record was lost to damage).
+        for &key in progress.keys() {
+            dead.delete(Key {
+                space: space::PROGRESS,
+                id: key,
+            });
+        }
+        if !progress.is_empty() {
+            tracing::warn!(
+                records = progress.len(),
+                "journal: progress records of no event deleted"
+            );
+        }
+        journal.write_detached(dead);
         let queue = JournalQueue {
             memory: MemoryQueue::new(capacity, metrics, holds),
             journal,
@@ -319,5 +346,68 @@ impl DispatchQueue for JournalQueue {
 
     fn durable(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Fsync, JournalOptions};
+
+    fn options() -> JournalOptions {
+        JournalOptions {
+            fsync: Fsync::Always,
+            max_bytes: 1 << 20,
+        }
+    }
+
+    /// Issue #20, item 3: an event record that does not decode, and progress records with no
+    /// event, are deleted at start rather than pinning the journal for good.
+    #[tokio::test]
+    async fn records_nothing_would_ever_delete_are_deleted_at_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let metrics = Metrics::new();
+        let (journal, _) = Journal::open(dir.path(), options(), &metrics).expect("open");
+        let key = |space, id| Key { space, id };
+        let mut batch = Batch::new();
+        batch
+            .put(key(space::EVENT, 1), b"not an event", 0)
+            .put(
+                key(space::PROGRESS, 1),
+                &codec::to_bytes(&[Progress::default()]),
+                0,
+            )
+            .put(
+                key(space::PROGRESS, 2),
+                &codec::to_bytes(&[Progress::default()]),
+                0,
+            );
+        journal
+            .try_write(batch)
+            .expect("room")
+            .wait()
+            .await
+            .expect("stored");
+        journal.close().await.expect("closed");
+
+        let (journal, mut recovered) =
+            Journal::open(dir.path(), options(), &metrics).expect("reopen");
+        let holds = Arc::new(Holds::new(Vec::new(), &metrics));
+        let (_queue, resumed) = JournalQueue::open(
+            journal.clone(),
+            &mut recovered,
+            10,
+            Vec::new(),
+            metrics.clone(),
+            holds,
+        );
+        assert!(resumed.is_empty());
+        journal.close().await.expect("closed");
+
+        let (journal, mut recovered) =
+            Journal::open(dir.path(), options(), &metrics).expect("third open");
+        assert!(recovered.take_space(space::EVENT).is_empty());
+        assert!(recovered.take_space(space::PROGRESS).is_empty());
+        journal.close().await.expect("closed");
     }
 }
