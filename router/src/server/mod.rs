@@ -3,7 +3,8 @@
 //! on each with bounded buffers ([`protocol`]), caps the requests in flight ([`in_flight`]),
 //! closes silent and idle connections ([`connection`]), drains open connections on shutdown and
 //! closes those still open when told to. [`descriptors`] raises the descriptor limit and sizes
-//! `max_connections` from it; [`settings`] gives each listener its limits.
+//! `max_connections` from it; [`settings`] gives each listener its limits; [`sockets`] binds the
+//! listeners or takes those passed by the service manager (socket activation).
 
 mod connection;
 mod connections;
@@ -11,6 +12,7 @@ pub mod descriptors;
 mod in_flight;
 pub mod protocol;
 pub mod settings;
+pub mod sockets;
 
 use std::convert::Infallible;
 use std::future::Future;
