@@ -14,6 +14,7 @@ use webhook_router_tests::numbered::{
     self, PATIENCE, accepted, assert_all_delivered, deliveries, duplicates, post_accepted,
     post_paced, wait_delivered, wait_idle,
 };
+use webhook_router_tests::wait::wait_until;
 use webhook_router_tests::{Reply, RouterProcess, Sink, SocketHolder};
 
 /// How long the test destination takes to answer each delivery.
@@ -352,4 +353,50 @@ fn the_systemd_units_pass_systemd_analyze() {
         .unwrap_or_else(|| panic!("{report}"));
     eprintln!("{overall}");
     assert!(security.status.success(), "{overall}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_accepted_before_the_stop_gets_its_first_request_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let sink = slow_sink().await;
+    let dir = fresh_dir("accepted");
+    let config = write_config(&dir, &sink, 1);
+    let holder = SocketHolder::bind();
+    let mut router = holder.start(binary(), &config);
+    // A client that connected (and was accepted) but has not sent its request yet.
+    let mut client = tokio::net::TcpStream::connect(holder.ingress_addr())
+        .await
+        .expect("connect");
+    let series = "webhook_connections{listener=\"ingress\"}";
+    wait_until(
+        "the router to accept the connection",
+        PATIENCE,
+        || numbered::metric(&router.admin, series),
+        |open| *open == Some(1.0),
+    )
+    .await;
+    router.signal("TERM");
+    router.wait_for_log("stop signal received");
+    let body = numbered::body(7);
+    client
+        .write_all(
+            format!(
+                "POST /hooks HTTP/1.1\r\nhost: router\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("send the request");
+    let mut answer = String::new();
+    client
+        .read_to_string(&mut answer)
+        .await
+        .expect("read the answer");
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer:?}");
+    assert!(answer.contains("connection: close"), "{answer:?}");
+    let (clean, log) = router.stop();
+    assert!(clean, "{log:#?}");
 }

@@ -1,10 +1,11 @@
 //! The HTTP listener loop shared by the ingress and admin listeners: accepts connections within
 //! the listener's `max_connections` ([`connections`]), serves HTTP/1.1 and h2c (prior knowledge)
 //! on each with bounded buffers ([`protocol`]), caps the requests in flight ([`in_flight`]),
-//! closes silent and idle connections ([`connection`]), drains open connections on shutdown and
-//! closes those still open when told to. [`descriptors`] raises the descriptor limit and sizes
-//! `max_connections` from it; [`settings`] gives each listener its limits; [`sockets`] binds the
-//! listeners or takes those passed by the service manager (socket activation).
+//! closes silent and idle connections ([`connection`]), drains open connections on shutdown
+//! (each HTTP/1 answer after the stop says `Connection: close`) and closes those still open when
+//! told to. [`descriptors`] raises the descriptor limit and sizes `max_connections` from it;
+//! [`settings`] gives each listener its limits; [`sockets`] binds the listeners or takes those
+//! passed by the service manager (socket activation).
 
 mod connection;
 mod connections;
@@ -94,8 +95,11 @@ pub async fn serve<H, F>(
         let activity = Arc::clone(&slot.activity);
         let limit = limit.clone();
         let in_flight = settings.metrics.requests_in_flight.clone();
+        let stopping = stop.stop_accepting.clone();
         let service = service_fn(move |request: Request<Incoming>| {
             let request_guard = activity.begin(&in_flight);
+            let http1 = request.version() < http::Version::HTTP_2;
+            let stopping = stopping.clone();
             // `None`: no cap; `Some(None)`: the cap is reached.
             let permit = limit.as_ref().map(InFlightLimit::enter);
             let response = match permit {
@@ -105,10 +109,19 @@ pub async fn serve<H, F>(
             async move {
                 let _request = request_guard;
                 let _permit = permit;
-                Ok::<_, Infallible>(match response {
+                let mut response = match response {
                     Some(response) => response.await,
                     None => in_flight::busy(),
-                })
+                };
+                // Once the listener stops, an HTTP/1 connection ends with the answer it is
+                // sending (HTTP/2 gets its GOAWAY from the graceful shutdown).
+                if http1 && stopping.is_cancelled() {
+                    response.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                Ok::<_, Infallible>(response)
             }
         });
         let connection = builder
