@@ -59,6 +59,9 @@ fn write_config(dir: &Path, sink: &Sink, max_in_flight: usize) -> PathBuf {
     path
 }
 
+/// Held by the tests that time a SIGTERM, so that they do not load the machine for each other.
+static TIMED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// What a SIGTERM with the journal may take: the attempts in flight, and at least 1 s.
 fn stop_bound() -> Duration {
     ATTEMPT.max(Duration::from_secs(1))
@@ -92,6 +95,7 @@ async fn restarts_under_load_refuse_no_one_and_lose_nothing() {
     const EVENTS: u64 = 1800;
     const MAX_IN_FLIGHT: usize = 64;
     const RESTARTS: [Duration; 2] = [Duration::from_secs(2), Duration::from_secs(4)];
+    let _timed = TIMED.lock().await;
     let sink = slow_sink().await;
     let dir = fresh_dir("under_load");
     let config = write_config(&dir, &sink, MAX_IN_FLIGHT);
@@ -180,6 +184,7 @@ async fn restarts_under_load_refuse_no_one_and_lose_nothing() {
 async fn sigterm_with_the_journal_leaves_the_queue_to_the_next_process() {
     const EVENTS: u64 = 600;
     const MAX_IN_FLIGHT: usize = 8;
+    let _timed = TIMED.lock().await;
     let sink = slow_sink().await;
     let dir = fresh_dir("sigterm");
     let config = write_config(&dir, &sink, MAX_IN_FLIGHT);
