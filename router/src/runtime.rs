@@ -425,12 +425,18 @@ impl Router {
             self.grace,
         ));
         self.admin.set_not_ready();
+        let durable = self.queue.durable();
+        if durable {
+            // What is queued stays for the next process: no attempt starts from now on, and
+            // those in flight finish while the ingress answers its last requests.
+            self.dispatcher.stop_starting();
+        }
         self.ingress.stop("ingress", deadline).await;
         // The refusals since the last summary, before the stop's own lines.
         self.refusal_task.abort();
         self.refusals.summarise();
         self.queue.close();
-        if !self.queue.durable() {
+        if !durable {
             deliver_what_is_held(self.queue.as_ref(), &self.dispatcher, self.grace, deadline).await;
         }
         let left = self.dispatcher.stop(deadline, self.queue.as_ref()).await;
