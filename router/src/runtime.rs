@@ -413,9 +413,10 @@ impl Router {
 
     /// Stops gracefully within one grace period in all: stops accepting webhooks and lets the
     /// requests being received finish; then, with the memory queue, keeps delivering (queued
-    /// events too) until nothing is held, while with a durable queue (journal, NATS) it only
-    /// lets the attempts in flight finish: the other held events are already stored, and the
-    /// next process delivers them, so draining them would only keep the listener closed longer.
+    /// events too) until nothing is held. With a durable queue (journal, NATS) it starts no new
+    /// attempt from the start of the stop and only lets those in flight finish: the other held
+    /// events are already stored, and the next process delivers them, so draining them would
+    /// only keep the listener closed longer.
     /// Then it syncs and stops the admin listener, all by one deadline `shutdown_grace` from
     /// now. Reports the events left undelivered, each counted once: with a durable queue they
     /// are left for the next start; without one their ids are logged.
