@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the servers the tests start for themselves, from Debian packages, when they are
-# missing: nats-server (the NATS JetStream backend's tests) and prometheus (with promtool: the
-# alert rules' unit tests and the live dashboard test). As root, or with `sudo -n`;
+# Installs the servers and tools the tests use, from Debian packages, when they are missing:
+# nats-server (the NATS JetStream backend's tests), prometheus (with promtool: the alert rules'
+# unit tests and the live dashboard test) and systemd-analyze (package systemd, for the check of
+# examples/systemd/; only the tool is run, no service). As root, or with `sudo -n`;
 # otherwise it says what to install and fails. The tests start their own instance on a free
 # port and stop it; nothing here starts a server.
 set -euo pipefail
@@ -12,6 +13,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" ]]; }
 missing=()
 have nats-server || missing+=(nats-server)
 { have prometheus && have promtool; } || missing+=(prometheus)
+have systemd-analyze || missing+=(systemd)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 if [[ $(id -u) -eq 0 ]]; then

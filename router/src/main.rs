@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::time::Instant;
 
 use webhook_router::plugin::{Isolation, PluginLimits, cases, check_plugins, load_plugin, trial};
+use webhook_router::server::sockets::PassedSockets;
 use webhook_router::{Config, Router};
 
 /// A WebAssembly-extensible webhook router.
@@ -34,7 +35,8 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the router (SIGTERM or SIGINT stops it gracefully; SIGHUP is logged and ignored:
-    /// live reload is not supported yet).
+    /// live reload is not supported yet). Listens on the sockets passed by systemd socket
+    /// activation (`LISTEN_FDS`: fd 3 ingress, fd 4 admin) instead of the configured addresses.
     Serve {
         /// The route config file (TOML).
         #[arg(long, short)]
@@ -178,6 +180,17 @@ impl AdminArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    // Taken while this is the only thread: taking them removes LISTEN_FDS from the environment.
+    let passed = match &cli.command {
+        Command::Serve { .. } => match PassedSockets::from_env() {
+            Ok(passed) => passed,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => PassedSockets::default(),
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -185,7 +198,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(cli.command, passed)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -194,9 +207,9 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> Result<ExitCode> {
+async fn run(command: Command, passed: PassedSockets) -> Result<ExitCode> {
     match command {
-        Command::Serve { config } => serve(&config).await,
+        Command::Serve { config } => serve(&config, passed).await,
         Command::Check { config } => Ok(check(&config).await),
         Command::DeadLetters(command) => dead_letters(command).await,
         Command::Destinations { admin } => destinations(&admin).await,
@@ -366,7 +379,8 @@ fn print_out(text: &str) {
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
 }
 
-async fn serve(path: &Path) -> Result<ExitCode> {
+/// Runs the router on `path`'s config, on the sockets `passed` by the service manager if any.
+async fn serve(path: &Path, passed: PassedSockets) -> Result<ExitCode> {
     let Some(config) = load(path) else {
         return Ok(ExitCode::FAILURE);
     };
@@ -375,7 +389,7 @@ async fn serve(path: &Path) -> Result<ExitCode> {
     }
     // Caught before the router announces itself, so no signal sent after that kills it.
     let mut signals = StopSignals::new()?;
-    let router = Router::start(&config).await?;
+    let router = Router::start_on(&config, passed).await?;
     println!(
         "webhook-router listening: webhooks on http://{}, admin on http://{}",
         router.ingress_addr(),

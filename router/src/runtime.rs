@@ -29,6 +29,7 @@ use crate::nats::{Nats, NatsError};
 use crate::plugin::load_chains;
 use crate::queue::nats::{NatsDestination, NatsQueue};
 use crate::queue::{DispatchQueue, Holds, JournalQueue, MemoryQueue, Progress, ResumedEvent};
+use crate::server::sockets::{self, PassedSockets, SocketError};
 use crate::server::{ListenerSettings, Listeners, StopTokens, serve};
 use crate::supervise::Supervisor;
 
@@ -38,17 +39,9 @@ const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// Why a router could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A listener address could not be bound. (The OS error is part of the message, not a
-    /// separate source, so that a chain printed whole says it once.)
-    #[error("cannot listen on {addr} ({what}): {cause}")]
-    Bind {
-        /// Which listener.
-        what: &'static str,
-        /// The address.
-        addr: SocketAddr,
-        /// The OS error.
-        cause: std::io::Error,
-    },
+    /// A listener address could not be bound, or a passed socket cannot be used.
+    #[error(transparent)]
+    Listen(#[from] SocketError),
     /// The HTTP client for deliveries could not be built.
     #[error("cannot build the delivery HTTP client: {0}")]
     Client(#[from] reqwest::Error),
@@ -193,13 +186,19 @@ impl Router {
     /// Binds the listeners and starts serving `config`. Port 0 picks a free port; see
     /// [`Router::ingress_addr`] and [`Router::admin_addr`].
     pub async fn start(config: &Config) -> Result<Router, StartError> {
+        Self::start_on(config, PassedSockets::default()).await
+    }
+
+    /// Starts serving `config` on the listening sockets `passed` (socket activation), binding
+    /// from the config each listener not passed.
+    pub async fn start_on(config: &Config, passed: PassedSockets) -> Result<Router, StartError> {
         let server = &config.server;
         let metrics = Metrics::new();
         let supervisor = Supervisor::new(metrics.clone());
-        let ingress_listener = bind("ingress", server.listen).await?;
-        let admin_listener = bind("admin", server.admin_listen).await?;
-        let ingress_addr = local_addr("ingress", &ingress_listener, server.listen)?;
-        let admin_addr = local_addr("admin", &admin_listener, server.admin_listen)?;
+        let ingress_listener = sockets::listener("ingress", server.listen, passed.ingress).await?;
+        let admin_listener = sockets::listener("admin", server.admin_listen, passed.admin).await?;
+        let ingress_addr = sockets::local_addr("ingress", &ingress_listener, server.listen)?;
+        let admin_addr = sockets::local_addr("admin", &admin_listener, server.admin_listen)?;
 
         let mut destinations = Vec::with_capacity(config.destinations.len());
         let mut destination_ids = HashMap::new();
@@ -453,40 +452,34 @@ impl Router {
         &self.metrics
     }
 
-    /// Stops gracefully within one grace period in all: stop accepting webhooks and let the
-    /// requests being received finish, keep delivering (queued events too) until nothing is
-    /// held, then stop the admin listener, all by one deadline `shutdown_grace` from now.
-    /// Reports the events left undelivered, each counted once: with a journal they are left
-    /// for the next start; without one their ids are logged.
+    /// Stops gracefully within one grace period in all: stops accepting webhooks and lets the
+    /// requests being received finish; then, with the memory queue, keeps delivering (queued
+    /// events too) until nothing is held. With a durable queue (journal, NATS) it starts no new
+    /// attempt from the start of the stop and only lets those in flight finish: the other held
+    /// events are already stored, and the next process delivers them, so draining them would
+    /// only keep the listener closed longer.
+    /// Then it syncs and stops the admin listener, all by one deadline `shutdown_grace` from
+    /// now. Reports the events left undelivered, each counted once: with a durable queue they
+    /// are left for the next start; without one their ids are logged.
     pub async fn shutdown(self) -> ShutdownReport {
         let deadline = tokio::time::Instant::from_std(crate::clock::after(
             std::time::Instant::now(),
             self.grace,
         ));
         self.admin.set_not_ready();
+        let durable = self.queue.durable();
+        if durable {
+            // What is queued stays for the next process: no attempt starts from now on, and
+            // those in flight finish while the ingress answers its last requests.
+            self.dispatcher.stop_starting();
+        }
         self.ingress.stop("ingress", deadline).await;
         // The refusals since the last summary, before the stop's own lines.
         self.refusal_task.abort();
         self.refusals.summarise();
         self.queue.close();
-        // Keep delivering until nothing is held, or nothing can happen before the deadline
-        // (everything left waits for a retry due after it: seen twice, a poll apart, so that a
-        // delivery moving between two places is not missed). The last quarter of the grace
-        // period starts no new attempt, so that the attempts in flight can finish in it instead
-        // of being cut off (and made again after the next start).
-        let last_start = deadline.checked_sub(self.grace / 4).unwrap_or(deadline);
-        let mut settled_polls = 0;
-        while self.queue.held() > 0 && tokio::time::Instant::now() < last_start && settled_polls < 2
-        {
-            if self
-                .dispatcher
-                .settled(deadline.into_std(), self.queue.as_ref())
-            {
-                settled_polls += 1;
-            } else {
-                settled_polls = 0;
-            }
-            tokio::time::sleep_until(last_start.min(tokio::time::Instant::now() + IDLE_POLL)).await;
+        if !durable {
+            deliver_what_is_held(self.queue.as_ref(), &self.dispatcher, self.grace, deadline).await;
         }
         let left = self.dispatcher.stop(deadline, self.queue.as_ref()).await;
         self.queue.flush().await;
@@ -513,6 +506,29 @@ impl Router {
         self.admin_listener.stop("admin", deadline).await;
         self.upkeep_task.abort();
         ShutdownReport { still_queued }
+    }
+}
+
+/// Keeps `dispatcher` delivering until `queue` holds nothing, or nothing can happen before
+/// `deadline` (everything left waits for a retry due after it: seen twice, a poll apart, so that
+/// a delivery moving between two places is not missed). The last quarter of the grace period
+/// starts no new attempt, so that the attempts in flight can finish in it instead of being cut
+/// off.
+async fn deliver_what_is_held(
+    queue: &dyn DispatchQueue,
+    dispatcher: &Dispatcher,
+    grace: Duration,
+    deadline: tokio::time::Instant,
+) {
+    let last_start = deadline.checked_sub(grace / 4).unwrap_or(deadline);
+    let mut settled_polls = 0;
+    while queue.held() > 0 && tokio::time::Instant::now() < last_start && settled_polls < 2 {
+        if dispatcher.settled(deadline.into_std(), queue) {
+            settled_polls += 1;
+        } else {
+            settled_polls = 0;
+        }
+        tokio::time::sleep_until(last_start.min(tokio::time::Instant::now() + IDLE_POLL)).await;
     }
 }
 
@@ -574,20 +590,4 @@ fn orphan_letter(event: &Event, name: &str, progress: &Progress) -> DeadLetter {
         last_error: format!("destination {name:?} is no longer in the config"),
         failed_at: std::time::SystemTime::now(),
     }
-}
-
-async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|cause| StartError::Bind { what, addr, cause })
-}
-
-fn local_addr(
-    what: &'static str,
-    listener: &TcpListener,
-    addr: SocketAddr,
-) -> Result<SocketAddr, StartError> {
-    listener
-        .local_addr()
-        .map_err(|cause| StartError::Bind { what, addr, cause })
 }

@@ -3,6 +3,7 @@
 //! the load generators the benchmarks drive.
 
 pub mod bare;
+pub mod launcher;
 pub mod load;
 pub mod nats;
 pub mod numbered;
@@ -18,6 +19,7 @@ pub mod wait;
 pub mod wasm;
 pub mod wrk;
 
+pub use launcher::SocketHolder;
 pub use process::RouterProcess;
 pub use sink::{Received, Reply, Sink};
 pub use test_router::TestRouter;

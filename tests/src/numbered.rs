@@ -72,6 +72,65 @@ pub async fn post_all(
         .await
 }
 
+/// Posts bodies `numbers` to `/hooks` on `ingress` at `rate` per second, each at its due time
+/// whatever the answers to the others, each on a connection of its own (as a sender without
+/// keep-alive: an idle keep-alive connection that a stopping router closes can cross a request
+/// sent on it at that instant, a race of HTTP/1.1 itself that a handover cannot remove). Each
+/// number with the status it got (0: no answer; the error, or the answer other than 202, is
+/// printed), and the longest a post waited for its answer.
+pub async fn post_paced(
+    ingress: &str,
+    numbers: std::ops::Range<u64>,
+    rate: f64,
+) -> (Vec<(u64, u16)>, Duration) {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(PATIENCE)
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let url = format!("http://{ingress}/hooks");
+    let start = tokio::time::Instant::now();
+    let first = numbers.start;
+    let mut posts = tokio::task::JoinSet::new();
+    for n in numbers {
+        let (client, url) = (client.clone(), url.clone());
+        let due = start + Duration::from_secs_f64((n - first) as f64 / rate);
+        posts.spawn(async move {
+            tokio::time::sleep_until(due).await;
+            let sent = tokio::time::Instant::now();
+            let answer = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body(n))
+                .send()
+                .await;
+            let status = match answer {
+                Ok(answer) if answer.status() == 202 => 202,
+                Ok(answer) => {
+                    let status = answer.status().as_u16();
+                    let text = answer.text().await.unwrap_or_default();
+                    eprintln!("post {n} answered {status}: {text}");
+                    status
+                }
+                Err(error) => {
+                    eprintln!("post {n} got no answer: {error:?}");
+                    0
+                }
+            };
+            (n, status, sent.elapsed())
+        });
+    }
+    let mut answers = Vec::new();
+    let mut slowest = Duration::ZERO;
+    while let Some(joined) = posts.join_next().await {
+        let (n, status, took) = joined.expect("a post panicked");
+        answers.push((n, status));
+        slowest = slowest.max(took);
+    }
+    (answers, slowest)
+}
+
 /// The numbers answered 202.
 pub fn accepted(answers: &[(u64, u16)]) -> BTreeSet<u64> {
     answers

@@ -57,7 +57,9 @@ impl RouterProcess {
         self.child.id()
     }
 
-    fn spawn(mut command: Command) -> RouterProcess {
+    /// Runs `command` (a `serve` with its config, possibly through a shell) and waits until it
+    /// listens.
+    pub(crate) fn spawn(mut command: Command) -> RouterProcess {
         let mut child = command
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())

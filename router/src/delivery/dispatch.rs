@@ -258,6 +258,12 @@ impl Dispatcher {
             && lock(&self.shared.earliest_due).is_none_or(|due| due > deadline)
     }
 
+    /// Starts no new attempt from now on; the attempts in flight go on, and [`Dispatcher::stop`]
+    /// waits for them. For a stop that leaves the queued events to the next process.
+    pub fn stop_starting(&self) {
+        self.cancel.cancel();
+    }
+
     /// Stops dispatch: attempts in flight may finish until `deadline`; nothing new starts.
     /// Returns the events still held (queued, in a lane, waiting to retry, or cut off),
     /// including the retries of attempts that failed while stopping.

@@ -2,8 +2,9 @@
 //! sent no request within `header_read_timeout` of its accept (a silent socket, or one stuck
 //! part-way through the HTTP/2 preface while the protocol is being detected), when it has had
 //! no request in flight for `idle_timeout` (gracefully: HTTP/2 gets a GOAWAY), when the table
-//! evicts it to make room, and on shutdown: gracefully when the listener stops accepting, at
-//! once when the grace period is over.
+//! evicts it to make room, and on shutdown: gracefully when the listener stops accepting (one
+//! accepted just before, with no request yet, first gets [`FIRST_REQUEST_AT_STOP`] to send it),
+//! at once when the grace period is over.
 
 use std::fmt::Display;
 use std::net::SocketAddr;
@@ -14,6 +15,13 @@ use hyper_util::server::graceful::GracefulConnection;
 use super::StopTokens;
 use super::connections::Slot;
 use crate::metrics::ListenerMetrics;
+
+/// How long a connection accepted just before the listener stopped, with no request yet, has to
+/// send its first one before it is closed: its client sent it already or is about to (it arrives
+/// a round trip after the accept), and closing the connection under it would refuse it while the
+/// next process (socket activation) would have served it. The answer to that request says
+/// `Connection: close` (see [`super::serve`]), so the connection ends with it.
+const FIRST_REQUEST_AT_STOP: Duration = Duration::from_millis(250);
 
 /// The timeouts a connection's task enforces.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +63,8 @@ pub(super) async fn drive<C>(
     let activity = &slot.activity;
     let mut connection = std::pin::pin!(connection);
     let mut draining = false;
+    // Set while a connection with no request yet waits for its first one at the stop.
+    let mut first_request_by: Option<Instant> = None;
     let mut closing_since: Option<Instant> = None;
     let close = loop {
         let wake = next_check(&slot, deadlines, closing_since);
@@ -70,6 +80,15 @@ pub(super) async fn drive<C>(
             }
             () = stop.stop_accepting.cancelled(), if !draining => {
                 draining = true;
+                if activity.served() {
+                    connection.as_mut().graceful_shutdown();
+                } else {
+                    let by = crate::clock::after(Instant::now(), FIRST_REQUEST_AT_STOP);
+                    first_request_by = Some(by);
+                }
+            }
+            () = sleep_until_some(first_request_by), if first_request_by.is_some() => {
+                first_request_by = None;
                 connection.as_mut().graceful_shutdown();
             }
             () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
@@ -93,6 +112,14 @@ pub(super) async fn drive<C>(
     };
     if close != Close::Ended {
         tracing::debug!(%peer, ?close, "connection closed");
+    }
+}
+
+/// Sleeps until `at`, or forever when it is `None`.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
     }
 }
 

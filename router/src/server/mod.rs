@@ -2,8 +2,10 @@
 //! the listener's `max_connections` ([`connections`]), serves HTTP/1.1 and h2c (prior knowledge)
 //! on each with bounded buffers ([`protocol`]), caps the requests in flight on the listener and
 //! per client ([`in_flight`]), closes silent and idle connections ([`connection`]), drains open
-//! connections on shutdown and closes those still open when told to. [`descriptors`] raises the descriptor limit and sizes
-//! `max_connections` from it; [`settings`] gives each listener its limits.
+//! connections on shutdown (each HTTP/1 answer after the stop says `Connection: close`) and
+//! closes those still open when told to. [`descriptors`] raises the descriptor limit and sizes
+//! `max_connections` from it; [`settings`] gives each listener its limits; [`sockets`] binds the
+//! listeners or takes those passed by the service manager (socket activation).
 
 mod connection;
 mod connections;
@@ -11,6 +13,7 @@ pub mod descriptors;
 mod in_flight;
 pub mod protocol;
 pub mod settings;
+pub mod sockets;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -98,17 +101,29 @@ pub async fn serve<H, F>(
         let activity = Arc::clone(&slot.activity);
         let caps = caps.clone();
         let in_flight = settings.metrics.requests_in_flight.clone();
+        let stopping = stop.stop_accepting.clone();
         let service = service_fn(move |request: Request<Incoming>| {
             let request_guard = activity.begin(&in_flight);
+            let http1 = request.version() < http::Version::HTTP_2;
+            let stopping = stopping.clone();
             let admitted = caps
                 .enter(request.headers(), peer.ip())
                 .map(|permit| (permit, handler(request, peer)));
             async move {
                 let _request = request_guard;
-                Ok::<_, Infallible>(match admitted {
+                let mut response = match admitted {
                     Ok((_permit, response)) => response.await,
                     Err(refusal) => refusal.answer(),
-                })
+                };
+                // Once the listener stops, an HTTP/1 connection ends with the answer it is
+                // sending (HTTP/2 gets its GOAWAY from the graceful shutdown).
+                if http1 && stopping.is_cancelled() {
+                    response.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                Ok::<_, Infallible>(response)
             }
         });
         let connection = builder
