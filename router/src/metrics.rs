@@ -3,13 +3,18 @@
 //! The router does not install a global recorder: each [`Metrics`] owns its own, so several
 //! routers (in tests, or embedded) never mix their figures, and hot paths use pre-registered
 //! handles instead of looking labels up per event.
+//!
+//! Counters can also be read back ([`Metrics::counters`]), for the admin API's per-route
+//! counts: each counter handle adds to the exposition and to a value kept beside it.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use metrics::{
-    Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString,
+    Counter, CounterFn, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder,
+    SharedString,
 };
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
@@ -116,6 +121,26 @@ struct Inner {
     queue_depth: Gauge,
     dead_letters: Gauge,
     body_bytes: Histogram,
+    /// Each counter's value, by its key, for [`Metrics::counters`].
+    counter_values: Mutex<HashMap<Key, Arc<AtomicU64>>>,
+}
+
+/// A counter handle that adds to the exposition and to the value [`Metrics::counters`] reads.
+struct ReadableCounter {
+    exposed: Counter,
+    value: Arc<AtomicU64>,
+}
+
+impl CounterFn for ReadableCounter {
+    fn increment(&self, value: u64) {
+        self.exposed.increment(value);
+        self.value.fetch_add(value, Ordering::Relaxed);
+    }
+
+    fn absolute(&self, value: u64) {
+        self.exposed.absolute(value);
+        self.value.fetch_max(value, Ordering::Relaxed);
+    }
 }
 
 impl fmt::Debug for Metrics {
@@ -172,6 +197,7 @@ impl Metrics {
                 queue_depth,
                 dead_letters,
                 body_bytes,
+                counter_values: Mutex::default(),
             }),
         }
     }
@@ -393,9 +419,33 @@ impl Metrics {
     }
 
     fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
+        let key = Key::from_parts(name, labels);
+        let exposed = self.inner.recorder.register_counter(&key, &METADATA);
+        let value = Arc::clone(self.values().entry(key).or_default());
+        Counter::from_arc(Arc::new(ReadableCounter { exposed, value }))
+    }
+
+    /// Every series of the counter `name` registered so far: its labels and value.
+    pub fn counters(&self, name: &str) -> Vec<(Vec<(String, String)>, u64)> {
+        self.values()
+            .iter()
+            .filter(|(key, _)| key.name() == name)
+            .map(|(key, value)| {
+                let labels = key
+                    .labels()
+                    .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                    .collect();
+                (labels, value.load(Ordering::Relaxed))
+            })
+            .collect()
+    }
+
+    fn values(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Arc<AtomicU64>>> {
+        // Entries are only ever added, whole: a panic elsewhere cannot leave one half-made.
         self.inner
-            .recorder
-            .register_counter(&Key::from_parts(name, labels), &METADATA)
+            .counter_values
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn histogram(&self, name: &'static str, labels: Vec<Label>) -> Histogram {

@@ -1,17 +1,19 @@
 //! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/destinations` (each destination's
-//! circuit, held events, attempts in flight, last error and success) and the dead-letter API.
+//! circuit, held events, attempts in flight, last error and success), `/routes` and the
+//! dead-letter API.
 //!
-//! When `admin_token` is set, `/destinations` and the dead-letter API need
+//! When `admin_token` is set, `/destinations`, `/routes` and the dead-letter API need
 //! `Authorization: Bearer <token>`;
 //! `/metrics`, `/healthz` and `/readyz` stay open for scrapers and probes. `/healthz` and
 //! `/readyz` answer 503 when a supervised task keeps failing (see [`crate::supervise`]).
 //!
-//! Each API beyond the probes has its own file: [`dead_letters`].
+//! Each API beyond the probes has its own file: [`dead_letters`], [`routes`].
 
 mod dead_letters;
+pub mod routes;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -25,6 +27,7 @@ use crate::metrics::Metrics;
 use crate::queue::DispatchQueue;
 use crate::reply::{self, ResponseBody};
 use crate::supervise::Supervisor;
+use routes::RouteTable;
 
 /// Prometheus text exposition format.
 const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -39,6 +42,7 @@ pub struct Admin {
     token: Option<Secret>,
     ready: AtomicBool,
     supervisor: Supervisor,
+    routes: RwLock<Arc<RouteTable>>,
 }
 
 impl Admin {
@@ -60,7 +64,26 @@ impl Admin {
             token,
             ready: AtomicBool::new(true),
             supervisor,
+            routes: RwLock::default(),
         }
+    }
+
+    /// Sets the routes `/routes` shows (at start, and when the config changes).
+    pub fn set_routes(&self, table: RouteTable) {
+        *self
+            .routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(table);
+    }
+
+    /// The routes `/routes` shows.
+    fn routes(&self) -> Arc<RouteTable> {
+        Arc::clone(
+            &self
+                .routes
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     /// A 503 naming the tasks that keep failing, if any do.
@@ -123,11 +146,18 @@ impl Admin {
                 }
                 reply::json(StatusCode::OK, &self.destinations.summary())
             }
+            _ if path == "/routes" || path.starts_with("/routes/") => {
+                if !self.authorized(request) {
+                    return reply::error(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
+                }
+                self.route_api(method, path)
+            }
             _ if path == "/dead-letters" || path.starts_with("/dead-letters/") => {
                 if !self.authorized(request) {
                     return reply::error(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
                 }
-                self.dead_letter_api(method, path).await
+                self.dead_letter_api(method, path, request.uri().query())
+                    .await
             }
             _ => reply::error(StatusCode::NOT_FOUND, "not found"),
         }
