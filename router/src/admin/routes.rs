@@ -72,7 +72,7 @@ struct RouteAnswer<'a> {
 /// A route's counts since start.
 #[derive(Debug, Default, Serialize)]
 struct Counts {
-    /// Ingress answers by HTTP status.
+    /// Ingress answers by HTTP status (those given at least once).
     requests: BTreeMap<String, u64>,
     /// Events accepted (answered 202).
     accepted: u64,
@@ -157,7 +157,9 @@ fn counts(metrics: &Metrics) -> BTreeMap<String, Counts> {
         if status == "202" {
             route.accepted += value;
         }
-        *route.requests.entry(status).or_default() += value;
+        if value > 0 {
+            *route.requests.entry(status).or_default() += value;
+        }
     }
     for (labels, value) in metrics.counters(names::DELIVERIES) {
         *counts
