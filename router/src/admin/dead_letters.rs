@@ -6,7 +6,8 @@
 //! - `POST /dead-letters/replay` and `DELETE /dead-letters`: every letter the filter matches,
 //!   queued again (answering how many were queued) or discarded (answering how many). A filter
 //!   or `all=true` is required, so that a bare request does not act on everything by mistake.
-//! - `POST /dead-letters/{id}/replay` and `DELETE /dead-letters/{id}`: one letter.
+//! - `GET /dead-letters/{id}`, `POST /dead-letters/{id}/replay` and `DELETE /dead-letters/{id}`:
+//!   one letter.
 
 use futures_util::StreamExt;
 use http::{HeaderValue, Method, Response, StatusCode};
@@ -130,11 +131,15 @@ impl Admin {
             (method, Some(rest)) => match (method, rest.strip_suffix("/replay")) {
                 (&Method::POST, Some(id)) => self.replay(id).await,
                 (_, Some(_)) => reply::error(StatusCode::METHOD_NOT_ALLOWED, "use POST"),
-                (&Method::DELETE, None) if !rest.contains('/') => self.discard(rest),
-                (_, None) if !rest.contains('/') => {
-                    reply::error(StatusCode::METHOD_NOT_ALLOWED, "use DELETE")
+                (_, None) if rest.is_empty() || rest.contains('/') => {
+                    reply::error(StatusCode::NOT_FOUND, "not found")
                 }
-                _ => reply::error(StatusCode::NOT_FOUND, "not found"),
+                (&Method::GET, None) => match self.dead_letters.get(rest) {
+                    Some(letter) => reply::json(StatusCode::OK, &letter.summary()),
+                    None => reply::error(StatusCode::NOT_FOUND, "no dead letter with this id"),
+                },
+                (&Method::DELETE, None) => self.discard(rest),
+                (_, None) => reply::error(StatusCode::METHOD_NOT_ALLOWED, "use GET or DELETE"),
             },
         }
     }

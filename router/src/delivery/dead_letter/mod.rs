@@ -349,6 +349,15 @@ impl DeadLetterStore {
             .collect()
     }
 
+    /// A copy of the letter with `id`, if it is held.
+    pub fn get(&self, id: &str) -> Option<DeadLetter> {
+        self.lock()
+            .letters
+            .iter()
+            .find(|(_, l)| l.id == id)
+            .map(|(_, l)| l.clone())
+    }
+
     /// Removes the letter with `id` for replay.
     pub fn take(&self, id: &str) -> Option<Taken> {
         let mut held = self.lock();
