@@ -7,7 +7,7 @@
 //! `/metrics`, `/healthz` and `/readyz` stay open for scrapers and probes. `/healthz` and
 //! `/readyz` answer 503 when a supervised task keeps failing (see [`crate::supervise`]).
 //!
-//! Each API beyond the probes has its own file: [`dead_letters`], [`routes`].
+//! Each API beyond the probes has its own file: `dead_letters.rs`, `routes.rs`.
 
 mod dead_letters;
 pub mod routes;
