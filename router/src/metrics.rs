@@ -752,6 +752,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn counters_read_back_what_the_exposition_shows() {
+        let metrics = Metrics::new();
+        let route = metrics.route("r", &[202]);
+        route.count_request(202);
+        route.count_request(202);
+        // A status not registered up front is registered again on each answer: one series.
+        route.count_request(418);
+        route.count_request(418);
+        route.count_request(418);
+        let mut counts = metrics.counters(names::REQUESTS);
+        counts.sort();
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert_eq!(
+            counts,
+            [
+                (vec![pair("route", "r"), pair("status", "202")], 2),
+                (vec![pair("route", "r"), pair("status", "418")], 3),
+            ]
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains("webhook_requests_total{route=\"r\",status=\"418\"} 3"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn registries_are_independent_and_render_labels() {
         let a = Metrics::new();
         let b = Metrics::new();
