@@ -49,7 +49,7 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Inspect and replay dead letters through a running router's admin API.
+    /// List, replay and discard dead letters through a running router's admin API.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
     /// Print each destination's circuit, held events, attempts in flight, last error and last
@@ -122,18 +122,84 @@ fn parse_size(text: &str) -> Result<usize, String> {
 
 #[derive(Debug, Subcommand)]
 enum DeadLetterCommand {
-    /// List dead letters as JSON.
+    /// List dead letters as JSON: every page, or one page with `--limit` (the next page's
+    /// `--cursor` is printed to stderr).
     List {
         #[command(flatten)]
-        admin: AdminArgs,
-    },
-    /// Queue a dead letter for delivery again.
-    Replay {
-        /// The dead letter's id (from `list`).
-        id: String,
+        filter: LetterFilterArgs,
+        /// Letters on one page (1 to 10000); only that page is printed.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Where the page starts (printed after the page before).
+        #[arg(long, requires = "limit")]
+        cursor: Option<String>,
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Queue dead letters for delivery again: one by id, or every one the filters match.
+    Replay {
+        #[command(flatten)]
+        pick: LetterPick,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Discard dead letters: one by id, or every one the filters match.
+    Discard {
+        #[command(flatten)]
+        pick: LetterPick,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// Which dead letters: one id, or filters (or `--all`).
+#[derive(Debug, clap::Args)]
+struct LetterPick {
+    /// The dead letter's id (from `list`).
+    #[arg(conflicts_with_all = ["route", "destination", "reason", "since", "until", "all"])]
+    id: Option<String>,
+    #[command(flatten)]
+    filter: LetterFilterArgs,
+    /// Every dead letter (when no filter is given).
+    #[arg(long)]
+    all: bool,
+}
+
+/// The dead-letter filters of the admin API; every one given must hold.
+#[derive(Debug, clap::Args)]
+struct LetterFilterArgs {
+    /// Only letters of events this route accepted.
+    #[arg(long)]
+    route: Option<String>,
+    /// Only letters for this destination.
+    #[arg(long)]
+    destination: Option<String>,
+    /// Only letters with this reason: http_<status>, http_4xx, http_5xx, http, timeout,
+    /// connect, request, panic or removed.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only letters dead-lettered at or after this time (RFC 3339 or Unix ms).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only letters dead-lettered before this time (RFC 3339 or Unix ms).
+    #[arg(long)]
+    until: Option<String>,
+}
+
+impl LetterFilterArgs {
+    /// The filters as query pairs.
+    fn query(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("route", &self.route),
+            ("destination", &self.destination),
+            ("reason", &self.reason),
+            ("since", &self.since),
+            ("until", &self.until),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| Some((key, value.as_deref()?)))
+        .collect()
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -155,12 +221,25 @@ impl AdminArgs {
     /// Sends `request` (with the token, if any) and returns its JSON answer, or the error the
     /// admin API gave.
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<serde_json::Value> {
+        Ok(self.send_paged(request).await?.0)
+    }
+
+    /// [`AdminArgs::send`], also returning where the next page starts, if the answer says.
+    async fn send_paged(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(serde_json::Value, Option<String>)> {
         let request = match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
         };
         let response = request.send().await.context("cannot reach the admin API")?;
         let status = response.status();
+        let next = response
+            .headers()
+            .get("x-next-cursor")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = response
             .text()
             .await
@@ -173,7 +252,7 @@ impl AdminArgs {
                 .unwrap_or(body);
             bail!("admin API answered {status}: {shown}");
         }
-        value.context("the admin API's answer is not JSON")
+        Ok((value.context("the admin API's answer is not JSON")?, next))
     }
 }
 
@@ -434,16 +513,77 @@ impl StopSignals {
 
 async fn dead_letters(command: DeadLetterCommand) -> Result<ExitCode> {
     let client = reqwest::Client::new();
-    let (request, admin) = match &command {
-        DeadLetterCommand::List { admin } => (client.get(admin.url("/dead-letters")), admin),
-        DeadLetterCommand::Replay { id, admin } => (
-            client.post(admin.url(&format!("/dead-letters/{id}/replay"))),
+    let (pick, method, admin) = match command {
+        DeadLetterCommand::List {
+            filter,
+            limit,
+            cursor,
             admin,
-        ),
+        } => return list_dead_letters(&client, &filter, limit, cursor, &admin).await,
+        DeadLetterCommand::Replay { pick, admin } => (pick, reqwest::Method::POST, admin),
+        DeadLetterCommand::Discard { pick, admin } => (pick, reqwest::Method::DELETE, admin),
+    };
+    let replay = method == reqwest::Method::POST;
+    if pick.id.is_none() && pick.filter.query().is_empty() && !pick.all {
+        bail!(
+            "give a dead letter's id, a filter (--route, --destination, --reason, --since, --until) or --all"
+        );
+    }
+    let request = match (&pick.id, replay) {
+        (Some(id), true) => client.post(admin.url(&format!("/dead-letters/{id}/replay"))),
+        (Some(id), false) => client.delete(admin.url(&format!("/dead-letters/{id}"))),
+        (None, _) => {
+            let path = if replay {
+                "/dead-letters/replay"
+            } else {
+                "/dead-letters"
+            };
+            let mut query = pick.filter.query();
+            if pick.all {
+                query.push(("all", "true"));
+            }
+            client.request(method, admin.url(path)).query(&query)
+        }
     };
     let answer = admin.send(request).await?;
-    let pretty = serde_json::to_string_pretty(&answer)?;
-    println!("{pretty}");
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints one page of dead letters (`limit` given) or all of them, page by page.
+async fn list_dead_letters(
+    client: &reqwest::Client,
+    filter: &LetterFilterArgs,
+    limit: Option<usize>,
+    mut cursor: Option<String>,
+    admin: &AdminArgs,
+) -> Result<ExitCode> {
+    let mut letters = Vec::new();
+    loop {
+        let mut query: Vec<(&str, String)> = filter
+            .query()
+            .into_iter()
+            .map(|(k, v)| (k, v.to_owned()))
+            .collect();
+        query.extend(limit.map(|n| ("limit", n.to_string())));
+        query.extend(cursor.take().map(|c| ("cursor", c)));
+        let request = client.get(admin.url("/dead-letters")).query(&query);
+        let (page, next) = admin.send_paged(request).await?;
+        let serde_json::Value::Array(page) = page else {
+            bail!("the admin API did not answer a list");
+        };
+        letters.extend(page);
+        match next {
+            Some(next) if limit.is_some() => eprintln!("next page: --cursor {next}"),
+            Some(next) => {
+                cursor = Some(next);
+                continue;
+            }
+            None => {}
+        }
+        break;
+    }
+    println!("{}", serde_json::to_string_pretty(&letters)?);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
+use crate::admin::routes::RouteTable;
 use crate::config::{
     ByteSize, Config, ConfigErrors, DEFAULT_MAX_BODY_BYTES, FsyncMode, QueueBackend,
 };
@@ -388,6 +389,7 @@ impl Router {
             server.admin_token.clone(),
             supervisor.clone(),
         ));
+        admin.set_routes(RouteTable::from_config(config));
         let admin_handler = Arc::clone(&admin);
         let admin_listener = Listener::start(
             "admin_listener",

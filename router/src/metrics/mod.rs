@@ -5,15 +5,20 @@
 //! handles instead of looking labels up per event. Gauges that are a function of the router's
 //! state rather than of events (the age of the oldest held event) are computed at each render
 //! by collectors ([`Metrics::on_render`]). What each metric means: [`catalogue`].
+//!
+//! Counters can also be read back ([`Metrics::counters`]), for the admin API's per-route
+//! counts: each counter handle adds to the exposition and to a value kept beside it.
 
 pub mod catalogue;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use metrics::{
-    Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString,
+    Counter, CounterFn, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder,
+    SharedString,
 };
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
@@ -68,6 +73,26 @@ struct Inner {
     queue_capacity: Gauge,
     /// Run before each render, to set the gauges computed from state.
     collectors: Mutex<Vec<Collector>>,
+    /// Each counter's value, by its key, for [`Metrics::counters`].
+    counter_values: Mutex<HashMap<Key, Arc<AtomicU64>>>,
+}
+
+/// A counter handle that adds to the exposition and to the value [`Metrics::counters`] reads.
+struct ReadableCounter {
+    exposed: Counter,
+    value: Arc<AtomicU64>,
+}
+
+impl CounterFn for ReadableCounter {
+    fn increment(&self, value: u64) {
+        self.exposed.increment(value);
+        self.value.fetch_add(value, Ordering::Relaxed);
+    }
+
+    fn absolute(&self, value: u64) {
+        self.exposed.absolute(value);
+        self.value.fetch_max(value, Ordering::Relaxed);
+    }
 }
 
 /// Sets some gauges from the router's state, just before a render.
@@ -140,6 +165,7 @@ impl Metrics {
                 body_bytes,
                 queue_capacity,
                 collectors: Mutex::new(Vec::new()),
+                counter_values: Mutex::default(),
             }),
         }
     }
@@ -418,9 +444,33 @@ impl Metrics {
 
     fn counter(&self, metric: &'static Metric, labels: Vec<Label>) -> Counter {
         debug_assert_eq!(metric.kind, Kind::Counter, "{}", metric.name);
+        let key = key(metric, labels);
+        let exposed = self.inner.recorder.register_counter(&key, &METADATA);
+        let value = Arc::clone(self.values().entry(key).or_default());
+        Counter::from_arc(Arc::new(ReadableCounter { exposed, value }))
+    }
+
+    /// Every series of the counter `name` registered so far: its labels and value.
+    pub fn counters(&self, name: &str) -> Vec<(Vec<(String, String)>, u64)> {
+        self.values()
+            .iter()
+            .filter(|(key, _)| key.name() == name)
+            .map(|(key, value)| {
+                let labels = key
+                    .labels()
+                    .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                    .collect();
+                (labels, value.load(Ordering::Relaxed))
+            })
+            .collect()
+    }
+
+    fn values(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Arc<AtomicU64>>> {
+        // Entries are only ever added, whole: a panic elsewhere cannot leave one half-made.
         self.inner
-            .recorder
-            .register_counter(&key(metric, labels), &METADATA)
+            .counter_values
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn gauge(&self, metric: &'static Metric, labels: Vec<Label>) -> Gauge {
@@ -653,6 +703,33 @@ fn describe(recorder: &PrometheusRecorder) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counters_read_back_what_the_exposition_shows() {
+        let metrics = Metrics::new();
+        let route = metrics.route("r", &[202]);
+        route.count_request(202);
+        route.count_request(202);
+        // A status not registered up front is registered again on each answer: one series.
+        route.count_request(418);
+        route.count_request(418);
+        route.count_request(418);
+        let mut counts = metrics.counters(catalogue::REQUESTS.name);
+        counts.sort();
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert_eq!(
+            counts,
+            [
+                (vec![pair("route", "r"), pair("status", "202")], 2),
+                (vec![pair("route", "r"), pair("status", "418")], 3),
+            ]
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains("webhook_requests_total{route=\"r\",status=\"418\"} 3"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn registries_are_independent_and_render_labels() {

@@ -160,6 +160,8 @@ pub struct Verifier {
     standard_keys: Vec<StandardKey>,
     tolerance: Duration,
     challenge: bool,
+    /// Each secret's fingerprint, for the admin API (see [`fingerprint`]).
+    fingerprints: Vec<String>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -197,11 +199,13 @@ impl Verifier {
                 standard_keys: Vec::new(),
                 tolerance,
                 challenge: false,
+                fingerprints: Vec::new(),
             });
         }
         if secrets.is_empty() {
             return Err("at least one secret is needed".to_owned());
         }
+        let secrets_as_written = secrets;
         let (secrets, standard_keys) = match scheme {
             Scheme::Standard => {
                 let keys = secrets
@@ -228,6 +232,7 @@ impl Verifier {
             standard_keys,
             tolerance,
             challenge: false,
+            fingerprints: secrets_as_written.iter().map(|s| fingerprint(s)).collect(),
         })
     }
 
@@ -264,6 +269,12 @@ impl Verifier {
     /// `x-webhook-verified`.
     pub fn preset(&self) -> &'static str {
         self.preset
+    }
+
+    /// Each secret's fingerprint, in config order (none for a preset checked with a public
+    /// key): enough to tell which secret is loaded, nothing to sign with.
+    pub fn secret_fingerprints(&self) -> &[String] {
+        &self.fingerprints
     }
 
     /// How far a signed timestamp may be from now, for schemes that sign one (a verified request
@@ -350,6 +361,13 @@ impl Verifier {
             Scheme::Generic(scheme) => scheme.precheck(headers, window),
         }
     }
+}
+
+/// A secret's fingerprint: the first 8 hex digits of the SHA-256 of the secret as written.
+pub fn fingerprint(secret: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(secret.as_bytes());
+    hex::encode(&digest[..4])
 }
 
 /// The accepted time window around `now`.

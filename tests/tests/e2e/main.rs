@@ -1,6 +1,7 @@
 //! End-to-end tests: a real router on loopback ports, real HTTP clients and real sinks.
 
 mod admin;
+mod dead_letters;
 mod delivery;
 mod faults;
 mod forgery;

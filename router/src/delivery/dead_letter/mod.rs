@@ -10,8 +10,16 @@
 //! [`DeadLetterStore::restore_from`] reads them back at start), or a NATS key-value bucket
 //! shared by every router ([`nats`]: each router mirrors the bucket, so any of them lists and
 //! replays a letter another made).
+//!
+//! Letters are listed a page at a time in id order (ids are UUIDv7, so that is the order they
+//! failed in), a page going on after the last id of the one before: the same id on every
+//! router, so a listing is not thrown by letters replayed or discarded between two pages.
+//! The bulk operations take a [`LetterFilter`].
 
+pub mod filter;
 pub mod nats;
+
+pub use filter::{FilterError, LetterFilter};
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -67,6 +75,8 @@ pub struct DeadLetterSummary<'a> {
     pub last_status: Option<u16>,
     /// Last error.
     pub last_error: &'a str,
+    /// The last error's kind, as the `reason` filter names it (`http_503`, `timeout`, ...).
+    pub reason: String,
     /// Body size in bytes.
     pub body_bytes: usize,
     /// When the event was received (Unix ms).
@@ -98,6 +108,7 @@ impl DeadLetter {
             attempts: self.attempts,
             last_status: self.last_status,
             last_error: &self.last_error,
+            reason: filter::reason(self),
             body_bytes: self.event.body.len(),
             received_at_ms: self.event.received_at_ms(),
             failed_at_ms: unix_millis(self.failed_at),
@@ -204,6 +215,15 @@ pub struct Taken {
     /// The letter.
     pub letter: DeadLetter,
     key: u64,
+}
+
+/// One page of a listing.
+#[derive(Debug)]
+pub struct Page {
+    /// The letters, in id order.
+    pub letters: Vec<DeadLetter>,
+    /// Where the next page starts (the last letter's id), if there are more.
+    pub next: Option<String>,
 }
 
 /// What a `DEAD_LETTER` record holds besides the event.
@@ -379,6 +399,15 @@ impl DeadLetterStore {
             .collect()
     }
 
+    /// A copy of the letter with `id`, if it is held.
+    pub fn get(&self, id: &str) -> Option<DeadLetter> {
+        self.lock()
+            .letters
+            .iter()
+            .find(|(_, l)| l.id == id)
+            .map(|(_, l)| l.clone())
+    }
+
     /// Removes the letter with `id` for replay.
     pub fn take(&self, id: &str) -> Option<Taken> {
         let mut held = self.lock();
@@ -391,9 +420,70 @@ impl DeadLetterStore {
 
     /// Forgets a taken letter for good: it was queued again.
     pub fn replayed(&self, taken: &Taken) {
-        if let Some(log) = self.log.get() {
-            log.delete(&[(taken.key, taken.letter.id.clone())]);
+        self.forget(std::slice::from_ref(taken));
+    }
+
+    /// Forgets taken letters for good (queued again, or discarded), in one write to the log.
+    pub fn forget(&self, taken: &[Taken]) {
+        if let Some(log) = self.log.get()
+            && !taken.is_empty()
+        {
+            let keys: Vec<_> = taken.iter().map(|t| (t.key, t.letter.id.clone())).collect();
+            log.delete(&keys);
         }
+    }
+
+    /// Up to `limit` letters that `filter` matches, in id order, from the first id after
+    /// `after` (the `next` of the page before; `None` for the first page).
+    pub fn page(&self, filter: &LetterFilter, after: Option<&str>, limit: usize) -> Page {
+        let held = self.lock();
+        // The `limit + 1` smallest matching ids (one more tells whether there is a next page),
+        // in a max-heap so the largest is dropped first: one pass, however many letters.
+        let mut smallest = std::collections::BinaryHeap::with_capacity(limit.saturating_add(1));
+        for (index, (_, letter)) in held.letters.iter().enumerate() {
+            if after.is_some_and(|after| letter.id.as_str() <= after) || !filter.matches(letter) {
+                continue;
+            }
+            smallest.push((letter.id.as_str(), index));
+            if smallest.len() > limit.saturating_add(1) {
+                smallest.pop();
+            }
+        }
+        let mut picked = smallest.into_sorted_vec();
+        let more = picked.len() > limit;
+        picked.truncate(limit);
+        let letters: Vec<DeadLetter> = picked
+            .into_iter()
+            .map(|(_, index)| held.letters[index].1.clone())
+            .collect();
+        let next = more.then(|| letters.last().map(|l| l.id.clone())).flatten();
+        Page { letters, next }
+    }
+
+    /// Removes every letter `filter` matches, oldest first: for replay ([`Self::forget`] those
+    /// queued again, [`Self::restore`] the others) or to discard.
+    pub fn take_matching(&self, filter: &LetterFilter) -> Vec<Taken> {
+        let mut held = self.lock();
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(held.letters.len());
+        for (key, letter) in std::mem::take(&mut held.letters) {
+            if filter.matches(&letter) {
+                held.bytes = held.bytes.saturating_sub(letter.bytes());
+                taken.push(Taken { letter, key });
+            } else {
+                kept.push_back((key, letter));
+            }
+        }
+        held.letters = kept;
+        self.metrics.set_dead_letters(held.letters.len());
+        taken
+    }
+
+    /// Discards every letter `filter` matches; returns how many.
+    pub fn discard_matching(&self, filter: &LetterFilter) -> usize {
+        let taken = self.take_matching(filter);
+        self.forget(&taken);
+        taken.len()
     }
 
     /// Bytes the letters hold (bodies and headers).
@@ -497,5 +587,65 @@ mod tests {
             "{}",
             metrics.render()
         );
+    }
+
+    #[test]
+    fn pages_give_each_matching_letter_once_in_id_order() {
+        let store = DeadLetterStore::new(100, usize::MAX, Metrics::new(), None);
+        // Held out of id order, as letters mirrored from other routers can be.
+        for id in ["c", "a", "e", "b", "d", "f", "g"] {
+            let mut letter = letter(id);
+            if id == "d" {
+                letter.destination_name = "other".into();
+            }
+            store.push(letter);
+        }
+        let filter = LetterFilter {
+            destination: Some("d".into()),
+            ..LetterFilter::default()
+        };
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.page(&filter, after.as_deref(), 2);
+            seen.extend(page.letters.iter().map(|l| l.id.clone()));
+            // A letter taken between two pages does not shift the next.
+            if after.is_none() {
+                assert!(store.take("a").is_some());
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["a", "b", "c", "e", "f", "g"]);
+        assert!(store.page(&filter, None, 0).letters.is_empty());
+    }
+
+    #[test]
+    fn take_matching_removes_exactly_the_matching_letters() {
+        let store = DeadLetterStore::new(100, usize::MAX, Metrics::new(), None);
+        for id in ["a", "b", "c", "d"] {
+            let mut letter = letter_of(id, 10);
+            if id == "b" || id == "d" {
+                letter.event.route = "other".into();
+            }
+            store.push(letter);
+        }
+        let filter = LetterFilter {
+            route: Some("other".into()),
+            ..LetterFilter::default()
+        };
+        let taken: Vec<_> = store
+            .take_matching(&filter)
+            .into_iter()
+            .map(|t| t.letter.id)
+            .collect();
+        assert_eq!(taken, ["b", "d"]);
+        let left: Vec<_> = store.list().into_iter().map(|l| l.id).collect();
+        assert_eq!(left, ["a", "c"]);
+        assert_eq!(store.bytes(), 20);
+        assert_eq!(store.discard_matching(&LetterFilter::default()), 2);
+        assert!(store.is_empty());
     }
 }

@@ -1,13 +1,19 @@
 //! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/destinations` (each destination's
-//! circuit, held events, attempts in flight, last error and success) and the dead-letter API.
+//! circuit, held events, attempts in flight, last error and success), `/routes` and the
+//! dead-letter API.
 //!
-//! When `admin_token` is set, `/destinations` and the dead-letter API need
+//! When `admin_token` is set, `/destinations`, `/routes` and the dead-letter API need
 //! `Authorization: Bearer <token>`;
 //! `/metrics`, `/healthz` and `/readyz` stay open for scrapers and probes. `/healthz` and
 //! `/readyz` answer 503 when a supervised task keeps failing (see [`crate::supervise`]).
+//!
+//! Each API beyond the probes has its own file: `dead_letters.rs`, `routes.rs`.
 
-use std::sync::Arc;
+mod dead_letters;
+pub mod routes;
+
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -21,6 +27,7 @@ use crate::metrics::Metrics;
 use crate::queue::DispatchQueue;
 use crate::reply::{self, ResponseBody};
 use crate::supervise::Supervisor;
+use routes::RouteTable;
 
 /// Prometheus text exposition format.
 const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -35,6 +42,7 @@ pub struct Admin {
     token: Option<Secret>,
     ready: AtomicBool,
     supervisor: Supervisor,
+    routes: RwLock<Arc<RouteTable>>,
 }
 
 impl Admin {
@@ -56,7 +64,26 @@ impl Admin {
             token,
             ready: AtomicBool::new(true),
             supervisor,
+            routes: RwLock::default(),
         }
+    }
+
+    /// Sets the routes `/routes` shows (at start, and when the config changes).
+    pub fn set_routes(&self, table: RouteTable) {
+        *self
+            .routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(table);
+    }
+
+    /// The routes `/routes` shows.
+    fn routes(&self) -> Arc<RouteTable> {
+        Arc::clone(
+            &self
+                .routes
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     /// A 503 naming the tasks that keep failing, if any do.
@@ -119,66 +146,20 @@ impl Admin {
                 }
                 reply::json(StatusCode::OK, &self.destinations.summary())
             }
+            _ if path == "/routes" || path.starts_with("/routes/") => {
+                if !self.authorized(request) {
+                    return reply::error(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
+                }
+                self.route_api(method, path)
+            }
             _ if path == "/dead-letters" || path.starts_with("/dead-letters/") => {
                 if !self.authorized(request) {
                     return reply::error(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
                 }
-                self.dead_letter_api(method, path).await
+                self.dead_letter_api(method, path, request.uri().query())
+                    .await
             }
             _ => reply::error(StatusCode::NOT_FOUND, "not found"),
-        }
-    }
-
-    async fn dead_letter_api(&self, method: &Method, path: &str) -> Response<ResponseBody> {
-        if path == "/dead-letters" {
-            if method != Method::GET {
-                return reply::error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
-            }
-            let letters = self.dead_letters.list();
-            let summaries: Vec<_> = letters.iter().map(|l| l.summary()).collect();
-            return reply::json(StatusCode::OK, &summaries);
-        }
-        let Some(id) = path
-            .strip_prefix("/dead-letters/")
-            .and_then(|rest| rest.strip_suffix("/replay"))
-        else {
-            return reply::error(StatusCode::NOT_FOUND, "not found");
-        };
-        if method != Method::POST {
-            return reply::error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
-        }
-        self.replay(id).await
-    }
-
-    /// Puts a dead letter back on the queue, for its one destination, with fresh attempts.
-    async fn replay(&self, id: &str) -> Response<ResponseBody> {
-        let Some(taken) = self.dead_letters.take(id) else {
-            return reply::error(StatusCode::NOT_FOUND, "no dead letter with this id");
-        };
-        let Some(destination) = taken.letter.destination else {
-            let message = format!(
-                "destination {:?} is no longer in the config",
-                taken.letter.destination_name
-            );
-            self.dead_letters.restore(taken);
-            return reply::error(StatusCode::CONFLICT, &message);
-        };
-        let event_id = taken.letter.event.id.clone();
-        match self
-            .queue
-            .enqueue(taken.letter.event.clone(), vec![destination])
-            .await
-        {
-            Ok(()) => {
-                tracing::info!(dead_letter = %id, event_id = %event_id, destination = %taken.letter.destination_name, "replaying dead letter");
-                self.dead_letters.replayed(&taken);
-                reply::json(StatusCode::ACCEPTED, &serde_json::json!({ "id": event_id }))
-            }
-            Err(error) => {
-                self.dead_letters.restore(taken);
-                let answer = reply::error(StatusCode::SERVICE_UNAVAILABLE, &error.answer());
-                reply::retry_after(answer, 1)
-            }
         }
     }
 
