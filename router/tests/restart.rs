@@ -44,11 +44,12 @@ async fn slow_sink() -> Sink {
 /// The connections queued during a handover reach the next process at once, about rate ×
 /// handover time of them (some 130 here), on top of the requests still arriving: the ingress
 /// must take that many in flight, or the excess is answered 503 busy (with the default 128, up
-/// to 60 of 1,800 posts in a run were).
+/// to 60 of 1,800 posts in a run were). Every post here comes from 127.0.0.1, so the per-client
+/// limit is raised with it.
 fn write_config(dir: &Path, sink: &Sink, max_in_flight: usize) -> PathBuf {
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"30s\"\n\
-         max_requests_in_flight = 1024\n\
+         max_requests_in_flight = 1024\nmax_requests_in_flight_per_client = 1024\n\
          [queue]\npath = \"data\"\nfsync = \"always\"\n\
          [destinations.sink]\nurl = \"{}\"\ntimeout = \"1h\"\nmax_in_flight = {max_in_flight}\n\
          [[routes]]\nid = \"hooks\"\npath = \"/hooks\"\ndestinations = [\"sink\"]\n",
