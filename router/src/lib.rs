@@ -35,6 +35,7 @@ pub mod nats;
 pub mod plugin;
 pub mod queue;
 pub mod rate_limit;
+pub mod reload;
 pub mod reply;
 pub mod runtime;
 pub mod server;

@@ -79,6 +79,13 @@ pub mod names {
     /// Counter `{listener, reason}`: requests answered 503 before reaching a route: `busy`
     /// (`max_requests_in_flight` reached).
     pub const REJECTED_REQUESTS: &str = "webhook_rejected_requests_total";
+    /// Counter `{result}`: config reloads, `ok` or `error` (refused whole, the old config kept).
+    pub const CONFIG_RELOADS: &str = "webhook_config_reloads_total";
+    /// Gauge `{hash}`: 1 for the config serving (the SHA-256 of its file, first 16 hex
+    /// digits), 0 for the ones it replaced.
+    pub const CONFIG_INFO: &str = "webhook_config_info";
+    /// Gauge: when the config serving was loaded (at start or by a reload), Unix seconds.
+    pub const CONFIG_LAST_RELOAD: &str = "webhook_config_last_reload_timestamp_seconds";
 }
 
 const DURATION_BUCKETS: &[f64] = &[
@@ -366,6 +373,29 @@ impl Metrics {
         }
     }
 
+    /// Counter of config reloads with `result` (`ok` or `error`).
+    pub fn config_reloads(&self, result: &'static str) -> Counter {
+        self.counter(names::CONFIG_RELOADS, vec![Label::new("result", result)])
+    }
+
+    /// Gauge of the config whose file hashes to `hash`: 1 while it serves, else 0.
+    pub fn config_info(&self, hash: &str) -> Gauge {
+        self.inner.recorder.register_gauge(
+            &Key::from_parts(
+                names::CONFIG_INFO,
+                vec![Label::new("hash", hash.to_owned())],
+            ),
+            &METADATA,
+        )
+    }
+
+    /// Gauge of when the config serving was loaded, in Unix seconds.
+    pub fn config_last_reload(&self) -> Gauge {
+        self.inner
+            .recorder
+            .register_gauge(&Key::from_name(names::CONFIG_LAST_RELOAD), &METADATA)
+    }
+
     fn destination_gauge(&self, name: &'static str, destination: &str) -> Gauge {
         self.inner.recorder.register_gauge(
             &Key::from_parts(
@@ -643,6 +673,10 @@ fn describe(recorder: &PrometheusRecorder) {
             names::REJECTED_REQUESTS,
             "Requests answered 503 before reaching a route: busy (max_requests_in_flight reached).",
         ),
+        (
+            names::CONFIG_RELOADS,
+            "Config reloads: ok (applied) or error (refused whole; the old config kept serving).",
+        ),
     ];
     for (name, help) in counters {
         recorder.describe_counter(KeyName::from(name), None, SharedString::from(help));
@@ -661,6 +695,14 @@ fn describe(recorder: &PrometheusRecorder) {
         (
             names::REQUESTS_IN_FLIGHT,
             "Requests being received or handled, by listener.",
+        ),
+        (
+            names::CONFIG_INFO,
+            "1 for the config serving, by the hash of its file; 0 for those it replaced.",
+        ),
+        (
+            names::CONFIG_LAST_RELOAD,
+            "When the config serving was loaded (at start or by a reload), in Unix seconds.",
         ),
     ];
     for (name, help) in gauges {

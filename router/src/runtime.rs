@@ -22,13 +22,13 @@ use crate::delivery::destinations::DestinationBoard;
 use crate::delivery::dispatch::Dispatcher;
 use crate::event::Event;
 use crate::ingress::Ingress;
-use crate::ingress::refusal_log::RefusalLog;
 use crate::journal::{Fsync, Journal, JournalError, JournalOptions, Recovered};
 use crate::metrics::Metrics;
 use crate::nats::{Nats, NatsError};
-use crate::plugin::load_chains;
+use crate::plugin::{CompiledModules, load_chains_with};
 use crate::queue::nats::{NatsDestination, NatsQueue};
 use crate::queue::{DispatchQueue, Holds, JournalQueue, MemoryQueue, Progress, ResumedEvent};
+use crate::reload::Reloader;
 use crate::server::{ListenerSettings, Listeners, StopTokens, serve};
 use crate::supervise::Supervisor;
 
@@ -94,7 +94,7 @@ async fn share_over_nats(
         let window = NatsWindow::open(
             nats,
             replicas,
-            route,
+            &route,
             store.window(),
             config.queue.publish_timeout.0,
         )
@@ -183,8 +183,9 @@ pub struct Router {
     ingress: Listener,
     admin_listener: Listener,
     upkeep_task: JoinHandle<()>,
-    refusals: Arc<RefusalLog>,
+    refusals: Arc<Ingress>,
     refusal_task: JoinHandle<()>,
+    reloader: Arc<Reloader>,
     grace: Duration,
     journal: Option<Journal>,
 }
@@ -208,7 +209,8 @@ impl Router {
             destinations.push(Destination::from_config(name, destination)?);
         }
         let destination_ids = Arc::new(destination_ids);
-        let chains = load_chains(config, &destination_ids, &metrics)
+        let modules = CompiledModules::default();
+        let chains = load_chains_with(config, &destination_ids, &metrics, &modules)
             .await
             .map_err(StartError::Plugin)?;
         let names: Vec<String> = destinations.iter().map(|d| d.name.clone()).collect();
@@ -357,13 +359,23 @@ impl Router {
         );
 
         let settings = Listeners::for_config(server, &metrics);
-        let refusals = ingress.refusal_log();
-        let summarised = Arc::clone(&refusals);
-        let refusal_task = supervisor.spawn("refusal_log", move || {
-            let refusals = Arc::clone(&summarised);
-            async move { refusals.run().await }
-        });
         let ingress = Arc::new(ingress);
+        let refusals = Arc::clone(&ingress);
+        let refusal_task = supervisor.spawn("refusal_log", move || {
+            let ingress = Arc::clone(&refusals);
+            async move { ingress.summarise_refusals().await }
+        });
+        let refusals = Arc::clone(&ingress);
+        // What the config file holds now: a reload compares the file it reads with it.
+        let text = std::fs::read_to_string(&config.source).unwrap_or_default();
+        let reloader = Arc::new(Reloader::new(
+            config,
+            text,
+            Arc::clone(&ingress),
+            Arc::clone(&destination_ids),
+            &metrics,
+            modules,
+        ));
         let ingress = Listener::start(
             "ingress_listener",
             ingress_listener,
@@ -383,6 +395,7 @@ impl Router {
             server.admin_token.clone(),
             supervisor.clone(),
         ));
+        admin.set_reloader(Arc::clone(&reloader));
         let admin_handler = Arc::clone(&admin);
         let admin_listener = Listener::start(
             "admin_listener",
@@ -427,6 +440,7 @@ impl Router {
             upkeep_task,
             refusals,
             refusal_task,
+            reloader,
             grace: server.shutdown_grace.0,
             journal,
         })
@@ -440,6 +454,11 @@ impl Router {
     /// The address of the admin listener.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
+    }
+
+    /// What reloads the router's config from its file (`SIGHUP`, `POST /reload`, `--watch`).
+    pub fn reloader(&self) -> Arc<Reloader> {
+        Arc::clone(&self.reloader)
     }
 
     /// The router's metrics registry.
@@ -461,7 +480,7 @@ impl Router {
         self.ingress.stop("ingress", deadline).await;
         // The refusals since the last summary, before the stop's own lines.
         self.refusal_task.abort();
-        self.refusals.summarise();
+        self.refusals.refusal_log().summarise();
         self.queue.close();
         // Keep delivering until nothing is held, or nothing can happen before the deadline
         // (everything left waits for a retry due after it: seen twice, a poll apart, so that a

@@ -8,6 +8,7 @@
 //! `destination`, `route`, `verify`, `plugins`); this one reads the file and puts them together.
 
 pub(crate) mod bounds;
+pub mod changes;
 mod destination;
 mod error;
 mod plugins;
@@ -86,7 +87,29 @@ impl Config {
                 return Err(sink.finish());
             }
         };
+        let config = Self::from_table(root, source, &mut sink);
+        if !sink.is_empty() {
+            return Err(sink.finish());
+        }
+        Ok(config)
+    }
 
+    /// Parses config `text` as far as it can be read, past syntax errors too, and returns
+    /// every error found with what could be read (a reload checks that config's plugins too,
+    /// so that one answer lists every fault). The config is never to be served when there are
+    /// errors: a syntax error may have cut a table short.
+    pub fn parse_all(text: &str, source: &Path) -> (Config, ConfigErrors) {
+        let mut sink = ErrorSink::new(source, text);
+        let (root, syntax) = DeTable::parse_recoverable(text);
+        for error in &syntax {
+            sink.push_toml("", error);
+        }
+        let config = Self::from_table(root.into_inner(), source, &mut sink);
+        (config, sink.finish())
+    }
+
+    /// Reads the config out of the parsed `root`, recording its problems in `sink`.
+    fn from_table(root: DeTable<'_>, source: &Path, sink: &mut ErrorSink<'_>) -> Config {
         let mut server = None;
         let mut queue = None;
         let mut plugins = None;
@@ -101,15 +124,15 @@ impl Config {
                     // table when it is not written.
                     let admin_span =
                         span_of(&value, &["admin_listen"]).or_else(|| span_of(&value, &[]));
-                    server = deserialize_item::<ServerConfig>(value, "server", &mut sink);
+                    server = deserialize_item::<ServerConfig>(value, "server", sink);
                     if let Some(server) = &server {
-                        check_server(server, admin_span, &mut sink);
+                        check_server(server, admin_span, sink);
                     }
                 }
                 "queue" => {
                     let backend_span =
                         span_of(&value, &["backend"]).or_else(|| span_of(&value, &[]));
-                    queue = deserialize_item::<QueueConfig>(value, "queue", &mut sink);
+                    queue = deserialize_item::<QueueConfig>(value, "queue", sink);
                     if let Some(queue) = &mut queue {
                         if queue.backend == Some(QueueBackend::Journal) && queue.path.is_none() {
                             sink.push(
@@ -118,7 +141,7 @@ impl Config {
                                 "backend = \"journal\" needs `path`, the journal's directory",
                             );
                         }
-                        check_nats(queue, backend_span, &mut sink);
+                        check_nats(queue, backend_span, sink);
                         let base = source.parent().unwrap_or_else(|| Path::new(""));
                         for path in [&mut queue.path, &mut queue.credentials]
                             .into_iter()
@@ -131,7 +154,7 @@ impl Config {
                     }
                 }
                 "plugins" => {
-                    plugins = deserialize_item::<PluginsConfig>(value, "plugins", &mut sink);
+                    plugins = deserialize_item::<PluginsConfig>(value, "plugins", sink);
                     if let Some(PluginsConfig {
                         cache: CompileCache::Directory(dir),
                         ..
@@ -142,9 +165,9 @@ impl Config {
                     }
                 }
                 "destinations" => {
-                    parse_destinations(value, &mut sink, &mut destinations, &mut destination_names);
+                    parse_destinations(value, sink, &mut destinations, &mut destination_names);
                 }
-                "routes" => parse_routes(value, &mut sink, &mut raw_routes),
+                "routes" => parse_routes(value, sink, &mut raw_routes),
                 other => sink.push(
                     Some(key_span),
                     other,
@@ -159,11 +182,8 @@ impl Config {
             .filter(|(_, destination)| destination.sign.is_some())
             .map(|(name, _)| name.as_str())
             .collect();
-        let routes = validate_routes(raw_routes, &destination_names, &signing, &mut sink);
-        if !sink.is_empty() {
-            return Err(sink.finish());
-        }
-        Ok(Config {
+        let routes = validate_routes(raw_routes, &destination_names, &signing, sink);
+        Config {
             source: source.to_path_buf(),
             server,
             queue: queue.unwrap_or_default(),
@@ -171,7 +191,7 @@ impl Config {
             destinations,
             routes,
             test_faults: crate::supervise::TestFaults::default(),
-        })
+        }
     }
 }
 
@@ -408,6 +428,25 @@ destinations = ["ci"]
         assert_eq!(errors.0[0].line, Some(1));
         let errors = parse(&format!("{VALID}\n[extra]\nx = 1\n")).unwrap_err();
         assert_eq!(errors.0[0].key, "extra");
+    }
+
+    #[test]
+    fn parse_all_goes_on_past_a_syntax_error() {
+        let text = VALID
+            .replace("queue_capacity = 10", "queue_capacity = 10\nbroken = = 1")
+            .replace("destinations = [\"ci\"]", "destinations = [\"nowhere\"]");
+        let (config, errors) = Config::parse_all(&text, Path::new("test.toml"));
+        let shown = errors.to_string();
+        assert!(shown.contains("test.toml:7:10: extra `=`"), "{shown}");
+        assert!(
+            shown.contains(
+                "test.toml:17:17: routes[0].destinations: unknown destination \"nowhere\""
+            ),
+            "{shown}"
+        );
+        assert_eq!(config.routes.len(), 1);
+        // `parse` stops at the syntax error.
+        assert_eq!(parse(&text).unwrap_err().0.len(), 1);
     }
 
     #[test]
