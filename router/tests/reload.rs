@@ -487,7 +487,13 @@ async fn watch_applies_an_edit_within_two_seconds_and_refuses_a_half_written_fil
     let sink = Sink::healthy().await;
     let dir = folder("watch");
     let path = dir.join("routes.toml");
-    std::fs::write(&path, config(&sink, OLD_SECRET, "A", GONE)).expect("write config");
+    // The plugin's module is a copy in the test's folder, so that the test can change it.
+    let shared = module("json_map");
+    let copy = dir.join("json_map.wasm");
+    std::fs::copy(&shared, &copy).expect("copy the module");
+    let with_copy =
+        |text: String| text.replace(&shared.display().to_string(), &copy.display().to_string());
+    std::fs::write(&path, with_copy(config(&sink, OLD_SECRET, "A", GONE))).expect("write config");
     let mut router = serve(&path, &["--watch"]);
     let client = reqwest::Client::new();
     let ingress = router.ingress.clone();
@@ -503,7 +509,7 @@ async fn watch_applies_an_edit_within_two_seconds_and_refuses_a_half_written_fil
     assert_eq!(status("/hooks/added").await, 404);
 
     // Half of the new file, cut mid-line: refused whole, the old config serves.
-    let next = config(&sink, NEW_SECRET, "B", ADDED);
+    let next = with_copy(config(&sink, NEW_SECRET, "B", ADDED));
     let cut = next.find("id = \"added\"").expect("the added route") + 6;
     std::fs::write(&path, &next[..cut]).expect("write half");
     router.wait_for_log("config reload refused");
@@ -534,5 +540,19 @@ async fn watch_applies_an_edit_within_two_seconds_and_refuses_a_half_written_fil
         "{text}"
     );
     eprintln!("--watch applied the edit {took:?} after the write");
+
+    // A plugin module's new bytes (a custom section appended: the same plugin) reload too, and
+    // are compiled; the config's own edit above compiled nothing.
+    assert!(
+        router
+            .wait_for_log("config reloaded")
+            .contains("modules_compiled=0"),
+        "the module did not change"
+    );
+    let mut bytes = std::fs::read(&copy).expect("read the module");
+    bytes.extend_from_slice(&[0x00, 0x05, 0x04, b't', b'e', b's', b't']);
+    std::fs::write(&copy, bytes).expect("write the module");
+    router.wait_for_log("modules_compiled=1");
+    assert_eq!(status("/hooks/added").await, 202);
     router.stop();
 }
