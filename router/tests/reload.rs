@@ -556,3 +556,42 @@ async fn watch_applies_an_edit_within_two_seconds_and_refuses_a_half_written_fil
     assert_eq!(status("/hooks/added").await, 202);
     router.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_reload_needs_the_admin_token() {
+    let sink = Sink::healthy().await;
+    let dir = folder("token");
+    let path = dir.join("routes.toml");
+    let text = config(&sink, OLD_SECRET, "A", GONE).replace(
+        "admin_listen = \"127.0.0.1:0\"",
+        "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"t0ken\"",
+    );
+    std::fs::write(&path, &text).expect("write config");
+    let router = serve(&path, &[]);
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/reload", router.admin);
+    for token in [None, Some("wrong")] {
+        let mut request = client.post(&url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let status = request.send().await.expect("POST /reload").status();
+        assert_eq!(status, 401, "token {token:?}");
+    }
+    let response = client
+        .post(&url)
+        .bearer_auth("t0ken")
+        .send()
+        .await
+        .expect("POST /reload");
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(answer["routes_changed"], serde_json::json!([]), "{answer}");
+    let text = metrics(&client, &router).await;
+    assert_eq!(
+        metric_value(&text, "webhook_config_reloads_total{result=\"ok\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    router.stop();
+}
