@@ -160,6 +160,7 @@ impl Admin {
                     "routes_added": reloaded.routes.added,
                     "routes_removed": reloaded.routes.removed,
                     "routes_changed": reloaded.routes.changed,
+                    "destinations_changed": reloaded.destinations,
                     "modules_compiled": reloaded.modules_compiled,
                 }),
             ),

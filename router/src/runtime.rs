@@ -372,7 +372,7 @@ impl Router {
             config,
             text,
             Arc::clone(&ingress),
-            Arc::clone(&destination_ids),
+            (Arc::clone(&destination_ids), dispatcher.destinations()),
             &metrics,
             modules,
         ));

@@ -595,3 +595,58 @@ async fn post_reload_needs_the_admin_token() {
     );
     router.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_url_change_applies_to_new_attempts_and_adding_one_needs_a_restart() {
+    let (first, second) = (Sink::healthy().await, Sink::healthy().await);
+    let dir = folder("destination");
+    let path = dir.join("routes.toml");
+    let before = config(&first, OLD_SECRET, "A", GONE);
+    std::fs::write(&path, &before).expect("write config");
+    let router = serve(&path, &[]);
+    let client = reqwest::Client::new();
+    let (status, _) = post(
+        &client,
+        &router.ingress,
+        "/hooks/gone",
+        b"{}".to_vec(),
+        None,
+    )
+    .await
+    .expect("post");
+    assert_eq!(status, 202);
+    assert_eq!(first.wait_for_delivered(1, PATIENCE).await.len(), 1);
+
+    // Adding a destination is refused by name; the URL alone is applied.
+    let added = format!(
+        "{before}\n[destinations.more]\nurl = \"{}\"\n",
+        second.url("/in")
+    );
+    std::fs::write(&path, &added).expect("write config");
+    let (status, answer) = reload(&client, &router).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["errors"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("destinations.more: destinations are set up at start")),
+        "{answer}"
+    );
+    std::fs::write(&path, before.replace(&first.url("/in"), &second.url("/in")))
+        .expect("write config");
+    let (status, answer) = reload(&client, &router).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["destinations_changed"], serde_json::json!(["sink"]));
+    let (status, _) = post(
+        &client,
+        &router.ingress,
+        "/hooks/gone",
+        b"{}".to_vec(),
+        None,
+    )
+    .await
+    .expect("post");
+    assert_eq!(status, 202);
+    assert_eq!(second.wait_for_delivered(1, PATIENCE).await.len(), 1);
+    assert_eq!(first.requests().len(), 1, "the old URL gets nothing new");
+    router.stop();
+}

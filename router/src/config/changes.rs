@@ -1,6 +1,6 @@
 //! What changed between two versions of a config file, for a reload: the keys that cannot
-//! change while the router runs (each named, to be refused with "restart needed"), and the
-//! routes added, removed and changed, by id.
+//! change while the router runs (each named, to be refused with "restart needed"), the routes
+//! added, removed and changed, by id, and the destinations changed.
 //!
 //! Both compare the files as written (TOML values, so layout and comments do not count): a key
 //! written out with its default value where it was left out before is a change.
@@ -14,10 +14,13 @@ use toml::{Spanned, Table, Value};
 use super::error::ErrorSink;
 use super::{ConfigError, ConfigErrors};
 
-/// Tables whose every key is fixed for the life of the process: listeners and limits,
-/// the queue backend and journal, and the destinations (their delivery lanes are set up at
-/// start).
-const FIXED_TABLES: &[&str] = &["server", "queue", "destinations"];
+/// Tables whose every key is fixed for the life of the process: listeners and limits, the
+/// queue backend and journal.
+const FIXED_TABLES: &[&str] = &["server", "queue"];
+/// The keys of a destination that a reload applies (to the attempts that start after it).
+/// The rest, and which destinations there are, are fixed: delivery lanes (`max_in_flight`
+/// workers each), held-event limits, retry policies and circuits are set up at start.
+pub const LIVE_DESTINATION_KEYS: &[&str] = &["url", "timeout", "headers", "sign"];
 /// Keys of `[plugins]` fixed at start: the compile cache the plugin engine was made with.
 const FIXED_PLUGIN_KEYS: &[&str] = &["cache"];
 
@@ -57,6 +60,35 @@ pub fn fixed_changes(old: &str, new: &str, source: &Path) -> ConfigErrors {
             &mut changed,
         );
     }
+    let destinations = |table: &Table| match table.get("destinations") {
+        Some(Value::Table(destinations)) => destinations.clone(),
+        _ => Table::new(),
+    };
+    let (old_destinations, new_destinations) = (destinations(&old_table), destinations(&new_table));
+    let names: std::collections::BTreeSet<&String> = old_destinations
+        .keys()
+        .chain(new_destinations.keys())
+        .collect();
+    for name in names {
+        let key = format!("destinations.{name}");
+        match (old_destinations.get(name), new_destinations.get(name)) {
+            (Some(Value::Table(old)), Some(Value::Table(new))) => {
+                let (mut old, mut new) = (old.clone(), new.clone());
+                for live in LIVE_DESTINATION_KEYS {
+                    old.remove(*live);
+                    new.remove(*live);
+                }
+                differing_keys(
+                    Some(&Value::Table(old)),
+                    Some(&Value::Table(new)),
+                    &key,
+                    &mut changed,
+                );
+            }
+            (old, new) if old != new => changed.push(key),
+            _ => {}
+        }
+    }
     let (old_plugins, new_plugins) = (old_table.get("plugins"), new_table.get("plugins"));
     for key in FIXED_PLUGIN_KEYS {
         let lookup = |value: Option<&Value>| value.and_then(|v| v.get(key)).cloned();
@@ -66,8 +98,8 @@ pub fn fixed_changes(old: &str, new: &str, source: &Path) -> ConfigErrors {
     }
     for key in changed {
         let span = spans.as_ref().and_then(|root| span_of_key(root, &key));
-        let what = if key.starts_with("destinations.") {
-            "destinations are set up at start: adding, removing or changing one"
+        let what = if key.matches('.').count() == 1 && key.starts_with("destinations.") {
+            "destinations are set up at start: adding or removing one"
         } else {
             "this key"
         };
@@ -151,6 +183,26 @@ pub fn route_changes(old: &str, new: &str) -> RouteChanges {
     changes
 }
 
+/// The destinations in both `old` and `new` whose entries differ (in their live keys: the
+/// others are refused by [`fixed_changes`]), sorted.
+pub fn destination_changes(old: &str, new: &str) -> Vec<String> {
+    let destinations = |text: &str| -> Table {
+        match text
+            .parse::<Table>()
+            .ok()
+            .and_then(|mut t| t.remove("destinations"))
+        {
+            Some(Value::Table(destinations)) => destinations,
+            _ => Table::new(),
+        }
+    };
+    let (old, new) = (destinations(old), destinations(new));
+    new.iter()
+        .filter(|(name, entry)| old.get(*name).is_some_and(|before| before != *entry))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 /// An error about the whole file `source` (one that cannot be read, say).
 pub fn file_error(source: &Path, message: impl Into<String>) -> ConfigError {
     ConfigError {
@@ -192,7 +244,11 @@ destinations = ["ci"]
         let new = OLD
             .replace("127.0.0.1:8080", "127.0.0.1:8081")
             .replace("path = \"data\"", "path = \"other\"\nbackend = \"journal\"")
-            .replace("9000/ci", "9001/ci");
+            .replace("9000/ci\"", "9001/ci\"\nmax_in_flight = 3")
+            .replace(
+                "[[routes]]\nid = \"a\"",
+                "[destinations.new]\nurl = \"http://x/\"\n\n[[routes]]\nid = \"a\"",
+            );
         let errors = fixed_changes(OLD, &new, Path::new("r.toml")).0;
         let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
@@ -201,9 +257,18 @@ destinations = ["ci"]
                 "server.listen",
                 "queue.path",
                 "queue.backend",
-                "destinations.ci"
+                "destinations.ci.max_in_flight",
+                "destinations.new"
             ]
         );
+        // The URL is live: applied, not refused.
+        let url_only = OLD.replace("9000/ci", "9001/ci");
+        assert!(
+            fixed_changes(OLD, &url_only, Path::new("r.toml"))
+                .0
+                .is_empty()
+        );
+        assert_eq!(destination_changes(OLD, &url_only), ["ci"]);
         assert_eq!(errors[0].line, Some(3));
         assert!(errors[0].to_string().contains("restart"), "{}", errors[0]);
         assert!(fixed_changes(OLD, OLD, Path::new("r.toml")).0.is_empty());

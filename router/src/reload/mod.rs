@@ -7,7 +7,9 @@
 //! plugins (a module whose bytes have not changed is not compiled again). Any error refuses
 //! the reload whole and the old config keeps serving. Otherwise the routes, their verification
 //! secrets, rate limits, allow-lists and plugin chains switch at once ([`Ingress::switch`]);
-//! requests already inside the ingress finish on the config they started with.
+//! requests already inside the ingress finish on the config they started with. A destination's
+//! URL, timeout, headers and signing secret apply to the attempts that start after the switch
+//! ([`LiveDestinations`]); events already accepted keep their destinations.
 //!
 //! Reloads are counted by `webhook_config_reloads_total{result}`; `webhook_config_info{hash}`
 //! and `webhook_config_last_reload_timestamp_seconds` say which config serves since when.
@@ -22,8 +24,12 @@ use std::time::SystemTime;
 use metrics::{Counter, Gauge};
 use sha2::{Digest, Sha256};
 
-use crate::config::changes::{RouteChanges, file_error, fixed_changes, route_changes};
-use crate::config::{Config, ConfigErrors};
+use crate::config::changes::{
+    RouteChanges, destination_changes, file_error, fixed_changes, route_changes,
+};
+use crate::config::{Config, ConfigError, ConfigErrors};
+use crate::delivery::attempt::Destination;
+use crate::delivery::dispatch::LiveDestinations;
 use crate::ingress::Ingress;
 use crate::metrics::Metrics;
 use crate::plugin::{CompiledModules, load_chains_with};
@@ -41,6 +47,8 @@ pub struct Reloaded {
     pub hash: String,
     /// The routes added, removed and changed, by id.
     pub routes: RouteChanges,
+    /// The destinations whose settings changed, by name.
+    pub destinations: Vec<String>,
     /// Plugin modules compiled for it (the others were unchanged and reused).
     pub modules_compiled: u64,
 }
@@ -59,6 +67,7 @@ pub struct Reloader {
     path: PathBuf,
     ingress: Arc<Ingress>,
     destination_ids: Arc<HashMap<String, DestinationId>>,
+    destinations: LiveDestinations,
     metrics: Metrics,
     modules: CompiledModules,
     serving: tokio::sync::Mutex<Serving>,
@@ -71,13 +80,13 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// A reloader for the router serving `config` (read from `text`) through `ingress`.
-    /// `modules` holds the plugin modules compiled at start.
+    /// A reloader for the router serving `config` (read from `text`) through `ingress`, and
+    /// delivering with `destinations`. `modules` holds the plugin modules compiled at start.
     pub fn new(
         config: &Config,
         text: String,
         ingress: Arc<Ingress>,
-        destination_ids: Arc<HashMap<String, DestinationId>>,
+        (destination_ids, destinations): (Arc<HashMap<String, DestinationId>>, LiveDestinations),
         metrics: &Metrics,
         modules: CompiledModules,
     ) -> Self {
@@ -94,6 +103,7 @@ impl Reloader {
             path: config.source.clone(),
             ingress,
             destination_ids,
+            destinations,
             metrics: metrics.clone(),
             modules,
             serving: tokio::sync::Mutex::new(Serving { text, hash, info }),
@@ -123,9 +133,18 @@ impl Reloader {
         let mut serving = self.serving.lock().await;
         let compiled_before = self.modules.compiled();
         match self.try_reload(&serving).await {
-            Ok((config, text, chains)) => {
+            Ok(Loaded {
+                config,
+                text,
+                chains,
+                destinations,
+            }) => {
                 let routes = route_changes(&serving.text, &text);
+                let changed_destinations = destination_changes(&serving.text, &text);
                 let hash = hash_of(&text);
+                for (id, destination) in destinations {
+                    self.destinations[id].store(Arc::new(destination));
+                }
                 self.ingress.switch(&config, chains);
                 self.modules.forget_unused();
                 serving.info.set(0.0);
@@ -148,6 +167,7 @@ impl Reloader {
                 let reloaded = Reloaded {
                     hash,
                     routes,
+                    destinations: changed_destinations,
                     modules_compiled: self.modules.compiled().saturating_sub(compiled_before),
                 };
                 tracing::info!(
@@ -157,6 +177,7 @@ impl Reloader {
                     routes_added = ?reloaded.routes.added,
                     routes_removed = ?reloaded.routes.removed,
                     routes_changed = ?reloaded.routes.changed,
+                    destinations_changed = ?reloaded.destinations,
                     modules_compiled = reloaded.modules_compiled,
                     "config reloaded"
                 );
@@ -170,12 +191,8 @@ impl Reloader {
         }
     }
 
-    /// Reads, checks and loads the file: the config, its text and its plugin chains, or every
-    /// error found.
-    async fn try_reload(
-        &self,
-        serving: &Serving,
-    ) -> Result<(Config, String, HashMap<String, crate::plugin::PluginChain>), ConfigErrors> {
+    /// Reads, checks and loads the file, or gives every error found.
+    async fn try_reload(&self, serving: &Serving) -> Result<Loaded, ConfigErrors> {
         let text = std::fs::read_to_string(&self.path).map_err(|e| {
             ConfigErrors(vec![file_error(
                 &self.path,
@@ -188,8 +205,32 @@ impl Reloader {
             .extend(fixed_changes(&serving.text, &text, &self.path).0);
         // Test fault injection is never read from a file; a reload keeps none.
         config.test_faults = crate::supervise::TestFaults::default();
+        let mut destinations = Vec::new();
+        for (name, settings) in &config.destinations {
+            // A destination added is refused by `fixed_changes`.
+            let Some(&id) = self.destination_ids.get(name) else {
+                continue;
+            };
+            match Destination::from_config(name, settings) {
+                Ok(destination) => destinations.push((id, destination)),
+                Err(error) => errors.0.push(ConfigError {
+                    file: self.path.clone(),
+                    line: None,
+                    column: None,
+                    key: format!("destinations.{name}.headers"),
+                    message: error.to_string(),
+                }),
+            }
+        }
         match load_chains_with(&config, &self.destination_ids, &self.metrics, &self.modules).await {
-            Ok(chains) if errors.0.is_empty() => return Ok((config, text, chains)),
+            Ok(chains) if errors.0.is_empty() => {
+                return Ok(Loaded {
+                    config,
+                    text,
+                    chains,
+                    destinations,
+                });
+            }
             Ok(_) => {}
             Err(plugin_errors) => errors.0.extend(plugin_errors.0),
         }
@@ -198,6 +239,15 @@ impl Reloader {
             .sort_by_key(|e| (e.line.unwrap_or(usize::MAX), e.column.unwrap_or(0)));
         Err(errors)
     }
+}
+
+/// A config read, checked and loaded, ready to switch to.
+struct Loaded {
+    config: Config,
+    text: String,
+    chains: HashMap<String, crate::plugin::PluginChain>,
+    /// Every destination's new settings, by id.
+    destinations: Vec<(DestinationId, Destination)>,
 }
 
 /// The first 16 hex digits of the SHA-256 of `text`.
