@@ -183,7 +183,8 @@ pub struct Router {
     ingress: Listener,
     admin_listener: Listener,
     upkeep_task: JoinHandle<()>,
-    refusals: Arc<Ingress>,
+    /// The ingress itself (its listener is `ingress`): the refusals of its route table.
+    routes: Arc<Ingress>,
     refusal_task: JoinHandle<()>,
     reloader: Arc<Reloader>,
     grace: Duration,
@@ -365,7 +366,7 @@ impl Router {
             let ingress = Arc::clone(&refusals);
             async move { ingress.summarise_refusals().await }
         });
-        let refusals = Arc::clone(&ingress);
+        let routes = Arc::clone(&ingress);
         // What the config file holds now: a reload compares the file it reads with it.
         let text = std::fs::read_to_string(&config.source).unwrap_or_default();
         let reloader = Arc::new(Reloader::new(
@@ -438,7 +439,7 @@ impl Router {
             ingress,
             admin_listener,
             upkeep_task,
-            refusals,
+            routes,
             refusal_task,
             reloader,
             grace: server.shutdown_grace.0,
@@ -480,7 +481,7 @@ impl Router {
         self.ingress.stop("ingress", deadline).await;
         // The refusals since the last summary, before the stop's own lines.
         self.refusal_task.abort();
-        self.refusals.refusal_log().summarise();
+        self.routes.refusal_log().summarise();
         self.queue.close();
         // Keep delivering until nothing is held, or nothing can happen before the deadline
         // (everything left waits for a retry due after it: seen twice, a poll apart, so that a
