@@ -650,3 +650,67 @@ async fn a_destination_url_change_applies_to_new_attempts_and_adding_one_needs_a
     assert_eq!(first.requests().len(), 1, "the old URL gets nothing new");
     router.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_destination_delivers_what_it_holds() {
+    const HELD: usize = 20;
+    let sink = Sink::healthy().await;
+    // Each event's first three attempts fail: the destination holds them when it is removed.
+    let flaky = Sink::start_per_body(|_, attempt| {
+        if attempt <= 3 {
+            webhook_router_tests::Reply::status(503)
+        } else {
+            webhook_router_tests::Reply::ok()
+        }
+    })
+    .await;
+    let dir = folder("removed-destination");
+    let path = dir.join("routes.toml");
+    let base = config(&sink, OLD_SECRET, "A", GONE);
+    let with_flaky = format!(
+        "{base}\n[destinations.flaky]\nurl = \"{}\"\nretry = {{ max_attempts = 10, initial_backoff = \"300ms\", max_backoff = \"300ms\", jitter = \"none\" }}\ncircuit = {{ failures = 1000 }}\n\n[[routes]]\nid = \"flaky\"\npath = \"/hooks/flaky\"\ndestinations = [\"flaky\"]\n",
+        flaky.url("/in")
+    );
+    std::fs::write(&path, &with_flaky).expect("write config");
+    let router = serve(&path, &[]);
+    let client = reqwest::Client::new();
+    for seq in 0..HELD {
+        let body = format!(r#"{{"seq":{seq}}}"#).into_bytes();
+        let (status, _) = post(&client, &router.ingress, "/hooks/flaky", body, None)
+            .await
+            .expect("post");
+        assert_eq!(status, 202);
+    }
+    std::fs::write(&path, &base).expect("write config");
+    let (status, answer) = reload(&client, &router).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["routes_removed"], serde_json::json!(["flaky"]));
+    assert!(
+        flaky.delivered().len() < HELD,
+        "the destination still held events at the reload"
+    );
+    let (status, _) = post(
+        &client,
+        &router.ingress,
+        "/hooks/flaky",
+        b"{}".to_vec(),
+        None,
+    )
+    .await
+    .expect("post");
+    assert_eq!(status, 404);
+    let delivered = flaky.wait_for_delivered(HELD, PATIENCE).await;
+    assert_eq!(delivered.len(), HELD);
+    wait_until(
+        "the router to hold nothing",
+        PATIENCE,
+        || metrics(&client, &router),
+        |text| metric_value(text, "webhook_queue_depth") == Some(0.0),
+    )
+    .await;
+    // Adding it back as it was at start is allowed: its lane is still there.
+    std::fs::write(&path, &with_flaky).expect("write config");
+    let (status, answer) = reload(&client, &router).await;
+    assert_eq!(status, 200, "{answer}");
+    router.stop();
+}

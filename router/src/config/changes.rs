@@ -42,8 +42,10 @@ impl RouteChanges {
     }
 }
 
-/// The keys of `new` (read from `source`) that differ from `old` where no change can be applied
-/// live, each an error saying a restart is needed. Either text failing to parse gives none
+/// The keys of `new` (read from `source`) that differ from `old` (the file the router started
+/// with) where no change can be applied live, each an error saying a restart is needed. A
+/// destination of `old` may be left out of `new`: it is removed from the routes, and its lane
+/// delivers what it still holds. Either text failing to parse gives none
 /// (the parse errors say what is wrong).
 pub fn fixed_changes(old: &str, new: &str, source: &Path) -> ConfigErrors {
     let (Ok(old_table), Ok(new_table)) = (old.parse::<Table>(), new.parse::<Table>()) else {
@@ -85,6 +87,8 @@ pub fn fixed_changes(old: &str, new: &str, source: &Path) -> ConfigErrors {
                     &mut changed,
                 );
             }
+            // Removed: its lane delivers what it holds, then stays idle.
+            (Some(_), None) => {}
             (old, new) if old != new => changed.push(key),
             _ => {}
         }
@@ -99,7 +103,7 @@ pub fn fixed_changes(old: &str, new: &str, source: &Path) -> ConfigErrors {
     for key in changed {
         let span = spans.as_ref().and_then(|root| span_of_key(root, &key));
         let what = if key.matches('.').count() == 1 && key.starts_with("destinations.") {
-            "destinations are set up at start: adding or removing one"
+            "destinations are set up at start: adding one"
         } else {
             "this key"
         };

@@ -9,7 +9,9 @@
 //! secrets, rate limits, allow-lists and plugin chains switch at once ([`Ingress::switch`]);
 //! requests already inside the ingress finish on the config they started with. A destination's
 //! URL, timeout, headers and signing secret apply to the attempts that start after the switch
-//! ([`LiveDestinations`]); events already accepted keep their destinations.
+//! ([`LiveDestinations`]); events already accepted keep their destinations. A destination left
+//! out of the file keeps delivering what it holds (its lane stays, idle, until a restart);
+//! adding one the router did not start with needs a restart.
 //!
 //! Reloads are counted by `webhook_config_reloads_total{result}`; `webhook_config_info{hash}`
 //! and `webhook_config_last_reload_timestamp_seconds` say which config serves since when.
@@ -71,6 +73,8 @@ pub struct Reloader {
     metrics: Metrics,
     modules: CompiledModules,
     serving: tokio::sync::Mutex<Serving>,
+    /// The file the router started with: what the keys fixed at start are compared with.
+    started_with: String,
     /// The serving config's plugin module files, for [`watch`] (read without waiting for a
     /// reload under way).
     watched: std::sync::Mutex<Vec<PathBuf>>,
@@ -106,6 +110,7 @@ impl Reloader {
             destinations,
             metrics: metrics.clone(),
             modules,
+            started_with: text.clone(),
             serving: tokio::sync::Mutex::new(Serving { text, hash, info }),
             watched: std::sync::Mutex::new(module_files(config)),
             ok,
@@ -132,7 +137,7 @@ impl Reloader {
     pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
         let mut serving = self.serving.lock().await;
         let compiled_before = self.modules.compiled();
-        match self.try_reload(&serving).await {
+        match self.try_reload().await {
             Ok(Loaded {
                 config,
                 text,
@@ -192,7 +197,7 @@ impl Reloader {
     }
 
     /// Reads, checks and loads the file, or gives every error found.
-    async fn try_reload(&self, serving: &Serving) -> Result<Loaded, ConfigErrors> {
+    async fn try_reload(&self) -> Result<Loaded, ConfigErrors> {
         let text = std::fs::read_to_string(&self.path).map_err(|e| {
             ConfigErrors(vec![file_error(
                 &self.path,
@@ -202,12 +207,12 @@ impl Reloader {
         let (mut config, mut errors) = Config::parse_all(&text, &self.path);
         errors
             .0
-            .extend(fixed_changes(&serving.text, &text, &self.path).0);
+            .extend(fixed_changes(&self.started_with, &text, &self.path).0);
         // Test fault injection is never read from a file; a reload keeps none.
         config.test_faults = crate::supervise::TestFaults::default();
         let mut destinations = Vec::new();
         for (name, settings) in &config.destinations {
-            // A destination added is refused by `fixed_changes`.
+            // A destination not there at start is refused by `fixed_changes`.
             let Some(&id) = self.destination_ids.get(name) else {
                 continue;
             };
