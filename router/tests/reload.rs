@@ -714,3 +714,42 @@ async fn a_removed_destination_delivers_what_it_holds() {
     assert_eq!(status, 200, "{answer}");
     router.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nats_a_new_dedup_window_needs_a_restart() {
+    let sink = Sink::healthy().await;
+    let dir = folder("nats");
+    let nats = webhook_router_tests::nats::NatsServer::start(&dir.join("nats"));
+    let queue = format!("\n[queue]\nbackend = \"nats\"\nurl = \"{}\"\n", nats.url());
+    let path = dir.join("routes.toml");
+    // `keep` verifies with the github preset, which brings a dedup window (by delivery id).
+    std::fs::write(&path, config(&sink, OLD_SECRET, "A", &queue)).expect("write config");
+    let router = serve(&path, &[]);
+    let client = reqwest::Client::new();
+
+    // A plugin config change keeps the route's shared window: applied.
+    std::fs::write(&path, config(&sink, OLD_SECRET, "B", &queue)).expect("write config");
+    let (status, answer) = reload(&client, &router).await;
+    assert_eq!(status, 200, "{answer}");
+    // A new route with a window of its own: refused, naming it.
+    let verified = format!("{ADDED}verify = {{ preset = \"github\", secrets = [\"s\"] }}\n{queue}");
+    std::fs::write(&path, config(&sink, OLD_SECRET, "B", &verified)).expect("write config");
+    let (status, answer) = reload(&client, &router).await;
+    assert_eq!(status, 400, "{answer}");
+    let errors = answer["errors"].to_string();
+    assert!(
+        errors.contains("routes[1].dedup: with backend = \\\"nats\\\""),
+        "{errors}"
+    );
+    let (status, _) = post(
+        &client,
+        &router.ingress,
+        "/hooks/added",
+        b"{}".to_vec(),
+        None,
+    )
+    .await
+    .expect("post");
+    assert_eq!(status, 404, "the refused config is not serving");
+    router.stop();
+}

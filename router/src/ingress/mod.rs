@@ -92,6 +92,8 @@ struct IngressRoute {
 pub struct RouteTable {
     routes: HashMap<String, IngressRoute>,
     refusals: Arc<RefusalLog>,
+    /// The ids of the routes whose dedup window is new: not kept from the table replaced.
+    fresh_dedup: Vec<String>,
 }
 
 /// What building a route table needs besides the config: the same for every table.
@@ -189,6 +191,17 @@ impl RouteTable {
         ));
         let previous_route =
             |id: &str| previous.and_then(|table| table.routes.values().find(|r| r.id == id));
+        let kept_dedup = |route: &RouteConfig, id: &str| {
+            previous_route(id)
+                .and_then(|previous| previous.dedup.as_ref())
+                .is_some_and(|(config, _)| Some(config) == route.dedup.as_ref())
+        };
+        let fresh_dedup = config
+            .routes
+            .iter()
+            .filter(|route| route.dedup.is_some() && !kept_dedup(route, &route.id))
+            .map(|route| route.id.clone())
+            .collect();
         let routes = config
             .routes
             .iter()
@@ -205,7 +218,16 @@ impl RouteTable {
                 (route.path.clone(), ingress_route)
             })
             .collect();
-        Self { routes, refusals }
+        Self {
+            routes,
+            refusals,
+            fresh_dedup,
+        }
+    }
+
+    /// The ids of the routes whose dedup window is new (not kept from the table replaced).
+    pub fn fresh_dedup(&self) -> &[String] {
+        &self.fresh_dedup
     }
 }
 
@@ -251,13 +273,16 @@ impl Ingress {
         }
     }
 
-    /// Switches to the routes of `config` (a reload), with the plugin chains in `chains` (by
-    /// route id); requests already inside go on with the table they started with. Dedup
-    /// windows and rate limiters of routes whose settings are unchanged are kept. Returns the
-    /// table replaced.
-    pub fn switch(&self, config: &Config, chains: HashMap<String, PluginChain>) -> Arc<RouteTable> {
-        let previous = self.table.load_full();
-        let table = RouteTable::new(config, chains, &self.parts, Some(&previous));
+    /// The routes of `config` (a reload), with the plugin chains in `chains` (by route id),
+    /// for [`Ingress::switch`]: dedup windows and rate limiters of routes whose settings are
+    /// unchanged are kept from the table serving.
+    pub fn prepare(&self, config: &Config, chains: HashMap<String, PluginChain>) -> RouteTable {
+        RouteTable::new(config, chains, &self.parts, Some(&self.table.load()))
+    }
+
+    /// Switches to `table`; requests already inside go on with the table they started with.
+    /// Returns the table replaced.
+    pub fn switch(&self, table: RouteTable) -> Arc<RouteTable> {
         let previous = self.table.swap(Arc::new(table));
         // What the old table's log holds; refusals of requests still on it are not summarised.
         previous.refusals.summarise();

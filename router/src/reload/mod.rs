@@ -29,10 +29,10 @@ use sha2::{Digest, Sha256};
 use crate::config::changes::{
     RouteChanges, destination_changes, file_error, fixed_changes, route_changes,
 };
-use crate::config::{Config, ConfigError, ConfigErrors};
+use crate::config::{Config, ConfigError, ConfigErrors, QueueBackend};
 use crate::delivery::attempt::Destination;
 use crate::delivery::dispatch::LiveDestinations;
-use crate::ingress::Ingress;
+use crate::ingress::{Ingress, RouteTable};
 use crate::metrics::Metrics;
 use crate::plugin::{CompiledModules, load_chains_with};
 use crate::queue::DestinationId;
@@ -141,7 +141,7 @@ impl Reloader {
             Ok(Loaded {
                 config,
                 text,
-                chains,
+                table,
                 destinations,
             }) => {
                 let routes = route_changes(&serving.text, &text);
@@ -150,7 +150,7 @@ impl Reloader {
                 for (id, destination) in destinations {
                     self.destinations[id].store(Arc::new(destination));
                 }
-                self.ingress.switch(&config, chains);
+                self.ingress.switch(table);
                 self.modules.forget_unused();
                 serving.info.set(0.0);
                 let info = self.metrics.config_info(&hash);
@@ -229,12 +229,20 @@ impl Reloader {
         }
         match load_chains_with(&config, &self.destination_ids, &self.metrics, &self.modules).await {
             Ok(chains) if errors.0.is_empty() => {
-                return Ok(Loaded {
-                    config,
-                    text,
-                    chains,
-                    destinations,
-                });
+                let table = self.ingress.prepare(&config, chains);
+                if config.queue.backend == Some(QueueBackend::Nats) {
+                    errors
+                        .0
+                        .extend(unshared_dedup(&config, table.fresh_dedup()));
+                }
+                if errors.0.is_empty() {
+                    return Ok(Loaded {
+                        config,
+                        text,
+                        table,
+                        destinations,
+                    });
+                }
             }
             Ok(_) => {}
             Err(plugin_errors) => errors.0.extend(plugin_errors.0),
@@ -250,9 +258,30 @@ impl Reloader {
 struct Loaded {
     config: Config,
     text: String,
-    chains: HashMap<String, crate::plugin::PluginChain>,
+    table: RouteTable,
     /// Every destination's new settings, by id.
     destinations: Vec<(DestinationId, Destination)>,
+}
+
+/// With the NATS backend a route's dedup window is shared with the other routers when the
+/// router starts: the errors for the routes `fresh` (by id) whose window a reload would make.
+fn unshared_dedup(config: &Config, fresh: &[String]) -> Vec<ConfigError> {
+    config
+        .routes
+        .iter()
+        .enumerate()
+        .filter(|(_, route)| fresh.contains(&route.id))
+        .map(|(index, _)| ConfigError {
+            file: config.source.clone(),
+            line: None,
+            column: None,
+            key: format!("routes[{index}].dedup"),
+            message: "with backend = \"nats\" a route's dedup window is shared with the other \
+                      routers from the start: adding or changing one (or a `verify` preset that \
+                      brings one) needs a restart"
+                .to_owned(),
+        })
+        .collect()
 }
 
 /// The first 16 hex digits of the SHA-256 of `text`.
