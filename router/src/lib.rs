@@ -17,7 +17,8 @@
 //! 5. [`admin`] serves `/metrics` ([`metrics`]), health probes, `/destinations`, `/routes` and
 //!    the dead-letter API.
 //!
-//! [`config`] reads the route file and [`runtime`] wires the parts together; [`supervise`]
+//! [`config`] reads the route file, [`reload`] switches a running router to a changed one, and
+//! [`runtime`] wires the parts together; [`supervise`]
 //! restarts a long-lived task that panics, and [`clock`] keeps time arithmetic from
 //! overflowing.
 
@@ -35,6 +36,7 @@ pub mod nats;
 pub mod plugin;
 pub mod queue;
 pub mod rate_limit;
+pub mod reload;
 pub mod reply;
 pub mod runtime;
 pub mod server;

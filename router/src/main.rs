@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::time::Instant;
 
 use webhook_router::plugin::{Isolation, PluginLimits, cases, check_plugins, load_plugin, trial};
+use webhook_router::reload::Reloader;
 use webhook_router::server::sockets::PassedSockets;
 use webhook_router::{Config, Router};
 
@@ -34,13 +35,22 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the router (SIGTERM or SIGINT stops it gracefully; SIGHUP is logged and ignored:
-    /// live reload is not supported yet). Listens on the sockets passed by systemd socket
-    /// activation (`LISTEN_FDS`: fd 3 ingress, fd 4 admin) instead of the configured addresses.
+    /// Run the router (SIGTERM or SIGINT stops it gracefully; SIGHUP reloads the config
+    /// file). Listens on the sockets passed by systemd socket activation (`LISTEN_FDS`: fd 3
+    /// ingress, fd 4 admin) instead of the configured addresses.
     Serve {
         /// The route config file (TOML).
         #[arg(long, short)]
         config: PathBuf,
+        /// Reload when the config file or one of its plugin modules changes.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Ask a running router to reload its config file (`POST /reload`); prints what changed,
+    /// or every error (the router then goes on with its old config) and exits non-zero.
+    Reload {
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Validate a config file as `serve` would; print "ok" (and any warnings, to stderr) or
     /// every error with file:line.
@@ -288,7 +298,8 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, passed: PassedSockets) -> Result<ExitCode> {
     match command {
-        Command::Serve { config } => serve(&config, passed).await,
+        Command::Serve { config, watch } => serve(&config, watch, passed).await,
+        Command::Reload { admin } => reload(&admin).await,
         Command::Check { config } => Ok(check(&config).await),
         Command::DeadLetters(command) => dead_letters(command).await,
         Command::Destinations { admin } => destinations(&admin).await,
@@ -458,8 +469,9 @@ fn print_out(text: &str) {
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
 }
 
-/// Runs the router on `path`'s config, on the sockets `passed` by the service manager if any.
-async fn serve(path: &Path, passed: PassedSockets) -> Result<ExitCode> {
+/// Runs the router on `path`'s config, on the sockets `passed` by the service manager if any;
+/// with `watch`, reloads when the file or a plugin module changes.
+async fn serve(path: &Path, watch: bool, passed: PassedSockets) -> Result<ExitCode> {
     let Some(config) = load(path) else {
         return Ok(ExitCode::FAILURE);
     };
@@ -469,19 +481,23 @@ async fn serve(path: &Path, passed: PassedSockets) -> Result<ExitCode> {
     // Caught before the router announces itself, so no signal sent after that kills it.
     let mut signals = StopSignals::new()?;
     let router = Router::start_on(&config, passed).await?;
+    let _watch = if watch {
+        Some(webhook_router::reload::watch::watch(router.reloader())?)
+    } else {
+        None
+    };
     println!(
         "webhook-router listening: webhooks on http://{}, admin on http://{}",
         router.ingress_addr(),
         router.admin_addr()
     );
-    signals.wait_for_stop().await?;
+    signals.wait_for_stop(&router.reloader()).await?;
     tracing::info!("stop signal received, shutting down");
     router.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The signals `serve` handles: SIGTERM and SIGINT stop it; SIGHUP (which would kill it
-/// otherwise) is answered with a log line until the router can reload its config.
+/// The signals `serve` handles: SIGTERM and SIGINT stop it; SIGHUP reloads the config.
 struct StopSignals {
     terminate: tokio::signal::unix::Signal,
     interrupt: tokio::signal::unix::Signal,
@@ -498,14 +514,17 @@ impl StopSignals {
         })
     }
 
-    async fn wait_for_stop(&mut self) -> Result<()> {
+    /// Waits for SIGTERM or SIGINT, reloading with `reloader` at each SIGHUP (its outcome is
+    /// logged by the reload).
+    async fn wait_for_stop(&mut self, reloader: &Reloader) -> Result<()> {
         loop {
             tokio::select! {
                 _ = self.terminate.recv() => return Ok(()),
                 _ = self.interrupt.recv() => return Ok(()),
-                _ = self.hangup.recv() => tracing::warn!(
-                    "SIGHUP received: live reload is not supported yet; the router goes on with the config it started with"
-                ),
+                _ = self.hangup.recv() => {
+                    tracing::info!("SIGHUP received: reloading the config");
+                    let _ = reloader.reload().await;
+                }
             }
         }
     }
@@ -584,6 +603,51 @@ async fn list_dead_letters(
         break;
     }
     println!("{}", serde_json::to_string_pretty(&letters)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn reload(admin: &AdminArgs) -> Result<ExitCode> {
+    let mut request = reqwest::Client::new().post(admin.url("/reload"));
+    if let Some(token) = &admin.token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.context("cannot reach the admin API")?;
+    let status = response.status();
+    let body = response
+        .text()
+        .await
+        .context("cannot read the admin API's answer")?;
+    let answer: serde_json::Value = serde_json::from_str(&body)
+        .with_context(|| format!("the admin API answered {status}: {body}"))?;
+    if status == reqwest::StatusCode::BAD_REQUEST
+        && let Some(errors) = answer["errors"].as_array()
+    {
+        eprintln!("the config was refused; the router goes on with its old config:");
+        for error in errors {
+            eprintln!("{}", error.as_str().unwrap_or_default());
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    if !status.is_success() {
+        bail!("admin API answered {status}: {body}");
+    }
+    println!(
+        "reloaded: config {}",
+        answer["hash"].as_str().unwrap_or("?")
+    );
+    for (key, what) in [
+        ("routes_added", "routes added"),
+        ("routes_removed", "routes removed"),
+        ("routes_changed", "routes changed"),
+    ] {
+        let ids: Vec<&str> = answer[key]
+            .as_array()
+            .map(|ids| ids.iter().filter_map(serde_json::Value::as_str).collect())
+            .unwrap_or_default();
+        if !ids.is_empty() {
+            println!("{what}: {}", ids.join(", "));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

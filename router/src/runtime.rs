@@ -23,13 +23,13 @@ use crate::delivery::destinations::DestinationBoard;
 use crate::delivery::dispatch::Dispatcher;
 use crate::event::Event;
 use crate::ingress::Ingress;
-use crate::ingress::refusal_log::RefusalLog;
 use crate::journal::{Fsync, Journal, JournalError, JournalOptions, Recovered};
 use crate::metrics::Metrics;
 use crate::nats::{Nats, NatsError};
-use crate::plugin::load_chains;
+use crate::plugin::{CompiledModules, load_chains_with};
 use crate::queue::nats::{NatsDestination, NatsQueue};
 use crate::queue::{DispatchQueue, Holds, JournalQueue, MemoryQueue, Progress, ResumedEvent};
+use crate::reload::Reloader;
 use crate::server::sockets::{self, PassedSockets, SocketError};
 use crate::server::{ListenerSettings, Listeners, StopTokens, serve};
 use crate::supervise::Supervisor;
@@ -88,7 +88,7 @@ async fn share_over_nats(
         let window = NatsWindow::open(
             nats,
             replicas,
-            route,
+            &route,
             store.window(),
             config.queue.publish_timeout.0,
         )
@@ -177,8 +177,10 @@ pub struct Router {
     ingress: Listener,
     admin_listener: Listener,
     upkeep_task: JoinHandle<()>,
-    refusals: Arc<RefusalLog>,
+    /// The ingress itself (its listener is `ingress`): the refusals of its route table.
+    routes: Arc<Ingress>,
     refusal_task: JoinHandle<()>,
+    reloader: Arc<Reloader>,
     grace: Duration,
     journal: Option<Journal>,
 }
@@ -208,7 +210,8 @@ impl Router {
             destinations.push(Destination::from_config(name, destination)?);
         }
         let destination_ids = Arc::new(destination_ids);
-        let chains = load_chains(config, &destination_ids, &metrics)
+        let modules = CompiledModules::default();
+        let chains = load_chains_with(config, &destination_ids, &metrics, &modules)
             .await
             .map_err(StartError::Plugin)?;
         let names: Vec<String> = destinations.iter().map(|d| d.name.clone()).collect();
@@ -363,13 +366,23 @@ impl Router {
         );
 
         let settings = Listeners::for_config(server, &metrics);
-        let refusals = ingress.refusal_log();
-        let summarised = Arc::clone(&refusals);
-        let refusal_task = supervisor.spawn("refusal_log", move || {
-            let refusals = Arc::clone(&summarised);
-            async move { refusals.run().await }
-        });
         let ingress = Arc::new(ingress);
+        let refusals = Arc::clone(&ingress);
+        let refusal_task = supervisor.spawn("refusal_log", move || {
+            let ingress = Arc::clone(&refusals);
+            async move { ingress.summarise_refusals().await }
+        });
+        let routes = Arc::clone(&ingress);
+        // What the config file holds now: a reload compares the file it reads with it.
+        let text = std::fs::read_to_string(&config.source).unwrap_or_default();
+        let reloader = Arc::new(Reloader::new(
+            config,
+            text,
+            Arc::clone(&ingress),
+            (Arc::clone(&destination_ids), dispatcher.destinations()),
+            &metrics,
+            modules,
+        ));
         let ingress = Listener::start(
             "ingress_listener",
             ingress_listener,
@@ -390,6 +403,9 @@ impl Router {
             supervisor.clone(),
         ));
         admin.set_routes(RouteTable::from_config(config));
+        admin.set_reloader(Arc::clone(&reloader));
+        let routes_of = Arc::clone(&admin);
+        reloader.on_switch(move |config| routes_of.set_routes(RouteTable::from_config(config)));
         let admin_handler = Arc::clone(&admin);
         let admin_listener = Listener::start(
             "admin_listener",
@@ -432,8 +448,9 @@ impl Router {
             ingress,
             admin_listener,
             upkeep_task,
-            refusals,
+            routes,
             refusal_task,
+            reloader,
             grace: server.shutdown_grace.0,
             journal,
         })
@@ -447,6 +464,11 @@ impl Router {
     /// The address of the admin listener.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
+    }
+
+    /// What reloads the router's config from its file (`SIGHUP`, `POST /reload`, `--watch`).
+    pub fn reloader(&self) -> Arc<Reloader> {
+        Arc::clone(&self.reloader)
     }
 
     /// The router's metrics registry.
@@ -478,7 +500,7 @@ impl Router {
         self.ingress.stop("ingress", deadline).await;
         // The refusals since the last summary, before the stop's own lines.
         self.refusal_task.abort();
-        self.refusals.summarise();
+        self.routes.refusal_log().summarise();
         self.queue.close();
         if !durable {
             deliver_what_is_held(self.queue.as_ref(), &self.dispatcher, self.grace, deadline).await;

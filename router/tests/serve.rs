@@ -60,11 +60,11 @@ fn request(address: &str, method: &str, path: &str) -> (u16, String) {
 }
 
 #[test]
-fn sighup_is_logged_and_the_router_keeps_serving() {
+fn sighup_reloads_and_the_router_keeps_serving() {
     let path = config_file("sighup.toml", CONFIG);
     let mut serving = serve(&path);
     serving.signal("HUP");
-    serving.wait_for_log("live reload is not supported yet");
+    serving.wait_for_log("config reloaded");
     assert_eq!(request(&serving.admin, "GET", "/healthz").0, 200);
     assert_eq!(request(&serving.ingress, "POST", "/hooks").0, 202);
     let (success, log) = serving.stop();

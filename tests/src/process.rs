@@ -30,6 +30,13 @@ impl RouterProcess {
         Self::spawn(command)
     }
 
+    /// Like [`RouterProcess::start`], with `args` after the config (e.g. `--watch`).
+    pub fn start_with_args(binary: &Path, config: &Path, args: &[&str]) -> RouterProcess {
+        let mut command = Command::new(binary);
+        command.args(["serve", "--config"]).arg(config).args(args);
+        Self::spawn(command)
+    }
+
     /// Like [`RouterProcess::start`], with `env` added to the process's environment.
     pub fn start_with_env(binary: &Path, config: &Path, env: &[(&str, &str)]) -> RouterProcess {
         let mut command = Command::new(binary);

@@ -6,6 +6,7 @@
 //! `Authorization: Bearer <token>`;
 //! `/metrics`, `/healthz` and `/readyz` stay open for scrapers and probes. `/healthz` and
 //! `/readyz` answer 503 when a supervised task keeps failing (see [`crate::supervise`]).
+//! `POST /reload` reloads the config file ([`crate::reload`]) and needs the token too.
 //!
 //! Each API beyond the probes has its own file: `dead_letters.rs`, `routes.rs`.
 
@@ -13,7 +14,7 @@ mod dead_letters;
 pub mod routes;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -25,6 +26,7 @@ use crate::delivery::dead_letter::DeadLetterStore;
 use crate::delivery::destinations::DestinationBoard;
 use crate::metrics::Metrics;
 use crate::queue::DispatchQueue;
+use crate::reload::Reloader;
 use crate::reply::{self, ResponseBody};
 use crate::supervise::Supervisor;
 use routes::RouteTable;
@@ -43,6 +45,7 @@ pub struct Admin {
     ready: AtomicBool,
     supervisor: Supervisor,
     routes: RwLock<Arc<RouteTable>>,
+    reloader: OnceLock<Arc<Reloader>>,
 }
 
 impl Admin {
@@ -64,6 +67,7 @@ impl Admin {
             token,
             ready: AtomicBool::new(true),
             supervisor,
+            reloader: OnceLock::new(),
             routes: RwLock::default(),
         }
     }
@@ -84,6 +88,11 @@ impl Admin {
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         )
+    }
+
+    /// Serves `POST /reload` with `reloader` (set once, when the router starts).
+    pub fn set_reloader(&self, reloader: Arc<Reloader>) {
+        let _ = self.reloader.set(reloader);
     }
 
     /// A 503 naming the tasks that keep failing, if any do.
@@ -159,7 +168,46 @@ impl Admin {
                 self.dead_letter_api(method, path, request.uri().query())
                     .await
             }
+            (_, "/reload") => {
+                if !self.authorized(request) {
+                    return reply::error(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
+                }
+                if method != Method::POST {
+                    return reply::error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+                }
+                self.reload().await
+            }
             _ => reply::error(StatusCode::NOT_FOUND, "not found"),
+        }
+    }
+
+    /// Reloads the config: 200 with the hash and the routes changed, or 400 with every error.
+    async fn reload(&self) -> Response<ResponseBody> {
+        let Some(reloader) = self.reloader.get() else {
+            return reply::error(StatusCode::NOT_FOUND, "this router cannot reload");
+        };
+        match reloader.reload().await {
+            Ok(reloaded) => reply::json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "hash": reloaded.hash,
+                    "routes_added": reloaded.routes.added,
+                    "routes_removed": reloaded.routes.removed,
+                    "routes_changed": reloaded.routes.changed,
+                    "destinations_changed": reloaded.destinations,
+                    "modules_compiled": reloaded.modules_compiled,
+                }),
+            ),
+            Err(refused) => {
+                let errors: Vec<String> = refused.0.0.iter().map(ToString::to_string).collect();
+                reply::json(
+                    StatusCode::BAD_REQUEST,
+                    &serde_json::json!({
+                        "error": "config refused; the old config keeps serving",
+                        "errors": errors,
+                    }),
+                )
+            }
         }
     }
 

@@ -4,30 +4,43 @@
 //! go and how they are retried) and `[[routes]]` (which path feeds which destinations), and may
 //! have `[queue]` (where events are held) and `[plugins]` (plugin module bounds). Loading
 //! reports every problem it finds, each with file, line and key, instead of stopping at the first.
+//! Each table's schema, defaults and checks are in its own file (`server`, `queue`,
+//! `destination`, `route`, `verify`, `plugins`); this one reads the file and puts them together.
 
 pub(crate) mod bounds;
+pub mod changes;
+mod destination;
 mod error;
 mod plugins;
+mod queue;
+mod route;
+mod server;
 mod values;
 mod verify;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::SocketAddr;
-use std::num::{NonZeroU32, NonZeroUsize};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
+pub use destination::{CircuitConfig, DestinationConfig, DestinationUrl, Jitter, RetryConfig};
 pub use error::{ConfigError, ConfigErrors};
 pub use plugins::{CompileCache, PluginsConfig};
+pub use queue::{FsyncMode, QueueBackend, QueueConfig};
+pub use route::{
+    ConfigLocation, Isolation, OnPluginError, PluginConfig, PluginLimitsConfig, RouteConfig,
+};
+pub use server::{DEFAULT_MAX_BODY_BYTES, ServerConfig};
 pub use values::{ByteSize, EnvString, HumanDuration, Secret};
 pub use verify::{DedupConfig, SignConfig};
 
+use destination::parse_destinations;
 use error::ErrorSink;
+use queue::check_nats;
+use route::{parse_routes, validate_routes};
+use server::check_server;
 
 /// A validated router configuration.
 #[derive(Debug, Clone)]
@@ -47,753 +60,6 @@ pub struct Config {
     /// Test-only fault injection; never read from a file.
     #[doc(hidden)]
     pub test_faults: crate::supervise::TestFaults,
-}
-
-/// The `[server]` table.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerConfig {
-    /// Address of the webhook ingress listener.
-    #[serde(default = "defaults::listen")]
-    pub listen: SocketAddr,
-    /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`, dead letters).
-    #[serde(default = "defaults::admin_listen")]
-    pub admin_listen: SocketAddr,
-    /// Largest accepted request body; larger ones get 413. Not set: [`DEFAULT_MAX_BODY_BYTES`],
-    /// lowered with `backend = "nats"` to what the server's `max_payload` takes (see
-    /// [`ServerConfig::body_limit`] and `Nats::body_limit`).
-    #[serde(default, deserialize_with = "bounds::max_body_bytes_set")]
-    pub max_body_bytes: Option<ByteSize>,
-    /// Most events held by the router (queued or being delivered); past it senders get 503.
-    #[serde(
-        default = "defaults::queue_capacity",
-        deserialize_with = "bounds::queue_capacity"
-    )]
-    pub queue_capacity: NonZeroUsize,
-    /// How long a client may take to send its request head.
-    #[serde(
-        default = "defaults::header_read_timeout",
-        deserialize_with = "bounds::header_read_timeout"
-    )]
-    pub header_read_timeout: HumanDuration,
-    /// How long a keep-alive connection may stay open with no request in flight.
-    #[serde(
-        default = "defaults::idle_timeout",
-        deserialize_with = "bounds::idle_timeout"
-    )]
-    pub idle_timeout: HumanDuration,
-    /// Most ingress connections open at once; by default what the descriptor limit allows
-    /// (see `server::descriptors`). A value above that is lowered, with a warning, at start.
-    #[serde(default, deserialize_with = "bounds::max_connections")]
-    pub max_connections: Option<NonZeroUsize>,
-    /// Most ingress requests being received and handled at once; past it, 503 + `Retry-After`.
-    #[serde(
-        default = "defaults::max_requests_in_flight",
-        deserialize_with = "bounds::max_requests_in_flight"
-    )]
-    pub max_requests_in_flight: NonZeroUsize,
-    /// Most ingress requests in flight from one client (an IPv4 address or an IPv6 /64); by
-    /// default [`ServerConfig::DEFAULT_PER_CLIENT`], or `max_requests_in_flight` if lower.
-    #[serde(
-        default,
-        deserialize_with = "bounds::max_requests_in_flight_per_client"
-    )]
-    pub max_requests_in_flight_per_client: Option<NonZeroUsize>,
-    /// Least rate, in bytes per second, at which a request body must arrive once
-    /// `min_body_rate_grace` is over (past it, 408); 0 for none.
-    #[serde(
-        default = "defaults::min_body_rate",
-        deserialize_with = "bounds::min_body_rate"
-    )]
-    pub min_body_rate: ByteSize,
-    /// How long a request body may take before `min_body_rate` counts.
-    #[serde(
-        default = "defaults::min_body_rate_grace",
-        deserialize_with = "bounds::min_body_rate_grace"
-    )]
-    pub min_body_rate_grace: HumanDuration,
-    /// How long a client may take to send its whole request body.
-    #[serde(
-        default = "defaults::body_read_timeout",
-        deserialize_with = "bounds::body_read_timeout"
-    )]
-    pub body_read_timeout: HumanDuration,
-    /// On shutdown, how long in-flight deliveries may take to finish.
-    #[serde(
-        default = "defaults::shutdown_grace",
-        deserialize_with = "bounds::shutdown_grace"
-    )]
-    pub shutdown_grace: HumanDuration,
-    /// Most dead letters kept; the oldest is evicted past it.
-    #[serde(
-        default = "defaults::dead_letter_capacity",
-        deserialize_with = "bounds::dead_letter_capacity"
-    )]
-    pub dead_letter_capacity: NonZeroUsize,
-    /// Most bytes of dead letters kept (bodies and headers); the oldest are evicted past it.
-    #[serde(
-        default = "defaults::dead_letter_max_bytes",
-        deserialize_with = "bounds::dead_letter_max_bytes"
-    )]
-    pub dead_letter_max_bytes: ByteSize,
-    /// Bearer token required by the admin API (not `/metrics`, `/healthz`, `/readyz`).
-    #[serde(default)]
-    pub admin_token: Option<Secret>,
-    /// Says that an `admin_listen` reachable from the network without `admin_token` is meant;
-    /// without it such a config is refused.
-    #[serde(default)]
-    pub admin_public: bool,
-    /// Proxies whose `X-Forwarded-For` is believed when checking a route's `allow_ips`.
-    #[serde(default)]
-    pub trusted_proxies: Vec<crate::allow_list::Cidr>,
-}
-
-/// The largest request body accepted when `max_body_bytes` is not set (and the NATS server, if
-/// any, takes messages that large).
-pub const DEFAULT_MAX_BODY_BYTES: ByteSize = ByteSize(1024 * 1024);
-
-impl ServerConfig {
-    /// The largest request body accepted: `max_body_bytes`, or [`DEFAULT_MAX_BODY_BYTES`].
-    pub fn body_limit(&self) -> ByteSize {
-        self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES)
-    }
-
-    /// The default `max_requests_in_flight_per_client`, when `max_requests_in_flight` is higher.
-    pub const DEFAULT_PER_CLIENT: usize = 32;
-
-    /// The `max_requests_in_flight_per_client` in force.
-    pub fn per_client_in_flight(&self) -> usize {
-        self.max_requests_in_flight_per_client.map_or_else(
-            || Self::DEFAULT_PER_CLIENT.min(self.max_requests_in_flight.get()),
-            NonZeroUsize::get,
-        )
-    }
-
-    /// What is allowed but likely a mistake, for `check` and the start to warn about.
-    pub fn warnings(&self) -> Vec<String> {
-        self.trusted_proxies
-            .iter()
-            .filter(|net| crate::allow_list::covers_everything(net))
-            .map(|net| {
-                format!(
-                    "server.trusted_proxies: {} covers every address: any client can write its \
-                     own X-Forwarded-For and pass an allow_ips list",
-                    net.0
-                )
-            })
-            .collect()
-    }
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            listen: defaults::listen(),
-            admin_listen: defaults::admin_listen(),
-            max_body_bytes: None,
-            queue_capacity: defaults::queue_capacity(),
-            header_read_timeout: defaults::header_read_timeout(),
-            idle_timeout: defaults::idle_timeout(),
-            max_connections: None,
-            max_requests_in_flight: defaults::max_requests_in_flight(),
-            max_requests_in_flight_per_client: None,
-            min_body_rate: defaults::min_body_rate(),
-            min_body_rate_grace: defaults::min_body_rate_grace(),
-            body_read_timeout: defaults::body_read_timeout(),
-            shutdown_grace: defaults::shutdown_grace(),
-            dead_letter_capacity: defaults::dead_letter_capacity(),
-            dead_letter_max_bytes: defaults::dead_letter_max_bytes(),
-            admin_token: None,
-            admin_public: false,
-            trusted_proxies: Vec::new(),
-        }
-    }
-}
-
-/// The `[queue]` table: where accepted events are held until delivered.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QueueConfig {
-    /// `"memory"`, `"journal"` or `"nats"`; by default the journal when `path` is set, else
-    /// memory.
-    #[serde(default)]
-    pub backend: Option<QueueBackend>,
-    /// The journal's directory (relative paths are resolved against the config file's folder).
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    /// When the journal syncs its writes.
-    #[serde(default)]
-    pub fsync: FsyncMode,
-    /// With `fsync = "interval"`: the longest a write waits for its sync.
-    #[serde(
-        default = "defaults::fsync_interval",
-        deserialize_with = "bounds::fsync_interval"
-    )]
-    pub fsync_interval: HumanDuration,
-    /// Most bytes the journal (or the NATS stream) may hold; past it senders get 503 +
-    /// `Retry-After`.
-    #[serde(
-        default = "defaults::journal_max_bytes",
-        deserialize_with = "bounds::journal_max_bytes"
-    )]
-    pub max_bytes: ByteSize,
-    /// With `backend = "nats"`: the NATS server(s), e.g. `"nats://127.0.0.1:4222"` (`${ENV}` is
-    /// expanded; several URLs separated by commas).
-    #[serde(default)]
-    pub url: Option<EnvString>,
-    /// With `backend = "nats"`: a token to authenticate with.
-    #[serde(default)]
-    pub token: Option<Secret>,
-    /// With `backend = "nats"`: a user name (with `password`).
-    #[serde(default)]
-    pub user: Option<EnvString>,
-    /// With `backend = "nats"`: the password of `user`.
-    #[serde(default)]
-    pub password: Option<Secret>,
-    /// With `backend = "nats"`: a `.creds` file (JWT and nkey seed); relative to the config.
-    #[serde(default)]
-    pub credentials: Option<PathBuf>,
-    /// With `backend = "nats"`: the JetStream stream's name (also the prefix of its subjects
-    /// and key-value buckets).
-    #[serde(
-        default = "defaults::nats_stream",
-        deserialize_with = "bounds::nats_stream"
-    )]
-    pub stream: String,
-    /// With `backend = "nats"`: copies of the stream kept by a JetStream cluster.
-    #[serde(
-        default = "defaults::nats_replicas",
-        deserialize_with = "bounds::nats_replicas"
-    )]
-    pub replicas: usize,
-    /// With `backend = "nats"`: how long an event may stay in the stream undelivered (`0s`: no
-    /// limit).
-    #[serde(
-        default = "defaults::nats_max_age",
-        deserialize_with = "bounds::nats_max_age"
-    )]
-    pub max_age: HumanDuration,
-    /// With `backend = "nats"`: how long a router may hold a message without a word before
-    /// JetStream gives it to another router (routers holding one send progress well within it).
-    #[serde(
-        default = "defaults::nats_ack_wait",
-        deserialize_with = "bounds::nats_ack_wait"
-    )]
-    pub ack_wait: HumanDuration,
-    /// With `backend = "nats"`: how long ingress waits for JetStream to store an event before
-    /// answering 503.
-    #[serde(
-        default = "defaults::nats_publish_timeout",
-        deserialize_with = "bounds::nats_publish_timeout"
-    )]
-    pub publish_timeout: HumanDuration,
-    /// With `backend = "nats"`: most messages of one destination handed out and not yet
-    /// acknowledged, across every router.
-    #[serde(
-        default = "defaults::nats_max_ack_pending",
-        deserialize_with = "bounds::nats_max_ack_pending"
-    )]
-    pub max_ack_pending: NonZeroUsize,
-}
-
-impl Default for QueueConfig {
-    fn default() -> Self {
-        Self {
-            backend: None,
-            path: None,
-            fsync: FsyncMode::default(),
-            fsync_interval: defaults::fsync_interval(),
-            max_bytes: defaults::journal_max_bytes(),
-            url: None,
-            token: None,
-            user: None,
-            password: None,
-            credentials: None,
-            stream: defaults::nats_stream(),
-            replicas: defaults::nats_replicas(),
-            max_age: defaults::nats_max_age(),
-            ack_wait: defaults::nats_ack_wait(),
-            publish_timeout: defaults::nats_publish_timeout(),
-            max_ack_pending: defaults::nats_max_ack_pending(),
-        }
-    }
-}
-
-impl QueueConfig {
-    /// The journal's directory, if the queue is journaled.
-    pub fn journal_dir(&self) -> Option<&Path> {
-        match self.backend {
-            Some(QueueBackend::Memory | QueueBackend::Nats) => None,
-            Some(QueueBackend::Journal) | None => self.path.as_deref(),
-        }
-    }
-}
-
-/// The queue's backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QueueBackend {
-    /// Held in this process only: a stop or a crash loses what it holds.
-    Memory,
-    /// Written to the journal before the 202; survives crashes and restarts.
-    Journal,
-    /// Published to a NATS JetStream stream before the 202, shared by every router on it.
-    Nats,
-}
-
-/// When the journal syncs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FsyncMode {
-    /// Before the 202 (concurrent requests share one sync).
-    #[default]
-    Always,
-    /// Every `fsync_interval`.
-    Interval,
-    /// Only when a segment closes and at shutdown.
-    Never,
-}
-
-/// A `[destinations.NAME]` table: an HTTP endpoint events are delivered to.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DestinationConfig {
-    /// The URL events are POSTed to (`http` or `https`; `${ENV}` is expanded).
-    pub url: DestinationUrl,
-    /// Time limit for one delivery attempt, from connect to the end of the response head.
-    #[serde(default = "defaults::timeout", deserialize_with = "bounds::timeout")]
-    pub timeout: HumanDuration,
-    /// Most requests in flight to this destination at once.
-    #[serde(
-        default = "defaults::max_in_flight",
-        deserialize_with = "bounds::max_in_flight"
-    )]
-    pub max_in_flight: NonZeroUsize,
-    /// Most undelivered events this destination may hold (queued, in flight or waiting to
-    /// retry); past it only the routes that deliver here answer 503. Default: half of
-    /// `queue_capacity` (all of it for a config's only destination), so that one dead
-    /// destination leaves room for the others.
-    #[serde(default, deserialize_with = "bounds::max_held")]
-    pub max_held: Option<NonZeroUsize>,
-    /// How failed attempts are retried.
-    #[serde(default)]
-    pub retry: RetryConfig,
-    /// When to stop sending attempts to a destination that keeps failing.
-    #[serde(default)]
-    pub circuit: CircuitConfig,
-    /// Extra headers sent with every delivery (e.g. `Authorization`); `${ENV}` is expanded.
-    #[serde(default)]
-    pub headers: BTreeMap<String, EnvString>,
-    /// Signs every delivery (Standard Webhooks), if set.
-    #[serde(default)]
-    pub sign: Option<SignConfig>,
-}
-
-/// A destination URL, checked at load time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DestinationUrl(pub reqwest::Url);
-
-impl<'de> Deserialize<'de> for DestinationUrl {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let EnvString(text) = EnvString::deserialize(deserializer)?;
-        let url = reqwest::Url::parse(&text)
-            .map_err(|e| de::Error::custom(format!("invalid URL: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(de::Error::custom(format!(
-                "URL scheme must be http or https, not {:?}",
-                url.scheme()
-            )));
-        }
-        if url.host().is_none() {
-            return Err(de::Error::custom("URL has no host"));
-        }
-        Ok(DestinationUrl(url))
-    }
-}
-
-/// Retry policy of one destination (`retry = { ... }`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetryConfig {
-    /// Attempts in all, the first included, before an event is dead-lettered.
-    #[serde(
-        default = "defaults::max_attempts",
-        deserialize_with = "bounds::max_attempts"
-    )]
-    pub max_attempts: NonZeroU32,
-    /// Wait before the second attempt; it doubles for each further attempt.
-    #[serde(
-        default = "defaults::initial_backoff",
-        deserialize_with = "bounds::initial_backoff"
-    )]
-    pub initial_backoff: HumanDuration,
-    /// Longest wait between attempts, also the cap on a destination's `Retry-After`.
-    #[serde(
-        default = "defaults::max_backoff",
-        deserialize_with = "bounds::max_backoff"
-    )]
-    pub max_backoff: HumanDuration,
-    /// How waits are randomised.
-    #[serde(default)]
-    pub jitter: Jitter,
-}
-
-/// A destination's circuit breaker: after `failures` failed attempts in a row (connect errors,
-/// timeouts, 5xx, 429; each within `window` of the one before), no attempts for `open_for`;
-/// then one probe: success closes the circuit, failure opens it again for twice as long, up
-/// to `max_open_for`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CircuitConfig {
-    /// Failed attempts in a row that open the circuit.
-    #[serde(
-        default = "defaults::circuit_failures",
-        deserialize_with = "bounds::circuit_failures"
-    )]
-    pub failures: NonZeroU32,
-    /// A failure further than this from the one before starts the count again.
-    #[serde(
-        default = "defaults::circuit_window",
-        deserialize_with = "bounds::circuit_window"
-    )]
-    pub window: HumanDuration,
-    /// How long the circuit first stays open.
-    #[serde(
-        default = "defaults::circuit_open_for",
-        deserialize_with = "bounds::circuit_open_for"
-    )]
-    pub open_for: HumanDuration,
-    /// The longest it stays open (the wait doubles after each failed probe).
-    #[serde(
-        default = "defaults::circuit_max_open_for",
-        deserialize_with = "bounds::circuit_max_open_for"
-    )]
-    pub max_open_for: HumanDuration,
-}
-
-impl Default for CircuitConfig {
-    fn default() -> Self {
-        Self {
-            failures: defaults::circuit_failures(),
-            window: defaults::circuit_window(),
-            open_for: defaults::circuit_open_for(),
-            max_open_for: defaults::circuit_max_open_for(),
-        }
-    }
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        Self {
-            max_attempts: defaults::max_attempts(),
-            initial_backoff: defaults::initial_backoff(),
-            max_backoff: defaults::max_backoff(),
-            jitter: Jitter::default(),
-        }
-    }
-}
-
-/// Randomisation of retry waits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Jitter {
-    /// Wait a uniformly random time between zero and the exponential backoff (the default).
-    #[default]
-    Full,
-    /// Wait exactly the exponential backoff.
-    None,
-}
-
-/// A `[[routes]]` entry: a path that accepts webhooks and the destinations they go to.
-#[derive(Debug, Clone)]
-pub struct RouteConfig {
-    /// Stable identifier, used in logs and metric labels.
-    pub id: String,
-    /// Request path, e.g. `/hooks/github`.
-    pub path: String,
-    /// Names of the destinations every accepted event is delivered to.
-    pub destinations: Vec<String>,
-    /// WebAssembly plugins every event passes through, in order.
-    pub plugins: Vec<PluginConfig>,
-    /// What a plugin failure does to the event.
-    pub on_plugin_error: OnPluginError,
-    /// How the sender's signature is checked, if it is.
-    pub verify: Option<crate::verify::Verifier>,
-    /// How repeated deliveries are recognised, if they are: as written, or by default the
-    /// verify preset's delivery id (`dedup = false` turns that off).
-    pub dedup: Option<DedupConfig>,
-    /// How many requests a second the route accepts, if limited.
-    pub rate_limit: Option<crate::rate_limit::RateLimitConfig>,
-    /// The only client networks the route accepts, if restricted.
-    pub allow_ips: Option<Vec<crate::allow_list::Cidr>>,
-    /// Credential headers (of [`crate::verify::CREDENTIAL_HEADERS`], lower-case) stored and
-    /// forwarded all the same; the others are removed once the request is verified.
-    pub keep_headers: Vec<String>,
-    /// Destinations a plugin's `fan-out` may name besides the route's `destinations`.
-    pub fan_out: Vec<String>,
-}
-
-/// A route's `unverified` key: what a route without `verify` may do all the same.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum Unverified {
-    /// Deliver to signing destinations: the router signs whatever anyone posts.
-    SignAnyway,
-}
-
-/// One entry of a route's `plugins` list.
-#[derive(Debug, Clone)]
-pub struct PluginConfig {
-    /// The component file, resolved against the config file's directory.
-    pub module: PathBuf,
-    /// Label in metrics and logs (default: the module's file stem).
-    pub name: String,
-    /// The plugin's own configuration, handed to its `configure` as JSON.
-    pub config: serde_json::Value,
-    /// Resource limits.
-    pub limits: PluginLimitsConfig,
-    /// How instances are isolated between events.
-    pub isolation: Isolation,
-    /// Where the entry is written, for errors found when the plugin is loaded.
-    pub location: ConfigLocation,
-}
-
-/// A place in a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigLocation {
-    /// The file.
-    pub file: PathBuf,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column.
-    pub column: usize,
-    /// Dotted key, e.g. `routes[0].plugins[1]`.
-    pub key: String,
-}
-
-impl ConfigLocation {
-    /// An error at this place.
-    pub fn error(&self, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            file: self.file.clone(),
-            line: Some(self.line),
-            column: Some(self.column),
-            key: self.key.clone(),
-            message: message.into(),
-        }
-    }
-}
-
-/// A plugin's `limits = { memory, time, output, fan_out }`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PluginLimitsConfig {
-    /// Most linear memory (default 16 MiB, at most 256 MiB).
-    #[serde(
-        default = "defaults::plugin_memory",
-        deserialize_with = "bounds::plugin_memory"
-    )]
-    pub memory: ByteSize,
-    /// Most time per event (default 10 ms).
-    #[serde(
-        default = "defaults::plugin_time",
-        deserialize_with = "bounds::plugin_time"
-    )]
-    pub time: HumanDuration,
-    /// Output cap (default 1 MiB); the larger of this and 4 × the input body applies.
-    #[serde(
-        default = "defaults::plugin_output",
-        deserialize_with = "bounds::plugin_output"
-    )]
-    pub output: ByteSize,
-    /// Most deliveries one `fan-out` verdict may name (default 64).
-    #[serde(default = "defaults::plugin_fan_out")]
-    pub fan_out: u32,
-}
-
-impl Default for PluginLimitsConfig {
-    fn default() -> Self {
-        Self {
-            memory: defaults::plugin_memory(),
-            time: defaults::plugin_time(),
-            output: defaults::plugin_output(),
-            fan_out: defaults::plugin_fan_out(),
-        }
-    }
-}
-
-/// How a plugin's instances are isolated between events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Isolation {
-    /// A configured instance is reused for later events of the same route and plugin; one
-    /// that fails is discarded (the default: fastest).
-    #[default]
-    Reuse,
-    /// Every event gets a new instance, configured and then dropped.
-    Fresh,
-}
-
-/// What a plugin failure (trap, timeout, memory, oversized output, error, bad verdict) does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnPluginError {
-    /// Answer the sender 500; nothing is queued (the default).
-    #[default]
-    Reject,
-    /// Answer 202 and deliver nothing.
-    Drop,
-    /// Carry on with the event as it was before the failing plugin.
-    Forward,
-}
-
-/// The raw shape of a `[[routes]]` entry, with spans for cross-checks.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRoute {
-    id: Spanned<String>,
-    path: Spanned<String>,
-    destinations: Spanned<Vec<Spanned<String>>>,
-    #[serde(default)]
-    plugins: Vec<Spanned<RawPlugin>>,
-    #[serde(default)]
-    on_plugin_error: OnPluginError,
-    #[serde(default)]
-    verify: Option<Spanned<verify::RawVerify>>,
-    #[serde(default)]
-    dedup: Option<Spanned<verify::RawDedupSetting>>,
-    #[serde(default)]
-    rate_limit: Option<Spanned<crate::rate_limit::RateLimitConfig>>,
-    #[serde(default)]
-    allow_ips: Option<Vec<crate::allow_list::Cidr>>,
-    #[serde(default)]
-    keep_headers: Option<Spanned<Vec<String>>>,
-    #[serde(default)]
-    unverified: Option<Spanned<Unverified>>,
-    #[serde(default)]
-    fan_out: Option<Spanned<Vec<Spanned<String>>>>,
-}
-
-/// The raw shape of a plugin entry.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPlugin {
-    module: EnvString,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default = "defaults::plugin_config")]
-    config: serde_json::Value,
-    #[serde(default)]
-    limits: PluginLimitsConfig,
-    #[serde(default)]
-    isolation: Isolation,
-}
-
-mod defaults {
-    use super::*;
-
-    pub fn listen() -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], 8080))
-    }
-    pub fn admin_listen() -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], 9090))
-    }
-    pub fn queue_capacity() -> NonZeroUsize {
-        NonZeroUsize::new(100_000).expect("non-zero")
-    }
-    pub fn header_read_timeout() -> HumanDuration {
-        HumanDuration(Duration::from_secs(10))
-    }
-    pub fn idle_timeout() -> HumanDuration {
-        HumanDuration(Duration::from_secs(60))
-    }
-    pub fn max_requests_in_flight() -> NonZeroUsize {
-        NonZeroUsize::new(128).expect("non-zero")
-    }
-    pub fn body_read_timeout() -> HumanDuration {
-        HumanDuration(Duration::from_secs(30))
-    }
-    pub fn min_body_rate() -> ByteSize {
-        ByteSize(1024)
-    }
-    pub fn min_body_rate_grace() -> HumanDuration {
-        HumanDuration(Duration::from_secs(5))
-    }
-    pub fn shutdown_grace() -> HumanDuration {
-        HumanDuration(Duration::from_secs(30))
-    }
-    pub fn dead_letter_capacity() -> NonZeroUsize {
-        NonZeroUsize::new(10_000).expect("non-zero")
-    }
-    pub fn circuit_failures() -> NonZeroU32 {
-        NonZeroU32::new(20).expect("non-zero")
-    }
-    pub fn circuit_window() -> HumanDuration {
-        HumanDuration(Duration::from_secs(30))
-    }
-    pub fn circuit_open_for() -> HumanDuration {
-        HumanDuration(Duration::from_secs(5))
-    }
-    pub fn circuit_max_open_for() -> HumanDuration {
-        HumanDuration(Duration::from_secs(300))
-    }
-    pub fn fsync_interval() -> HumanDuration {
-        HumanDuration(Duration::from_millis(10))
-    }
-    pub fn nats_stream() -> String {
-        "WEBHOOKS".to_owned()
-    }
-    pub fn nats_replicas() -> usize {
-        1
-    }
-    pub fn nats_max_age() -> HumanDuration {
-        HumanDuration(Duration::ZERO)
-    }
-    pub fn nats_ack_wait() -> HumanDuration {
-        HumanDuration(Duration::from_secs(30))
-    }
-    pub fn nats_publish_timeout() -> HumanDuration {
-        HumanDuration(Duration::from_secs(5))
-    }
-    pub fn nats_max_ack_pending() -> NonZeroUsize {
-        NonZeroUsize::new(1000).expect("non-zero")
-    }
-    pub fn journal_max_bytes() -> ByteSize {
-        ByteSize(4 * 1024 * 1024 * 1024)
-    }
-    pub fn dead_letter_max_bytes() -> ByteSize {
-        ByteSize(256 * 1024 * 1024)
-    }
-    pub fn timeout() -> HumanDuration {
-        HumanDuration(Duration::from_secs(10))
-    }
-    pub fn max_in_flight() -> NonZeroUsize {
-        NonZeroUsize::new(64).expect("non-zero")
-    }
-    pub fn max_attempts() -> NonZeroU32 {
-        NonZeroU32::new(8).expect("non-zero")
-    }
-    pub fn initial_backoff() -> HumanDuration {
-        HumanDuration(Duration::from_secs(1))
-    }
-    pub fn max_backoff() -> HumanDuration {
-        HumanDuration(Duration::from_secs(600))
-    }
-    pub fn plugin_memory() -> ByteSize {
-        ByteSize(16 * 1024 * 1024)
-    }
-    pub fn plugin_time() -> HumanDuration {
-        HumanDuration(Duration::from_millis(10))
-    }
-    pub fn plugin_output() -> ByteSize {
-        ByteSize(1024 * 1024)
-    }
-    pub fn plugin_fan_out() -> u32 {
-        64
-    }
-    pub fn plugin_config() -> serde_json::Value {
-        serde_json::Value::Object(serde_json::Map::new())
-    }
 }
 
 impl Config {
@@ -821,7 +87,29 @@ impl Config {
                 return Err(sink.finish());
             }
         };
+        let config = Self::from_table(root, source, &mut sink);
+        if !sink.is_empty() {
+            return Err(sink.finish());
+        }
+        Ok(config)
+    }
 
+    /// Parses config `text` as far as it can be read, past syntax errors too, and returns
+    /// every error found with what could be read (a reload checks that config's plugins too,
+    /// so that one answer lists every fault). The config is never to be served when there are
+    /// errors: a syntax error may have cut a table short.
+    pub fn parse_all(text: &str, source: &Path) -> (Config, ConfigErrors) {
+        let mut sink = ErrorSink::new(source, text);
+        let (root, syntax) = DeTable::parse_recoverable(text);
+        for error in &syntax {
+            sink.push_toml("", error);
+        }
+        let config = Self::from_table(root.into_inner(), source, &mut sink);
+        (config, sink.finish())
+    }
+
+    /// Reads the config out of the parsed `root`, recording its problems in `sink`.
+    fn from_table(root: DeTable<'_>, source: &Path, sink: &mut ErrorSink<'_>) -> Config {
         let mut server = None;
         let mut queue = None;
         let mut plugins = None;
@@ -836,15 +124,15 @@ impl Config {
                     // table when it is not written.
                     let admin_span =
                         span_of(&value, &["admin_listen"]).or_else(|| span_of(&value, &[]));
-                    server = deserialize_item::<ServerConfig>(value, "server", &mut sink);
+                    server = deserialize_item::<ServerConfig>(value, "server", sink);
                     if let Some(server) = &server {
-                        check_server(server, admin_span, &mut sink);
+                        check_server(server, admin_span, sink);
                     }
                 }
                 "queue" => {
                     let backend_span =
                         span_of(&value, &["backend"]).or_else(|| span_of(&value, &[]));
-                    queue = deserialize_item::<QueueConfig>(value, "queue", &mut sink);
+                    queue = deserialize_item::<QueueConfig>(value, "queue", sink);
                     if let Some(queue) = &mut queue {
                         if queue.backend == Some(QueueBackend::Journal) && queue.path.is_none() {
                             sink.push(
@@ -853,7 +141,7 @@ impl Config {
                                 "backend = \"journal\" needs `path`, the journal's directory",
                             );
                         }
-                        check_nats(queue, backend_span, &mut sink);
+                        check_nats(queue, backend_span, sink);
                         let base = source.parent().unwrap_or_else(|| Path::new(""));
                         for path in [&mut queue.path, &mut queue.credentials]
                             .into_iter()
@@ -866,7 +154,7 @@ impl Config {
                     }
                 }
                 "plugins" => {
-                    plugins = deserialize_item::<PluginsConfig>(value, "plugins", &mut sink);
+                    plugins = deserialize_item::<PluginsConfig>(value, "plugins", sink);
                     if let Some(PluginsConfig {
                         cache: CompileCache::Directory(dir),
                         ..
@@ -877,9 +165,9 @@ impl Config {
                     }
                 }
                 "destinations" => {
-                    parse_destinations(value, &mut sink, &mut destinations, &mut destination_names);
+                    parse_destinations(value, sink, &mut destinations, &mut destination_names);
                 }
-                "routes" => parse_routes(value, &mut sink, &mut raw_routes),
+                "routes" => parse_routes(value, sink, &mut raw_routes),
                 other => sink.push(
                     Some(key_span),
                     other,
@@ -894,11 +182,8 @@ impl Config {
             .filter(|(_, destination)| destination.sign.is_some())
             .map(|(name, _)| name.as_str())
             .collect();
-        let routes = validate_routes(raw_routes, &destination_names, &signing, &mut sink);
-        if !sink.is_empty() {
-            return Err(sink.finish());
-        }
-        Ok(Config {
+        let routes = validate_routes(raw_routes, &destination_names, &signing, sink);
+        Config {
             source: source.to_path_buf(),
             server,
             queue: queue.unwrap_or_default(),
@@ -906,7 +191,7 @@ impl Config {
             destinations,
             routes,
             test_faults: crate::supervise::TestFaults::default(),
-        })
+        }
     }
 }
 
@@ -924,76 +209,6 @@ fn span_of(value: &Spanned<DeValue<'_>>, path: &[&str]) -> Option<std::ops::Rang
     span_of(inner, rest)
 }
 
-/// Checks `[server]` values that are each in range but contradict each other or the
-/// deployment: `admin_span` locates `admin_listen` in the file.
-fn check_server(
-    server: &ServerConfig,
-    admin_span: Option<std::ops::Range<usize>>,
-    sink: &mut ErrorSink<'_>,
-) {
-    let (ingress, admin) = (server.listen, server.admin_listen);
-    let same_port = ingress.port() != 0 && ingress.port() == admin.port();
-    let overlapping =
-        ingress.ip() == admin.ip() || ingress.ip().is_unspecified() || admin.ip().is_unspecified();
-    if !admin.ip().is_loopback() && server.admin_token.is_none() && !server.admin_public {
-        sink.push(
-            admin_span.clone(),
-            "server.admin_listen",
-            format!(
-                "{admin} is reachable from the network and no admin_token is set: anyone could \
-                 read dead letters (event bodies) and replay them; set admin_token, or \
-                 admin_public = true if an open admin API is meant"
-            ),
-        );
-    }
-    if same_port && overlapping {
-        sink.push(
-            admin_span,
-            "server.admin_listen",
-            format!("{admin} is also the ingress address (`listen`): the two listeners need different ports"),
-        );
-    }
-}
-
-/// Checks that the NATS keys of `[queue]` go with `backend = "nats"`, and that it has a `url`;
-/// `span` locates `backend` (or the table) in the file.
-fn check_nats(queue: &QueueConfig, span: Option<std::ops::Range<usize>>, sink: &mut ErrorSink<'_>) {
-    let nats = queue.backend == Some(QueueBackend::Nats);
-    if nats && queue.url.is_none() {
-        sink.push(
-            span.clone(),
-            "queue.backend",
-            "backend = \"nats\" needs `url`, e.g. url = \"nats://127.0.0.1:4222\"",
-        );
-    }
-    let nats_keys = [
-        ("url", queue.url.is_some()),
-        ("token", queue.token.is_some()),
-        ("user", queue.user.is_some()),
-        ("password", queue.password.is_some()),
-        ("credentials", queue.credentials.is_some()),
-    ];
-    for (key, set) in nats_keys {
-        if set && !nats {
-            sink.push(
-                span.clone(),
-                format!("queue.{key}"),
-                format!("`{key}` is a NATS setting: it needs backend = \"nats\""),
-            );
-        }
-    }
-    if nats && queue.path.is_some() {
-        sink.push(
-            span.clone(),
-            "queue.path",
-            "backend = \"nats\" keeps events in the NATS stream: remove `path`",
-        );
-    }
-    if queue.user.is_some() != queue.password.is_some() {
-        sink.push(span, "queue.user", "`user` and `password` go together");
-    }
-}
-
 /// Deserializes one item, recording (and swallowing) its error so that loading can go on.
 fn deserialize_item<T: for<'de> Deserialize<'de>>(
     value: Spanned<DeValue<'_>>,
@@ -1007,313 +222,6 @@ fn deserialize_item<T: for<'de> Deserialize<'de>>(
             None
         }
     }
-}
-
-fn parse_destinations(
-    value: Spanned<DeValue<'_>>,
-    sink: &mut ErrorSink<'_>,
-    out: &mut BTreeMap<String, DestinationConfig>,
-    names: &mut HashSet<String>,
-) {
-    let span = value.span();
-    let DeValue::Table(table) = value.into_inner() else {
-        sink.push(
-            Some(span),
-            "destinations",
-            "must be a table of named destinations",
-        );
-        return;
-    };
-    for (name, value) in table {
-        let name_span = name.span();
-        let name = name.into_inner().into_owned();
-        let key = format!("destinations.{name}");
-        // Known even if its table has errors, so routes naming it are not reported too.
-        names.insert(name.clone());
-        if !is_identifier(&name) {
-            sink.push(
-                Some(name_span.clone()),
-                &key,
-                "destination names may use only letters, digits, '-' and '_'",
-            );
-        }
-        let retry_span = span_of(&value, &["retry"]).or_else(|| Some(name_span.clone()));
-        let circuit_span = span_of(&value, &["circuit"]).or_else(|| Some(name_span.clone()));
-        if let Some(destination) = deserialize_item::<DestinationConfig>(value, &key, sink) {
-            let mut problems = Vec::new();
-            for (header, value) in &destination.headers {
-                if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-                    problems.push(("headers", format!("invalid header name {header:?}")));
-                } else if http::HeaderValue::from_str(&value.0).is_err() {
-                    problems.push(("headers", format!("header {header:?} has an invalid value")));
-                }
-            }
-            for (field, message) in problems {
-                sink.push(Some(name_span.clone()), format!("{key}.{field}"), message);
-            }
-            // Each value is in range (`bounds`); these contradict each other.
-            let retry = destination.retry;
-            if retry.initial_backoff > retry.max_backoff {
-                sink.push(
-                    retry_span,
-                    format!("{key}.retry"),
-                    "initial_backoff is longer than max_backoff",
-                );
-            }
-            let circuit = destination.circuit;
-            if circuit.open_for > circuit.max_open_for {
-                sink.push(
-                    circuit_span,
-                    format!("{key}.circuit"),
-                    "open_for is longer than max_open_for",
-                );
-            }
-            out.insert(name, destination);
-        }
-    }
-}
-
-fn parse_routes(value: Spanned<DeValue<'_>>, sink: &mut ErrorSink<'_>, out: &mut Vec<RawRoute>) {
-    let span = value.span();
-    let DeValue::Array(items) = value.into_inner() else {
-        sink.push(
-            Some(span),
-            "routes",
-            "must be an array of tables: write each route as [[routes]]",
-        );
-        return;
-    };
-    for (index, item) in items.into_iter().enumerate() {
-        let key = format!("routes[{index}]");
-        if let Some(route) = deserialize_item::<RawRoute>(item, &key, sink) {
-            out.push(route);
-        }
-    }
-}
-
-/// Checks routes against each other and against the destinations; returns the clean routes.
-fn validate_routes(
-    raw: Vec<RawRoute>,
-    destinations: &HashSet<String>,
-    signing: &HashSet<&str>,
-    sink: &mut ErrorSink<'_>,
-) -> Vec<RouteConfig> {
-    if raw.is_empty() && sink.is_empty() {
-        sink.push(
-            None,
-            "routes",
-            "no routes are configured: add at least one [[routes]] table",
-        );
-    }
-    let mut ids = HashSet::new();
-    let mut paths = HashMap::new();
-    let mut routes = Vec::with_capacity(raw.len());
-    for (index, route) in raw.into_iter().enumerate() {
-        let key = format!("routes[{index}]");
-        let id = route.id.get_ref();
-        if !is_identifier(id) {
-            sink.push(
-                Some(route.id.span()),
-                format!("{key}.id"),
-                "route ids may use only letters, digits, '-' and '_'",
-            );
-        } else if !ids.insert(id.clone()) {
-            sink.push(
-                Some(route.id.span()),
-                format!("{key}.id"),
-                format!("duplicate route id {id:?}"),
-            );
-        }
-        let path = route.path.get_ref();
-        if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
-            sink.push(
-                Some(route.path.span()),
-                format!("{key}.path"),
-                "must be an absolute path such as \"/hooks/github\" (no query or fragment)",
-            );
-        } else if let Some(other) = paths.insert(path.clone(), index) {
-            sink.push(
-                Some(route.path.span()),
-                format!("{key}.path"),
-                format!("path {path:?} is already used by routes[{other}]"),
-            );
-        }
-        if route.destinations.get_ref().is_empty() {
-            sink.push(
-                Some(route.destinations.span()),
-                format!("{key}.destinations"),
-                "a route needs at least one destination",
-            );
-        }
-        let mut seen = HashSet::new();
-        let fan_out = route.fan_out.map(Spanned::into_inner).unwrap_or_default();
-        let listed = (route
-            .destinations
-            .get_ref()
-            .iter()
-            .map(|n| ("destinations", n)))
-        .chain(fan_out.iter().map(|n| ("fan_out", n)));
-        for (list, name) in listed {
-            let name_text = name.get_ref();
-            if !destinations.contains(name_text) {
-                let mut known: Vec<&str> = destinations.iter().map(String::as_str).collect();
-                known.sort_unstable();
-                sink.push(
-                    Some(name.span()),
-                    format!("{key}.{list}"),
-                    format!(
-                        "unknown destination {name_text:?} (defined: {})",
-                        list_or_none(&known)
-                    ),
-                );
-            } else if !seen.insert(name_text.clone()) {
-                sink.push(
-                    Some(name.span()),
-                    format!("{key}.{list}"),
-                    format!("destination {name_text:?} is listed twice"),
-                );
-            } else if route.verify.is_none()
-                && route.unverified.is_none()
-                && signing.contains(name_text.as_str())
-            {
-                sink.push(
-                    Some(name.span()),
-                    format!("{key}.{list}"),
-                    format!(
-                        "destination {name_text:?} signs its deliveries, and this route does not \
-                         verify its sender: the router would sign whatever anyone posts. Add \
-                         `verify`, or `unverified = \"sign-anyway\"` if that is intended"
-                    ),
-                );
-            }
-        }
-        if let (Some(_), Some(unverified)) = (&route.verify, &route.unverified) {
-            sink.push(
-                Some(unverified.span()),
-                format!("{key}.unverified"),
-                "applies to routes without `verify` only",
-            );
-        }
-        let keep_headers = route.keep_headers.map_or_else(Vec::new, |keep| {
-            let span = keep.span();
-            let names: Vec<String> = keep
-                .into_inner()
-                .iter()
-                .map(|name| name.to_ascii_lowercase())
-                .collect();
-            if let Some(other) = names
-                .iter()
-                .find(|name| !crate::verify::CREDENTIAL_HEADERS.contains(&name.as_str()))
-            {
-                sink.push(
-                    Some(span),
-                    format!("{key}.keep_headers"),
-                    format!(
-                        "{other:?} is kept anyway: only {} are removed",
-                        crate::verify::CREDENTIAL_HEADERS.join(", ")
-                    ),
-                );
-            }
-            names
-        });
-        let plugins = validate_plugins(route.plugins, &key, sink);
-        let verify = route.verify.and_then(|raw| {
-            let span = raw.span();
-            raw.into_inner()
-                .build()
-                .map_err(|message| sink.push(Some(span), format!("{key}.verify"), message))
-                .ok()
-        });
-        let dedup_span = route.dedup.as_ref().map(Spanned::span);
-        let dedup =
-            verify::RawDedupSetting::build(route.dedup.map(Spanned::into_inner), verify.as_ref())
-                .map_err(|message| sink.push(dedup_span, format!("{key}.dedup"), message))
-                .ok()
-                .flatten();
-        let rate_limit = route.rate_limit.map(|limit| {
-            if limit.get_ref().unverified.is_some() && verify.is_none() {
-                sink.push(
-                    Some(limit.span()),
-                    format!("{key}.rate_limit.unverified"),
-                    "applies to routes with `verify` only: on this route every request is unverified and charges the route's limit",
-                );
-            }
-            limit.into_inner()
-        });
-        routes.push(RouteConfig {
-            id: route.id.into_inner(),
-            path: route.path.into_inner(),
-            destinations: route
-                .destinations
-                .into_inner()
-                .into_iter()
-                .map(Spanned::into_inner)
-                .collect(),
-            plugins,
-            on_plugin_error: route.on_plugin_error,
-            verify,
-            dedup,
-            rate_limit,
-            allow_ips: route.allow_ips,
-            keep_headers,
-            fan_out: fan_out.into_iter().map(Spanned::into_inner).collect(),
-        });
-    }
-    routes
-}
-
-/// Checks a route's plugin entries and resolves their module paths.
-fn validate_plugins(
-    raw: Vec<Spanned<RawPlugin>>,
-    route_key: &str,
-    sink: &mut ErrorSink<'_>,
-) -> Vec<PluginConfig> {
-    let base = sink
-        .file()
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let mut names = HashSet::new();
-    let mut plugins = Vec::with_capacity(raw.len());
-    for (index, entry) in raw.into_iter().enumerate() {
-        let key = format!("{route_key}.plugins[{index}]");
-        let span = entry.span();
-        let entry = entry.into_inner();
-        let module = base.join(&entry.module.0);
-        let name = entry.name.clone().unwrap_or_else(|| {
-            module
-                .file_stem()
-                .map_or_else(|| "plugin".to_owned(), |s| s.to_string_lossy().into_owned())
-        });
-        let mut problems = Vec::new();
-        if !is_identifier(&name) {
-            problems.push(format!(
-                "plugin name {name:?} may use only letters, digits, '-' and '_' (set `name`)"
-            ));
-        } else if !names.insert(name.clone()) {
-            problems.push(format!(
-                "plugin name {name:?} is used twice in this route (set `name` to tell them apart)"
-            ));
-        }
-        // Its ranges are checked as it is read (`bounds`).
-        let limits = entry.limits;
-        if !entry.config.is_object() {
-            problems.push("config must be a table".to_owned());
-        }
-        for problem in problems {
-            sink.push(Some(span.clone()), &key, problem);
-        }
-        let location = sink.location(span, &key);
-        plugins.push(PluginConfig {
-            module,
-            name,
-            config: entry.config,
-            limits,
-            isolation: entry.isolation,
-            location,
-        });
-    }
-    plugins
 }
 
 fn is_identifier(name: &str) -> bool {
@@ -1333,6 +241,9 @@ fn list_or_none(names: &[&str]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroUsize;
+    use std::time::Duration;
+
     use super::*;
 
     const VALID: &str = r#"
@@ -1517,6 +428,25 @@ destinations = ["ci"]
         assert_eq!(errors.0[0].line, Some(1));
         let errors = parse(&format!("{VALID}\n[extra]\nx = 1\n")).unwrap_err();
         assert_eq!(errors.0[0].key, "extra");
+    }
+
+    #[test]
+    fn parse_all_goes_on_past_a_syntax_error() {
+        let text = VALID
+            .replace("queue_capacity = 10", "queue_capacity = 10\nbroken = = 1")
+            .replace("destinations = [\"ci\"]", "destinations = [\"nowhere\"]");
+        let (config, errors) = Config::parse_all(&text, Path::new("test.toml"));
+        let shown = errors.to_string();
+        assert!(shown.contains("test.toml:7:10: extra `=`"), "{shown}");
+        assert!(
+            shown.contains(
+                "test.toml:17:17: routes[0].destinations: unknown destination \"nowhere\""
+            ),
+            "{shown}"
+        );
+        assert_eq!(config.routes.len(), 1);
+        // `parse` stops at the syntax error.
+        assert_eq!(parse(&text).unwrap_err().0.len(), 1);
     }
 
     #[test]

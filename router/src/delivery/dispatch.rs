@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -102,10 +103,14 @@ impl Waiting {
     }
 }
 
+/// Each destination's settings by id, which a config reload may replace: an attempt reads
+/// them as it starts.
+pub type LiveDestinations = Arc<[ArcSwap<Destination>]>;
+
 /// State shared by every dispatch task.
 #[derive(Debug)]
 struct Shared {
-    destinations: Vec<Destination>,
+    destinations: LiveDestinations,
     /// Each destination's circuit breaker and live state, by id.
     board: Arc<DestinationBoard>,
     lanes: Vec<async_channel::Sender<Delivery>>,
@@ -142,6 +147,13 @@ pub struct Dispatcher {
     in_flight: Vec<InFlight>,
     waiting: Arc<Mutex<Option<Waiting>>>,
     shared: Arc<Shared>,
+}
+
+impl Dispatcher {
+    /// Each destination's settings, for a config reload to replace (new attempts use them).
+    pub fn destinations(&self) -> LiveDestinations {
+        Arc::clone(&self.shared.destinations)
+    }
 }
 
 /// What dispatch held when it stopped.
@@ -190,7 +202,10 @@ impl Dispatcher {
         );
         let shared = Arc::new(Shared {
             board,
-            destinations,
+            destinations: destinations
+                .into_iter()
+                .map(ArcSwap::from_pointee)
+                .collect(),
             lanes: lane_senders,
             deliverer,
             dead_letters,
@@ -211,7 +226,7 @@ impl Dispatcher {
         }
         let mut in_flight = Vec::new();
         for (id, receiver) in lane_receivers.iter().enumerate() {
-            for _ in 0..shared.destinations[id].max_in_flight {
+            for _ in 0..shared.destinations[id].load().max_in_flight {
                 let slot = InFlight::default();
                 in_flight.push(Arc::clone(&slot));
                 let (lane, shared, cancel) =
@@ -467,7 +482,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// Puts back a delivery whose attempt panicked (that attempt counted) into its lane: to be
 /// attempted again, or, with no attempts left, dead-lettered.
 fn put_back(shared: &Shared, mut delivery: Delivery) {
-    let destination = &shared.destinations[delivery.destination];
+    let destination = shared.destinations[delivery.destination].load_full();
     let event = &delivery.job.event;
     tracing::warn!(
         event_id = %event.id,
@@ -487,13 +502,13 @@ fn put_back(shared: &Shared, mut delivery: Delivery) {
 
 /// Makes one attempt and acts on its outcome.
 async fn attempt(shared: &Shared, mut delivery: Delivery) {
-    let destination = &shared.destinations[delivery.destination];
+    let destination = shared.destinations[delivery.destination].load_full();
     let event = &delivery.job.event;
     let metrics = shared.metrics.get(&event.route, delivery.destination);
     let started = Instant::now();
     let outcome = {
         let _counted = shared.board.attempt(delivery.destination);
-        shared.deliverer.attempt(destination, event).await
+        shared.deliverer.attempt(&destination, event).await
     };
     delivery.attempts = delivery.attempts.saturating_add(1);
     let failed = matches!(outcome, AttemptOutcome::Retry { .. });
@@ -598,7 +613,7 @@ async fn attempt(shared: &Shared, mut delivery: Delivery) {
 /// leaves the event with the queue (NATS takes it back, to hand it out again with its verdict)
 /// or in the retry scheduler, to be dead-lettered again after [`LETTER_RETRY`].
 async fn dead_letter(shared: &Shared, mut delivery: Delivery, verdict: Verdict) {
-    let destination = &shared.destinations[delivery.destination];
+    let destination = shared.destinations[delivery.destination].load_full();
     let event = &delivery.job.event;
     let letter = DeadLetter {
         id: Event::new_id(),

@@ -26,6 +26,9 @@
 //!
 //! Refusals (403, 429, 401, and the 503s of a full queue, destination or store) are logged
 //! through [`refusal_log`]: the first per route and reason in full, the rest summarised.
+//!
+//! The routes are a [`RouteTable`] that a config reload swaps whole; each request loads the
+//! table once, so it finishes on the config it started with.
 
 pub mod body;
 pub mod refusal_log;
@@ -35,12 +38,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 
 use crate::allow_list::{Cidr, client_ip, contains};
-use crate::config::Config;
+use crate::config::{Config, RouteConfig};
 use crate::dedup::{Claim, DedupStore, SharedClaim};
 use crate::event::Event;
 use crate::ingress::body::{BodyError, Pace, read_body};
@@ -70,29 +74,176 @@ const SHUTDOWN_RETRY_AFTER: u32 = 5;
 #[derive(Debug)]
 struct IngressRoute {
     id: String,
-    /// The route's row in the refusal log.
+    /// The refusal log of the route's table, and the route's row in it.
+    refusals: Arc<RefusalLog>,
     index: usize,
     destinations: Vec<DestinationId>,
     chain: Option<Arc<PluginChain>>,
     verifier: Option<Verifier>,
     verification_failures: [Counter; 4],
-    dedup: Option<DedupStore>,
+    /// The dedup window, with the config it was made for (kept by a reload that leaves it).
+    dedup: Option<(crate::config::DedupConfig, Arc<DedupStore>)>,
     duplicates: Counter,
-    rate_limit: Option<RouteRateLimit>,
+    /// The limiter, with the config it was made for (kept by a reload that leaves it).
+    rate_limit: Option<(crate::rate_limit::RateLimitConfig, Arc<RouteRateLimit>)>,
     allow_ips: Option<Vec<Cidr>>,
     /// Credential headers removed once the request is verified (not stored nor forwarded).
     removed_headers: Vec<HeaderName>,
     metrics: RouteMetrics,
 }
 
-/// The webhook ingress: a table of routes by path, and the queue they feed.
+/// The routes of one config, by path, and their refusal log: what a reload swaps whole.
+#[derive(Debug)]
+pub struct RouteTable {
+    routes: HashMap<String, IngressRoute>,
+    refusals: Arc<RefusalLog>,
+    /// The ids of the routes whose dedup window is new: not kept from the table replaced.
+    fresh_dedup: Vec<String>,
+}
+
+/// What building a route table needs besides the config: the same for every table.
+#[derive(Debug)]
+struct TableParts {
+    destination_ids: HashMap<String, DestinationId>,
+    journal: Option<Journal>,
+    metrics: Metrics,
+}
+
+impl IngressRoute {
+    /// The route `route` (row `index` of `refusals`), keeping the dedup window and limiter of
+    /// `previous` (the route of the same id in the table it replaces) where their config is
+    /// unchanged.
+    fn new(
+        route: &RouteConfig,
+        index: usize,
+        refusals: &Arc<RefusalLog>,
+        chain: Option<PluginChain>,
+        parts: &TableParts,
+        previous: Option<&IngressRoute>,
+    ) -> Self {
+        let metrics = &parts.metrics;
+        let dedup = route.dedup.as_ref().map(|dedup| {
+            let kept = previous
+                .and_then(|p| p.dedup.as_ref())
+                .filter(|(config, _)| config == dedup);
+            let store = kept.map_or_else(
+                || {
+                    Arc::new(
+                        DedupStore::new(dedup.key.clone(), dedup.window, dedup.capacity)
+                            .journaled(parts.journal.clone(), &route.id),
+                    )
+                },
+                |(_, store)| Arc::clone(store),
+            );
+            (dedup.clone(), store)
+        });
+        let rate_limit = route.rate_limit.map(|limit| {
+            let kept = previous
+                .filter(|p| p.verifier.is_some() == route.verify.is_some())
+                .and_then(|p| p.rate_limit.as_ref())
+                .filter(|(config, _)| *config == limit);
+            let limiter = kept.map_or_else(
+                || Arc::new(RouteRateLimit::new(limit, route.verify.is_some())),
+                |(_, limiter)| Arc::clone(limiter),
+            );
+            (limit, limiter)
+        });
+        IngressRoute {
+            id: route.id.clone(),
+            refusals: Arc::clone(refusals),
+            index,
+            destinations: route
+                .destinations
+                .iter()
+                .filter_map(|name| parts.destination_ids.get(name).copied())
+                .collect(),
+            chain: chain.map(Arc::new),
+            verifier: route.verify.clone(),
+            verification_failures: metrics.verification_failures(&route.id),
+            dedup,
+            duplicates: metrics.duplicates(&route.id),
+            rate_limit,
+            allow_ips: route.allow_ips.clone(),
+            removed_headers: CREDENTIAL_HEADERS
+                .iter()
+                .filter(|name| !route.keep_headers.iter().any(|kept| kept == *name))
+                .map(|name| HeaderName::from_static(name))
+                .collect(),
+            metrics: metrics.route(&route.id, ROUTE_STATUSES),
+        }
+    }
+
+    fn rate_limit(&self) -> Option<&RouteRateLimit> {
+        self.rate_limit.as_ref().map(|(_, limiter)| &**limiter)
+    }
+
+    fn dedup(&self) -> Option<&DedupStore> {
+        self.dedup.as_ref().map(|(_, store)| &**store)
+    }
+}
+
+impl RouteTable {
+    /// The routes of `config` with the plugin chains in `chains` (by route id), keeping what
+    /// `previous` holds for routes whose settings are unchanged.
+    fn new(
+        config: &Config,
+        mut chains: HashMap<String, PluginChain>,
+        parts: &TableParts,
+        previous: Option<&RouteTable>,
+    ) -> Self {
+        let refusals = Arc::new(RefusalLog::new(
+            config.routes.iter().map(|route| route.id.clone()).collect(),
+        ));
+        let previous_route =
+            |id: &str| previous.and_then(|table| table.routes.values().find(|r| r.id == id));
+        let kept_dedup = |route: &RouteConfig, id: &str| {
+            previous_route(id)
+                .and_then(|previous| previous.dedup.as_ref())
+                .is_some_and(|(config, _)| Some(config) == route.dedup.as_ref())
+        };
+        let fresh_dedup = config
+            .routes
+            .iter()
+            .filter(|route| route.dedup.is_some() && !kept_dedup(route, &route.id))
+            .map(|route| route.id.clone())
+            .collect();
+        let routes = config
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(index, route)| {
+                let ingress_route = IngressRoute::new(
+                    route,
+                    index,
+                    &refusals,
+                    chains.remove(&route.id),
+                    parts,
+                    previous_route(&route.id),
+                );
+                (route.path.clone(), ingress_route)
+            })
+            .collect();
+        Self {
+            routes,
+            refusals,
+            fresh_dedup,
+        }
+    }
+
+    /// The ids of the routes whose dedup window is new (not kept from the table replaced).
+    pub fn fresh_dedup(&self) -> &[String] {
+        &self.fresh_dedup
+    }
+}
+
+/// The webhook ingress: the route table serving, and the queue its routes feed.
 #[derive(Debug)]
 pub struct Ingress {
-    routes: HashMap<String, IngressRoute>,
+    table: ArcSwap<RouteTable>,
+    parts: TableParts,
     unmatched: RouteMetrics,
     queue: Arc<dyn DispatchQueue>,
     metrics: Metrics,
-    refusals: Arc<RefusalLog>,
     max_body_bytes: usize,
     pace: Pace,
     slow_bodies: Counter,
@@ -105,55 +256,23 @@ impl Ingress {
     pub fn new(
         config: &Config,
         destination_ids: &HashMap<String, DestinationId>,
-        mut chains: HashMap<String, PluginChain>,
+        chains: HashMap<String, PluginChain>,
         queue: Arc<dyn DispatchQueue>,
         journal: Option<&Journal>,
         metrics: &Metrics,
     ) -> Self {
-        let routes = config
-            .routes
-            .iter()
-            .enumerate()
-            .map(|(index, route)| {
-                let destinations = route
-                    .destinations
-                    .iter()
-                    .filter_map(|name| destination_ids.get(name).copied())
-                    .collect();
-                let ingress_route = IngressRoute {
-                    id: route.id.clone(),
-                    index,
-                    destinations,
-                    chain: chains.remove(&route.id).map(Arc::new),
-                    verifier: route.verify.clone(),
-                    verification_failures: metrics.verification_failures(&route.id),
-                    dedup: route.dedup.as_ref().map(|dedup| {
-                        DedupStore::new(dedup.key.clone(), dedup.window, dedup.capacity)
-                            .journaled(journal.cloned(), &route.id)
-                    }),
-                    duplicates: metrics.duplicates(&route.id),
-                    rate_limit: route
-                        .rate_limit
-                        .map(|limit| RouteRateLimit::new(limit, route.verify.is_some())),
-                    allow_ips: route.allow_ips.clone(),
-                    removed_headers: CREDENTIAL_HEADERS
-                        .iter()
-                        .filter(|name| !route.keep_headers.iter().any(|kept| kept == *name))
-                        .map(|name| HeaderName::from_static(name))
-                        .collect(),
-                    metrics: metrics.route(&route.id, ROUTE_STATUSES),
-                };
-                (route.path.clone(), ingress_route)
-            })
-            .collect();
+        let parts = TableParts {
+            destination_ids: destination_ids.clone(),
+            journal: journal.cloned(),
+            metrics: metrics.clone(),
+        };
+        let table = RouteTable::new(config, chains, &parts, None);
         Self {
-            routes,
+            table: ArcSwap::from_pointee(table),
+            parts,
             unmatched: metrics.route(UNMATCHED_ROUTE, &[404]),
             queue,
             metrics: metrics.clone(),
-            refusals: Arc::new(RefusalLog::new(
-                config.routes.iter().map(|route| route.id.clone()).collect(),
-            )),
             max_body_bytes: usize::try_from(config.server.body_limit().0).unwrap_or(usize::MAX),
             pace: Pace {
                 timeout: config.server.body_read_timeout.0,
@@ -165,28 +284,62 @@ impl Ingress {
         }
     }
 
+    /// The routes of `config` (a reload), with the plugin chains in `chains` (by route id),
+    /// for [`Ingress::switch`]: dedup windows and rate limiters of routes whose settings are
+    /// unchanged are kept from the table serving.
+    pub fn prepare(&self, config: &Config, chains: HashMap<String, PluginChain>) -> RouteTable {
+        RouteTable::new(config, chains, &self.parts, Some(&self.table.load()))
+    }
+
+    /// Switches to `table`; requests already inside go on with the table they started with.
+    /// Returns the table replaced.
+    pub fn switch(&self, table: RouteTable) -> Arc<RouteTable> {
+        let previous = self.table.swap(Arc::new(table));
+        // What the old table's log holds; refusals of requests still on it are not summarised.
+        previous.refusals.summarise();
+        previous
+    }
+
+    /// Summarises the serving table's refusals every [`refusal_log::SUMMARY_INTERVAL`], for
+    /// ever (the router's `refusal_log` task).
+    pub async fn summarise_refusals(&self) {
+        let mut ticks = tokio::time::interval(refusal_log::SUMMARY_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is at once: nothing to summarise yet.
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            self.refusal_log().summarise();
+        }
+    }
+
     /// Reads the delivery ids the journal remembers back into their routes' dedup windows (at
     /// start). Returns how many were restored.
     pub fn restore_dedup(&self, recovered: &mut Recovered) -> usize {
+        let table = self.table.load();
         crate::dedup::restore_dedup(recovered, |route| {
-            self.routes
+            table
+                .routes
                 .values()
                 .find(|r| r.id == route)
-                .and_then(|r| r.dedup.as_ref())
+                .and_then(IngressRoute::dedup)
         })
     }
 
-    /// The log of the requests this ingress refuses; its summaries are written by
-    /// [`RefusalLog::run`].
+    /// The log of the requests the serving route table refuses; its summaries are written by
+    /// [`RefusalLog::summarise`].
     pub fn refusal_log(&self) -> Arc<RefusalLog> {
-        Arc::clone(&self.refusals)
+        Arc::clone(&self.table.load().refusals)
     }
 
     /// Each route's dedup window, with the route's id.
-    pub fn dedup_stores(&self) -> impl Iterator<Item = (&str, &DedupStore)> {
-        self.routes
+    pub fn dedup_stores(&self) -> Vec<(String, Arc<DedupStore>)> {
+        self.table
+            .load()
+            .routes
             .values()
-            .filter_map(|route| Some((route.id.as_str(), route.dedup.as_ref()?)))
+            .filter_map(|route| Some((route.id.clone(), Arc::clone(&route.dedup.as_ref()?.1))))
+            .collect()
     }
 
     /// Handles one webhook request that arrived from `peer`.
@@ -195,7 +348,8 @@ impl Ingress {
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let Some(route) = self.routes.get(request.uri().path()) else {
+        let table = self.table.load_full();
+        let Some(route) = table.routes.get(request.uri().path()) else {
             self.unmatched.count_request(404);
             return reply::error(StatusCode::NOT_FOUND, "no route for this path");
         };
@@ -229,7 +383,7 @@ impl Ingress {
             && !client.is_some_and(|ip| contains(allowed, ip))
         {
             let shown = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-            self.refusals.refused(
+            route.refusals.refused(
                 route.index,
                 Reason::AddressNotAllowed,
                 &format_args!("client address {shown} not allowed"),
@@ -242,7 +396,7 @@ impl Ingress {
         // A request refused before verification is unverified traffic: on a route with
         // `verify` it counts against its client's `unverified` allowance.
         let charge_unverified = || {
-            if let Some(limit) = &route.rate_limit {
+            if let Some(limit) = route.rate_limit() {
                 limit.charge_unverified(client)
             } else {
                 Ok(())
@@ -255,8 +409,8 @@ impl Ingress {
         {
             return self.unverified(route, &error, charge_unverified());
         }
-        if let Some(Err(wait)) = route.rate_limit.as_ref().map(|limit| limit.admit(client)) {
-            self.refusals.refused(
+        if let Some(Err(wait)) = route.rate_limit().map(|limit| limit.admit(client)) {
+            route.refusals.refused(
                 route.index,
                 Reason::RateLimited,
                 &"over the route's rate_limit",
@@ -306,7 +460,7 @@ impl Ingress {
             None => None,
             Some(verifier) => match verifier.verify(&parts.headers, &body, SystemTime::now()) {
                 Ok(()) => {
-                    if let Some(Err(wait)) = route.rate_limit.as_ref().map(RouteRateLimit::check) {
+                    if let Some(Err(wait)) = route.rate_limit().map(RouteRateLimit::check) {
                         return too_many_requests(wait);
                     }
                     if let Some(answer) = verifier.challenge(&parts.headers, &body) {
@@ -329,8 +483,7 @@ impl Ingress {
         }
         let id = Event::new_id();
         let dedup_key = route
-            .dedup
-            .as_ref()
+            .dedup()
             .and_then(|store| Some((store, store.key().read(&parts.headers, &body)?)));
         let claim = match &dedup_key {
             None => None,
@@ -343,7 +496,7 @@ impl Ingress {
                         return accepted(&original);
                     }
                     Err(SharedClaim::Unavailable(error)) => {
-                        self.refusals.refused(
+                        route.refusals.refused(
                             route.index,
                             Reason::DedupUnavailable,
                             &format_args!("the shared dedup window cannot be reached: {error}"),
@@ -437,7 +590,7 @@ impl Ingress {
             }
             Err(error) => {
                 if let Some(reason) = Reason::of(&error) {
-                    self.refusals.refused(route.index, reason, &error);
+                    route.refusals.refused(route.index, reason, &error);
                 }
                 let retry_after = match &error {
                     EnqueueError::Closed => SHUTDOWN_RETRY_AFTER,
@@ -472,7 +625,8 @@ impl Ingress {
             .position(|e| e == error)
             .unwrap_or(0);
         route.verification_failures[index].increment(1);
-        self.refusals
+        route
+            .refusals
             .refused(route.index, Reason::VerificationFailed, error);
         match charged {
             Err(wait) => too_many_requests(wait),

@@ -337,6 +337,27 @@ impl Metrics {
         self.counter(&catalogue::DEAD_LETTER_EVICTIONS, Vec::new())
     }
 
+    /// Counter of config reloads with `result` `ok` or `error`.
+    pub fn config_reloads(&self, result: &'static str) -> Counter {
+        self.counter(
+            &catalogue::CONFIG_RELOADS,
+            vec![Label::new("result", result)],
+        )
+    }
+
+    /// Gauge of the config whose file hashes to `hash`: 1 while it serves, else 0.
+    pub fn config_info(&self, hash: &str) -> Gauge {
+        self.gauge(
+            &catalogue::CONFIG_INFO,
+            vec![Label::new("hash", hash.to_owned())],
+        )
+    }
+
+    /// Gauge of when the config serving was loaded, in Unix seconds.
+    pub fn config_last_reload(&self) -> Gauge {
+        self.gauge(&catalogue::CONFIG_LAST_RELOAD, Vec::new())
+    }
+
     /// Counter of dead letters the shared store could not store.
     pub fn dead_letter_store_failures(&self) -> Counter {
         self.counter(&catalogue::DEAD_LETTER_STORE_FAILURES, Vec::new())

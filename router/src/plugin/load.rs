@@ -2,10 +2,16 @@
 //! pre-instantiate and configure. `serve` and `check` both go through here, so `check` catches
 //! everything `serve` would. The engine starts at the first module that is read whole, so a
 //! config whose modules are all refused fails without it.
+//!
+//! A reload loads through [`CompiledModules`], which keeps each compiled module by the SHA-256
+//! of its bytes: a module whose bytes have not changed is not compiled again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
 
 use wasmtime::component::Component;
 
@@ -63,11 +69,77 @@ pub async fn load_plugin(
     .map_err(|failure| failure.message)
 }
 
+/// Compiled plugin modules by the SHA-256 of their bytes, kept from one load to the next.
+#[derive(Default)]
+pub struct CompiledModules {
+    by_hash: Mutex<HashMap<[u8; 32], Component>>,
+    /// The hashes of the modules the last load used.
+    last_used: Mutex<HashSet<[u8; 32]>>,
+    compiled: AtomicU64,
+}
+
+impl std::fmt::Debug for CompiledModules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledModules")
+            .field("compiled", &self.compiled())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CompiledModules {
+    /// How many modules were compiled through it in all (a module found by its hash is not).
+    pub fn compiled(&self) -> u64 {
+        self.compiled.load(Ordering::Relaxed)
+    }
+
+    fn get(&self, hash: &[u8; 32]) -> Option<Component> {
+        self.lock().get(hash).cloned()
+    }
+
+    fn insert(&self, hash: [u8; 32], component: Component) {
+        self.compiled.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(hash, component);
+    }
+
+    /// Forgets the modules the last load did not use (once its config serves).
+    pub fn forget_unused(&self) {
+        let used = self
+            .last_used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        self.lock().retain(|hash, _| used.contains(hash));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Component>> {
+        self.by_hash
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// Loads every route's plugin chain. Errors name the plugin entry's file, line and key.
 pub async fn load_chains(
     config: &Config,
     destination_ids: &Arc<HashMap<String, DestinationId>>,
     metrics: &Metrics,
+) -> Result<HashMap<String, PluginChain>, ConfigErrors> {
+    load_chains_with(
+        config,
+        destination_ids,
+        metrics,
+        &CompiledModules::default(),
+    )
+    .await
+}
+
+/// Loads every route's plugin chain as [`load_chains`] does, taking each module compiled
+/// before from `modules` by the hash of its bytes (see [`CompiledModules::forget_unused`]).
+pub async fn load_chains_with(
+    config: &Config,
+    destination_ids: &Arc<HashMap<String, DestinationId>>,
+    metrics: &Metrics,
+    modules: &CompiledModules,
 ) -> Result<HashMap<String, PluginChain>, ConfigErrors> {
     let mut chains = HashMap::new();
     let mut loader = Loader {
@@ -75,6 +147,8 @@ pub async fn load_chains(
         cache: &config.plugins.cache,
         bounds: ModuleBounds::from(&config.plugins),
         components: HashMap::new(),
+        modules,
+        used: HashSet::new(),
     };
     let mut errors = Vec::new();
     for route in &config.routes {
@@ -103,6 +177,10 @@ pub async fn load_chains(
             chains.insert(route.id.clone(), chain);
         }
     }
+    *modules
+        .last_used
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = loader.used;
     if errors.is_empty() {
         Ok(chains)
     } else {
@@ -135,6 +213,10 @@ struct Loader<'a> {
     bounds: ModuleBounds,
     /// Each module file compiled so far (entries naming one file share its compile).
     components: HashMap<PathBuf, Component>,
+    /// Modules compiled by earlier loads, by the hash of their bytes.
+    modules: &'a CompiledModules,
+    /// The hashes of the modules this load used.
+    used: HashSet<[u8; 32]>,
 }
 
 impl Loader<'_> {
@@ -146,8 +228,26 @@ impl Loader<'_> {
         let component = match self.components.get(&plugin.module) {
             Some(component) => component.clone(),
             None => {
-                let component =
-                    compile_file(&mut self.engine, self.cache, &plugin.module, self.bounds).await?;
+                let wasm = read_module(&plugin.module, self.bounds.max_bytes)
+                    .map_err(|e| e.to_string())?;
+                let hash: [u8; 32] = Sha256::digest(&wasm).into();
+                let engine = start_engine(&mut self.engine, self.cache)?;
+                let component = match self.modules.get(&hash) {
+                    Some(component) => component,
+                    None => {
+                        let component = compile_within(
+                            engine,
+                            wasm,
+                            &plugin.module,
+                            self.bounds.compile_timeout,
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                        self.modules.insert(hash, component.clone());
+                        component
+                    }
+                };
+                self.used.insert(hash);
                 self.components
                     .insert(plugin.module.clone(), component.clone());
                 component
@@ -177,11 +277,19 @@ async fn compile_file(
     bounds: ModuleBounds,
 ) -> Result<Component, String> {
     let wasm = read_module(module, bounds.max_bytes).map_err(|e| e.to_string())?;
-    let started = match *engine {
-        Some(started) => started,
-        None => *engine.insert(PluginEngine::shared(cache).map_err(|e| e.to_string())?),
-    };
+    let started = start_engine(engine, cache)?;
     compile_within(started, wasm, module, bounds.compile_timeout)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// The engine in `engine`, started (with `cache`) if it is not yet.
+fn start_engine(
+    engine: &mut Option<&'static PluginEngine>,
+    cache: &CompileCache,
+) -> Result<&'static PluginEngine, String> {
+    match *engine {
+        Some(started) => Ok(started),
+        None => Ok(*engine.insert(PluginEngine::shared(cache).map_err(|e| e.to_string())?)),
+    }
 }

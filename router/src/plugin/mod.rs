@@ -33,7 +33,7 @@ pub use crate::config::{Isolation, OnPluginError};
 pub use chain::{ChainOutcome, PluginChain};
 pub use instance::{CallOutcome, LoadedPlugin};
 pub use limits::PluginLimits;
-pub use load::{check_plugins, load_chains, load_plugin};
+pub use load::{CompiledModules, check_plugins, load_chains, load_chains_with, load_plugin};
 
 /// The kinds of plugin failure, as counted in `webhook_plugin_errors_total{kind}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

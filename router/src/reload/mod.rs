@@ -1,0 +1,337 @@
+//! Config reload: read the file again, check it whole, and switch the ingress to it at once.
+//!
+//! A reload is asked for by `SIGHUP`, `POST /reload` on the admin listener, or `serve --watch`
+//! ([`watch`]). It reads the file, parses it as far as it can be read (past a syntax error
+//! too, so that one answer lists every fault), refuses the keys that cannot change while the
+//! router runs ([`crate::config::changes::fixed_changes`]), and compiles and `configure`s the
+//! plugins (a module whose bytes have not changed is not compiled again). Any error refuses
+//! the reload whole and the old config keeps serving. Otherwise the routes, their verification
+//! secrets, rate limits, allow-lists and plugin chains switch at once ([`Ingress::switch`]);
+//! requests already inside the ingress finish on the config they started with. A destination's
+//! URL, timeout, headers and signing secret apply to the attempts that start after the switch
+//! ([`LiveDestinations`]); events already accepted keep their destinations. A destination left
+//! out of the file keeps delivering what it holds (its lane stays, idle, until a restart);
+//! adding one the router did not start with needs a restart.
+//!
+//! Reloads are counted by `webhook_config_reloads_total{result}`; `webhook_config_info{hash}`
+//! and `webhook_config_last_reload_timestamp_seconds` say which config serves since when.
+
+pub mod watch;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use metrics::{Counter, Gauge};
+use sha2::{Digest, Sha256};
+
+use crate::config::changes::{
+    RouteChanges, destination_changes, file_error, fixed_changes, route_changes,
+};
+use crate::config::{Config, ConfigError, ConfigErrors, QueueBackend};
+use crate::delivery::attempt::Destination;
+use crate::delivery::dispatch::LiveDestinations;
+use crate::ingress::{Ingress, RouteTable};
+use crate::metrics::Metrics;
+use crate::plugin::{CompiledModules, load_chains_with};
+use crate::queue::DestinationId;
+
+/// Why a reload was refused: every error found, each `file:line:col: key: message`.
+#[derive(Debug, thiserror::Error)]
+#[error("config reload refused, the old config keeps serving:\n{0}")]
+pub struct ReloadError(pub ConfigErrors);
+
+/// What a reload applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// The hash of the config file now serving (as in `webhook_config_info`).
+    pub hash: String,
+    /// The routes added, removed and changed, by id.
+    pub routes: RouteChanges,
+    /// The destinations whose settings changed, by name.
+    pub destinations: Vec<String>,
+    /// Plugin modules compiled for it (the others were unchanged and reused).
+    pub modules_compiled: u64,
+}
+
+/// The config serving: its text, hash and info gauge.
+#[derive(Debug)]
+struct Serving {
+    text: String,
+    hash: String,
+    info: Gauge,
+}
+
+/// Reloads a running router's config from its file.
+#[derive(Debug)]
+pub struct Reloader {
+    path: PathBuf,
+    ingress: Arc<Ingress>,
+    destination_ids: Arc<HashMap<String, DestinationId>>,
+    destinations: LiveDestinations,
+    metrics: Metrics,
+    modules: CompiledModules,
+    serving: tokio::sync::Mutex<Serving>,
+    /// The file the router started with: what the keys fixed at start are compared with.
+    started_with: String,
+    /// The serving config's plugin module files, for [`watch`] (read without waiting for a
+    /// reload under way).
+    watched: std::sync::Mutex<Vec<PathBuf>>,
+    ok: Counter,
+    refused: Counter,
+    last_reload: Gauge,
+    /// Told the new config after each switch (the admin API's route table).
+    on_switch: std::sync::Mutex<Vec<SwitchHook>>,
+}
+
+/// Told the config a reload switched to.
+struct SwitchHook(Box<dyn Fn(&Config) + Send + Sync>);
+
+impl std::fmt::Debug for SwitchHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SwitchHook")
+    }
+}
+
+impl Reloader {
+    /// A reloader for the router serving `config` (read from `text`) through `ingress`, and
+    /// delivering with `destinations`. `modules` holds the plugin modules compiled at start.
+    pub fn new(
+        config: &Config,
+        text: String,
+        ingress: Arc<Ingress>,
+        (destination_ids, destinations): (Arc<HashMap<String, DestinationId>>, LiveDestinations),
+        metrics: &Metrics,
+        modules: CompiledModules,
+    ) -> Self {
+        let hash = hash_of(&text);
+        let info = metrics.config_info(&hash);
+        info.set(1.0);
+        let last_reload = metrics.config_last_reload();
+        last_reload.set(unix_seconds());
+        let ok = metrics.config_reloads("ok");
+        let refused = metrics.config_reloads("error");
+        ok.absolute(0);
+        refused.absolute(0);
+        Self {
+            path: config.source.clone(),
+            ingress,
+            destination_ids,
+            destinations,
+            metrics: metrics.clone(),
+            modules,
+            started_with: text.clone(),
+            serving: tokio::sync::Mutex::new(Serving { text, hash, info }),
+            watched: std::sync::Mutex::new(module_files(config)),
+            ok,
+            refused,
+            last_reload,
+            on_switch: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Has `hook` told the config of every reload that switches, right after the switch.
+    pub fn on_switch(&self, hook: impl Fn(&Config) + Send + Sync + 'static) {
+        self.on_switch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(SwitchHook(Box::new(hook)));
+    }
+
+    /// The config file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The plugin module files of the config serving.
+    pub fn module_files(&self) -> Vec<PathBuf> {
+        self.watched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Reads the config file again and switches to it, or refuses it whole (the old config
+    /// keeps serving). One reload runs at a time; a second waits for the first.
+    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let mut serving = self.serving.lock().await;
+        let compiled_before = self.modules.compiled();
+        match self.try_reload().await {
+            Ok(Loaded {
+                config,
+                text,
+                table,
+                destinations,
+            }) => {
+                let routes = route_changes(&serving.text, &text);
+                let changed_destinations = destination_changes(&serving.text, &text);
+                let hash = hash_of(&text);
+                for (id, destination) in destinations {
+                    self.destinations[id].store(Arc::new(destination));
+                }
+                self.ingress.switch(table);
+                self.modules.forget_unused();
+                for hook in self
+                    .on_switch
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .iter()
+                {
+                    (hook.0)(&config);
+                }
+                serving.info.set(0.0);
+                let info = self.metrics.config_info(&hash);
+                info.set(1.0);
+                *self
+                    .watched
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = module_files(&config);
+                let before = std::mem::replace(
+                    &mut *serving,
+                    Serving {
+                        text,
+                        hash: hash.clone(),
+                        info,
+                    },
+                );
+                self.last_reload.set(unix_seconds());
+                self.ok.increment(1);
+                let reloaded = Reloaded {
+                    hash,
+                    routes,
+                    destinations: changed_destinations,
+                    modules_compiled: self.modules.compiled().saturating_sub(compiled_before),
+                };
+                tracing::info!(
+                    file = %self.path.display(),
+                    hash = %reloaded.hash,
+                    previous_hash = %before.hash,
+                    routes_added = ?reloaded.routes.added,
+                    routes_removed = ?reloaded.routes.removed,
+                    routes_changed = ?reloaded.routes.changed,
+                    destinations_changed = ?reloaded.destinations,
+                    modules_compiled = reloaded.modules_compiled,
+                    "config reloaded"
+                );
+                Ok(reloaded)
+            }
+            Err(errors) => {
+                self.refused.increment(1);
+                tracing::warn!(file = %self.path.display(), errors = errors.0.len(), "config reload refused, the old config keeps serving:\n{errors}");
+                Err(ReloadError(errors))
+            }
+        }
+    }
+
+    /// Reads, checks and loads the file, or gives every error found.
+    async fn try_reload(&self) -> Result<Loaded, ConfigErrors> {
+        let text = std::fs::read_to_string(&self.path).map_err(|e| {
+            ConfigErrors(vec![file_error(
+                &self.path,
+                format!("cannot read config file: {e}"),
+            )])
+        })?;
+        let (mut config, mut errors) = Config::parse_all(&text, &self.path);
+        errors
+            .0
+            .extend(fixed_changes(&self.started_with, &text, &self.path).0);
+        // Test fault injection is never read from a file; a reload keeps none.
+        config.test_faults = crate::supervise::TestFaults::default();
+        let mut destinations = Vec::new();
+        for (name, settings) in &config.destinations {
+            // A destination not there at start is refused by `fixed_changes`.
+            let Some(&id) = self.destination_ids.get(name) else {
+                continue;
+            };
+            match Destination::from_config(name, settings) {
+                Ok(destination) => destinations.push((id, destination)),
+                Err(error) => errors.0.push(ConfigError {
+                    file: self.path.clone(),
+                    line: None,
+                    column: None,
+                    key: format!("destinations.{name}.headers"),
+                    message: error.to_string(),
+                }),
+            }
+        }
+        match load_chains_with(&config, &self.destination_ids, &self.metrics, &self.modules).await {
+            Ok(chains) if errors.0.is_empty() => {
+                let table = self.ingress.prepare(&config, chains);
+                if config.queue.backend == Some(QueueBackend::Nats) {
+                    errors
+                        .0
+                        .extend(unshared_dedup(&config, table.fresh_dedup()));
+                }
+                if errors.0.is_empty() {
+                    return Ok(Loaded {
+                        config,
+                        text,
+                        table,
+                        destinations,
+                    });
+                }
+            }
+            Ok(_) => {}
+            Err(plugin_errors) => errors.0.extend(plugin_errors.0),
+        }
+        errors
+            .0
+            .sort_by_key(|e| (e.line.unwrap_or(usize::MAX), e.column.unwrap_or(0)));
+        Err(errors)
+    }
+}
+
+/// A config read, checked and loaded, ready to switch to.
+struct Loaded {
+    config: Config,
+    text: String,
+    table: RouteTable,
+    /// Every destination's new settings, by id.
+    destinations: Vec<(DestinationId, Destination)>,
+}
+
+/// With the NATS backend a route's dedup window is shared with the other routers when the
+/// router starts: the errors for the routes `fresh` (by id) whose window a reload would make.
+fn unshared_dedup(config: &Config, fresh: &[String]) -> Vec<ConfigError> {
+    config
+        .routes
+        .iter()
+        .enumerate()
+        .filter(|(_, route)| fresh.contains(&route.id))
+        .map(|(index, _)| ConfigError {
+            file: config.source.clone(),
+            line: None,
+            column: None,
+            key: format!("routes[{index}].dedup"),
+            message: "with backend = \"nats\" a route's dedup window is shared with the other \
+                      routers from the start: adding or changing one (or a `verify` preset that \
+                      brings one) needs a restart"
+                .to_owned(),
+        })
+        .collect()
+}
+
+/// The first 16 hex digits of the SHA-256 of `text`.
+fn hash_of(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    hex::encode(&digest[..8])
+}
+
+/// The plugin module files `config` names, each once.
+fn module_files(config: &Config) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = config
+        .routes
+        .iter()
+        .flat_map(|route| route.plugins.iter().map(|plugin| plugin.module.clone()))
+        .collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
+fn unix_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64())
+}
