@@ -58,6 +58,14 @@ pub enum StartError {
     /// The NATS backend could not be used.
     #[error("{0}")]
     Nats(NatsError),
+    /// The admin listener (a socket passed by the service manager) is reachable from the
+    /// network, with no `admin_token` and without `admin_public = true`.
+    #[error(
+        "the admin listener on {0} is reachable from the network without admin_token: set \
+         server.admin_token, pass a loopback socket, or set admin_public = true if an open admin \
+         API is meant"
+    )]
+    OpenAdmin(SocketAddr),
 }
 
 /// Room in a NATS message for what it carries besides the body: the event's headers, route,
@@ -202,6 +210,11 @@ impl Router {
         let admin_listener = sockets::listener("admin", server.admin_listen, passed.admin).await?;
         let ingress_addr = sockets::local_addr("ingress", &ingress_listener, server.listen)?;
         let admin_addr = sockets::local_addr("admin", &admin_listener, server.admin_listen)?;
+        // `check` judges the configured address; a socket passed by the service manager is
+        // judged here, by where it really listens.
+        if !admin_addr.ip().is_loopback() && server.admin_token.is_none() && !server.admin_public {
+            return Err(StartError::OpenAdmin(admin_addr));
+        }
 
         let mut destinations = Vec::with_capacity(config.destinations.len());
         let mut destination_ids = HashMap::new();
@@ -404,8 +417,13 @@ impl Router {
         ));
         admin.set_routes(RouteTable::from_config(config));
         admin.set_reloader(Arc::clone(&reloader));
-        let routes_of = Arc::clone(&admin);
-        reloader.on_switch(move |config| routes_of.set_routes(RouteTable::from_config(config)));
+        // Weak: the admin API holds the reloader, so the reloader must not hold the admin API.
+        let routes_of = Arc::downgrade(&admin);
+        reloader.on_switch(move |config| {
+            if let Some(admin) = routes_of.upgrade() {
+                admin.set_routes(RouteTable::from_config(config));
+            }
+        });
         let admin_handler = Arc::clone(&admin);
         let admin_listener = Listener::start(
             "admin_listener",
@@ -434,7 +452,8 @@ impl Router {
             tracing::warn!(
                 %admin_addr,
                 "the admin API is reachable from the network without a token (admin_public = true): \
-                 anyone who can reach it can read dead letters and replay them"
+                 anyone who can reach it can read dead letters, replay and discard them, and reload \
+                 the config"
             );
         }
         tracing::info!(%ingress_addr, %admin_addr, routes = config.routes.len(), destinations = config.destinations.len(), "router started");

@@ -14,8 +14,11 @@ use http::{HeaderValue, Method, Response, StatusCode};
 use serde::Serialize;
 
 use super::Admin;
-use crate::delivery::dead_letter::LetterFilter;
+use std::sync::Arc;
+
 use crate::delivery::dead_letter::filter::FILTER_KEYS;
+use crate::delivery::dead_letter::{DeadLetterStore, LetterFilter, Taken};
+use crate::queue::{DispatchQueue, EnqueueError};
 use crate::reply::{self, ResponseBody};
 
 /// Letters on a page unless `limit` says otherwise.
@@ -174,42 +177,20 @@ impl Admin {
     /// refused any, the answer is a 503 with `Retry-After` (and the counts).
     async fn replay_matching(&self, filter: &LetterFilter) -> Response<ResponseBody> {
         let taken = self.dead_letters.take_matching(filter);
-        let mut counts = ReplayCounts {
-            matched: taken.len(),
-            ..ReplayCounts::default()
+        // From here each letter is out of the store until it is queued (and forgotten) or
+        // restored. The work runs on a task of its own, so an admin client that goes away
+        // mid-way cannot leave a letter in neither place.
+        let replay = tokio::spawn(replay_taken(
+            Arc::clone(&self.dead_letters),
+            Arc::clone(&self.queue),
+            taken,
+        ));
+        let Ok((counts, refusal)) = replay.await else {
+            return reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the replay failed (see the log)",
+            );
         };
-        let mut queued = Vec::with_capacity(taken.len());
-        let mut attempts = futures_util::stream::iter(taken)
-            .map(|taken| async move {
-                let Some(destination) = taken.letter.destination else {
-                    return (taken, Err(None));
-                };
-                let result = self
-                    .queue
-                    .enqueue(taken.letter.event.clone(), vec![destination])
-                    .await
-                    .map_err(Some);
-                (taken, result)
-            })
-            .buffer_unordered(REPLAYS_AT_ONCE);
-        let mut refusal = None;
-        while let Some((taken, result)) = attempts.next().await {
-            match result {
-                Ok(()) => queued.push(taken),
-                Err(None) => {
-                    counts.not_replayable += 1;
-                    self.dead_letters.restore(taken);
-                }
-                Err(Some(error)) => {
-                    counts.not_queued += 1;
-                    refusal.get_or_insert(error);
-                    self.dead_letters.restore(taken);
-                }
-            }
-        }
-        drop(attempts);
-        counts.queued = queued.len();
-        self.dead_letters.forget(&queued);
         tracing::info!(
             matched = counts.matched,
             queued = counts.queued,
@@ -259,4 +240,53 @@ impl Admin {
             }
         }
     }
+}
+
+/// Queues each of `taken` again for its one destination, with fresh attempts: those queued are
+/// forgotten, the others restored as dead letters. Returns the counts and the queue's first
+/// refusal, if any.
+async fn replay_taken(
+    dead_letters: Arc<DeadLetterStore>,
+    queue: Arc<dyn DispatchQueue>,
+    taken: Vec<Taken>,
+) -> (ReplayCounts, Option<EnqueueError>) {
+    let mut counts = ReplayCounts {
+        matched: taken.len(),
+        ..ReplayCounts::default()
+    };
+    let mut queued = Vec::with_capacity(taken.len());
+    let mut attempts = futures_util::stream::iter(taken)
+        .map(|taken| {
+            let queue = &queue;
+            async move {
+                let Some(destination) = taken.letter.destination else {
+                    return (taken, Err(None));
+                };
+                let result = queue
+                    .enqueue(taken.letter.event.clone(), vec![destination])
+                    .await
+                    .map_err(Some);
+                (taken, result)
+            }
+        })
+        .buffer_unordered(REPLAYS_AT_ONCE);
+    let mut refusal = None;
+    while let Some((taken, result)) = attempts.next().await {
+        match result {
+            Ok(()) => queued.push(taken),
+            Err(None) => {
+                counts.not_replayable += 1;
+                dead_letters.restore(taken);
+            }
+            Err(Some(error)) => {
+                counts.not_queued += 1;
+                refusal.get_or_insert(error);
+                dead_letters.restore(taken);
+            }
+        }
+    }
+    drop(attempts);
+    counts.queued = queued.len();
+    dead_letters.forget(&queued);
+    (counts, refusal)
 }

@@ -84,13 +84,17 @@ impl RouteTable {
     /// The routes of `config`; each plugin module is read and hashed.
     pub fn from_config(config: &Config) -> Self {
         Self {
-            routes: config.routes.iter().map(RouteInfo::new).collect(),
+            routes: config
+                .routes
+                .iter()
+                .map(|route| RouteInfo::new(route, config.plugins.max_module_bytes.0))
+                .collect(),
         }
     }
 }
 
 impl RouteInfo {
-    fn new(route: &RouteConfig) -> Self {
+    fn new(route: &RouteConfig, max_module_bytes: u64) -> Self {
         Self {
             id: route.id.clone(),
             path: route.path.clone(),
@@ -98,7 +102,11 @@ impl RouteInfo {
                 preset: verifier.preset(),
                 secret_fingerprints: verifier.secret_fingerprints().to_vec(),
             }),
-            plugins: route.plugins.iter().map(PluginInfo::new).collect(),
+            plugins: route
+                .plugins
+                .iter()
+                .map(|plugin| PluginInfo::new(plugin, max_module_bytes))
+                .collect(),
             destinations: route.destinations.clone(),
             fan_out: route.fan_out.clone(),
         }
@@ -106,12 +114,12 @@ impl RouteInfo {
 }
 
 impl PluginInfo {
-    fn new(plugin: &PluginConfig) -> Self {
+    fn new(plugin: &PluginConfig, max_module_bytes: u64) -> Self {
         let limits = &plugin.limits;
         Self {
             name: plugin.name.clone(),
             module: plugin.module.display().to_string(),
-            sha256: hash_file(&plugin.module),
+            sha256: hash_file(&plugin.module, max_module_bytes),
             isolation: match plugin.isolation {
                 Isolation::Reuse => "reuse",
                 Isolation::Fresh => "fresh",
@@ -126,15 +134,12 @@ impl PluginInfo {
     }
 }
 
-/// The SHA-256 of a file, hex; `None` (logged) if it cannot be read.
-fn hash_file(path: &Path) -> Option<String> {
+/// The SHA-256 of a plugin module, hex, read within the same bounds as loading it (a regular
+/// file of at most `max_bytes`); `None` (logged) if it cannot be read.
+fn hash_file(path: &Path, max_bytes: u64) -> Option<String> {
     use sha2::Digest as _;
-    let hashed = std::fs::File::open(path).and_then(|mut file| {
-        let mut hasher = sha2::Sha256::new();
-        std::io::copy(&mut file, &mut hasher)?;
-        Ok(hex::encode(hasher.finalize()))
-    });
-    hashed
+    crate::plugin::module::read_module(path, max_bytes)
+        .map(|bytes| hex::encode(sha2::Sha256::digest(&bytes)))
         .inspect_err(|error| {
             tracing::warn!(module = %path.display(), %error, "cannot hash a plugin module for /routes");
         })

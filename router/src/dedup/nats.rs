@@ -170,10 +170,22 @@ impl SharedWindow for NatsWindow {
     }
 
     fn commit(&self, key: &str, event_id: &str) {
-        let (bucket, key, value) = (self.bucket.clone(), self.key(key), event_id.to_owned());
+        let (bucket, key, event_id) = (self.bucket.clone(), self.key(key), event_id.to_owned());
         self.outbox.send(async move {
-            if let Err(error) = bucket.put(&key, value.into_bytes().into()).await {
-                tracing::warn!(%error, "NATS: could not commit a delivery id to the shared dedup window");
+            // Only over this request's own claim: one taken over past its deadline is another
+            // request's, whose event was accepted too, and keeps the window.
+            let Some(revision) = own_claim(&bucket, &key, &event_id, "commit").await else {
+                return;
+            };
+            let value = event_id.clone().into_bytes().into();
+            match bucket.update(&key, value, revision).await {
+                Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                    tracing::warn!(event_id = %event_id, "NATS: a delivery id's claim was taken over before its event was committed: both events were accepted");
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "NATS: could not commit a delivery id to the shared dedup window");
+                }
+                Ok(_) => {}
             }
         });
     }
@@ -182,19 +194,8 @@ impl SharedWindow for NatsWindow {
         let (bucket, key, event_id) = (self.bucket.clone(), self.key(key), event_id.to_owned());
         self.outbox.send(async move {
             // Only this request's own claim: one taken over past its deadline is another's.
-            let revision = match bucket.entry(&key).await {
-                Ok(Some(entry))
-                    if entry.operation == kv::Operation::Put
-                        && matches!(Claimed::read(&entry.value),
-                            Claimed::Pending { event_id: id, .. } if id == event_id) =>
-                {
-                    entry.revision
-                }
-                Ok(_) => return,
-                Err(error) => {
-                    tracing::warn!(%error, "NATS: could not release a delivery id in the shared dedup window");
-                    return;
-                }
+            let Some(revision) = own_claim(&bucket, &key, &event_id, "release").await else {
+                return;
             };
             match bucket.delete_expect_revision(&key, Some(revision)).await {
                 Err(error) if error.kind() != kv::UpdateErrorKind::WrongLastRevision => {
@@ -203,6 +204,30 @@ impl SharedWindow for NatsWindow {
                 _ => {}
             }
         });
+    }
+}
+
+/// The revision of `key`'s entry if it is still `event_id`'s pending claim (nothing if it was
+/// taken over, committed or is gone); `what` names the step for the log.
+async fn own_claim(bucket: &kv::Store, key: &str, event_id: &str, what: &str) -> Option<u64> {
+    match bucket.entry(key).await {
+        Ok(Some(entry))
+            if entry.operation == kv::Operation::Put
+                && matches!(Claimed::read(&entry.value),
+                    Claimed::Pending { event_id: id, .. } if id == event_id) =>
+        {
+            Some(entry.revision)
+        }
+        Ok(_) => {
+            if what == "commit" {
+                tracing::warn!(event_id = %event_id, "NATS: a delivery id's claim was taken over before its event was committed: both events were accepted");
+            }
+            None
+        }
+        Err(error) => {
+            tracing::warn!(%error, "NATS: could not {what} a delivery id in the shared dedup window");
+            None
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Ingress: where a webhook enters. Matches the route, reads the body within limits, runs the
 //! route's plugin chain and queues the event, answering `202 {"id": ...}` or a short JSON error.
-//! Once verified, the request loses its credential headers (`verify::CREDENTIAL_HEADERS`, less
-//! the route's `keep_headers`): the event neither stores them nor shows them to plugins.
+//! Once verified (on a route without `verify`, at the same point), the request loses its
+//! credential headers (`verify::CREDENTIAL_HEADERS`, less the route's `keep_headers`): the event
+//! neither stores them nor shows them to plugins.
 //!
 //! Everything the head alone decides comes before the body is read: the route, the method, the
 //! allow-list, the signature header's presence and form and its signed timestamp
@@ -410,11 +411,14 @@ impl Ingress {
             return self.unverified(route, &error, charge_unverified());
         }
         if let Some(Err(wait)) = route.rate_limit().map(|limit| limit.admit(client)) {
-            route.refusals.refused(
-                route.index,
-                Reason::RateLimited,
-                &"over the route's rate_limit",
-            );
+            let cause = if route.verifier.is_some() {
+                "this client's unverified allowance is spent (rate_limit.unverified)"
+            } else {
+                "over the route's rate_limit"
+            };
+            route
+                .refusals
+                .refused(route.index, Reason::RateLimited, &cause);
             return too_many_requests(wait);
         }
         let declared = declared_length(request.headers()).unwrap_or(0);
@@ -461,6 +465,11 @@ impl Ingress {
             Some(verifier) => match verifier.verify(&parts.headers, &body, SystemTime::now()) {
                 Ok(()) => {
                     if let Some(Err(wait)) = route.rate_limit().map(RouteRateLimit::check) {
+                        route.refusals.refused(
+                            route.index,
+                            Reason::RateLimited,
+                            &"over the route's rate_limit (verified requests)",
+                        );
                         return too_many_requests(wait);
                     }
                     if let Some(answer) = verifier.challenge(&parts.headers, &body) {
