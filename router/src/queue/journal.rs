@@ -3,9 +3,10 @@
 //!
 //! An event is written (key `EVENT`, with the names of its destinations) before its enqueue
 //! resolves, so a 202 is only ever given for a stored event. Its receipt writes each change of
-//! progress (key `PROGRESS`) and, once every destination is final, deletes both. At start every
-//! event still in the journal is read back ([`JournalQueue::open`]) and resumed with its
-//! progress ([`JournalQueue::resume`]).
+//! progress (key `PROGRESS`) and, once every destination is final, deletes both; the report that
+//! makes a dead-lettered delivery final is written with its letter, as one all-or-nothing batch
+//! ([`Receipt::record_with`]). At start every event still in the journal is read back
+//! ([`JournalQueue::open`]) and resumed with its progress ([`JournalQueue::resume`]).
 
 use std::sync::Arc;
 
@@ -73,11 +74,11 @@ impl JournalAck {
     }
 }
 
-impl Acknowledge for JournalAck {
-    fn progress(&self, progress: &[Progress]) -> Reported {
+impl JournalAck {
+    /// Adds to `batch` the record of `progress` (not all final).
+    fn progress_into(&self, progress: &[Progress], batch: &mut Batch) {
         self.progress_written
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut batch = Batch::new();
         batch.put(
             Key {
                 space: space::PROGRESS,
@@ -86,12 +87,10 @@ impl Acknowledge for JournalAck {
             &codec::to_bytes(&progress),
             0,
         );
-        self.journal.write_detached(batch);
-        Reported::Kept
     }
 
-    fn ack(&self) {
-        let mut batch = Batch::new();
+    /// Adds to `batch` the deletes that let the event go.
+    fn ack_into(&self, batch: &mut Batch) {
         batch.delete(Key {
             space: space::EVENT,
             id: self.key,
@@ -105,7 +104,32 @@ impl Acknowledge for JournalAck {
                 id: self.key,
             });
         }
+    }
+}
+
+impl Acknowledge for JournalAck {
+    fn progress(&self, progress: &[Progress]) -> Reported {
+        let mut batch = Batch::new();
+        self.progress_into(progress, &mut batch);
         self.journal.write_detached(batch);
+        Reported::Kept
+    }
+
+    fn ack(&self) {
+        let mut batch = Batch::new();
+        self.ack_into(&mut batch);
+        self.journal.write_detached(batch);
+    }
+
+    fn report_with(&self, progress: &[Progress], mut records: Batch) -> Result<Reported, Batch> {
+        if progress.iter().all(|p| p.done) {
+            self.ack_into(&mut records);
+        } else {
+            self.progress_into(progress, &mut records);
+        }
+        records.all_or_nothing();
+        self.journal.write_detached(records);
+        Ok(Reported::Kept)
     }
 }
 
