@@ -385,6 +385,107 @@ mod tests {
         }
     }
 
+    /// What the journal in `dir` holds: dead letters, events, and each event's progress.
+    async fn held(dir: &std::path::Path, metrics: &Metrics) -> (usize, usize, Vec<Vec<Progress>>) {
+        let (journal, mut recovered) = Journal::open(dir, options(), metrics).expect("reopen");
+        let letters = recovered.take_space(space::DEAD_LETTER).len();
+        let events = recovered.take_space(space::EVENT).len();
+        let progress = recovered
+            .take_space(space::PROGRESS)
+            .into_iter()
+            .map(|(_, value)| codec::from_bytes(&value).expect("progress decodes"))
+            .collect();
+        journal.close().await.expect("closed");
+        (letters, events, progress)
+    }
+
+    /// Issue #20, item 2: a dead letter handed with the report that finishes its delivery is
+    /// written with it, for the first of two destinations (with its progress) and for the last
+    /// (with the event's deletes).
+    #[tokio::test]
+    async fn a_letter_is_written_with_the_report_that_finishes_its_delivery() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let metrics = Metrics::new();
+        let (journal, mut recovered) =
+            Journal::open(dir.path(), options(), &metrics).expect("open");
+        let holds = Arc::new(Holds::new(
+            vec![("a".into(), 10), ("b".into(), 10)],
+            &metrics,
+        ));
+        let (queue, _) = JournalQueue::open(
+            journal.clone(),
+            &mut recovered,
+            10,
+            vec!["a".into(), "b".into()],
+            metrics.clone(),
+            holds,
+        );
+        let event = Event {
+            id: "e1".into(),
+            route: "r".into(),
+            method: http::Method::POST,
+            path: "/".into(),
+            query: String::new(),
+            headers: http::HeaderMap::new(),
+            body: bytes::Bytes::from_static(b"body"),
+            received_at: std::time::SystemTime::now(),
+            plugin_headers: None,
+        };
+        queue.enqueue(event, vec![0, 1]).await.expect("stored");
+        let queued = queue.dequeue().await.expect("the event");
+        let letter = |journal: &Journal| {
+            let mut records = Batch::new();
+            records.put(
+                Key {
+                    space: space::DEAD_LETTER,
+                    id: journal.next_id(),
+                },
+                b"letter",
+                0,
+            );
+            records
+        };
+        let done = Progress {
+            attempts: 3,
+            next_attempt_ms: 0,
+            done: true,
+        };
+        let reported = queued.receipt.record_with(0, done, letter(&journal));
+        assert_eq!(reported.ok(), Some(Reported::Kept));
+        journal.close().await.expect("closed");
+        assert_eq!(
+            held(dir.path(), &metrics).await,
+            (1, 1, vec![vec![done, Progress::default()]]),
+            "the first letter, with the event's progress"
+        );
+
+        let (journal, mut recovered) =
+            Journal::open(dir.path(), options(), &metrics).expect("open");
+        let holds = Arc::new(Holds::new(
+            vec![("a".into(), 10), ("b".into(), 10)],
+            &metrics,
+        ));
+        let (queue, mut resumed) = JournalQueue::open(
+            journal.clone(),
+            &mut recovered,
+            10,
+            vec!["a".into(), "b".into()],
+            metrics.clone(),
+            holds,
+        );
+        queue.resume(resumed.pop().expect("the event"), &[Some(0), Some(1)]);
+        let queued = queue.dequeue().await.expect("the event");
+        assert_eq!(queued.targets.len(), 1, "only b is left");
+        let reported = queued.receipt.record_with(1, done, letter(&journal));
+        assert_eq!(reported.ok(), Some(Reported::Kept));
+        journal.close().await.expect("closed");
+        assert_eq!(
+            held(dir.path(), &metrics).await,
+            (2, 0, vec![]),
+            "the second letter, with the event's deletes"
+        );
+    }
+
     /// Issue #20, item 3: an event record that does not decode, and progress records with no
     /// event, are deleted at start rather than pinning the journal for good.
     #[tokio::test]
