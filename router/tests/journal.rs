@@ -471,6 +471,19 @@ async fn an_event_whose_destination_left_the_config_becomes_a_dead_letter() {
         .expect("replay");
     assert_eq!(replay.status().as_u16(), 409, "no destination to replay to");
     assert!(router.stop().0);
+    // The letter and the event's deletes were written as one batch: the next start reads back
+    // the letter and no event.
+    let mut router = start(&config);
+    let recovered = router.wait_for_log("journal recovered");
+    assert!(
+        recovered.contains("events=0") && recovered.contains("dead_letters=1"),
+        "{recovered}"
+    );
+    wait_idle(&router.admin).await;
+    let again = dead_letters(&router.admin).await;
+    assert_eq!(again.as_array().map(Vec::len), Some(1), "{again}");
+    assert_eq!(again[0]["id"], letter);
+    assert!(router.stop().0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -238,6 +238,15 @@ impl Batch {
         self
     }
 
+    /// Appends the records of `other` after these (all or nothing if either is).
+    pub fn extend(&mut self, other: Batch) -> &mut Self {
+        self.bytes.extend_from_slice(&other.bytes);
+        self.entries.extend(other.entries);
+        self.put_bytes += other.put_bytes;
+        self.all_or_nothing |= other.all_or_nothing;
+        self
+    }
+
     /// The bytes to append and their index entries: an all-or-nothing batch of several records
     /// wrapped into one batch record.
     fn into_parts(self) -> (Vec<u8>, Vec<Entry>) {

@@ -254,8 +254,15 @@ impl JournalQueue {
 
     /// Queues an event read back at start, beyond the capacity if need be (it was promised).
     /// `destinations` are its destinations' ids now, by position (`None`: no longer in the
-    /// config; such a position must already be final in `resumed.progress`).
-    pub fn resume(&self, resumed: ResumedEvent, destinations: &[Option<DestinationId>]) {
+    /// config; such a position must already be final in `resumed.progress`). `letters`, the
+    /// records of the dead letters of positions made final at start, are written in one
+    /// all-or-nothing batch with the progress that says so (or the event's deletes).
+    pub fn resume(
+        &self,
+        resumed: ResumedEvent,
+        destinations: &[Option<DestinationId>],
+        letters: Batch,
+    ) {
         self.memory.reserve(1, true);
         let slot = self.memory.slot();
         // Places in the caps of the destinations still to deliver to (promised: taken past
@@ -284,8 +291,11 @@ impl JournalQueue {
             })
             .collect();
         let ack = JournalAck::new(&self.journal, resumed.key, true);
+        if targets.is_empty() || !letters.is_empty() {
+            // The journal keeps these records: never given back.
+            let _ = ack.report_with(&resumed.progress, letters);
+        }
         if targets.is_empty() {
-            ack.ack();
             return;
         }
         let receipt = Receipt::new(Some(Box::new(ack)), resumed.progress, slot, holding);
@@ -473,7 +483,11 @@ mod tests {
             metrics.clone(),
             holds,
         );
-        queue.resume(resumed.pop().expect("the event"), &[Some(0), Some(1)]);
+        queue.resume(
+            resumed.pop().expect("the event"),
+            &[Some(0), Some(1)],
+            Batch::new(),
+        );
         let queued = queue.dequeue().await.expect("the event");
         assert_eq!(queued.targets.len(), 1, "only b is left");
         let reported = queued.receipt.record_with(1, done, letter(&journal));
