@@ -23,7 +23,7 @@ use crate::delivery::destinations::DestinationBoard;
 use crate::delivery::dispatch::Dispatcher;
 use crate::event::Event;
 use crate::ingress::Ingress;
-use crate::journal::{Fsync, Journal, JournalError, JournalOptions, Recovered};
+use crate::journal::{Batch, Fsync, Journal, JournalError, JournalOptions, Recovered};
 use crate::metrics::Metrics;
 use crate::nats::{Nats, NatsError};
 use crate::plugin::{CompiledModules, load_chains_with};
@@ -596,19 +596,32 @@ fn resume(
             .iter()
             .map(|name| destination_ids.get(name).copied())
             .collect();
+        // The letters' records go with the progress that makes their positions final.
+        let mut records = Batch::new();
+        let mut staged = Vec::new();
         for (position, name) in event.destinations.iter().enumerate() {
             let progress = &mut event.progress[position];
             if ids[position].is_some() || progress.done {
                 continue;
             }
             orphaned += 1;
-            dead_letters.push(orphan_letter(&event.event, name, progress));
+            let mut letter = dead_letters.stage(orphan_letter(&event.event, name, progress));
+            match letter.take_records() {
+                Some(letter_records) => {
+                    records.extend(letter_records);
+                    staged.push(letter);
+                }
+                None => dead_letters.push(letter.into_letter()),
+            }
             *progress = Progress {
                 done: true,
                 ..*progress
             };
         }
-        queue.resume(event, &ids);
+        queue.resume(event, &ids, records);
+        for letter in staged {
+            dead_letters.staged(letter);
+        }
     }
     metrics.journal().recovered.increment(events as u64);
     tracing::info!(

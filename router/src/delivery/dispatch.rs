@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::RouteConfig;
 use crate::delivery::attempt::{AttemptOutcome, Deliverer, Destination};
 use crate::delivery::circuit::Admit;
-use crate::delivery::dead_letter::{DeadLetter, DeadLetterStore};
+use crate::delivery::dead_letter::{DeadLetter, DeadLetterStore, LetterError};
 use crate::delivery::destinations::DestinationBoard;
 use crate::event::Event;
 use crate::metrics::{DeliveryTable, Metrics};
@@ -68,14 +68,18 @@ struct Delivery {
 impl Delivery {
     /// Reports to the queue that this delivery is final (delivered or dead-lettered).
     fn finished(&self) {
-        self.job.receipt.record(
-            self.position,
-            Progress {
-                attempts: self.attempts,
-                next_attempt_ms: 0,
-                done: true,
-            },
-        );
+        self.job
+            .receipt
+            .record(self.position, self.final_progress());
+    }
+
+    /// Where this delivery stands once final.
+    fn final_progress(&self) -> Progress {
+        Progress {
+            attempts: self.attempts,
+            next_attempt_ms: 0,
+            done: true,
+        }
     }
 }
 
@@ -626,7 +630,11 @@ async fn dead_letter(shared: &Shared, mut delivery: Delivery, verdict: Verdict) 
         failed_at: SystemTime::now(),
     };
     let letter_id = letter.id.clone();
-    if let Err(error) = shared.dead_letters.store(letter).await {
+    let finished = Delivery {
+        attempts: verdict.attempts,
+        ..delivery.clone()
+    };
+    if let Err(error) = store_and_finish(shared, &finished, letter).await {
         tracing::error!(
             event_id = %event.id,
             route = %event.route,
@@ -656,10 +664,34 @@ async fn dead_letter(shared: &Shared, mut delivery: Delivery, verdict: Verdict) 
         dead_letter = %letter_id,
         "delivery failed for good: dead-lettered"
     );
-    delivery.attempts = verdict.attempts;
-    // After the letter is stored: a crash between the two leaves the event to be delivered
-    // again, never neither.
-    shared.finish(&delivery);
+}
+
+/// Stores `letter` and makes `delivery` final. On the journal both go in one all-or-nothing
+/// write (the letter with the report that finishes the delivery), so that a crash leaves
+/// neither or both on disk; elsewhere the letter is stored first and the report made after
+/// (a crash between the two leaves the event to be delivered again, never neither). On error
+/// the letter was not stored and the delivery is not final.
+async fn store_and_finish(
+    shared: &Shared,
+    delivery: &Delivery,
+    letter: DeadLetter,
+) -> Result<(), LetterError> {
+    let mut staged = shared.dead_letters.stage(letter);
+    if let Some(records) = staged.take_records() {
+        let receipt = &delivery.job.receipt;
+        // `Err`: the queue keeps no journal, and the letter is stored on its own.
+        if receipt
+            .record_with(delivery.position, delivery.final_progress(), records)
+            .is_ok()
+        {
+            shared.dead_letters.staged(staged);
+            shared.outstanding.fetch_sub(1, Ordering::AcqRel);
+            return Ok(());
+        }
+    }
+    shared.dead_letters.store(staged.into_letter()).await?;
+    shared.finish(delivery);
+    Ok(())
 }
 
 /// Holds deliveries waiting for a retry and returns each to its lane when its wait is over.

@@ -37,7 +37,8 @@ pub(super) enum Message {
     Close(tokio::sync::oneshot::Sender<Answer>),
 }
 
-/// Encoded records, their index entries, and whom to answer.
+/// Encoded records, their index entries, and whom to answer. A write is appended whole, within
+/// one `write` call; an all-or-nothing batch is one batch record in it.
 pub(super) struct Write {
     pub bytes: Vec<u8>,
     pub entries: Vec<(Key, Op, u64, u64)>,

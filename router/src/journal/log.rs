@@ -18,7 +18,8 @@
 //! are a corrupt region: counted, reported with file and offset, skipped. Damaged bytes at the
 //! end of the newest segment are a torn tail (a write cut short): zeroed and reported. A live
 //! record that no longer reads back when it is copied forward is reported once and dropped, so
-//! that it does not pin its segment.
+//! that it does not pin its segment. A batch record (see [`super::record`]) is applied whole or,
+//! damaged or cut short, not at all.
 //!
 //! A segment is deleted only once every record that frees it is on disk: the records that
 //! delete or supersede its keys are in newer segments, so before deleting, the newest segment
@@ -278,27 +279,53 @@ impl Log {
             let mut good_end = 0;
             while at < data.len() {
                 if let Some((record, len)) = record::read_at(&data, at) {
-                    opened.max_id = opened.max_id.max(record.key.id);
-                    if let Some(old) = index.remove(&record.key) {
-                        if old.segment == n {
-                            segment.live.remove(&record.key);
-                        } else if let Some(s) = segments.get_mut(&old.segment) {
-                            s.live.remove(&record.key);
+                    // A batch's members, at their offsets in the segment; a record alone.
+                    let applied = if record.op == Op::Batch {
+                        record::members(record.value).map(|members| {
+                            let first = at + record::BATCH_HEADER_BYTES;
+                            members
+                                .into_iter()
+                                .map(|(member, offset, len)| (member, first + offset, len))
+                                .collect()
+                        })
+                    } else {
+                        Some(vec![(record, at, len)])
+                    };
+                    let Some(applied) = applied else {
+                        // Its checksum holds but it is no batch: applied in part it would
+                        // break the all or nothing, so none of it is.
+                        opened.damage.push(Damage::Corrupt {
+                            path: path.clone(),
+                            offset: at as u64,
+                            bytes: len as u64,
+                        });
+                        at += len;
+                        good_end = at;
+                        continue;
+                    };
+                    for (record, offset, len) in applied {
+                        opened.max_id = opened.max_id.max(record.key.id);
+                        if let Some(old) = index.remove(&record.key) {
+                            if old.segment == n {
+                                segment.live.remove(&record.key);
+                            } else if let Some(s) = segments.get_mut(&old.segment) {
+                                s.live.remove(&record.key);
+                            }
+                            values.remove(&record.key);
                         }
-                        values.remove(&record.key);
-                    }
-                    if record.op == Op::Put {
-                        index.insert(
-                            record.key,
-                            Location {
-                                segment: n,
-                                offset: at as u64,
-                                len: len as u64,
-                                expires_ms: record.expires_ms,
-                            },
-                        );
-                        segment.live.insert(record.key);
-                        values.insert(record.key, (record.value.to_vec(), record.expires_ms));
+                        if record.op == Op::Put {
+                            index.insert(
+                                record.key,
+                                Location {
+                                    segment: n,
+                                    offset: offset as u64,
+                                    len: len as u64,
+                                    expires_ms: record.expires_ms,
+                                },
+                            );
+                            segment.live.insert(record.key);
+                            values.insert(record.key, (record.value.to_vec(), record.expires_ms));
+                        }
                     }
                     at += len;
                     good_end = at;
@@ -418,8 +445,9 @@ impl Log {
         self.segments.get(&self.active_no).map_or(0, |s| s.len)
     }
 
-    /// Writes the encoded `records` (whose keys, ops and expiries are `entries`, in order) at
-    /// the end of the newest segment. On failure the segment is cut back to where it was.
+    /// Writes the encoded `records` (whose keys, ops, expiries and lengths are `entries`, in
+    /// order; a batch record's entry is its head, followed by its members' entries) at the end
+    /// of the newest segment. On failure the segment is cut back to where it was.
     pub fn append(
         &mut self,
         bytes: &[u8],
@@ -444,6 +472,11 @@ impl Log {
         let n = self.active_no;
         let mut offset = start;
         for &(key, op, expires_ms, len) in entries {
+            if op == Op::Batch {
+                // The head of a batch record: its members follow.
+                offset += len;
+                continue;
+            }
             self.forget(&key);
             if op == Op::Put {
                 self.index.insert(
@@ -629,7 +662,11 @@ impl Log {
             };
             let mut data = vec![0u8; location.len as usize];
             let whole = match file.read_exact_at(&mut data, location.offset) {
-                Ok(()) => record::read_at(&data, 0).is_some_and(|(record, _)| record.key == key),
+                Ok(()) => {
+                    // Copied alone, a batch's member is a record of its own.
+                    record::member_to_record(&mut data);
+                    record::read_at(&data, 0).is_some_and(|(record, _)| record.key == key)
+                }
                 Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => false,
                 Err(error) => return Err(io_error(&path, "read")(error)),
             };
@@ -752,6 +789,52 @@ mod tests {
             opened.live[&Key { space: 1, id: 0 }].0,
             b"held for a long time"
         );
+    }
+
+    /// A held member of an all-or-nothing batch is copied forward (as a record of its own)
+    /// when its segment is given back, and reads back after a reopen.
+    #[test]
+    fn a_held_member_of_a_batch_is_copied_forward() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let segment = 64 * 1024;
+        let (mut log, _) = Log::open(dir.path(), segment, 0, None).expect("open");
+        let mut members = Vec::new();
+        let mut entries = Vec::new();
+        for (id, value) in [(0, &b"held for a long time"[..]), (1, &b"let go"[..])] {
+            entries.push(Log::encode(
+                &Record {
+                    op: Op::Put,
+                    key: Key { space: 1, id },
+                    expires_ms: 0,
+                    value,
+                },
+                &mut members,
+            ));
+        }
+        let mut bytes = Vec::new();
+        let head = record::encode_batch(&members, &mut bytes);
+        entries.insert(0, (record::BATCH_KEY, Op::Batch, 0, head as u64));
+        log.append(&bytes, &entries).expect("append");
+        delete(&mut log, 1);
+        let value = vec![7u8; 1000];
+        for id in 2..2000 {
+            put(&mut log, id, &value, 0);
+            delete(&mut log, id);
+            log.reclaim(0).expect("reclaim");
+        }
+        assert!(
+            !segment_path(dir.path(), 0).exists(),
+            "the batch's segment was given back"
+        );
+        assert!(log.take_damage().is_empty());
+        drop(log);
+        let (_, opened) = Log::open(dir.path(), segment, 0, None).expect("reopen");
+        assert_eq!(ids(&opened), [0]);
+        assert_eq!(
+            opened.live[&Key { space: 1, id: 0 }].0,
+            b"held for a long time"
+        );
+        assert!(opened.damage.is_empty(), "{:?}", opened.damage);
     }
 
     #[test]

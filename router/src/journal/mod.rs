@@ -178,12 +178,17 @@ impl Recovered {
     }
 }
 
+/// A record's index entry: its key, op, expiry and encoded length.
+type Entry = (Key, Op, u64, u64);
+
 /// Records to write together (one write, one answer).
 #[derive(Debug, Default)]
 pub struct Batch {
     bytes: Vec<u8>,
-    entries: Vec<(Key, Op, u64, u64)>,
+    entries: Vec<Entry>,
     put_bytes: u64,
+    /// Whether the records are written as one batch record (see [`Batch::all_or_nothing`]).
+    all_or_nothing: bool,
 }
 
 impl Batch {
@@ -224,6 +229,36 @@ impl Batch {
             &mut self.bytes,
         ));
         self
+    }
+
+    /// Makes the batch one record on disk, so that after a crash (a power cut that kept only
+    /// some of its pages, a torn tail) either every record of it is read back or none is.
+    pub fn all_or_nothing(&mut self) -> &mut Self {
+        self.all_or_nothing = true;
+        self
+    }
+
+    /// Appends the records of `other` after these (all or nothing if either is).
+    pub fn extend(&mut self, other: Batch) -> &mut Self {
+        self.bytes.extend_from_slice(&other.bytes);
+        self.entries.extend(other.entries);
+        self.put_bytes += other.put_bytes;
+        self.all_or_nothing |= other.all_or_nothing;
+        self
+    }
+
+    /// The bytes to append and their index entries: an all-or-nothing batch of several records
+    /// wrapped into one batch record.
+    fn into_parts(self) -> (Vec<u8>, Vec<Entry>) {
+        if !self.all_or_nothing || self.entries.len() < 2 {
+            return (self.bytes, self.entries);
+        }
+        let mut bytes = Vec::with_capacity(record::BATCH_HEADER_BYTES + self.bytes.len());
+        let head = record::encode_batch(&self.bytes, &mut bytes);
+        let mut entries = Vec::with_capacity(self.entries.len() + 1);
+        entries.push((record::BATCH_KEY, Op::Batch, 0, head as u64));
+        entries.extend(self.entries);
+        (bytes, entries)
     }
 
     /// Whether the batch holds no record.
@@ -383,12 +418,13 @@ impl Journal {
             .shared
             .pending_bytes
             .fetch_add(size, Ordering::AcqRel);
+        let (bytes, entries) = batch.into_parts();
         let _ = self
             .inner
             .sender
             .send(commit::Message::Write(commit::Write {
-                bytes: batch.bytes,
-                entries: batch.entries,
+                bytes,
+                entries,
                 reserved: size,
                 done: None,
             }));
@@ -396,9 +432,10 @@ impl Journal {
 
     fn send(&self, batch: Batch, reserved: u64) -> Ticket {
         let (done, answer) = tokio::sync::oneshot::channel();
+        let (bytes, entries) = batch.into_parts();
         let write = commit::Write {
-            bytes: batch.bytes,
-            entries: batch.entries,
+            bytes,
+            entries,
             reserved,
             done: Some(done),
         };
@@ -461,6 +498,80 @@ mod tests {
         let mut batch = Batch::new();
         batch.put(key, value, 0);
         batch
+    }
+
+    /// Issue #20, item 2: a dead letter and its event's delete written as one all-or-nothing
+    /// batch, then cut by a crash anywhere inside the batch's bytes: the end lost (a write cut
+    /// short) or the start lost and the end kept (the OS wrote back only the later page).
+    /// Neither record is read back; whole, both are.
+    #[tokio::test]
+    async fn a_batch_cut_anywhere_is_read_back_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let metrics = Metrics::new();
+        let event = Key {
+            space: space::EVENT,
+            id: 1,
+        };
+        let letter = Key {
+            space: space::DEAD_LETTER,
+            id: 2,
+        };
+        let segment = dir.path().join(format!("{:016}.log", 0));
+        let data_end = || {
+            let data = std::fs::read(&segment).expect("read segment");
+            data.iter().rposition(|&b| b != 0).expect("records") + 1
+        };
+        let (journal, _) = Journal::open(dir.path(), options(), &metrics).expect("open");
+        let stored = journal.try_write(put(event, b"event")).expect("room");
+        stored.wait().await.expect("the event is stored");
+        let start = data_end();
+        let mut batch = Batch::new();
+        batch
+            .put(letter, b"the letter of the event", 0)
+            .delete(event)
+            .all_or_nothing();
+        let stored = journal.try_write(batch).expect("room");
+        stored.wait().await.expect("the batch is stored");
+        journal.close().await.expect("closed");
+        let end = data_end();
+        let whole = std::fs::read(&segment).expect("read segment");
+
+        // What a reopen reads back of the letter and the event from `data`.
+        let read_back = async |data: &[u8]| {
+            let copy = tempfile::tempdir().expect("tempdir");
+            std::fs::write(copy.path().join(segment.file_name().expect("name")), data)
+                .expect("write segment");
+            let (journal, mut recovered) =
+                Journal::open(copy.path(), options(), &metrics).expect("reopen");
+            let letters = recovered.take_space(space::DEAD_LETTER).len();
+            let events = recovered.take_space(space::EVENT).len();
+            journal.close().await.expect("closed");
+            (letters, events)
+        };
+        assert_eq!(
+            read_back(&whole).await,
+            (1, 0),
+            "whole: the letter, no event"
+        );
+        let mut cuts = 0;
+        for cut in (start + 1..end).step_by(3) {
+            let mut tail_lost = whole.clone();
+            tail_lost[cut..end].fill(0);
+            assert_eq!(
+                read_back(&tail_lost).await,
+                (0, 1),
+                "bytes {cut}..{end} lost: no letter, the event kept"
+            );
+            let mut head_lost = whole.clone();
+            head_lost[start..cut].fill(0);
+            assert_eq!(
+                read_back(&head_lost).await,
+                (0, 1),
+                "bytes {start}..{cut} lost: no letter, the event kept"
+            );
+            cuts += 1;
+        }
+        assert!(cuts > 20, "{cuts} cuts tried");
     }
 
     /// Issue #20, item 2, in the commits where it happens: the append holding a dead letter

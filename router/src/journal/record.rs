@@ -4,9 +4,18 @@
 //! covers `len` and the payload, and the payload is `[op u8][space u8][id u64][expires u64][value]`.
 //! The magic lets a scan past damaged bytes find the next record cheaply; the checksum decides
 //! whether it is one.
+//!
+//! A batch written all or nothing is one record of op [`Op::Batch`] whose value is its members:
+//! records of the same format, put or delete, back to back, each marked with a member magic
+//! instead of the record magic. Its one checksum covers every member, so a batch cut short or
+//! damaged anywhere reads as no record at all; and since a scan past damage looks for the record
+//! magic only, it never lands on a member of a damaged batch and applies it alone. (The magic is
+//! outside the checksum: a member copied out of its batch becomes a record by swapping it.)
 
 /// Marks the start of every record ("WHJ1").
 const MAGIC: u32 = 0x314a_4857;
+/// Marks the start of a member of a batch ("WHM1").
+const MEMBER_MAGIC: u32 = 0x314d_4857;
 /// Bytes before the payload: magic, length, checksum.
 pub const HEADER_BYTES: usize = 12;
 /// Bytes of the payload before the value: op, space, id, expiry.
@@ -21,7 +30,16 @@ pub enum Op {
     Put,
     /// The key holds nothing.
     Delete,
+    /// The record's value is a batch of member records, read back all or none (its key is
+    /// [`BATCH_KEY`]). As an index entry: the bytes before the first member.
+    Batch,
 }
+
+/// The key of a batch record (it puts or deletes nothing itself).
+pub const BATCH_KEY: Key = Key { space: 0, id: 0 };
+
+/// Bytes of a batch record before its first member.
+pub const BATCH_HEADER_BYTES: usize = HEADER_BYTES + PAYLOAD_PREFIX;
 
 /// A record's key: a space (what kind of thing it is) and an id within it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -75,6 +93,7 @@ pub fn encode_with(
     out.push(match op {
         Op::Put => 1,
         Op::Delete => 2,
+        Op::Batch => 3,
     });
     out.push(key.space);
     out.extend_from_slice(&key.id.to_le_bytes());
@@ -90,12 +109,59 @@ pub fn encode_with(
     out.len() - start
 }
 
+/// Appends one [`Op::Batch`] record whose members are `records` (whole records, encoded back
+/// to back by [`encode_with`]); returns the bytes before the first member
+/// ([`BATCH_HEADER_BYTES`]).
+pub fn encode_batch(records: &[u8], out: &mut Vec<u8>) -> usize {
+    encode_with(Op::Batch, BATCH_KEY, 0, out, |out| {
+        let mut at = out.len();
+        out.extend_from_slice(records);
+        while at + HEADER_BYTES <= out.len() {
+            out[at..at + 4].copy_from_slice(&MEMBER_MAGIC.to_le_bytes());
+            let len = u32::from_le_bytes([out[at + 4], out[at + 5], out[at + 6], out[at + 7]]);
+            at += HEADER_BYTES + len as usize;
+        }
+    });
+    BATCH_HEADER_BYTES
+}
+
+/// Makes the encoded batch member `bytes` a record of its own (a member's checksum does not
+/// cover its magic). Anything else is left as it is.
+pub fn member_to_record(bytes: &mut [u8]) {
+    if let Some(magic) = bytes.get_mut(..4)
+        && *magic == MEMBER_MAGIC.to_le_bytes()
+    {
+        magic.copy_from_slice(&MAGIC.to_le_bytes());
+    }
+}
+
 /// The whole, checksum-valid record at `at` in `data`, and its length, if there is one.
 pub fn read_at(data: &[u8], at: usize) -> Option<(Record<'_>, usize)> {
+    read_marked(data, at, MAGIC)
+}
+
+/// The members of a batch record's value, in order, each with its offset in `value` and its
+/// length; `None` unless the whole value is members (a put or a delete each).
+pub fn members(value: &[u8]) -> Option<Vec<(Record<'_>, usize, usize)>> {
+    let mut members = Vec::new();
+    let mut at = 0;
+    while at < value.len() {
+        let (member, len) = read_marked(value, at, MEMBER_MAGIC)?;
+        if member.op == Op::Batch {
+            return None;
+        }
+        members.push((member, at, len));
+        at += len;
+    }
+    Some(members)
+}
+
+/// The whole, checksum-valid record marked `magic` at `at` in `data`, and its length.
+fn read_marked(data: &[u8], at: usize, magic: u32) -> Option<(Record<'_>, usize)> {
     let header = data.get(at..at.checked_add(HEADER_BYTES)?)?;
     let word =
         |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
-    if word(0) != MAGIC {
+    if word(0) != magic {
         return None;
     }
     let len = usize::try_from(word(4)).ok()?;
@@ -111,6 +177,7 @@ pub fn read_at(data: &[u8], at: usize) -> Option<(Record<'_>, usize)> {
     let op = match payload[0] {
         1 => Op::Put,
         2 => Op::Delete,
+        3 => Op::Batch,
         _ => return None,
     };
     let u64_at = |i: usize| {

@@ -3,9 +3,10 @@
 //!
 //! An event is written (key `EVENT`, with the names of its destinations) before its enqueue
 //! resolves, so a 202 is only ever given for a stored event. Its receipt writes each change of
-//! progress (key `PROGRESS`) and, once every destination is final, deletes both. At start every
-//! event still in the journal is read back ([`JournalQueue::open`]) and resumed with its
-//! progress ([`JournalQueue::resume`]).
+//! progress (key `PROGRESS`) and, once every destination is final, deletes both; the report that
+//! makes a dead-lettered delivery final is written with its letter, as one all-or-nothing batch
+//! ([`Receipt::record_with`]). At start every event still in the journal is read back
+//! ([`JournalQueue::open`]) and resumed with its progress ([`JournalQueue::resume`]).
 
 use std::sync::Arc;
 
@@ -73,11 +74,11 @@ impl JournalAck {
     }
 }
 
-impl Acknowledge for JournalAck {
-    fn progress(&self, progress: &[Progress]) -> Reported {
+impl JournalAck {
+    /// Adds to `batch` the record of `progress` (not all final).
+    fn progress_into(&self, progress: &[Progress], batch: &mut Batch) {
         self.progress_written
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut batch = Batch::new();
         batch.put(
             Key {
                 space: space::PROGRESS,
@@ -86,12 +87,10 @@ impl Acknowledge for JournalAck {
             &codec::to_bytes(&progress),
             0,
         );
-        self.journal.write_detached(batch);
-        Reported::Kept
     }
 
-    fn ack(&self) {
-        let mut batch = Batch::new();
+    /// Adds to `batch` the deletes that let the event go.
+    fn ack_into(&self, batch: &mut Batch) {
         batch.delete(Key {
             space: space::EVENT,
             id: self.key,
@@ -105,7 +104,32 @@ impl Acknowledge for JournalAck {
                 id: self.key,
             });
         }
+    }
+}
+
+impl Acknowledge for JournalAck {
+    fn progress(&self, progress: &[Progress]) -> Reported {
+        let mut batch = Batch::new();
+        self.progress_into(progress, &mut batch);
         self.journal.write_detached(batch);
+        Reported::Kept
+    }
+
+    fn ack(&self) {
+        let mut batch = Batch::new();
+        self.ack_into(&mut batch);
+        self.journal.write_detached(batch);
+    }
+
+    fn report_with(&self, progress: &[Progress], mut records: Batch) -> Result<Reported, Batch> {
+        if progress.iter().all(|p| p.done) {
+            self.ack_into(&mut records);
+        } else {
+            self.progress_into(progress, &mut records);
+        }
+        records.all_or_nothing();
+        self.journal.write_detached(records);
+        Ok(Reported::Kept)
     }
 }
 
@@ -230,8 +254,15 @@ impl JournalQueue {
 
     /// Queues an event read back at start, beyond the capacity if need be (it was promised).
     /// `destinations` are its destinations' ids now, by position (`None`: no longer in the
-    /// config; such a position must already be final in `resumed.progress`).
-    pub fn resume(&self, resumed: ResumedEvent, destinations: &[Option<DestinationId>]) {
+    /// config; such a position must already be final in `resumed.progress`). `letters`, the
+    /// records of the dead letters of positions made final at start, are written in one
+    /// all-or-nothing batch with the progress that says so (or the event's deletes).
+    pub fn resume(
+        &self,
+        resumed: ResumedEvent,
+        destinations: &[Option<DestinationId>],
+        letters: Batch,
+    ) {
         self.memory.reserve(1, true);
         let slot = self.memory.slot();
         // Places in the caps of the destinations still to deliver to (promised: taken past
@@ -260,8 +291,11 @@ impl JournalQueue {
             })
             .collect();
         let ack = JournalAck::new(&self.journal, resumed.key, true);
+        if targets.is_empty() || !letters.is_empty() {
+            // The journal keeps these records: never given back.
+            let _ = ack.report_with(&resumed.progress, letters);
+        }
         if targets.is_empty() {
-            ack.ack();
             return;
         }
         let receipt = Receipt::new(Some(Box::new(ack)), resumed.progress, slot, holding);
@@ -359,6 +393,111 @@ mod tests {
             fsync: Fsync::Always,
             max_bytes: 1 << 20,
         }
+    }
+
+    /// What the journal in `dir` holds: dead letters, events, and each event's progress.
+    async fn held(dir: &std::path::Path, metrics: &Metrics) -> (usize, usize, Vec<Vec<Progress>>) {
+        let (journal, mut recovered) = Journal::open(dir, options(), metrics).expect("reopen");
+        let letters = recovered.take_space(space::DEAD_LETTER).len();
+        let events = recovered.take_space(space::EVENT).len();
+        let progress = recovered
+            .take_space(space::PROGRESS)
+            .into_iter()
+            .map(|(_, value)| codec::from_bytes(&value).expect("progress decodes"))
+            .collect();
+        journal.close().await.expect("closed");
+        (letters, events, progress)
+    }
+
+    /// Issue #20, item 2: a dead letter handed with the report that finishes its delivery is
+    /// written with it, for the first of two destinations (with its progress) and for the last
+    /// (with the event's deletes).
+    #[tokio::test]
+    async fn a_letter_is_written_with_the_report_that_finishes_its_delivery() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let metrics = Metrics::new();
+        let (journal, mut recovered) =
+            Journal::open(dir.path(), options(), &metrics).expect("open");
+        let holds = Arc::new(Holds::new(
+            vec![("a".into(), 10), ("b".into(), 10)],
+            &metrics,
+        ));
+        let (queue, _) = JournalQueue::open(
+            journal.clone(),
+            &mut recovered,
+            10,
+            vec!["a".into(), "b".into()],
+            metrics.clone(),
+            holds,
+        );
+        let event = Event {
+            id: "e1".into(),
+            route: "r".into(),
+            method: http::Method::POST,
+            path: "/".into(),
+            query: String::new(),
+            headers: http::HeaderMap::new(),
+            body: bytes::Bytes::from_static(b"body"),
+            received_at: std::time::SystemTime::now(),
+            plugin_headers: None,
+        };
+        queue.enqueue(event, vec![0, 1]).await.expect("stored");
+        let queued = queue.dequeue().await.expect("the event");
+        let letter = |journal: &Journal| {
+            let mut records = Batch::new();
+            records.put(
+                Key {
+                    space: space::DEAD_LETTER,
+                    id: journal.next_id(),
+                },
+                b"letter",
+                0,
+            );
+            records
+        };
+        let done = Progress {
+            attempts: 3,
+            next_attempt_ms: 0,
+            done: true,
+        };
+        let reported = queued.receipt.record_with(0, done, letter(&journal));
+        assert_eq!(reported.ok(), Some(Reported::Kept));
+        journal.close().await.expect("closed");
+        assert_eq!(
+            held(dir.path(), &metrics).await,
+            (1, 1, vec![vec![done, Progress::default()]]),
+            "the first letter, with the event's progress"
+        );
+
+        let (journal, mut recovered) =
+            Journal::open(dir.path(), options(), &metrics).expect("open");
+        let holds = Arc::new(Holds::new(
+            vec![("a".into(), 10), ("b".into(), 10)],
+            &metrics,
+        ));
+        let (queue, mut resumed) = JournalQueue::open(
+            journal.clone(),
+            &mut recovered,
+            10,
+            vec!["a".into(), "b".into()],
+            metrics.clone(),
+            holds,
+        );
+        queue.resume(
+            resumed.pop().expect("the event"),
+            &[Some(0), Some(1)],
+            Batch::new(),
+        );
+        let queued = queue.dequeue().await.expect("the event");
+        assert_eq!(queued.targets.len(), 1, "only b is left");
+        let reported = queued.receipt.record_with(1, done, letter(&journal));
+        assert_eq!(reported.ok(), Some(Reported::Kept));
+        journal.close().await.expect("closed");
+        assert_eq!(
+            held(dir.path(), &metrics).await,
+            (2, 0, vec![]),
+            "the second letter, with the event's deletes"
+        );
     }
 
     /// Issue #20, item 3: an event record that does not decode, and progress records with no

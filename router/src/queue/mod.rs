@@ -40,6 +40,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
+use crate::journal::Batch;
 use crate::metrics::Metrics;
 
 /// Index of a destination in the router's destination table.
@@ -120,6 +121,14 @@ pub trait Acknowledge: Send + Sync + std::fmt::Debug {
         let _ = (verdict, delay);
         Reported::Kept
     }
+    /// Records `progress` as [`Acknowledge::progress`] does, or, every destination final, lets
+    /// the event go as [`Acknowledge::ack`] does, writing `records` (a dead letter) in the same
+    /// journal write, all or nothing. A backend that keeps no journal records nothing and gives
+    /// `records` back (the default).
+    fn report_with(&self, progress: &[Progress], records: Batch) -> Result<Reported, Batch> {
+        let _ = progress;
+        Err(records)
+    }
 }
 
 /// Where a receipt's reports go, and the progress of each destination so far.
@@ -163,6 +172,35 @@ impl Receipt {
         self.state
             .as_ref()
             .map_or(Reported::Kept, |(ack, _)| ack.unstored(verdict, delay))
+    }
+
+    /// [`Receipt::record`], with `records` written in the same journal write as the report, so
+    /// that after a crash either both are on disk or neither (a dead letter and the report that
+    /// makes its delivery final). A backend that keeps no journal records nothing and gives
+    /// `records` back.
+    pub fn record_with(
+        &self,
+        position: usize,
+        progress: Progress,
+        records: Batch,
+    ) -> Result<Reported, Batch> {
+        let Some((ack, state)) = &self.state else {
+            return Err(records);
+        };
+        let mut state = state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut next = state.clone();
+        if let Some(slot) = next.get_mut(position) {
+            *slot = progress;
+        }
+        let reported = ack.report_with(&next, records)?;
+        *state = next;
+        drop(state);
+        if progress.done {
+            self.holding.release(position);
+        }
+        Ok(reported)
     }
 
     /// Records where the destination at `position` stands; acknowledges the event once every

@@ -6,10 +6,11 @@
 //! fail at both.
 //!
 //! With a [`LetterLog`] every letter is also written there and deleted when it is replayed or
-//! evicted, so letters outlive a restart: the journal (key `DEAD_LETTER`,
-//! [`DeadLetterStore::restore_from`] reads them back at start), or a NATS key-value bucket
-//! shared by every router ([`nats`]: each router mirrors the bucket, so any of them lists and
-//! replays a letter another made).
+//! evicted, so letters outlive a restart: the journal (key `DEAD_LETTER`, written in one
+//! all-or-nothing batch with the report that makes its delivery final, see
+//! [`DeadLetterStore::stage`]; [`DeadLetterStore::restore_from`] reads them back at start), or
+//! a NATS key-value bucket shared by every router ([`nats`]: each router mirrors the bucket,
+//! so any of them lists and replays a letter another made).
 //!
 //! Letters are listed a page at a time in id order (ids are UUIDv7, so that is the order they
 //! failed in), a page going on after the last id of the one before: the same id on every
@@ -141,17 +142,32 @@ pub trait LetterLog: Send + Sync + std::fmt::Debug {
     fn put(&self, letter: &DeadLetter) -> LetterPut;
     /// Forgets letters, each given by its key and id (evicted, or queued again by a replay).
     fn delete(&self, letters: &[(u64, String)]);
+    /// For a log that is the journal: the records of a new letter and the key they put, for the
+    /// caller to write in the same journal write as the report that makes the letter's
+    /// delivery final. `None` (the default): the letter is stored with [`LetterLog::put`].
+    fn stage(&self, letter: &DeadLetter) -> Option<(u64, Batch)> {
+        let _ = letter;
+        None
+    }
 }
 
 /// The journal as a [`LetterLog`]: one `DEAD_LETTER` record per letter.
 #[derive(Debug)]
 struct JournalLetters(Journal);
 
-impl LetterLog for JournalLetters {
-    fn put(&self, letter: &DeadLetter) -> LetterPut {
+impl JournalLetters {
+    /// A new letter's record, and its key.
+    fn letter_record(&self, letter: &DeadLetter) -> (u64, Batch) {
         let id = self.0.next_id();
         let mut batch = Batch::new();
         batch.put(key(id), &encode(letter), 0);
+        (id, batch)
+    }
+}
+
+impl LetterLog for JournalLetters {
+    fn put(&self, letter: &DeadLetter) -> LetterPut {
+        let (id, batch) = self.letter_record(letter);
         // The journal orders this write before the queue's ack of the event it came from.
         self.0.write_detached(batch);
         Box::pin(std::future::ready(Ok(id)))
@@ -165,6 +181,10 @@ impl LetterLog for JournalLetters {
         if !batch.is_empty() {
             self.0.write_detached(batch);
         }
+    }
+
+    fn stage(&self, letter: &DeadLetter) -> Option<(u64, Batch)> {
+        Some(self.letter_record(letter))
     }
 }
 
@@ -215,6 +235,30 @@ pub struct Taken {
     /// The letter.
     pub letter: DeadLetter,
     key: u64,
+}
+
+/// A letter whose journal records are to be written with the report that makes its delivery
+/// final ([`DeadLetterStore::stage`]); added to the store by [`DeadLetterStore::staged`] once
+/// they are handed to the journal.
+#[derive(Debug)]
+pub struct Staged {
+    letter: DeadLetter,
+    key: u64,
+    records: Option<Batch>,
+}
+
+impl Staged {
+    /// The letter's journal records (`None`: the store's log is not the journal, or they were
+    /// taken already).
+    pub fn take_records(&mut self) -> Option<Batch> {
+        self.records.take()
+    }
+
+    /// The letter, to be stored with [`DeadLetterStore::store`] instead (its records were not
+    /// written).
+    pub fn into_letter(self) -> DeadLetter {
+        self.letter
+    }
 }
 
 /// One page of a listing.
@@ -327,6 +371,29 @@ impl DeadLetterStore {
         // A shared log's mirror may have brought the letter in already.
         self.insert_new(id, letter);
         Ok(())
+    }
+
+    /// Prepares `letter` to be stored with the report that makes its delivery final: with the
+    /// journal as the log, its records ([`Staged::take_records`]) go in the same journal write
+    /// as that report ([`crate::queue::Receipt::record_with`]), so that neither is on disk
+    /// without the other, and then [`DeadLetterStore::staged`] adds it. Without records, the
+    /// letter is stored with [`DeadLetterStore::store`] ([`Staged::into_letter`]).
+    pub fn stage(&self, letter: DeadLetter) -> Staged {
+        let (key, records) = match self.log.get().and_then(|log| log.stage(&letter)) {
+            Some((key, records)) => (key, Some(records)),
+            None => (0, None),
+        };
+        Staged {
+            letter,
+            key,
+            records,
+        }
+    }
+
+    /// Adds a letter whose records were handed to the journal, evicting as
+    /// [`DeadLetterStore::push`] does.
+    pub fn staged(&self, staged: Staged) {
+        self.insert(staged.key, staged.letter);
     }
 
     /// Adds a letter another router stored in the shared log (unless it is here already).
