@@ -1,10 +1,13 @@
 //! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/destinations` (each destination's
-//! circuit, held events, attempts in flight, last error and success) and the dead-letter API.
+//! circuit, held events, attempts in flight, last error and success), the dead-letter API and
+//! the event record (`/events`, in [`events`]).
 //!
-//! When `admin_token` is set, `/destinations` and the dead-letter API need
+//! When `admin_token` is set, `/destinations`, `/events` and the dead-letter API need
 //! `Authorization: Bearer <token>`;
 //! `/metrics`, `/healthz` and `/readyz` stay open for scrapers and probes. `/healthz` and
 //! `/readyz` answer 503 when a supervised task keeps failing (see [`crate::supervise`]).
+
+mod events;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +19,7 @@ use subtle::ConstantTimeEq;
 use crate::config::Secret;
 use crate::delivery::dead_letter::DeadLetterStore;
 use crate::delivery::destinations::DestinationBoard;
+use crate::inspect::EventStore;
 use crate::metrics::Metrics;
 use crate::queue::DispatchQueue;
 use crate::reply::{self, ResponseBody};
@@ -34,6 +38,7 @@ pub struct Admin {
     token: Option<Secret>,
     ready: AtomicBool,
     supervisor: Supervisor,
+    events: Option<Arc<EventStore>>,
 }
 
 impl Admin {
@@ -55,7 +60,13 @@ impl Admin {
             token,
             ready: AtomicBool::new(true),
             supervisor,
+            events: None,
         }
+    }
+
+    /// The admin API serving `events`, the event record, if it is on.
+    pub fn with_events(self, events: Option<Arc<EventStore>>) -> Self {
+        Self { events, ..self }
     }
 
     /// A 503 naming the tasks that keep failing, if any do.
@@ -117,6 +128,12 @@ impl Admin {
                     return reply::error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
                 }
                 reply::json(StatusCode::OK, &self.destinations.summary())
+            }
+            _ if path == "/events" || path.starts_with("/events/") => {
+                if !self.authorized(request) {
+                    return reply::error(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
+                }
+                events::handle(self.events.as_deref(), method, path, request.uri().query())
             }
             _ if path == "/dead-letters" || path.starts_with("/dead-letters/") => {
                 if !self.authorized(request) {

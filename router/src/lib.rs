@@ -14,8 +14,8 @@
 //! 4. [`delivery`] takes them off the queue ([`delivery::dispatch`]), makes each attempt unless
 //!    the destination's circuit is open, retries, and keeps what fails for good as dead
 //!    letters;
-//! 5. [`admin`] serves `/metrics` ([`metrics`]), health probes, `/destinations` and the
-//!    dead-letter API.
+//! 5. [`admin`] serves `/metrics` ([`metrics`]), health probes, `/destinations`, the
+//!    dead-letter API and the record of recent events ([`inspect`]).
 //!
 //! [`config`] reads the route file and [`runtime`] wires the parts together; [`supervise`]
 //! restarts a long-lived task that panics, and [`clock`] keeps time arithmetic from
@@ -29,6 +29,7 @@ pub mod dedup;
 pub mod delivery;
 pub mod event;
 pub mod ingress;
+pub mod inspect;
 pub mod journal;
 pub mod metrics;
 pub mod nats;

@@ -53,6 +53,10 @@ pub mod names {
     pub const DEAD_LETTER_EVICTIONS: &str = "webhook_dead_letter_evictions_total";
     /// Gauge: bytes the journal takes on disk.
     pub const JOURNAL_BYTES: &str = "webhook_journal_bytes";
+    /// Gauge: events in the event record (`[inspect]`).
+    pub const INSPECT_EVENTS: &str = "webhook_inspect_events";
+    /// Gauge: changes to the event record not yet written to the journal.
+    pub const INSPECT_UNSAVED: &str = "webhook_inspect_unsaved";
     /// Histogram: time one journal `fdatasync` took.
     pub const JOURNAL_FSYNC: &str = "webhook_journal_fsync_seconds";
     /// Histogram: records written by one journal commit.
@@ -376,6 +380,16 @@ impl Metrics {
         )
     }
 
+    /// The event record's gauges: events held, and changes not yet in the journal.
+    pub fn inspect(&self) -> (Gauge, Gauge) {
+        let gauge = |name| {
+            self.inner
+                .recorder
+                .register_gauge(&Key::from_name(name), &METADATA)
+        };
+        (gauge(names::INSPECT_EVENTS), gauge(names::INSPECT_UNSAVED))
+    }
+
     /// The journal's handles (registered when a journal is opened).
     pub fn journal(&self) -> JournalMetrics {
         let gauge = self
@@ -657,6 +671,14 @@ fn describe(recorder: &PrometheusRecorder) {
             "Dead letters held for inspection and replay.",
         ),
         (names::JOURNAL_BYTES, "Bytes the journal takes on disk."),
+        (
+            names::INSPECT_EVENTS,
+            "Events in the event record (GET /events).",
+        ),
+        (
+            names::INSPECT_UNSAVED,
+            "Changes to the event record not yet written to the journal.",
+        ),
         (names::CONNECTIONS, "Connections open, by listener."),
         (
             names::REQUESTS_IN_FLIGHT,

@@ -20,6 +20,7 @@ use crate::delivery::dispatch::Dispatcher;
 use crate::event::Event;
 use crate::ingress::Ingress;
 use crate::ingress::refusal_log::RefusalLog;
+use crate::inspect::Inspector;
 use crate::journal::{Fsync, Journal, JournalError, JournalOptions, Recovered};
 use crate::metrics::Metrics;
 use crate::nats::{Nats, NatsError};
@@ -171,6 +172,7 @@ pub struct Router {
     refusal_task: JoinHandle<()>,
     grace: Duration,
     journal: Option<Journal>,
+    inspector: Inspector,
 }
 
 impl Router {
@@ -278,6 +280,10 @@ impl Router {
             }
         };
         let journal = opened.as_ref().map(|(journal, ..)| journal.clone());
+        let journaled = opened
+            .as_mut()
+            .map(|(journal, recovered, ..)| (&*journal, recovered));
+        let inspector = Inspector::open(config, journaled, &metrics, &supervisor);
         let dead_letters = Arc::new(DeadLetterStore::new(
             server.dead_letter_capacity.get(),
             usize::try_from(server.dead_letter_max_bytes.0).unwrap_or(usize::MAX),
@@ -291,7 +297,8 @@ impl Router {
             Arc::clone(&queue),
             journal.as_ref(),
             &metrics,
-        );
+        )
+        .with_inspector(inspector.clone());
         if let Some(nats) = &nats {
             share_over_nats(nats, config, &dead_letters, &ingress, &destination_ids)
                 .await
@@ -319,6 +326,7 @@ impl Router {
             &metrics,
             &supervisor,
             &config.test_faults,
+            inspector.clone(),
         );
 
         let settings = Listeners::for_config(server, &metrics);
@@ -340,14 +348,17 @@ impl Router {
             },
         );
 
-        let admin = Arc::new(Admin::new(
-            metrics.clone(),
-            dead_letters,
-            board,
-            Arc::clone(&queue),
-            server.admin_token.clone(),
-            supervisor.clone(),
-        ));
+        let admin = Arc::new(
+            Admin::new(
+                metrics.clone(),
+                dead_letters,
+                board,
+                Arc::clone(&queue),
+                server.admin_token.clone(),
+                supervisor.clone(),
+            )
+            .with_events(inspector.store()),
+        );
         let admin_handler = Arc::clone(&admin);
         let admin_listener = Listener::start(
             "admin_listener",
@@ -394,6 +405,7 @@ impl Router {
             refusal_task,
             grace: server.shutdown_grace.0,
             journal,
+            inspector,
         })
     }
 
@@ -464,6 +476,8 @@ impl Router {
                 "stopped with events still held; they were not delivered and are lost"
             );
         }
+        // The event record's last changes, before the journal closes.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.inspector.settle()).await;
         if let Some(journal) = &self.journal
             && let Err(error) = journal.close().await
         {

@@ -39,6 +39,8 @@ pub struct Config {
     pub destinations: BTreeMap<String, DestinationConfig>,
     /// Webhook routes, in file order.
     pub routes: Vec<RouteConfig>,
+    /// The record of recent events (`GET /events`).
+    pub inspect: InspectConfig,
     /// Test-only fault injection; never read from a file.
     #[doc(hidden)]
     pub test_faults: crate::supervise::TestFaults,
@@ -142,6 +144,34 @@ impl Default for ServerConfig {
             admin_token: None,
             admin_public: false,
             trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// The `[inspect]` table: how many recent events, and for how long, the router keeps a
+/// record of (`GET /events`, `webhook-router events`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InspectConfig {
+    /// Most events recorded; the oldest is forgotten first. 0 turns the record off.
+    #[serde(
+        default = "defaults::inspect_events",
+        deserialize_with = "bounds::inspect_events"
+    )]
+    pub events: usize,
+    /// How long an event stays recorded.
+    #[serde(
+        default = "defaults::inspect_max_age",
+        deserialize_with = "bounds::inspect_max_age"
+    )]
+    pub max_age: HumanDuration,
+}
+
+impl Default for InspectConfig {
+    fn default() -> Self {
+        Self {
+            events: defaults::inspect_events(),
+            max_age: defaults::inspect_max_age(),
         }
     }
 }
@@ -461,6 +491,8 @@ pub struct RouteConfig {
     pub rate_limit: Option<crate::rate_limit::RateLimitConfig>,
     /// The only client networks the route accepts, if restricted.
     pub allow_ips: Option<Vec<crate::allow_list::Cidr>>,
+    /// Whether the event record (`GET /events/{id}`) keeps this route's bodies.
+    pub inspect_bodies: bool,
 }
 
 /// One entry of a route's `plugins` list.
@@ -588,6 +620,8 @@ struct RawRoute {
     rate_limit: Option<crate::rate_limit::RateLimitConfig>,
     #[serde(default)]
     allow_ips: Option<Vec<crate::allow_list::Cidr>>,
+    #[serde(default)]
+    inspect_bodies: bool,
 }
 
 /// The raw shape of a plugin entry.
@@ -704,6 +738,12 @@ mod defaults {
     pub fn plugin_fan_out() -> u32 {
         64
     }
+    pub fn inspect_events() -> usize {
+        10_000
+    }
+    pub fn inspect_max_age() -> HumanDuration {
+        HumanDuration(Duration::from_secs(24 * 3600))
+    }
     pub fn plugin_config() -> serde_json::Value {
         serde_json::Value::Object(serde_json::Map::new())
     }
@@ -737,6 +777,7 @@ impl Config {
 
         let mut server = None;
         let mut queue = None;
+        let mut inspect = None;
         let mut destinations = BTreeMap::new();
         let mut destination_names = HashSet::new();
         let mut raw_routes = Vec::new();
@@ -781,10 +822,11 @@ impl Config {
                     parse_destinations(value, &mut sink, &mut destinations, &mut destination_names);
                 }
                 "routes" => parse_routes(value, &mut sink, &mut raw_routes),
+                "inspect" => inspect = deserialize_item(value, "inspect", &mut sink),
                 other => sink.push(
                     Some(key_span),
                     other,
-                    "unknown key, expected one of `server`, `queue`, `destinations`, `routes`",
+                    "unknown key, expected one of `server`, `queue`, `inspect`, `destinations`, `routes`",
                 ),
             }
         }
@@ -799,6 +841,7 @@ impl Config {
             queue: queue.unwrap_or_default(),
             destinations,
             routes,
+            inspect: inspect.unwrap_or_default(),
             test_faults: crate::supervise::TestFaults::default(),
         })
     }
@@ -1090,6 +1133,7 @@ fn validate_routes(
             dedup,
             rate_limit: route.rate_limit,
             allow_ips: route.allow_ips,
+            inspect_bodies: route.inspect_bodies,
         });
     }
     routes

@@ -29,6 +29,7 @@ use crate::delivery::circuit::Admit;
 use crate::delivery::dead_letter::{DeadLetter, DeadLetterStore};
 use crate::delivery::destinations::DestinationBoard;
 use crate::event::Event;
+use crate::inspect::Inspector;
 use crate::metrics::{DeliveryTable, Metrics};
 use crate::queue::{DestinationId, DispatchQueue, Progress, QueuedEvent, Receipt, Reported};
 use crate::supervise::{Supervisor, TestFaults};
@@ -113,6 +114,8 @@ struct Shared {
     parked: AtomicUsize,
     /// When the earliest of them is due.
     earliest_due: Mutex<Option<Instant>>,
+    /// The event record: each delivery's attempts and outcome.
+    inspect: Inspector,
 }
 
 impl Shared {
@@ -157,6 +160,7 @@ impl Dispatcher {
         metrics: &Metrics,
         supervisor: &Supervisor,
         faults: &TestFaults,
+        inspect: Inspector,
     ) -> Self {
         let cancel = CancellationToken::new();
         let (lane_senders, lane_receivers): (Vec<_>, Vec<_>) = destinations
@@ -191,6 +195,7 @@ impl Dispatcher {
             outstanding: AtomicUsize::new(0),
             parked: AtomicUsize::new(0),
             earliest_due: Mutex::new(None),
+            inspect,
         });
 
         let mut tasks = Vec::new();
@@ -365,6 +370,10 @@ async fn run_dispatch(
         else {
             return;
         };
+        let names = targets
+            .iter()
+            .map(|t| shared.destinations[t.destination].name.as_str());
+        shared.inspect.queued(&event.id, names);
         let job = Arc::new(Job { event, receipt });
         let now = crate::journal::now_ms();
         shared
@@ -469,11 +478,15 @@ async fn attempt(shared: &Shared, mut delivery: Delivery) {
     let destination = &shared.destinations[delivery.destination];
     let event = &delivery.job.event;
     let metrics = shared.metrics.get(&event.route, delivery.destination);
-    let started = Instant::now();
+    let (started, started_at) = (Instant::now(), SystemTime::now());
     let outcome = {
         let _counted = shared.board.attempt(delivery.destination);
         shared.deliverer.attempt(destination, event).await
     };
+    let took = started.elapsed();
+    shared
+        .inspect
+        .attempt(&event.id, &destination.name, started_at, took, &outcome);
     delivery.attempts = delivery.attempts.saturating_add(1);
     let failed = matches!(outcome, AttemptOutcome::Retry { .. });
     shared.board.record(
@@ -499,7 +512,7 @@ async fn attempt(shared: &Shared, mut delivery: Delivery) {
         );
     }
     if let Some(metrics) = metrics {
-        metrics.duration.record(started.elapsed().as_secs_f64());
+        metrics.duration.record(took.as_secs_f64());
     }
     let (status, error) = match outcome {
         AttemptOutcome::Delivered { status } => {
@@ -595,6 +608,7 @@ fn dead_letter(shared: &Shared, delivery: &Delivery, status: Option<u16>, error:
         "delivery failed for good: dead-lettered"
     );
     shared.dead_letters.push(letter);
+    shared.inspect.dead_lettered(&event.id, &destination.name);
     // After the letter: a crash between the two leaves the event to be delivered again, never
     // neither.
     shared.finish(delivery);
