@@ -4,6 +4,7 @@ mod admin;
 mod delivery;
 mod faults;
 mod ingress;
+mod inspect;
 mod isolation;
 mod limits;
 mod plugins;
