@@ -86,7 +86,7 @@ impl Inspector {
         ));
         let restored_count = restored.len();
         for record in restored {
-            store.insert(record, false);
+            store.insert(record);
         }
         if let Some(inbox) = inbox {
             saver::start(&store, inbox, supervisor);
@@ -113,6 +113,7 @@ impl Inspector {
     }
 
     /// Records a received event; `delivery_id` is the sender's, if the route's dedup read it.
+    /// (Written to the journal with the decision that follows at once, not before.)
     pub fn received(&self, event: &Event, delivery_id: Option<&str>) {
         let (Some(inner), Some(id)) = (&self.inner, parse_id(&event.id)) else {
             return;
@@ -127,34 +128,33 @@ impl Inspector {
             .is_some_and(|r| r.bodies)
             .then(|| StoredBody(event.body.clone()));
         let journal_key = inner.store.saver().map_or(0, saver::Saver::new_key);
-        inner.store.insert(
-            EventRecord {
-                id,
-                route: event.route.clone(),
-                received_ms: event.received_at_ms(),
-                delivery_id,
-                decision: Decision::Received,
-                verdicts: Vec::new(),
-                destinations: Vec::new(),
-                body,
-                journal_key,
-            },
-            true,
-        );
+        inner.store.insert(EventRecord {
+            id,
+            route: event.route.clone(),
+            received_ms: event.received_at_ms(),
+            delivery_id,
+            decision: Decision::Received,
+            verdicts: Vec::new(),
+            destinations: Vec::new(),
+            body,
+            journal_key,
+        });
     }
 
     /// Records what the ingress decided for event `id`, and its plugins' verdicts.
     pub fn decided(&self, id: &str, verdicts: Vec<PluginVerdict>, decision: Decision) {
-        self.update(id, |record| {
+        self.update(id, true, |record| {
             record.verdicts = verdicts;
             record.decision = decision;
         });
     }
 
     /// Records that event `id` was taken off the queue for `destinations` (again, for a replay
-    /// or after a restart: their deliveries are pending once more).
+    /// or after a restart: their deliveries are pending once more). Written to the journal
+    /// with the attempt that follows: a record read back without it still shows the event
+    /// pending, and it is queued again.
     pub fn queued<'a>(&self, id: &str, destinations: impl IntoIterator<Item = &'a str>) {
-        self.update(id, |record| {
+        self.update(id, false, |record| {
             for name in destinations {
                 record.destination(name).outcome = DeliveryOutcome::Pending;
             }
@@ -177,7 +177,7 @@ impl Inspector {
             | AttemptOutcome::Permanent { status, error } => (*status, Some(error.as_str())),
         };
         let attempt = Attempt::new(unix_millis(started), took, status, error);
-        self.update(id, |record| {
+        self.update(id, true, |record| {
             let delivery = record.destination(destination);
             delivery.attempts.push(attempt);
             if matches!(outcome, AttemptOutcome::Delivered { .. }) {
@@ -188,7 +188,7 @@ impl Inspector {
 
     /// Records that delivering event `id` to `destination` failed for good.
     pub fn dead_lettered(&self, id: &str, destination: &str) {
-        self.update(id, |record| {
+        self.update(id, true, |record| {
             record.destination(destination).outcome = DeliveryOutcome::DeadLettered;
         });
     }
@@ -201,9 +201,9 @@ impl Inspector {
         }
     }
 
-    fn update(&self, id: &str, change: impl FnOnce(&mut EventRecord)) {
+    fn update(&self, id: &str, save: bool, change: impl FnOnce(&mut EventRecord)) {
         if let (Some(inner), Some(id)) = (&self.inner, parse_id(id)) {
-            inner.store.update(id, change);
+            inner.store.update(id, save, change);
         }
     }
 }

@@ -117,9 +117,9 @@ impl EventStore {
         self.saver.as_ref()
     }
 
-    /// Records a new event (and writes it to the journal, if `save`), evicting the oldest
-    /// past the count or the age.
-    pub(super) fn insert(&self, record: EventRecord, save: bool) {
+    /// Records a new event, evicting the oldest past the count or the age. (Not written to the
+    /// journal: the first [`EventStore::update`] that saves writes it.)
+    pub(super) fn insert(&self, record: EventRecord) {
         let key = (record.received_ms, record.id);
         if self.events.insert(record.id, record).is_some() {
             // The same id again (a restored record): it already has its place in the ring.
@@ -128,19 +128,18 @@ impl EventStore {
         self.held.increment(1.0);
         lock(&self.order).push_back(key);
         self.evict(crate::journal::now_ms());
-        if save {
-            self.save(key.1);
-        }
     }
 
-    /// Changes the record of event `id`, if it is held, and writes it to the journal.
-    pub(super) fn update(&self, id: u128, change: impl FnOnce(&mut EventRecord)) {
+    /// Changes the record of event `id`, if it is held, and writes it to the journal if `save`.
+    pub(super) fn update(&self, id: u128, save: bool, change: impl FnOnce(&mut EventRecord)) {
         let Some(mut record) = self.events.get_mut(&id) else {
             return;
         };
         change(&mut record);
         drop(record);
-        self.save(id);
+        if save {
+            self.save(id);
+        }
     }
 
     /// A copy of the record of event `id`, if it is held and not too old.
@@ -264,7 +263,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
-    use std::sync::Arc;
 
     use super::*;
     use crate::inspect::record::{Decision, DeliveryOutcome};
@@ -299,15 +297,15 @@ mod tests {
         let now = crate::journal::now_ms();
         let store = store(3, Duration::from_secs(60));
         for id in 1..=5 {
-            store.insert(record(id, now + u64::try_from(id).unwrap_or(0), "r"), false);
+            store.insert(record(id, now + u64::try_from(id).unwrap_or(0), "r"));
         }
         assert_eq!(store.len(), 3);
         assert!(store.get(2).is_none() && store.get(3).is_some());
         // Older than the age: gone at the next insert (or list), whatever the count.
         let store = self::store(10, Duration::from_secs(60));
-        store.insert(record(1, now - 61_000, "r"), false);
+        store.insert(record(1, now - 61_000, "r"));
         assert!(store.get(1).is_none(), "too old to show");
-        store.insert(record(2, now, "r"), false);
+        store.insert(record(2, now, "r"));
         assert_eq!(store.len(), 1);
     }
 
@@ -323,7 +321,7 @@ mod tests {
             } else {
                 record.destination("b").outcome = DeliveryOutcome::DeadLettered;
             }
-            store.insert(record, false);
+            store.insert(record);
         }
         let ids = |query: ListQuery| -> Vec<u128> {
             store
@@ -363,14 +361,11 @@ mod tests {
 
     #[test]
     fn pages_show_each_event_once_while_new_ones_arrive() {
-        let store = Arc::new(store(10_000, DAY));
+        let store = store(10_000, DAY);
         let now = crate::journal::now_ms();
         // Many share a millisecond: the id breaks the tie.
         for id in 0..2_500u128 {
-            store.insert(
-                record(id, now + u64::try_from(id / 7).unwrap_or(0), "r"),
-                false,
-            );
+            store.insert(record(id, now + u64::try_from(id / 7).unwrap_or(0), "r"));
         }
         let mut seen = BTreeSet::new();
         let mut cursor = None;
@@ -386,7 +381,7 @@ mod tests {
                 assert!(seen.insert(event.id), "event {} shown twice", event.id);
             }
             // Arrivals between pages are newer than the first page: not shown.
-            store.insert(record(10_000 + pages, now + 10_000, "r"), false);
+            store.insert(record(10_000 + pages, now + 10_000, "r"));
             match page.next {
                 Some(next) => cursor = Some(next.to_string().parse().expect("cursor")),
                 None => break,
