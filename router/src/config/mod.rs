@@ -1248,6 +1248,36 @@ destinations = ["ci"]
     }
 
     #[test]
+    fn the_inspect_table_has_defaults_bounds_and_no_unknown_keys() {
+        let config = parse(VALID).expect("valid");
+        assert_eq!(config.inspect.events, 10_000);
+        assert_eq!(config.inspect.max_age.0, Duration::from_secs(24 * 3600));
+        assert!(!config.routes[0].inspect_bodies);
+        let text = VALID.replace(
+            "destinations = [\"ci\"]",
+            "destinations = [\"ci\"]\ninspect_bodies = true",
+        );
+        let config = parse(&format!(
+            "{text}\n[inspect]\nevents = 0\nmax_age = \"1h\"\n"
+        ))
+        .expect("valid");
+        assert_eq!(config.inspect.events, 0);
+        assert_eq!(config.inspect.max_age.0, Duration::from_secs(3600));
+        assert!(config.routes[0].inspect_bodies);
+        for (table, wanted) in [
+            ("events = -1", "events = -1 is out of range"),
+            ("events = 2_000_000", "between 0 (off) and 1000000"),
+            ("max_age = \"0s\"", "max_age"),
+            ("evnets = 5", "unknown field `evnets`"),
+        ] {
+            let errors = parse(&format!("{VALID}\n[inspect]\n{table}\n")).unwrap_err();
+            assert_eq!(errors.0[0].key, "inspect", "{errors}");
+            assert!(errors.0[0].message.contains(wanted), "{table}: {errors}");
+            assert!(errors.0[0].line.is_some(), "{errors}");
+        }
+    }
+
+    #[test]
     fn reports_typo_and_unknown_destination_together_with_lines() {
         let text = VALID
             .replace("timeout = \"2s\"", "timeuot = \"2s\"")

@@ -126,8 +126,7 @@ impl EventStore {
             return;
         }
         self.held.increment(1.0);
-        lock(&self.order).push_back(key);
-        self.evict(crate::journal::now_ms());
+        self.evict(crate::journal::now_ms(), Some(key));
     }
 
     /// Changes the record of event `id`, if it is held, and writes it to the journal if `save`.
@@ -168,7 +167,7 @@ impl EventStore {
 
     /// One page of the events `query` selects, newest first.
     pub fn list(&self, query: &ListQuery) -> Page {
-        self.evict(crate::journal::now_ms());
+        self.evict(crate::journal::now_ms(), None);
         let mut keys: Vec<(u64, u128)> = lock(&self.order)
             .iter()
             .filter(|&&(ms, id)| {
@@ -206,12 +205,17 @@ impl EventStore {
         now_ms.saturating_sub(self.max_age_ms)
     }
 
-    /// Forgets the oldest events while there are more than the capacity, or they are too old.
-    fn evict(&self, now_ms: u64) {
+    /// Adds `arrived` to the ring, if given, and forgets the oldest events while there are
+    /// more than the capacity, or they are too old. (At capacity, an arrival takes the lock
+    /// once: one push, one pop.)
+    fn evict(&self, now_ms: u64, mut arrived: Option<(u64, u128)>) {
         let cutoff = self.cutoff(now_ms);
         loop {
             let oldest = {
                 let mut order = lock(&self.order);
+                if let Some(key) = arrived.take() {
+                    order.push_back(key);
+                }
                 match order.front() {
                     Some(&(ms, _)) if order.len() > self.capacity || ms < cutoff => {
                         order.pop_front()
