@@ -358,10 +358,10 @@ impl Ingress {
             received_at: SystemTime::now(),
             plugin_headers: None,
         };
-        // If this request ends any other way than 202 (an error answer, a dropped connection),
-        // the claim is released when dropped: the sender's retry must not look like a duplicate.
         self.inspect
             .received(&event, dedup_key.as_ref().map(|(_, key)| key.as_str()));
+        // If this request ends any other way than 202 (an error answer, a dropped connection),
+        // the claim is released when dropped: the sender's retry must not look like a duplicate.
         let response = self.admit(route, event).await;
         if let Some(claim) = claim
             && response.status() == StatusCode::ACCEPTED
