@@ -1,7 +1,8 @@
 //! The event record (`[inspect]`), tested on the router as a process: three events (one
 //! delivered, one retried then delivered, one dead-lettered) show the right attempts through
 //! `GET /events/{id}` and `webhook-router events`, and again after a SIGKILL and a restart on
-//! the same journal; 2,500 events listed in pages of 100 show each exactly once.
+//! the same journal; 2,500 events listed in pages of 100 show each exactly once; and the journal
+//! holds a key for no more records than the record keeps (count and age).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -263,4 +264,113 @@ async fn listing_2500_events_in_pages_of_100_shows_each_once() {
     // The record holds the 2,510: the 2,500 listed are the ones posted before the first page.
     assert_eq!(seen.len(), 2_500, "each of the 2,500 events exactly once");
     assert!(router.stop().0);
+}
+
+/// Records `count` delivered events on route `hooks`, `age` old; their ids, oldest first.
+fn record_delivered(
+    inspector: &webhook_router::inspect::Inspector,
+    count: usize,
+    age: std::time::Duration,
+) -> Vec<String> {
+    use webhook_router::delivery::attempt::AttemptOutcome;
+    use webhook_router::event::Event;
+    use webhook_router::inspect::Decision;
+    (0..count)
+        .map(|_| {
+            let id = Event::new_id();
+            let event = Event {
+                id: id.clone(),
+                route: "hooks".to_owned(),
+                method: http::Method::POST,
+                path: "/hooks".to_owned(),
+                query: String::new(),
+                headers: http::HeaderMap::new(),
+                body: bytes::Bytes::from_static(b"{}"),
+                received_at: std::time::SystemTime::now() - age,
+                plugin_headers: None,
+            };
+            inspector.received(&event, None);
+            inspector.decided(&id, Vec::new(), Decision::Queued);
+            inspector.attempt(
+                &id,
+                "sink",
+                std::time::SystemTime::now(),
+                std::time::Duration::from_millis(1),
+                &AttemptOutcome::Delivered { status: 200 },
+            );
+            id
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_holds_no_more_records_than_the_record_does() {
+    use webhook_router::Config;
+    use webhook_router::inspect::{Inspector, parse_id};
+    use webhook_router::journal::{Fsync, Journal, JournalOptions, space};
+    use webhook_router::metrics::Metrics;
+    use webhook_router::supervise::Supervisor;
+
+    let dir = fresh_dir("bounded").join("data");
+    let config = Config::parse(
+        "[inspect]\nevents = 5\nmax_age = \"1h\"\n\
+         [destinations.sink]\nurl = \"http://127.0.0.1:9/\"\n\
+         [[routes]]\nid = \"hooks\"\npath = \"/hooks\"\ndestinations = [\"sink\"]\n",
+        Path::new("bounded.toml"),
+    )
+    .expect("valid config");
+    let options = JournalOptions {
+        fsync: Fsync::Always,
+        max_bytes: 64 << 20,
+    };
+    let open = || {
+        let metrics = Metrics::new();
+        let (journal, recovered) = Journal::open(&dir, options, &metrics).expect("journal opens");
+        (journal, recovered, metrics)
+    };
+
+    let (journal, mut recovered, metrics) = open();
+    let supervisor = Supervisor::new(metrics.clone());
+    let inspector = Inspector::open(
+        &config,
+        Some((&journal, &mut recovered)),
+        &metrics,
+        &supervisor,
+    );
+    // Two hours old: past max_age, so never kept (nor left in the journal).
+    let stale = record_delivered(&inspector, 3, std::time::Duration::from_secs(7200));
+    let ids = record_delivered(&inspector, 20, std::time::Duration::ZERO);
+    inspector.settle().await;
+    journal.close().await.expect("close");
+    drop(inspector);
+
+    // What the journal holds is what the record holds: the newest 5, and no key for the rest.
+    let (journal, mut recovered, metrics) = open();
+    let keys = recovered
+        .live
+        .keys()
+        .filter(|key| key.space == space::INSPECT)
+        .count();
+    assert_eq!(
+        keys, 5,
+        "the keys of evicted and stale records were deleted"
+    );
+    let supervisor = Supervisor::new(metrics.clone());
+    let inspector = Inspector::open(
+        &config,
+        Some((&journal, &mut recovered)),
+        &metrics,
+        &supervisor,
+    );
+    let store = inspector.store().expect("on");
+    for (n, id) in stale.iter().chain(&ids).enumerate() {
+        let kept = store.get(parse_id(id).expect("uuid")).is_some();
+        assert_eq!(kept, n >= 3 + 15, "event {n}");
+    }
+    let record = store
+        .get(parse_id(&ids[19]).expect("uuid"))
+        .expect("newest");
+    assert_eq!(record.outcome(), "delivered");
+    assert_eq!(record.destinations[0].attempts.len(), 1);
+    journal.close().await.expect("close");
 }
