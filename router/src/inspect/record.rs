@@ -289,6 +289,25 @@ mod tests {
     }
 
     #[test]
+    fn a_typical_record_is_small_in_the_journal() {
+        let mut record = record();
+        record.id = uuid::Uuid::now_v7().as_u128();
+        record.delivery_id = Some(uuid::Uuid::now_v7().to_string());
+        record.body = None;
+        record.journal_key = 1 << 20;
+        record.destination("sink").attempts.push(Attempt::new(
+            crate::journal::now_ms(),
+            Duration::from_millis(3),
+            Some(200),
+            None,
+        ));
+        record.destination("sink").outcome = DeliveryOutcome::Delivered;
+        let bytes = postcard::to_allocvec(&record).expect("encode");
+        // What docs/benchmarks.md ("Event record") states.
+        assert!(bytes.len() <= 128, "{} bytes", bytes.len());
+    }
+
+    #[test]
     fn the_outcome_follows_every_destination() {
         let mut record = record();
         assert_eq!(record.outcome(), "pending", "queued, not yet taken");
