@@ -1,6 +1,6 @@
 //! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/destinations` (each destination's
 //! circuit, held events, attempts in flight, last error and success), the dead-letter API and
-//! the event record (`/events`, in [`events`]).
+//! the event record (`/events`, in `admin/events.rs`).
 //!
 //! When `admin_token` is set, `/destinations`, `/events` and the dead-letter API need
 //! `Authorization: Bearer <token>`;

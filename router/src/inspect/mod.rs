@@ -5,7 +5,7 @@
 //!   verdicts, each destination's attempts and outcome, the body where the route keeps it);
 //! - [`store`]: the records in memory, by id in a concurrent map, in arrival order in a ring
 //!   that bounds them (`[inspect] events`, `max_age`), listed newest first by cursor;
-//! - [`saver`]: the records in the journal, when there is one, so they survive a restart.
+//! - `saver`: the records in the journal, when there is one, so they survive a restart.
 //!
 //! The [`Inspector`] is the handle the ingress and delivery call at each step; with the record
 //! off (`events = 0`) every call does nothing.
