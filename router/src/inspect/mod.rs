@@ -34,6 +34,8 @@ use record::{Attempt, StoredBody};
 /// What the record keeps of one route.
 #[derive(Debug)]
 struct RouteSettings {
+    /// The route's id, shared by its records.
+    id: Arc<str>,
     /// Keep bodies (`inspect_bodies = true`).
     bodies: bool,
     /// Where the sender's delivery id is, when the route has no `dedup` (which reads it itself)
@@ -119,6 +121,7 @@ impl Inspector {
             return;
         };
         let route = inner.routes.get(&event.route);
+        let route_id = route.map_or_else(|| Arc::from(event.route.as_str()), |r| Arc::clone(&r.id));
         let delivery_id = delivery_id.map(str::to_owned).or_else(|| {
             route
                 .and_then(|r| r.delivery_key.as_ref())
@@ -130,7 +133,7 @@ impl Inspector {
         let journal_key = inner.store.saver().map_or(0, saver::Saver::new_key);
         inner.store.insert(EventRecord {
             id,
-            route: event.route.clone(),
+            route: route_id,
             received_ms: event.received_at_ms(),
             delivery_id,
             decision: Decision::Received,
@@ -215,6 +218,7 @@ impl RouteSettings {
             _ => None,
         };
         Self {
+            id: Arc::from(route.id.as_str()),
             bodies: route.inspect_bodies,
             delivery_key,
         }

@@ -1,6 +1,7 @@
 //! One event's inspection record: what happened to it from receipt to each destination's final
 //! outcome, as kept in memory and in the journal (postcard), and shown as JSON by the admin API.
 
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -112,8 +113,9 @@ pub struct DestinationRecord {
 pub struct EventRecord {
     /// The event id (a UUID, as a number).
     pub id: u128,
-    /// The route that received it.
-    pub route: String,
+    /// The route that received it (shared by the route's records).
+    #[serde(with = "shared_str")]
+    pub route: Arc<str>,
     /// When it was received, Unix milliseconds.
     pub received_ms: u64,
     /// The sender's delivery id, if its preset (or the route's `dedup`) names one.
@@ -197,7 +199,7 @@ impl EventRecord {
             .collect();
         let mut value = json!({
             "id": uuid::Uuid::from_u128(self.id).to_string(),
-            "route": self.route,
+            "route": &*self.route,
             "received_at": rfc3339(self.received_ms),
             "received_ms": self.received_ms,
             "delivery_id": self.delivery_id,
@@ -220,6 +222,21 @@ impl EventRecord {
             };
         }
         value
+    }
+}
+
+/// An `Arc<str>` written as a string (serde's `rc` feature is not on).
+mod shared_str {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(text: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<str>, D::Error> {
+        String::deserialize(deserializer).map(Arc::from)
     }
 }
 
@@ -273,7 +290,7 @@ mod tests {
     fn record() -> EventRecord {
         EventRecord {
             id: 7,
-            route: "hooks".to_owned(),
+            route: "hooks".into(),
             received_ms: 1_700_000_000_123,
             delivery_id: Some("d-1".to_owned()),
             decision: Decision::Queued,

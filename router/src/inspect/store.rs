@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -78,7 +79,7 @@ pub struct Page {
 /// The event record: recent events by id, bounded by count and age.
 #[derive(Debug)]
 pub struct EventStore {
-    events: DashMap<u128, EventRecord>,
+    events: DashMap<u128, EventRecord, BuildHasherDefault<IdHasher>>,
     /// `(received_ms, id)` in arrival order: the oldest is evicted first.
     order: Mutex<VecDeque<(u64, u128)>>,
     capacity: usize,
@@ -98,7 +99,7 @@ impl EventStore {
     ) -> Self {
         held.set(0.0);
         Self {
-            events: DashMap::new(),
+            events: DashMap::default(),
             order: Mutex::new(VecDeque::with_capacity(capacity.min(1 << 16))),
             capacity,
             max_age_ms: u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX),
@@ -242,9 +243,34 @@ impl EventStore {
     }
 }
 
+/// Hashes an event id by folding it: ids are UUIDv7, whose low 62 bits are random, so a
+/// keyed hash (SipHash, the default) would spend time on what is already spread. Ids come from
+/// the router, not from senders.
+#[derive(Debug, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached for `u128` keys; kept correct for any other input.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u128(&mut self, id: u128) {
+        // Truncations on purpose: the two halves, folded.
+        let (high, low) = ((id >> 64) as u64, id as u64);
+        self.0 = low ^ high.rotate_left(32);
+    }
+}
+
 /// Whether `record` passes `query`'s route, destination and outcome filters.
 fn matches(record: &EventRecord, query: &ListQuery) -> bool {
-    if query.route.as_ref().is_some_and(|r| *r != record.route) {
+    if query.route.as_ref().is_some_and(|r| **r != *record.route) {
         return false;
     }
     let outcome = match &query.destination {
@@ -274,7 +300,7 @@ mod tests {
     fn record(id: u128, received_ms: u64, route: &str) -> EventRecord {
         EventRecord {
             id,
-            route: route.to_owned(),
+            route: route.into(),
             received_ms,
             delivery_id: None,
             decision: Decision::Queued,
@@ -320,7 +346,7 @@ mod tests {
         for id in 0..10u128 {
             let mut record = record(id, now + u64::try_from(id).unwrap_or(0), "r");
             if id % 2 == 0 {
-                record.route = "even".to_owned();
+                record.route = "even".into();
                 record.destination("a").outcome = DeliveryOutcome::Delivered;
             } else {
                 record.destination("b").outcome = DeliveryOutcome::DeadLettered;
