@@ -14,8 +14,8 @@
 //! 4. [`delivery`] takes them off the queue ([`delivery::dispatch`]), makes each attempt unless
 //!    the destination's circuit is open, retries, and keeps what fails for good as dead
 //!    letters;
-//! 5. [`admin`] serves `/metrics` ([`metrics`]), health probes, `/destinations`, `/routes` and
-//!    the dead-letter API.
+//! 5. [`admin`] serves `/metrics` ([`metrics`]), health probes, `/destinations`, `/routes`, the
+//!    dead-letter API and the record of recent events ([`inspect`]).
 //!
 //! [`config`] reads the route file, [`reload`] switches a running router to a changed one, and
 //! [`runtime`] wires the parts together; [`supervise`]
@@ -30,6 +30,7 @@ pub mod dedup;
 pub mod delivery;
 pub mod event;
 pub mod ingress;
+pub mod inspect;
 pub mod journal;
 pub mod metrics;
 pub mod nats;

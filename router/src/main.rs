@@ -1,4 +1,5 @@
-//! The `webhook-router` command: run the router, check a config, manage dead letters.
+//! The `webhook-router` command: run the router, check a config, manage dead letters, list
+//! recent events.
 #![allow(clippy::print_stdout)]
 
 use std::io::IsTerminal;
@@ -71,6 +72,47 @@ enum Command {
     /// Work with WebAssembly plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// List and show recent events (`[inspect]`) through a running router's admin API.
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// List recent events, newest first, one line each (`--json`: the API's answer).
+    List {
+        /// Only events of this route.
+        #[arg(long)]
+        route: Option<String>,
+        /// Only events queued for this destination.
+        #[arg(long)]
+        destination: Option<String>,
+        /// Only events with this outcome: pending, delivered, dead_lettered, dropped, rejected
+        /// or refused (the destination's, with --destination).
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Only events received since: Unix milliseconds or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Most events to list (1 to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Where to start: the `next` cursor a previous list printed.
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Print the admin API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show one event's record as JSON: plugin verdicts, every attempt, the outcome.
+    Show {
+        /// The event id (the `id` of the 202, or from `list`).
+        id: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -305,6 +347,7 @@ async fn run(command: Command, passed: PassedSockets) -> Result<ExitCode> {
         Command::Destinations { admin } => destinations(&admin).await,
         Command::Plugin(PluginCommand::Run(args)) => plugin_run(&args).await,
         Command::Plugin(PluginCommand::Inspect { module }) => plugin_inspect(&module),
+        Command::Events(command) => events(command).await,
     }
 }
 
@@ -649,6 +692,85 @@ async fn reload(admin: &AdminArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn events(command: EventsCommand) -> Result<ExitCode> {
+    let client = reqwest::Client::new();
+    match command {
+        EventsCommand::Show { id, admin } => {
+            let answer = admin
+                .send(client.get(admin.url(&format!("/events/{id}"))))
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+        }
+        EventsCommand::List {
+            route,
+            destination,
+            outcome,
+            since,
+            limit,
+            cursor,
+            json,
+            admin,
+        } => {
+            let mut query = vec![("limit", limit.to_string())];
+            let filters = [
+                ("route", route),
+                ("destination", destination),
+                ("outcome", outcome),
+                ("since", since),
+                ("cursor", cursor),
+            ];
+            query.extend(filters.into_iter().filter_map(|(k, v)| Some((k, v?))));
+            let request = client.get(admin.url("/events")).query(&query);
+            let answer = admin.send(request).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            print_events(&answer)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a page of `GET /events` as a table, and the cursor of the next page.
+fn print_events(page: &serde_json::Value) -> Result<()> {
+    let events = page["events"]
+        .as_array()
+        .context("the admin API did not answer a list of events")?;
+    println!(
+        "{:<36} {:<16} {:<24} {:<13} DESTINATIONS",
+        "ID", "ROUTE", "RECEIVED", "OUTCOME"
+    );
+    for event in events {
+        let destinations: Vec<String> = event["destinations"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|d| {
+                let attempts = d["attempts"].as_array().map_or(0, Vec::len);
+                format!(
+                    "{}:{}({attempts})",
+                    d["name"].as_str().unwrap_or("?"),
+                    d["outcome"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        println!(
+            "{:<36} {:<16} {:<24} {:<13} {}",
+            event["id"].as_str().unwrap_or("?"),
+            event["route"].as_str().unwrap_or("?"),
+            event["received_at"].as_str().unwrap_or("?"),
+            event["outcome"].as_str().unwrap_or("?"),
+            destinations.join(" ")
+        );
+    }
+    if let Some(next) = page["next_cursor"].as_str() {
+        println!("next: --cursor {next}");
+    }
+    Ok(())
 }
 
 async fn destinations(admin: &AdminArgs) -> Result<ExitCode> {

@@ -23,6 +23,7 @@ use crate::delivery::destinations::DestinationBoard;
 use crate::delivery::dispatch::Dispatcher;
 use crate::event::Event;
 use crate::ingress::Ingress;
+use crate::inspect::Inspector;
 use crate::journal::{Batch, Fsync, Journal, JournalError, JournalOptions, Recovered};
 use crate::metrics::Metrics;
 use crate::nats::{Nats, NatsError};
@@ -191,6 +192,7 @@ pub struct Router {
     reloader: Arc<Reloader>,
     grace: Duration,
     journal: Option<Journal>,
+    inspector: Inspector,
 }
 
 impl Router {
@@ -324,6 +326,10 @@ impl Router {
             }
         };
         let journal = opened.as_ref().map(|(journal, ..)| journal.clone());
+        let journaled = opened
+            .as_mut()
+            .map(|(journal, recovered, ..)| (&*journal, recovered));
+        let inspector = Inspector::open(config, journaled, &metrics, &supervisor);
         let dead_letters = Arc::new(DeadLetterStore::new(
             server.dead_letter_capacity.get(),
             usize::try_from(server.dead_letter_max_bytes.0).unwrap_or(usize::MAX),
@@ -341,7 +347,8 @@ impl Router {
             Arc::clone(&queue),
             journal.as_ref(),
             &metrics,
-        );
+        )
+        .with_inspector(inspector.clone());
         if let Some(nats) = &nats {
             share_over_nats(
                 nats,
@@ -376,6 +383,7 @@ impl Router {
             &metrics,
             &supervisor,
             &config.test_faults,
+            inspector.clone(),
         );
 
         let settings = Listeners::for_config(server, &metrics);
@@ -407,14 +415,17 @@ impl Router {
             },
         );
 
-        let admin = Arc::new(Admin::new(
-            metrics.clone(),
-            dead_letters,
-            board,
-            Arc::clone(&queue),
-            server.admin_token.clone(),
-            supervisor.clone(),
-        ));
+        let admin = Arc::new(
+            Admin::new(
+                metrics.clone(),
+                dead_letters,
+                board,
+                Arc::clone(&queue),
+                server.admin_token.clone(),
+                supervisor.clone(),
+            )
+            .with_events(inspector.store()),
+        );
         admin.set_routes(RouteTable::from_config(config));
         admin.set_reloader(Arc::clone(&reloader));
         // Weak: the admin API holds the reloader, so the reloader must not hold the admin API.
@@ -472,6 +483,7 @@ impl Router {
             reloader,
             grace: server.shutdown_grace.0,
             journal,
+            inspector,
         })
     }
 
@@ -541,6 +553,8 @@ impl Router {
                 "stopped with events still held; they were not delivered and are lost"
             );
         }
+        // The event record's last changes, before the journal closes.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.inspector.settle()).await;
         if let Some(journal) = &self.journal
             && let Err(error) = journal.close().await
         {

@@ -1,16 +1,17 @@
 //! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/destinations` (each destination's
-//! circuit, held events, attempts in flight, last error and success), `/routes` and the
-//! dead-letter API.
+//! circuit, held events, attempts in flight, last error and success), `/routes`, the
+//! dead-letter API and the event record (`/events`).
 //!
-//! When `admin_token` is set, `/destinations`, `/routes` and the dead-letter API need
+//! When `admin_token` is set, `/destinations`, `/routes`, `/events` and the dead-letter API need
 //! `Authorization: Bearer <token>`;
 //! `/metrics`, `/healthz` and `/readyz` stay open for scrapers and probes. `/healthz` and
 //! `/readyz` answer 503 when a supervised task keeps failing (see [`crate::supervise`]).
 //! `POST /reload` reloads the config file ([`crate::reload`]) and needs the token too.
 //!
-//! Each API beyond the probes has its own file: `dead_letters.rs`, `routes.rs`.
+//! Each API beyond the probes has its own file: `dead_letters.rs`, `events.rs`, `routes.rs`.
 
 mod dead_letters;
+mod events;
 pub mod routes;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +25,7 @@ use subtle::ConstantTimeEq;
 use crate::config::Secret;
 use crate::delivery::dead_letter::DeadLetterStore;
 use crate::delivery::destinations::DestinationBoard;
+use crate::inspect::EventStore;
 use crate::metrics::Metrics;
 use crate::queue::DispatchQueue;
 use crate::reload::Reloader;
@@ -46,6 +48,7 @@ pub struct Admin {
     supervisor: Supervisor,
     routes: RwLock<Arc<RouteTable>>,
     reloader: OnceLock<Arc<Reloader>>,
+    events: Option<Arc<EventStore>>,
 }
 
 impl Admin {
@@ -67,6 +70,7 @@ impl Admin {
             token,
             ready: AtomicBool::new(true),
             supervisor,
+            events: None,
             reloader: OnceLock::new(),
             routes: RwLock::default(),
         }
@@ -93,6 +97,11 @@ impl Admin {
     /// Serves `POST /reload` with `reloader` (set once, when the router starts).
     pub fn set_reloader(&self, reloader: Arc<Reloader>) {
         let _ = self.reloader.set(reloader);
+    }
+
+    /// The admin API serving `events`, the event record, if it is on.
+    pub fn with_events(self, events: Option<Arc<EventStore>>) -> Self {
+        Self { events, ..self }
     }
 
     /// A 503 naming the tasks that keep failing, if any do.
@@ -160,6 +169,12 @@ impl Admin {
                     return reply::error(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
                 }
                 self.route_api(method, path)
+            }
+            _ if path == "/events" || path.starts_with("/events/") => {
+                if !self.authorized(request) {
+                    return reply::error(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
+                }
+                events::handle(self.events.as_deref(), method, path, request.uri().query())
             }
             _ if path == "/dead-letters" || path.starts_with("/dead-letters/") => {
                 if !self.authorized(request) {

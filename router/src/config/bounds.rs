@@ -301,6 +301,24 @@ bounded!(
     compile_timeout, "compile_timeout": HumanDuration = duration(SECOND, HOUR)
 );
 
+bounded!(
+    /// `inspect.max_age`: 1 s to 30 days.
+    inspect_max_age, "max_age": HumanDuration = duration(SECOND, Duration::from_secs(30 * 24 * 3600))
+);
+
+/// `inspect.events`: 0 (off) to 1 000 000 events.
+pub(crate) fn inspect_events<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let value = i64::deserialize(d)?;
+    usize::try_from(value)
+        .ok()
+        .filter(|events| *events <= 1_000_000)
+        .ok_or_else(|| {
+            D::Error::custom(format!(
+                "events = {value} is out of range: must be between 0 (off) and 1000000"
+            ))
+        })
+}
+
 /// `dedup.capacity`, as the `usize` the dedup store takes.
 pub(crate) fn dedup_capacity<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     dedup_capacity_nonzero(d).map(NonZeroUsize::get)

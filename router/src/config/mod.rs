@@ -11,6 +11,7 @@ pub(crate) mod bounds;
 pub mod changes;
 mod destination;
 mod error;
+mod inspect;
 mod plugins;
 mod queue;
 mod route;
@@ -27,6 +28,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 pub use destination::{CircuitConfig, DestinationConfig, DestinationUrl, Jitter, RetryConfig};
 pub use error::{ConfigError, ConfigErrors};
+pub use inspect::InspectConfig;
 pub use plugins::{CompileCache, PluginsConfig};
 pub use queue::{FsyncMode, QueueBackend, QueueConfig};
 pub use route::{
@@ -57,6 +59,8 @@ pub struct Config {
     pub destinations: BTreeMap<String, DestinationConfig>,
     /// Webhook routes, in file order.
     pub routes: Vec<RouteConfig>,
+    /// The record of recent events (`GET /events`).
+    pub inspect: InspectConfig,
     /// Test-only fault injection; never read from a file.
     #[doc(hidden)]
     pub test_faults: crate::supervise::TestFaults,
@@ -113,6 +117,7 @@ impl Config {
         let mut server = None;
         let mut queue = None;
         let mut plugins = None;
+        let mut inspect = None;
         let mut destinations = BTreeMap::new();
         let mut destination_names = HashSet::new();
         let mut raw_routes = Vec::new();
@@ -168,11 +173,12 @@ impl Config {
                     parse_destinations(value, sink, &mut destinations, &mut destination_names);
                 }
                 "routes" => parse_routes(value, sink, &mut raw_routes),
+                "inspect" => inspect = deserialize_item(value, "inspect", sink),
                 other => sink.push(
                     Some(key_span),
                     other,
-                    "unknown key, expected one of `server`, `queue`, `plugins`, `destinations`, \
-                     `routes`",
+                    "unknown key, expected one of `server`, `queue`, `plugins`, `inspect`, \
+                     `destinations`, `routes`",
                 ),
             }
         }
@@ -190,6 +196,7 @@ impl Config {
             plugins: plugins.unwrap_or_default(),
             destinations,
             routes,
+            inspect: inspect.unwrap_or_default(),
             test_faults: crate::supervise::TestFaults::default(),
         }
     }
@@ -462,5 +469,35 @@ destinations = ["ci"]
                 .contains("WEBHOOK_ROUTER_TEST_UNSET_VAR is not set"),
             "{errors}"
         );
+    }
+
+    #[test]
+    fn the_inspect_table_has_defaults_bounds_and_no_unknown_keys() {
+        let config = parse(VALID).expect("valid");
+        assert_eq!(config.inspect.events, 10_000);
+        assert_eq!(config.inspect.max_age.0, Duration::from_secs(24 * 3600));
+        assert!(!config.routes[0].inspect_bodies);
+        let text = VALID.replace(
+            "destinations = [\"ci\"]",
+            "destinations = [\"ci\"]\ninspect_bodies = true",
+        );
+        let config = parse(&format!(
+            "{text}\n[inspect]\nevents = 0\nmax_age = \"1h\"\n"
+        ))
+        .expect("valid");
+        assert_eq!(config.inspect.events, 0);
+        assert_eq!(config.inspect.max_age.0, Duration::from_secs(3600));
+        assert!(config.routes[0].inspect_bodies);
+        for (table, wanted) in [
+            ("events = -1", "events = -1 is out of range"),
+            ("events = 2_000_000", "between 0 (off) and 1000000"),
+            ("max_age = \"0s\"", "max_age"),
+            ("evnets = 5", "unknown field `evnets`"),
+        ] {
+            let errors = parse(&format!("{VALID}\n[inspect]\n{table}\n")).unwrap_err();
+            assert_eq!(errors.0[0].key, "inspect", "{errors}");
+            assert!(errors.0[0].message.contains(wanted), "{table}: {errors}");
+            assert!(errors.0[0].line.is_some(), "{errors}");
+        }
     }
 }

@@ -37,6 +37,8 @@ pub struct RouteConfig {
     pub rate_limit: Option<crate::rate_limit::RateLimitConfig>,
     /// The only client networks the route accepts, if restricted.
     pub allow_ips: Option<Vec<crate::allow_list::Cidr>>,
+    /// Whether the event record (`GET /events/{id}`) keeps this route's bodies.
+    pub inspect_bodies: bool,
     /// Credential headers (of [`crate::verify::CREDENTIAL_HEADERS`], lower-case) stored and
     /// forwarded all the same; the others are removed once the request is verified.
     pub keep_headers: Vec<String>,
@@ -177,6 +179,8 @@ pub(super) struct RawRoute {
     rate_limit: Option<Spanned<crate::rate_limit::RateLimitConfig>>,
     #[serde(default)]
     allow_ips: Option<Vec<crate::allow_list::Cidr>>,
+    #[serde(default)]
+    inspect_bodies: bool,
     #[serde(default)]
     keep_headers: Option<Spanned<Vec<String>>>,
     #[serde(default)]
@@ -386,6 +390,7 @@ pub(super) fn validate_routes(
             dedup,
             rate_limit,
             allow_ips: route.allow_ips,
+            inspect_bodies: route.inspect_bodies,
             keep_headers,
             fan_out: fan_out.into_iter().map(Spanned::into_inner).collect(),
         });

@@ -31,6 +31,7 @@ use crate::delivery::circuit::Admit;
 use crate::delivery::dead_letter::{DeadLetter, DeadLetterStore, LetterError};
 use crate::delivery::destinations::DestinationBoard;
 use crate::event::Event;
+use crate::inspect::Inspector;
 use crate::metrics::{DeliveryTable, Metrics};
 use crate::queue::{
     DestinationId, DispatchQueue, Progress, QueuedEvent, Receipt, Reported, Verdict,
@@ -131,6 +132,8 @@ struct Shared {
     parked: AtomicUsize,
     /// When the earliest of them is due.
     earliest_due: Mutex<Option<Instant>>,
+    /// The event record: each delivery's attempts and outcome.
+    inspect: Inspector,
 }
 
 impl Shared {
@@ -182,6 +185,7 @@ impl Dispatcher {
         metrics: &Metrics,
         supervisor: &Supervisor,
         faults: &TestFaults,
+        inspect: Inspector,
     ) -> Self {
         let cancel = CancellationToken::new();
         let (lane_senders, lane_receivers): (Vec<_>, Vec<_>) = destinations
@@ -219,6 +223,7 @@ impl Dispatcher {
             outstanding: AtomicUsize::new(0),
             parked: AtomicUsize::new(0),
             earliest_due: Mutex::new(None),
+            inspect,
         });
 
         let mut tasks = Vec::new();
@@ -400,6 +405,11 @@ async fn run_dispatch(
             return;
         };
         let verdict = receipt.verdict();
+        // Lazy: the names are only read while the event record is on.
+        let names = targets
+            .iter()
+            .map(|t| shared.destinations[t.destination].load().name.clone());
+        shared.inspect.queued(&event.id, names);
         let job = Arc::new(Job { event, receipt });
         let now = crate::journal::now_ms();
         shared
@@ -509,11 +519,15 @@ async fn attempt(shared: &Shared, mut delivery: Delivery) {
     let destination = shared.destinations[delivery.destination].load_full();
     let event = &delivery.job.event;
     let metrics = shared.metrics.get(&event.route, delivery.destination);
-    let started = Instant::now();
+    let (started, started_at) = (Instant::now(), SystemTime::now());
     let outcome = {
         let _counted = shared.board.attempt(delivery.destination);
         shared.deliverer.attempt(&destination, event).await
     };
+    let took = started.elapsed();
+    shared
+        .inspect
+        .attempt(&event.id, &destination.name, started_at, took, &outcome);
     delivery.attempts = delivery.attempts.saturating_add(1);
     let failed = matches!(outcome, AttemptOutcome::Retry { .. });
     shared.board.record(
@@ -539,7 +553,7 @@ async fn attempt(shared: &Shared, mut delivery: Delivery) {
         );
     }
     if let Some(metrics) = metrics {
-        metrics.duration.record(started.elapsed().as_secs_f64());
+        metrics.duration.record(took.as_secs_f64());
     }
     let (status, error) = match outcome {
         AttemptOutcome::Delivered { status } => {
@@ -654,6 +668,7 @@ async fn dead_letter(shared: &Shared, mut delivery: Delivery, verdict: Verdict) 
     if let Some(metrics) = shared.metrics.get(&event.route, delivery.destination) {
         metrics.dead_letter.increment(1);
     }
+    shared.inspect.dead_lettered(&event.id, &destination.name);
     tracing::warn!(
         event_id = %event.id,
         route = %event.route,

@@ -50,6 +50,7 @@ use crate::dedup::{Claim, DedupStore, SharedClaim};
 use crate::event::Event;
 use crate::ingress::body::{BodyError, Pace, read_body};
 use crate::ingress::refusal_log::{Reason, RefusalLog};
+use crate::inspect::{Decision, Inspector};
 use crate::journal::{Journal, Recovered};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::plugin::{ChainOutcome, PluginChain};
@@ -249,6 +250,7 @@ pub struct Ingress {
     pace: Pace,
     slow_bodies: Counter,
     trusted_proxies: Vec<Cidr>,
+    inspect: Inspector,
 }
 
 impl Ingress {
@@ -282,6 +284,7 @@ impl Ingress {
             },
             slow_bodies: metrics.slow_bodies("ingress"),
             trusted_proxies: config.server.trusted_proxies.clone(),
+            inspect: Inspector::default(),
         }
     }
 
@@ -312,6 +315,11 @@ impl Ingress {
             ticks.tick().await;
             self.refusal_log().summarise();
         }
+    }
+
+    /// The ingress recording each event it receives in `inspect`.
+    pub fn with_inspector(self, inspect: Inspector) -> Self {
+        Self { inspect, ..self }
     }
 
     /// Reads the delivery ids the journal remembers back into their routes' dedup windows (at
@@ -555,6 +563,8 @@ impl Ingress {
             received_at: SystemTime::now(),
             plugin_headers: None,
         };
+        self.inspect
+            .received(&event, dedup_key.as_ref().map(|(_, key)| key.as_str()));
         // If this request ends any other way than 202 (an error answer, a dropped connection),
         // the claim is released when dropped: the sender's retry must not look like a duplicate.
         let response = self.admit(route, event).await;
@@ -570,16 +580,23 @@ impl Ingress {
     async fn admit(&self, route: &IngressRoute, event: Event) -> Response<ResponseBody> {
         let id = event.id.clone();
         let bytes = event.body.len();
+        let mut verdicts = Vec::new();
         let queued = match &route.chain {
             None => self.queue.enqueue(event, route.destinations.clone()).await,
-            Some(chain) => match chain.run(event, &route.destinations).await {
+            Some(chain) => match chain.run(event, &route.destinations, &mut verdicts).await {
                 ChainOutcome::Deliver(mut events) if events.len() == 1 => {
                     let (event, destinations) = events.remove(0);
                     self.queue.enqueue(event, destinations).await
                 }
                 ChainOutcome::Deliver(events) => self.queue.enqueue_all(events).await,
-                ChainOutcome::Drop { .. } => return accepted(&id),
+                ChainOutcome::Drop { reason } => {
+                    self.inspect
+                        .decided(&id, verdicts, Decision::Dropped(reason));
+                    return accepted(&id);
+                }
                 ChainOutcome::Reject { status, message } => {
+                    self.inspect
+                        .decided(&id, verdicts, Decision::Rejected(status));
                     let status =
                         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                     let response = reply::error(status, &message);
@@ -592,6 +609,12 @@ impl Ingress {
                 }
             },
         };
+        let decision = if queued.is_ok() {
+            Decision::Queued
+        } else {
+            Decision::Refused
+        };
+        self.inspect.decided(&id, verdicts, decision);
         match queued {
             Ok(()) => {
                 tracing::info!(event_id = %id, route = %route.id, bytes, "accepted");

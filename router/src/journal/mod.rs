@@ -46,6 +46,8 @@ pub mod space {
     pub const DEAD_LETTER: u8 = 3;
     /// A delivery id remembered by a route's dedup window.
     pub const DEDUP: u8 = 4;
+    /// An event's inspection record (`crate::inspect`).
+    pub const INSPECT: u8 = 5;
 }
 
 /// When the journal syncs what it writes.

@@ -121,7 +121,7 @@ catalogue! {
     PLUGIN_VERDICTS: Counter "webhook_plugin_verdicts_total" ["route", "plugin", "verdict"] "verdicts: `forward` (`pass` included), `drop`, `reject`, `fan_out`";
     PLUGIN_ERRORS: Counter "webhook_plugin_errors_total" ["route", "plugin", "kind"] "failures: `trap`, `timeout`, `memory`, `output_too_large`, `error`, `bad_verdict`, `denied` (a call to a function the sandbox denies)";
     PLUGIN_STDIO_CUT: Counter "webhook_plugin_stdio_cut_lines_total" ["route", "plugin"] "lines plugins wrote to stdout or stderr that were not logged (over the per-call cap of 64 lines, 16 KiB)";
-    TASK_PANICS: Counter "webhook_task_panics_total" ["task"] "panics of a long-lived task, each followed by a restart: `dispatch`, `lane_worker`, `retry_scheduler`, `ingress_listener`, `admin_listener`, `metrics_upkeep`, `refusal_log`, `epoch_ticker`; with NATS also `nats_outbox` (acks and bucket writes), `nats_fetch`, `nats_keep_alive`, `nats_dead_letter_mirror`";
+    TASK_PANICS: Counter "webhook_task_panics_total" ["task"] "panics of a long-lived task, each followed by a restart: `dispatch`, `lane_worker`, `retry_scheduler`, `ingress_listener`, `admin_listener`, `metrics_upkeep`, `refusal_log`, `epoch_ticker`, `inspect_writer`; with NATS also `nats_outbox` (acks and bucket writes), `nats_fetch`, `nats_keep_alive`, `nats_dead_letter_mirror`";
     DEAD_LETTER_EVICTIONS: Counter "webhook_dead_letter_evictions_total" [] "dead letters evicted, oldest first, past `dead_letter_capacity` or `dead_letter_max_bytes`";
     DEAD_LETTER_STORE_FAILURES: Counter "webhook_dead_letter_store_failures_total" [] "dead letters the shared NATS bucket refused or did not answer for; each event was kept and dead-lettered again 5 s later";
     CIRCUIT_STATE: Gauge "webhook_destination_circuit_state" ["destination"] "the destination's circuit breaker: 0 closed, 1 half-open (a probe is out), 2 open";
@@ -129,6 +129,8 @@ catalogue! {
     DESTINATION_MAX_HELD: Gauge "webhook_destination_max_held" ["destination"] "the destination's `max_held`: most undelivered events it may hold";
     QUEUE_CAPACITY: Gauge "webhook_queue_capacity" [] "`queue_capacity`: most events the router holds at once";
     NATS_CONNECTED: Gauge "webhook_nats_connected" [] "1 while the NATS backend's client is connected to a server, 0 while it reconnects (with the NATS backend only)";
+    INSPECT_EVENTS: Gauge "webhook_inspect_events" [] "events the event record holds (`[inspect] events` at most)";
+    INSPECT_UNSAVED: Gauge "webhook_inspect_unsaved" [] "changes to the event record not yet written to the journal";
     JOURNAL_BYTES: Gauge "webhook_journal_bytes" [] "bytes the journal takes on disk (with the preallocated next segment)";
     JOURNAL_FSYNC: Histogram "webhook_journal_fsync_seconds" [] "duration of one journal `fdatasync`";
     JOURNAL_BATCH_SIZE: Histogram "webhook_journal_batch_size" [] "records written by one journal commit (concurrent writes share a commit)";

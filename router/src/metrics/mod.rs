@@ -451,6 +451,14 @@ impl Metrics {
         )
     }
 
+    /// The event record's gauges: events held, and changes not yet in the journal.
+    pub fn inspect(&self) -> (Gauge, Gauge) {
+        (
+            self.gauge(&catalogue::INSPECT_EVENTS, Vec::new()),
+            self.gauge(&catalogue::INSPECT_UNSAVED, Vec::new()),
+        )
+    }
+
     /// The journal's handles (registered when a journal is opened).
     pub fn journal(&self) -> JournalMetrics {
         JournalMetrics {

@@ -18,6 +18,7 @@ use std::time::Instant;
 use super::bindings::{Verdict, from_guest};
 use super::{CallOutcome, LoadedPlugin, OnPluginError, PluginErrorKind, PluginFailure};
 use crate::event::Event;
+use crate::inspect::PluginVerdict;
 use crate::metrics::{Metrics, PluginMetrics};
 use crate::queue::DestinationId;
 
@@ -91,9 +92,15 @@ impl PluginChain {
         self.steps.len()
     }
 
-    /// Runs `event` through every plugin; `destinations` are the route's. Each guest yields to
-    /// the async runtime every epoch tick, so this never holds a runtime thread for long.
-    pub async fn run(&self, mut event: Event, destinations: &[DestinationId]) -> ChainOutcome {
+    /// Runs `event` through every plugin; `destinations` are the route's. Each plugin's verdict
+    /// is added to `verdicts` (for the event record). Each guest yields to the async runtime
+    /// every epoch tick, so this never holds a runtime thread for long.
+    pub async fn run(
+        &self,
+        mut event: Event,
+        destinations: &[DestinationId],
+        verdicts: &mut Vec<PluginVerdict>,
+    ) -> ChainOutcome {
         for step in &self.steps {
             let started = Instant::now();
             let CallOutcome { result, stdio, .. } = step.plugin.call(&event).await;
@@ -102,7 +109,9 @@ impl PluginChain {
                 .record(started.elapsed().as_secs_f64());
             stdio.log(step.plugin.name(), &self.route, &event.id);
             step.metrics.stdio_cut.increment(stdio.cut_lines);
-            let failure = match result.and_then(|verdict| self.act_on(verdict, &event)) {
+            let acted = result.and_then(|verdict| self.act_on(verdict, &event));
+            verdicts.push(noted(step.plugin.name(), &acted));
+            let failure = match acted {
                 Ok(Acted::Next(changed)) => {
                     step.metrics.forward.increment(1);
                     event = *changed;
@@ -201,6 +210,23 @@ impl PluginChain {
             }
         }
     }
+}
+
+/// A plugin's verdict (or failure) as the event record keeps it.
+fn noted(plugin: &str, acted: &Result<Acted, PluginFailure>) -> PluginVerdict {
+    let (verdict, detail) = match acted {
+        Ok(Acted::Next(_)) => ("forward", None),
+        Ok(Acted::Same) => ("pass", None),
+        Ok(Acted::Done(ChainOutcome::Drop { reason })) => ("drop", Some(reason.clone())),
+        Ok(Acted::Done(ChainOutcome::Reject { status, message })) => {
+            ("reject", Some(format!("{status} {message}")))
+        }
+        Ok(Acted::Done(ChainOutcome::Deliver(events))) => {
+            ("fan_out", Some(format!("{} deliveries", events.len())))
+        }
+        Err(failure) => ("error", Some(failure.to_string())),
+    };
+    PluginVerdict::new(plugin, verdict, detail)
 }
 
 enum Acted {

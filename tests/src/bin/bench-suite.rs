@@ -76,6 +76,8 @@ const PLAIN_PATH: &str = "/hooks/plain";
 const VERIFIED_PATH: &str = "/hooks/github";
 /// The journaled rows' `fsync` setting (`--journal-fsync`).
 static JOURNAL_FSYNC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// The routers' `[inspect] events` (`--inspect-events`; the router's default if not given).
+static INSPECT_EVENTS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 /// Where the journaled rows keep their journals (removed after each run).
 const JOURNAL_DIR: &str = "target/bench/journal";
 /// Events sent (and held) before the memory measurement starts, to warm the allocator,
@@ -122,6 +124,10 @@ struct Args {
     /// Events sent through event-filter for the CPU-hog row (0 skips it).
     #[arg(long, default_value_t = 100_000)]
     hog_events: u64,
+    /// The routers' `[inspect] events`: 0 turns the event record off, to compare ingest with
+    /// it on (the default, 10 000) and off.
+    #[arg(long)]
+    inspect_events: Option<usize>,
     /// Internal: measure held memory for this payload size in this process and print it.
     #[arg(long, hide = true)]
     memory_child: Option<usize>,
@@ -130,6 +136,9 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     let _ = JOURNAL_FSYNC.set(args.journal_fsync.clone());
+    if let Some(events) = args.inspect_events {
+        let _ = INSPECT_EVENTS.set(events);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -155,7 +164,8 @@ fn main() -> Result<()> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "bench-suite: {cpus} CPU(s) shared by wrk and the servers; wrk -t{} -c{}; payloads {:?} \
-         bytes; {} round(s) of {} s wrk runs ({} s over 16 KiB); journal fsync = {}",
+         bytes; {} round(s) of {} s wrk runs ({} s over 16 KiB); journal fsync = {}; inspect \
+         events = {}",
         args.threads,
         args.connections,
         args.payloads,
@@ -163,6 +173,8 @@ fn main() -> Result<()> {
         args.duration.as_secs(),
         args.large_duration.as_secs(),
         args.journal_fsync,
+        args.inspect_events
+            .map_or_else(|| "default".to_owned(), |n| n.to_string()),
     );
     let mut rows = Vec::new();
     for (index, &payload) in args.payloads.iter().enumerate() {
@@ -834,6 +846,12 @@ fn memory_row(args: &Args, payload: usize) -> Result<Row> {
         .arg(payload.to_string())
         .arg("--held-events")
         .arg(args.held_events.to_string())
+        .args(
+            args.inspect_events
+                .map(|n| ["--inspect-events".to_owned(), n.to_string()])
+                .into_iter()
+                .flatten(),
+        )
         .output()
         .context("cannot run the memory child")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -1069,7 +1087,10 @@ config = {{ allow_events = ["push"], json = [{{ pointer = "/seq", exists = true 
 "#,
         filter.display()
     );
-    format!("{routes}{queue}")
+    let inspect = INSPECT_EVENTS.get().map_or_else(String::new, |events| {
+        format!("\n[inspect]\nevents = {events}\n")
+    });
+    format!("{routes}{queue}{inspect}")
 }
 
 /// Where a benchmarked router keeps accepted events.

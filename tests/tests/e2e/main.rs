@@ -6,6 +6,7 @@ mod delivery;
 mod faults;
 mod forgery;
 mod ingress;
+mod inspect;
 mod isolation;
 mod limits;
 mod plugins;

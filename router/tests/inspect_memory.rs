@@ -1,0 +1,93 @@
+//! What the event record costs in memory: 100 000 typical records (a GitHub delivery id, one
+//! plugin verdict, one destination delivered at the first attempt, no body) recorded through
+//! the hooks the ingress and delivery call, and the growth of this process's resident set,
+//! per 10 000 events. The figure is stated in `docs/benchmarks.md` ("Event record"); this test
+//! holds it to its bound. (Alone in its binary, so no other test's memory is counted.)
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method};
+use webhook_router::Config;
+use webhook_router::delivery::attempt::AttemptOutcome;
+use webhook_router::event::Event;
+use webhook_router::inspect::{Decision, Inspector, PluginVerdict};
+use webhook_router::metrics::Metrics;
+use webhook_router::supervise::Supervisor;
+use webhook_router_tests::process_stats::resident_bytes;
+
+/// Events recorded (the record's capacity, so none is evicted).
+const EVENTS: usize = 100_000;
+/// The bound this test holds the measured cost to, per 10 000 events.
+const BOUND_PER_10K: u64 = 12 * 1024 * 1024;
+
+fn record_one(inspector: &Inspector) {
+    let id = Event::new_id();
+    let mut headers = HeaderMap::new();
+    let delivery = Event::new_id();
+    headers.insert(
+        "x-github-delivery",
+        HeaderValue::from_str(&delivery).expect("header"),
+    );
+    headers.insert("x-github-event", HeaderValue::from_static("push"));
+    let event = Event {
+        id: id.clone(),
+        route: "github".to_owned(),
+        method: Method::POST,
+        path: "/hooks/github".to_owned(),
+        query: String::new(),
+        headers,
+        body: Bytes::from_static(br#"{"ref":"refs/heads/main"}"#),
+        received_at: SystemTime::now(),
+        plugin_headers: None,
+    };
+    inspector.received(&event, None);
+    inspector.decided(
+        &id,
+        vec![PluginVerdict::new("event-filter", "pass", None)],
+        Decision::Queued,
+    );
+    inspector.queued(&id, ["sink"]);
+    inspector.attempt(
+        &id,
+        "sink",
+        SystemTime::now(),
+        Duration::from_micros(2_500),
+        &AttemptOutcome::Delivered { status: 200 },
+    );
+}
+
+#[test]
+fn ten_thousand_typical_records_stay_within_their_stated_memory() {
+    let config = Config::parse(
+        &format!(
+            "[inspect]\nevents = {EVENTS}\n\
+             [destinations.sink]\nurl = \"http://127.0.0.1:9/\"\n\
+             [[routes]]\nid = \"github\"\npath = \"/hooks/github\"\ndestinations = [\"sink\"]\n\
+             verify = {{ preset = \"github\", secrets = [\"s3cret\"] }}\n"
+        ),
+        Path::new("memory.toml"),
+    )
+    .expect("valid config");
+    let metrics = Metrics::new();
+    let supervisor = Supervisor::new(metrics.clone());
+    let inspector = Inspector::open(&config, None, &metrics, &supervisor);
+    let store = inspector.store().expect("the record is on");
+    let before = resident_bytes().expect("VmRSS");
+    for _ in 0..EVENTS {
+        record_one(&inspector);
+    }
+    let after = resident_bytes().expect("VmRSS");
+    assert_eq!(store.len(), EVENTS);
+    let per_10k = after.saturating_sub(before) / (EVENTS as u64 / 10_000);
+    eprintln!(
+        "event record: {} KiB per 10 000 events ({} B per event)",
+        per_10k / 1024,
+        per_10k / 10_000
+    );
+    assert!(
+        per_10k > 0 && per_10k <= BOUND_PER_10K,
+        "{per_10k} B per 10 000 events, bound {BOUND_PER_10K}"
+    );
+}
