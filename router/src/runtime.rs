@@ -229,6 +229,8 @@ impl Router {
         let chains = load_chains_with(config, &destination_ids, &metrics, &modules)
             .await
             .map_err(StartError::Plugin)?;
+        // The modules of the config the router starts with are the ones serving.
+        modules.forget_unused();
         let names: Vec<String> = destinations.iter().map(|d| d.name.clone()).collect();
         let capacity = server.queue_capacity.get();
         // A destination's default share: half the capacity, so that one that stops answering

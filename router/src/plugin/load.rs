@@ -75,6 +75,8 @@ pub struct CompiledModules {
     by_hash: Mutex<HashMap<[u8; 32], Component>>,
     /// The hashes of the modules the last load used.
     last_used: Mutex<HashSet<[u8; 32]>>,
+    /// The hashes of the modules the config serving uses.
+    serving: Mutex<HashSet<[u8; 32]>>,
     compiled: AtomicU64,
 }
 
@@ -101,7 +103,7 @@ impl CompiledModules {
         self.lock().insert(hash, component);
     }
 
-    /// Forgets the modules the last load did not use (once its config serves).
+    /// The last load's config now serves: forgets the modules it did not use.
     pub fn forget_unused(&self) {
         let used = self
             .last_used
@@ -109,6 +111,22 @@ impl CompiledModules {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         self.lock().retain(|hash, _| used.contains(hash));
+        *self
+            .serving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = used;
+    }
+
+    /// The last load was refused: forgets what it compiled that the config serving does not
+    /// use, so that refused reloads (a module rebuilt again and again under `--watch`) do not
+    /// pile up compiled code.
+    pub fn forget_refused(&self) {
+        let serving = self
+            .serving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        self.lock().retain(|hash, _| serving.contains(hash));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Component>> {

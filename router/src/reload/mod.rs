@@ -217,6 +217,7 @@ impl Reloader {
                 Ok(reloaded)
             }
             Err(errors) => {
+                self.modules.forget_refused();
                 self.refused.increment(1);
                 tracing::warn!(file = %self.path.display(), errors = errors.0.len(), "config reload refused, the old config keeps serving:\n{errors}");
                 Err(ReloadError(errors))
