@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::config::{DestinationConfig, RetryConfig};
-use crate::delivery::retry::parse_retry_after;
+use crate::delivery::backoff::parse_retry_after;
 use crate::event::Event;
 use crate::verify::StandardSigner;
 

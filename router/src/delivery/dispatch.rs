@@ -577,7 +577,7 @@ async fn attempt(shared: &Shared, mut delivery: Delivery) {
             retry_after,
             error,
         } if delivery.attempts < destination.retry.max_attempts.get() => {
-            let wait = crate::delivery::retry::next_delay(
+            let wait = crate::delivery::backoff::next_delay(
                 &destination.retry,
                 delivery.attempts,
                 retry_after,

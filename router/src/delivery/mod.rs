@@ -3,14 +3,14 @@
 //! - [`dispatch`] takes events off the queue and drives each destination's lane;
 //! - [`attempt`] makes one HTTP attempt (signed, with the destination's headers) and classifies
 //!   its outcome;
-//! - [`retry`] times the next attempt (backoff, jitter, `Retry-After`);
+//! - [`backoff`] times the next attempt (backoff, jitter, `Retry-After`);
 //! - [`circuit`] stops attempts to a destination that keeps failing, and probes it;
 //! - [`destinations`] keeps each destination's live state for the admin API;
 //! - [`dead_letter`] keeps what failed for good, for inspection and replay.
 
 pub mod attempt;
+pub mod backoff;
 pub mod circuit;
 pub mod dead_letter;
 pub mod destinations;
 pub mod dispatch;
-pub mod retry;
