@@ -292,6 +292,24 @@ async fn passed_sockets_that_cannot_serve_stop_the_router_with_one_line() {
     let three = (0..3).map(|_| listening_socket().into()).collect();
     let error = refused_start(&config, three);
     assert!(error.contains("LISTEN_FDS passes 3 sockets"), "{error}");
+
+    // An admin socket listening on every address, with no admin_token: what `check` refuses
+    // for a configured admin_listen is refused for a passed socket too. (Nothing connects.)
+    let everywhere = socket();
+    everywhere
+        .bind(
+            &"0.0.0.0:0"
+                .parse::<std::net::SocketAddr>()
+                .expect("addr")
+                .into(),
+        )
+        .expect("bind");
+    everywhere.listen(16).expect("listen");
+    let error = refused_start(&config, vec![listening_socket().into(), everywhere.into()]);
+    assert!(
+        error.contains("is reachable from the network without admin_token"),
+        "{error}"
+    );
 }
 
 #[test]
