@@ -52,6 +52,11 @@ pub fn contains(nets: &[Cidr], ip: IpAddr) -> bool {
     nets.iter().any(|net| net.0.contains(&ip))
 }
 
+/// The client's address as the listener found it ([`client_ip`]), kept in the request's
+/// extensions so that the ingress does not read `X-Forwarded-For` again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
 /// The client's address: `peer`, or, when `peer` is a trusted proxy, the rightmost
 /// `X-Forwarded-For` address that is not a trusted proxy (the leftmost one when all are; `peer`
 /// itself when the proxy sent no header). `None` when the client is unknown: an entry read
@@ -60,12 +65,18 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[Cidr]) ->
     if !contains(trusted_proxies, peer) {
         return Some(peer);
     }
-    let mut hops = Vec::new();
-    for value in headers.get_all("x-forwarded-for") {
-        hops.extend(value.to_str().ok()?.split(','));
+    let values = headers.get_all("x-forwarded-for");
+    // A value that is not text makes the client unknown, wherever it stands.
+    if values.iter().any(|value| value.to_str().is_err()) {
+        return None;
     }
+    // Right to left, header by header, without collecting the hops.
+    let hops = values
+        .iter()
+        .rev()
+        .flat_map(|value| value.to_str().unwrap_or_default().rsplit(','));
     let mut client = peer;
-    for hop in hops.iter().rev() {
+    for hop in hops {
         client = forwarded_address(hop)?;
         if !contains(trusted_proxies, client) {
             break;

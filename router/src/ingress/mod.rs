@@ -44,7 +44,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 
-use crate::allow_list::{Cidr, client_ip, contains};
+use crate::allow_list::{Cidr, ClientAddr, client_ip, contains};
 use crate::config::{Config, RouteConfig};
 use crate::dedup::{Claim, DedupStore, SharedClaim};
 use crate::event::Event;
@@ -387,7 +387,11 @@ impl Ingress {
                 .insert(header::ALLOW, HeaderValue::from_static("POST"));
             return response;
         }
-        let client = client_ip(peer.ip(), request.headers(), &self.trusted_proxies);
+        // Found once, by the listener's per-client cap, when it has one.
+        let client = match request.extensions().get::<ClientAddr>() {
+            Some(ClientAddr(found)) => *found,
+            None => client_ip(peer.ip(), request.headers(), &self.trusted_proxies),
+        };
         if let Some(allowed) = &route.allow_ips
             && !client.is_some_and(|ip| contains(allowed, ip))
         {

@@ -16,7 +16,7 @@ use http::{HeaderMap, Response, StatusCode};
 use metrics::Counter;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::allow_list::{Cidr, client_ip};
+use crate::allow_list::{Cidr, ClientAddr, client_ip};
 use crate::reply::{self, ResponseBody};
 
 /// `Retry-After` (seconds) sent with the busy 503.
@@ -63,8 +63,14 @@ impl InFlightCaps {
     }
 
     /// Places for one more request with `headers` from `peer` (dropped when it is answered),
-    /// or which cap refuses it (counted).
-    pub(super) fn enter(&self, headers: &HeaderMap, peer: IpAddr) -> Result<Permit, Refusal> {
+    /// or which cap refuses it (counted). The client found for the per-client cap is put in
+    /// `extensions` ([`ClientAddr`]) for the handler.
+    pub(super) fn enter(
+        &self,
+        headers: &HeaderMap,
+        extensions: &mut http::Extensions,
+        peer: IpAddr,
+    ) -> Result<Permit, Refusal> {
         let listener = match &self.listener {
             None => None,
             Some(cap) => match Arc::clone(&cap.permits).try_acquire_owned() {
@@ -78,8 +84,9 @@ impl InFlightCaps {
         let client = match &self.per_client {
             None => None,
             Some(cap) => {
-                let client = client_key(client_ip(peer, headers, &self.trusted_proxies));
-                match cap.enter(client) {
+                let found = client_ip(peer, headers, &self.trusted_proxies);
+                extensions.insert(ClientAddr(found));
+                match cap.enter(client_key(found)) {
                     Some(permit) => Some(permit),
                     None => {
                         cap.client_busy.increment(1);
@@ -199,15 +206,24 @@ mod tests {
         let listener = metrics.listener("ingress");
         let caps = InFlightCaps::new(Some(2), listener.busy, None, listener.client_busy, &[]);
         let headers = HeaderMap::new();
-        let first = caps.enter(&headers, ip("192.0.2.1")).expect("room");
-        let _second = caps.enter(&headers, ip("192.0.2.2")).expect("room");
-        let refused = caps.enter(&headers, ip("192.0.2.3")).expect_err("full");
+        let first = caps
+            .enter(&headers, &mut http::Extensions::new(), ip("192.0.2.1"))
+            .expect("room");
+        let _second = caps
+            .enter(&headers, &mut http::Extensions::new(), ip("192.0.2.2"))
+            .expect("room");
+        let refused = caps
+            .enter(&headers, &mut http::Extensions::new(), ip("192.0.2.3"))
+            .expect_err("full");
         assert_eq!(refused, Refusal::Busy);
         let refused = refused.answer();
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(refused.headers()["retry-after"], "1");
         drop(first);
-        assert!(caps.enter(&headers, ip("192.0.2.3")).is_ok());
+        assert!(
+            caps.enter(&headers, &mut http::Extensions::new(), ip("192.0.2.3"))
+                .is_ok()
+        );
         assert!(
             metrics.render().contains(
                 "webhook_rejected_requests_total{listener=\"ingress\",reason=\"busy\"} 1"
@@ -230,14 +246,30 @@ mod tests {
         let none = HeaderMap::new();
         let held: Vec<Permit> = ["2001:db8::1", "2001:db8::ffff"]
             .iter()
-            .map(|peer| caps.enter(&none, ip(peer)).expect("room"))
+            .map(|peer| {
+                caps.enter(&none, &mut http::Extensions::new(), ip(peer))
+                    .expect("room")
+            })
             .collect();
         // The same /64, and the same address IPv4-mapped or not, are one client.
-        assert!(caps.enter(&none, ip("2001:db8::2")).is_err());
-        assert!(caps.enter(&none, ip("2001:db8:0:1::1")).is_ok());
-        let _v4 = caps.enter(&none, ip("192.0.2.1")).expect("room");
-        let _mapped = caps.enter(&none, ip("::ffff:192.0.2.1")).expect("room");
-        assert!(caps.enter(&none, ip("192.0.2.1")).is_err());
+        assert!(
+            caps.enter(&none, &mut http::Extensions::new(), ip("2001:db8::2"))
+                .is_err()
+        );
+        assert!(
+            caps.enter(&none, &mut http::Extensions::new(), ip("2001:db8:0:1::1"))
+                .is_ok()
+        );
+        let _v4 = caps
+            .enter(&none, &mut http::Extensions::new(), ip("192.0.2.1"))
+            .expect("room");
+        let _mapped = caps
+            .enter(&none, &mut http::Extensions::new(), ip("::ffff:192.0.2.1"))
+            .expect("room");
+        assert!(
+            caps.enter(&none, &mut http::Extensions::new(), ip("192.0.2.1"))
+                .is_err()
+        );
         // Behind the trusted proxy, each forwarded client counts apart; unknown ones together.
         let forwarded = |value: &'static str| {
             let mut headers = HeaderMap::new();
@@ -245,11 +277,30 @@ mod tests {
             headers
         };
         let proxy = ip("127.0.0.1");
-        let _a = caps.enter(&forwarded("198.51.100.1"), proxy).expect("room");
-        let _b = caps.enter(&forwarded("198.51.100.2"), proxy).expect("room");
-        let _unknown = caps.enter(&forwarded("junk"), proxy).expect("room");
-        let _unknown_too = caps.enter(&forwarded("unknown"), proxy).expect("room");
-        assert!(caps.enter(&forwarded("nonsense"), proxy).is_err());
+        let _a = caps
+            .enter(
+                &forwarded("198.51.100.1"),
+                &mut http::Extensions::new(),
+                proxy,
+            )
+            .expect("room");
+        let _b = caps
+            .enter(
+                &forwarded("198.51.100.2"),
+                &mut http::Extensions::new(),
+                proxy,
+            )
+            .expect("room");
+        let _unknown = caps
+            .enter(&forwarded("junk"), &mut http::Extensions::new(), proxy)
+            .expect("room");
+        let _unknown_too = caps
+            .enter(&forwarded("unknown"), &mut http::Extensions::new(), proxy)
+            .expect("room");
+        assert!(
+            caps.enter(&forwarded("nonsense"), &mut http::Extensions::new(), proxy)
+                .is_err()
+        );
         let text = metrics.render();
         assert!(
             text.contains(
@@ -259,7 +310,10 @@ mod tests {
         );
         // Places are given back, and a client with none is forgotten.
         drop(held);
-        assert!(caps.enter(&none, ip("2001:db8::2")).is_ok());
+        assert!(
+            caps.enter(&none, &mut http::Extensions::new(), ip("2001:db8::2"))
+                .is_ok()
+        );
         let clients = caps
             .per_client
             .as_ref()

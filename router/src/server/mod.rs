@@ -106,9 +106,10 @@ pub async fn serve<H, F>(
             let request_guard = activity.begin(&in_flight);
             let http1 = request.version() < http::Version::HTTP_2;
             let stopping = stopping.clone();
+            let (mut parts, body) = request.into_parts();
             let admitted = caps
-                .enter(request.headers(), peer.ip())
-                .map(|permit| (permit, handler(request, peer)));
+                .enter(&parts.headers, &mut parts.extensions, peer.ip())
+                .map(|permit| (permit, handler(Request::from_parts(parts, body), peer)));
             async move {
                 let _request = request_guard;
                 let mut response = match admitted {
