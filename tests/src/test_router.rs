@@ -62,6 +62,27 @@ impl TestRouter {
             .expect("ingress answers")
     }
 
+    /// POSTs a JSON `body` with `headers` to `path` on the ingress through `client` (one bound
+    /// to a chosen source address, say); the status and the JSON answer.
+    pub async fn post_from(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        body: &[u8],
+        headers: &[(String, String)],
+    ) -> (u16, serde_json::Value) {
+        let mut request = client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.expect("router answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("json answer"))
+    }
+
     /// The admin listener's `/metrics` text.
     pub async fn metrics(&self) -> String {
         self.client

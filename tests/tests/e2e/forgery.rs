@@ -31,26 +31,6 @@ fn client_from(address: Ipv4Addr) -> reqwest::Client {
         .expect("client")
 }
 
-/// POSTs `body` with `headers` to `path`; the status and the JSON answer.
-async fn post(
-    client: &reqwest::Client,
-    router: &TestRouter,
-    path: &str,
-    body: &[u8],
-    headers: &[(String, String)],
-) -> (u16, serde_json::Value) {
-    let mut request = client
-        .post(router.url(path))
-        .header("content-type", "application/json")
-        .body(body.to_vec());
-    for (name, value) in headers {
-        request = request.header(name, value);
-    }
-    let response = request.send().await.expect("router answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.expect("json answer"))
-}
-
 /// GitHub's headers for `body`: its signature and the delivery id `delivery`.
 fn github_headers(secret: &str, body: &[u8], delivery: &str) -> Vec<(String, String)> {
     let mut headers = sign("github", secret, body, unix_now());
@@ -83,7 +63,9 @@ async fn a_thousand_forgeries_do_not_spend_the_genuine_senders_rate_limit() {
         } else {
             Vec::new()
         };
-        let (status, _) = post(&forger, &router, "/hooks/github", body, &headers).await;
+        let (status, _) = router
+            .post_from(&forger, "/hooks/github", body, &headers)
+            .await;
         *statuses.entry(status).or_default() += 1;
     }
     eprintln!(
@@ -101,14 +83,14 @@ async fn a_thousand_forgeries_do_not_spend_the_genuine_senders_rate_limit() {
 
     // The genuine sender still has the route's whole burst.
     let genuine = br#"{"ref":"refs/heads/main","genuine":true}"#;
-    let (status, answer) = post(
-        &sender,
-        &router,
-        "/hooks/github",
-        genuine,
-        &github_headers(SECRET, genuine, "delivery-0"),
-    )
-    .await;
+    let (status, answer) = router
+        .post_from(
+            &sender,
+            "/hooks/github",
+            genuine,
+            &github_headers(SECRET, genuine, "delivery-0"),
+        )
+        .await;
     assert_eq!(status, 202, "{answer}");
     let delivered = sink.wait_for_delivered(1, PATIENCE).await;
     assert_eq!(&delivered[0].body[..], genuine);
@@ -118,7 +100,9 @@ async fn a_thousand_forgeries_do_not_spend_the_genuine_senders_rate_limit() {
     for n in 1..6 {
         let body = format!(r#"{{"ref":"refs/heads/main","n":{n}}}"#);
         let headers = github_headers(SECRET, body.as_bytes(), &format!("delivery-{n}"));
-        let (status, _) = post(&sender, &router, "/hooks/github", body.as_bytes(), &headers).await;
+        let (status, _) = router
+            .post_from(&sender, "/hooks/github", body.as_bytes(), &headers)
+            .await;
         genuine_statuses.push(status);
     }
     assert_eq!(genuine_statuses[..2], [202, 202], "{genuine_statuses:?}");
@@ -131,14 +115,16 @@ async fn a_thousand_forgeries_do_not_spend_the_genuine_senders_rate_limit() {
     for n in 0..7 {
         let body = vec![b'x'; 8192];
         let headers = github_headers("not-the-secret", &body, &format!("oversized-{n}"));
-        let (status, _) = post(&oversized, &router, "/hooks/github", &body, &headers).await;
+        let (status, _) = router
+            .post_from(&oversized, "/hooks/github", &body, &headers)
+            .await;
         oversized_statuses.push(status);
     }
     assert_eq!(oversized_statuses[..5], [413; 5], "{oversized_statuses:?}");
     assert_eq!(oversized_statuses[6], 429, "{oversized_statuses:?}");
 
     // The forger's address is still over its allowance; nothing forged was delivered.
-    let (status, _) = post(&forger, &router, "/hooks/github", body, &[]).await;
+    let (status, _) = router.post_from(&forger, "/hooks/github", body, &[]).await;
     assert_eq!(status, 429);
     router.wait_idle(PATIENCE).await;
     assert!(
@@ -209,7 +195,7 @@ async fn credentials_are_neither_journaled_nor_delivered_unless_kept() {
         ("/hooks/open", &open_body[..], &credentials(BEARER, &[])),
         ("/hooks/kept", &body[..], &credentials(KEPT_BEARER, &[])),
     ] {
-        let (status, answer) = post(&client, &router, path, body, headers).await;
+        let (status, answer) = router.post_from(&client, path, body, headers).await;
         assert_eq!(status, 202, "{path}: {answer}");
     }
     let attempts = sink.wait_for(2, PATIENCE, |_| true).await;
@@ -295,9 +281,9 @@ async fn a_replayed_genuine_stripe_or_github_request_is_a_duplicate_by_default()
         ("stripe", "/hooks/stripe", &stripe_body[..], &stripe),
         ("github", "/hooks/github", &github_body[..], &github),
     ] {
-        let (first_status, first) = post(&client, &router, path, body, headers).await;
+        let (first_status, first) = router.post_from(&client, path, body, headers).await;
         // The captured request, replayed as it was.
-        let (second_status, second) = post(&client, &router, path, body, headers).await;
+        let (second_status, second) = router.post_from(&client, path, body, headers).await;
         assert_eq!((first_status, second_status), (202, 202), "{route}");
         assert_eq!(
             first["id"], second["id"],
@@ -312,8 +298,12 @@ async fn a_replayed_genuine_stripe_or_github_request_is_a_duplicate_by_default()
         );
     }
     // With `dedup = false`, the replay is a new event.
-    let (_, first) = post(&client, &router, "/hooks/nodedup", &github_body, &github).await;
-    let (status, second) = post(&client, &router, "/hooks/nodedup", &github_body, &github).await;
+    let (_, first) = router
+        .post_from(&client, "/hooks/nodedup", &github_body, &github)
+        .await;
+    let (status, second) = router
+        .post_from(&client, "/hooks/nodedup", &github_body, &github)
+        .await;
     assert_eq!(status, 202);
     assert_ne!(first["id"], second["id"]);
 
@@ -348,7 +338,9 @@ async fn a_fan_out_beyond_the_routes_destinations_is_refused_unless_listed() {
     let issue = github_payload("issues.opened");
     let event = [("x-github-event".to_owned(), "issues".to_owned())];
 
-    let (status, answer) = post(&client, &router, "/hooks/unlisted", &issue, &event).await;
+    let (status, answer) = router
+        .post_from(&client, "/hooks/unlisted", &issue, &event)
+        .await;
     assert_eq!(
         (status, answer["error"].as_str()),
         (500, Some("plugin failed")),
@@ -362,7 +354,9 @@ async fn a_fan_out_beyond_the_routes_destinations_is_refused_unless_listed() {
             .await,
         Some(1.0)
     );
-    let (status, _) = post(&client, &router, "/hooks/listed", &issue, &event).await;
+    let (status, _) = router
+        .post_from(&client, "/hooks/listed", &issue, &event)
+        .await;
     assert_eq!(status, 202);
 
     triage.wait_for_delivered(1, PATIENCE).await;

@@ -107,17 +107,7 @@ async fn post(
     body: &[u8],
     headers: &[(String, String)],
 ) -> (u16, serde_json::Value) {
-    let mut request = router
-        .client
-        .post(router.url(path))
-        .header("content-type", "application/json")
-        .body(body.to_vec());
-    for (name, value) in headers {
-        request = request.header(name, value);
-    }
-    let response = request.send().await.expect("router answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.expect("json answer"))
+    router.post_from(&router.client, path, body, headers).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
