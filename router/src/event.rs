@@ -35,6 +35,25 @@ pub struct Event {
     pub plugin_headers: Option<Box<HeaderMap>>,
 }
 
+#[cfg(test)]
+impl Event {
+    /// A POST to `/` of `route` with no headers and `body`, received now: the event unit tests
+    /// build and then adjust.
+    pub(crate) fn for_test(id: impl Into<String>, route: &str, body: impl Into<Bytes>) -> Event {
+        Event {
+            id: id.into(),
+            route: route.to_owned(),
+            method: Method::POST,
+            path: "/".into(),
+            query: String::new(),
+            headers: HeaderMap::new(),
+            body: body.into(),
+            received_at: SystemTime::now(),
+            plugin_headers: None,
+        }
+    }
+}
+
 impl Event {
     /// Generates a new event id: a UUIDv7, so ids sort by creation time.
     pub fn new_id() -> String {

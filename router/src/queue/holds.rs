@@ -291,15 +291,8 @@ mod tests {
     /// An event of `route` received `age_ms` ago.
     fn event(route: &str, age_ms: u64) -> Event {
         Event {
-            id: Event::new_id(),
-            route: route.into(),
-            method: http::Method::POST,
-            path: "/".into(),
-            query: String::new(),
-            headers: http::HeaderMap::new(),
-            body: bytes::Bytes::new(),
             received_at: SystemTime::now() - Duration::from_millis(age_ms),
-            plugin_headers: None,
+            ..Event::for_test(Event::new_id(), route, bytes::Bytes::new())
         }
     }
 

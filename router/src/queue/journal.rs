@@ -430,17 +430,7 @@ mod tests {
             metrics.clone(),
             holds,
         );
-        let event = Event {
-            id: "e1".into(),
-            route: "r".into(),
-            method: http::Method::POST,
-            path: "/".into(),
-            query: String::new(),
-            headers: http::HeaderMap::new(),
-            body: bytes::Bytes::from_static(b"body"),
-            received_at: std::time::SystemTime::now(),
-            plugin_headers: None,
-        };
+        let event = Event::for_test("e1", "r", bytes::Bytes::from_static(b"body"));
         queue.enqueue(event, vec![0, 1]).await.expect("stored");
         let queued = queue.dequeue().await.expect("the event");
         let letter = |journal: &Journal| {

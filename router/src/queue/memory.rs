@@ -180,7 +180,6 @@ impl DispatchQueue for MemoryQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::SystemTime;
 
     impl MemoryQueue {
         fn enqueue1(
@@ -193,17 +192,7 @@ mod tests {
     }
 
     fn event(n: usize) -> Event {
-        Event {
-            id: format!("e{n}"),
-            route: "r".into(),
-            method: http::Method::POST,
-            path: "/".into(),
-            query: String::new(),
-            headers: http::HeaderMap::new(),
-            body: bytes::Bytes::new(),
-            received_at: SystemTime::now(),
-            plugin_headers: None,
-        }
+        Event::for_test(format!("e{n}"), "r", bytes::Bytes::new())
     }
 
     #[tokio::test]

@@ -155,17 +155,7 @@ mod tests {
     fn letter(route: &str, destination: &str, status: Option<u16>, error: &str) -> DeadLetter {
         DeadLetter {
             id: crate::event::Event::new_id(),
-            event: crate::event::Event {
-                id: "evt".into(),
-                route: route.into(),
-                method: http::Method::POST,
-                path: "/".into(),
-                query: String::new(),
-                headers: http::HeaderMap::new(),
-                body: bytes::Bytes::new(),
-                received_at: SystemTime::now(),
-                plugin_headers: None,
-            },
+            event: crate::event::Event::for_test("evt", route, bytes::Bytes::new()),
             destination: Some(0),
             destination_name: destination.into(),
             attempts: 1,

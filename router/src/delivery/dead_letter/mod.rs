@@ -593,17 +593,7 @@ mod tests {
     fn letter_of(id: &str, body_bytes: usize) -> DeadLetter {
         DeadLetter {
             id: id.into(),
-            event: Event {
-                id: format!("evt-{id}"),
-                route: "r".into(),
-                method: http::Method::POST,
-                path: "/".into(),
-                query: String::new(),
-                headers: http::HeaderMap::new(),
-                body: bytes::Bytes::from(vec![b'x'; body_bytes]),
-                received_at: SystemTime::now(),
-                plugin_headers: None,
-            },
+            event: Event::for_test(format!("evt-{id}"), "r", vec![b'x'; body_bytes]),
             destination: Some(0),
             destination_name: "d".into(),
             attempts: 1,
