@@ -140,34 +140,31 @@ stage host-build
 cargo test --workspace --all-targets --locked --no-run
 end_stage
 
+# Waits for a stage started in the background (its pid $1, its log $2, the file with its
+# seconds $3, what it ran $4, the verb of its line $5) and shows its log; fails as it failed.
+join_background() {
+    local status=0
+    wait "$1" || status=$?
+    cat "$2" >&2
+    if [[ $status -ne 0 ]]; then
+        echo "$4 failed (exit $status); its output is above" >&2
+        exit "$status"
+    fi
+    summary+=("$(printf 'stage %-14s %4d s  (%s beside the stages above in %s s)' "$current" \
+        $((SECONDS - current_started)) "$5" "$(cat "$3")")")
+    current=""
+}
+
 # The languages' build, started beside guests-test: how long host-test waited for it, and how
 # long it took in the background.
 stage languages
-languages_status=0
-wait "$languages_pid" || languages_status=$?
+join_background "$languages_pid" "$languages_log" "$languages_took" examples/plugins/build.sh built
 languages_pid=""
-cat "$languages_log" >&2
-if [[ $languages_status -ne 0 ]]; then
-    echo "examples/plugins/build.sh failed (exit $languages_status); its output is above" >&2
-    exit "$languages_status"
-fi
-summary+=("$(printf 'stage %-14s %4d s  (built beside the stages above in %s s)' "$current" \
-    $((SECONDS - current_started)) "$(cat "$languages_took")")")
-current=""
 
 # The servers' install, started first: how long host-test waited for it, and how long it took.
 stage servers
-servers_status=0
-wait "$servers_pid" || servers_status=$?
+join_background "$servers_pid" "$servers_log" "$servers_took" tests/servers.sh installed
 servers_pid=""
-cat "$servers_log" >&2
-if [[ $servers_status -ne 0 ]]; then
-    echo "tests/servers.sh failed (exit $servers_status); its output is above" >&2
-    exit "$servers_status"
-fi
-summary+=("$(printf 'stage %-14s %4d s  (installed beside the stages above in %s s)' "$current" \
-    $((SECONDS - current_started)) "$(cat "$servers_took")")")
-current=""
 
 stage host-test
 run_tests "$logs/host.log" --workspace --locked
