@@ -13,7 +13,11 @@ use std::path::{Path, PathBuf};
 
 use super::JournalError;
 
-fn io_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> JournalError {
+/// Turns an I/O error on `path` while doing `action` into a [`JournalError::Io`].
+pub(super) fn io_error(
+    path: &Path,
+    action: &'static str,
+) -> impl FnOnce(std::io::Error) -> JournalError {
     let path = path.to_path_buf();
     move |cause| JournalError::Io {
         path,

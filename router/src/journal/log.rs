@@ -33,9 +33,10 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::JournalError;
+use super::directory::{self, io_error};
 use super::faults::Faults;
 use super::record::{self, Key, Op, Record};
-use super::{JournalError, directory};
 
 /// Where a key's latest put is.
 #[derive(Debug, Clone, Copy)]
@@ -163,15 +164,6 @@ pub struct Log {
 
 fn segment_path(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("{n:016}.log"))
-}
-
-fn io_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> JournalError {
-    let path = path.to_path_buf();
-    move |cause| JournalError::Io {
-        path,
-        action,
-        cause,
-    }
 }
 
 /// Segment numbers in `dir`, ascending.
