@@ -103,6 +103,14 @@ async fn post(
     Ok((status, response.text().await?))
 }
 
+/// The status of an unsigned `{}` posted to `path`.
+async fn post_empty(client: &reqwest::Client, router: &RouterProcess, path: &str) -> u16 {
+    let (status, _) = post(client, &router.ingress, path, b"{}".to_vec(), None)
+        .await
+        .expect("post");
+    status
+}
+
 /// `POST /reload`: the status and the JSON answer.
 async fn reload(client: &reqwest::Client, router: &RouterProcess) -> (u16, serde_json::Value) {
     let response = client
@@ -229,25 +237,9 @@ async fn reload_under_load_switches_routes_plugins_and_secrets() {
         answer["modules_compiled"], 0,
         "the module's bytes did not change: {answer}"
     );
-    let (added, _) = post(
-        &client,
-        &router.ingress,
-        "/hooks/added",
-        b"{}".to_vec(),
-        None,
-    )
-    .await
-    .expect("post");
+    let added = post_empty(&client, &router, "/hooks/added").await;
     assert_eq!(added, 202, "the new route serves after the reload");
-    let (gone, _) = post(
-        &client,
-        &router.ingress,
-        "/hooks/gone",
-        b"{}".to_vec(),
-        None,
-    )
-    .await
-    .expect("post");
+    let gone = post_empty(&client, &router, "/hooks/gone").await;
     assert_eq!(gone, 404, "the removed route is gone");
 
     let mut seen = Seen::default();
@@ -434,15 +426,7 @@ async fn a_bad_reload_lists_every_fault_and_the_old_config_serves() {
     .await
     .expect("post");
     assert_eq!(status, 202);
-    let (status, _) = post(
-        &client,
-        &router.ingress,
-        "/hooks/gone",
-        b"{}".to_vec(),
-        None,
-    )
-    .await
-    .expect("post");
+    let status = post_empty(&client, &router, "/hooks/gone").await;
     assert_eq!(status, 202);
     let delivered = sink.wait_for_delivered(2, PATIENCE).await;
     assert!(
@@ -612,15 +596,7 @@ async fn a_destination_url_change_applies_to_new_attempts_and_adding_one_needs_a
     std::fs::write(&path, &before).expect("write config");
     let router = serve(&path, &[]);
     let client = reqwest::Client::new();
-    let (status, _) = post(
-        &client,
-        &router.ingress,
-        "/hooks/gone",
-        b"{}".to_vec(),
-        None,
-    )
-    .await
-    .expect("post");
+    let status = post_empty(&client, &router, "/hooks/gone").await;
     assert_eq!(status, 202);
     assert_eq!(first.wait_for_delivered(1, PATIENCE).await.len(), 1);
 
@@ -643,15 +619,7 @@ async fn a_destination_url_change_applies_to_new_attempts_and_adding_one_needs_a
     let (status, answer) = reload(&client, &router).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["destinations_changed"], serde_json::json!(["sink"]));
-    let (status, _) = post(
-        &client,
-        &router.ingress,
-        "/hooks/gone",
-        b"{}".to_vec(),
-        None,
-    )
-    .await
-    .expect("post");
+    let status = post_empty(&client, &router, "/hooks/gone").await;
     assert_eq!(status, 202);
     assert_eq!(second.wait_for_delivered(1, PATIENCE).await.len(), 1);
     assert_eq!(first.requests().len(), 1, "the old URL gets nothing new");
@@ -696,15 +664,7 @@ async fn a_removed_destination_delivers_what_it_holds() {
         flaky.delivered().len() < HELD,
         "the destination still held events at the reload"
     );
-    let (status, _) = post(
-        &client,
-        &router.ingress,
-        "/hooks/flaky",
-        b"{}".to_vec(),
-        None,
-    )
-    .await
-    .expect("post");
+    let status = post_empty(&client, &router, "/hooks/flaky").await;
     assert_eq!(status, 404);
     let delivered = flaky.wait_for_delivered(HELD, PATIENCE).await;
     assert_eq!(delivered.len(), HELD);
@@ -748,15 +708,7 @@ async fn with_nats_a_new_dedup_window_needs_a_restart() {
         errors.contains("routes[1].dedup: with backend = \\\"nats\\\""),
         "{errors}"
     );
-    let (status, _) = post(
-        &client,
-        &router.ingress,
-        "/hooks/added",
-        b"{}".to_vec(),
-        None,
-    )
-    .await
-    .expect("post");
+    let status = post_empty(&client, &router, "/hooks/added").await;
     assert_eq!(status, 404, "the refused config is not serving");
     router.stop();
 }
