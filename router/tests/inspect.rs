@@ -1,7 +1,7 @@
 //! The event record (`[inspect]`), tested on the router as a process: three events (one
 //! delivered, one retried then delivered, one dead-lettered) show the right attempts through
 //! `GET /events/{id}` and `webhook-router events`, and again after a SIGKILL and a restart on
-//! the same journal; 2,500 events listed in pages of 100 show each exactly once; and the journal
+//! the same journal, as does a fourth still in flight (its record rebuilt from the event); 2,500 events listed in pages of 100 show each exactly once; and the journal
 //! holds a key for no more records than the record keeps (count and age).
 
 use std::collections::BTreeSet;
@@ -25,12 +25,14 @@ fn fresh_dir(name: &str) -> PathBuf {
     numbered::fresh_dir(Path::new(env!("CARGO_TARGET_TMPDIR")), "inspect", name)
 }
 
-/// A sink that takes bodies containing `delivered`, fails the first attempt at `retried`, and
-/// fails every attempt at `dead`.
+/// A sink that takes bodies containing `delivered`, fails the first attempt at `retried`,
+/// fails every attempt at `dead`, and never answers `parked`.
 async fn scripted_sink() -> Sink {
     Sink::start_per_body(|body, attempt| {
         let has = |word: &[u8]| body.windows(word.len()).any(|w| w == word);
-        if has(b"dead") || (has(b"retried") && attempt == 1) {
+        if has(b"parked") {
+            Reply::hang()
+        } else if has(b"dead") || (has(b"retried") && attempt == 1) {
             Reply::status(500)
         } else {
             Reply::ok()
@@ -118,7 +120,7 @@ async fn three_events_show_their_attempts_before_and_after_a_sigkill() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\nshutdown_grace = \"100ms\"\n\
              [queue]\npath = \"data\"\nfsync = \"always\"\n\
              [destinations.sink]\nurl = \"{}\"\n\
              retry = {{ max_attempts = 2, initial_backoff = \"50ms\", max_backoff = \"50ms\", jitter = \"none\" }}\n\
@@ -185,6 +187,25 @@ async fn three_events_show_their_attempts_before_and_after_a_sigkill() {
         );
     }
 
+    // An event whose first attempt is in flight: its record is not in the journal (the
+    // journaled event holds all of it), and is rebuilt from the event after the restart.
+    let parked = post_signed(&router.ingress, r#"{"kind":"parked"}"#, "d-4").await;
+    let in_flight = |record: &Value| {
+        record["destinations"][0]["outcome"] == "pending"
+            && record["destinations"][0]["attempts"]
+                .as_array()
+                .is_some_and(Vec::is_empty)
+    };
+    let fourth = wait_until(
+        "the parked event to be taken off the queue",
+        PATIENCE,
+        || event(&router.admin, &parked),
+        in_flight,
+    )
+    .await;
+    assert_eq!(fourth["delivery_id"], "d-4", "{fourth}");
+    assert_eq!(fourth["body"]["text"], r#"{"kind":"parked"}"#);
+
     // Killed, and started again on the same journal: the same records.
     wait_saved(&router.admin).await;
     router.kill();
@@ -192,9 +213,17 @@ async fn three_events_show_their_attempts_before_and_after_a_sigkill() {
     assert_eq!(event(&router.admin, &delivered).await, first);
     assert_eq!(event(&router.admin, &retried).await, second);
     assert_eq!(event(&router.admin, &dead).await, third);
+    let resumed = wait_until(
+        "the parked event to be resumed",
+        PATIENCE,
+        || event(&router.admin, &parked),
+        in_flight,
+    )
+    .await;
+    assert_eq!(resumed, fourth);
     assert_eq!(
         metric(&router.admin, "webhook_inspect_events").await,
-        Some(3.0)
+        Some(4.0)
     );
     assert!(router.stop().0);
 }
@@ -333,7 +362,7 @@ async fn the_journal_holds_no_more_records_than_the_record_does() {
     let supervisor = Supervisor::new(metrics.clone());
     let inspector = Inspector::open(
         &config,
-        Some((&journal, &mut recovered)),
+        Some((&journal, &mut recovered, &[])),
         &metrics,
         &supervisor,
     );
@@ -358,7 +387,7 @@ async fn the_journal_holds_no_more_records_than_the_record_does() {
     let supervisor = Supervisor::new(metrics.clone());
     let inspector = Inspector::open(
         &config,
-        Some((&journal, &mut recovered)),
+        Some((&journal, &mut recovered, &[])),
         &metrics,
         &supervisor,
     );

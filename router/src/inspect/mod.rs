@@ -24,6 +24,7 @@ use crate::delivery::attempt::AttemptOutcome;
 use crate::event::{Event, unix_millis};
 use crate::journal::{Journal, Recovered};
 use crate::metrics::Metrics;
+use crate::queue::ResumedEvent;
 use crate::supervise::Supervisor;
 
 pub use record::{Decision, DeliveryOutcome, EventRecord, PluginVerdict};
@@ -38,8 +39,8 @@ struct RouteSettings {
     id: Arc<str>,
     /// Keep bodies (`inspect_bodies = true`).
     bodies: bool,
-    /// Where the sender's delivery id is, when the route has no `dedup` (which reads it itself)
-    /// and its verify preset names one.
+    /// Where the sender's delivery id is: the route's `dedup` key, or else its verify
+    /// preset's, if it names one.
     delivery_key: Option<DedupKey>,
 }
 
@@ -58,11 +59,12 @@ pub struct Inspector {
 
 impl Inspector {
     /// The record for `config` (off when `[inspect] events = 0`), kept in `journal` when there
-    /// is one: the records it holds are read back from `recovered` first, and a writer task is
-    /// started under `supervisor`.
+    /// is one: the records it holds are read back from `recovered` first, the events in
+    /// `resumed` that have none get theirs rebuilt from the event (see [`Inspector::decided`]),
+    /// and a writer task is started under `supervisor`.
     pub fn open(
         config: &Config,
-        journal: Option<(&Journal, &mut Recovered)>,
+        journal: Option<(&Journal, &mut Recovered, &[ResumedEvent])>,
         metrics: &Metrics,
         supervisor: &Supervisor,
     ) -> Self {
@@ -70,9 +72,15 @@ impl Inspector {
         if settings.events == 0 {
             return Self::default();
         }
+        let routes: HashMap<String, RouteSettings> = config
+            .routes
+            .iter()
+            .map(|route| (route.id.clone(), RouteSettings::of(route)))
+            .collect();
         let (saver, restored) = match journal {
-            Some((journal, recovered)) => {
+            Some((journal, recovered, resumed)) => {
                 let restored = saver::recover(recovered, journal);
+                let restored = with_rebuilt(restored, resumed, &routes);
                 (Some(saver::Saver::new(journal.clone())), restored)
             }
             None => (None, Vec::new()),
@@ -101,11 +109,6 @@ impl Inspector {
                 "inspect: event records read back from the journal"
             );
         }
-        let routes = config
-            .routes
-            .iter()
-            .map(|route| (route.id.clone(), RouteSettings::of(route)))
-            .collect();
         Self {
             inner: Some(Arc::new(Inner { store, routes })),
         }
@@ -117,38 +120,25 @@ impl Inspector {
     }
 
     /// Records a received event; `delivery_id` is the sender's, if the route's dedup read it.
-    /// (Written to the journal with the decision that follows at once, not before.)
+    /// (Written to the journal with the decision that follows at once, if at all, not before.)
     pub fn received(&self, event: &Event, delivery_id: Option<&str>) {
-        let (Some(inner), Some(id)) = (&self.inner, parse_id(&event.id)) else {
-            return;
-        };
-        let route = inner.routes.get(&event.route);
-        let route_id = route.map_or_else(|| Arc::from(event.route.as_str()), |r| Arc::clone(&r.id));
-        let delivery_id = delivery_id.map(str::to_owned).or_else(|| {
-            route
-                .and_then(|r| r.delivery_key.as_ref())
-                .and_then(|key| key.read(&event.headers, &event.body))
-        });
-        let body = route
-            .is_some_and(|r| r.bodies)
-            .then(|| StoredBody(event.body.clone()));
-        let journal_key = inner.store.saver().map_or(0, saver::Saver::new_key);
-        inner.store.insert(EventRecord {
-            id,
-            route: route_id,
-            received_ms: event.received_at_ms(),
-            delivery_id,
-            decision: Decision::Received,
-            verdicts: Vec::new(),
-            destinations: Vec::new(),
-            body,
-            journal_key,
-        });
+        if let Some(inner) = &self.inner
+            && let Some(record) = record_of(event, delivery_id, &inner.routes)
+        {
+            inner.store.insert(record);
+        }
     }
 
     /// Records what the ingress decided for event `id`, and its plugins' verdicts.
+    ///
+    /// An event queued without plugin verdicts is not written to the journal here: the
+    /// journaled event holds every fact of its record until its first attempt (id, route,
+    /// receipt, headers with the delivery id, body), so the record is rebuilt from it at start
+    /// ([`Inspector::open`]) and written first at that attempt. A record evicted before it
+    /// costs the journal neither a put nor a delete.
     pub fn decided(&self, id: &str, verdicts: Vec<PluginVerdict>, decision: Decision) {
-        self.update(id, true, |record| {
+        let save = !(verdicts.is_empty() && decision == Decision::Queued);
+        self.update(id, save, |record| {
             record.verdicts = verdicts;
             record.decision = decision;
         });
@@ -216,8 +206,9 @@ impl Inspector {
 impl RouteSettings {
     fn of(route: &RouteConfig) -> Self {
         let delivery_key = match (&route.dedup, &route.verify) {
+            (Some(dedup), _) => Some(dedup.key.clone()),
             (None, Some(verifier)) => DedupKey::for_preset(verifier.preset()),
-            _ => None,
+            (None, None) => None,
         };
         Self {
             id: Arc::from(route.id.as_str()),
@@ -225,6 +216,64 @@ impl RouteSettings {
             delivery_key,
         }
     }
+}
+
+/// The record of `event` as it is received (`delivery_id`: the sender's, if already read);
+/// `None` if its id is not a UUID.
+fn record_of(
+    event: &Event,
+    delivery_id: Option<&str>,
+    routes: &HashMap<String, RouteSettings>,
+) -> Option<EventRecord> {
+    let id = parse_id(&event.id)?;
+    let route = routes.get(&event.route);
+    let route_id = route.map_or_else(|| Arc::from(event.route.as_str()), |r| Arc::clone(&r.id));
+    let delivery_id = delivery_id.map(str::to_owned).or_else(|| {
+        route
+            .and_then(|r| r.delivery_key.as_ref())
+            .and_then(|key| key.read(&event.headers, &event.body))
+    });
+    let body = route
+        .is_some_and(|r| r.bodies)
+        .then(|| StoredBody(event.body.clone()));
+    Some(EventRecord {
+        id,
+        route: route_id,
+        received_ms: event.received_at_ms(),
+        delivery_id,
+        decision: Decision::Received,
+        verdicts: Vec::new(),
+        destinations: Vec::new(),
+        body,
+        journal_key: 0,
+    })
+}
+
+/// `restored` (the records read back from the journal) with a record rebuilt for each event
+/// of `resumed` that has none there (queued without plugins, and not yet attempted: see
+/// [`Inspector::decided`]), oldest first.
+fn with_rebuilt(
+    mut records: Vec<EventRecord>,
+    resumed: &[ResumedEvent],
+    routes: &HashMap<String, RouteSettings>,
+) -> Vec<EventRecord> {
+    let held: std::collections::HashSet<u128, store::IdHash> =
+        records.iter().map(|record| record.id).collect();
+    let before = records.len();
+    records.extend(
+        resumed
+            .iter()
+            .filter_map(|resumed| record_of(&resumed.event, None, routes))
+            .filter(|record| !held.contains(&record.id))
+            .map(|record| EventRecord {
+                decision: Decision::Queued,
+                ..record
+            }),
+    );
+    if records.len() > before {
+        records.sort_unstable_by_key(|record| (record.received_ms, record.id));
+    }
+    records
 }
 
 /// An event id (a UUID) as the record's key.

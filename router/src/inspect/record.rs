@@ -128,7 +128,7 @@ pub struct EventRecord {
     pub destinations: Vec<DestinationRecord>,
     /// The body, where the route sets `inspect_bodies = true`.
     pub body: Option<StoredBody>,
-    /// The record's key in the journal (0 without one).
+    /// The record's key in the journal: 0 until it is first written (none, without a journal).
     pub journal_key: u64,
 }
 

@@ -110,7 +110,8 @@ impl EventStore {
     }
 
     /// Records a new event, evicting the oldest past the count or the age. (Not written to the
-    /// journal: the first [`EventStore::update`] that saves writes it.)
+    /// journal: the first [`EventStore::update`] that saves gives it a journal key and writes
+    /// it; a record evicted before that costs the journal nothing.)
     pub(super) fn insert(&self, record: EventRecord) {
         let key = (record.received_ms, record.id);
         if self.events.insert(record.id, record).is_some() {
@@ -126,9 +127,16 @@ impl EventStore {
             return;
         };
         change(&mut record);
+        let saver = self.saver.as_ref().filter(|_| save);
+        if let Some(saver) = saver
+            && record.journal_key == 0
+        {
+            // Its first write: until now the journal had no key of it to delete.
+            record.journal_key = saver.new_key();
+        }
         drop(record);
-        if save {
-            self.save(id);
+        if let Some(saver) = saver {
+            saver.save(id);
         }
     }
 
@@ -222,12 +230,6 @@ impl EventStore {
             {
                 saver.forget(record.journal_key);
             }
-        }
-    }
-
-    fn save(&self, id: u128) {
-        if let Some(saver) = &self.saver {
-            saver.save(id);
         }
     }
 }

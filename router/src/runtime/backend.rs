@@ -131,7 +131,7 @@ pub(super) async fn open_backend(
             );
             let inspector = Inspector::open(
                 config,
-                Some((&journal, &mut recovered)),
+                Some((&journal, &mut recovered, &resumed)),
                 metrics,
                 supervisor,
             );
