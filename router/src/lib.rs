@@ -19,8 +19,8 @@
 //!
 //! [`config`] reads the route file, [`reload`] switches a running router to a changed one, and
 //! [`runtime`] wires the parts together; [`supervise`]
-//! restarts a long-lived task that panics, and [`clock`] keeps time arithmetic from
-//! overflowing.
+//! restarts a long-lived task that panics, [`clock`] keeps time arithmetic from
+//! overflowing, and [`id_hash`] hashes the ids the router makes.
 
 pub mod admin;
 pub mod allow_list;
@@ -29,6 +29,7 @@ pub mod config;
 pub mod dedup;
 pub mod delivery;
 pub mod event;
+pub mod id_hash;
 pub mod ingress;
 pub mod inspect;
 pub mod journal;

@@ -257,7 +257,7 @@ fn with_rebuilt(
     resumed: &[ResumedEvent],
     routes: &HashMap<String, RouteSettings>,
 ) -> Vec<EventRecord> {
-    let held: std::collections::HashSet<u128, store::IdHash> =
+    let held: std::collections::HashSet<u128, crate::id_hash::IdHash> =
         records.iter().map(|record| record.id).collect();
     let before = records.len();
     records.extend(

@@ -15,7 +15,8 @@ use std::sync::{Arc, Weak};
 use tokio::sync::{Mutex, Notify, mpsc};
 
 use super::record::EventRecord;
-use super::store::{EventStore, IdHash};
+use super::store::EventStore;
+use crate::id_hash::IdHash;
 use crate::journal::{Batch, Journal, Key, Recovered, space};
 use crate::supervise::Supervisor;
 

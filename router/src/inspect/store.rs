@@ -9,7 +9,6 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -17,6 +16,7 @@ use dashmap::DashMap;
 
 use super::record::EventRecord;
 use super::saver::Saver;
+use crate::id_hash::IdHash;
 
 /// Where a page of the list ends: the `(received_ms, id)` of its last event. The next page
 /// holds the events below it.
@@ -233,37 +233,6 @@ impl EventStore {
         }
     }
 }
-
-/// A map or set keyed by event id, hashed by [`IdHasher`].
-pub(super) type IdHash = BuildHasherDefault<IdHasher>;
-
-/// Hashes an event id by folding its halves and one multiply (Fibonacci hashing): ids are
-/// UUIDv7, mostly random bits already, so a keyed hash (SipHash, the default) would spend its
-/// time on what is already spread. Ids come from the router, not from senders.
-#[derive(Debug, Default)]
-pub(super) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Not reached for `u128` keys; kept correct for any other input.
-        for &byte in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(FIBONACCI);
-        }
-    }
-
-    fn write_u128(&mut self, id: u128) {
-        // The two halves (truncations on purpose), folded, then spread to the high bits too.
-        let (high, low) = ((id >> 64) as u64, id as u64);
-        self.0 = (low ^ high.rotate_left(32)).wrapping_mul(FIBONACCI);
-    }
-}
-
-/// 2^64 divided by the golden ratio, odd: multiplying by it spreads every bit upward.
-const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// Whether `record` passes `query`'s route, destination and outcome filters.
 fn matches(record: &EventRecord, query: &ListQuery) -> bool {

@@ -37,6 +37,7 @@ use super::JournalError;
 use super::directory::{self, io_error};
 use super::faults::Faults;
 use super::record::{self, Key, Op, Record};
+use crate::id_hash::IdHash;
 
 /// Where a key's latest put is.
 #[derive(Debug, Clone, Copy)]
@@ -54,8 +55,8 @@ struct Segment {
     len: u64,
     /// Its size on disk (zeros past `len` in a preallocated segment).
     file_bytes: u64,
-    /// Keys whose latest put is in this segment.
-    live: HashSet<Key>,
+    /// Keys whose latest put is in this segment (router-made: hashed cheaply).
+    live: HashSet<Key, IdHash>,
 }
 
 /// The name of the next segment while it is being preallocated.
@@ -147,7 +148,7 @@ pub struct Log {
     active: File,
     active_no: u64,
     segments: BTreeMap<u64, Segment>,
-    index: HashMap<Key, Location>,
+    index: HashMap<Key, Location, IdHash>,
     disk_bytes: u64,
     live_bytes: u64,
     /// The next segment, being preallocated by a helper thread.
@@ -261,8 +262,8 @@ impl Log {
         let numbers = list_segments(dir)?;
         let mut opened = Opened::default();
         let mut segments: BTreeMap<u64, Segment> = BTreeMap::new();
-        let mut index: HashMap<Key, Location> = HashMap::new();
-        let mut values: HashMap<Key, (Vec<u8>, u64)> = HashMap::new();
+        let mut index: HashMap<Key, Location, IdHash> = HashMap::default();
+        let mut values: HashMap<Key, (Vec<u8>, u64), IdHash> = HashMap::default();
         for (position, &n) in numbers.iter().enumerate() {
             let path = segment_path(dir, n);
             let data = directory::read(&path).map_err(io_error(&path, "read"))?;
