@@ -48,7 +48,7 @@ fn record_one(inspector: &Inspector) {
         vec![PluginVerdict::new("event-filter", "pass", None)],
         Decision::Queued,
     );
-    inspector.queued(&id, ["sink"]);
+    inspector.queued(&id, |queued| queued("sink"));
     inspector.attempt(
         &id,
         "sink",

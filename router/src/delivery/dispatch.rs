@@ -405,11 +405,12 @@ async fn run_dispatch(
             return;
         };
         let verdict = receipt.verdict();
-        // Lazy: the names are only read while the event record is on.
-        let names = targets
-            .iter()
-            .map(|t| shared.destinations[t.destination].load().name.clone());
-        shared.inspect.queued(&event.id, names);
+        // Called only while the event record is on; the names are lent, not copied.
+        shared.inspect.queued(&event.id, |queued| {
+            for target in &targets {
+                queued(&shared.destinations[target.destination].load().name);
+            }
+        });
         let job = Arc::new(Job { event, receipt });
         let now = crate::journal::now_ms();
         shared

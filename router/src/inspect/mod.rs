@@ -48,6 +48,9 @@ struct RouteSettings {
 struct Inner {
     store: Arc<EventStore>,
     routes: HashMap<String, RouteSettings>,
+    /// The destinations' names, shared by their records (a destination added by a reload has
+    /// its name copied into each record instead).
+    destinations: HashMap<String, Arc<str>>,
 }
 
 /// The handle through which events are recorded. Cheap to clone; does nothing when the record
@@ -109,8 +112,17 @@ impl Inspector {
                 "inspect: event records read back from the journal"
             );
         }
+        let destinations = config
+            .destinations
+            .keys()
+            .map(|name| (name.clone(), Arc::from(name.as_str())))
+            .collect();
         Self {
-            inner: Some(Arc::new(Inner { store, routes })),
+            inner: Some(Arc::new(Inner {
+                store,
+                routes,
+                destinations,
+            })),
         }
     }
 
@@ -144,15 +156,25 @@ impl Inspector {
         });
     }
 
-    /// Records that event `id` was taken off the queue for `destinations` (again, for a replay
-    /// or after a restart: their deliveries are pending once more). Written to the journal
-    /// with the attempt that follows: a record read back without it still shows the event
-    /// pending, and it is queued again.
-    pub fn queued<S: AsRef<str>>(&self, id: &str, destinations: impl IntoIterator<Item = S>) {
+    /// Records that event `id` was taken off the queue for the destinations `each` names, one
+    /// call of its argument per name (again, for a replay or after a restart: their deliveries
+    /// are pending once more). Only called while the record is on, so the caller makes no
+    /// copy of a name for it. Written to the journal with the attempt that follows: a record
+    /// read back without it still shows the event pending, and it is queued again.
+    pub fn queued(&self, id: &str, each: impl FnOnce(&mut dyn FnMut(&str))) {
+        let Some(inner) = &self.inner else {
+            return;
+        };
         self.update(id, false, |record| {
-            for name in destinations {
-                record.destination(name.as_ref()).outcome = DeliveryOutcome::Pending;
-            }
+            each(&mut |name| {
+                let shared = || {
+                    inner
+                        .destinations
+                        .get(name)
+                        .map_or_else(|| Arc::from(name), Arc::clone)
+                };
+                record.destination_or(name, shared).outcome = DeliveryOutcome::Pending;
+            });
         });
     }
 

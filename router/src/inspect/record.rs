@@ -100,8 +100,9 @@ impl Attempt {
 /// The event's delivery to one destination.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DestinationRecord {
-    /// The destination's name.
-    pub name: String,
+    /// The destination's name (shared by its records).
+    #[serde(with = "shared_str")]
+    pub name: Arc<str>,
     /// Where the delivery stands.
     pub outcome: DeliveryOutcome,
     /// Every attempt, oldest first.
@@ -157,11 +158,21 @@ impl EventRecord {
 
     /// The record of delivery to `name`, added (pending) if there is none yet.
     pub fn destination(&mut self, name: &str) -> &mut DestinationRecord {
-        let index = match self.destinations.iter().position(|d| d.name == name) {
+        self.destination_or(name, || Arc::from(name))
+    }
+
+    /// The record of delivery to `name`, added (pending, named by `shared()`, the same name
+    /// shared) if there is none yet.
+    pub(super) fn destination_or(
+        &mut self,
+        name: &str,
+        shared: impl FnOnce() -> Arc<str>,
+    ) -> &mut DestinationRecord {
+        let index = match self.destinations.iter().position(|d| *d.name == *name) {
             Some(index) => index,
             None => {
                 self.destinations.push(DestinationRecord {
-                    name: name.to_owned(),
+                    name: shared(),
                     outcome: DeliveryOutcome::Pending,
                     attempts: Vec::new(),
                 });
@@ -185,7 +196,7 @@ impl EventRecord {
             .iter()
             .map(|d| {
                 json!({
-                    "name": d.name,
+                    "name": &*d.name,
                     "outcome": d.outcome.label(),
                     "attempts": d.attempts.iter().map(|a| json!({
                         "at": rfc3339(a.at_ms),

@@ -240,7 +240,7 @@ fn matches(record: &EventRecord, query: &ListQuery) -> bool {
         return false;
     }
     let outcome = match &query.destination {
-        Some(name) => match record.destinations.iter().find(|d| d.name == *name) {
+        Some(name) => match record.destinations.iter().find(|d| *d.name == **name) {
             Some(destination) => destination.outcome.label(),
             None => return false,
         },
