@@ -33,6 +33,10 @@ pub struct Event {
     /// none, as for most events: an empty `HeaderMap` would still take 96 bytes of every held
     /// event.
     pub plugin_headers: Option<Box<HeaderMap>>,
+    /// The key its route orders deliveries by (`order_by`, `order_by_header`), read from the
+    /// request as received: events with the same key reach each destination one at a time, in
+    /// the order they were accepted. `None`: the route orders nothing, or the request has no key.
+    pub order_key: Option<String>,
 }
 
 #[cfg(test)]
@@ -50,6 +54,7 @@ impl Event {
             body: body.into(),
             received_at: SystemTime::now(),
             plugin_headers: None,
+            order_key: None,
         }
     }
 }

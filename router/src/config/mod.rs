@@ -5,13 +5,14 @@
 //! have `[queue]` (where events are held) and `[plugins]` (plugin module bounds). Loading
 //! reports every problem it finds, each with file, line and key, instead of stopping at the first.
 //! Each table's schema, defaults and checks are in its own file (`server`, `queue`,
-//! `destination`, `route`, `verify`, `plugins`); this one reads the file and puts them together.
+//! `destination`, `route`, `order`, `verify`, `plugins`); this one reads the file and puts them together.
 
 pub(crate) mod bounds;
 pub mod changes;
 mod destination;
 mod error;
 mod inspect;
+mod order;
 mod plugins;
 mod queue;
 mod route;
@@ -29,6 +30,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 pub use destination::{CircuitConfig, DestinationConfig, DestinationUrl, Jitter, RetryConfig};
 pub use error::{ConfigError, ConfigErrors};
 pub use inspect::InspectConfig;
+pub use order::{OnDeadLetter, OrderConfig};
 pub use plugins::{CompileCache, PluginsConfig};
 pub use queue::{FsyncMode, QueueBackend, QueueConfig};
 pub use route::{
@@ -188,7 +190,10 @@ impl Config {
             .filter(|(_, destination)| destination.sign.is_some())
             .map(|(name, _)| name.as_str())
             .collect();
-        let routes = validate_routes(raw_routes, &destination_names, &signing, sink);
+        let nats = queue
+            .as_ref()
+            .is_some_and(|queue| queue.backend == Some(QueueBackend::Nats));
+        let routes = validate_routes(raw_routes, &destination_names, &signing, nats, sink);
         Config {
             source: source.to_path_buf(),
             server,

@@ -91,6 +91,8 @@ struct IngressRoute {
     allow_ips: Option<Vec<Cidr>>,
     /// Credential headers removed once the request is verified (not stored nor forwarded).
     removed_headers: Vec<HeaderName>,
+    /// Where the order key is read from, on an ordered route (`order_by`, `order_by_header`).
+    order_by: Option<crate::dedup::DedupKey>,
     metrics: RouteMetrics,
 }
 
@@ -171,6 +173,7 @@ impl IngressRoute {
                 .filter(|name| !route.keep_headers.iter().any(|kept| kept == *name))
                 .map(|name| HeaderName::from_static(name))
                 .collect(),
+            order_by: route.order.as_ref().map(|order| order.key.clone()),
             metrics: metrics.route(&route.id, ROUTE_STATUSES),
         }
     }
@@ -494,6 +497,11 @@ impl Ingress {
             },
         };
         self.metrics.record_body_bytes(body.len());
+        // Read from the request as received, before plugins: the events they make carry it.
+        let order_key = route
+            .order_by
+            .as_ref()
+            .and_then(|key| key.read(&parts.headers, &body));
         for name in &route.removed_headers {
             parts.headers.remove(name);
         }
@@ -566,6 +574,7 @@ impl Ingress {
             body,
             received_at: SystemTime::now(),
             plugin_headers: None,
+            order_key,
         };
         self.inspect
             .received(&event, dedup_key.as_ref().map(|(_, key)| key.as_str()));

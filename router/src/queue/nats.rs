@@ -296,7 +296,7 @@ impl NatsQueue {
                     };
                     let publish = async_nats::jetstream::message::PublishMessage::build()
                         .payload(payload.clone())
-                        .header(encoding::HEADER, encoding::VERSION)
+                        .header(encoding::HEADER, encoding::version(event))
                         .message_id(format!("{}.{name}.{nonce:x}", event.id));
                     let ack = self
                         .nats
@@ -702,6 +702,7 @@ fn raw_event(message: &async_nats::Message, received_at: SystemTime) -> Event {
         body: message.payload.clone(),
         received_at,
         plugin_headers: None,
+        order_key: None,
     }
 }
 
