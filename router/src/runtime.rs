@@ -437,6 +437,8 @@ impl Router {
                 admin.set_routes(RouteTable::from_config(config));
             }
         });
+        let holding = dispatcher.holding_routes();
+        reloader.on_switch(move |config| holding.update(&config.routes));
         let admin_handler = Arc::clone(&admin);
         let admin_listener = Listener::start(
             "admin_listener",

@@ -383,6 +383,11 @@ impl Metrics {
         self.destination_gauge(&catalogue::DESTINATION_MAX_HELD, destination)
     }
 
+    /// Gauge of the order keys with events waiting at `destination` behind an earlier one.
+    pub fn ordered_keys_waiting(&self, destination: &str) -> Gauge {
+        self.destination_gauge(&catalogue::ORDERED_KEYS_WAITING, destination)
+    }
+
     /// Gauge of the age of the oldest event `destination` holds.
     pub fn destination_oldest_age(&self, destination: &str) -> Gauge {
         self.destination_gauge(&catalogue::OLDEST_EVENT_AGE, destination)

@@ -9,6 +9,7 @@ mod ingress;
 mod inspect;
 mod isolation;
 mod limits;
+mod order;
 mod plugins;
 mod prometheus;
 mod shutdown;

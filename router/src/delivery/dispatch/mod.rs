@@ -5,7 +5,8 @@
 //! - [`lane`]: each destination's channel, served by `max_in_flight` workers;
 //! - [`outcome`]: one attempt, and what its outcome makes of the delivery (final, retried,
 //!   dead-lettered);
-//! - [`scheduler`]: the retry scheduler, which hands waiting deliveries back to their lanes.
+//! - [`scheduler`]: the retry scheduler, which hands waiting deliveries back to their lanes;
+//! - [`order`]: ordered delivery per key, which lets one delivery of a key go at a time.
 //!
 //! Every task runs under the [`Supervisor`], and what a task holds lives outside it, so that
 //! neither a panic nor the end of the shutdown grace period loses a delivery: a lane worker
@@ -17,6 +18,7 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 mod lane;
+mod order;
 mod outcome;
 mod scheduler;
 
@@ -30,6 +32,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use self::lane::Lane;
+pub use self::order::HoldingRoutes;
+use self::order::KeyLines;
 use self::scheduler::{RetrySender, Waiting, WaitingSlot};
 use crate::config::RouteConfig;
 use crate::delivery::attempt::{Deliverer, Destination};
@@ -112,6 +116,14 @@ struct Shared {
     earliest_due: Mutex<Option<Instant>>,
     /// The event record: each delivery's attempts and outcome.
     inspect: Inspector,
+    /// Ordered keys' lines: deliveries of a key waiting for the one under way, each with when
+    /// its next attempt is due (Unix ms; 0: now).
+    order: KeyLines<(Delivery, u64)>,
+    /// The routes whose dead letters hold their keys.
+    holding: HoldingRoutes,
+    /// Taken by a dispatch task from before it takes an event off the queue until its
+    /// deliveries are in their keys' lines, so that the lines keep the queue's order.
+    taking: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -119,6 +131,47 @@ impl Shared {
     fn finish(&self, delivery: &Delivery) {
         self.outstanding.fetch_sub(1, Ordering::AcqRel);
         delivery.finished();
+    }
+
+    /// Starts `delivery`: into its lane, or to the retry scheduler until `due_ms` (Unix ms).
+    fn start(&self, delivery: Delivery, due_ms: u64) {
+        let wait = due_ms.saturating_sub(crate::journal::now_ms());
+        if wait > 0 {
+            let _ = self.retries.send((delivery, Duration::from_millis(wait)));
+        } else {
+            self.lanes[delivery.destination].send(delivery);
+        }
+    }
+
+    /// Holds the keys of the stored dead letters of holding routes (at start: the letters were
+    /// stored before a restart). A key with several letters waits for the oldest.
+    fn hold_for_letters(&self) {
+        for letter in self.dead_letters.list().iter().rev() {
+            if let (Some(destination), Some(key)) = (letter.destination, &letter.event.order_key)
+                && self.holding.holds(&letter.event.route)
+            {
+                self.order.hold(destination, key, &letter.event.id);
+            }
+        }
+    }
+
+    /// `letter` was discarded or evicted: if it held its key, the key's next delivery goes.
+    fn discarded(&self, letter: &crate::delivery::dead_letter::DeadLetter) {
+        if let (Some(destination), Some(key)) = (letter.destination, &letter.event.order_key)
+            && let Some((next, due_ms)) = self.order.discarded(destination, key, &letter.event.id)
+        {
+            self.start(next, due_ms);
+        }
+    }
+
+    /// `delivery` has left this router's hands (final, or taken back by the queue): the next
+    /// delivery of its order key, if it has one, goes now.
+    fn next_in_line(&self, delivery: &Delivery) {
+        if let Some(key) = &delivery.job.event.order_key
+            && let Some((next, due_ms)) = self.order.finish(delivery.destination, key)
+        {
+            self.start(next, due_ms);
+        }
     }
 }
 
@@ -137,6 +190,11 @@ impl Dispatcher {
     /// Each destination's settings, for a config reload to replace (new attempts use them).
     pub fn destinations(&self) -> LiveDestinations {
         Arc::clone(&self.shared.destinations)
+    }
+
+    /// The routes whose dead letters hold their keys, for a config reload to replace.
+    pub fn holding_routes(&self) -> HoldingRoutes {
+        self.shared.holding.clone()
     }
 }
 
@@ -167,6 +225,7 @@ impl Dispatcher {
         let cancel = CancellationToken::new();
         let (retry_tx, waiting) = Waiting::new();
         let names: Vec<String> = destinations.iter().map(|d| d.name.clone()).collect();
+        let order = KeyLines::new(names.iter().map(String::as_str), metrics);
         let connected: Vec<(&str, usize)> = routes
             .iter()
             .flat_map(|route| {
@@ -197,6 +256,16 @@ impl Dispatcher {
             parked: AtomicUsize::new(0),
             earliest_due: Mutex::new(None),
             inspect,
+            order,
+            holding: HoldingRoutes::new(routes),
+            taking: tokio::sync::Mutex::new(()),
+        });
+        shared.hold_for_letters();
+        let weak = Arc::downgrade(&shared);
+        shared.dead_letters.on_discard(move |letter| {
+            if let Some(shared) = weak.upgrade() {
+                shared.discarded(letter);
+            }
         });
 
         let mut tasks = Vec::new();
@@ -231,12 +300,17 @@ impl Dispatcher {
     }
 
     /// Whether nothing can happen before `deadline`: no event waits in `queue`, and every
-    /// delivery taken off it waits for a retry due after `deadline` (none is in a lane or in
-    /// flight). Shutdown need not wait for the end of its grace period then.
+    /// delivery taken off it waits for a retry due after `deadline`, or behind one of its key
+    /// that does (none is in a lane or in flight). Shutdown need not wait for the end of its
+    /// grace period then.
     pub fn settled(&self, deadline: Instant, queue: &dyn DispatchQueue) -> bool {
+        let waiting = self
+            .shared
+            .parked
+            .load(Ordering::Acquire)
+            .saturating_add(self.shared.order.waiting());
         queue.queued() == 0
-            && self.shared.outstanding.load(Ordering::Acquire)
-                == self.shared.parked.load(Ordering::Acquire)
+            && self.shared.outstanding.load(Ordering::Acquire) == waiting
             && lock(&self.shared.earliest_due).is_none_or(|due| due > deadline)
     }
 
@@ -247,7 +321,8 @@ impl Dispatcher {
     }
 
     /// Stops dispatch: attempts in flight may finish until `deadline`; nothing new starts.
-    /// Returns the events still held (queued, in a lane, waiting to retry, or cut off),
+    /// Returns the events still held (queued, in a lane, waiting to retry or behind one of
+    /// their key, or cut off),
     /// including the retries of attempts that failed while stopping.
     pub async fn stop(
         self,
@@ -286,6 +361,7 @@ impl Dispatcher {
             lane.drain(&mut held);
         }
         Waiting::drain(&self.waiting, &mut held);
+        held.extend(self.shared.order.drain().into_iter().map(|(d, _)| d));
         let mut jobs = BTreeSet::new();
         for delivery in &held {
             if jobs.insert(Arc::as_ptr(&delivery.job) as usize) {
@@ -332,13 +408,20 @@ fn reachable(route: &RouteConfig, names: &[String]) -> Vec<usize> {
         .collect()
 }
 
-/// Moves events from the queue into their destinations' lanes.
+/// Moves events from the queue into their destinations' lanes (a delivery of an ordered key
+/// with one under way into the key's line instead).
 async fn run_dispatch(
     queue: Arc<dyn DispatchQueue>,
     shared: Arc<Shared>,
     cancel: CancellationToken,
 ) {
     loop {
+        // One task at a time from the queue to the lines: the lines see the queue's order.
+        let turn = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            turn = shared.taking.lock() => turn,
+        };
         let queued = tokio::select! {
             biased;
             () = cancel.cancelled() => return,
@@ -359,7 +442,6 @@ async fn run_dispatch(
             .map(|t| shared.destinations[t.destination].load().name.clone());
         shared.inspect.queued(&event.id, names);
         let job = Arc::new(Job { event, receipt });
-        let now = crate::journal::now_ms();
         shared
             .outstanding
             .fetch_add(targets.len(), Ordering::AcqRel);
@@ -372,13 +454,21 @@ async fn run_dispatch(
                 verdict: verdict.clone(),
             };
             // A delivery resumed after a restart keeps the wait it was given.
-            let wait = target.progress.next_attempt_ms.saturating_sub(now);
-            if wait > 0 {
-                let _ = shared.retries.send((delivery, Duration::from_millis(wait)));
+            let due_ms = target.progress.next_attempt_ms;
+            let event = &job.event;
+            if let Some(key) = &event.order_key {
+                if let Some((delivery, due_ms)) =
+                    shared
+                        .order
+                        .admit(target.destination, key, &event.id, (delivery, due_ms))
+                {
+                    shared.start(delivery, due_ms);
+                }
             } else {
-                shared.lanes[target.destination].send(delivery);
+                shared.start(delivery, due_ms);
             }
         }
+        drop(turn);
     }
 }
 

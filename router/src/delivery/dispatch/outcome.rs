@@ -74,6 +74,7 @@ pub(super) async fn attempt(shared: &Shared, mut delivery: Delivery) {
                 "delivered"
             );
             shared.finish(&delivery);
+            shared.next_in_line(&delivery);
             return;
         }
         AttemptOutcome::Retry {
@@ -112,6 +113,7 @@ pub(super) async fn attempt(shared: &Shared, mut delivery: Delivery) {
             if reported == Reported::Returned {
                 // The queue hands the event out again when the retry is due.
                 shared.outstanding.fetch_sub(1, Ordering::AcqRel);
+                shared.next_in_line(&delivery);
                 return;
             }
             // The scheduler's inbox outlives its task: during shutdown the retry waits there,
@@ -148,6 +150,14 @@ pub(super) async fn dead_letter(shared: &Shared, mut delivery: Delivery, verdict
         failed_at: SystemTime::now(),
     };
     let letter_id = letter.id.clone();
+    // Held before the letter is stored, so that a discard of the letter finds it held.
+    let holds = match &event.order_key {
+        Some(key) if shared.holding.holds(&event.route) => {
+            shared.order.hold(delivery.destination, key, &event.id);
+            true
+        }
+        _ => false,
+    };
     let finished = Delivery {
         attempts: verdict.attempts,
         ..delivery.clone()
@@ -163,11 +173,15 @@ pub(super) async fn dead_letter(shared: &Shared, mut delivery: Delivery, verdict
         );
         if delivery.job.receipt.unstored(&verdict, LETTER_RETRY) == Reported::Returned {
             shared.outstanding.fetch_sub(1, Ordering::AcqRel);
+            shared.next_in_line(&delivery);
         } else {
             delivery.verdict = Some(verdict);
             let _ = shared.retries.send((delivery, LETTER_RETRY));
         }
         return;
+    }
+    if !holds {
+        shared.next_in_line(&delivery);
     }
     if let Some(metrics) = shared.metrics.get(&event.route, delivery.destination) {
         metrics.dead_letter.increment(1);
