@@ -1166,3 +1166,89 @@ async fn ordered_keys_keep_their_order_through_failures_and_a_sigkill() {
     );
     assert!(router.stop().0);
 }
+
+/// Issue #26, `on_dead_letter = "hold"` across a restart: the dead letter of a key's first
+/// event stops the key; killed and started again, the router still holds the key (the later
+/// events wait, none is attempted) until the letter is replayed, which delivers it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_key_stays_held_across_a_restart_until_its_letter_is_replayed() {
+    let first = "{\"key\":\"k\",\"n\":0}";
+    let sink = Sink::start_per_body(move |body, attempt| {
+        if body == first.as_bytes() && attempt == 1 {
+            Reply::status(400)
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let dir = fresh_dir("held");
+    let config = write_config(
+        &dir,
+        &sink,
+        &Extra {
+            route: "order_by = \"/key\"\non_dead_letter = \"hold\"",
+            ..Extra::default()
+        },
+    );
+    let waiting = "webhook_ordered_keys_waiting{destination=\"sink\"}";
+    let sent = |sink: &Sink| -> Vec<u64> {
+        sink.requests()
+            .iter()
+            .map(|r| {
+                serde_json::from_slice::<serde_json::Value>(&r.body).expect("json")["n"]
+                    .as_u64()
+                    .expect("n")
+            })
+            .collect()
+    };
+    let router = start(&config);
+    for n in 0..3 {
+        let answer = client()
+            .post(format!("http://{}/hooks", router.ingress))
+            .header("content-type", "application/json")
+            .body(format!("{{\"key\":\"k\",\"n\":{n}}}"))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(answer.status(), 202);
+    }
+    wait_until(
+        "the key held, its two later events waiting",
+        PATIENCE,
+        || metric(&router.admin, waiting),
+        |now| *now == Some(1.0),
+    )
+    .await;
+    assert_eq!(sent(&sink), [0], "only the first event was attempted");
+    router.kill();
+
+    let mut router = start(&config);
+    router.wait_for_log("journal recovered");
+    wait_until(
+        "the key held again after the restart",
+        PATIENCE,
+        || metric(&router.admin, waiting),
+        |now| *now == Some(1.0),
+    )
+    .await;
+    assert_eq!(sent(&sink), [0], "nothing attempted after the restart");
+    let letters = dead_letters(&router.admin).await;
+    let letter = letters[0]["id"].as_str().expect("the letter");
+    let replay = client()
+        .post(format!(
+            "http://{}/dead-letters/{letter}/replay",
+            router.admin
+        ))
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(replay.status().as_u16(), 202);
+    wait_idle(&router.admin).await;
+    assert_eq!(
+        sent(&sink),
+        [0, 0, 1, 2],
+        "the replayed letter first, then the rest"
+    );
+    assert_eq!(metric(&router.admin, waiting).await, Some(0.0));
+    assert!(router.stop().0);
+}
