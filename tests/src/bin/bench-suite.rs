@@ -47,6 +47,12 @@
 //!    through the verifying route with two busy processes (`sh -c 'while :; do :; done'`)
 //!    beside the router, against the same without them; the plugin timeouts counted. Goal: 0.
 //!
+//! 9. **ordered delivery across keys** (first payload size only): `--ordered-events` (20 000)
+//!    events over 100 keys, each key's sent on a connection of its own, one after the other
+//!    (as an ordering sender sends them), through a route with `order_by_header`, delivered to
+//!    bare hyper; delivered/s against the same load through a route without it. Goal ≥ 0.50
+//!    (within 2 ×).
+//!
 //! Plugin overhead (criterion, `router/benches/plugin_overhead.rs`) is read from the summary
 //! that bench writes (`--plugin-overhead FILE`; `tests/bench.sh` passes it).
 //!
@@ -74,6 +80,9 @@ const GITHUB_SECRET: &str = "bench-secret";
 /// Route paths.
 const PLAIN_PATH: &str = "/hooks/plain";
 const VERIFIED_PATH: &str = "/hooks/github";
+const ORDERED_PATH: &str = "/hooks/ordered";
+/// Keys of the ordered-delivery row.
+const ORDERED_KEYS: u64 = 100;
 /// The journaled rows' `fsync` setting (`--journal-fsync`).
 static JOURNAL_FSYNC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// The routers' `[inspect] events` (`--inspect-events`; the router's default if not given).
@@ -124,6 +133,9 @@ struct Args {
     /// Events sent through event-filter for the CPU-hog row (0 skips it).
     #[arg(long, default_value_t = 100_000)]
     hog_events: u64,
+    /// Events sent over 100 keys for the ordered-delivery row (0 skips it).
+    #[arg(long, default_value_t = 20_000)]
+    ordered_events: u64,
     /// The routers' `[inspect] events`: 0 turns the event record off, to compare ingest with
     /// it on (the default, 10 000) and off.
     #[arg(long)]
@@ -184,6 +196,9 @@ fn main() -> Result<()> {
             rows.extend(runtime.block_on(recovery_rows(&args, payload))?);
             if args.hog_events > 0 {
                 rows.push(runtime.block_on(hog_row(args.hog_events, payload))?);
+            }
+            if args.ordered_events > 0 {
+                rows.push(runtime.block_on(ordered_row(args.ordered_events, payload))?);
             }
         }
     }
@@ -746,6 +761,73 @@ async fn latency_runs(args: &Args, payload: usize, rate: f64) -> Result<(Latency
     Ok((direct, routed))
 }
 
+/// Ordered against unordered delivery across keys: `events` over [`ORDERED_KEYS`] keys, each
+/// key's events sent one after the other on a connection of its own, through the ordered
+/// route and then the plain one (the same load, its `x-key` header unread), each to a fresh
+/// bare hyper destination; delivered/s from the first send to the last delivery.
+async fn ordered_row(events: u64, payload: usize) -> Result<Row> {
+    let mut rates = Vec::new();
+    for (path, route) in [(PLAIN_PATH, "plain"), (ORDERED_PATH, "ordered")] {
+        println!("  {events} events over {ORDERED_KEYS} keys, route {route} ...");
+        let destination = BareServer::start().await?;
+        let config = router_config(&destination.url("/sink"), Queue::Memory);
+        let router = TestRouter::start(&config).await;
+        let started = Instant::now();
+        let sends = (0..ORDERED_KEYS).map(|key| {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-key", http::HeaderValue::from(key));
+            let target = Target {
+                addr: router.router.ingress_addr(),
+                path: path.into(),
+                headers,
+            };
+            let count = events / ORDERED_KEYS + u64::from(key < events % ORDERED_KEYS);
+            async move { load::send_count(&target, numbered_body(key, payload), count, 1).await }
+        });
+        let mut answers = load::Answers::default();
+        for sent in futures_util::future::join_all(sends).await {
+            let sent = sent?;
+            answers.accepted += sent.accepted;
+            answers.other += sent.other;
+        }
+        let accepted = accepted(&router, route).await?;
+        let drained = wait_until(Duration::from_secs(60), || {
+            destination.requests() >= accepted
+        })
+        .await;
+        let _ = router.router.shutdown().await;
+        let span = destination
+            .last_answer()
+            .map_or(Duration::ZERO, |last| last - started);
+        let delivered = destination.requests();
+        let rate = delivered as f64 / span.as_secs_f64().max(1e-9);
+        println!(
+            "      {} accepted, {} refused; {delivered} delivered in {:.2} s: {rate:.0}/s{}",
+            answers.accepted,
+            answers.other,
+            span.as_secs_f64(),
+            if drained {
+                ""
+            } else {
+                " (INCOMPLETE after 60 s)"
+            }
+        );
+        rates.push((rate, drained && answers.other == 0));
+    }
+    let [(unordered, unordered_whole), (ordered, ordered_whole)] =
+        <[(f64, bool); 2]>::try_from(rates).expect("two runs");
+    let ratio = ordered / unordered.max(1e-9);
+    Ok(Row {
+        name: format!("ordered delivery across {ORDERED_KEYS} keys, delivered/s"),
+        payload: format_size(payload),
+        measured: format!("{}/s", format_rate(ordered)),
+        baseline: format!("{}/s unordered", format_rate(unordered)),
+        ratio: format!("{ratio:.2}"),
+        goal: "≥ 0.50",
+        met: Some(unordered_whole && ordered_whole && ratio >= 0.50),
+    })
+}
+
 /// Prefix of the line a memory child prints.
 const MEMORY_TAG: &str = "HELD_MEMORY";
 
@@ -1041,6 +1123,15 @@ fn plugin_rows(path: &Path) -> Result<Vec<Row>> {
 /// The benchmark router's config, delivering to `url`; journaled in `journal` if given.
 fn router_config(url: &str, queue: Queue<'_>) -> String {
     let filter = webhook_router_tests::wasm::module("event_filter");
+    // Ordered delivery is not available on NATS.
+    let ordered = if matches!(queue, Queue::Nats(_)) {
+        String::new()
+    } else {
+        format!(
+            "[[routes]]\nid = \"ordered\"\npath = \"{ORDERED_PATH}\"\ndestinations = [\"sink\"]\n\
+             order_by_header = \"x-key\"\n"
+        )
+    };
     let (server, queue) = match queue {
         Queue::Memory => (String::new(), String::new()),
         Queue::Journal(dir) => (
@@ -1075,6 +1166,7 @@ id = "plain"
 path = "{PLAIN_PATH}"
 destinations = ["sink"]
 
+{ordered}
 [[routes]]
 id = "github"
 path = "{VERIFIED_PATH}"
