@@ -322,8 +322,7 @@ impl Dispatcher {
 
     /// Stops dispatch: attempts in flight may finish until `deadline`; nothing new starts.
     /// Returns the events still held (queued, in a lane, waiting to retry or behind one of
-    /// their key, or cut off),
-    /// including the retries of attempts that failed while stopping.
+    /// their key, or cut off), including the retries of attempts that failed while stopping.
     pub async fn stop(
         self,
         deadline: tokio::time::Instant,
