@@ -98,7 +98,7 @@ async fn a_key_waits_for_its_own_retries_and_dead_letters_skip_or_hold_it() {
     .await;
     let config = format!(
         "[destinations.sink]\nurl = \"{}\"\ntimeout = \"5s\"\nmax_in_flight = 8\n\
-         retry = {{ max_attempts = 100, initial_backoff = \"10ms\", max_backoff = \"50ms\", jitter = \"none\" }}\n\
+         retry = {{ max_attempts = 100, initial_backoff = \"10ms\", max_backoff = \"200ms\", jitter = \"none\" }}\n\
          [[routes]]\nid = \"skip\"\npath = \"/skip\"\ndestinations = [\"sink\"]\norder_by = \"/key\"\n\
          [[routes]]\nid = \"hold\"\npath = \"/hold\"\ndestinations = [\"sink\"]\n\
          order_by_header = \"x-key\"\non_dead_letter = \"hold\"\n",
