@@ -227,7 +227,7 @@ struct LetterFilterArgs {
     #[arg(long)]
     destination: Option<String>,
     /// Only letters with this reason: http_<status>, http_4xx, http_5xx, http, timeout,
-    /// connect, request, panic or removed.
+    /// connect, request, panic, removed, given_up or undecodable.
     #[arg(long)]
     reason: Option<String>,
     /// Only letters dead-lettered at or after this time (RFC 3339 or Unix ms).

@@ -12,28 +12,27 @@ use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
 use crate::admin::routes::RouteTable;
-use crate::config::{
-    ByteSize, Config, ConfigErrors, DEFAULT_MAX_BODY_BYTES, FsyncMode, QueueBackend,
-};
-use crate::dedup::nats::NatsWindow;
+use crate::config::{Config, ConfigErrors};
 use crate::delivery::attempt::{Deliverer, Destination, InvalidHeader};
-use crate::delivery::dead_letter::nats::NatsLetters;
 use crate::delivery::dead_letter::{DeadLetter, DeadLetterStore};
 use crate::delivery::destinations::DestinationBoard;
 use crate::delivery::dispatch::Dispatcher;
 use crate::event::Event;
 use crate::ingress::Ingress;
 use crate::inspect::Inspector;
-use crate::journal::{Batch, Fsync, Journal, JournalError, JournalOptions, Recovered};
+use crate::journal::{Batch, Journal, JournalError, Recovered};
 use crate::metrics::Metrics;
-use crate::nats::{Nats, NatsError};
+use crate::nats::NatsError;
 use crate::plugin::{CompiledModules, load_chains_with};
-use crate::queue::nats::{NatsDestination, NatsQueue};
-use crate::queue::{DispatchQueue, Holds, JournalQueue, MemoryQueue, Progress, ResumedEvent};
+use crate::queue::{DispatchQueue, Holds, JournalQueue, Progress, ResumedEvent};
 use crate::reload::Reloader;
 use crate::server::sockets::{self, PassedSockets, SocketError};
 use crate::server::{ListenerSettings, Listeners, StopTokens, serve};
 use crate::supervise::Supervisor;
+
+mod backend;
+
+use backend::open_backend;
 
 /// How often histogram samples are folded into buckets.
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -67,44 +66,6 @@ pub enum StartError {
          API is meant"
     )]
     OpenAdmin(SocketAddr),
-}
-
-/// Room in a NATS message for what it carries besides the body: the event's headers, route,
-/// path and the router's own fields.
-const NATS_MESSAGE_OVERHEAD: u64 = 64 * 1024;
-
-/// Shares the dead letters and every route's dedup window with the other routers on `nats`.
-async fn share_over_nats(
-    nats: &Nats,
-    config: &Config,
-    dead_letters: &Arc<DeadLetterStore>,
-    ingress: &Ingress,
-    destination_ids: &Arc<HashMap<String, usize>>,
-    supervisor: &Supervisor,
-) -> Result<(), NatsError> {
-    let replicas = config.queue.replicas;
-    let ids = Arc::clone(destination_ids);
-    let letters = NatsLetters::open(
-        nats,
-        replicas,
-        dead_letters,
-        move |name| ids.get(name).copied(),
-        supervisor,
-    )
-    .await?;
-    dead_letters.set_log(Arc::new(letters));
-    for (route, store) in ingress.dedup_stores() {
-        let window = NatsWindow::open(
-            nats,
-            replicas,
-            &route,
-            store.window(),
-            config.queue.publish_timeout.0,
-        )
-        .await?;
-        store.share(window);
-    }
-    Ok(())
 }
 
 /// What shutdown left behind.
@@ -231,7 +192,6 @@ impl Router {
             .map_err(StartError::Plugin)?;
         // The modules of the config the router starts with are the ones serving.
         modules.forget_unused();
-        let names: Vec<String> = destinations.iter().map(|d| d.name.clone()).collect();
         let capacity = server.queue_capacity.get();
         // A destination's default share: half the capacity, so that one that stops answering
         // leaves the other half to the rest; the whole of it when it is the only one.
@@ -253,93 +213,21 @@ impl Router {
                 .collect(),
             &metrics,
         ));
-        let mut opened = None;
-        let mut nats = None;
-        // The body limit the queue allows, when it has its own say (NATS).
-        let mut body_limit = None;
-        let queue: Arc<dyn DispatchQueue> = match config.queue.journal_dir() {
-            None if config.queue.backend == Some(QueueBackend::Nats) => {
-                let connection = Nats::connect(&config.queue, &supervisor)
-                    .await
-                    .map_err(StartError::Nats)?;
-                let limit = connection
-                    .body_limit(
-                        server.max_body_bytes.map(|size| size.0),
-                        DEFAULT_MAX_BODY_BYTES.0,
-                        NATS_MESSAGE_OVERHEAD,
-                    )
-                    .map_err(StartError::Nats)?;
-                body_limit = Some(ByteSize(limit));
-                let nats_destinations: Vec<NatsDestination> = destinations
-                    .iter()
-                    .map(|d| NatsDestination {
-                        name: d.name.clone(),
-                        max_attempts: d.retry.max_attempts.get(),
-                    })
-                    .collect();
-                let queue = NatsQueue::open(
-                    connection.clone(),
-                    &config.queue,
-                    &nats_destinations,
-                    capacity,
-                    metrics.clone(),
-                    Arc::clone(&holds),
-                    &supervisor,
-                )
-                .await
-                .map_err(StartError::Nats)?;
-                tracing::info!(url = %connection.url, stream = %connection.stream, "queue: NATS JetStream");
-                let client = connection.client.clone();
-                let connected = metrics.nats_connected();
-                metrics.on_render(move || {
-                    let up = client.connection_state() == async_nats::connection::State::Connected;
-                    connected.set(if up { 1.0 } else { 0.0 });
-                });
-                nats = Some(connection);
-                Arc::new(queue)
-            }
-            None => Arc::new(MemoryQueue::new(
-                capacity,
-                metrics.clone(),
-                Arc::clone(&holds),
-            )),
-            Some(dir) => {
-                let options = JournalOptions {
-                    fsync: match config.queue.fsync {
-                        FsyncMode::Always => Fsync::Always,
-                        FsyncMode::Interval => Fsync::Interval(config.queue.fsync_interval.0),
-                        FsyncMode::Never => Fsync::Never,
-                    },
-                    max_bytes: config.queue.max_bytes.0,
-                };
-                let (journal, mut recovered) =
-                    Journal::open(dir, options, &metrics).map_err(StartError::Journal)?;
-                let (queue, resumed) = JournalQueue::open(
-                    journal.clone(),
-                    &mut recovered,
-                    capacity,
-                    names,
-                    metrics.clone(),
-                    Arc::clone(&holds),
-                );
-                let queue = Arc::new(queue);
-                opened = Some((journal, recovered, Arc::clone(&queue), resumed));
-                queue
-            }
-        };
-        let journal = opened.as_ref().map(|(journal, ..)| journal.clone());
-        let journaled = opened
-            .as_mut()
-            .map(|(journal, recovered, ..)| (&*journal, recovered));
-        let inspector = Inspector::open(config, journaled, &metrics, &supervisor);
-        let dead_letters = Arc::new(DeadLetterStore::new(
-            server.dead_letter_capacity.get(),
-            usize::try_from(server.dead_letter_max_bytes.0).unwrap_or(usize::MAX),
-            metrics.clone(),
-            journal.clone(),
-        ));
+        let backend = open_backend(
+            config,
+            &destinations,
+            &destination_ids,
+            &holds,
+            &metrics,
+            &supervisor,
+        )
+        .await?;
+        let queue = backend.queue();
+        let journal = backend.journal().cloned();
+        let inspector = backend.inspector().clone();
+        let dead_letters = Arc::clone(backend.dead_letters());
         let mut ingress_config = Cow::Borrowed(config);
-        if let Some(limit) = body_limit {
+        if let Some(limit) = backend.body_limit() {
             ingress_config.to_mut().server.max_body_bytes = Some(limit);
         }
         let ingress = Ingress::new(
@@ -351,29 +239,9 @@ impl Router {
             &metrics,
         )
         .with_inspector(inspector.clone());
-        if let Some(nats) = &nats {
-            share_over_nats(
-                nats,
-                config,
-                &dead_letters,
-                &ingress,
-                &destination_ids,
-                &supervisor,
-            )
-            .await
-            .map_err(StartError::Nats)?;
-        }
-        if let Some((_, mut recovered, journal_queue, resumed)) = opened {
-            resume(
-                &mut recovered,
-                &journal_queue,
-                resumed,
-                &dead_letters,
-                &ingress,
-                &destination_ids,
-                &metrics,
-            );
-        }
+        backend
+            .attach(config, &ingress, &destination_ids, &metrics)
+            .await?;
         let board = Arc::new(DestinationBoard::new(&destinations, holds, &metrics));
         let dispatcher = Dispatcher::start(
             &queue,

@@ -342,6 +342,14 @@ async fn reload_under_load_switches_routes_plugins_and_secrets() {
         Some(1.0),
         "{text}"
     );
+    // One series: the replaced config's is gone, not left at 0.
+    assert_eq!(
+        text.lines()
+            .filter(|line| line.starts_with("webhook_config_info{"))
+            .count(),
+        1,
+        "{text}"
+    );
     let last = metric_value(&text, "webhook_config_last_reload_timestamp_seconds")
         .expect("last reload metric");
     assert!(last > 1.0e9, "{last}");

@@ -144,7 +144,7 @@ catalogue! {
     CLOSED_CONNECTIONS: Counter "webhook_connections_closed_total" ["listener", "reason"] "connections the router closed: `evicted` (the longest idle, to make room for a new one), `header_timeout` (no request within `header_read_timeout` of the connect), `idle_timeout`";
     REJECTED_REQUESTS: Counter "webhook_rejected_requests_total" ["listener", "reason"] "requests the listener refused or cut off: 503 before reaching a route, `busy` (`max_requests_in_flight` reached) or `client_busy` (`max_requests_in_flight_per_client` reached); 408, `slow_body` (the body arrived slower than `min_body_rate`)";
     CONFIG_RELOADS: Counter "webhook_config_reloads_total" ["result"] "config reloads: `ok` (applied) or `error` (refused whole; the old config kept serving)";
-    CONFIG_INFO: Gauge "webhook_config_info" ["hash"] "1 for the config serving (first 16 hex digits of its file's SHA-256), 0 for those it replaced";
+    CONFIG_INFO: Gauge "webhook_config_info" ["hash"] "1, one series: the config serving (`hash`: first 16 hex digits of its file's SHA-256)";
     CONFIG_LAST_RELOAD: Gauge "webhook_config_last_reload_timestamp_seconds" [] "when the config serving was loaded, at start or by a reload (Unix seconds)";
 }
 

@@ -181,7 +181,7 @@ impl Metrics {
         {
             collect();
         }
-        self.inner.handle.render()
+        without_replaced_configs(self.inner.handle.render())
     }
 
     /// Runs `collect` before each [`Metrics::render`], to set gauges computed from state. It
@@ -519,6 +519,26 @@ impl Metrics {
     }
 }
 
+/// `text` without the `webhook_config_info` series of the configs a reload replaced (at 0):
+/// an info metric shows one series, the config serving. (The exporter cannot unregister one
+/// series: its registry only forgets series left idle, by kind and after a timeout, which
+/// would take the gauges set once at start with them.)
+fn without_replaced_configs(text: String) -> String {
+    let replaced = |line: &str| {
+        line.strip_prefix(catalogue::CONFIG_INFO.name)
+            .is_some_and(|rest| rest.starts_with('{') && rest.ends_with(" 0"))
+    };
+    if !text.lines().any(replaced) {
+        return text;
+    }
+    let mut kept = String::with_capacity(text.len());
+    for line in text.lines().filter(|line| !replaced(line)) {
+        kept.push_str(line);
+        kept.push('\n');
+    }
+    kept
+}
+
 /// The key of one series of `metric`; in debug builds, checks that `labels` are the ones its
 /// catalogue row names, in order.
 fn key(metric: &'static Metric, labels: Vec<Label>) -> Key {
@@ -737,6 +757,34 @@ fn describe(recorder: &PrometheusRecorder) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_config_info_shows_only_the_config_serving() {
+        let metrics = Metrics::new();
+        let first = metrics.config_info("aaaa");
+        first.set(1.0);
+        let tail = metrics.config_info("aaaa0");
+        tail.set(1.0);
+        // A reload: the replaced configs go to 0, the new one is 1.
+        first.set(0.0);
+        tail.set(0.0);
+        metrics.config_info("bbbb").set(1.0);
+        let text = metrics.render();
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("webhook_config_info{"))
+            .collect();
+        assert_eq!(series, ["webhook_config_info{hash=\"bbbb\"} 1"], "{text}");
+        assert!(text.contains("# TYPE webhook_config_info gauge"), "{text}");
+        // Back to the first config: its series shows again.
+        first.set(1.0);
+        metrics.config_info("bbbb").set(0.0);
+        assert!(
+            metrics
+                .render()
+                .contains("webhook_config_info{hash=\"aaaa\"} 1")
+        );
+    }
 
     #[test]
     fn counters_read_back_what_the_exposition_shows() {

@@ -5,7 +5,9 @@
 //! A letter's reason comes from how its last attempt failed: `http_<status>` when the
 //! destination answered, else `timeout`, `connect`, `request` (any other transport error),
 //! `panic` (the attempt panicked) or `removed` (its destination left the config while the
-//! event was held).
+//! event was held); on NATS also `given_up` (JetStream handed the message out too often with no
+//! attempt finishing: the routers holding it stopped or crashed) or `undecodable` (the message
+//! does not decode; the letter holds its raw bytes).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -44,7 +46,7 @@ pub enum FilterError {
     },
     /// A reason that no letter can have.
     #[error(
-        "reason: {0:?} is not a reason (http_<status>, http_4xx, http_5xx, http, timeout, connect, request, panic, removed)"
+        "reason: {0:?} is not a reason (http_<status>, http_4xx, http_5xx, http, timeout, connect, request, panic, removed, given_up, undecodable)"
     )]
     Reason(String),
 }
@@ -106,6 +108,10 @@ pub fn reason(letter: &DeadLetter) -> String {
         "panic"
     } else if error.starts_with("destination ") && error.ends_with("is no longer in the config") {
         "removed"
+    } else if error.starts_with("given up: JetStream handed the message out") {
+        "given_up"
+    } else if error.starts_with("the NATS message") && error.contains("does not decode") {
+        "undecodable"
     } else {
         "request"
     };
@@ -118,7 +124,14 @@ fn valid_reason(wanted: &str) -> bool {
         Some(status) => status.len() == 3 && status.parse::<u16>().is_ok(),
         None => matches!(
             wanted,
-            "http" | "timeout" | "connect" | "request" | "panic" | "removed"
+            "http"
+                | "timeout"
+                | "connect"
+                | "request"
+                | "panic"
+                | "removed"
+                | "given_up"
+                | "undecodable"
         ),
     }
 }
@@ -177,6 +190,19 @@ mod tests {
                 None,
                 "destination \"gone\" is no longer in the config",
                 "removed",
+            ),
+            // The NATS backend's own verdicts (`queue::nats`).
+            (
+                None,
+                "given up: JetStream handed the message out 15 times, 11 of them without an \
+                 attempt finishing (the routers holding it stopped or crashed); the limit is 10",
+                "given_up",
+            ),
+            (
+                None,
+                "the NATS message (stream sequence 7) does not decode: bad header; the \
+                 letter's body is its raw payload",
+                "undecodable",
             ),
         ];
         for (status, error, expected) in cases {
