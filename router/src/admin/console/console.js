@@ -34,7 +34,7 @@
       else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
       else node.setAttribute(name, value === true ? "" : String(value));
     }
-    for (const child of children.flat()) {
+    for (const child of children.flat(Infinity)) {
       if (child === null || child === undefined || child === false) continue;
       node.append(child instanceof Node ? child : document.createTextNode(String(child)));
     }
@@ -95,6 +95,12 @@
   }
 
   function table(headings, rows, caption) {
+    // Each cell names its column, for the narrow layout that shows rows as cards.
+    for (const row of rows) {
+      Array.from(row.children).forEach((cell, i) => {
+        if (typeof headings[i] === "string") cell.dataset.label = headings[i];
+      });
+    }
     return el(
       "div",
       { class: "scroll" },
@@ -432,7 +438,7 @@
                         " ",
                         el("span", { class: "status", text: a.status === null ? "no answer" : "HTTP " + a.status }),
                         " ",
-                        el("span", { class: "muted", text: a.duration_ms + " ms" }),
+                        el("span", { class: "muted", text: Number(a.duration_ms).toFixed(1) + " ms" }),
                         a.error ? el("div", { class: "error", text: a.error }) : null
                       )
                     )
@@ -518,9 +524,10 @@
     letters.allMatching = false;
     letters.cursors = [];
     letters.cursor = null;
-    const answer = document.getElementById("letters-answer").textContent;
-    await deadLetters(() => true);
-    note(answer, "ok");
+    const box = document.getElementById("letters-answer");
+    const [text, kind] = [box.textContent, box.className];
+    await deadLetters(() => view.dataset.view === "dead-letters");
+    note(text, kind);
   }
 
   async function deadLetters(current) {
@@ -568,7 +575,7 @@
       });
       return el(
         "tr",
-        { "data-letter": l.id },
+        { "data-letter": l.id, "data-destination": l.destination },
         el("td", {}, box),
         el("td", {}, el("a", { href: "#event/" + encodeURIComponent(l.event_id), text: l.event_id })),
         el("td", { text: l.route }),
@@ -669,6 +676,7 @@
   /** Draws the current view (and polls it, if it refreshes). */
   function render() {
     clearTimeout(timer);
+    view.dataset.state = "loading";
     const mine = ++generation;
     const current = () => mine === generation;
     const [name, argument] = location();
