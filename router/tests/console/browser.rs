@@ -17,6 +17,11 @@ use webhook_router_tests::wait::wait_until;
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
+/// The Tab key, in WebDriver's key codes.
+pub const TAB: &str = "\u{E004}";
+/// The Enter key, in WebDriver's key codes.
+pub const ENTER: &str = "\u{E007}";
+
 /// The desktop and phone widths the console must be readable at.
 pub const WIDTHS: [(u32, u32); 2] = [(1280, 900), (390, 844)];
 
@@ -164,6 +169,24 @@ impl Browser {
             .unwrap_or_else(|error| panic!("find {css}: {error}"));
         field.clear().await.expect("clear");
         field.send_keys(text).await.expect("type");
+    }
+
+    /// Presses `keys` (WebDriver key codes allowed: [`TAB`], [`ENTER`]) on the element that
+    /// has the focus, as a keyboard user does.
+    pub async fn press(&self, keys: &str) {
+        self.client
+            .active_element()
+            .await
+            .expect("the focused element")
+            .send_keys(keys)
+            .await
+            .expect("press keys");
+    }
+
+    /// Gives the element `css` matches the focus.
+    pub async fn focus(&self, css: &str) {
+        self.js(&format!("document.querySelector({}).focus()", json!(css)))
+            .await;
     }
 
     /// Sets the window's size.

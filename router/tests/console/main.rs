@@ -8,7 +8,7 @@
 //!   within the refresh interval and closed once it is back; a reload of a broken file lists
 //!   its errors while the old routes keep serving; a screenshot of every view at both widths;
 //! - over memory and NATS: the Events and Dead-letters views list what happened, and a
-//!   selected dead letter is replayed.
+//!   dead letter is selected and replayed with the keyboard alone.
 
 mod browser;
 mod stoppable;
@@ -143,10 +143,10 @@ async fn timeline(browser: &Browser, destination: &str) -> Value {
         .await
 }
 
-/// Logs in: types the token and submits it; waits for the view.
+/// Logs in with the keyboard: types the token and presses Enter; waits for the view.
 async fn log_in(browser: &Browser) {
     browser.type_into("#token", TOKEN).await;
-    browser.click("#login button[type=submit]").await;
+    browser.press(browser::ENTER).await;
     assert_eq!(browser.wait_drawn().await, "ready");
 }
 
@@ -545,16 +545,25 @@ async fn events_and_dead_letters_over(browser: &Browser, name: &str, queue: &str
         1,
         "{name}"
     );
-    browser.click("tr[data-letter] input.select").await;
+    // With the keyboard: Space ticks the letter, Enter presses Replay, and in the dialog
+    // (which opens on Cancel) Tab moves to Confirm.
+    browser.focus("tr[data-letter] input.select").await;
+    browser.press(" ").await;
     browser
         .wait_text("#selection", |t| t == "1 selected.")
         .await;
-    browser.click("#replay").await;
+    browser.focus("#replay").await;
+    browser.press(browser::ENTER).await;
     browser
         .wait_text("#confirm-text", |t| t == "Replay 1 selected dead letters?")
         .await;
     healthy.store(true, Ordering::SeqCst);
-    browser.click("#confirm-ok").await;
+    browser.press(browser::TAB).await;
+    assert_eq!(
+        browser.js("return document.activeElement.id").await,
+        "confirm-ok"
+    );
+    browser.press(browser::ENTER).await;
     browser
         .wait_text("#letters-answer", |t| t.starts_with("Replayed 1 of 1"))
         .await;
