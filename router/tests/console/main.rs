@@ -427,6 +427,25 @@ async fn the_console_over_the_journal() {
         shown_after <= REFRESH + Duration::from_secs(1),
         "the row showed the circuit open {shown_after:?} after it opened (refresh {REFRESH:?})"
     );
+    // The backend's age of the oldest held event, in /stats and in the row.
+    let stats = admin_json(&admin, "/stats").await;
+    let backlog = stats["destinations"]
+        .as_array()
+        .expect("destinations")
+        .iter()
+        .find(|d| d["name"] == "flaky")
+        .cloned()
+        .expect("flaky in /stats");
+    assert_eq!(backlog["held"], 3, "{stats}");
+    assert!(
+        backlog["oldest_event_age_ms"].as_u64().expect("age") > 0,
+        "{stats}"
+    );
+    let oldest = browser
+        .text("tr[data-destination=flaky] td[data-label='Oldest event']")
+        .await
+        .expect("the oldest event cell");
+    assert_ne!(oldest, "none held");
     browser.screenshots("destinations").await;
     flaky.start().await;
     browser
