@@ -1,12 +1,13 @@
 //! The admin console (`/console`), driven in Debian's headless chromium against a real router
 //! process and real sinks:
 //! - over the journal: without the token every view and action is refused; with it, a
-//!   delivered, a retried and a dead-lettered event show their attempt timelines; a body and a
-//!   delivery-id header full of HTML and `javascript:` show literally and run nothing; 30 dead
-//!   letters filtered by destination, selected across two pages and replayed arrive at the sink
-//!   as many times as the confirmation said; a stopped destination's row shows its circuit open
-//!   within the refresh interval and closed once it is back; a reload of a broken file lists
-//!   its errors while the old routes keep serving; a screenshot of every view at both widths;
+//!   delivered, a retried and a dead-lettered event show their plugin verdict and attempt
+//!   timelines; a body and a delivery-id header full of HTML and `javascript:` show literally
+//!   and run nothing; 30 dead letters filtered by destination, selected across two pages and
+//!   replayed arrive at the sink as many times as the confirmation said; a stopped
+//!   destination's row shows its circuit open within the refresh interval and closed once it
+//!   is back; a reload of a broken file lists its errors while the old routes keep serving; a
+//!   screenshot of every view at both widths;
 //! - over memory and NATS: the Events and Dead-letters views list what happened, and a
 //!   dead letter is selected and replayed with the keyboard alone.
 
@@ -165,6 +166,7 @@ fn journal_config(dir: &Path, sink: &Sink, bulk: &Sink, flaky: &Stoppable) -> St
          circuit = {{ failures = 3, window = \"10s\", open_for = \"1s\", max_open_for = \"1s\" }}\n\
          [[routes]]\nid = \"hooks\"\npath = \"/hooks\"\ndestinations = [\"sink\"]\ninspect_bodies = true\n\
          verify = {{ preset = \"github\", secrets = [\"{SECRET}\"] }}\n\
+         [[routes.plugins]]\nmodule = \"{}\"\nname = \"push-only\"\nconfig = {{ allow_events = [\"push\"] }}\n\
          [[routes]]\nid = \"bulk\"\npath = \"/bulk\"\ndestinations = [\"bulk\"]\n\
          [[routes]]\nid = \"flaky\"\npath = \"/flaky\"\ndestinations = [\"flaky\"]\n",
         dir.join("data").display(),
@@ -174,6 +176,7 @@ fn journal_config(dir: &Path, sink: &Sink, bulk: &Sink, flaky: &Stoppable) -> St
         retry(1),
         flaky.url(),
         retry(100),
+        webhook_router_tests::wasm::module("event_filter").display(),
     )
 }
 
@@ -308,6 +311,10 @@ async fn the_console_over_the_journal() {
         (&dead, vec!["500", "500"], "dead_lettered"),
     ] {
         browser.view(&format!("#event/{id}")).await;
+        let verdicts = browser
+            .js("return Array.from(document.querySelectorAll('tr[data-plugin]')).map(tr => [tr.cells[0].textContent, tr.cells[1].textContent])")
+            .await;
+        assert_eq!(verdicts, serde_json::json!([["push-only", "pass"]]), "{id}");
         assert_eq!(
             timeline(&browser, "sink").await,
             serde_json::json!(statuses),

@@ -417,7 +417,7 @@
       el("dl", { class: "facts" }, facts.map(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })])),
       el("h3", { text: "Plugin verdicts" }),
       e.plugins.length
-        ? table(["Plugin", "Verdict", "Detail"], e.plugins.map((p) => el("tr", {}, el("td", { text: p.plugin }), el("td", { text: p.verdict }), el("td", { text: p.detail === null || p.detail === undefined ? "" : typeof p.detail === "string" ? p.detail : JSON.stringify(p.detail) }))))
+        ? table(["Plugin", "Verdict", "Detail"], e.plugins.map((p) => el("tr", { "data-plugin": p.plugin }, el("td", { text: p.plugin }), el("td", { text: p.verdict }), el("td", { text: p.detail === null || p.detail === undefined ? "" : typeof p.detail === "string" ? p.detail : JSON.stringify(p.detail) }))))
         : el("p", { class: "muted", text: "No plugin ran." }),
       el("h3", { text: "Attempts" }),
       e.destinations.length
