@@ -27,7 +27,7 @@ pub const WIDTHS: [(u32, u32); 2] = [(1280, 900), (390, 844)];
 
 /// A headless chromium and its chromedriver, both stopped on drop.
 pub struct Browser {
-    pub client: Client,
+    client: Client,
     driver: Child,
 }
 
