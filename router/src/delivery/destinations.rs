@@ -1,5 +1,5 @@
 //! What each destination is doing now: its circuit, the events it holds, the attempts in flight,
-//! its last error and its last success. Dispatch writes it; the admin API reads it
+//! its last error and its last success, and the age of its oldest held event. Dispatch writes it; the admin API reads it
 //! (`GET /destinations`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,6 +47,8 @@ pub struct DestinationSummary {
     pub held: usize,
     /// Its `max_held`.
     pub max_held: usize,
+    /// The age of the oldest event it holds, in ms (0: none held).
+    pub oldest_event_age_ms: u64,
     /// Attempts in flight now.
     pub in_flight: usize,
     /// Its `max_in_flight`.
@@ -119,6 +121,7 @@ impl DestinationBoard {
 
     /// Every destination's state, in id order.
     pub fn summary(&self) -> Vec<DestinationSummary> {
+        let now_ms = unix_millis(SystemTime::now());
         self.entries
             .iter()
             .enumerate()
@@ -132,6 +135,7 @@ impl DestinationBoard {
                     circuit: entry.circuit.state_name(),
                     held: self.holds.held(id),
                     max_held: self.holds.limit(id),
+                    oldest_event_age_ms: self.holds.oldest_age_ms(id, now_ms),
                     in_flight: entry.in_flight.load(Ordering::Acquire),
                     max_in_flight: entry.max_in_flight,
                     last_error: last.error.as_ref().map(|(e, _)| e.clone()),

@@ -58,8 +58,8 @@ impl Backlog {
         }
     }
 
-    /// Sets the gauge to the age of the oldest held event at `now_ms` (0: none held).
-    fn collect(&self, now_ms: u64) {
+    /// The age of the oldest held event at `now_ms` (0: none held).
+    fn oldest_age_ms(&self, now_ms: u64) -> u64 {
         let oldest = self
             .since
             .lock()
@@ -67,8 +67,14 @@ impl Backlog {
             .keys()
             .next()
             .copied();
-        let age_ms = oldest.map_or(0, |received| now_ms.saturating_sub(received));
-        self.oldest_age.0.set(age_ms as f64 / 1000.0);
+        oldest.map_or(0, |received| now_ms.saturating_sub(received))
+    }
+
+    /// Sets the gauge to the age of the oldest held event at `now_ms` (0: none held).
+    fn collect(&self, now_ms: u64) {
+        self.oldest_age
+            .0
+            .set(self.oldest_age_ms(now_ms) as f64 / 1000.0);
     }
 }
 
@@ -206,6 +212,14 @@ impl Holds {
         self.destinations
             .get(destination)
             .map_or(0, |hold| hold.limit)
+    }
+
+    /// The age (ms) at `now_ms` of the oldest event `destination` holds (0: none held, or
+    /// unknown destination), as `webhook_oldest_event_age_seconds` shows it.
+    pub fn oldest_age_ms(&self, destination: DestinationId, now_ms: u64) -> u64 {
+        self.backlogs
+            .get(destination)
+            .map_or(0, |backlog| backlog.oldest_age_ms(now_ms))
     }
 
     /// Events `destination` holds.
