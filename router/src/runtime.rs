@@ -29,7 +29,9 @@ use crate::metrics::Metrics;
 use crate::nats::{Nats, NatsError};
 use crate::plugin::{CompiledModules, load_chains_with};
 use crate::queue::nats::{NatsDestination, NatsQueue};
-use crate::queue::{DispatchQueue, Holds, JournalQueue, MemoryQueue, Progress, ResumedEvent};
+use crate::queue::{
+    DispatchQueue, Holds, JournalQueue, MemoryQueue, Progress, ResumedEvent, held_caps,
+};
 use crate::reload::Reloader;
 use crate::server::sockets::{self, PassedSockets, SocketError};
 use crate::server::{ListenerSettings, Listeners, StopTokens, serve};
@@ -233,26 +235,7 @@ impl Router {
         modules.forget_unused();
         let names: Vec<String> = destinations.iter().map(|d| d.name.clone()).collect();
         let capacity = server.queue_capacity.get();
-        // A destination's default share: half the capacity, so that one that stops answering
-        // leaves the other half to the rest; the whole of it when it is the only one.
-        let default_share = if config.destinations.len() > 1 {
-            (capacity / 2).max(1)
-        } else {
-            capacity
-        };
-        let holds = Arc::new(Holds::new(
-            config
-                .destinations
-                .iter()
-                .map(|(name, destination)| {
-                    let limit = destination
-                        .max_held
-                        .map_or(default_share, std::num::NonZeroUsize::get);
-                    (name.clone(), limit)
-                })
-                .collect(),
-            &metrics,
-        ));
+        let holds = Arc::new(Holds::new(held_caps(config), &metrics));
         let mut opened = None;
         let mut nats = None;
         // The body limit the queue allows, when it has its own say (NATS).
@@ -402,7 +385,7 @@ impl Router {
             config,
             text,
             Arc::clone(&ingress),
-            (Arc::clone(&destination_ids), dispatcher.destinations()),
+            (Arc::clone(&destination_ids), dispatcher.control()),
             &metrics,
             modules,
         ));

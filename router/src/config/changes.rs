@@ -17,10 +17,19 @@ use super::{ConfigError, ConfigErrors};
 /// Tables whose every key is fixed for the life of the process: listeners and limits, the
 /// queue backend and journal.
 const FIXED_TABLES: &[&str] = &["server", "queue"];
-/// The keys of a destination that a reload applies (to the attempts that start after it).
-/// The rest, and which destinations there are, are fixed: delivery lanes (`max_in_flight`
-/// workers each), held-event limits, retry policies and circuits are set up at start.
-pub const LIVE_DESTINATION_KEYS: &[&str] = &["url", "timeout", "headers", "sign"];
+/// The keys of a destination that a reload applies (from the switch on: to the attempts that
+/// start after it, its lane's workers, its cap, its circuit). Which destinations there are is
+/// fixed.
+pub const LIVE_DESTINATION_KEYS: &[&str] = &[
+    "url",
+    "timeout",
+    "headers",
+    "sign",
+    "max_in_flight",
+    "max_held",
+    "retry",
+    "circuit",
+];
 /// Keys of `[plugins]` fixed at start: the compile cache the plugin engine was made with.
 const FIXED_PLUGIN_KEYS: &[&str] = &["cache"];
 
@@ -261,18 +270,21 @@ destinations = ["ci"]
                 "server.listen",
                 "queue.path",
                 "queue.backend",
-                "destinations.ci.max_in_flight",
                 "destinations.new"
             ]
         );
-        // The URL is live: applied, not refused.
-        let url_only = OLD.replace("9000/ci", "9001/ci");
+        // A destination's settings are live: applied, not refused.
+        let settings = OLD.replace(
+            "9000/ci\"",
+            "9001/ci\"\nmax_in_flight = 3\nmax_held = 9\nretry = { max_attempts = 2 }\n\
+             circuit = { failures = 2 }",
+        );
         assert!(
-            fixed_changes(OLD, &url_only, Path::new("r.toml"))
+            fixed_changes(OLD, &settings, Path::new("r.toml"))
                 .0
                 .is_empty()
         );
-        assert_eq!(destination_changes(OLD, &url_only), ["ci"]);
+        assert_eq!(destination_changes(OLD, &settings), ["ci"]);
         assert_eq!(errors[0].line, Some(3));
         assert!(errors[0].to_string().contains("restart"), "{}", errors[0]);
         assert!(fixed_changes(OLD, OLD, Path::new("r.toml")).0.is_empty());

@@ -24,7 +24,8 @@ pub struct DestinationBoard {
 #[derive(Debug)]
 struct Entry {
     name: String,
-    max_in_flight: usize,
+    /// Its `max_in_flight`, which a config reload may change.
+    max_in_flight: AtomicUsize,
     circuit: Circuit,
     in_flight: AtomicUsize,
     last: Mutex<Last>,
@@ -77,7 +78,7 @@ impl DestinationBoard {
                 .iter()
                 .map(|d| Entry {
                     name: d.name.clone(),
-                    max_in_flight: d.max_in_flight,
+                    max_in_flight: AtomicUsize::new(d.max_in_flight),
                     circuit: Circuit::new(d.circuit, metrics.destination_circuit(&d.name)),
                     in_flight: AtomicUsize::new(0),
                     last: Mutex::new(Last::default()),
@@ -94,6 +95,17 @@ impl DestinationBoard {
     /// The circuit breaker of destination `id`.
     pub fn circuit(&self, id: DestinationId) -> &Circuit {
         &self.entry(id).circuit
+    }
+
+    /// Applies the new settings of destination `id` (a config reload): its circuit's, its cap
+    /// (`max_held`), and the `max_in_flight` shown.
+    pub fn reconfigure(&self, id: DestinationId, destination: &Destination, max_held: usize) {
+        self.holds.set_limit(id, max_held);
+        let entry = self.entry(id);
+        entry.circuit.reconfigure(destination.circuit);
+        entry
+            .max_in_flight
+            .store(destination.max_in_flight, Ordering::Release);
     }
 
     /// Counts an attempt to `id` as in flight until the guard is dropped.
@@ -133,7 +145,7 @@ impl DestinationBoard {
                     held: self.holds.held(id),
                     max_held: self.holds.limit(id),
                     in_flight: entry.in_flight.load(Ordering::Acquire),
-                    max_in_flight: entry.max_in_flight,
+                    max_in_flight: entry.max_in_flight.load(Ordering::Acquire),
                     last_error: last.error.as_ref().map(|(e, _)| e.clone()),
                     last_error_at_ms: last.error.as_ref().map(|(_, at)| unix_millis(*at)),
                     last_success_at_ms: last.success.map(unix_millis),

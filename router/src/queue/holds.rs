@@ -16,8 +16,31 @@ use std::time::SystemTime;
 use metrics::{Gauge, Histogram};
 
 use super::DestinationId;
+use crate::config::Config;
 use crate::event::{Event, unix_millis};
 use crate::metrics::Metrics;
+
+/// Each destination's cap (`max_held`) by name, in id order (the config's): its own, or its
+/// default share of `queue_capacity`, half of it, so that one that stops answering leaves the
+/// other half to the rest (the whole of it when it is the only one).
+pub fn held_caps(config: &Config) -> Vec<(String, usize)> {
+    let capacity = config.server.queue_capacity.get();
+    let default_share = if config.destinations.len() > 1 {
+        (capacity / 2).max(1)
+    } else {
+        capacity
+    };
+    config
+        .destinations
+        .iter()
+        .map(|(name, destination)| {
+            let limit = destination
+                .max_held
+                .map_or(default_share, std::num::NonZeroUsize::get);
+            (name.clone(), limit)
+        })
+        .collect()
+}
 
 /// Each destination's count of held events and its cap.
 #[derive(Debug)]
@@ -75,7 +98,8 @@ impl Backlog {
 #[derive(Debug)]
 struct Hold {
     name: String,
-    limit: usize,
+    /// Its `max_held`, which a config reload may change.
+    limit: AtomicUsize,
     held: AtomicUsize,
     gauge: GaugeHandle,
 }
@@ -132,7 +156,7 @@ impl Holds {
                     metrics.destination_max_held(&name).set(limit as f64);
                     Hold {
                         name,
-                        limit,
+                        limit: AtomicUsize::new(limit),
                         held: AtomicUsize::new(0),
                         gauge: GaugeHandle(gauge),
                     }
@@ -181,7 +205,7 @@ impl Holds {
                 continue;
             };
             let before = hold.held.fetch_add(1, Ordering::AcqRel);
-            if !force && before >= hold.limit {
+            if !force && before >= hold.limit.load(Ordering::Acquire) {
                 hold.held.fetch_sub(1, Ordering::AcqRel);
                 for &undo in &destinations[..taken] {
                     self.release(undo);
@@ -205,7 +229,18 @@ impl Holds {
     pub fn limit(&self, destination: DestinationId) -> usize {
         self.destinations
             .get(destination)
-            .map_or(0, |hold| hold.limit)
+            .map_or(0, |hold| hold.limit.load(Ordering::Acquire))
+    }
+
+    /// Sets the cap of `destination` (a config reload): events already held stay, and new
+    /// ones are refused while it holds as many.
+    pub fn set_limit(&self, destination: DestinationId, limit: usize) {
+        if let Some(hold) = self.destinations.get(destination) {
+            hold.limit.store(limit, Ordering::Release);
+            if let Some(metrics) = &self.metrics {
+                metrics.destination_max_held(&hold.name).set(limit as f64);
+            }
+        }
     }
 
     /// Events `destination` holds.

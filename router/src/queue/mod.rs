@@ -28,7 +28,7 @@ mod journal;
 mod memory;
 pub mod nats;
 
-pub use holds::{Holding, Holds};
+pub use holds::{Holding, Holds, held_caps};
 pub use journal::{JournalQueue, ResumedEvent};
 pub use memory::MemoryQueue;
 

@@ -8,10 +8,11 @@
 //! the reload whole and the old config keeps serving. Otherwise the routes, their verification
 //! secrets, rate limits, allow-lists and plugin chains switch at once ([`Ingress::switch`]);
 //! requests already inside the ingress finish on the config they started with. A destination's
-//! URL, timeout, headers and signing secret apply to the attempts that start after the switch
-//! ([`LiveDestinations`]); events already accepted keep their destinations. A destination left
-//! out of the file keeps delivering what it holds (its lane stays, idle, until a restart);
-//! adding one the router did not start with needs a restart.
+//! URL, timeout, headers, signing secret and retry policy apply to the attempts that start
+//! after the switch, and its circuit thresholds, `max_held` and `max_in_flight` (its lane's
+//! workers) from the switch on ([`DispatchControl`]); events already accepted keep their
+//! destinations. A destination left out of the file keeps delivering what it holds (its lane
+//! stays, idle, until a restart); adding one the router did not start with needs a restart.
 //!
 //! Reloads are counted by `webhook_config_reloads_total{result}`; `webhook_config_info{hash}`
 //! and `webhook_config_last_reload_timestamp_seconds` say which config serves since when.
@@ -31,11 +32,11 @@ use crate::config::changes::{
 };
 use crate::config::{Config, ConfigError, ConfigErrors, QueueBackend};
 use crate::delivery::attempt::Destination;
-use crate::delivery::dispatch::LiveDestinations;
+use crate::delivery::dispatch::DispatchControl;
 use crate::ingress::{Ingress, RouteTable};
 use crate::metrics::Metrics;
 use crate::plugin::{CompiledModules, load_chains_with};
-use crate::queue::DestinationId;
+use crate::queue::{DestinationId, held_caps};
 
 /// Why a reload was refused: every error found, each `file:line:col: key: message`.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +70,7 @@ pub struct Reloader {
     path: PathBuf,
     ingress: Arc<Ingress>,
     destination_ids: Arc<HashMap<String, DestinationId>>,
-    destinations: LiveDestinations,
+    dispatch: DispatchControl,
     metrics: Metrics,
     modules: CompiledModules,
     serving: tokio::sync::Mutex<Serving>,
@@ -96,12 +97,12 @@ impl std::fmt::Debug for SwitchHook {
 
 impl Reloader {
     /// A reloader for the router serving `config` (read from `text`) through `ingress`, and
-    /// delivering with `destinations`. `modules` holds the plugin modules compiled at start.
+    /// delivering through `dispatch`. `modules` holds the plugin modules compiled at start.
     pub fn new(
         config: &Config,
         text: String,
         ingress: Arc<Ingress>,
-        (destination_ids, destinations): (Arc<HashMap<String, DestinationId>>, LiveDestinations),
+        (destination_ids, dispatch): (Arc<HashMap<String, DestinationId>>, DispatchControl),
         metrics: &Metrics,
         modules: CompiledModules,
     ) -> Self {
@@ -118,7 +119,7 @@ impl Reloader {
             path: config.source.clone(),
             ingress,
             destination_ids,
-            destinations,
+            dispatch,
             metrics: metrics.clone(),
             modules,
             started_with: text.clone(),
@@ -167,8 +168,8 @@ impl Reloader {
                 let routes = route_changes(&serving.text, &text);
                 let changed_destinations = destination_changes(&serving.text, &text);
                 let hash = hash_of(&text);
-                for (id, destination) in destinations {
-                    self.destinations[id].store(Arc::new(destination));
+                for (id, destination, max_held) in destinations {
+                    self.dispatch.reconfigure(id, destination, max_held);
                 }
                 self.ingress.switch(table);
                 self.modules.forget_unused();
@@ -240,13 +241,15 @@ impl Reloader {
         // Test fault injection is never read from a file; a reload keeps none.
         config.test_faults = crate::supervise::TestFaults::default();
         let mut destinations = Vec::new();
+        let caps: HashMap<String, usize> = held_caps(&config).into_iter().collect();
         for (name, settings) in &config.destinations {
             // A destination not there at start is refused by `fixed_changes`.
-            let Some(&id) = self.destination_ids.get(name) else {
+            let (Some(&id), Some(&max_held)) = (self.destination_ids.get(name), caps.get(name))
+            else {
                 continue;
             };
             match Destination::from_config(name, settings) {
-                Ok(destination) => destinations.push((id, destination)),
+                Ok(destination) => destinations.push((id, destination, max_held)),
                 Err(error) => errors.0.push(ConfigError {
                     file: self.path.clone(),
                     line: None,
@@ -288,8 +291,8 @@ struct Loaded {
     config: Config,
     text: String,
     table: RouteTable,
-    /// Every destination's new settings, by id.
-    destinations: Vec<(DestinationId, Destination)>,
+    /// Every destination's new settings and cap (`max_held`), by id.
+    destinations: Vec<(DestinationId, Destination, usize)>,
 }
 
 /// With the NATS backend a route's dedup window is shared with the other routers when the
