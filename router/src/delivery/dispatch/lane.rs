@@ -9,14 +9,17 @@
 //! A config reload resizes a lane to its new `max_in_flight` ([`Lane::resize`]): new workers
 //! start, or the last ones are told to stop, each after the attempt it is making.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::outcome::{attempt, dead_letter};
 use super::{Delivery, Shared, lock};
+use crate::delivery::attempt::Destination;
 use crate::delivery::circuit::Admit;
 use crate::queue::{DestinationId, Verdict};
 use crate::supervise::Supervisor;
@@ -24,9 +27,14 @@ use crate::supervise::Supervisor;
 /// The delivery a lane worker is attempting, if any, kept outside the worker's task.
 type InFlight = Arc<Mutex<Option<Delivery>>>;
 
-/// One destination's lane: its channel and its workers' in-flight slots.
+/// One destination's lane: its settings, its channel and its workers' in-flight slots.
 #[derive(Debug)]
 pub(super) struct Lane {
+    /// The destination's settings, which a config reload may replace: an attempt reads them
+    /// as it starts.
+    pub(super) settings: ArcSwap<Destination>,
+    /// Removed from the config: the lane stops once its destination holds nothing.
+    pub(super) removed: AtomicBool,
     sender: async_channel::Sender<Delivery>,
     /// Kept so that deliveries still in the lane are counted at shutdown.
     receiver: async_channel::Receiver<Delivery>,
@@ -39,10 +47,12 @@ pub(super) struct Lane {
 }
 
 impl Lane {
-    /// An empty lane, with no worker yet.
-    pub(super) fn new() -> Self {
+    /// An empty lane to `destination`, with no worker yet.
+    pub(super) fn new(destination: Destination) -> Self {
         let (sender, receiver) = async_channel::unbounded();
         Self {
+            settings: ArcSwap::from_pointee(destination),
+            removed: AtomicBool::new(false),
             sender,
             receiver,
             slots: Mutex::default(),
@@ -73,7 +83,7 @@ impl Lane {
         supervisor: &Supervisor,
         cancel: &CancellationToken,
     ) -> Vec<JoinHandle<()>> {
-        let lane = &shared.lanes[id];
+        let lane = shared.lane(id);
         let mut workers = lock(&lane.workers);
         let kept = count.min(workers.len());
         for stop in workers.split_off(kept) {
@@ -96,7 +106,7 @@ impl Lane {
         supervisor: &Supervisor,
         cancel: CancellationToken,
     ) -> JoinHandle<()> {
-        let lane = &shared.lanes[id];
+        let lane = shared.lane(id);
         let slot = InFlight::default();
         lock(&lane.slots).push(Arc::clone(&slot));
         let (receiver, shared) = (lane.receiver.clone(), Arc::clone(shared));
@@ -182,7 +192,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// Puts back a delivery whose attempt panicked (that attempt counted) into its lane: to be
 /// attempted again, or, with no attempts left, dead-lettered.
 fn put_back(shared: &Shared, mut delivery: Delivery) {
-    let destination = shared.destinations[delivery.destination].load_full();
+    let destination = shared.destination(delivery.destination);
     let event = &delivery.job.event;
     tracing::warn!(
         event_id = %event.id,
@@ -197,5 +207,5 @@ fn put_back(shared: &Shared, mut delivery: Delivery) {
             reason: "the last attempt panicked (see the log)".to_owned(),
         });
     }
-    shared.lanes[delivery.destination].send(delivery);
+    shared.lane(delivery.destination).send(delivery);
 }

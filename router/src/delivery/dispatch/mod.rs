@@ -84,18 +84,14 @@ impl Delivery {
     }
 }
 
-/// Each destination's settings by id, which a config reload may replace: an attempt reads
-/// them as it starts.
-type LiveDestinations = Arc<[ArcSwap<Destination>]>;
-
 /// State shared by every dispatch task.
 #[derive(Debug)]
 struct Shared {
-    destinations: LiveDestinations,
+    /// Each destination's lane (with its settings), by id. A config reload adds to them,
+    /// never removes: ids stay valid.
+    lanes: ArcSwap<Vec<Arc<Lane>>>,
     /// Each destination's circuit breaker and live state, by id.
     board: Arc<DestinationBoard>,
-    /// Each destination's lane, by id.
-    lanes: Vec<Lane>,
     deliverer: Deliverer,
     dead_letters: Arc<DeadLetterStore>,
     /// Delivery metrics by route and destination.
@@ -115,6 +111,16 @@ struct Shared {
 }
 
 impl Shared {
+    /// The lane of destination `id`.
+    fn lane(&self, id: DestinationId) -> Arc<Lane> {
+        Arc::clone(&self.lanes.load()[id])
+    }
+
+    /// The settings of destination `id` now.
+    fn destination(&self, id: DestinationId) -> Arc<Destination> {
+        self.lanes.load()[id].settings.load_full()
+    }
+
     /// A delivery is final (delivered or dead-lettered).
     fn finish(&self, delivery: &Delivery) {
         self.outstanding.fetch_sub(1, Ordering::AcqRel);
@@ -133,15 +139,22 @@ pub struct Dispatcher {
     shared: Arc<Shared>,
 }
 
-/// Where a config reload applies a destination's new settings to running dispatch.
+/// How often a removed destination's lane checks whether it still holds an event.
+const RETIRE_POLL: Duration = Duration::from_millis(100);
+
+/// Where a config reload applies its destinations to running dispatch: new settings, new
+/// destinations, removed ones.
 #[derive(Debug, Clone)]
 pub struct DispatchControl {
     shared: Arc<Shared>,
+    queue: Arc<dyn DispatchQueue>,
     supervisor: Supervisor,
     /// Stops every task (each lane worker through a child token of its own).
     cancel: CancellationToken,
     /// Every task started, for the shutdown to wait for.
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// Held while a lane changes, so that a reload and a lane's retirement do not interleave.
+    changing: Arc<Mutex<()>>,
 }
 
 impl DispatchControl {
@@ -150,12 +163,104 @@ impl DispatchControl {
     /// its cap becomes `max_held`; and its lane is resized to `max_in_flight` workers (the
     /// workers over it stop once their attempt in flight is over).
     pub fn reconfigure(&self, id: DestinationId, destination: Destination, max_held: usize) {
-        let Some(live) = self.shared.destinations.get(id) else {
+        let _changing = lock(&self.changing);
+        let Some(lane) = self.shared.lanes.load().get(id).cloned() else {
             return;
         };
+        // Back in the config (if it had been removed): listed, and its lane served again.
+        lane.removed.store(false, Ordering::Release);
+        self.shared.board.set_listed(id, true);
         self.shared.board.reconfigure(id, &destination, max_held);
         let workers = destination.max_in_flight;
-        live.store(Arc::new(destination));
+        lane.settings.store(Arc::new(destination));
+        self.resize(id, workers);
+    }
+
+    /// Adds `destination`, new to the config, with cap `max_held`: it gets the next id (which
+    /// it returns), a lane with its `max_in_flight` workers, and its entries on the board and
+    /// in the metrics; the queue learns its name.
+    pub fn add(&self, destination: Destination, max_held: usize) -> DestinationId {
+        let _changing = lock(&self.changing);
+        let id = self.shared.board.add(&destination, max_held);
+        self.shared
+            .metrics
+            .add_destination(destination.name.clone());
+        self.queue.add_destination(&destination.name);
+        let workers = destination.max_in_flight;
+        let lane = Arc::new(Lane::new(destination));
+        self.shared.lanes.rcu(|lanes| {
+            let mut lanes = Vec::clone(lanes);
+            lanes.push(Arc::clone(&lane));
+            lanes
+        });
+        self.resize(id, workers);
+        id
+    }
+
+    /// Removes destination `id` from the config (after the switch: no route names it any
+    /// more): its lane delivers the events it holds until each is final. Then its cap becomes
+    /// 0 (nothing can take a place there again: a replay of its dead letters is refused as
+    /// full), its workers stop, and the board no longer lists it; its held, cap and oldest-age
+    /// gauges read 0. A destination added back before then keeps its lane. Does nothing
+    /// without `retire` (NATS, whose shared stream may hold more of its events for this
+    /// router: the lane stays).
+    pub fn remove(&self, id: DestinationId, retire: bool) {
+        let Some(lane) = self.shared.lanes.load().get(id).cloned() else {
+            return;
+        };
+        if !retire {
+            return;
+        }
+        lane.removed.store(true, Ordering::Release);
+        let control = self.clone();
+        let task = self.supervisor.spawn("lane_retire", move || {
+            let (control, lane) = (control.clone(), Arc::clone(&lane));
+            async move {
+                loop {
+                    // First a poll's wait: requests still on the table switched from finish.
+                    tokio::time::sleep(RETIRE_POLL).await;
+                    if control.cancel.is_cancelled() {
+                        return;
+                    }
+                    let _changing = lock(&control.changing);
+                    if !lane.removed.load(Ordering::Acquire) {
+                        return;
+                    }
+                    if control.retire(id) {
+                        tracing::info!(
+                            destination = %lane.settings.load().name,
+                            "a destination removed from the config holds nothing more: its lane stops"
+                        );
+                        return;
+                    }
+                }
+            }
+        });
+        lock(&self.tasks).push(task);
+    }
+
+    /// Stops removed destination `id`'s lane if it holds nothing, closing it to new events
+    /// first: whether it did.
+    fn retire(&self, id: DestinationId) -> bool {
+        let board = &self.shared.board;
+        if board.held(id) > 0 {
+            return false;
+        }
+        // Closed, then counted again: a place taken meanwhile is seen here, or sees the cap
+        // (both sides order their two steps `SeqCst`, see `Holds::reserve`).
+        let limit = board.limit(id);
+        board.set_limit(id, 0);
+        if board.held(id) > 0 {
+            board.set_limit(id, limit);
+            return false;
+        }
+        board.set_listed(id, false);
+        self.resize(id, 0);
+        true
+    }
+
+    /// Makes destination `id`'s lane served by `workers` workers (none once dispatch stops).
+    fn resize(&self, id: DestinationId, workers: usize) {
         if self.cancel.is_cancelled() {
             return;
         }
@@ -206,19 +311,15 @@ impl Dispatcher {
                     .map(|destination| (route.id.as_str(), destination))
             })
             .collect();
-        let delivery_metrics = DeliveryTable::new(
-            metrics,
-            routes.iter().map(|route| route.id.as_str()),
-            names,
-            connected,
-        );
+        let delivery_metrics = DeliveryTable::new(metrics, names, connected);
         let shared = Arc::new(Shared {
             board,
-            lanes: destinations.iter().map(|_| Lane::new()).collect(),
-            destinations: destinations
-                .into_iter()
-                .map(ArcSwap::from_pointee)
-                .collect(),
+            lanes: ArcSwap::from_pointee(
+                destinations
+                    .into_iter()
+                    .map(|destination| Arc::new(Lane::new(destination)))
+                    .collect(),
+            ),
             deliverer,
             dead_letters,
             metrics: delivery_metrics,
@@ -237,8 +338,8 @@ impl Dispatcher {
                 run_dispatch(Arc::clone(&queue), Arc::clone(&shared), cancel.clone())
             }));
         }
-        for id in 0..shared.lanes.len() {
-            let workers = shared.destinations[id].load().max_in_flight;
+        for id in 0..shared.lanes.load().len() {
+            let workers = shared.destination(id).max_in_flight;
             tasks.extend(Lane::resize(&shared, id, workers, supervisor, &cancel));
         }
         {
@@ -255,9 +356,11 @@ impl Dispatcher {
         Self {
             control: DispatchControl {
                 shared: Arc::clone(&shared),
+                queue: Arc::clone(queue),
                 supervisor: supervisor.clone(),
                 cancel,
                 tasks: Arc::new(Mutex::new(tasks)),
+                changing: Arc::default(),
             },
             waiting,
             shared,
@@ -316,7 +419,7 @@ impl Dispatcher {
         // One entry per held event: each queued one, and each job however many of its
         // deliveries are left. (Jobs, not ids: a fan-out's events share their original's id.)
         let mut ids: Vec<String> = queued.iter().map(|q| q.event.id.clone()).collect();
-        for lane in &self.shared.lanes {
+        for lane in self.shared.lanes.load().iter() {
             lane.drain(&mut held);
         }
         Waiting::drain(&self.waiting, &mut held);
@@ -390,7 +493,7 @@ async fn run_dispatch(
         // Lazy: the names are only read while the event record is on.
         let names = targets
             .iter()
-            .map(|t| shared.destinations[t.destination].load().name.clone());
+            .map(|t| shared.destination(t.destination).name.clone());
         shared.inspect.queued(&event.id, names);
         let job = Arc::new(Job { event, receipt });
         let now = crate::journal::now_ms();
@@ -410,7 +513,7 @@ async fn run_dispatch(
             if wait > 0 {
                 let _ = shared.retries.send((delivery, Duration::from_millis(wait)));
             } else {
-                shared.lanes[target.destination].send(delivery);
+                shared.lane(target.destination).send(delivery);
             }
         }
     }
@@ -518,7 +621,7 @@ mod tests {
                 }
             }
         };
-        let lane = &dispatcher.shared.lanes[0];
+        let lane = dispatcher.shared.lane(0);
         let received = || sink.received.load(Ordering::Acquire);
 
         // Four workers: four attempts at once.
