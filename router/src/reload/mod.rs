@@ -285,10 +285,14 @@ impl Reloader {
         let mut destination_ids = HashMap::new();
         let mut next = known.len();
         for name in config.destinations.keys() {
-            let id = known.get(name).copied().unwrap_or_else(|| {
-                next += 1;
-                next - 1
-            });
+            let id = match known.get(name) {
+                Some(&id) => id,
+                None => {
+                    let id = next;
+                    next += 1;
+                    id
+                }
+            };
             destination_ids.insert(name.clone(), id);
             if !known.contains_key(name) && config.queue.backend == Some(QueueBackend::Nats) {
                 errors.0.push(ConfigError {
