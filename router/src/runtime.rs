@@ -24,7 +24,7 @@ use crate::journal::{Batch, Journal, JournalError, Recovered};
 use crate::metrics::Metrics;
 use crate::nats::NatsError;
 use crate::plugin::{CompiledModules, load_chains_with};
-use crate::queue::{DispatchQueue, Holds, JournalQueue, Progress, ResumedEvent};
+use crate::queue::{DispatchQueue, Holds, JournalQueue, Progress, ResumedEvent, held_caps};
 use crate::reload::Reloader;
 use crate::server::sockets::{self, PassedSockets, SocketError};
 use crate::server::{ListenerSettings, Listeners, StopTokens, serve};
@@ -193,26 +193,7 @@ impl Router {
         // The modules of the config the router starts with are the ones serving.
         modules.forget_unused();
         let capacity = server.queue_capacity.get();
-        // A destination's default share: half the capacity, so that one that stops answering
-        // leaves the other half to the rest; the whole of it when it is the only one.
-        let default_share = if config.destinations.len() > 1 {
-            (capacity / 2).max(1)
-        } else {
-            capacity
-        };
-        let holds = Arc::new(Holds::new(
-            config
-                .destinations
-                .iter()
-                .map(|(name, destination)| {
-                    let limit = destination
-                        .max_held
-                        .map_or(default_share, std::num::NonZeroUsize::get);
-                    (name.clone(), limit)
-                })
-                .collect(),
-            &metrics,
-        ));
+        let holds = Arc::new(Holds::new(held_caps(config), &metrics));
         let backend = open_backend(
             config,
             &destinations,
@@ -270,7 +251,7 @@ impl Router {
             config,
             text,
             Arc::clone(&ingress),
-            (Arc::clone(&destination_ids), dispatcher.destinations()),
+            (Arc::clone(&destination_ids), dispatcher.control()),
             &metrics,
             modules,
         ));

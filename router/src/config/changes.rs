@@ -17,10 +17,19 @@ use super::{ConfigError, ConfigErrors};
 /// Tables whose every key is fixed for the life of the process: listeners and limits, the
 /// queue backend and journal.
 const FIXED_TABLES: &[&str] = &["server", "queue"];
-/// The keys of a destination that a reload applies (to the attempts that start after it).
-/// The rest, and which destinations there are, are fixed: delivery lanes (`max_in_flight`
-/// workers each), held-event limits, retry policies and circuits are set up at start.
-pub const LIVE_DESTINATION_KEYS: &[&str] = &["url", "timeout", "headers", "sign"];
+/// The keys of a destination that a reload applies (from the switch on: to the attempts that
+/// start after it, its lane's workers, its cap, its circuit). Destinations may be added and
+/// removed too.
+pub const LIVE_DESTINATION_KEYS: &[&str] = &[
+    "url",
+    "timeout",
+    "headers",
+    "sign",
+    "max_in_flight",
+    "max_held",
+    "retry",
+    "circuit",
+];
 /// Keys of `[plugins]` fixed at start: the compile cache the plugin engine was made with.
 const FIXED_PLUGIN_KEYS: &[&str] = &["cache"];
 
@@ -43,10 +52,8 @@ impl RouteChanges {
 }
 
 /// The keys of `new` (read from `source`) that differ from `old` (the file the router started
-/// with) where no change can be applied live, each an error saying a restart is needed. A
-/// destination of `old` may be left out of `new`: it is removed from the routes, and its lane
-/// delivers what it still holds. Either text failing to parse gives none
-/// (the parse errors say what is wrong).
+/// with) where no change can be applied live, each an error saying a restart is needed.
+/// Either text failing to parse gives none (the parse errors say what is wrong).
 pub fn fixed_changes(old: &str, new: &str, source: &Path) -> ConfigErrors {
     let (Ok(old_table), Ok(new_table)) = (old.parse::<Table>(), new.parse::<Table>()) else {
         return ConfigErrors(Vec::new());
@@ -87,8 +94,8 @@ pub fn fixed_changes(old: &str, new: &str, source: &Path) -> ConfigErrors {
                     &mut changed,
                 );
             }
-            // Removed: its lane delivers what it holds, then stays idle.
-            (Some(_), None) => {}
+            // Added, or removed (its lane delivers what it holds, then stops): both live.
+            (None, Some(_)) | (Some(_), None) => {}
             (old, new) if old != new => changed.push(key),
             _ => {}
         }
@@ -102,15 +109,10 @@ pub fn fixed_changes(old: &str, new: &str, source: &Path) -> ConfigErrors {
     }
     for key in changed {
         let span = spans.as_ref().and_then(|root| span_of_key(root, &key));
-        let what = if key.matches('.').count() == 1 && key.starts_with("destinations.") {
-            "destinations are set up at start: adding one"
-        } else {
-            "this key"
-        };
         sink.push(
             span,
             key,
-            format!("{what} cannot change while the router runs: restart it to apply this"),
+            "this key cannot change while the router runs: restart it to apply this".to_owned(),
         );
     }
     sink.finish()
@@ -255,24 +257,19 @@ destinations = ["ci"]
             );
         let errors = fixed_changes(OLD, &new, Path::new("r.toml")).0;
         let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
-        assert_eq!(
-            keys,
-            [
-                "server.listen",
-                "queue.path",
-                "queue.backend",
-                "destinations.ci.max_in_flight",
-                "destinations.new"
-            ]
+        assert_eq!(keys, ["server.listen", "queue.path", "queue.backend",]);
+        // A destination's settings are live: applied, not refused.
+        let settings = OLD.replace(
+            "9000/ci\"",
+            "9001/ci\"\nmax_in_flight = 3\nmax_held = 9\nretry = { max_attempts = 2 }\n\
+             circuit = { failures = 2 }",
         );
-        // The URL is live: applied, not refused.
-        let url_only = OLD.replace("9000/ci", "9001/ci");
         assert!(
-            fixed_changes(OLD, &url_only, Path::new("r.toml"))
+            fixed_changes(OLD, &settings, Path::new("r.toml"))
                 .0
                 .is_empty()
         );
-        assert_eq!(destination_changes(OLD, &url_only), ["ci"]);
+        assert_eq!(destination_changes(OLD, &settings), ["ci"]);
         assert_eq!(errors[0].line, Some(3));
         assert!(errors[0].to_string().contains("restart"), "{}", errors[0]);
         assert!(fixed_changes(OLD, OLD, Path::new("r.toml")).0.is_empty());

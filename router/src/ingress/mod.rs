@@ -108,7 +108,6 @@ pub struct RouteTable {
 /// What building a route table needs besides the config: the same for every table.
 #[derive(Debug)]
 struct TableParts {
-    destination_ids: HashMap<String, DestinationId>,
     journal: Option<Journal>,
     metrics: Metrics,
 }
@@ -122,7 +121,7 @@ impl IngressRoute {
         index: usize,
         refusals: &Arc<RefusalLog>,
         chain: Option<PluginChain>,
-        parts: &TableParts,
+        (parts, destination_ids): (&TableParts, &HashMap<String, DestinationId>),
         previous: Option<&IngressRoute>,
     ) -> Self {
         let metrics = &parts.metrics;
@@ -159,7 +158,7 @@ impl IngressRoute {
             destinations: route
                 .destinations
                 .iter()
-                .filter_map(|name| parts.destination_ids.get(name).copied())
+                .filter_map(|name| destination_ids.get(name).copied())
                 .collect(),
             chain: chain.map(Arc::new),
             verifier: route.verify.clone(),
@@ -188,12 +187,12 @@ impl IngressRoute {
 }
 
 impl RouteTable {
-    /// The routes of `config` with the plugin chains in `chains` (by route id), keeping what
-    /// `previous` holds for routes whose settings are unchanged.
+    /// The routes of `config` with the plugin chains in `chains` (by route id) and its
+    /// destinations' ids, keeping what `previous` holds for routes whose settings are unchanged.
     fn new(
         config: &Config,
         mut chains: HashMap<String, PluginChain>,
-        parts: &TableParts,
+        parts: (&TableParts, &HashMap<String, DestinationId>),
         previous: Option<&RouteTable>,
     ) -> Self {
         let refusals = Arc::new(RefusalLog::new(
@@ -268,11 +267,10 @@ impl Ingress {
         metrics: &Metrics,
     ) -> Self {
         let parts = TableParts {
-            destination_ids: destination_ids.clone(),
             journal: journal.cloned(),
             metrics: metrics.clone(),
         };
-        let table = RouteTable::new(config, chains, &parts, None);
+        let table = RouteTable::new(config, chains, (&parts, destination_ids), None);
         Self {
             table: ArcSwap::from_pointee(table),
             parts,
@@ -291,11 +289,22 @@ impl Ingress {
         }
     }
 
-    /// The routes of `config` (a reload), with the plugin chains in `chains` (by route id),
-    /// for [`Ingress::switch`]: dedup windows and rate limiters of routes whose settings are
-    /// unchanged are kept from the table serving.
-    pub fn prepare(&self, config: &Config, chains: HashMap<String, PluginChain>) -> RouteTable {
-        RouteTable::new(config, chains, &self.parts, Some(&self.table.load()))
+    /// The routes of `config` (a reload), with the plugin chains in `chains` (by route id)
+    /// and its destinations' ids in `destination_ids`, for [`Ingress::switch`]: dedup windows
+    /// and rate limiters of routes whose settings are unchanged are kept from the table
+    /// serving.
+    pub fn prepare(
+        &self,
+        config: &Config,
+        chains: HashMap<String, PluginChain>,
+        destination_ids: &HashMap<String, DestinationId>,
+    ) -> RouteTable {
+        RouteTable::new(
+            config,
+            chains,
+            (&self.parts, destination_ids),
+            Some(&self.table.load()),
+        )
     }
 
     /// Switches to `table`; requests already inside go on with the table they started with.

@@ -14,7 +14,7 @@ pub mod catalogue;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use metrics::{
     Counter, CounterFn, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder,
@@ -617,12 +617,13 @@ impl RouteMetrics {
 
 /// Delivery handles by (route, destination). The pairs a route connects are registered up
 /// front, so they show as 0 before the first delivery; any other pair a route's events reach
-/// (a plugin fanning out to a destination the config did not suggest) is registered on its
-/// first delivery. Pairs no event takes never appear.
+/// (a plugin fanning out to a destination the config did not suggest, a route or destination a
+/// config reload added) is registered on its first delivery. Pairs no event takes never appear.
 pub struct DeliveryTable {
     metrics: Metrics,
-    destinations: Vec<String>,
-    routes: HashMap<String, Vec<OnceLock<DeliveryMetrics>>>,
+    /// Destination names by id; a config reload adds to them.
+    destinations: RwLock<Vec<String>>,
+    pairs: RwLock<HashMap<(String, usize), DeliveryMetrics>>,
 }
 
 impl fmt::Debug for DeliveryTable {
@@ -634,24 +635,17 @@ impl fmt::Debug for DeliveryTable {
 }
 
 impl DeliveryTable {
-    /// A table for `routes` and `destinations` (by index), registering each of `connected`:
-    /// (route, destination index) pairs.
+    /// A table for `destinations` (by index), registering each of `connected`: (route,
+    /// destination index) pairs.
     pub fn new<'a>(
         metrics: &Metrics,
-        routes: impl IntoIterator<Item = &'a str>,
         destinations: Vec<String>,
         connected: impl IntoIterator<Item = (&'a str, usize)>,
     ) -> Self {
         let table = Self {
             metrics: metrics.clone(),
-            routes: routes
-                .into_iter()
-                .map(|route| {
-                    let slots = destinations.iter().map(|_| OnceLock::new()).collect();
-                    (route.to_owned(), slots)
-                })
-                .collect(),
-            destinations,
+            destinations: RwLock::new(destinations),
+            pairs: RwLock::default(),
         };
         for (route, destination) in connected {
             table.get(route, destination);
@@ -659,12 +653,37 @@ impl DeliveryTable {
         table
     }
 
+    /// Adds destination `name` (a config reload), under the next id.
+    pub fn add_destination(&self, name: String) {
+        self.destinations
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(name);
+    }
+
     /// The handles of `route`'s deliveries to destination `destination`, registered now if
-    /// this is the pair's first; `None` for a route or destination the table does not know.
-    pub fn get(&self, route: &str, destination: usize) -> Option<&DeliveryMetrics> {
-        let slot = self.routes.get(route)?.get(destination)?;
-        let name = &self.destinations[destination];
-        Some(slot.get_or_init(|| self.metrics.delivery(route, name)))
+    /// this is the pair's first; `None` for a destination the table does not know.
+    pub fn get(&self, route: &str, destination: usize) -> Option<DeliveryMetrics> {
+        let key = (route.to_owned(), destination);
+        if let Some(handles) = self
+            .pairs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return Some(handles.clone());
+        }
+        let name = self
+            .destinations
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(destination)?
+            .clone();
+        let mut pairs = self.pairs.write().unwrap_or_else(PoisonError::into_inner);
+        let handles = pairs
+            .entry(key)
+            .or_insert_with(|| self.metrics.delivery(route, &name));
+        Some(handles.clone())
     }
 }
 
@@ -837,7 +856,7 @@ mod tests {
     fn delivery_pairs_appear_when_connected_or_first_used_and_never_otherwise() {
         let metrics = Metrics::new();
         let names = vec!["a".to_owned(), "b".to_owned(), "c".to_owned()];
-        let table = DeliveryTable::new(&metrics, ["r1", "r2"], names, [("r1", 0), ("r2", 1)]);
+        let table = DeliveryTable::new(&metrics, names, [("r1", 0), ("r2", 1)]);
         let series = |route: &str, destination: &str| {
             format!(
                 "webhook_deliveries_total{{route=\"{route}\",destination=\"{destination}\",outcome=\"delivered\"}}"
@@ -857,7 +876,14 @@ mod tests {
         let text = metrics.render();
         assert!(text.contains(&format!("{} 1", series("r1", "c"))), "{text}");
         assert!(!text.contains(&series("r2", "c")), "{text}");
-        assert!(table.get("r3", 0).is_none());
         assert!(table.get("r1", 3).is_none());
+        // A route and a destination a reload added are registered on their first delivery.
+        table.add_destination("d".to_owned());
+        table.get("r3", 3).expect("added").delivered.increment(1);
+        assert!(
+            metrics
+                .render()
+                .contains(&format!("{} 1", series("r3", "d")))
+        );
     }
 }

@@ -8,17 +8,21 @@
 //! the reload whole and the old config keeps serving. Otherwise the routes, their verification
 //! secrets, rate limits, allow-lists and plugin chains switch at once ([`Ingress::switch`]);
 //! requests already inside the ingress finish on the config they started with. A destination's
-//! URL, timeout, headers and signing secret apply to the attempts that start after the switch
-//! ([`LiveDestinations`]); events already accepted keep their destinations. A destination left
-//! out of the file keeps delivering what it holds (its lane stays, idle, until a restart);
-//! adding one the router did not start with needs a restart.
+//! URL, timeout, headers, signing secret and retry policy apply to the attempts that start
+//! after the switch, and its circuit thresholds, `max_held` and `max_in_flight` (its lane's
+//! workers) from the switch on ([`DispatchControl`]). Events already accepted keep their
+//! destinations by name: each name keeps its id for the life of the process, and a new one
+//! gets the next id, its lane and its metrics before the switch. A destination left out of
+//! the file keeps delivering what it holds until each event is final, then its lane stops
+//! (with NATS, the lane stays, and adding a destination needs a restart: each has a consumer
+//! made at start).
 //!
 //! Reloads are counted by `webhook_config_reloads_total{result}`; `webhook_config_info{hash}`
 //! and `webhook_config_last_reload_timestamp_seconds` say which config serves since when.
 
 pub mod watch;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -31,11 +35,11 @@ use crate::config::changes::{
 };
 use crate::config::{Config, ConfigError, ConfigErrors, QueueBackend};
 use crate::delivery::attempt::Destination;
-use crate::delivery::dispatch::LiveDestinations;
+use crate::delivery::dispatch::DispatchControl;
 use crate::ingress::{Ingress, RouteTable};
 use crate::metrics::Metrics;
 use crate::plugin::{CompiledModules, load_chains_with};
-use crate::queue::DestinationId;
+use crate::queue::{DestinationId, held_caps};
 
 /// Why a reload was refused: every error found, each `file:line:col: key: message`.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +65,8 @@ struct Serving {
     text: String,
     hash: String,
     info: Gauge,
+    /// The destinations it names.
+    destinations: BTreeSet<String>,
 }
 
 /// Reloads a running router's config from its file.
@@ -68,8 +74,10 @@ struct Serving {
 pub struct Reloader {
     path: PathBuf,
     ingress: Arc<Ingress>,
-    destination_ids: Arc<HashMap<String, DestinationId>>,
-    destinations: LiveDestinations,
+    /// Every destination name ever served, with its id: a name keeps its id when it is
+    /// removed, and gets it back when added again.
+    ids: std::sync::Mutex<HashMap<String, DestinationId>>,
+    dispatch: DispatchControl,
     metrics: Metrics,
     modules: CompiledModules,
     serving: tokio::sync::Mutex<Serving>,
@@ -96,12 +104,12 @@ impl std::fmt::Debug for SwitchHook {
 
 impl Reloader {
     /// A reloader for the router serving `config` (read from `text`) through `ingress`, and
-    /// delivering with `destinations`. `modules` holds the plugin modules compiled at start.
+    /// delivering through `dispatch`. `modules` holds the plugin modules compiled at start.
     pub fn new(
         config: &Config,
         text: String,
         ingress: Arc<Ingress>,
-        (destination_ids, destinations): (Arc<HashMap<String, DestinationId>>, LiveDestinations),
+        (destination_ids, dispatch): (Arc<HashMap<String, DestinationId>>, DispatchControl),
         metrics: &Metrics,
         modules: CompiledModules,
     ) -> Self {
@@ -117,12 +125,17 @@ impl Reloader {
         Self {
             path: config.source.clone(),
             ingress,
-            destination_ids,
-            destinations,
+            ids: std::sync::Mutex::new(HashMap::clone(&destination_ids)),
+            dispatch,
             metrics: metrics.clone(),
             modules,
             started_with: text.clone(),
-            serving: tokio::sync::Mutex::new(Serving { text, hash, info }),
+            serving: tokio::sync::Mutex::new(Serving {
+                text,
+                hash,
+                info,
+                destinations: config.destinations.keys().cloned().collect(),
+            }),
             watched: std::sync::Mutex::new(module_files(config)),
             ok,
             refused,
@@ -167,10 +180,30 @@ impl Reloader {
                 let routes = route_changes(&serving.text, &text);
                 let changed_destinations = destination_changes(&serving.text, &text);
                 let hash = hash_of(&text);
-                for (id, destination) in destinations {
-                    self.destinations[id].store(Arc::new(destination));
+                let names: BTreeSet<String> = config.destinations.keys().cloned().collect();
+                let mut ids = self
+                    .ids
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                // Before the switch: a new destination's lane is ready for the first event.
+                for (id, destination, max_held) in destinations {
+                    if ids.contains_key(&destination.name) {
+                        self.dispatch.reconfigure(id, destination, max_held);
+                    } else {
+                        let name = destination.name.clone();
+                        let given = self.dispatch.add(destination, max_held);
+                        debug_assert_eq!(given, id, "ids are given in order");
+                        ids.insert(name, given);
+                    }
                 }
                 self.ingress.switch(table);
+                let shared_stream = config.queue.backend == Some(QueueBackend::Nats);
+                for removed in serving.destinations.difference(&names) {
+                    if let Some(&id) = ids.get(removed) {
+                        self.dispatch.remove(id, !shared_stream);
+                    }
+                }
+                drop(ids);
                 self.modules.forget_unused();
                 for hook in self
                     .on_switch
@@ -193,6 +226,7 @@ impl Reloader {
                         text,
                         hash: hash.clone(),
                         info,
+                        destinations: names,
                     },
                 );
                 self.last_reload.set(unix_seconds());
@@ -240,13 +274,45 @@ impl Reloader {
         // Test fault injection is never read from a file; a reload keeps none.
         config.test_faults = crate::supervise::TestFaults::default();
         let mut destinations = Vec::new();
+        let caps: HashMap<String, usize> = held_caps(&config).into_iter().collect();
+        let known = self
+            .ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        // The config's destinations by id: a known name keeps its id, a new one takes the
+        // next (in name order, as the switch adds them).
+        let mut destination_ids = HashMap::new();
+        let mut next = known.len();
+        for name in config.destinations.keys() {
+            let id = match known.get(name) {
+                Some(&id) => id,
+                None => {
+                    let id = next;
+                    next += 1;
+                    id
+                }
+            };
+            destination_ids.insert(name.clone(), id);
+            if !known.contains_key(name) && config.queue.backend == Some(QueueBackend::Nats) {
+                errors.0.push(ConfigError {
+                    file: self.path.clone(),
+                    line: None,
+                    column: None,
+                    key: format!("destinations.{name}"),
+                    message: "with backend = \"nats\" each destination has its consumer, made \
+                              at start: adding one needs a restart"
+                        .to_owned(),
+                });
+            }
+        }
+        let destination_ids = Arc::new(destination_ids);
         for (name, settings) in &config.destinations {
-            // A destination not there at start is refused by `fixed_changes`.
-            let Some(&id) = self.destination_ids.get(name) else {
+            let (Some(&id), Some(&max_held)) = (destination_ids.get(name), caps.get(name)) else {
                 continue;
             };
             match Destination::from_config(name, settings) {
-                Ok(destination) => destinations.push((id, destination)),
+                Ok(destination) => destinations.push((id, destination, max_held)),
                 Err(error) => errors.0.push(ConfigError {
                     file: self.path.clone(),
                     line: None,
@@ -256,9 +322,9 @@ impl Reloader {
                 }),
             }
         }
-        match load_chains_with(&config, &self.destination_ids, &self.metrics, &self.modules).await {
+        match load_chains_with(&config, &destination_ids, &self.metrics, &self.modules).await {
             Ok(chains) if errors.0.is_empty() => {
-                let table = self.ingress.prepare(&config, chains);
+                let table = self.ingress.prepare(&config, chains, &destination_ids);
                 if config.queue.backend == Some(QueueBackend::Nats) {
                     errors
                         .0
@@ -288,8 +354,9 @@ struct Loaded {
     config: Config,
     text: String,
     table: RouteTable,
-    /// Every destination's new settings, by id.
-    destinations: Vec<(DestinationId, Destination)>,
+    /// Every destination's new settings and cap (`max_held`), by id (for a new one, the id
+    /// it will be given).
+    destinations: Vec<(DestinationId, Destination, usize)>,
 }
 
 /// With the NATS backend a route's dedup window is shared with the other routers when the

@@ -5,15 +5,21 @@
 //! Each worker keeps the delivery it is attempting in an in-flight slot outside its task: a
 //! run that panicked leaves it there, and the next run puts it back in the lane (or
 //! dead-letters it, out of attempts); at shutdown the slots are counted with the lane.
+//!
+//! A config reload resizes a lane to its new `max_in_flight` ([`Lane::resize`]): new workers
+//! start, or the last ones are told to stop, each after the attempt it is making.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::outcome::{attempt, dead_letter};
 use super::{Delivery, Shared, lock};
+use crate::delivery::attempt::Destination;
 use crate::delivery::circuit::Admit;
 use crate::queue::{DestinationId, Verdict};
 use crate::supervise::Supervisor;
@@ -21,24 +27,36 @@ use crate::supervise::Supervisor;
 /// The delivery a lane worker is attempting, if any, kept outside the worker's task.
 type InFlight = Arc<Mutex<Option<Delivery>>>;
 
-/// One destination's lane: its channel and its workers' in-flight slots.
+/// One destination's lane: its settings, its channel and its workers' in-flight slots.
 #[derive(Debug)]
 pub(super) struct Lane {
+    /// The destination's settings, which a config reload may replace: an attempt reads them
+    /// as it starts.
+    pub(super) settings: ArcSwap<Destination>,
+    /// Removed from the config: the lane stops once its destination holds nothing.
+    pub(super) removed: AtomicBool,
     sender: async_channel::Sender<Delivery>,
     /// Kept so that deliveries still in the lane are counted at shutdown.
     receiver: async_channel::Receiver<Delivery>,
-    /// One per worker.
+    /// One per worker started, in order: a stopped worker's slot stays, empty once its last
+    /// attempt is over.
     slots: Mutex<Vec<InFlight>>,
+    /// One per worker serving now, in order: cancelling it stops the worker once its attempt
+    /// in flight (if any) is over.
+    workers: Mutex<Vec<CancellationToken>>,
 }
 
 impl Lane {
-    /// An empty lane, with no worker yet.
-    pub(super) fn new() -> Self {
+    /// An empty lane to `destination`, with no worker yet.
+    pub(super) fn new(destination: Destination) -> Self {
         let (sender, receiver) = async_channel::unbounded();
         Self {
+            settings: ArcSwap::from_pointee(destination),
+            removed: AtomicBool::new(false),
             sender,
             receiver,
             slots: Mutex::default(),
+            workers: Mutex::default(),
         }
     }
 
@@ -48,18 +66,50 @@ impl Lane {
         let _ = self.sender.try_send(delivery);
     }
 
-    /// Starts one more worker on destination `id`'s lane, under `supervisor`.
-    pub(super) fn spawn_worker(
+    /// Workers serving the lane now.
+    #[cfg(test)]
+    pub(super) fn workers(&self) -> usize {
+        lock(&self.workers).len()
+    }
+
+    /// Makes destination `id`'s lane served by `count` workers (under `supervisor`, stopped by
+    /// `cancel` too): starts the missing ones, and tells the last ones over `count` to stop
+    /// once their attempt in flight is over (none is cut off, nor lost: a delivery is taken
+    /// off the lane only by a worker that then attempts it). Returns the tasks started.
+    pub(super) fn resize(
+        shared: &Arc<Shared>,
+        id: DestinationId,
+        count: usize,
+        supervisor: &Supervisor,
+        cancel: &CancellationToken,
+    ) -> Vec<JoinHandle<()>> {
+        let lane = shared.lane(id);
+        let mut workers = lock(&lane.workers);
+        let kept = count.min(workers.len());
+        for stop in workers.split_off(kept) {
+            stop.cancel();
+        }
+        let missing = count.saturating_sub(workers.len());
+        (0..missing)
+            .map(|_| {
+                let stop = cancel.child_token();
+                workers.push(stop.clone());
+                Self::spawn_worker(shared, id, supervisor, stop)
+            })
+            .collect()
+    }
+
+    /// Starts one worker on destination `id`'s lane, under `supervisor`, until `cancel`.
+    fn spawn_worker(
         shared: &Arc<Shared>,
         id: DestinationId,
         supervisor: &Supervisor,
-        cancel: &CancellationToken,
+        cancel: CancellationToken,
     ) -> JoinHandle<()> {
-        let lane = &shared.lanes[id];
+        let lane = shared.lane(id);
         let slot = InFlight::default();
         lock(&lane.slots).push(Arc::clone(&slot));
-        let (receiver, shared, cancel) =
-            (lane.receiver.clone(), Arc::clone(shared), cancel.clone());
+        let (receiver, shared) = (lane.receiver.clone(), Arc::clone(shared));
         supervisor.spawn("lane_worker", move || {
             run_lane_worker(
                 receiver.clone(),
@@ -142,7 +192,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// Puts back a delivery whose attempt panicked (that attempt counted) into its lane: to be
 /// attempted again, or, with no attempts left, dead-lettered.
 fn put_back(shared: &Shared, mut delivery: Delivery) {
-    let destination = shared.destinations[delivery.destination].load_full();
+    let destination = shared.destination(delivery.destination);
     let event = &delivery.job.event;
     tracing::warn!(
         event_id = %event.id,
@@ -157,5 +207,5 @@ fn put_back(shared: &Shared, mut delivery: Delivery) {
             reason: "the last attempt panicked (see the log)".to_owned(),
         });
     }
-    shared.lanes[delivery.destination].send(delivery);
+    shared.lane(delivery.destination).send(delivery);
 }

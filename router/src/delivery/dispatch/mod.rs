@@ -1,6 +1,6 @@
 //! Dispatch: takes events off the queue and drives their deliveries to completion. This file
-//! owns the lifecycle (start, the shutdown count, whether anything is left to do) and the
-//! tasks that move events from the queue into lanes.
+//! owns the lifecycle (start, a config reload's changes, the shutdown count, whether anything
+//! is left to do) and the tasks that move events from the queue into lanes.
 //!
 //! - [`lane`]: each destination's channel, served by `max_in_flight` workers;
 //! - [`outcome`]: one attempt, and what its outcome makes of the delivery (final, retried,
@@ -88,18 +88,14 @@ impl Delivery {
     }
 }
 
-/// Each destination's settings by id, which a config reload may replace: an attempt reads
-/// them as it starts.
-pub type LiveDestinations = Arc<[ArcSwap<Destination>]>;
-
 /// State shared by every dispatch task.
 #[derive(Debug)]
 struct Shared {
-    destinations: LiveDestinations,
+    /// Each destination's lane (with its settings), by id. A config reload adds to them,
+    /// never removes: ids stay valid.
+    lanes: ArcSwap<Vec<Arc<Lane>>>,
     /// Each destination's circuit breaker and live state, by id.
     board: Arc<DestinationBoard>,
-    /// Each destination's lane, by id.
-    lanes: Vec<Lane>,
     deliverer: Deliverer,
     dead_letters: Arc<DeadLetterStore>,
     /// Delivery metrics by route and destination.
@@ -127,6 +123,16 @@ struct Shared {
 }
 
 impl Shared {
+    /// The lane of destination `id`.
+    fn lane(&self, id: DestinationId) -> Arc<Lane> {
+        Arc::clone(&self.lanes.load()[id])
+    }
+
+    /// The settings of destination `id` now.
+    fn destination(&self, id: DestinationId) -> Arc<Destination> {
+        self.lanes.load()[id].settings.load_full()
+    }
+
     /// A delivery is final (delivered or dead-lettered).
     fn finish(&self, delivery: &Delivery) {
         self.outstanding.fetch_sub(1, Ordering::AcqRel);
@@ -139,7 +145,7 @@ impl Shared {
         if wait > 0 {
             let _ = self.retries.send((delivery, Duration::from_millis(wait)));
         } else {
-            self.lanes[delivery.destination].send(delivery);
+            self.lane(delivery.destination).send(delivery);
         }
     }
 
@@ -178,18 +184,148 @@ impl Shared {
 /// The running dispatch machinery.
 #[derive(Debug)]
 pub struct Dispatcher {
-    cancel: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
+    /// Every task, and what starts more (a reload resizing a lane).
+    control: DispatchControl,
     /// The retry scheduler's state, so that the deliveries waiting in it are counted at
     /// shutdown.
     waiting: WaitingSlot,
     shared: Arc<Shared>,
 }
 
+/// How often a removed destination's lane checks whether it still holds an event.
+const RETIRE_POLL: Duration = Duration::from_millis(100);
+
+/// Where a config reload applies its destinations to running dispatch: new settings, new
+/// destinations, removed ones.
+#[derive(Debug, Clone)]
+pub struct DispatchControl {
+    shared: Arc<Shared>,
+    queue: Arc<dyn DispatchQueue>,
+    supervisor: Supervisor,
+    /// Stops every task (each lane worker through a child token of its own).
+    cancel: CancellationToken,
+    /// Every task started, for the shutdown to wait for.
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// Held while a lane changes, so that a reload and a lane's retirement do not interleave.
+    changing: Arc<Mutex<()>>,
+}
+
+impl DispatchControl {
+    /// Applies the new settings of destination `id` from now on: attempts that start read its
+    /// URL, headers, timeout, signing and retry policy; its circuit takes the new thresholds;
+    /// its cap becomes `max_held`; and its lane is resized to `max_in_flight` workers (the
+    /// workers over it stop once their attempt in flight is over).
+    pub fn reconfigure(&self, id: DestinationId, destination: Destination, max_held: usize) {
+        let _changing = lock(&self.changing);
+        let Some(lane) = self.shared.lanes.load().get(id).cloned() else {
+            return;
+        };
+        // Back in the config (if it had been removed): listed, and its lane served again.
+        lane.removed.store(false, Ordering::Release);
+        self.shared.board.set_listed(id, true);
+        self.shared.board.reconfigure(id, &destination, max_held);
+        let workers = destination.max_in_flight;
+        lane.settings.store(Arc::new(destination));
+        self.resize(id, workers);
+    }
+
+    /// Adds `destination`, new to the config, with cap `max_held`: it gets the next id (which
+    /// it returns), a lane with its `max_in_flight` workers, and its entries on the board and
+    /// in the metrics; the queue learns its name.
+    pub fn add(&self, destination: Destination, max_held: usize) -> DestinationId {
+        let _changing = lock(&self.changing);
+        let id = self.shared.board.add(&destination, max_held);
+        self.shared
+            .metrics
+            .add_destination(destination.name.clone());
+        self.queue.add_destination(&destination.name);
+        let workers = destination.max_in_flight;
+        let lane = Arc::new(Lane::new(destination));
+        self.shared.lanes.rcu(|lanes| {
+            let mut lanes = Vec::clone(lanes);
+            lanes.push(Arc::clone(&lane));
+            lanes
+        });
+        self.resize(id, workers);
+        id
+    }
+
+    /// Removes destination `id` from the config (after the switch: no route names it any
+    /// more): its lane delivers the events it holds until each is final. Then its cap becomes
+    /// 0 (nothing can take a place there again: a replay of its dead letters is refused as
+    /// full), its workers stop, and the board no longer lists it; its held, cap and oldest-age
+    /// gauges read 0. A destination added back before then keeps its lane. Does nothing
+    /// without `retire` (NATS, whose shared stream may hold more of its events for this
+    /// router: the lane stays).
+    pub fn remove(&self, id: DestinationId, retire: bool) {
+        let Some(lane) = self.shared.lanes.load().get(id).cloned() else {
+            return;
+        };
+        if !retire {
+            return;
+        }
+        lane.removed.store(true, Ordering::Release);
+        let control = self.clone();
+        let task = self.supervisor.spawn("lane_retire", move || {
+            let (control, lane) = (control.clone(), Arc::clone(&lane));
+            async move {
+                loop {
+                    // First a poll's wait: requests still on the table switched from finish.
+                    tokio::time::sleep(RETIRE_POLL).await;
+                    if control.cancel.is_cancelled() {
+                        return;
+                    }
+                    let _changing = lock(&control.changing);
+                    if !lane.removed.load(Ordering::Acquire) {
+                        return;
+                    }
+                    if control.retire(id) {
+                        tracing::info!(
+                            destination = %lane.settings.load().name,
+                            "a destination removed from the config holds nothing more: its lane stops"
+                        );
+                        return;
+                    }
+                }
+            }
+        });
+        lock(&self.tasks).push(task);
+    }
+
+    /// Stops removed destination `id`'s lane if it holds nothing, closing it to new events
+    /// first: whether it did.
+    fn retire(&self, id: DestinationId) -> bool {
+        let board = &self.shared.board;
+        if board.held(id) > 0 {
+            return false;
+        }
+        // Closed, then counted again: a place taken meanwhile is seen here, or sees the cap
+        // (both sides order their two steps `SeqCst`, see `Holds::reserve`).
+        let limit = board.limit(id);
+        board.set_limit(id, 0);
+        if board.held(id) > 0 {
+            board.set_limit(id, limit);
+            return false;
+        }
+        board.set_listed(id, false);
+        self.resize(id, 0);
+        true
+    }
+
+    /// Makes destination `id`'s lane served by `workers` workers (none once dispatch stops).
+    fn resize(&self, id: DestinationId, workers: usize) {
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        let started = Lane::resize(&self.shared, id, workers, &self.supervisor, &self.cancel);
+        lock(&self.tasks).extend(started);
+    }
+}
+
 impl Dispatcher {
-    /// Each destination's settings, for a config reload to replace (new attempts use them).
-    pub fn destinations(&self) -> LiveDestinations {
-        Arc::clone(&self.shared.destinations)
+    /// Where a config reload applies destinations' new settings.
+    pub fn control(&self) -> DispatchControl {
+        self.control.clone()
     }
 
     /// The routes whose dead letters hold their keys, for a config reload to replace.
@@ -234,19 +370,15 @@ impl Dispatcher {
                     .map(|destination| (route.id.as_str(), destination))
             })
             .collect();
-        let delivery_metrics = DeliveryTable::new(
-            metrics,
-            routes.iter().map(|route| route.id.as_str()),
-            names,
-            connected,
-        );
+        let delivery_metrics = DeliveryTable::new(metrics, names, connected);
         let shared = Arc::new(Shared {
             board,
-            lanes: destinations.iter().map(|_| Lane::new()).collect(),
-            destinations: destinations
-                .into_iter()
-                .map(ArcSwap::from_pointee)
-                .collect(),
+            lanes: ArcSwap::from_pointee(
+                destinations
+                    .into_iter()
+                    .map(|destination| Arc::new(Lane::new(destination)))
+                    .collect(),
+            ),
             deliverer,
             dead_letters,
             metrics: delivery_metrics,
@@ -275,10 +407,9 @@ impl Dispatcher {
                 run_dispatch(Arc::clone(&queue), Arc::clone(&shared), cancel.clone())
             }));
         }
-        for id in 0..shared.lanes.len() {
-            for _ in 0..shared.destinations[id].load().max_in_flight {
-                tasks.push(Lane::spawn_worker(&shared, id, supervisor, &cancel));
-            }
+        for id in 0..shared.lanes.load().len() {
+            let workers = shared.destination(id).max_in_flight;
+            tasks.extend(Lane::resize(&shared, id, workers, supervisor, &cancel));
         }
         {
             let (waiting, shared, cancel) =
@@ -292,8 +423,14 @@ impl Dispatcher {
             }));
         }
         Self {
-            cancel,
-            tasks,
+            control: DispatchControl {
+                shared: Arc::clone(&shared),
+                queue: Arc::clone(queue),
+                supervisor: supervisor.clone(),
+                cancel,
+                tasks: Arc::new(Mutex::new(tasks)),
+                changing: Arc::default(),
+            },
             waiting,
             shared,
         }
@@ -317,7 +454,7 @@ impl Dispatcher {
     /// Starts no new attempt from now on; the attempts in flight go on, and [`Dispatcher::stop`]
     /// waits for them. For a stop that leaves the queued events to the next process.
     pub fn stop_starting(&self) {
-        self.cancel.cancel();
+        self.control.cancel.cancel();
     }
 
     /// Stops dispatch: attempts in flight may finish until `deadline`; nothing new starts.
@@ -328,8 +465,8 @@ impl Dispatcher {
         deadline: tokio::time::Instant,
         queue: &dyn DispatchQueue,
     ) -> Leftovers {
-        self.cancel.cancel();
-        let mut pending = self.tasks;
+        self.control.cancel.cancel();
+        let mut pending = std::mem::take(&mut *lock(&self.control.tasks));
         let finished = tokio::time::timeout_at(deadline, async {
             while let Some(task) = pending.last_mut() {
                 let _ = task.await;
@@ -356,7 +493,7 @@ impl Dispatcher {
         // One entry per held event: each queued one, and each job however many of its
         // deliveries are left. (Jobs, not ids: a fan-out's events share their original's id.)
         let mut ids: Vec<String> = queued.iter().map(|q| q.event.id.clone()).collect();
-        for lane in &self.shared.lanes {
+        for lane in self.shared.lanes.load().iter() {
             lane.drain(&mut held);
         }
         Waiting::drain(&self.waiting, &mut held);
@@ -438,7 +575,7 @@ async fn run_dispatch(
         // Lazy: the names are only read while the event record is on.
         let names = targets
             .iter()
-            .map(|t| shared.destinations[t.destination].load().name.clone());
+            .map(|t| shared.destination(t.destination).name.clone());
         shared.inspect.queued(&event.id, names);
         let job = Arc::new(Job { event, receipt });
         shared
@@ -472,11 +609,138 @@ async fn run_dispatch(
 }
 
 #[cfg(test)]
+// Small counts and short waits: nothing here comes near an overflow.
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use std::path::Path;
+    use std::sync::atomic::AtomicU64;
 
     use super::*;
     use crate::config::Config;
+    use crate::queue::{Holds, MemoryQueue, held_caps};
+
+    /// A sink that answers 200 after `delay`, counting requests in flight and the most seen.
+    #[derive(Debug, Default)]
+    struct SlowSink {
+        current: AtomicUsize,
+        most: AtomicUsize,
+        received: AtomicU64,
+    }
+
+    async fn slow_sink(delay: Duration) -> (std::net::SocketAddr, Arc<SlowSink>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let sink = Arc::new(SlowSink::default());
+        let counts = Arc::clone(&sink);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let counts = Arc::clone(&counts);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |_request| {
+                        let counts = Arc::clone(&counts);
+                        async move {
+                            let now = counts.current.fetch_add(1, Ordering::AcqRel) + 1;
+                            counts.most.fetch_max(now, Ordering::AcqRel);
+                            tokio::time::sleep(delay).await;
+                            counts.current.fetch_sub(1, Ordering::AcqRel);
+                            counts.received.fetch_add(1, Ordering::AcqRel);
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Empty::<bytes::Bytes>::new(),
+                            ))
+                        }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                });
+            }
+        });
+        (address, sink)
+    }
+
+    async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting: {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lane_resized_by_a_reload_keeps_its_deliveries_and_follows_the_new_limit() {
+        let (address, sink) = slow_sink(Duration::from_millis(100)).await;
+        let text = format!(
+            "[destinations.slow]\nurl = \"http://{address}/\"\nmax_in_flight = 4\n\
+             [[routes]]\nid = \"r\"\npath = \"/r\"\ndestinations = [\"slow\"]\n"
+        );
+        let config = Config::parse(&text, Path::new("t.toml")).expect("valid");
+        let metrics = Metrics::new();
+        let supervisor = Supervisor::new(metrics.clone());
+        let holds = Arc::new(Holds::new(held_caps(&config), &metrics));
+        let queue: Arc<dyn DispatchQueue> =
+            Arc::new(MemoryQueue::new(1000, metrics.clone(), Arc::clone(&holds)));
+        let destination = |max_in_flight: usize| {
+            let mut settings = config.destinations["slow"].clone();
+            settings.max_in_flight = std::num::NonZeroUsize::new(max_in_flight).unwrap();
+            Destination::from_config("slow", &settings).unwrap()
+        };
+        let dispatcher = Dispatcher::start(
+            &queue,
+            vec![destination(4)],
+            &config.routes,
+            Deliverer::new().unwrap(),
+            Arc::new(DeadLetterStore::new(100, 1 << 20, metrics.clone(), None)),
+            Arc::new(DestinationBoard::new(
+                &[destination(4)],
+                Arc::clone(&holds),
+                &metrics,
+            )),
+            &metrics,
+            &supervisor,
+            &TestFaults::default(),
+            Inspector::default(),
+        );
+        let enqueue = |from: usize, count: usize| {
+            let queue = Arc::clone(&queue);
+            async move {
+                for n in from..from + count {
+                    let event = Event::for_test(format!("e{n}"), "r", bytes::Bytes::new());
+                    queue.enqueue(event, vec![0]).await.unwrap();
+                }
+            }
+        };
+        let lane = dispatcher.shared.lane(0);
+        let received = || sink.received.load(Ordering::Acquire);
+
+        // Four workers: four attempts at once.
+        enqueue(0, 40).await;
+        wait_until("4 in flight", || sink.current.load(Ordering::Acquire) == 4).await;
+        assert_eq!(lane.workers(), 4);
+
+        // Down to one while four attempts are in flight: they finish, none is cut off, and
+        // from then on one attempt at a time.
+        let control = dispatcher.control();
+        control.reconfigure(0, destination(1), 1000);
+        assert_eq!(lane.workers(), 1);
+        wait_until("1 in flight", || sink.current.load(Ordering::Acquire) <= 1).await;
+        sink.most.store(0, Ordering::Release);
+        let before = received();
+        wait_until("5 more delivered", || received() >= before + 5).await;
+        assert_eq!(sink.most.load(Ordering::Acquire), 1);
+
+        // Up to three: three at once, never more.
+        control.reconfigure(0, destination(3), 1000);
+        assert_eq!(lane.workers(), 3);
+        wait_until("3 in flight", || sink.current.load(Ordering::Acquire) == 3).await;
+        wait_until("every event delivered", || queue.held() == 0).await;
+        assert_eq!(sink.most.load(Ordering::Acquire), 3);
+        assert_eq!(received(), 40, "each event delivered once");
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let left = dispatcher.stop(deadline, queue.as_ref()).await;
+        assert!(left.event_ids.is_empty(), "{left:?}");
+    }
 
     #[test]
     fn a_route_reaches_its_destinations_and_those_its_plugins_name() {

@@ -20,9 +20,10 @@ const LETTER_RETRY: Duration = Duration::from_secs(5);
 
 /// Makes one attempt and acts on its outcome.
 pub(super) async fn attempt(shared: &Shared, mut delivery: Delivery) {
-    let destination = shared.destinations[delivery.destination].load_full();
+    let destination = shared.destination(delivery.destination);
     let event = &delivery.job.event;
     let metrics = shared.metrics.get(&event.route, delivery.destination);
+    let metrics = metrics.as_ref();
     let (started, started_at) = (Instant::now(), SystemTime::now());
     let outcome = {
         let _counted = shared.board.attempt(delivery.destination);
@@ -137,7 +138,7 @@ pub(super) async fn attempt(shared: &Shared, mut delivery: Delivery) {
 /// leaves the event with the queue (NATS takes it back, to hand it out again with its verdict)
 /// or in the retry scheduler, to be dead-lettered again after [`LETTER_RETRY`].
 pub(super) async fn dead_letter(shared: &Shared, mut delivery: Delivery, verdict: Verdict) {
-    let destination = shared.destinations[delivery.destination].load_full();
+    let destination = shared.destination(delivery.destination);
     let event = &delivery.job.event;
     let letter = DeadLetter {
         id: Event::new_id(),

@@ -95,7 +95,7 @@ pub(super) async fn run_retry_scheduler(
             }
             let delivery = entry.remove();
             shared.parked.fetch_sub(1, Ordering::AcqRel);
-            shared.lanes[delivery.destination].send(delivery);
+            shared.lane(delivery.destination).send(delivery);
         }
         let next = waiting.due.first_key_value().map(|((at, _), _)| *at);
         *lock(&shared.earliest_due) = next;
