@@ -17,10 +17,11 @@ use super::{ConfigError, ConfigErrors};
 /// Tables whose every key is fixed for the life of the process: listeners and limits, the
 /// queue backend and journal.
 const FIXED_TABLES: &[&str] = &["server", "queue"];
-/// The keys of a destination that a reload applies (to the attempts that start after it).
-/// The rest, and which destinations there are, are fixed: delivery lanes (`max_in_flight`
-/// workers each), held-event limits, retry policies and circuits are set up at start.
-pub const LIVE_DESTINATION_KEYS: &[&str] = &["url", "timeout", "headers", "sign"];
+/// The keys of a destination that a reload applies (to the attempts that start after it; a
+/// lane reads its `rate` for each delivery). The rest, and which destinations there are, are
+/// fixed: delivery lanes (`max_in_flight` workers each), held-event limits, retry policies and
+/// circuits are set up at start.
+pub const LIVE_DESTINATION_KEYS: &[&str] = &["url", "timeout", "headers", "sign", "rate"];
 /// Keys of `[plugins]` fixed at start: the compile cache the plugin engine was made with.
 const FIXED_PLUGIN_KEYS: &[&str] = &["cache"];
 
@@ -273,6 +274,10 @@ destinations = ["ci"]
                 .is_empty()
         );
         assert_eq!(destination_changes(OLD, &url_only), ["ci"]);
+        // So is the rate.
+        let rate = OLD.replace("9000/ci\"", "9000/ci\"\nrate = { per_second = 5 }");
+        assert!(fixed_changes(OLD, &rate, Path::new("r.toml")).0.is_empty());
+        assert_eq!(destination_changes(OLD, &rate), ["ci"]);
         assert_eq!(errors[0].line, Some(3));
         assert!(errors[0].to_string().contains("restart"), "{}", errors[0]);
         assert!(fixed_changes(OLD, OLD, Path::new("r.toml")).0.is_empty());

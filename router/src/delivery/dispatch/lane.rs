@@ -2,8 +2,11 @@
 //! serve it, one attempt at a time each, so that the number of workers bounds the lane's
 //! requests in flight and a slow destination never holds up another.
 //!
-//! Each worker keeps the delivery it is attempting in an in-flight slot outside its task: a
-//! run that panicked leaves it there, and the next run puts it back in the lane (or
+//! With a `rate`, each attempt first waits for a turn ([`Pace`]): one delivery of the lane at
+//! a time, on the worker that took it, while the others stay in the lane.
+//!
+//! Each worker keeps the delivery it is attempting (or pacing) in an in-flight slot outside its
+//! task: a run that panicked leaves it there, and the next run puts it back in the lane (or
 //! dead-letters it, out of attempts); at shutdown the slots are counted with the lane.
 
 use std::sync::{Arc, Mutex};
@@ -15,13 +18,14 @@ use tokio_util::sync::CancellationToken;
 use super::outcome::{attempt, dead_letter};
 use super::{Delivery, Shared, lock};
 use crate::delivery::circuit::Admit;
+use crate::delivery::rate::Pace;
 use crate::queue::{DestinationId, Verdict};
 use crate::supervise::Supervisor;
 
 /// The delivery a lane worker is attempting, if any, kept outside the worker's task.
 type InFlight = Arc<Mutex<Option<Delivery>>>;
 
-/// One destination's lane: its channel and its workers' in-flight slots.
+/// One destination's lane: its channel, its workers' in-flight slots and its pace.
 #[derive(Debug)]
 pub(super) struct Lane {
     sender: async_channel::Sender<Delivery>,
@@ -29,16 +33,19 @@ pub(super) struct Lane {
     receiver: async_channel::Receiver<Delivery>,
     /// One per worker.
     slots: Mutex<Vec<InFlight>>,
+    /// Turns for the attempts, while the destination has a `rate`.
+    pace: Pace,
 }
 
 impl Lane {
-    /// An empty lane, with no worker yet.
-    pub(super) fn new() -> Self {
+    /// An empty lane, with no worker yet, paced by `pace` while its destination has a `rate`.
+    pub(super) fn new(pace: Pace) -> Self {
         let (sender, receiver) = async_channel::unbounded();
         Self {
             sender,
             receiver,
             slots: Mutex::default(),
+            pace,
         }
     }
 
@@ -55,18 +62,11 @@ impl Lane {
         supervisor: &Supervisor,
         cancel: &CancellationToken,
     ) -> JoinHandle<()> {
-        let lane = &shared.lanes[id];
         let slot = InFlight::default();
-        lock(&lane.slots).push(Arc::clone(&slot));
-        let (receiver, shared, cancel) =
-            (lane.receiver.clone(), Arc::clone(shared), cancel.clone());
+        lock(&shared.lanes[id].slots).push(Arc::clone(&slot));
+        let (shared, cancel) = (Arc::clone(shared), cancel.clone());
         supervisor.spawn("lane_worker", move || {
-            run_lane_worker(
-                receiver.clone(),
-                Arc::clone(&shared),
-                cancel.clone(),
-                Arc::clone(&slot),
-            )
+            run_lane_worker(Arc::clone(&shared), id, cancel.clone(), Arc::clone(&slot))
         })
     }
 
@@ -82,30 +82,44 @@ impl Lane {
     }
 }
 
-/// Serves one lane: one attempt at a time, so a lane's workers bound its in-flight requests.
+/// Serves destination `id`'s lane: one attempt at a time, so a lane's workers bound its
+/// in-flight requests.
 ///
-/// The delivery being attempted is also kept in `in_flight`, with the attempt counted: a run
-/// that panicked leaves it there, and the next run puts it back first.
+/// The delivery being attempted is also kept in `in_flight`, with the attempt counted (and
+/// before that, while it waits for a turn, without): a run that panicked leaves it there, and
+/// the next run puts it back first.
 async fn run_lane_worker(
-    lane: async_channel::Receiver<Delivery>,
     shared: Arc<Shared>,
+    id: DestinationId,
     cancel: CancellationToken,
     in_flight: InFlight,
 ) {
+    let lane = &shared.lanes[id];
     let left = lock(&in_flight).take();
     if let Some(delivery) = left {
         put_back(&shared, delivery);
     }
     loop {
+        // With a `rate`, the next delivery is this worker's to pace only once no other
+        // delivery of the lane waits for a turn: until then it stays in the lane.
+        let gate = match shared.destinations[id].load().rate {
+            Some(_) => tokio::select! {
+                biased;
+                () = cancel.cancelled() => return,
+                gate = lane.pace.gate() => Some(gate),
+            },
+            None => None,
+        };
         let delivery = tokio::select! {
             biased;
             () = cancel.cancelled() => return,
-            delivery = lane.recv() => match delivery {
+            delivery = lane.receiver.recv() => match delivery {
                 Ok(delivery) => delivery,
                 Err(_) => return,
             },
         };
         if let Some(verdict) = delivery.verdict.clone() {
+            drop(gate);
             *lock(&in_flight) = Some(delivery.clone());
             dead_letter(&shared, delivery, verdict).await;
             *lock(&in_flight) = None;
@@ -121,6 +135,23 @@ async fn run_lane_worker(
             let _ = shared.retries.send((delivery, wait));
             continue;
         }
+        // Waiting for a turn is not an attempt. (The rate read again: a reload may have
+        // changed it while this worker waited on the lane.)
+        let rate = || shared.destinations[id].load().rate;
+        if rate().is_some() {
+            *lock(&in_flight) = Some(delivery.clone());
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => {
+                    // Back in the lane, where the shutdown count (or the next run) finds it.
+                    *lock(&in_flight) = None;
+                    lane.send(delivery);
+                    return;
+                }
+                () = lane.pace.turn(rate) => {}
+            }
+        }
+        drop(gate);
         *lock(&in_flight) = Some(Delivery {
             attempts: delivery.attempts.saturating_add(1),
             ..delivery.clone()

@@ -2,7 +2,8 @@
 //! owns the lifecycle (start, the shutdown count, whether anything is left to do) and the
 //! tasks that move events from the queue into lanes.
 //!
-//! - [`lane`]: each destination's channel, served by `max_in_flight` workers;
+//! - [`lane`]: each destination's channel, served by `max_in_flight` workers (paced by its
+//!   `rate`, if any);
 //! - [`outcome`]: one attempt, and what its outcome makes of the delivery (final, retried,
 //!   dead-lettered);
 //! - [`scheduler`]: the retry scheduler, which hands waiting deliveries back to their lanes.
@@ -35,6 +36,7 @@ use crate::config::RouteConfig;
 use crate::delivery::attempt::{Deliverer, Destination};
 use crate::delivery::dead_letter::DeadLetterStore;
 use crate::delivery::destinations::DestinationBoard;
+use crate::delivery::rate::Pace;
 use crate::event::Event;
 use crate::inspect::Inspector;
 use crate::metrics::{DeliveryTable, Metrics};
@@ -183,7 +185,10 @@ impl Dispatcher {
         );
         let shared = Arc::new(Shared {
             board,
-            lanes: destinations.iter().map(|_| Lane::new()).collect(),
+            lanes: destinations
+                .iter()
+                .map(|d| Lane::new(Pace::new(metrics.destination_throttled(&d.name))))
+                .collect(),
             destinations: destinations
                 .into_iter()
                 .map(ArcSwap::from_pointee)
