@@ -11,6 +11,7 @@ mod isolation;
 mod limits;
 mod plugins;
 mod prometheus;
+mod rate;
 mod shutdown;
 mod slow_clients;
 mod verify;
