@@ -5,7 +5,8 @@
 //! lifecycle: messages handed back at 12 stops and kills end delivered or dead-lettered, a
 //! message is acked only once its dead letter is stored (the bucket refusing letters), and a
 //! message that does not decode becomes a dead letter holding its raw bytes. Each counts what
-//! was 202'd against what the sink received or the dead letters hold.
+//! was 202'd against what the sink received or the dead letters hold. A destination's `rate`
+//! paces each router's attempts.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use webhook_router_tests::numbered::{
     self, PATIENCE, accepted, assert_all_delivered, client, dead_letters, deliveries, metric,
     number, post_all, wait_delivered, wait_idle,
 };
+use webhook_router_tests::sink::arrivals_per_second;
 use webhook_router_tests::wait::wait_until;
 use webhook_router_tests::{Reply, RouterProcess, Sink};
 
@@ -27,6 +29,7 @@ const OK: u8 = 0;
 const SLOW: u8 = 1;
 const REJECT: u8 = 2;
 const HANG: u8 = 3;
+const FAIL: u8 = 4;
 
 async fn switchable_sink(mode: &Arc<AtomicU8>) -> Sink {
     let mode = Arc::clone(mode);
@@ -37,6 +40,7 @@ async fn switchable_sink(mode: &Arc<AtomicU8>) -> Sink {
         },
         REJECT => Reply::status(400),
         HANG => Reply::hang(),
+        FAIL => Reply::status(503),
         _ => Reply::ok(),
     })
     .await
@@ -350,6 +354,90 @@ async fn nats_down_for_five_seconds_gets_503s_then_recovers_and_loses_nothing() 
     if kept > 0 {
         eprintln!("the stream kept {kept} acked messages across the server's SIGKILL");
     }
+}
+
+/// A destination's `rate` is per router: after an outage, each of two routers on one stream
+/// drains what it holds at the rate (by the sink's clock), every event is delivered, and each
+/// router counts its waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_router_drains_a_backlog_at_the_destinations_rate() {
+    const EVENTS: u64 = 400;
+    const PER_SECOND: usize = 100;
+    const BURST: usize = 10;
+    let dir = fresh_dir("rate");
+    let nats = NatsServer::start(&dir.join("nats"));
+    let mode = Arc::new(AtomicU8::new(FAIL));
+    let sink = switchable_sink(&mode).await;
+    let routers: Vec<RouterProcess> = (1..=2)
+        .map(|n| {
+            let config = write_config(&dir, n, &nats.url(), &sink, "", "");
+            // Paced, quick to open its circuit, and never out of attempts in the outage.
+            let paced = format!(
+                "rate = {{ per_second = {PER_SECOND}, burst = {BURST} }}\n\
+                 circuit = {{ failures = 3, open_for = \"100ms\", max_open_for = \"200ms\" }}\n\
+                 [[routes]]"
+            );
+            let text = std::fs::read_to_string(&config)
+                .expect("read config")
+                .replace("max_attempts = 5", "max_attempts = 100")
+                .replacen("[[routes]]", &paced, 1);
+            std::fs::write(&config, text).expect("write config");
+            start(&config)
+        })
+        .collect();
+    let ingresses: Vec<String> = routers.iter().map(|r| r.ingress.clone()).collect();
+    let wanted = accepted(&post_all(&ingresses, 0..EVENTS, 32).await);
+    assert_eq!(wanted.len() as u64, EVENTS, "every post was accepted");
+    for router in &routers {
+        wait_until(
+            "each router's circuit to open in the outage",
+            PATIENCE,
+            || {
+                metric(
+                    &router.admin,
+                    "webhook_destination_circuit_state{destination=\"sink\"}",
+                )
+            },
+            |state| matches!(state, Some(s) if *s > 0.0),
+        )
+        .await;
+    }
+
+    let back = std::time::Instant::now();
+    mode.store(OK, Ordering::Release);
+    let counts = wait_delivered(&sink, &wanted).await;
+    let duplicates = assert_all_delivered(&wanted, &counts);
+    for router in &routers {
+        wait_idle(&router.admin).await;
+    }
+    let requests = sink.requests();
+    let mut throttled = 0.0;
+    for (n, router) in (1..=2).zip(&routers) {
+        // Router `n`'s attempts in each second since the destination came back.
+        let seconds = arrivals_per_second(
+            requests
+                .iter()
+                .filter(|r| r.headers["x-router"] == n.to_string().as_str()),
+            back,
+        );
+        let waited = metric(
+            &router.admin,
+            "webhook_destination_throttled_seconds_total{destination=\"sink\"}",
+        )
+        .await
+        .expect("the throttled series is exported");
+        eprintln!(
+            "router {n}: attempts in each second since the destination came back: {seconds:?}; throttled {waited} s"
+        );
+        let busiest = seconds.iter().copied().max().unwrap_or(0);
+        assert!(
+            busiest <= PER_SECOND + BURST,
+            "router {n}: {busiest} attempts in a second, over per_second + burst"
+        );
+        throttled += waited;
+    }
+    eprintln!("{EVENTS} events delivered after the outage ({duplicates} twice)");
+    assert!(throttled >= 1.0, "the routers waited for turns");
 }
 
 /// Waits until `/readyz` answers `status`; the start of its text.

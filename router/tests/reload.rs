@@ -1,5 +1,6 @@
 //! Config reload of a `webhook-router serve` process (issue #22): under load, refused whole
-//! with every fault listed, and `--watch`.
+//! with every fault listed, and `--watch`; a destination's changed `rate` reaches the deliveries
+//! already waiting for a turn.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -617,6 +618,40 @@ async fn a_destination_url_change_applies_to_new_attempts() {
     assert_eq!(status, 202);
     assert_eq!(second.wait_for_delivered(1, PATIENCE).await.len(), 1);
     assert_eq!(first.requests().len(), 1, "the old URL gets nothing new");
+    router.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_change_applies_to_the_deliveries_already_waiting_for_a_turn() {
+    let sink = Sink::healthy().await;
+    let dir = folder("rate");
+    let path = dir.join("routes.toml");
+    let with_rate = |rate: &str| {
+        config(&sink, OLD_SECRET, "A", GONE).replace(
+            "max_in_flight = 128\n",
+            &format!("max_in_flight = 128\nrate = {rate}\n"),
+        )
+    };
+    std::fs::write(&path, with_rate("{ per_second = 0.1, burst = 1 }")).expect("write config");
+    let router = serve(&path, &[]);
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        assert_eq!(post_empty(&client, &router, "/hooks/gone").await, 202);
+    }
+    assert_eq!(sink.wait_for_delivered(1, PATIENCE).await.len(), 1);
+
+    // At 0.1 a second the other two would take 20 s; the reload frees them within a second.
+    std::fs::write(&path, with_rate("{ per_second = 1000 }")).expect("write config");
+    let (status, answer) = reload(&client, &router).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["destinations_changed"], serde_json::json!(["sink"]));
+    let reloaded = Instant::now();
+    let delivered = sink.wait_for_delivered(3, Duration::from_secs(5)).await;
+    assert_eq!(delivered.len(), 3, "after {:?}", reloaded.elapsed());
+    eprintln!(
+        "the two waiting deliveries arrived {:?} after the reload",
+        delivered[2].at - reloaded
+    );
     router.stop();
 }
 

@@ -1,5 +1,5 @@
 //! A loopback HTTP sink: a real hyper server on an ephemeral port that records every request
-//! and answers as a test script says (status, headers, delay, or never).
+//! (and when it arrived) and answers as a test script says (status, headers, delay, or never).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -87,11 +87,22 @@ struct State {
     changed: Notify,
 }
 
+impl State {
+    fn new(script: Box<Script>) -> Arc<State> {
+        Arc::new(State {
+            script,
+            count: AtomicUsize::new(0),
+            received: Mutex::new(Vec::new()),
+            changed: Notify::new(),
+        })
+    }
+}
+
 /// A running sink. Dropping it stops the server.
 pub struct Sink {
     addr: SocketAddr,
     state: Arc<State>,
-    server: tokio::task::JoinHandle<()>,
+    server: tokio::task::AbortHandle,
 }
 
 impl std::fmt::Debug for Sink {
@@ -128,16 +139,42 @@ impl Sink {
         Self::start_scripted(Box::new(move |_, body, attempt| script(body, attempt))).await
     }
 
+    /// A sink answering 200 to everything on `listener`, for a destination that comes up on a
+    /// port the router was already sending to. It runs on a thread and runtime of its own, so
+    /// that the arrival times it records are not delayed by the work of an in-process router.
+    pub async fn healthy_on(listener: std::net::TcpListener) -> Sink {
+        let addr = listener.local_addr().expect("sink address");
+        let state = State::new(Box::new(|_, _, _| Reply::ok()));
+        let (sender, server) = tokio::sync::oneshot::channel();
+        let serving = Arc::clone(&state);
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("sink runtime");
+            runtime.block_on(async move {
+                listener
+                    .set_nonblocking(true)
+                    .expect("non-blocking listener");
+                let listener = TcpListener::from_std(listener).expect("sink listener");
+                let task = tokio::spawn(serve(listener, serving));
+                let _ = sender.send(task.abort_handle());
+                // Ends when the sink is dropped (aborted), and the runtime with it.
+                let _ = task.await;
+            });
+        });
+        Sink {
+            addr,
+            state,
+            server: server.await.expect("the sink thread starts"),
+        }
+    }
+
     async fn start_scripted(script: Box<Script>) -> Sink {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
         let addr = listener.local_addr().expect("sink address");
-        let state = Arc::new(State {
-            script,
-            count: AtomicUsize::new(0),
-            received: Mutex::new(Vec::new()),
-            changed: Notify::new(),
-        });
-        let server = tokio::spawn(serve(listener, Arc::clone(&state)));
+        let state = State::new(script);
+        let server = tokio::spawn(serve(listener, Arc::clone(&state))).abort_handle();
         Sink {
             addr,
             state,
@@ -191,6 +228,26 @@ impl Sink {
         self.wait_for(count, timeout, |r| (200..300).contains(&r.status))
             .await
     }
+}
+
+/// How many of `requests` arrived in each second since `since` (by the sink's clock): index 0
+/// counts those in the first second. Requests before `since` are not counted.
+pub fn arrivals_per_second<'a>(
+    requests: impl IntoIterator<Item = &'a Received>,
+    since: Instant,
+) -> Vec<usize> {
+    let mut seconds = Vec::new();
+    for request in requests {
+        let Some(after) = request.at.checked_duration_since(since) else {
+            continue;
+        };
+        let second = usize::try_from(after.as_secs()).expect("seconds fit");
+        if seconds.len() <= second {
+            seconds.resize(second + 1, 0);
+        }
+        seconds[second] += 1;
+    }
+    seconds
 }
 
 async fn serve(listener: TcpListener, state: Arc<State>) {

@@ -29,6 +29,7 @@ pub const LIVE_DESTINATION_KEYS: &[&str] = &[
     "max_held",
     "retry",
     "circuit",
+    "rate",
 ];
 /// Keys of `[plugins]` fixed at start: the compile cache the plugin engine was made with.
 const FIXED_PLUGIN_KEYS: &[&str] = &["cache"];
@@ -270,6 +271,10 @@ destinations = ["ci"]
                 .is_empty()
         );
         assert_eq!(destination_changes(OLD, &settings), ["ci"]);
+        // So is the rate.
+        let rate = OLD.replace("9000/ci\"", "9000/ci\"\nrate = { per_second = 5 }");
+        assert!(fixed_changes(OLD, &rate, Path::new("r.toml")).0.is_empty());
+        assert_eq!(destination_changes(OLD, &rate), ["ci"]);
         assert_eq!(errors[0].line, Some(3));
         assert!(errors[0].to_string().contains("restart"), "{}", errors[0]);
         assert!(fixed_changes(OLD, OLD, Path::new("r.toml")).0.is_empty());

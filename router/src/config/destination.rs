@@ -1,5 +1,5 @@
-//! The `[destinations.NAME]` tables: where events are delivered and how failed attempts are
-//! retried, with their defaults and the checks between their keys.
+//! The `[destinations.NAME]` tables: where events are delivered, how fast, and how failed
+//! attempts are retried, with their defaults and the checks between their keys.
 
 use std::collections::{BTreeMap, HashSet};
 use std::num::{NonZeroU32, NonZeroUsize};
@@ -36,6 +36,9 @@ pub struct DestinationConfig {
     /// destination leaves room for the others.
     #[serde(default, deserialize_with = "bounds::max_held")]
     pub max_held: Option<NonZeroUsize>,
+    /// Most attempts a second, if set: deliveries wait for their turn (see [`DeliveryRate`]).
+    #[serde(default)]
+    pub rate: Option<DeliveryRate>,
     /// How failed attempts are retried.
     #[serde(default)]
     pub retry: RetryConfig,
@@ -69,6 +72,44 @@ impl<'de> Deserialize<'de> for DestinationUrl {
             return Err(de::Error::custom("URL has no host"));
         }
         Ok(DestinationUrl(url))
+    }
+}
+
+/// A destination's delivery rate (`rate = { per_second = 50, burst = 100 }`): `burst` attempts
+/// may go at once after a quiet spell, and `per_second` a second after that (GCRA). Retries count
+/// like first attempts; a delivery that waits for its turn is not failed, and the wait is not an
+/// attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryRate {
+    /// Sustained attempts per second: 0.001 to 1 000 000, fractions allowed (`0.5` is one
+    /// attempt every 2 s).
+    #[serde(deserialize_with = "bounds::delivery_per_second")]
+    pub per_second: f64,
+    /// Attempts that may go at once (1 to 1 000 000); see [`DeliveryRate::burst`] for the
+    /// default.
+    #[serde(default, deserialize_with = "bounds::burst")]
+    pub burst: Option<NonZeroU32>,
+}
+
+impl DeliveryRate {
+    /// The burst as written, or `per_second` rounded up (at least 1): a second's worth.
+    pub fn burst(&self) -> NonZeroU32 {
+        self.burst.unwrap_or_else(|| {
+            // At most 1 000 000 from a file (`bounds`); `as` saturates for a rate built in code.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let second = self.per_second.ceil() as u32;
+            NonZeroU32::new(second).unwrap_or(NonZeroU32::MIN)
+        })
+    }
+
+    /// The time between two attempts at the sustained rate: 1 µs to 1 000 s, the range of
+    /// `per_second` in a file (a rate built in code out of it is held to it).
+    pub fn period(&self) -> Duration {
+        const LONGEST: Duration = Duration::from_secs(1000);
+        Duration::try_from_secs_f64(1.0 / self.per_second)
+            .unwrap_or(LONGEST)
+            .clamp(Duration::from_micros(1), LONGEST)
     }
 }
 

@@ -27,7 +27,9 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-pub use destination::{CircuitConfig, DestinationConfig, DestinationUrl, Jitter, RetryConfig};
+pub use destination::{
+    CircuitConfig, DeliveryRate, DestinationConfig, DestinationUrl, Jitter, RetryConfig,
+};
 pub use error::{ConfigError, ConfigErrors};
 pub use inspect::InspectConfig;
 pub use order::{OnDeadLetter, OrderConfig};
@@ -361,6 +363,65 @@ destinations = ["ci"]
                 .contains("open_for is longer than max_open_for"),
             "{errors}"
         );
+    }
+
+    #[test]
+    fn a_destination_rate_defaults_its_burst_to_a_second_and_is_checked() {
+        let with_rate = |rate: &str| {
+            parse(&VALID.replace(
+                "timeout = \"2s\"",
+                &format!("timeout = \"2s\"\nrate = {rate}"),
+            ))
+        };
+        assert!(
+            parse(VALID).expect("valid").destinations["ci"]
+                .rate
+                .is_none()
+        );
+        for (rate, per_second, burst) in [
+            ("{ per_second = 50, burst = 100 }", 50.0, 100),
+            ("{ per_second = 50 }", 50.0, 50),
+            ("{ per_second = 2.5 }", 2.5, 3),
+            ("{ per_second = 0.2 }", 0.2, 1),
+        ] {
+            let config = with_rate(rate).expect(rate);
+            let read = config.destinations["ci"].rate.expect("a rate");
+            assert_eq!(read.per_second, per_second, "{rate}");
+            assert_eq!(read.burst().get(), burst, "{rate}");
+        }
+        let read = with_rate("{ per_second = 4 }").expect("valid");
+        assert_eq!(
+            read.destinations["ci"].rate.expect("a rate").period(),
+            Duration::from_millis(250)
+        );
+        // A rate built in code out of the file's range is held to it, never a panic.
+        for (per_second, period) in [
+            (0.0, Duration::from_secs(1000)),
+            (f64::NAN, Duration::from_secs(1000)),
+            (f64::INFINITY, Duration::from_micros(1)),
+        ] {
+            let rate = DeliveryRate {
+                per_second,
+                burst: None,
+            };
+            assert_eq!(rate.period(), period, "{per_second}");
+            assert!(rate.burst().get() >= 1);
+        }
+        for (rate, wanted) in [
+            ("{ per_second = 0 }", "per_second = 0 is out of range"),
+            ("{ per_second = -5 }", "per_second = -5 is out of range"),
+            ("{ per_second = nan }", "out of range"),
+            ("{ per_second = 2000000 }", "between 0.001 and 1000000"),
+            ("{ per_second = 5, burst = 0 }", "burst = 0 is out of range"),
+            ("{ burst = 5 }", "missing field `per_second`"),
+            ("{ per_second = 5, brust = 5 }", "unknown field `brust`"),
+            ("50", "expected struct DeliveryRate"),
+        ] {
+            let errors = with_rate(rate).unwrap_err();
+            assert_eq!(errors.0[0].key, "destinations.ci", "{errors}");
+            assert_eq!(errors.0[0].line, Some(11), "{errors}");
+            assert!(errors.0[0].message.contains(wanted), "{rate}: {errors}");
+        }
     }
 
     #[test]

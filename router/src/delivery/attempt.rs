@@ -36,6 +36,8 @@ pub struct Destination {
     pub timeout: Duration,
     /// Most requests at once.
     pub max_in_flight: usize,
+    /// Most attempts a second, if set.
+    pub rate: Option<crate::config::DeliveryRate>,
     /// Retry policy.
     pub retry: RetryConfig,
     /// When to stop attempts to it while it keeps failing.
@@ -75,6 +77,7 @@ impl Destination {
             url: config.url.0.clone(),
             timeout: crate::clock::cap(config.timeout.0),
             max_in_flight: config.max_in_flight.get(),
+            rate: config.rate,
             retry: config.retry,
             circuit: config.circuit,
             headers,

@@ -5,6 +5,7 @@
 //!   its outcome;
 //! - [`backoff`] times the next attempt (backoff, jitter, `Retry-After`);
 //! - [`circuit`] stops attempts to a destination that keeps failing, and probes it;
+//! - [`rate`] paces the attempts to a destination with a `rate`;
 //! - [`destinations`] keeps each destination's live state for the admin API;
 //! - [`dead_letter`] keeps what failed for good, for inspection and replay.
 
@@ -14,3 +15,4 @@ pub mod circuit;
 pub mod dead_letter;
 pub mod destinations;
 pub mod dispatch;
+pub mod rate;

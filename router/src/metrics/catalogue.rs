@@ -128,6 +128,7 @@ catalogue! {
     DESTINATION_HELD: Gauge "webhook_destination_held" ["destination"] "undelivered events the destination holds, against its `max_held` (`webhook_destination_max_held`)";
     DESTINATION_MAX_HELD: Gauge "webhook_destination_max_held" ["destination"] "the destination's `max_held`: most undelivered events it may hold";
     ORDERED_KEYS_WAITING: Gauge "webhook_ordered_keys_waiting" ["destination"] "order keys (a route's `order_by`) with events waiting at the destination behind an earlier event of the same key (one being attempted or waiting to retry, or the dead letter of one with `on_dead_letter = \"hold\"`)";
+    DESTINATION_THROTTLED: Counter "webhook_destination_throttled_seconds_total" ["destination"] "time the destination's deliveries waited for a turn under its `rate`, in whole seconds; one delivery waits at a time, so it grows by at most 1 a second (with NATS, per router); 0 without a `rate`";
     QUEUE_CAPACITY: Gauge "webhook_queue_capacity" [] "`queue_capacity`: most events the router holds at once";
     NATS_CONNECTED: Gauge "webhook_nats_connected" [] "1 while the NATS backend's client is connected to a server, 0 while it reconnects (with the NATS backend only)";
     INSPECT_EVENTS: Gauge "webhook_inspect_events" [] "events the event record holds (`[inspect] events` at most)";

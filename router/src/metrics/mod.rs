@@ -373,6 +373,15 @@ impl Metrics {
         self.destination_gauge(&catalogue::DESTINATION_HELD, destination)
     }
 
+    /// Counter of the whole seconds `destination`'s deliveries waited for its `rate`,
+    /// registered now (so that it shows as 0).
+    pub fn destination_throttled(&self, destination: &str) -> Counter {
+        self.counter(
+            &catalogue::DESTINATION_THROTTLED,
+            vec![Label::new("destination", destination.to_owned())],
+        )
+    }
+
     /// Gauge `webhook_nats_connected` (registered with the NATS backend only).
     pub fn nats_connected(&self) -> Gauge {
         self.gauge(&catalogue::NATS_CONNECTED, Vec::new())
@@ -659,6 +668,12 @@ impl DeliveryTable {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .push(name);
+    }
+
+    /// Counter of the whole seconds `destination`'s deliveries waited for its `rate`, for a
+    /// lane made after start (a destination a reload adds).
+    pub fn destination_throttled(&self, destination: &str) -> Counter {
+        self.metrics.destination_throttled(destination)
     }
 
     /// The handles of `route`'s deliveries to destination `destination`, registered now if

@@ -12,6 +12,7 @@ mod limits;
 mod order;
 mod plugins;
 mod prometheus;
+mod rate;
 mod shutdown;
 mod slow_clients;
 mod verify;

@@ -2,8 +2,11 @@
 //! serve it, one attempt at a time each, so that the number of workers bounds the lane's
 //! requests in flight and a slow destination never holds up another.
 //!
-//! Each worker keeps the delivery it is attempting in an in-flight slot outside its task: a
-//! run that panicked leaves it there, and the next run puts it back in the lane (or
+//! With a `rate`, each attempt first waits for a turn ([`Pace`]): one delivery of the lane at
+//! a time, on the worker that took it, while the others stay in the lane.
+//!
+//! Each worker keeps the delivery it is attempting (or pacing) in an in-flight slot outside its
+//! task: a run that panicked leaves it there, and the next run puts it back in the lane (or
 //! dead-letters it, out of attempts); at shutdown the slots are counted with the lane.
 //!
 //! A config reload resizes a lane to its new `max_in_flight` ([`Lane::resize`]): new workers
@@ -21,13 +24,14 @@ use super::outcome::{attempt, dead_letter};
 use super::{Delivery, Shared, lock};
 use crate::delivery::attempt::Destination;
 use crate::delivery::circuit::Admit;
+use crate::delivery::rate::Pace;
 use crate::queue::{DestinationId, Verdict};
 use crate::supervise::Supervisor;
 
 /// The delivery a lane worker is attempting, if any, kept outside the worker's task.
 type InFlight = Arc<Mutex<Option<Delivery>>>;
 
-/// One destination's lane: its settings, its channel and its workers' in-flight slots.
+/// One destination's lane: its settings, its channel, its workers' in-flight slots and its pace.
 #[derive(Debug)]
 pub(super) struct Lane {
     /// The destination's settings, which a config reload may replace: an attempt reads them
@@ -44,11 +48,14 @@ pub(super) struct Lane {
     /// One per worker serving now, in order: cancelling it stops the worker once its attempt
     /// in flight (if any) is over.
     workers: Mutex<Vec<CancellationToken>>,
+    /// Turns for the attempts, while the destination has a `rate`.
+    pace: Pace,
 }
 
 impl Lane {
-    /// An empty lane to `destination`, with no worker yet.
-    pub(super) fn new(destination: Destination) -> Self {
+    /// An empty lane to `destination`, with no worker yet, paced by `pace` while the
+    /// destination has a `rate`.
+    pub(super) fn new(destination: Destination, pace: Pace) -> Self {
         let (sender, receiver) = async_channel::unbounded();
         Self {
             settings: ArcSwap::from_pointee(destination),
@@ -57,6 +64,7 @@ impl Lane {
             receiver,
             slots: Mutex::default(),
             workers: Mutex::default(),
+            pace,
         }
     }
 
@@ -109,14 +117,9 @@ impl Lane {
         let lane = shared.lane(id);
         let slot = InFlight::default();
         lock(&lane.slots).push(Arc::clone(&slot));
-        let (receiver, shared) = (lane.receiver.clone(), Arc::clone(shared));
+        let shared = Arc::clone(shared);
         supervisor.spawn("lane_worker", move || {
-            run_lane_worker(
-                receiver.clone(),
-                Arc::clone(&shared),
-                cancel.clone(),
-                Arc::clone(&slot),
-            )
+            run_lane_worker(Arc::clone(&shared), id, cancel.clone(), Arc::clone(&slot))
         })
     }
 
@@ -132,30 +135,44 @@ impl Lane {
     }
 }
 
-/// Serves one lane: one attempt at a time, so a lane's workers bound its in-flight requests.
+/// Serves destination `id`'s lane: one attempt at a time, so a lane's workers bound its
+/// in-flight requests.
 ///
-/// The delivery being attempted is also kept in `in_flight`, with the attempt counted: a run
-/// that panicked leaves it there, and the next run puts it back first.
+/// The delivery being attempted is also kept in `in_flight`, with the attempt counted (and
+/// before that, while it waits for a turn, without): a run that panicked leaves it there, and
+/// the next run puts it back first.
 async fn run_lane_worker(
-    lane: async_channel::Receiver<Delivery>,
     shared: Arc<Shared>,
+    id: DestinationId,
     cancel: CancellationToken,
     in_flight: InFlight,
 ) {
+    let lane = shared.lane(id);
     let left = lock(&in_flight).take();
     if let Some(delivery) = left {
         put_back(&shared, delivery);
     }
     loop {
+        // With a `rate`, the next delivery is this worker's to pace only once no other
+        // delivery of the lane waits for a turn: until then it stays in the lane.
+        let gate = match lane.settings.load().rate {
+            Some(_) => tokio::select! {
+                biased;
+                () = cancel.cancelled() => return,
+                gate = lane.pace.gate() => Some(gate),
+            },
+            None => None,
+        };
         let delivery = tokio::select! {
             biased;
             () = cancel.cancelled() => return,
-            delivery = lane.recv() => match delivery {
+            delivery = lane.receiver.recv() => match delivery {
                 Ok(delivery) => delivery,
                 Err(_) => return,
             },
         };
         if let Some(verdict) = delivery.verdict.clone() {
+            drop(gate);
             *lock(&in_flight) = Some(delivery.clone());
             dead_letter(&shared, delivery, verdict).await;
             *lock(&in_flight) = None;
@@ -171,6 +188,23 @@ async fn run_lane_worker(
             let _ = shared.retries.send((delivery, wait));
             continue;
         }
+        // Waiting for a turn is not an attempt. (The rate read again: a reload may have
+        // changed it while this worker waited on the lane.)
+        let rate = || lane.settings.load().rate;
+        if rate().is_some() {
+            *lock(&in_flight) = Some(delivery.clone());
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => {
+                    // Back in the lane, where the shutdown count (or the next run) finds it.
+                    *lock(&in_flight) = None;
+                    lane.send(delivery);
+                    return;
+                }
+                () = lane.pace.turn(rate) => {}
+            }
+        }
+        drop(gate);
         *lock(&in_flight) = Some(Delivery {
             attempts: delivery.attempts.saturating_add(1),
             ..delivery.clone()

@@ -2,7 +2,8 @@
 //! owns the lifecycle (start, a config reload's changes, the shutdown count, whether anything
 //! is left to do) and the tasks that move events from the queue into lanes.
 //!
-//! - [`lane`]: each destination's channel, served by `max_in_flight` workers;
+//! - [`lane`]: each destination's channel, served by `max_in_flight` workers (paced by its
+//!   `rate`, if any);
 //! - [`outcome`]: one attempt, and what its outcome makes of the delivery (final, retried,
 //!   dead-lettered);
 //! - [`scheduler`]: the retry scheduler, which hands waiting deliveries back to their lanes;
@@ -39,6 +40,7 @@ use crate::config::RouteConfig;
 use crate::delivery::attempt::{Deliverer, Destination};
 use crate::delivery::dead_letter::DeadLetterStore;
 use crate::delivery::destinations::DestinationBoard;
+use crate::delivery::rate::Pace;
 use crate::event::Event;
 use crate::inspect::Inspector;
 use crate::metrics::{DeliveryTable, Metrics};
@@ -240,7 +242,8 @@ impl DispatchControl {
             .add_destination(destination.name.clone());
         self.queue.add_destination(&destination.name);
         let workers = destination.max_in_flight;
-        let lane = Arc::new(Lane::new(destination));
+        let pace = Pace::new(self.shared.metrics.destination_throttled(&destination.name));
+        let lane = Arc::new(Lane::new(destination, pace));
         self.shared.lanes.rcu(|lanes| {
             let mut lanes = Vec::clone(lanes);
             lanes.push(Arc::clone(&lane));
@@ -376,7 +379,10 @@ impl Dispatcher {
             lanes: ArcSwap::from_pointee(
                 destinations
                     .into_iter()
-                    .map(|destination| Arc::new(Lane::new(destination)))
+                    .map(|destination| {
+                        let pace = Pace::new(metrics.destination_throttled(&destination.name));
+                        Arc::new(Lane::new(destination, pace))
+                    })
                     .collect(),
             ),
             deliverer,
