@@ -530,8 +530,10 @@ async fn serve(path: &Path, watch: bool, passed: PassedSockets) -> Result<ExitCo
         None
     };
     println!(
-        "webhook-router listening: webhooks on http://{}, admin on http://{}",
+        "webhook-router listening: webhooks on {}://{}, admin on {}://{}",
+        router.ingress_scheme(),
         router.ingress_addr(),
+        router.admin_scheme(),
         router.admin_addr()
     );
     signals.wait_for_stop(&router.reloader()).await?;

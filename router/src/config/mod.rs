@@ -16,6 +16,7 @@ mod plugins;
 mod queue;
 mod route;
 mod server;
+mod tls;
 mod values;
 mod verify;
 
@@ -35,6 +36,7 @@ pub use route::{
     ConfigLocation, Isolation, OnPluginError, PluginConfig, PluginLimitsConfig, RouteConfig,
 };
 pub use server::{DEFAULT_MAX_BODY_BYTES, ServerConfig};
+pub use tls::TlsFiles;
 pub use values::{ByteSize, EnvString, HumanDuration, Secret};
 pub use verify::{DedupConfig, SignConfig};
 
@@ -129,9 +131,24 @@ impl Config {
                     // table when it is not written.
                     let admin_span =
                         span_of(&value, &["admin_listen"]).or_else(|| span_of(&value, &[]));
+                    let tls_span = span_of(&value, &["tls"]);
+                    let admin_tls_span = span_of(&value, &["admin_tls"]);
                     server = deserialize_item::<ServerConfig>(value, "server", sink);
-                    if let Some(server) = &server {
+                    if let Some(server) = &mut server {
                         check_server(server, admin_span, sink);
+                        let base = source.parent().unwrap_or_else(|| Path::new(""));
+                        tls::check_listener(
+                            server.tls.as_mut(),
+                            base,
+                            ("server.tls", tls_span),
+                            sink,
+                        );
+                        tls::check_listener(
+                            server.admin_tls.as_mut(),
+                            base,
+                            ("server.admin_tls", admin_tls_span),
+                            sink,
+                        );
                     }
                 }
                 "queue" => {
@@ -170,7 +187,14 @@ impl Config {
                     }
                 }
                 "destinations" => {
-                    parse_destinations(value, sink, &mut destinations, &mut destination_names);
+                    let base = source.parent().unwrap_or_else(|| Path::new(""));
+                    parse_destinations(
+                        value,
+                        base,
+                        sink,
+                        &mut destinations,
+                        &mut destination_names,
+                    );
                 }
                 "routes" => parse_routes(value, sink, &mut raw_routes),
                 "inspect" => inspect = deserialize_item(value, "inspect", sink),

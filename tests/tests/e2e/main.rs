@@ -13,6 +13,7 @@ mod plugins;
 mod prometheus;
 mod shutdown;
 mod slow_clients;
+mod tls;
 mod verify;
 
 use std::time::Duration;
