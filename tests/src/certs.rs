@@ -3,6 +3,7 @@
 //! and `localhost` issued by the intermediate (served with it as their chain), client
 //! certificates issued by the root, and rustls configs for test servers and clients.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -173,6 +174,23 @@ impl TestCerts {
             .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Arc::new(config)
+    }
+
+    /// The DER of the certificate a new TLS connection to `addr` is served (trusting only the
+    /// root CA).
+    pub async fn served_leaf(&self, addr: SocketAddr) -> Vec<u8> {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let name = rustls_pki_types::ServerName::from(addr.ip());
+        let stream = tokio_rustls::TlsConnector::from(self.rustls_client())
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake");
+        stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .expect("a certificate")[0]
+            .to_vec()
     }
 
     /// A rustls server config serving `pair` that requires a client certificate issued by

@@ -1,8 +1,9 @@
 //! TLS (issue #26), with certificates made by `openssl` at test time: the ingress and admin
 //! listeners over HTTPS to curl and to a Rust client, HTTP/1.1 and h2 by ALPN; a certificate
 //! swapped on disk is served to the next connection while a slow request on an old one
-//! completes; a bad pair is refused by a reload and the old certificate keeps serving; a
-//! destination over HTTPS with a private CA and a client certificate (mutual TLS).
+//! completes; a stalled handshake is closed at `header_read_timeout`; a bad pair is refused by
+//! a reload and the old certificate keeps serving; a destination over HTTPS with a private CA
+//! and a client certificate (mutual TLS).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -219,7 +220,7 @@ async fn admin_over_tls_and_a_bad_pair_is_refused_by_a_reload_while_the_old_cert
     let admin = certs.server("admin", 30);
     serve_pair(&dir, &first);
     let sink = Sink::healthy().await;
-    let text = config(&sink);
+    let text = config(&sink).replace("[server]\n", "[server]\nheader_read_timeout = \"500ms\"\n");
     let path = write_config(&dir, &text);
     let router = TestRouter::start_file(&path, certs.client_trusting_ca(false)).await;
 
@@ -245,6 +246,35 @@ async fn admin_over_tls_and_a_bad_pair_is_refused_by_a_reload_while_the_old_cert
     router
         .wait_for_metric(
             "webhook_connections_closed_total{listener=\"ingress\",reason=\"tls_handshake\"}",
+            1.0,
+            PATIENCE,
+        )
+        .await;
+
+    // A client that stalls part-way through its handshake is closed at header_read_timeout,
+    // like a silent one.
+    let mut stalled = TcpStream::connect(router.router.ingress_addr())
+        .await
+        .expect("connect");
+    // A handshake record's header announcing 512 bytes that never come.
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
+        .await
+        .expect("send");
+    let started = Instant::now();
+    let closed = tokio::time::timeout(PATIENCE, stalled.read(&mut [0; 64])).await;
+    assert!(
+        matches!(closed, Ok(Ok(0) | Err(_))),
+        "closed, not answered: {closed:?}"
+    );
+    let held = started.elapsed();
+    assert!(
+        held >= Duration::from_millis(400) && held < Duration::from_secs(5),
+        "{held:?}"
+    );
+    router
+        .wait_for_metric(
+            "webhook_connections_closed_total{listener=\"ingress\",reason=\"header_timeout\"}",
             1.0,
             PATIENCE,
         )
