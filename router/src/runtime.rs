@@ -614,7 +614,7 @@ fn served_cert(
     Ok(Some(ServedCert::new(
         listener,
         (&files.cert, &files.key),
-        pair,
+        &pair,
         expiry,
     )))
 }

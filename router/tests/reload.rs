@@ -716,20 +716,25 @@ async fn with_nats_a_new_dedup_window_needs_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sighup_serves_the_certificate_the_new_config_names_and_one_near_expiry_is_warned() {
+async fn sighup_and_the_reload_command_serve_the_certificate_the_config_names_and_expiry_is_warned()
+{
     let dir = folder("tls-sighup");
     let certs = TestCerts::make(&dir.join("certs"));
     let soon = certs.server("soon", 3);
     let renewed = certs.server("renewed", 40);
+    let admin = certs.server("admin", 30);
     let sink = Sink::healthy().await;
     let with_cert = |pair: &Pair| {
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-             tls = {{ cert = \"{}\", key = \"{}\" }}\n\n\
+             tls = {{ cert = \"{}\", key = \"{}\" }}\n\
+             admin_tls = {{ cert = \"{}\", key = \"{}\" }}\n\n\
              [destinations.sink]\nurl = \"{}\"\n\n\
              [[routes]]\nid = \"tls\"\npath = \"/hooks/tls\"\ndestinations = [\"sink\"]\n",
             pair.cert.display(),
             pair.key.display(),
+            admin.cert.display(),
+            admin.key.display(),
             sink.url("/in")
         )
     };
@@ -756,7 +761,14 @@ async fn sighup_serves_the_certificate_the_new_config_names_and_one_near_expiry_
     assert_eq!(certs.served_leaf(ingress).await, renewed.leaf_der());
     let answer = client.post(&url).body("{}").send().await.expect("answer");
     assert_eq!(answer.status(), 202);
-    let text = metrics(&reqwest::Client::new(), &router).await;
+    let text = client
+        .get(format!("https://{}/metrics", router.admin))
+        .send()
+        .await
+        .expect("GET /metrics over TLS")
+        .text()
+        .await
+        .expect("metrics text");
     let expiry = metric_value(
         &text,
         "webhook_tls_cert_expiry_timestamp_seconds{listener=\"ingress\"}",
@@ -767,6 +779,21 @@ async fn sighup_serves_the_certificate_the_new_config_names_and_one_near_expiry_
         .expect("after the epoch")
         .as_secs_f64();
     assert!((expiry - in_40_days).abs() < 600.0, "{expiry}");
+
+    // `webhook-router reload` reaches the admin listener over TLS, trusting `--ca`.
+    std::fs::write(&path, with_cert(&soon)).expect("write config");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_webhook-router"))
+        .args(["reload", "--admin", &format!("https://{}", router.admin)])
+        .arg("--ca")
+        .arg(certs.ca())
+        .output()
+        .expect("run webhook-router reload");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(certs.served_leaf(ingress).await, soon.leaf_der());
     let (stopped, _) = router.stop();
     assert!(stopped);
     assert_eq!(sink.wait_for_delivered(2, PATIENCE).await.len(), 2);

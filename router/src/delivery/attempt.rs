@@ -70,7 +70,7 @@ impl DestinationError {
     pub fn key(&self) -> &'static str {
         match self {
             Self::Header(_) => "headers",
-            Self::Client { .. } => "ca",
+            Self::Client { source, .. } => source.key(),
         }
     }
 }

@@ -10,12 +10,25 @@ use crate::tls::{CertPair, TlsError, load_ca};
 /// Why a destination's own client cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// Its CA, certificate or key file cannot be used.
+    /// Its `ca` file cannot be used.
     #[error(transparent)]
-    Files(#[from] TlsError),
+    Ca(TlsError),
+    /// Its `client_cert` or `client_key` file cannot be used.
+    #[error(transparent)]
+    ClientCert(TlsError),
     /// reqwest refused the certificates or the settings.
     #[error("cannot build its HTTP client: {0}")]
     Build(#[from] reqwest::Error),
+}
+
+impl ClientError {
+    /// The destination's key at fault.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::Ca(_) | Self::Build(_) => "ca",
+            Self::ClientCert(_) => "client_cert",
+        }
+    }
 }
 
 /// A client with the settings every delivery uses: rustls, pooled connections, no redirects
@@ -44,13 +57,13 @@ pub fn for_destination(config: &DestinationConfig) -> Result<Option<reqwest::Cli
     let mut builder = builder();
     if let Some(ca) = &config.ca {
         builder = builder.tls_built_in_root_certs(false);
-        for certificate in load_ca(ca)? {
+        for certificate in load_ca(ca).map_err(ClientError::Ca)? {
             builder = builder.add_root_certificate(reqwest::Certificate::from_der(&certificate)?);
         }
     }
     if let (Some(cert), Some(key)) = (&config.client_cert, &config.client_key) {
         // Checked to be a pair first, so that a mismatch is told with the files' names.
-        let pair = CertPair::load(cert, key)?;
+        let pair = CertPair::load(cert, key).map_err(ClientError::ClientCert)?;
         builder = builder.identity(reqwest::Identity::from_pem(&pair.pem)?);
     }
     Ok(Some(builder.build()?))

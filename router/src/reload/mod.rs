@@ -243,7 +243,7 @@ impl Reloader {
                 }
                 self.ingress.switch(table);
                 for (served, files, pair) in certs {
-                    served.install((&files.cert, &files.key), pair);
+                    served.install((&files.cert, &files.key), &pair);
                 }
                 self.modules.forget_unused();
                 for hook in self

@@ -22,7 +22,7 @@ use crate::metrics::ListenerMetrics;
 /// a round trip after the accept), and closing the connection under it would refuse it while the
 /// next process (socket activation) would have served it. The answer to that request says
 /// `Connection: close` (see [`super::serve`]), so the connection ends with it.
-const FIRST_REQUEST_AT_STOP: Duration = Duration::from_millis(250);
+pub(super) const FIRST_REQUEST_AT_STOP: Duration = Duration::from_millis(250);
 
 /// The timeouts a connection's task enforces.
 #[derive(Debug, Clone, Copy)]

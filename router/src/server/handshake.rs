@@ -2,7 +2,9 @@
 //! connection's `header_read_timeout` (from the accept to the first request's head), so that a
 //! client that stalls part-way through it holds its place no longer than a silent one; a
 //! connection still in its handshake has had no request, so it is the first the table closes
-//! to make room, and the end of the grace period closes it too. A failed handshake is counted
+//! to make room; once the listener stops it has [`FIRST_REQUEST_AT_STOP`] to finish, as a
+//! connection with no request yet has to send one, and the end of the grace period closes it
+//! in any case. A failed handshake is counted
 //! (`webhook_connections_closed_total{reason="tls_handshake"}`) and logged at debug level.
 
 use std::net::SocketAddr;
@@ -13,6 +15,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::StopTokens;
+use super::connection::FIRST_REQUEST_AT_STOP;
 use super::connections::Slot;
 use crate::metrics::ListenerMetrics;
 
@@ -38,10 +41,15 @@ pub(super) async fn handshake(
     metrics: &ListenerMetrics,
 ) -> Option<(TlsStream<TcpStream>, Agreed)> {
     let deadline = crate::clock::after(slot.activity.accepted(), header_read_timeout);
+    let stopped = async {
+        stop.stop_accepting.cancelled().await;
+        tokio::time::sleep(FIRST_REQUEST_AT_STOP).await;
+    };
     tokio::select! {
         biased;
         () = stop.close_now.cancelled() => None,
         () = slot.activity.evicted() => None,
+        () = stopped => None,
         () = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
             metrics.closed_header_timeout.increment(1);
             tracing::debug!(%peer, "connection closed: TLS handshake not done within header_read_timeout");

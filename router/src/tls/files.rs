@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
 use x509_cert::der::Decode;
 
 /// Why a certificate, key or CA file cannot be used.
@@ -45,7 +46,7 @@ pub enum TlsError {
 }
 
 /// A certificate chain and its private key, read from two PEM files and checked to be a pair.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CertPair {
     /// The chain and signing key, as rustls serves them.
     pub certified: Arc<CertifiedKey>,
@@ -56,7 +57,21 @@ pub struct CertPair {
     pub pem: Vec<u8>,
 }
 
+impl std::fmt::Debug for CertPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the PEM bytes: they hold the private key.
+        f.debug_struct("CertPair")
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
 impl CertPair {
+    /// The SHA-256 of the files' bytes: tells a changed file without keeping the key twice.
+    pub fn digest(&self) -> [u8; 32] {
+        Sha256::digest(&self.pem).into()
+    }
+
     /// Reads the chain in `cert` (end-entity certificate first, then its intermediates) and
     /// the private key in `key` (PKCS#8, PKCS#1 or SEC1), and checks that the key is the
     /// certificate's.

@@ -30,12 +30,12 @@ pub struct ServedCert {
     expiry: Gauge,
 }
 
-/// The files a served certificate was read from, and their bytes then.
+/// The files a served certificate was read from, and the SHA-256 of their bytes then.
 #[derive(Debug)]
 struct Files {
     cert: PathBuf,
     key: PathBuf,
-    pem: Vec<u8>,
+    digest: [u8; 32],
 }
 
 impl ServedCert {
@@ -44,7 +44,7 @@ impl ServedCert {
     pub fn new(
         listener: &'static str,
         (cert, key): (&Path, &Path),
-        pair: CertPair,
+        pair: &CertPair,
         expiry: Gauge,
     ) -> Arc<Self> {
         let served = Arc::new(Self {
@@ -53,7 +53,7 @@ impl ServedCert {
             files: Mutex::new(Files {
                 cert: cert.to_path_buf(),
                 key: key.to_path_buf(),
-                pem: Vec::new(),
+                digest: [0; 32],
             }),
             expiry,
         });
@@ -81,7 +81,7 @@ impl ServedCert {
     }
 
     /// Serves `pair`, read from `cert` and `key`, to the connections that start from now on.
-    pub fn install(&self, (cert, key): (&Path, &Path), pair: CertPair) {
+    pub fn install(&self, (cert, key): (&Path, &Path), pair: &CertPair) {
         self.current.store(Arc::clone(&pair.certified));
         self.expiry.set(pair.not_after_unix_seconds());
         let left = pair
@@ -103,7 +103,7 @@ impl ServedCert {
         *self.files.lock().unwrap_or_else(PoisonError::into_inner) = Files {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
-            pem: pair.pem,
+            digest: pair.digest(),
         };
     }
 
@@ -117,12 +117,12 @@ impl ServedCert {
             .files
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .pem
-            == pair.pem;
+            .digest
+            == pair.digest();
         if unchanged {
             return Ok(false);
         }
-        self.install((&cert, &key), pair);
+        self.install((&cert, &key), &pair);
         Ok(true)
     }
 }
