@@ -1,12 +1,13 @@
 //! The HTTP listener loop shared by the ingress and admin listeners: accepts connections within
 //! the listener's `max_connections` ([`connections`]), runs the TLS handshake on a listener
 //! with `tls` ([`handshake`]), serves HTTP/1.1 and HTTP/2 on each (h2c by prior knowledge, or
-//! as agreed by ALPN) with bounded buffers ([`protocol`]), caps the requests in flight on the listener and
-//! per client ([`in_flight`]), closes silent and idle connections ([`connection`]), drains open
-//! connections on shutdown (each HTTP/1 answer after the stop says `Connection: close`) and
-//! closes those still open when told to. [`descriptors`] raises the descriptor limit and sizes
-//! `max_connections` from it; [`settings`] gives each listener its limits; [`sockets`] binds the
-//! listeners or takes those passed by the service manager (socket activation).
+//! as agreed by ALPN) with bounded buffers ([`protocol`]), caps the requests in flight on the
+//! listener and per client ([`in_flight`]), closes silent and idle connections
+//! ([`connection`]), drains open connections on shutdown (each HTTP/1 answer after the stop
+//! says `Connection: close`) and closes those still open when told to. [`descriptors`] raises
+//! the descriptor limit and sizes `max_connections` from it; [`settings`] gives each listener
+//! its limits; [`sockets`] binds the listeners or takes those passed by the service manager
+//! (socket activation).
 
 mod connection;
 mod connections;

@@ -84,11 +84,17 @@ impl ServedCert {
     pub fn install(&self, (cert, key): (&Path, &Path), pair: &CertPair) {
         self.current.store(Arc::clone(&pair.certified));
         self.expiry.set(pair.not_after_unix_seconds());
-        let left = pair
-            .not_after
-            .duration_since(SystemTime::now())
-            .unwrap_or_default();
+        let left = pair.not_after.duration_since(SystemTime::now());
         let not_after = httpdate::fmt_http_date(pair.not_after);
+        let Ok(left) = left else {
+            tracing::error!(
+                listener = self.listener,
+                cert = %cert.display(),
+                %not_after,
+                "the TLS certificate has expired: clients will refuse it; renew it (a reload or a change of the file serves the new one)"
+            );
+            return self.remember((cert, key), pair);
+        };
         if left < EXPIRY_WARNING {
             tracing::warn!(
                 listener = self.listener,
@@ -100,6 +106,11 @@ impl ServedCert {
         } else {
             tracing::info!(listener = self.listener, cert = %cert.display(), %not_after, "serving TLS certificate");
         }
+        self.remember((cert, key), pair);
+    }
+
+    /// Records that `pair` was read from `cert` and `key`.
+    fn remember(&self, (cert, key): (&Path, &Path), pair: &CertPair) {
         *self.files.lock().unwrap_or_else(PoisonError::into_inner) = Files {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
