@@ -454,6 +454,56 @@ destinations = ["ci"]
     }
 
     #[test]
+    fn tls_files_are_found_from_the_config_folder_and_read_at_load() {
+        let with = |server: &str, destination: &str| {
+            VALID
+                .replace(
+                    "queue_capacity = 10",
+                    &format!("queue_capacity = 10\n{server}"),
+                )
+                .replace(
+                    "timeout = \"2s\"",
+                    &format!("timeout = \"2s\"\n{destination}"),
+                )
+        };
+        let source = Path::new("/etc/router/r.toml");
+        let text = with(
+            "tls = { cert = \"certs/a.pem\", key = \"/keys/a.key\" }",
+            "",
+        );
+        let errors = Config::parse(&text, source).unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert_eq!(errors.0[0].key, "server.tls");
+        assert_eq!(errors.0[0].line, Some(7));
+        assert!(
+            errors.0[0]
+                .message
+                .starts_with("cannot read /etc/router/certs/a.pem:"),
+            "{errors}"
+        );
+
+        let text = with(
+            "admin_tls = { cert = \"a.pem\", key = \"a.key\", chain = \"c\" }",
+            "",
+        );
+        let errors = Config::parse(&text, source).unwrap_err();
+        assert!(
+            errors.to_string().contains("unknown field `chain`"),
+            "{errors}"
+        );
+
+        let text = with("", "ca = \"ca.pem\"\nclient_key = \"k.pem\"");
+        let errors = Config::parse(&text, source).unwrap_err().to_string();
+        for wanted in [
+            "destinations.ci.url: `ca` and `client_cert` need an https URL",
+            "destinations.ci.ca: cannot read /etc/router/ca.pem",
+            "destinations.ci.client_cert: `client_cert` and `client_key` go together",
+        ] {
+            assert!(errors.contains(wanted), "{wanted} in {errors}");
+        }
+    }
+
+    #[test]
     fn syntax_errors_and_unknown_sections_are_located() {
         let errors = parse("[server\nlisten = 1").unwrap_err();
         assert_eq!(errors.0[0].line, Some(1));
