@@ -256,15 +256,30 @@ impl LetterFilterArgs {
 
 #[derive(Debug, clap::Args)]
 struct AdminArgs {
-    /// Base URL of the admin listener, e.g. http://127.0.0.1:9090.
+    /// Base URL of the admin listener, e.g. http://127.0.0.1:9090 (https:// with admin_tls).
     #[arg(long)]
     admin: String,
     /// Admin token, if the router requires one.
     #[arg(long, env = "WEBHOOK_ROUTER_ADMIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM file of the CA to trust for an https admin URL, instead of the public roots.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
 }
 
 impl AdminArgs {
+    /// The HTTP client for the admin API: trusting only `--ca`, if given.
+    fn client(&self) -> Result<reqwest::Client> {
+        let Some(ca) = &self.ca else {
+            return Ok(reqwest::Client::new());
+        };
+        let mut builder = reqwest::Client::builder().tls_built_in_root_certs(false);
+        for certificate in webhook_router::tls::load_ca(ca)? {
+            builder = builder.add_root_certificate(reqwest::Certificate::from_der(&certificate)?);
+        }
+        Ok(builder.build()?)
+    }
+
     /// The admin API's URL for `path`.
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.admin.trim_end_matches('/'))
@@ -530,8 +545,10 @@ async fn serve(path: &Path, watch: bool, passed: PassedSockets) -> Result<ExitCo
         None
     };
     println!(
-        "webhook-router listening: webhooks on http://{}, admin on http://{}",
+        "webhook-router listening: webhooks on {}://{}, admin on {}://{}",
+        router.ingress_scheme(),
         router.ingress_addr(),
+        router.admin_scheme(),
         router.admin_addr()
     );
     signals.wait_for_stop(&router.reloader()).await?;
@@ -574,17 +591,17 @@ impl StopSignals {
 }
 
 async fn dead_letters(command: DeadLetterCommand) -> Result<ExitCode> {
-    let client = reqwest::Client::new();
     let (pick, method, admin) = match command {
         DeadLetterCommand::List {
             filter,
             limit,
             cursor,
             admin,
-        } => return list_dead_letters(&client, &filter, limit, cursor, &admin).await,
+        } => return list_dead_letters(&admin.client()?, &filter, limit, cursor, &admin).await,
         DeadLetterCommand::Replay { pick, admin } => (pick, reqwest::Method::POST, admin),
         DeadLetterCommand::Discard { pick, admin } => (pick, reqwest::Method::DELETE, admin),
     };
+    let client = admin.client()?;
     let replay = method == reqwest::Method::POST;
     if pick.id.is_none() && pick.filter.query().is_empty() && !pick.all {
         bail!(
@@ -650,7 +667,7 @@ async fn list_dead_letters(
 }
 
 async fn reload(admin: &AdminArgs) -> Result<ExitCode> {
-    let mut request = reqwest::Client::new().post(admin.url("/reload"));
+    let mut request = admin.client()?.post(admin.url("/reload"));
     if let Some(token) = &admin.token {
         request = request.bearer_auth(token);
     }
@@ -695,11 +712,10 @@ async fn reload(admin: &AdminArgs) -> Result<ExitCode> {
 }
 
 async fn events(command: EventsCommand) -> Result<ExitCode> {
-    let client = reqwest::Client::new();
     match command {
         EventsCommand::Show { id, admin } => {
             let answer = admin
-                .send(client.get(admin.url(&format!("/events/{id}"))))
+                .send(admin.client()?.get(admin.url(&format!("/events/{id}"))))
                 .await?;
             println!("{}", serde_json::to_string_pretty(&answer)?);
         }
@@ -722,7 +738,7 @@ async fn events(command: EventsCommand) -> Result<ExitCode> {
                 ("cursor", cursor),
             ];
             query.extend(filters.into_iter().filter_map(|(k, v)| Some((k, v?))));
-            let request = client.get(admin.url("/events")).query(&query);
+            let request = admin.client()?.get(admin.url("/events")).query(&query);
             let answer = admin.send(request).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);
@@ -774,7 +790,7 @@ fn print_events(page: &serde_json::Value) -> Result<()> {
 }
 
 async fn destinations(admin: &AdminArgs) -> Result<ExitCode> {
-    let request = reqwest::Client::new().get(admin.url("/destinations"));
+    let request = admin.client()?.get(admin.url("/destinations"));
     let answer = admin.send(request).await?;
     let rows = answer
         .as_array()

@@ -1,13 +1,14 @@
 //! Config reload of a `webhook-router serve` process (issue #22): under load, refused whole
 //! with every fault listed, and `--watch`; a destination's changed `rate` reaches the deliveries
-//! already waiting for a turn.
+//! already waiting for a turn; and a TLS listener's certificate on `SIGHUP` (issue #26).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use webhook_router_tests::certs::{Pair, TestCerts};
 use webhook_router_tests::signing::sign;
 use webhook_router_tests::test_router::metric_value;
 use webhook_router_tests::wait::wait_until;
@@ -1004,4 +1005,88 @@ async fn with_nats_a_new_dedup_window_needs_a_restart() {
         "{errors}"
     );
     router.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_and_the_reload_command_serve_the_certificate_the_config_names_and_expiry_is_warned()
+{
+    let dir = folder("tls-sighup");
+    let certs = TestCerts::make(&dir.join("certs"));
+    let soon = certs.server("soon", 3);
+    let renewed = certs.server("renewed", 40);
+    let admin = certs.server("admin", 30);
+    let sink = Sink::healthy().await;
+    let with_cert = |pair: &Pair| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+             tls = {{ cert = \"{}\", key = \"{}\" }}\n\
+             admin_tls = {{ cert = \"{}\", key = \"{}\" }}\n\n\
+             [destinations.sink]\nurl = \"{}\"\n\n\
+             [[routes]]\nid = \"tls\"\npath = \"/hooks/tls\"\ndestinations = [\"sink\"]\n",
+            pair.cert.display(),
+            pair.key.display(),
+            admin.cert.display(),
+            admin.key.display(),
+            sink.url("/in")
+        )
+    };
+    let path = dir.join("router.toml");
+    std::fs::write(&path, with_cert(&soon)).expect("write config");
+    let mut router = serve(&path, &[]);
+    let warning = router.wait_for_log("expires within 14 days");
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(
+        warning.contains(&soon.cert.display().to_string()),
+        "{warning}"
+    );
+    let client = certs.client_trusting_ca(false);
+    let url = format!("https://{}/hooks/tls", router.ingress);
+    let answer = client.post(&url).body("{}").send().await.expect("answer");
+    assert_eq!(answer.status(), 202);
+    let ingress: std::net::SocketAddr = router.ingress.parse().expect("address");
+    assert_eq!(certs.served_leaf(ingress).await, soon.leaf_der());
+
+    std::fs::write(&path, with_cert(&renewed)).expect("write config");
+    router.signal("HUP");
+    router.wait_for_log("config reloaded");
+    // New connections are served the renewed certificate; the pooled one goes on.
+    assert_eq!(certs.served_leaf(ingress).await, renewed.leaf_der());
+    let answer = client.post(&url).body("{}").send().await.expect("answer");
+    assert_eq!(answer.status(), 202);
+    let text = client
+        .get(format!("https://{}/metrics", router.admin))
+        .send()
+        .await
+        .expect("GET /metrics over TLS")
+        .text()
+        .await
+        .expect("metrics text");
+    let expiry = metric_value(
+        &text,
+        "webhook_tls_cert_expiry_timestamp_seconds{listener=\"ingress\"}",
+    )
+    .expect("the expiry gauge exists");
+    let in_40_days = (SystemTime::now() + Duration::from_secs(40 * 86_400))
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_secs_f64();
+    assert!((expiry - in_40_days).abs() < 600.0, "{expiry}");
+
+    // `webhook-router reload` reaches the admin listener over TLS, trusting `--ca`.
+    std::fs::write(&path, with_cert(&soon)).expect("write config");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_webhook-router"))
+        .args(["reload", "--admin", &format!("https://{}", router.admin)])
+        .arg("--ca")
+        .arg(certs.ca())
+        .output()
+        .expect("run webhook-router reload");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(certs.served_leaf(ingress).await, soon.leaf_der());
+    let (stopped, _) = router.stop();
+    assert!(stopped);
+    assert_eq!(sink.wait_for_delivered(2, PATIENCE).await.len(), 2);
 }

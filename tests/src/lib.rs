@@ -1,8 +1,9 @@
 //! Test support for webhook-router's end-to-end tests and load benchmarks: scriptable
-//! loopback sinks, a router started on ephemeral ports, the plugins built from source, and
-//! the load generators the benchmarks drive.
+//! loopback sinks (plain or TLS), test certificates, a router started on ephemeral ports, the
+//! plugins built from source, and the load generators the benchmarks drive.
 
 pub mod bare;
+pub mod certs;
 pub mod launcher;
 pub mod load;
 pub mod nats;

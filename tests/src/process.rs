@@ -93,18 +93,19 @@ impl RouterProcess {
                 process.seen
             );
         }
-        // "webhook-router listening: webhooks on http://A, admin on http://B"
+        // "webhook-router listening: webhooks on http://A, admin on https://B"
         let address = |label: &str| {
             let at = line
                 .find(label)
                 .unwrap_or_else(|| panic!("{label} in {line:?}"))
                 + label.len();
-            let address = line[at..].split([',', '\n']).next().expect("address");
+            let url = line[at..].split([',', '\n']).next().expect("address");
+            let address = url.split_once("://").map_or(url, |(_, address)| address);
             // A wildcard address is reached on loopback.
             address.replace("0.0.0.0:", "127.0.0.1:")
         };
-        process.ingress = address("webhooks on http://");
-        process.admin = address("admin on http://");
+        process.ingress = address("webhooks on ");
+        process.admin = address("admin on ");
         process
     }
 

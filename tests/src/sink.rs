@@ -1,5 +1,6 @@
 //! A loopback HTTP sink: a real hyper server on an ephemeral port that records every request
-//! (and when it arrived) and answers as a test script says (status, headers, delay, or never).
+//! (and when it arrived) and answers as a test script says (status, headers, delay, or never);
+//! plain, or over TLS (rustls) for destinations with a private CA and a client certificate.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -101,6 +102,7 @@ impl State {
 /// A running sink. Dropping it stops the server.
 pub struct Sink {
     addr: SocketAddr,
+    scheme: &'static str,
     state: Arc<State>,
     server: tokio::task::AbortHandle,
 }
@@ -157,7 +159,7 @@ impl Sink {
                     .set_nonblocking(true)
                     .expect("non-blocking listener");
                 let listener = TcpListener::from_std(listener).expect("sink listener");
-                let task = tokio::spawn(serve(listener, serving));
+                let task = tokio::spawn(serve(listener, None, serving));
                 let _ = sender.send(task.abort_handle());
                 // Ends when the sink is dropped (aborted), and the runtime with it.
                 let _ = task.await;
@@ -165,18 +167,32 @@ impl Sink {
         });
         Sink {
             addr,
+            scheme: "http",
             state,
             server: server.await.expect("the sink thread starts"),
         }
     }
 
+    /// A sink that answers 200 to everything, over TLS with `tls` (which may require a client
+    /// certificate: see `certs::TestCerts::sink_config`).
+    pub async fn healthy_tls(tls: Arc<rustls::ServerConfig>) -> Sink {
+        Self::start_on(Box::new(|_, _, _| Reply::ok()), Some(tls)).await
+    }
+
     async fn start_scripted(script: Box<Script>) -> Sink {
+        Self::start_on(script, None).await
+    }
+
+    async fn start_on(script: Box<Script>, tls: Option<Arc<rustls::ServerConfig>>) -> Sink {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
         let addr = listener.local_addr().expect("sink address");
         let state = State::new(script);
-        let server = tokio::spawn(serve(listener, Arc::clone(&state))).abort_handle();
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+        let server = tokio::spawn(serve(listener, tls, Arc::clone(&state))).abort_handle();
         Sink {
             addr,
+            scheme,
             state,
             server,
         }
@@ -184,7 +200,7 @@ impl Sink {
 
     /// The sink's URL for `path`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     /// The sink's address.
@@ -250,21 +266,36 @@ pub fn arrivals_per_second<'a>(
     seconds
 }
 
-async fn serve(listener: TcpListener, state: Arc<State>) {
+async fn serve(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, state: Arc<State>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
         let state = Arc::clone(&state);
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let state = Arc::clone(&state);
                 async move { Ok::<_, Infallible>(answer(&state, request).await) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let builder = auto::Builder::new(TokioExecutor::new());
+            match tls {
+                None => {
+                    let _ = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                }
+                // A client the TLS config refuses (no certificate, say) never gets a request
+                // through.
+                Some(tls) => {
+                    if let Ok(stream) = tls.accept(stream).await {
+                        let _ = builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    }
+                }
+            }
         });
     }
 }

@@ -30,7 +30,13 @@ pub const LIVE_DESTINATION_KEYS: &[&str] = &[
     "retry",
     "circuit",
     "rate",
+    "ca",
+    "client_cert",
+    "client_key",
 ];
+/// Keys of `[server]` a reload applies: the files a listener's certificate is read from. A
+/// listener cannot take up or drop TLS while it runs: adding or removing one is fixed.
+const LIVE_SERVER_KEYS: &[&str] = &["tls", "admin_tls"];
 /// Keys of `[plugins]` fixed at start: the compile cache the plugin engine was made with.
 const FIXED_PLUGIN_KEYS: &[&str] = &["cache"];
 
@@ -63,12 +69,22 @@ pub fn fixed_changes(old: &str, new: &str, source: &Path) -> ConfigErrors {
     let mut sink = ErrorSink::new(source, new);
     let mut changed = Vec::new();
     for table in FIXED_TABLES {
-        differing_keys(
-            old_table.get(*table),
-            new_table.get(*table),
-            table,
-            &mut changed,
+        let (mut old, mut new) = (
+            old_table.get(*table).cloned(),
+            new_table.get(*table).cloned(),
         );
+        if *table == "server" {
+            for key in LIVE_SERVER_KEYS {
+                let take = |value: &mut Option<Value>| match value {
+                    Some(Value::Table(server)) => server.remove(*key).is_some(),
+                    _ => false,
+                };
+                if take(&mut old) != take(&mut new) {
+                    changed.push(format!("server.{key}"));
+                }
+            }
+        }
+        differing_keys(old.as_ref(), new.as_ref(), table, &mut changed);
     }
     let destinations = |table: &Table| match table.get("destinations") {
         Some(Value::Table(destinations)) => destinations.clone(),
@@ -278,6 +294,25 @@ destinations = ["ci"]
         assert_eq!(errors[0].line, Some(3));
         assert!(errors[0].to_string().contains("restart"), "{}", errors[0]);
         assert!(fixed_changes(OLD, OLD, Path::new("r.toml")).0.is_empty());
+    }
+
+    #[test]
+    fn a_listener_certificate_may_move_but_not_appear_or_go() {
+        let with = |files: &str| {
+            OLD.replace(
+                "listen = \"127.0.0.1:8080\"",
+                &format!("listen = \"127.0.0.1:8080\"\ntls = {{ {files} }}"),
+            )
+        };
+        let old = with("cert = \"a.pem\", key = \"a.key\"");
+        let moved = with("cert = \"b.pem\", key = \"b.key\"");
+        let fixed = |old: &str, new: &str| -> Vec<String> {
+            let errors = fixed_changes(old, new, Path::new("r.toml")).0;
+            errors.into_iter().map(|e| e.key).collect()
+        };
+        assert!(fixed(&old, &moved).is_empty());
+        assert_eq!(fixed(OLD, &old), ["server.tls"]);
+        assert_eq!(fixed(&old, OLD), ["server.tls"]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -51,6 +52,17 @@ pub struct DestinationConfig {
     /// Signs every delivery (Standard Webhooks), if set.
     #[serde(default)]
     pub sign: Option<SignConfig>,
+    /// PEM file of the CA certificates trusted for this destination's `https` URL, instead of
+    /// the public roots (a private CA).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// PEM file of the client certificate (chain) presented to the destination (mutual TLS);
+    /// goes with `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
 }
 
 /// A destination URL, checked at load time.
@@ -206,8 +218,11 @@ pub enum Jitter {
     None,
 }
 
+/// Reads the `[destinations]` table into `out`, each name into `names` (even a table with
+/// errors); relative file paths are taken from `base`, the config file's folder.
 pub(super) fn parse_destinations(
     value: Spanned<DeValue<'_>>,
+    base: &Path,
     sink: &mut ErrorSink<'_>,
     out: &mut BTreeMap<String, DestinationConfig>,
     names: &mut HashSet<String>,
@@ -236,7 +251,13 @@ pub(super) fn parse_destinations(
         }
         let retry_span = span_of(&value, &["retry"]).or_else(|| Some(name_span.clone()));
         let circuit_span = span_of(&value, &["circuit"]).or_else(|| Some(name_span.clone()));
-        if let Some(destination) = deserialize_item::<DestinationConfig>(value, &key, sink) {
+        if let Some(mut destination) = deserialize_item::<DestinationConfig>(value, &key, sink) {
+            super::tls::check_destination(
+                &mut destination,
+                base,
+                (&key, Some(name_span.clone())),
+                sink,
+            );
             let mut problems = Vec::new();
             for (header, value) in &destination.headers {
                 if http::HeaderName::from_bytes(header.as_bytes()).is_err() {

@@ -17,6 +17,7 @@ mod plugins;
 mod queue;
 mod route;
 mod server;
+mod tls;
 mod values;
 mod verify;
 
@@ -39,6 +40,7 @@ pub use route::{
     ConfigLocation, Isolation, OnPluginError, PluginConfig, PluginLimitsConfig, RouteConfig,
 };
 pub use server::{DEFAULT_MAX_BODY_BYTES, ServerConfig};
+pub use tls::TlsFiles;
 pub use values::{ByteSize, EnvString, HumanDuration, Secret};
 pub use verify::{DedupConfig, SignConfig};
 
@@ -133,9 +135,24 @@ impl Config {
                     // table when it is not written.
                     let admin_span =
                         span_of(&value, &["admin_listen"]).or_else(|| span_of(&value, &[]));
+                    let tls_span = span_of(&value, &["tls"]);
+                    let admin_tls_span = span_of(&value, &["admin_tls"]);
                     server = deserialize_item::<ServerConfig>(value, "server", sink);
-                    if let Some(server) = &server {
+                    if let Some(server) = &mut server {
                         check_server(server, admin_span, sink);
+                        let base = source.parent().unwrap_or_else(|| Path::new(""));
+                        tls::check_listener(
+                            server.tls.as_mut(),
+                            base,
+                            ("server.tls", tls_span),
+                            sink,
+                        );
+                        tls::check_listener(
+                            server.admin_tls.as_mut(),
+                            base,
+                            ("server.admin_tls", admin_tls_span),
+                            sink,
+                        );
                     }
                 }
                 "queue" => {
@@ -174,7 +191,14 @@ impl Config {
                     }
                 }
                 "destinations" => {
-                    parse_destinations(value, sink, &mut destinations, &mut destination_names);
+                    let base = source.parent().unwrap_or_else(|| Path::new(""));
+                    parse_destinations(
+                        value,
+                        base,
+                        sink,
+                        &mut destinations,
+                        &mut destination_names,
+                    );
                 }
                 "routes" => parse_routes(value, sink, &mut raw_routes),
                 "inspect" => inspect = deserialize_item(value, "inspect", sink),
@@ -492,6 +516,56 @@ destinations = ["ci"]
             assert_eq!(errors.0[0].line, Some(7), "{errors}");
             assert!(errors.to_string().starts_with("test.toml:7:"), "{errors}");
             assert!(errors.0[0].message.contains(message), "{errors}");
+        }
+    }
+
+    #[test]
+    fn tls_files_are_found_from_the_config_folder_and_read_at_load() {
+        let with = |server: &str, destination: &str| {
+            VALID
+                .replace(
+                    "queue_capacity = 10",
+                    &format!("queue_capacity = 10\n{server}"),
+                )
+                .replace(
+                    "timeout = \"2s\"",
+                    &format!("timeout = \"2s\"\n{destination}"),
+                )
+        };
+        let source = Path::new("/etc/router/r.toml");
+        let text = with(
+            "tls = { cert = \"certs/a.pem\", key = \"/keys/a.key\" }",
+            "",
+        );
+        let errors = Config::parse(&text, source).unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert_eq!(errors.0[0].key, "server.tls");
+        assert_eq!(errors.0[0].line, Some(7));
+        assert!(
+            errors.0[0]
+                .message
+                .starts_with("cannot read /etc/router/certs/a.pem:"),
+            "{errors}"
+        );
+
+        let text = with(
+            "admin_tls = { cert = \"a.pem\", key = \"a.key\", chain = \"c\" }",
+            "",
+        );
+        let errors = Config::parse(&text, source).unwrap_err();
+        assert!(
+            errors.to_string().contains("unknown field `chain`"),
+            "{errors}"
+        );
+
+        let text = with("", "ca = \"ca.pem\"\nclient_key = \"k.pem\"");
+        let errors = Config::parse(&text, source).unwrap_err().to_string();
+        for wanted in [
+            "destinations.ci.url: `ca` and `client_cert` need an https URL",
+            "destinations.ci.ca: cannot read /etc/router/ca.pem",
+            "destinations.ci.client_cert: `client_cert` and `client_key` go together",
+        ] {
+            assert!(errors.contains(wanted), "{wanted} in {errors}");
         }
     }
 

@@ -10,6 +10,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::config::{DestinationConfig, RetryConfig};
 use crate::delivery::backoff::parse_retry_after;
+use crate::delivery::client::{self, ClientError};
 use crate::event::Event;
 use crate::verify::StandardSigner;
 
@@ -46,6 +47,34 @@ pub struct Destination {
     pub headers: HeaderMap,
     /// Signs each attempt (Standard Webhooks), if configured.
     pub signer: Option<StandardSigner>,
+    /// Its own HTTP client (a `ca` or a `client_cert`), or `None` for the shared one.
+    pub client: Option<reqwest::Client>,
+}
+
+/// Why a destination cannot be built from its config.
+#[derive(Debug, thiserror::Error)]
+pub enum DestinationError {
+    /// A header cannot be used.
+    #[error(transparent)]
+    Header(#[from] InvalidHeader),
+    /// Its own HTTP client cannot be built.
+    #[error("destination {destination:?}: {source}")]
+    Client {
+        /// Destination name.
+        destination: String,
+        /// Why.
+        source: ClientError,
+    },
+}
+
+impl DestinationError {
+    /// The key at fault within the destination's table.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::Header(_) => "headers",
+            Self::Client { source, .. } => source.key(),
+        }
+    }
 }
 
 /// A destination's configured header could not be used.
@@ -59,8 +88,8 @@ pub struct InvalidHeader {
 }
 
 impl Destination {
-    /// Builds a destination from its config.
-    pub fn from_config(name: &str, config: &DestinationConfig) -> Result<Self, InvalidHeader> {
+    /// Builds a destination from its config (reading its TLS files, if any, now).
+    pub fn from_config(name: &str, config: &DestinationConfig) -> Result<Self, DestinationError> {
         let mut headers = HeaderMap::new();
         for (header, value) in &config.headers {
             let invalid = || InvalidHeader {
@@ -82,6 +111,10 @@ impl Destination {
             circuit: config.circuit,
             headers,
             signer: config.sign.as_ref().map(|sign| sign.0.clone()),
+            client: client::for_destination(config).map_err(|source| DestinationError::Client {
+                destination: name.to_owned(),
+                source,
+            })?,
         })
     }
 }
@@ -112,7 +145,7 @@ pub enum AttemptOutcome {
     },
 }
 
-/// Sends delivery attempts over one shared, pooled HTTP client.
+/// Sends delivery attempts over one shared, pooled HTTP client, or a destination's own.
 #[derive(Debug, Clone)]
 pub struct Deliverer {
     client: reqwest::Client,
@@ -121,21 +154,15 @@ pub struct Deliverer {
 impl Deliverer {
     /// A deliverer with a pooled rustls client that does not follow redirects.
     pub fn new() -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("webhook-router/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(10))
-            .build()?;
-        Ok(Self { client })
+        Ok(Self {
+            client: client::shared()?,
+        })
     }
 
     /// POSTs `event` to `destination` once.
     pub async fn attempt(&self, destination: &Destination, event: &Event) -> AttemptOutcome {
-        let mut request = self
-            .client
+        let client = destination.client.as_ref().unwrap_or(&self.client);
+        let mut request = client
             .post(destination.url.clone())
             .timeout(destination.timeout)
             .headers(outbound_headers(destination, event))

@@ -440,9 +440,20 @@ impl Metrics {
             closed_header_timeout: self
                 .counter(&catalogue::CLOSED_CONNECTIONS, labels("header_timeout")),
             evicted: self.counter(&catalogue::CLOSED_CONNECTIONS, labels("evicted")),
+            closed_tls_handshake: self
+                .counter(&catalogue::CLOSED_CONNECTIONS, labels("tls_handshake")),
             busy: self.counter(&catalogue::REJECTED_REQUESTS, labels("busy")),
             client_busy: self.counter(&catalogue::REJECTED_REQUESTS, labels("client_busy")),
         }
+    }
+
+    /// Gauge of when the certificate `listener` serves over TLS expires (its notAfter, Unix
+    /// seconds).
+    pub fn tls_cert_expiry(&self, listener: &'static str) -> Gauge {
+        self.gauge(
+            &catalogue::TLS_CERT_EXPIRY,
+            vec![Label::new("listener", listener)],
+        )
     }
 
     /// Counter of the requests on `listener` whose body arrived slower than `min_body_rate`
@@ -757,6 +768,8 @@ pub struct ListenerMetrics {
     pub closed_header_timeout: Counter,
     /// `webhook_connections_closed_total{reason="evicted"}`.
     pub evicted: Counter,
+    /// `webhook_connections_closed_total{reason="tls_handshake"}`.
+    pub closed_tls_handshake: Counter,
     /// `webhook_rejected_requests_total{reason="busy"}`.
     pub busy: Counter,
     /// `webhook_rejected_requests_total{reason="client_busy"}`.

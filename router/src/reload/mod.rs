@@ -17,6 +17,11 @@
 //! (with NATS, the lane stays, and adding a destination needs a restart: each has a consumer
 //! made at start).
 //!
+//! A listener with `tls` reads its certificate and key again at each reload (a pair that
+//! cannot be used refuses the reload whole), and, whatever the config, whenever a file in their
+//! folders changes ([`watch::watch_certs`], [`Reloader::reread_certs`]): new connections get
+//! the new certificate, open ones go on with theirs.
+//!
 //! Reloads are counted by `webhook_config_reloads_total{result}`; `webhook_config_info{hash}`
 //! and `webhook_config_last_reload_timestamp_seconds` say which config serves since when.
 
@@ -33,13 +38,14 @@ use sha2::{Digest, Sha256};
 use crate::config::changes::{
     RouteChanges, destination_changes, file_error, fixed_changes, route_changes,
 };
-use crate::config::{Config, ConfigError, ConfigErrors, QueueBackend};
+use crate::config::{Config, ConfigError, ConfigErrors, QueueBackend, TlsFiles};
 use crate::delivery::attempt::Destination;
 use crate::delivery::dispatch::DispatchControl;
 use crate::ingress::{Ingress, RouteTable};
 use crate::metrics::Metrics;
 use crate::plugin::{CompiledModules, load_chains_with};
 use crate::queue::{DestinationId, held_caps};
+use crate::tls::{CertPair, ServedCert};
 
 /// Why a reload was refused: every error found, each `file:line:col: key: message`.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +97,27 @@ pub struct Reloader {
     last_reload: Gauge,
     /// Told the new config after each switch (the admin API's route table).
     on_switch: std::sync::Mutex<Vec<SwitchHook>>,
+    /// The certificates the listeners with `tls` serve.
+    certs: ListenerCerts,
+}
+
+/// The certificates the ingress and admin listeners serve, each if the listener has `tls`.
+#[derive(Debug, Clone, Default)]
+pub struct ListenerCerts {
+    /// The ingress listener's (`server.tls`).
+    pub ingress: Option<Arc<ServedCert>>,
+    /// The admin listener's (`server.admin_tls`).
+    pub admin: Option<Arc<ServedCert>>,
+}
+
+impl ListenerCerts {
+    /// Each listener's certificate with its key in the config (`server.tls`, `server.admin_tls`).
+    fn each(&self) -> [(Option<&Arc<ServedCert>>, &'static str); 2] {
+        [
+            (self.ingress.as_ref(), "server.tls"),
+            (self.admin.as_ref(), "server.admin_tls"),
+        ]
+    }
 }
 
 /// Told the config a reload switched to.
@@ -141,6 +168,49 @@ impl Reloader {
             refused,
             last_reload,
             on_switch: std::sync::Mutex::default(),
+            certs: ListenerCerts::default(),
+        }
+    }
+
+    /// The reloader, reading `certs` again at each reload.
+    #[must_use]
+    pub fn with_certs(mut self, certs: ListenerCerts) -> Self {
+        self.certs = certs;
+        self
+    }
+
+    /// The certificate and key files the listeners serve now.
+    pub fn cert_files(&self) -> Vec<PathBuf> {
+        self.certs
+            .each()
+            .into_iter()
+            .filter_map(|(served, _)| served)
+            .flat_map(|served| {
+                let (cert, key) = served.files();
+                [cert, key]
+            })
+            .collect()
+    }
+
+    /// Reads the listeners' certificate files again and serves those that changed, to new
+    /// connections; a pair that cannot be used (a certificate written before its key, say) is
+    /// logged and the old certificate keeps serving. Waits for a reload under way.
+    pub async fn reread_certs(&self) {
+        let _serving = self.serving.lock().await;
+        for (served, key) in self.certs.each() {
+            let Some(served) = served else { continue };
+            match served.reread() {
+                Ok(true) => tracing::info!(
+                    key,
+                    "TLS certificate files changed: new connections get the new certificate"
+                ),
+                Ok(false) => {}
+                Err(error) => tracing::warn!(
+                    key,
+                    %error,
+                    "TLS certificate files changed but cannot be used: the old certificate keeps serving"
+                ),
+            }
         }
     }
 
@@ -176,6 +246,7 @@ impl Reloader {
                 text,
                 table,
                 destinations,
+                certs,
             }) => {
                 let routes = route_changes(&serving.text, &text);
                 let changed_destinations = destination_changes(&serving.text, &text);
@@ -204,6 +275,9 @@ impl Reloader {
                     }
                 }
                 drop(ids);
+                for (served, files, pair) in certs {
+                    served.install((&files.cert, &files.key), &pair);
+                }
                 self.modules.forget_unused();
                 for hook in self
                     .on_switch
@@ -317,7 +391,7 @@ impl Reloader {
                     file: self.path.clone(),
                     line: None,
                     column: None,
-                    key: format!("destinations.{name}.headers"),
+                    key: format!("destinations.{name}.{}", error.key()),
                     message: error.to_string(),
                 }),
             }
@@ -330,12 +404,14 @@ impl Reloader {
                         .0
                         .extend(unshared_dedup(&config, table.fresh_dedup()));
                 }
+                let certs = self.load_certs(&config, &mut errors);
                 if errors.0.is_empty() {
                     return Ok(Loaded {
                         config,
                         text,
                         table,
                         destinations,
+                        certs,
                     });
                 }
             }
@@ -349,6 +425,36 @@ impl Reloader {
     }
 }
 
+impl Reloader {
+    /// The certificates `config` has the listeners serve, read again (even when the paths are
+    /// the same: the files may have changed), each with its files; an error for a pair that
+    /// cannot be used. (Adding or removing a listener's `tls` is refused by `fixed_changes`.)
+    fn load_certs(
+        &self,
+        config: &Config,
+        errors: &mut ConfigErrors,
+    ) -> Vec<(Arc<ServedCert>, TlsFiles, CertPair)> {
+        let mut certs = Vec::new();
+        let files = [&config.server.tls, &config.server.admin_tls];
+        for ((served, key), files) in self.certs.each().into_iter().zip(files) {
+            let (Some(served), Some(files)) = (served, files) else {
+                continue;
+            };
+            match CertPair::load(&files.cert, &files.key) {
+                Ok(pair) => certs.push((Arc::clone(served), files.clone(), pair)),
+                Err(error) => errors.0.push(ConfigError {
+                    file: self.path.clone(),
+                    line: None,
+                    column: None,
+                    key: key.to_owned(),
+                    message: error.to_string(),
+                }),
+            }
+        }
+        certs
+    }
+}
+
 /// A config read, checked and loaded, ready to switch to.
 struct Loaded {
     config: Config,
@@ -357,6 +463,8 @@ struct Loaded {
     /// Every destination's new settings and cap (`max_held`), by id (for a new one, the id
     /// it will be given).
     destinations: Vec<(DestinationId, Destination, usize)>,
+    /// The listeners' certificates, read again, with their files.
+    certs: Vec<(Arc<ServedCert>, TlsFiles, CertPair)>,
 }
 
 /// With the NATS backend a route's dedup window is shared with the other routers when the

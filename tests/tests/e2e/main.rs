@@ -15,6 +15,7 @@ mod prometheus;
 mod rate;
 mod shutdown;
 mod slow_clients;
+mod tls;
 mod verify;
 
 use std::time::Duration;
