@@ -70,22 +70,24 @@ impl Inspector {
         if settings.events == 0 {
             return Self::default();
         }
-        let (held, unsaved) = metrics.inspect();
         let (saver, restored) = match journal {
             Some((journal, recovered)) => {
                 let restored = saver::recover(recovered, journal);
-                let (saver, inbox) = saver::Saver::new(journal.clone(), unsaved);
-                (Some((saver, inbox)), restored)
+                (Some(saver::Saver::new(journal.clone())), restored)
             }
             None => (None, Vec::new()),
         };
         let (saver, inbox) = saver.unzip();
-        let store = Arc::new(EventStore::new(
-            settings.events,
-            settings.max_age.0,
-            saver,
-            held,
-        ));
+        let store = Arc::new(EventStore::new(settings.events, settings.max_age.0, saver));
+        // Set at each render rather than at each event: the hot path touches no shared gauge.
+        let (held, unsaved) = metrics.inspect();
+        let shown = Arc::downgrade(&store);
+        metrics.on_render(move || {
+            if let Some(store) = shown.upgrade() {
+                held.set(store.len() as f64);
+                unsaved.set(store.saver().map_or(0, saver::Saver::unsaved) as f64);
+            }
+        });
         let restored_count = restored.len();
         for record in restored {
             store.insert(record);

@@ -12,11 +12,10 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-use metrics::Gauge;
 use tokio::sync::{Mutex, Notify, mpsc};
 
 use super::record::EventRecord;
-use super::store::EventStore;
+use super::store::{EventStore, IdHash};
 use crate::journal::{Batch, Journal, Key, Recovered, space};
 use crate::supervise::Supervisor;
 
@@ -32,11 +31,11 @@ enum Change {
     Forget(u64),
 }
 
-/// Changes sent and not yet written.
+/// Changes sent and not yet written (the `webhook_inspect_unsaved` gauge, set from it at each
+/// render).
 #[derive(Debug)]
 struct Unsaved {
     count: AtomicUsize,
-    gauge: Gauge,
     /// Woken when `count` reaches 0.
     idle: Notify,
 }
@@ -44,11 +43,9 @@ struct Unsaved {
 impl Unsaved {
     fn add(&self) {
         self.count.fetch_add(1, Ordering::AcqRel);
-        self.gauge.increment(1.0);
     }
 
     fn done(&self, n: usize) {
-        self.gauge.decrement(n as f64);
         if self.count.fetch_sub(n, Ordering::AcqRel) == n {
             self.idle.notify_waiters();
         }
@@ -68,21 +65,23 @@ pub(super) struct Saver {
 pub(super) struct Inbox(mpsc::UnboundedReceiver<Change>);
 
 impl Saver {
-    /// A saver into `journal` whose changes are counted in `unsaved` (the
-    /// `webhook_inspect_unsaved` gauge), and the inbox its writer reads.
-    pub(super) fn new(journal: Journal, unsaved: Gauge) -> (Self, Inbox) {
+    /// A saver into `journal`, and the inbox its writer reads.
+    pub(super) fn new(journal: Journal) -> (Self, Inbox) {
         let (changes, inbox) = mpsc::unbounded_channel();
-        unsaved.set(0.0);
         let saver = Self {
             journal,
             changes,
             unsaved: Arc::new(Unsaved {
                 count: AtomicUsize::new(0),
-                gauge: unsaved,
                 idle: Notify::new(),
             }),
         };
         (saver, Inbox(inbox))
+    }
+
+    /// How many changes are sent and not yet written.
+    pub(super) fn unsaved(&self) -> usize {
+        self.unsaved.count.load(Ordering::Acquire)
     }
 
     /// A journal key for a new record.
@@ -182,10 +181,11 @@ async fn run(
     }
 }
 
-/// The puts (each saved record once, as it now is) and deletes of `changes`.
+/// The puts (each saved record once, as it now is, encoded in place in the batch) and deletes
+/// of `changes`.
 fn encode(store: &EventStore, changes: &[Change]) -> (Batch, Batch) {
     let (mut puts, mut deletes) = (Batch::new(), Batch::new());
-    let mut saved = HashSet::new();
+    let mut saved = HashSet::with_capacity_and_hasher(changes.len(), IdHash::default());
     for change in changes {
         match *change {
             Change::Save(id) => {
@@ -194,14 +194,15 @@ fn encode(store: &EventStore, changes: &[Change]) -> (Batch, Batch) {
                 }
                 store.read(id, |record| {
                     let expires = record.received_ms.saturating_add(store.max_age_ms());
-                    match postcard::to_allocvec(record) {
-                        Ok(value) => {
-                            puts.put(key(record.journal_key), &value, expires);
-                        }
-                        Err(error) => {
+                    puts.put_with(key(record.journal_key), expires, |out| {
+                        let start = out.len();
+                        if let Err(error) = postcard::to_io(record, &mut *out) {
+                            // Not reached (a record has no type postcard cannot write); an
+                            // empty value does not decode, and is dropped when read back.
+                            out.truncate(start);
                             tracing::warn!(%error, "inspect: an event record does not encode");
                         }
-                    }
+                    });
                 });
             }
             Change::Forget(journal_key) => {

@@ -14,7 +14,6 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use metrics::Gauge;
 
 use super::record::EventRecord;
 use super::saver::Saver;
@@ -79,32 +78,24 @@ pub struct Page {
 /// The event record: recent events by id, bounded by count and age.
 #[derive(Debug)]
 pub struct EventStore {
-    events: DashMap<u128, EventRecord, BuildHasherDefault<IdHasher>>,
+    events: DashMap<u128, EventRecord, IdHash>,
     /// `(received_ms, id)` in arrival order: the oldest is evicted first.
     order: Mutex<VecDeque<(u64, u128)>>,
     capacity: usize,
     max_age_ms: u64,
     saver: Option<Saver>,
-    held: Gauge,
 }
 
 impl EventStore {
     /// A record of at most `capacity` events no older than `max_age`; `saver` writes it to the
-    /// journal, if there is one; `held` is set to the number of events held.
-    pub(super) fn new(
-        capacity: usize,
-        max_age: Duration,
-        saver: Option<Saver>,
-        held: Gauge,
-    ) -> Self {
-        held.set(0.0);
+    /// journal, if there is one.
+    pub(super) fn new(capacity: usize, max_age: Duration, saver: Option<Saver>) -> Self {
         Self {
             events: DashMap::default(),
             order: Mutex::new(VecDeque::with_capacity(capacity.min(1 << 16))),
             capacity,
             max_age_ms: u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX),
             saver,
-            held,
         }
     }
 
@@ -126,7 +117,6 @@ impl EventStore {
             // The same id again (a restored record): it already has its place in the ring.
             return;
         }
-        self.held.increment(1.0);
         self.evict(crate::journal::now_ms(), Some(key));
     }
 
@@ -227,11 +217,10 @@ impl EventStore {
             let Some((_, id)) = oldest else {
                 return;
             };
-            if let Some((_, record)) = self.events.remove(&id) {
-                self.held.decrement(1.0);
-                if let Some(saver) = &self.saver {
-                    saver.forget(record.journal_key);
-                }
+            if let Some((_, record)) = self.events.remove(&id)
+                && let Some(saver) = &self.saver
+            {
+                saver.forget(record.journal_key);
             }
         }
     }
@@ -243,11 +232,14 @@ impl EventStore {
     }
 }
 
+/// A map or set keyed by event id, hashed by [`IdHasher`].
+pub(super) type IdHash = BuildHasherDefault<IdHasher>;
+
 /// Hashes an event id by folding its halves and one multiply (Fibonacci hashing): ids are
 /// UUIDv7, mostly random bits already, so a keyed hash (SipHash, the default) would spend its
 /// time on what is already spread. Ids come from the router, not from senders.
 #[derive(Debug, Default)]
-struct IdHasher(u64);
+pub(super) struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
@@ -315,12 +307,7 @@ mod tests {
     }
 
     fn store(capacity: usize, max_age: Duration) -> EventStore {
-        EventStore::new(
-            capacity,
-            max_age,
-            None,
-            crate::metrics::Metrics::new().inspect().0,
-        )
+        EventStore::new(capacity, max_age, None)
     }
 
     const DAY: Duration = Duration::from_secs(24 * 3600);
