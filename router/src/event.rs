@@ -33,6 +33,11 @@ pub struct Event {
     /// none, as for most events: an empty `HeaderMap` would still take 96 bytes of every held
     /// event.
     pub plugin_headers: Option<Box<HeaderMap>>,
+    /// The span context of the `ingress` span the event was accepted under, when tracing is
+    /// on: its delivery attempts are children of it ([`crate::telemetry`]). Not stored with
+    /// the event (journal, NATS): an event read back continues its sender's `traceparent`,
+    /// kept in `headers`. Boxed, like `plugin_headers`, for the events held without one.
+    pub trace: Option<Box<opentelemetry::trace::SpanContext>>,
 }
 
 #[cfg(test)]
@@ -50,6 +55,7 @@ impl Event {
             body: body.into(),
             received_at: SystemTime::now(),
             plugin_headers: None,
+            trace: None,
         }
     }
 }

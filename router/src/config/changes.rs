@@ -15,8 +15,8 @@ use super::error::ErrorSink;
 use super::{ConfigError, ConfigErrors};
 
 /// Tables whose every key is fixed for the life of the process: listeners and limits, the
-/// queue backend and journal.
-const FIXED_TABLES: &[&str] = &["server", "queue"];
+/// queue backend and journal, and the trace exporter (installed with the logging, at start).
+const FIXED_TABLES: &[&str] = &["server", "queue", "telemetry"];
 /// The keys of a destination that a reload applies (to the attempts that start after it).
 /// The rest, and which destinations there are, are fixed: delivery lanes (`max_in_flight`
 /// workers each), held-event limits, retry policies and circuits are set up at start.

@@ -24,9 +24,10 @@ use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::RouteConfig;
-use crate::delivery::attempt::{AttemptOutcome, Deliverer, Destination};
+use crate::delivery::attempt::{AttemptOutcome, Deliverer, Destination, attempt_span};
 use crate::delivery::circuit::Admit;
 use crate::delivery::dead_letter::{DeadLetter, DeadLetterStore, LetterError};
 use crate::delivery::destinations::DestinationBoard;
@@ -484,7 +485,8 @@ async fn run_lane_worker(
         {
             panic!("test fault: lane worker panics on a marked event");
         }
-        attempt(&shared, delivery).await;
+        let span = attempt_span(&delivery.job.event, delivery.attempts.saturating_add(1));
+        attempt(&shared, delivery).instrument(span).await;
         *lock(&in_flight) = None;
     }
 }

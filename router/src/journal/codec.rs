@@ -118,6 +118,9 @@ pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<(T, Event), 
             .map(header_map)
             .transpose()?
             .map(Box::new),
+        // The span context is the running process's own; a restart continues the sender's
+        // `traceparent`, which is in `headers`.
+        trace: None,
     };
     Ok((head, event))
 }
@@ -157,6 +160,7 @@ mod tests {
             body: Bytes::from_static(b"\x00\xffbody{}"),
             received_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             plugin_headers: Some(Box::new(plugin)),
+            trace: None,
         };
         let mut out = Vec::new();
         encode(&(7u32, vec!["a".to_owned()]), &event, &mut out);

@@ -133,6 +133,7 @@ pub fn from_guest(
         body: Bytes::from(guest.body),
         received_at: original.received_at,
         plugin_headers,
+        trace: original.trace.clone(),
     })
 }
 

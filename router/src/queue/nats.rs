@@ -702,6 +702,7 @@ fn raw_event(message: &async_nats::Message, received_at: SystemTime) -> Event {
         body: message.payload.clone(),
         received_at,
         plugin_headers: None,
+        trace: None,
     }
 }
 

@@ -90,6 +90,7 @@ mod tests {
             body: Bytes::from_static(b"hello"),
             received_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             plugin_headers: None,
+            trace: None,
         }
     }
 
