@@ -379,12 +379,14 @@ async fn run(command: Command, passed: PassedSockets, served: Option<Config>) ->
 
 /// Logs to stderr in `format`, at the level `RUST_LOG` sets; with `telemetry`, also exports
 /// the router's spans (and the log lines written in them), whatever `RUST_LOG` says, and
-/// returns that export, to be shut down last.
+/// returns that export, to be shut down last. Every line written inside the router's spans
+/// carries their fields (`trace_id` among them): the spans are built only with `telemetry`.
 fn init_logging(
     format: LogFormat,
     telemetry: Option<&TelemetryConfig>,
 ) -> Result<Option<Tracing>, TelemetryError> {
     use tracing_subscriber::Layer as _;
+    use tracing_subscriber::filter::{FilterExt as _, filter_fn};
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -398,7 +400,10 @@ fn init_logging(
         }
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        .or(filter_fn(|meta| {
+            meta.is_span() && meta.target().starts_with("webhook_router")
+        }));
     let log = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
