@@ -10,7 +10,7 @@ use std::time::Duration;
 use webhook_router_tests::otlp::{Collector, ReceivedSpan};
 use webhook_router_tests::signing::{sign, unix_now};
 use webhook_router_tests::wasm::{github_payload, module};
-use webhook_router_tests::{RouterProcess, Sink};
+use webhook_router_tests::{Reply, RouterProcess, Sink};
 
 /// Patience for what should take milliseconds on an idle machine.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -296,4 +296,80 @@ async fn a_traced_event_is_one_trace_from_the_senders_span_to_both_destinations(
         2,
         "{log:#?}"
     );
+}
+
+/// An event whose first attempt failed, read back from the journal after a SIGKILL: the new
+/// process no longer knows the `ingress` span, and its attempt joins the sender's trace
+/// through the `traceparent` kept with the event, sending that trace on to the destination.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_after_a_restart_joins_the_senders_trace() {
+    const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    const SENDER_SPAN: &str = "b7ad6b7169203331";
+    let collector = Collector::start().await;
+    let sink = Sink::start(|n| {
+        if n == 1 {
+            Reply::status(503)
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-serve/traces-restart");
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = config_file(
+        "traces-restart.toml",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+             [queue]\nbackend = \"journal\"\npath = \"{}\"\n\
+             [telemetry]\notlp_endpoint = \"{}\"\n\
+             [destinations.ci]\nurl = \"{}\"\n\
+             retry = {{ max_attempts = 3, initial_backoff = \"2s\", jitter = \"none\" }}\n\
+             [[routes]]\nid = \"hooks\"\npath = \"/hooks\"\ndestinations = [\"ci\"]\n",
+            dir.display(),
+            collector.endpoint(),
+            sink.url("/ci"),
+        ),
+    );
+    let first = serve(&path);
+    let answer = reqwest::Client::new()
+        .post(format!("http://{}/hooks", first.ingress))
+        .header("content-type", "application/json")
+        .header("traceparent", format!("00-{TRACE}-{SENDER_SPAN}-01"))
+        .body("{}")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(answer.status().as_u16(), 202);
+    assert_eq!(sink.wait_for(1, PATIENCE, |_| true).await.len(), 1);
+    first.kill();
+
+    let second = serve(&path);
+    let delivered = sink.wait_for_delivered(1, PATIENCE).await;
+    assert_eq!(
+        delivered.len(),
+        1,
+        "the retry after the restart is delivered"
+    );
+    let (success, log) = second.stop();
+    assert!(success, "{log:#?}");
+    let spans = collector.spans();
+    let after: Vec<&ReceivedSpan> = spans
+        .iter()
+        .filter(|span| span.name == "attempt" && span.attribute("outcome") == "delivered")
+        .collect();
+    let [attempt] = after[..] else {
+        panic!("one delivered attempt: {spans:#?}");
+    };
+    assert_eq!(attempt.trace_id, TRACE, "{attempt:#?}");
+    assert_eq!(attempt.parent_span_id, SENDER_SPAN, "{attempt:#?}");
+    // (Its number is what the journal had recorded of the attempts before the kill.)
+    let number: u32 = attempt.attribute("attempt").parse().expect("a count");
+    assert!(number >= 1, "{attempt:#?}");
+    let traceparent = delivered[0]
+        .headers
+        .get("traceparent")
+        .expect("a traceparent")
+        .to_str()
+        .expect("ascii");
+    assert_eq!(traceparent, format!("00-{TRACE}-{}-01", attempt.span_id));
 }
