@@ -247,7 +247,10 @@ destinations = ["ci"]
     fn fixed_keys_are_named_with_their_line() {
         let new = OLD
             .replace("127.0.0.1:8080", "127.0.0.1:8081")
-            .replace("path = \"data\"", "path = \"other\"\nbackend = \"journal\"")
+            .replace(
+                "path = \"data\"",
+                "path = \"other\"\nbackend = \"journal\"\n\n[telemetry]\notlp_endpoint = \"http://c/\"",
+            )
             .replace("9000/ci\"", "9001/ci\"\nmax_in_flight = 3")
             .replace(
                 "[[routes]]\nid = \"a\"",
@@ -261,6 +264,7 @@ destinations = ["ci"]
                 "server.listen",
                 "queue.path",
                 "queue.backend",
+                "telemetry",
                 "destinations.ci.max_in_flight",
                 "destinations.new"
             ]
