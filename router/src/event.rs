@@ -37,6 +37,11 @@ pub struct Event {
     /// request as received: events with the same key reach each destination one at a time, in
     /// the order they were accepted. `None`: the route orders nothing, or the request has no key.
     pub order_key: Option<String>,
+    /// The span context of the `ingress` span the event was accepted under, when tracing is
+    /// on: its delivery attempts are children of it ([`crate::telemetry`]). Not stored with
+    /// the event (journal, NATS): an event read back continues its sender's `traceparent`,
+    /// kept in `headers`. Boxed, like `plugin_headers`, for the events held without one.
+    pub trace: Option<Box<opentelemetry::trace::SpanContext>>,
 }
 
 #[cfg(test)]
@@ -55,6 +60,7 @@ impl Event {
             received_at: SystemTime::now(),
             plugin_headers: None,
             order_key: None,
+            trace: None,
         }
     }
 }

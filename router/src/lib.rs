@@ -18,7 +18,8 @@
 //!    dead-letter API and the record of recent events ([`inspect`]).
 //!
 //! [`config`] reads the route file, [`reload`] switches a running router to a changed one, and
-//! [`runtime`] wires the parts together; [`supervise`]
+//! [`runtime`] wires the parts together; [`telemetry`] exports one trace per event;
+//! [`supervise`]
 //! restarts a long-lived task that panics, and [`clock`] keeps time arithmetic from
 //! overflowing.
 
@@ -42,6 +43,7 @@ pub mod reply;
 pub mod runtime;
 pub mod server;
 pub mod supervise;
+pub mod telemetry;
 pub mod tls;
 pub mod verify;
 

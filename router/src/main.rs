@@ -10,9 +10,11 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::time::Instant;
 
+use webhook_router::config::TelemetryConfig;
 use webhook_router::plugin::{Isolation, PluginLimits, cases, check_plugins, load_plugin, trial};
 use webhook_router::reload::Reloader;
 use webhook_router::server::sockets::PassedSockets;
+use webhook_router::telemetry::{TelemetryError, Tracing};
 use webhook_router::{Config, Router};
 
 /// A WebAssembly-extensible webhook router.
@@ -325,7 +327,6 @@ impl AdminArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
     // Taken while this is the only thread: taking them removes LISTEN_FDS from the environment.
     let passed = match &cli.command {
         Command::Serve { .. } => match PassedSockets::from_env() {
@@ -337,6 +338,23 @@ fn main() -> ExitCode {
         },
         _ => PassedSockets::default(),
     };
+    // `serve` reads its config before logging starts: its `[telemetry]` decides whether the
+    // logging exports traces too.
+    let served = match &cli.command {
+        Command::Serve { config, .. } => match load(config) {
+            Some(config) => Some(config),
+            None => return ExitCode::FAILURE,
+        },
+        _ => None,
+    };
+    let telemetry = served.as_ref().and_then(|config| config.telemetry.as_ref());
+    let tracing = match init_logging(cli.log_format, telemetry) {
+        Ok(tracing) => tracing,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -344,7 +362,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, passed)) {
+    let result = runtime.block_on(run(cli.command, passed, served));
+    if let Some(tracing) = tracing {
+        tracing.shutdown();
+    }
+    match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -353,9 +375,13 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, passed: PassedSockets) -> Result<ExitCode> {
+/// Runs `command`; `served` is the config a `serve` command has read.
+async fn run(command: Command, passed: PassedSockets, served: Option<Config>) -> Result<ExitCode> {
     match command {
-        Command::Serve { config, watch } => serve(&config, watch, passed).await,
+        Command::Serve { watch, .. } => match served {
+            Some(config) => serve(&config, watch, passed).await,
+            None => bail!("serve started without its config"),
+        },
         Command::Reload { admin } => reload(&admin).await,
         Command::Check { config } => Ok(check(&config).await),
         Command::DeadLetters(command) => dead_letters(command).await,
@@ -366,17 +392,42 @@ async fn run(command: Command, passed: PassedSockets) -> Result<ExitCode> {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to stderr in `format`, at the level `RUST_LOG` sets; with `telemetry`, also exports
+/// the router's spans (and the log lines written in them), whatever `RUST_LOG` says, and
+/// returns that export, to be shut down last. Every line written inside the router's spans
+/// carries their fields (`trace_id` among them): the spans are built only with `telemetry`.
+fn init_logging(
+    format: LogFormat,
+    telemetry: Option<&TelemetryConfig>,
+) -> Result<Option<Tracing>, TelemetryError> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::filter::{FilterExt as _, filter_fn};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    let (tracing, traces) = match telemetry {
+        None => (None, None),
+        Some(config) => {
+            let (tracing, layer) = Tracing::start(config)?;
+            let ours = tracing_subscriber::filter::Targets::new()
+                .with_target("webhook_router", tracing::Level::INFO);
+            (Some(tracing), Some(layer.with_filter(ours)))
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        .or(filter_fn(|meta| {
+            meta.is_span() && meta.target().starts_with("webhook_router")
+        }));
+    let log = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
+    let subscriber = tracing_subscriber::registry().with(traces);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => subscriber.with(log.with_filter(filter)).init(),
+        LogFormat::Json => subscriber.with(log.json().with_filter(filter)).init(),
     }
+    Ok(tracing)
 }
 
 /// Loads a config, printing its errors (one per line) to stderr.
@@ -529,16 +580,13 @@ fn print_out(text: &str) {
 
 /// Runs the router on `path`'s config, on the sockets `passed` by the service manager if any;
 /// with `watch`, reloads when the file or a plugin module changes.
-async fn serve(path: &Path, watch: bool, passed: PassedSockets) -> Result<ExitCode> {
-    let Some(config) = load(path) else {
-        return Ok(ExitCode::FAILURE);
-    };
+async fn serve(config: &Config, watch: bool, passed: PassedSockets) -> Result<ExitCode> {
     for warning in config.server.warnings() {
         tracing::warn!("{warning}");
     }
     // Caught before the router announces itself, so no signal sent after that kills it.
     let mut signals = StopSignals::new()?;
-    let router = Router::start_on(&config, passed).await?;
+    let router = Router::start_on(config, passed).await?;
     let _watch = if watch {
         Some(webhook_router::reload::watch::watch(router.reloader())?)
     } else {

@@ -289,6 +289,7 @@ fn record_delivered(
                 received_at: std::time::SystemTime::now() - age,
                 plugin_headers: None,
                 order_key: None,
+                trace: None,
             };
             inspector.received(&event, None);
             inspector.decided(&id, Vec::new(), Decision::Queued);

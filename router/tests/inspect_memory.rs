@@ -42,6 +42,7 @@ fn record_one(inspector: &Inspector) {
         received_at: SystemTime::now(),
         plugin_headers: None,
         order_key: None,
+        trace: None,
     };
     inspector.received(&event, None);
     inspector.decided(

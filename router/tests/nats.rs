@@ -1189,6 +1189,7 @@ async fn a_message_that_does_not_decode_becomes_a_dead_letter_holding_its_raw_by
         received_at: std::time::SystemTime::now(),
         plugin_headers: None,
         order_key: None,
+        trace: None,
     };
     publish(&legacy.id, encoding::encode(&legacy).to_vec(), None).await;
     // Bytes that are no event, and a version this router does not know.

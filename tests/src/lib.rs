@@ -8,6 +8,7 @@ pub mod launcher;
 pub mod load;
 pub mod nats;
 pub mod numbered;
+pub mod otlp;
 pub mod process;
 pub mod process_stats;
 pub mod prometheus;

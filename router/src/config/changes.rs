@@ -15,8 +15,8 @@ use super::error::ErrorSink;
 use super::{ConfigError, ConfigErrors};
 
 /// Tables whose every key is fixed for the life of the process: listeners and limits, the
-/// queue backend and journal.
-const FIXED_TABLES: &[&str] = &["server", "queue"];
+/// queue backend and journal, and the trace exporter (installed with the logging, at start).
+const FIXED_TABLES: &[&str] = &["server", "queue", "telemetry"];
 /// The keys of a destination that a reload applies (from the switch on: to the attempts that
 /// start after it, its lane's workers, its cap, its circuit). Destinations may be added and
 /// removed too.
@@ -266,7 +266,10 @@ destinations = ["ci"]
     fn fixed_keys_are_named_with_their_line() {
         let new = OLD
             .replace("127.0.0.1:8080", "127.0.0.1:8081")
-            .replace("path = \"data\"", "path = \"other\"\nbackend = \"journal\"")
+            .replace(
+                "path = \"data\"",
+                "path = \"other\"\nbackend = \"journal\"\n\n[telemetry]\notlp_endpoint = \"http://c/\"",
+            )
             .replace("9000/ci\"", "9001/ci\"\nmax_in_flight = 3")
             .replace(
                 "[[routes]]\nid = \"a\"",
@@ -274,7 +277,10 @@ destinations = ["ci"]
             );
         let errors = fixed_changes(OLD, &new, Path::new("r.toml")).0;
         let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
-        assert_eq!(keys, ["server.listen", "queue.path", "queue.backend",]);
+        assert_eq!(
+            keys,
+            ["server.listen", "queue.path", "queue.backend", "telemetry"]
+        );
         // A destination's settings are live: applied, not refused.
         let settings = OLD.replace(
             "9000/ci\"",

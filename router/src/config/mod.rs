@@ -2,10 +2,12 @@
 //!
 //! A file has three parts: `[server]` (listeners and limits), `[destinations.NAME]` (where events
 //! go and how they are retried) and `[[routes]]` (which path feeds which destinations), and may
-//! have `[queue]` (where events are held) and `[plugins]` (plugin module bounds). Loading
+//! have `[queue]` (where events are held), `[plugins]` (plugin module bounds), `[inspect]`
+//! (the record of recent events) and `[telemetry]` (trace export). Loading
 //! reports every problem it finds, each with file, line and key, instead of stopping at the first.
 //! Each table's schema, defaults and checks are in its own file (`server`, `queue`,
-//! `destination`, `route`, `order`, `verify`, `plugins`); this one reads the file and puts them together.
+//! `destination`, `route`, `order`, `verify`, `plugins`, `inspect`, `telemetry`); this one reads the
+//! file and puts them together.
 
 pub(crate) mod bounds;
 pub mod changes;
@@ -17,6 +19,7 @@ mod plugins;
 mod queue;
 mod route;
 mod server;
+mod telemetry;
 mod tls;
 mod values;
 mod verify;
@@ -40,6 +43,7 @@ pub use route::{
     ConfigLocation, Isolation, OnPluginError, PluginConfig, PluginLimitsConfig, RouteConfig,
 };
 pub use server::{DEFAULT_MAX_BODY_BYTES, ServerConfig};
+pub use telemetry::TelemetryConfig;
 pub use tls::TlsFiles;
 pub use values::{ByteSize, EnvString, HumanDuration, Secret};
 pub use verify::{DedupConfig, SignConfig};
@@ -67,6 +71,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// The record of recent events (`GET /events`).
     pub inspect: InspectConfig,
+    /// Where traces are exported; `None` (no `[telemetry]` table): tracing is off.
+    pub telemetry: Option<TelemetryConfig>,
     /// Test-only fault injection; never read from a file.
     #[doc(hidden)]
     pub test_faults: crate::supervise::TestFaults,
@@ -124,6 +130,7 @@ impl Config {
         let mut queue = None;
         let mut plugins = None;
         let mut inspect = None;
+        let mut telemetry = None;
         let mut destinations = BTreeMap::new();
         let mut destination_names = HashSet::new();
         let mut raw_routes = Vec::new();
@@ -202,11 +209,12 @@ impl Config {
                 }
                 "routes" => parse_routes(value, sink, &mut raw_routes),
                 "inspect" => inspect = deserialize_item(value, "inspect", sink),
+                "telemetry" => telemetry = deserialize_item(value, "telemetry", sink),
                 other => sink.push(
                     Some(key_span),
                     other,
                     "unknown key, expected one of `server`, `queue`, `plugins`, `inspect`, \
-                     `destinations`, `routes`",
+                     `telemetry`, `destinations`, `routes`",
                 ),
             }
         }
@@ -228,6 +236,7 @@ impl Config {
             destinations,
             routes,
             inspect: inspect.unwrap_or_default(),
+            telemetry,
             test_faults: crate::supervise::TestFaults::default(),
         }
     }

@@ -4,14 +4,17 @@
 //! destination's `Retry-After`, if any). Everything else — other 4xx, 3xx (redirects are not
 //! followed) — is permanent and goes straight to the dead letters.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use tracing::Span;
+use tracing::field::Empty;
 
 use crate::config::{DestinationConfig, RetryConfig};
 use crate::delivery::backoff::parse_retry_after;
 use crate::delivery::client::{self, ClientError};
 use crate::event::Event;
+use crate::telemetry;
 use crate::verify::StandardSigner;
 
 /// How much of an error response's body is kept for the dead-letter record.
@@ -159,13 +162,22 @@ impl Deliverer {
         })
     }
 
-    /// POSTs `event` to `destination` once.
+    /// POSTs `event` to `destination` once. Under an [`attempt_span`] (tracing on), the
+    /// request carries that span's `traceparent`, and the span gets the destination, the
+    /// status and the duration.
     pub async fn attempt(&self, destination: &Destination, event: &Event) -> AttemptOutcome {
+        let mut headers = outbound_headers(destination, event);
+        let span = telemetry::enabled().then(Span::current);
+        if let Some(span) = &span {
+            span.record("destination", destination.name.as_str());
+            telemetry::inject_current(&mut headers);
+        }
+        let started = Instant::now();
         let client = destination.client.as_ref().unwrap_or(&self.client);
         let mut request = client
             .post(destination.url.clone())
             .timeout(destination.timeout)
-            .headers(outbound_headers(destination, event))
+            .headers(headers)
             .header(&WEBHOOK_ID, event.id.as_str())
             .body(event.body.clone());
         if let Some(content_type) = event.content_type() {
@@ -179,11 +191,37 @@ impl Deliverer {
                 signer.sign(&event.id, timestamp, &event.body),
             );
         }
-        match request.send().await {
+        let outcome = match request.send().await {
             Ok(response) => classify_response(response).await,
             Err(error) => classify_error(&error, destination.timeout),
+        };
+        if let Some(span) = &span {
+            let (result, status) = match &outcome {
+                AttemptOutcome::Delivered { status } => ("delivered", Some(*status)),
+                AttemptOutcome::Retry { status, .. } => ("retry", *status),
+                AttemptOutcome::Permanent { status, .. } => ("failed", *status),
+            };
+            span.record("outcome", result);
+            if let Some(status) = status {
+                span.record("http.response.status_code", status);
+            }
+            span.record("duration_ms", started.elapsed().as_secs_f64() * 1000.0);
         }
+        outcome
     }
+}
+
+/// The span of attempt `number` (from 1) to deliver `event`, a child of the span the event was
+/// accepted under ([`telemetry::continue_event_trace`]); [`Span::none`] when tracing is off.
+/// [`Deliverer::attempt`] fills in the rest under it.
+pub fn attempt_span(event: &Event, number: u32) -> Span {
+    let span = telemetry::span(|| {
+        tracing::info_span!("attempt", event_id = %event.id, route = %event.route,
+            attempt = number, destination = Empty, outcome = Empty,
+            http.response.status_code = Empty, duration_ms = Empty, trace_id = Empty)
+    });
+    telemetry::continue_event_trace(&span, event);
+    span
 }
 
 /// Headers plugins set on the event, then the destination's own (which win on a clash).

@@ -43,6 +43,8 @@ use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use crate::allow_list::{Cidr, ClientAddr, client_ip, contains};
 use crate::config::{Config, RouteConfig};
@@ -57,6 +59,7 @@ use crate::plugin::{ChainOutcome, PluginChain};
 use crate::queue::{DestinationId, DispatchQueue, EnqueueError};
 use crate::rate_limit::{RouteRateLimit, retry_after_seconds};
 use crate::reply::{self, ResponseBody};
+use crate::telemetry;
 use crate::verify::{CREDENTIAL_HEADERS, Verifier, VerifyError};
 use metrics::Counter;
 
@@ -374,7 +377,17 @@ impl Ingress {
             self.unmatched.count_request(404);
             return reply::error(StatusCode::NOT_FOUND, "no route for this path");
         };
-        let response = self.accept(route, request, peer).await;
+        // The event's root span; its `event_id` is recorded once the event has one.
+        let span = telemetry::span(|| {
+            tracing::info_span!("ingress", route = %route.id, event_id = Empty,
+                http.response.status_code = Empty, trace_id = Empty)
+        });
+        telemetry::continue_sender_trace(&span, request.headers());
+        let response = self
+            .accept(route, request, peer)
+            .instrument(span.clone())
+            .await;
+        span.record("http.response.status_code", response.status().as_u16());
         route.metrics.count_request(response.status().as_u16());
         response
     }
@@ -486,7 +499,7 @@ impl Ingress {
         };
         let verified = match &route.verifier {
             None => None,
-            Some(verifier) => match verifier.verify(&parts.headers, &body, SystemTime::now()) {
+            Some(verifier) => match verify(verifier, &parts.headers, &body) {
                 Ok(()) => {
                     if let Some(Err(wait)) = route.rate_limit().map(RouteRateLimit::check) {
                         route.refusals.refused(
@@ -520,6 +533,9 @@ impl Ingress {
             headers.insert(VERIFIED_HEADER, HeaderValue::from_static(preset));
         }
         let id = Event::new_id();
+        if telemetry::enabled() {
+            tracing::Span::current().record("event_id", id.as_str());
+        }
         let dedup_key = route
             .dedup()
             .and_then(|store| Some((store, store.key().read(&parts.headers, &body)?)));
@@ -584,6 +600,7 @@ impl Ingress {
             received_at: SystemTime::now(),
             plugin_headers: None,
             order_key,
+            trace: telemetry::current_event_trace(),
         };
         self.inspect
             .received(&event, dedup_key.as_ref().map(|(_, key)| key.as_str()));
@@ -603,14 +620,25 @@ impl Ingress {
         let id = event.id.clone();
         let bytes = event.body.len();
         let mut verdicts = Vec::new();
+        let enqueue = || telemetry::span(|| tracing::info_span!("enqueue"));
         let queued = match &route.chain {
-            None => self.queue.enqueue(event, route.destinations.clone()).await,
+            None => {
+                self.queue
+                    .enqueue(event, route.destinations.clone())
+                    .instrument(enqueue())
+                    .await
+            }
             Some(chain) => match chain.run(event, &route.destinations, &mut verdicts).await {
                 ChainOutcome::Deliver(mut events) if events.len() == 1 => {
                     let (event, destinations) = events.remove(0);
-                    self.queue.enqueue(event, destinations).await
+                    self.queue
+                        .enqueue(event, destinations)
+                        .instrument(enqueue())
+                        .await
                 }
-                ChainOutcome::Deliver(events) => self.queue.enqueue_all(events).await,
+                ChainOutcome::Deliver(events) => {
+                    self.queue.enqueue_all(events).instrument(enqueue()).await
+                }
                 ChainOutcome::Drop { reason } => {
                     self.inspect
                         .decided(&id, verdicts, Decision::Dropped(reason));
@@ -687,6 +715,17 @@ impl Ingress {
             Ok(()) => reply::error(StatusCode::UNAUTHORIZED, &error.to_string()),
         }
     }
+}
+
+/// Checks the sender's signature under a `verify` span (when tracing) saying which preset
+/// checked it and whether it held.
+fn verify(verifier: &Verifier, headers: &HeaderMap, body: &[u8]) -> Result<(), VerifyError> {
+    let span = telemetry::span(|| {
+        tracing::info_span!("verify", preset = verifier.preset(), verified = Empty)
+    });
+    let verdict = span.in_scope(|| verifier.verify(headers, body, SystemTime::now()));
+    span.record("verified", verdict.is_ok());
+    verdict
 }
 
 /// `202 {"id": ...}`.

@@ -153,6 +153,9 @@ pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<(T, Event), 
             .transpose()?
             .map(Box::new),
         order_key: extension.order_key,
+        // The span context is the running process's own; a restart continues the sender's
+        // `traceparent`, which is in `headers`.
+        trace: None,
     };
     Ok((head, event))
 }
@@ -193,6 +196,7 @@ mod tests {
             received_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             plugin_headers: Some(Box::new(plugin)),
             order_key: None,
+            trace: None,
         };
         let mut out = Vec::new();
         encode(&(7u32, vec!["a".to_owned()]), &event, &mut out);

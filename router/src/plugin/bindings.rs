@@ -134,6 +134,7 @@ pub fn from_guest(
         received_at: original.received_at,
         plugin_headers,
         order_key: original.order_key.clone(),
+        trace: original.trace.clone(),
     })
 }
 

@@ -46,6 +46,7 @@ pub fn trial_event(route: &str, body: Vec<u8>, mut headers: HeaderMap) -> Event 
         received_at: SystemTime::now(),
         plugin_headers: None,
         order_key: None,
+        trace: None,
     }
 }
 

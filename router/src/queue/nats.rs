@@ -703,6 +703,7 @@ fn raw_event(message: &async_nats::Message, received_at: SystemTime) -> Event {
         received_at,
         plugin_headers: None,
         order_key: None,
+        trace: None,
     }
 }
 

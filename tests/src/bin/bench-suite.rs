@@ -52,6 +52,10 @@
 //!    (as an ordering sender sends them), through a route with `order_by_header`, delivered to
 //!    bare hyper; delivered/s against the same load through a route without it. Goal ≥ 0.50
 //!    (within 2 ×).
+//! 10. **tracing** (first payload size only): rows 2 and 3 with OpenTelemetry tracing on at
+//!     sampling 1.0 (`[telemetry]`), exporting to a bare OTLP receiver, against the same rows
+//!     untraced, `--tracing-rounds` (3) runs each. They run last, every untraced run first: the
+//!     trace layer, once installed in this process, stays. `--only-tracing` runs only these.
 //!
 //! Plugin overhead (criterion, `router/benches/plugin_overhead.rs`) is read from the summary
 //! that bench writes (`--plugin-overhead FILE`; `tests/bench.sh` passes it).
@@ -140,6 +144,12 @@ struct Args {
     /// it on (the default, 10 000) and off.
     #[arg(long)]
     inspect_events: Option<usize>,
+    /// Runs of each traced-ingest row and of its untraced baseline (0 skips them).
+    #[arg(long, default_value_t = 3)]
+    tracing_rounds: u32,
+    /// Runs only the traced-ingest rows (and their baselines).
+    #[arg(long)]
+    only_tracing: bool,
     /// Internal: measure held memory for this payload size in this process and print it.
     #[arg(long, hide = true)]
     memory_child: Option<usize>,
@@ -190,6 +200,9 @@ fn main() -> Result<()> {
     );
     let mut rows = Vec::new();
     for (index, &payload) in args.payloads.iter().enumerate() {
+        if args.only_tracing {
+            break;
+        }
         rows.extend(runtime.block_on(payload_rows(&args, payload))?);
         rows.push(memory_row(&args, payload)?);
         if index == 0 {
@@ -202,8 +215,13 @@ fn main() -> Result<()> {
             }
         }
     }
-    if let Some(path) = &args.plugin_overhead {
+    if let Some(path) = &args.plugin_overhead
+        && !args.only_tracing
+    {
         rows.extend(plugin_rows(path)?);
+    }
+    if args.tracing_rounds > 0 {
+        rows.extend(runtime.block_on(tracing_rows(&args, args.payloads[0]))?);
     }
     runtime.shutdown_timeout(Duration::from_secs(1));
     print_table(&rows);
@@ -258,16 +276,7 @@ async fn payload_rows(args: &Args, payload: usize) -> Result<Vec<Row>> {
         connections: args.connections,
         seconds,
     };
-    let body = numbered_body(0, payload);
-    let body_text = std::str::from_utf8(&body).context("the payload is ASCII")?;
-    let mut headers = vec![("X-GitHub-Event".to_owned(), "push".to_owned())];
-    headers.extend(webhook_router_tests::signing::sign(
-        "github",
-        GITHUB_SECRET,
-        &body,
-        0,
-    ));
-    let script = WrkScript::write(&format!("bench-{payload}"), body_text, &headers)?;
+    let script = wrk_script(payload)?;
     println!(
         "\n== payload {size}: {} round(s) of {seconds} s wrk runs",
         args.rounds
@@ -437,6 +446,108 @@ async fn payload_rows(args: &Args, payload: usize) -> Result<Vec<Row>> {
         met: Some(routed.complete && routed.p99 <= Duration::from_millis(2)),
     });
     Ok(rows)
+}
+
+/// The wrk script every wrk row sends: a GitHub-signed `push` with a `payload`-byte body.
+fn wrk_script(payload: usize) -> Result<WrkScript> {
+    let body = numbered_body(0, payload);
+    let body_text = std::str::from_utf8(&body).context("the payload is ASCII")?;
+    let mut headers = vec![("X-GitHub-Event".to_owned(), "push".to_owned())];
+    headers.extend(webhook_router_tests::signing::sign(
+        "github",
+        GITHUB_SECRET,
+        &body,
+        0,
+    ));
+    WrkScript::write(&format!("bench-{payload}"), body_text, &headers)
+}
+
+/// Rows 9 and 9v: ingest on the plain and the verifying route (deliveries parked) with tracing
+/// on at sampling 1.0, against the same untraced. Every untraced run comes first, since the
+/// trace layer stays installed in this process once it is; each run is on a fresh router.
+async fn tracing_rows(args: &Args, payload: usize) -> Result<Vec<Row>> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use webhook_router::config::TelemetryConfig;
+    use webhook_router::telemetry::Tracing;
+
+    let wrk = Wrk {
+        threads: args.threads,
+        connections: args.connections,
+        seconds: args.duration.as_secs(),
+    };
+    let script = wrk_script(payload)?;
+    let size = format_size(payload);
+    println!(
+        "\n== tracing, payload {size}: {} run(s) of each row untraced, then traced",
+        args.tracing_rounds
+    );
+    let parked = Sink::start(|_| Reply::hang()).await;
+    let routes = [
+        ("ingest, no verify, no plugins", PLAIN_PATH),
+        ("ingest, GitHub HMAC + event-filter", VERIFIED_PATH),
+    ];
+    let runs = async |label: &str| -> Result<Vec<Vec<Measured>>> {
+        let mut runs: Vec<Vec<Measured>> = routes.iter().map(|_| Vec::new()).collect();
+        for _ in 0..args.tracing_rounds {
+            for (index, (name, path)) in routes.iter().enumerate() {
+                let router =
+                    TestRouter::start(&router_config(&parked.url("/sink"), Queue::Memory)).await;
+                let name = format!("{name}, {label}");
+                let run = measured_run(&name, &wrk, &script, &router.url(path)).await?;
+                explain_refusals(&router, &run).await;
+                runs[index].push(run);
+                let _ = router.router.shutdown().await;
+            }
+        }
+        Ok(runs)
+    };
+    let untraced = runs("untraced").await?;
+    let receiver = BareServer::start().await?;
+    let config = TelemetryConfig {
+        otlp_endpoint: receiver.url("/v1/traces"),
+        service_name: "bench-suite".to_owned(),
+        sampling: 1.0,
+    };
+    let (tracing, layer) = Tracing::start(&config)?;
+    tracing_subscriber::registry()
+        .with(layer)
+        .try_init()
+        .context("the trace layer must be the first subscriber of this process")?;
+    let traced = runs("traced").await?;
+    // The exporter sends what is left from its own thread; waiting for it blocks.
+    tokio::task::spawn_blocking(move || tracing.shutdown()).await?;
+    println!(
+        "      the OTLP receiver took {} exports (up to 512 spans each)",
+        receiver.requests()
+    );
+    let rate = |runs: &[Measured]| median(runs.iter().map(|r| r.run.requests_per_sec).collect());
+    let cpu = |runs: &[Measured]| median(runs.iter().map(Measured::cpu_us).collect());
+    Ok(routes
+        .iter()
+        .zip(untraced.iter().zip(&traced))
+        .map(|((name, _), (off, on))| {
+            let ratios: Vec<f64> = off
+                .iter()
+                .zip(on)
+                .map(|(off, on)| on.run.requests_per_sec / off.run.requests_per_sec)
+                .collect();
+            let (low, high) = min_max(&ratios);
+            Row {
+                name: format!("{name}, traced at sampling 1.0 (req/s)"),
+                payload: size.clone(),
+                measured: format!("{}/s, {}", format_rate(rate(on)), format_cpu(cpu(on))),
+                baseline: format!(
+                    "untraced {}/s, {}",
+                    format_rate(rate(off)),
+                    format_cpu(cpu(off))
+                ),
+                ratio: format!("{:.2} ({low:.2}–{high:.2})", median(ratios)),
+                goal: "recorded",
+                met: None,
+            }
+        })
+        .collect())
 }
 
 /// One round of the wrk rows.

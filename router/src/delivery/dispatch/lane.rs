@@ -19,10 +19,11 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::outcome::{attempt, dead_letter};
 use super::{Delivery, Shared, lock};
-use crate::delivery::attempt::Destination;
+use crate::delivery::attempt::{Destination, attempt_span};
 use crate::delivery::circuit::Admit;
 use crate::delivery::rate::Pace;
 use crate::queue::{DestinationId, Verdict};
@@ -214,7 +215,8 @@ async fn run_lane_worker(
         {
             panic!("test fault: lane worker panics on a marked event");
         }
-        attempt(&shared, delivery).await;
+        let span = attempt_span(&delivery.job.event, delivery.attempts.saturating_add(1));
+        attempt(&shared, delivery).instrument(span).await;
         *lock(&in_flight) = None;
     }
 }

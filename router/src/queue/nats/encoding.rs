@@ -110,6 +110,7 @@ mod tests {
             received_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             plugin_headers: None,
             order_key: None,
+            trace: None,
         }
     }
 
