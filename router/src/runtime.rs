@@ -203,7 +203,6 @@ impl Router {
             .map_err(StartError::Plugin)?;
         // The modules of the config the router starts with are the ones serving.
         modules.forget_unused();
-        let capacity = server.queue_capacity.get();
         let holds = Arc::new(Holds::new(held_caps(config), &metrics));
         let backend = open_backend(
             config,

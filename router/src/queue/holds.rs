@@ -277,9 +277,8 @@ impl Holds {
     /// The age (ms) at `now_ms` of the oldest event `destination` holds (0: none held, or
     /// unknown destination), as `webhook_oldest_event_age_seconds` shows it.
     pub fn oldest_age_ms(&self, destination: DestinationId, now_ms: u64) -> u64 {
-        self.backlogs
-            .get(destination)
-            .map_or(0, |backlog| backlog.oldest_age_ms(now_ms))
+        self.hold(destination)
+            .map_or(0, |hold| hold.backlog.oldest_age_ms(now_ms))
     }
 
     /// Events `destination` holds.
