@@ -6,6 +6,7 @@ pub mod bare;
 pub mod launcher;
 pub mod load;
 pub mod nats;
+pub mod nginx;
 pub mod numbered;
 pub mod process;
 pub mod process_stats;
