@@ -7,6 +7,7 @@ pub mod certs;
 pub mod launcher;
 pub mod load;
 pub mod nats;
+pub mod nginx;
 pub mod numbered;
 pub mod otlp;
 pub mod process;
