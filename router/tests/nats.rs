@@ -4,8 +4,9 @@
 //! routers, and a dead letter made by one router is replayed through the other. The message
 //! lifecycle: messages handed back at 12 stops and kills end delivered or dead-lettered, a
 //! message is acked only once its dead letter is stored (the bucket refusing letters), and a
-//! message that does not decode becomes a dead letter holding its raw bytes. Each counts what
-//! was 202'd against what the sink received or the dead letters hold.
+//! message that does not decode becomes a dead letter holding its raw bytes. Ordered keys keep
+//! their order across two routers, one of them SIGKILLed. Each counts what was 202'd against
+//! what the sink received or the dead letters hold.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -195,6 +196,150 @@ async fn a_router_that_stops_hands_back_what_it_holds_at_once() {
     // Nothing is stranded in the stream (a message handed back too often would pass the
     // consumer's max_deliver and stay there, never delivered).
     assert_eq!(stream_messages(&s.nats).await, 0);
+}
+
+/// Issue #26, ordered delivery on NATS across routers: events over 20 keys, each key's events
+/// posted one after the other (the next once the one before got its 202), alternately to the
+/// two routers, to a sink that fails 20 % of attempts at random. Router 1 is SIGKILLed once
+/// half are accepted (its partitions' leases expire and router 2 takes them over); the rest go
+/// to router 2. For every key the sink's first deliveries come in the order of acceptance,
+/// every event is delivered, and the stream ends empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_keys_keep_their_order_across_two_routers_and_a_sigkill() {
+    const KEYS: u64 = 20;
+    const PER_KEY: u64 = 50;
+    let started = std::time::Instant::now();
+    let dir = fresh_dir("ordered");
+    let nats = NatsServer::start(&dir.join("nats"));
+    let sink = Sink::start(|_| {
+        if fastrand::f64() < 0.2 {
+            Reply::status(503)
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    // Enough attempts that no event is dead-lettered by bad luck (0.2^100).
+    let mut routers: Vec<RouterProcess> = (1..=2)
+        .map(|n| {
+            let path = write_config(&dir, n, &nats.url(), &sink, "", "order_by = \"/key\"");
+            let text = std::fs::read_to_string(&path).expect("config").replace(
+                "max_attempts = 5, initial_backoff = \"50ms\", max_backoff = \"200ms\"",
+                "max_attempts = 100, initial_backoff = \"5ms\", max_backoff = \"20ms\"",
+            );
+            std::fs::write(&path, text).expect("config");
+            start(&path)
+        })
+        .collect();
+    let ingresses = Arc::new(std::sync::RwLock::new(
+        routers
+            .iter()
+            .map(|r| r.ingress.clone())
+            .collect::<Vec<_>>(),
+    ));
+    let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut senders = tokio::task::JoinSet::new();
+    for key in 0..KEYS {
+        let (ingresses, accepted) = (Arc::clone(&ingresses), Arc::clone(&accepted));
+        senders.spawn(async move {
+            let client = client();
+            for n in 0..PER_KEY {
+                // Until a 202: a post the kill cut off is sent again, to the router left.
+                loop {
+                    let ingress = {
+                        let ingresses = ingresses.read().expect("lock");
+                        ingresses[(key + n) as usize % ingresses.len()].clone()
+                    };
+                    let answer = client
+                        .post(format!("http://{ingress}/hooks"))
+                        .header("content-type", "application/json")
+                        .body(format!("{{\"key\":\"k{key}\",\"n\":{n}}}"))
+                        .send()
+                        .await;
+                    if answer.is_ok_and(|answer| answer.status() == 202) {
+                        accepted.fetch_add(1, Ordering::AcqRel);
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        });
+    }
+    wait_until(
+        "half the events accepted",
+        PATIENCE,
+        || async { accepted.load(Ordering::Acquire) },
+        |&count| count >= KEYS * PER_KEY / 2,
+    )
+    .await;
+    let killed = routers.remove(0);
+    let _ = killed.kill();
+    *ingresses.write().expect("lock") = vec![routers[0].ingress.clone()];
+    let at_kill = (accepted.load(Ordering::Acquire), sink.delivered().len());
+    while let Some(sent) = senders.join_next().await {
+        sent.expect("a sender panicked");
+    }
+    assert_eq!(accepted.load(Ordering::Acquire), KEYS * PER_KEY);
+
+    let first_deliveries = |sink: &Sink| {
+        let mut first: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+        let mut seen = BTreeSet::new();
+        for received in sink.delivered() {
+            let body: serde_json::Value = serde_json::from_slice(&received.body).expect("json");
+            let key = body["key"].as_str().expect("key").to_owned();
+            let n = body["n"].as_u64().expect("n");
+            if seen.insert((key.clone(), n)) {
+                first.entry(key).or_default().push(n);
+            }
+        }
+        (first, seen.len() as u64)
+    };
+    // Every event delivered...
+    wait_until(
+        "every event delivered",
+        PATIENCE,
+        || async { first_deliveries(&sink).1 },
+        |&delivered| delivered == KEYS * PER_KEY,
+    )
+    .await;
+    // ...and each key's first deliveries in the order of acceptance.
+    let (first, _) = first_deliveries(&sink);
+    assert_eq!(first.len() as u64, KEYS);
+    let in_order: Vec<u64> = (0..PER_KEY).collect();
+    for (key, delivered) in &first {
+        assert_eq!(
+            delivered, &in_order,
+            "key {key}: first deliveries out of order"
+        );
+    }
+    // Router 1 owned partitions (it delivered), which router 2 took over once it was killed.
+    assert!(delivered_by(&sink, 1) > 0, "router 1 delivered nothing");
+    wait_idle(&routers[0].admin).await;
+    assert_eq!(
+        metric(
+            &routers[0].admin,
+            "webhook_ordered_keys_waiting{destination=\"sink\"}"
+        )
+        .await,
+        Some(0.0)
+    );
+    assert_eq!(stream_messages(&nats).await, 0, "every message acked");
+    let attempts = sink.requests().len();
+    let delivered = sink.delivered().len() as u64;
+    eprintln!(
+        "ordered on NATS: {} events over {KEYS} keys in {:.1} s; router 1 SIGKILLed at {} \
+         accepted, {} delivered; {attempts} attempts ({:.0} % failed); deliveries by router 1: {}, \
+         by router 2: {}; {} duplicates",
+        KEYS * PER_KEY,
+        started.elapsed().as_secs_f64(),
+        at_kill.0,
+        at_kill.1,
+        100.0 * (attempts as u64 - delivered) as f64 / attempts as f64,
+        delivered_by(&sink, 1),
+        delivered_by(&sink, 2),
+        delivered - KEYS * PER_KEY,
+    );
+    assert!(routers.remove(0).stop().0);
 }
 
 /// The `WEBHOOKS` stream, through a client of the test's own.

@@ -190,10 +190,7 @@ impl Config {
             .filter(|(_, destination)| destination.sign.is_some())
             .map(|(name, _)| name.as_str())
             .collect();
-        let nats = queue
-            .as_ref()
-            .is_some_and(|queue| queue.backend == Some(QueueBackend::Nats));
-        let routes = validate_routes(raw_routes, &destination_names, &signing, nats, sink);
+        let routes = validate_routes(raw_routes, &destination_names, &signing, sink);
         Config {
             source: source.to_path_buf(),
             server,
