@@ -6,8 +6,9 @@
 //!   message id (`Nats-Msg-Id`) is `<event id>.<destination>.<nonce>`: a publish the client
 //!   sends again after a reconnect is stored once.
 //! - **Dequeue**: one durable pull consumer per destination, shared by every router, so each
-//!   message goes to one router. A fetch task per destination pulls as many messages as this
-//!   router has room for (`queue_capacity`, the destination's `max_held`) into the local
+//!   message goes to one router. A fetch task per destination (and per ordered partition held)
+//!   pulls as many messages as this router has room for (`queue_capacity`, the destination's
+//!   `max_held`, less what the other fetches' pulls asked for: [`pulls`]) into the local
 //!   channel dispatch reads from.
 //! - **Outcomes**: a final outcome (delivered, dead-lettered) acks the message, a dead letter
 //!   only once it is stored; a failed attempt naks it with the backoff as its delay
@@ -33,6 +34,7 @@
 mod attempts;
 pub mod encoding;
 mod partitions;
+mod pulls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -47,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::attempts::{Attempts, Record};
 use self::partitions::Partitions;
+use self::pulls::Pulls;
 use super::{
     Acknowledge, DequeueFuture, DestinationId, DispatchQueue, EnqueueError, EnqueueFuture,
     FlushFuture, Holding, Holds, MemoryQueue, Progress, QueuedEvent, Receipt, Reported, Target,
@@ -280,6 +283,7 @@ impl NatsQueue {
         let held: HeldMessages = Arc::default();
         let keys = Arc::new(AtomicU64::new(0));
         let records = Outbox::start(supervisor);
+        let pulls = Pulls::default();
         let mut subjects = Vec::with_capacity(destinations.len());
         let mut fetches = Vec::with_capacity(destinations.len());
         let mut templates = Vec::with_capacity(destinations.len());
@@ -297,6 +301,7 @@ impl NatsQueue {
                 keys: Arc::clone(&keys),
                 outbox: nats.outbox.clone(),
                 records: records.clone(),
+                pulls: pulls.clone(),
                 ordered: None,
             };
             templates.push(fetch.clone());
@@ -595,6 +600,8 @@ struct Fetch {
     outbox: Outbox,
     /// Where ordered messages' records go (see `NatsAck::records`).
     records: Outbox,
+    /// What every fetch's open pull has asked for, so that together they stay in the room.
+    pulls: Pulls,
     /// For an ordered partition: the stream's last sequence when this router took it (the
     /// messages up to it may have attempt records from the router before).
     ordered: Option<u64>,
@@ -604,7 +611,7 @@ impl Fetch {
     async fn run(&self, stop: CancellationToken) {
         let mut failing = false;
         while !stop.is_cancelled() {
-            let room = self.room();
+            let room = self.pulls.claim(self.destination, BATCH, || self.room());
             if room == 0 {
                 tokio::select! {
                     () = stop.cancelled() => return,
@@ -621,6 +628,7 @@ impl Fetch {
             let mut batch = match batch {
                 Ok(batch) => batch,
                 Err(error) => {
+                    self.pulls.settled(self.destination, room);
                     if !failing {
                         tracing::warn!(destination = %self.name, %error, "NATS: cannot pull messages; trying again");
                         failing = true;
@@ -631,9 +639,11 @@ impl Fetch {
                     }
                 }
             };
+            let mut received = 0;
             loop {
                 let next = tokio::select! {
                     () = stop.cancelled() => {
+                        self.pulls.settled(self.destination, room.saturating_sub(received));
                         self.hand_back(&mut batch).await;
                         return;
                     }
@@ -646,6 +656,9 @@ impl Fetch {
                             failing = false;
                         }
                         self.take(message).await;
+                        // Held now: counted in the room, no longer as asked for.
+                        received += 1;
+                        self.pulls.settled(self.destination, 1);
                     }
                     Some(Err(error)) => {
                         tracing::debug!(destination = %self.name, %error, "NATS: pull ended");
@@ -654,6 +667,8 @@ impl Fetch {
                     None => break,
                 }
             }
+            self.pulls
+                .settled(self.destination, room.saturating_sub(received));
         }
     }
 
@@ -671,14 +686,14 @@ impl Fetch {
         }
     }
 
-    /// How many more of this destination's events the router may hold now.
-    fn room(&self) -> usize {
+    /// How many more events the router may hold now: of this destination's, and overall.
+    fn room(&self) -> (usize, usize) {
         let holds = self.local.holds();
         let for_destination = holds
             .limit(self.destination)
             .saturating_sub(holds.held(self.destination));
         let overall = self.local.capacity().saturating_sub(self.local.held());
-        for_destination.min(overall).min(BATCH)
+        (for_destination, overall)
     }
 
     /// Hands one pulled message to dispatch, with what the routers know of it: the attempts
@@ -734,7 +749,7 @@ impl Fetch {
                 (raw_event(&message, published), Some(verdict))
             }
         };
-        // The room was counted before the pull; a pull never asks for more than it.
+        // The room was claimed before the pull ([`Pulls`]); a pull never asks for more than it.
         self.local.reserve(1, true);
         let slot = self.local.slot();
         let holds = self.local.holds();
