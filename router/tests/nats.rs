@@ -714,7 +714,7 @@ async fn what_is_wrong_with_the_nats_server_is_said_at_start() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_left_for_a_destination_no_longer_configured_are_named_at_start() {
+async fn events_left_for_a_destination_or_partition_no_longer_configured_are_named_at_start() {
     let mut s = setup("orphans", HANG, "", "").await;
     let ingresses = vec![s.routers[0].ingress.clone()];
     assert_eq!(accepted(&post_all(&ingresses, 0..5, 5).await).len(), 5);
@@ -731,10 +731,22 @@ async fn events_left_for_a_destination_no_longer_configured_are_named_at_start()
             .replace("destinations = [\"sink\"]", "destinations = [\"other\"]"),
     )
     .expect("write");
+    // And an ordered event on a partition past `partitions` (16): as after lowering it.
+    let js = jetstream(&s.nats).await;
+    js.publish("WEBHOOKS.deliver.other.ordered.40", "{}".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
     let mut router = start(&config);
     let line = router.wait_for_log("which is not in the config");
     assert!(
         line.contains("5 events wait in the stream for destination \"sink\""),
+        "{line}"
+    );
+    let line = router.wait_for_log("past [queue] partitions");
+    assert!(
+        line.contains("1 ordered events wait in the stream on partition 40 of destination \"other\", past [queue] partitions = 16"),
         "{line}"
     );
 }
