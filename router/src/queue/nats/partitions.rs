@@ -86,6 +86,7 @@ impl Partitions {
         let leases = nats
             .key_value("leases", config.ack_wait.0, config.replicas)
             .await?;
+        lease_for(nats, config.ack_wait.0).await?;
         Ok(Partitions {
             leases,
             owner: format!("{}-{:016x}", std::process::id(), fastrand::u64(..)),
@@ -248,6 +249,40 @@ impl Partitions {
             .last_sequence;
         Ok((consumer, last))
     }
+}
+
+/// Makes the lease bucket's entries live `ack_wait`, where the bucket is there from a router
+/// with another `ack_wait`: leases that end between their renewals would pass partitions from
+/// router to router while their owners deliver, and longer ones stall a crashed router's
+/// partitions for longer.
+async fn lease_for(nats: &Nats, ack_wait: Duration) -> Result<(), NatsError> {
+    let name = format!("KV_{}", nats.bucket("leases"));
+    let setup = |cause: String| NatsError::Setup {
+        what: format!("key-value bucket {:?}", nats.bucket("leases")),
+        cause,
+    };
+    let mut stream = nats
+        .jetstream
+        .get_stream(&name)
+        .await
+        .map_err(|e| setup(e.to_string()))?;
+    let mut config = stream
+        .info()
+        .await
+        .map_err(|e| setup(e.to_string()))?
+        .config
+        .clone();
+    if config.max_age != ack_wait {
+        tracing::info!(bucket = %name, "NATS: the partition leases now last ack_wait");
+        config.max_age = ack_wait;
+        // JetStream keeps it within max_age.
+        config.duplicate_window = config.duplicate_window.min(ack_wait);
+        nats.jetstream
+            .update_stream(config)
+            .await
+            .map_err(|e| setup(e.to_string()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
