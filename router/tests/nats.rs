@@ -5,7 +5,8 @@
 //! lifecycle: messages handed back at 12 stops and kills end delivered or dead-lettered, a
 //! message is acked only once its dead letter is stored (the bucket refusing letters), and a
 //! message that does not decode becomes a dead letter holding its raw bytes. Ordered keys keep
-//! their order across two routers, one of them SIGKILLed. Each counts what was 202'd against
+//! their order across two routers, one of them SIGKILLed, and a router that stops hands its
+//! ordered partitions over at once. Each counts what was 202'd against
 //! what the sink received or the dead letters hold.
 
 use std::collections::BTreeSet;
@@ -360,6 +361,46 @@ async fn ordered_keys_keep_their_order_across_two_routers_and_a_sigkill() {
         delivered - KEYS * PER_KEY,
     );
     assert!(routers.remove(0).stop().0);
+}
+
+/// Issue #26: a router that stops releases its ordered partitions' leases, and the other takes
+/// them at once (it watches the lease bucket), not after `ack_wait` (60 s here, far longer
+/// than the test). Every event is its own key, so both routers' partitions have events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_that_stops_hands_its_ordered_partitions_over_at_once() {
+    const EVENTS: u64 = 1000;
+    let mut s = setup(
+        "ordered-stop",
+        SLOW,
+        "ack_wait = \"60s\"",
+        "order_by = \"/n\"",
+    )
+    .await;
+    let ingresses = vec![s.routers[0].ingress.clone()];
+    let wanted = accepted(&post_all(&ingresses, 0..EVENTS, 32).await);
+    assert_eq!(wanted.len() as u64, EVENTS, "every post was accepted");
+    s.sink.wait_for_delivered(100, PATIENCE).await;
+    let stopping = s.routers.remove(0);
+    let stopped_at = std::time::Instant::now();
+    let (clean, log) = stopping.stop();
+    assert!(clean, "{log:#?}");
+    let held = |text: &str| log.iter().any(|line| line.contains(text));
+    assert!(
+        held("took an ordered partition") && held("events left for the next start"),
+        "router 1 held no partition with events left at its stop: {log:#?}"
+    );
+    let counts = wait_delivered(&s.sink, &wanted).await;
+    let duplicates = assert_all_delivered(&wanted, &counts);
+    let took = stopped_at.elapsed();
+    eprintln!(
+        "router 1 stopped; every ordered event delivered {:.1} s later ({duplicates} twice)",
+        took.as_secs_f64()
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "router 1's partitions waited for their leases to expire ({took:?})"
+    );
+    assert_eq!(stream_messages(&s.nats).await, 0);
 }
 
 /// The `WEBHOOKS` stream, through a client of the test's own.

@@ -7,9 +7,10 @@
 //! - **Leases**: the key-value bucket `<stream>_leases` holds one key per partition
 //!   (`<destination>.<p>`) naming its owner. Entries live for `ack_wait` (the bucket's
 //!   `max_age`): the owner renews its leases every third of it (a compare-and-set on the
-//!   revision it holds), and deletes them when it stops. Every third of `ack_wait` a router
-//!   takes each partition nobody holds (a create, which fails while another owns it): a router
-//!   that crashed loses its partitions to the others within `ack_wait` plus a third.
+//!   revision it holds), and deletes them when it stops. Every third of `ack_wait`, and when it
+//!   sees a lease deleted, a router takes each partition nobody holds (a create, which fails
+//!   while another owns it): a router that stops hands its partitions over at once, and one
+//!   that crashed loses them to the others within `ack_wait` plus a third.
 //! - **Takeover**: the new owner deletes the partition's consumer and creates it again, so that
 //!   JetStream hands out every message not yet acknowledged in stream order (the order they
 //!   were accepted): dispatch's lines then deliver each key's events in that order. A message
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, pull};
 use async_nats::jetstream::{kv, stream};
+use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -101,10 +103,13 @@ impl Partitions {
         })
     }
 
-    /// Every third of `ack_wait`: renews the leases held, and takes the free partitions while
-    /// `taking` is not cancelled (the queue is open). Ends at `alive`'s cancellation.
+    /// Every third of `ack_wait`, and whenever a lease is released: renews the leases held,
+    /// and takes the free partitions while `taking` is not cancelled (the queue is open). Ends
+    /// at `alive`'s cancellation.
     pub async fn run(self: Arc<Self>, taking: CancellationToken, alive: CancellationToken) {
         let every = (self.config.ack_wait.0 / 3).max(Duration::from_millis(100));
+        // Without it (the server away at start), released partitions wait for the next round.
+        let mut watch = self.leases.watch_all().await.ok();
         loop {
             self.renew().await;
             if !taking.is_cancelled() {
@@ -117,9 +122,20 @@ impl Partitions {
                     }
                 }
             }
+            let released = async {
+                while let Some(watch) = watch.as_mut() {
+                    match watch.next().await {
+                        Some(Ok(entry)) if entry.operation != kv::Operation::Put => return,
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) | None => break,
+                    }
+                }
+                std::future::pending().await
+            };
             tokio::select! {
                 () = alive.cancelled() => return,
                 () = tokio::time::sleep(every) => {}
+                () = released => {}
             }
         }
     }
