@@ -19,8 +19,9 @@
 //! - **Retries stay with the owner**: a failed attempt of an ordered event is recorded but not
 //!   handed back to the stream, so that the key's later events wait behind it in this router's
 //!   line (see `NatsAck`).
-//! - A router whose renewal fails (another took the partition: this one was cut off for longer
-//!   than `ack_wait`) stops pulling it; what it still holds may be delivered by both routers.
+//! - A router whose renewal fails (another took the partition, this one having been cut off for
+//!   longer than `ack_wait`; or NATS did not answer) stops pulling it; what it still holds may
+//!   be delivered by both routers.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -178,7 +179,7 @@ impl Partitions {
             match renewed {
                 Ok(revision) => entry.revision = revision,
                 Err(error) => {
-                    tracing::warn!(partition = %key, %error, "NATS: lost the lease of an ordered partition (another router took it); no longer pulling it");
+                    tracing::warn!(partition = %key, %error, "NATS: could not renew the lease of an ordered partition (another router took it, or NATS did not answer); no longer pulling it");
                     if let Some(lost) = owned.remove(&key) {
                         lost.stop.cancel();
                     }
