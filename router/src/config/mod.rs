@@ -385,6 +385,10 @@ destinations = ["ci"]
             ("stream = \"a.b\"", "a stream name is 1 to 32 letters"),
             ("replicas = 7", "replicas = 7 is out of range"),
             ("ack_wait = \"10ms\"", "ack_wait = 10ms is out of range"),
+            (
+                "partitions = 2000",
+                "partitions = 2000 is out of range: must be between 1 and 1024",
+            ),
             ("user = \"u\"", "`user` and `password` go together"),
             ("path = \"data\"", "remove `path`"),
         ] {
