@@ -172,6 +172,10 @@ bounded!(
     /// `queue.max_ack_pending`: 1 to 1 000 000 messages per destination.
     nats_max_ack_pending, "max_ack_pending": NonZeroUsize = count_usize(1_000_000)
 );
+bounded!(
+    /// `queue.partitions`: 1 to 1024 partitions of ordered keys per destination.
+    nats_partitions, "partitions": NonZeroUsize = count_usize(1024)
+);
 
 /// `queue.replicas`: 1 to 5 (JetStream's own limit).
 pub(crate) fn nats_replicas<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {

@@ -224,10 +224,7 @@ impl Config {
             .filter(|(_, destination)| destination.sign.is_some())
             .map(|(name, _)| name.as_str())
             .collect();
-        let nats = queue
-            .as_ref()
-            .is_some_and(|queue| queue.backend == Some(QueueBackend::Nats));
-        let routes = validate_routes(raw_routes, &destination_names, &signing, nats, sink);
+        let routes = validate_routes(raw_routes, &destination_names, &signing, sink);
         Config {
             source: source.to_path_buf(),
             server,
@@ -482,6 +479,10 @@ destinations = ["ci"]
             ("stream = \"a.b\"", "a stream name is 1 to 32 letters"),
             ("replicas = 7", "replicas = 7 is out of range"),
             ("ack_wait = \"10ms\"", "ack_wait = 10ms is out of range"),
+            (
+                "partitions = 2000",
+                "partitions = 2000 is out of range: must be between 1 and 1024",
+            ),
             ("user = \"u\"", "`user` and `password` go together"),
             ("path = \"data\"", "remove `path`"),
         ] {

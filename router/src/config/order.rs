@@ -41,14 +41,8 @@ pub(super) struct RawOrder {
 
 impl RawOrder {
     /// The route's ordering (`None`: unordered), recording problems under `routes[i]` (`key`).
-    /// `nats`: the queue is NATS, where ordering is not available.
-    pub(super) fn build(
-        self,
-        key: &str,
-        nats: bool,
-        sink: &mut ErrorSink<'_>,
-    ) -> Option<OrderConfig> {
-        let source = match (self.order_by, self.order_by_header) {
+    pub(super) fn build(self, key: &str, sink: &mut ErrorSink<'_>) -> Option<OrderConfig> {
+        let key_source = match (self.order_by, self.order_by_header) {
             (Some(_), Some(header)) => {
                 sink.push(
                     Some(header.span()),
@@ -70,7 +64,7 @@ impl RawOrder {
                     );
                     return None;
                 }
-                (span, "order_by", DedupKey::Pointer(pointer))
+                DedupKey::Pointer(pointer)
             }
             (None, Some(header)) => {
                 let span = header.span();
@@ -83,11 +77,7 @@ impl RawOrder {
                     );
                     return None;
                 }
-                (
-                    span,
-                    "order_by_header",
-                    DedupKey::Header(name.to_ascii_lowercase()),
-                )
+                DedupKey::Header(name.to_ascii_lowercase())
             }
             (None, None) => {
                 if let Some(policy) = self.on_dead_letter {
@@ -100,16 +90,6 @@ impl RawOrder {
                 return None;
             }
         };
-        let (span, name, key_source) = source;
-        if nats {
-            sink.push(
-                Some(span),
-                format!("{key}.{name}"),
-                "ordered delivery is not available with backend = \"nats\" yet (only \"memory\" \
-                 and \"journal\"): see \"Ordered delivery\" in the README",
-            );
-            return None;
-        }
         Some(OrderConfig {
             key: key_source,
             on_dead_letter: self
@@ -181,11 +161,6 @@ mod tests {
                 "t.toml:8:",
                 "unknown variant `drop`, expected `skip` or `hold`",
             ),
-            (
-                "order_by = \"/id\"\n[queue]\nbackend = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\n",
-                "routes[0].order_by",
-                "not available with backend = \"nats\"",
-            ),
         ] {
             let error = parse(extra).expect_err(extra);
             assert!(
@@ -193,8 +168,13 @@ mod tests {
                 "{extra}: {error}"
             );
         }
-        let nats = parse("[queue]\nbackend = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\n")
-            .expect("an unordered route on NATS");
+        let nats = parse(
+            "order_by = \"/id\"\n[queue]\nbackend = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\n\
+             partitions = 4\n",
+        )
+        .expect("an ordered route on NATS");
         assert_eq!(nats.queue.backend, Some(QueueBackend::Nats));
+        assert_eq!(nats.queue.partitions.get(), 4);
+        assert!(nats.routes[0].order.is_some());
     }
 }

@@ -236,12 +236,10 @@ pub(super) fn parse_routes(
 }
 
 /// Checks routes against each other and against the destinations; returns the clean routes.
-/// `nats`: the queue is NATS (where routes cannot be ordered).
 pub(super) fn validate_routes(
     raw: Vec<RawRoute>,
     destinations: &HashSet<String>,
     signing: &HashSet<&str>,
-    nats: bool,
     sink: &mut ErrorSink<'_>,
 ) -> Vec<RouteConfig> {
     if raw.is_empty() && sink.is_empty() {
@@ -391,7 +389,7 @@ pub(super) fn validate_routes(
             order_by_header: route.order_by_header,
             on_dead_letter: route.on_dead_letter,
         }
-        .build(&key, nats, sink);
+        .build(&key, sink);
         routes.push(RouteConfig {
             id: route.id.into_inner(),
             path: route.path.into_inner(),

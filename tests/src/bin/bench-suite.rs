@@ -348,7 +348,8 @@ async fn payload_rows(
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {
         println!("  round {round} of {}", args.rounds);
-        rounds.push(wrk_round(&wrk, &script, router_binary).await?);
+        // Boxed: the round holds every scenario's state, too large a future for the stack.
+        rounds.push(Box::pin(wrk_round(&wrk, &script, router_binary)).await?);
     }
     let median_of = |value: &dyn Fn(&Round) -> f64| median(rounds.iter().map(value).collect());
     let bare_rps = |r: &Round| r.bare.run.requests_per_sec;
