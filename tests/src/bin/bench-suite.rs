@@ -762,7 +762,7 @@ async fn wrk_round(wrk: &Wrk, script: &WrkScript, router_binary: Option<&Path>) 
     // 2n, 4n and 4nn. The NATS backend, each run on a fresh server.
     let nats = match webhook_router_tests::nats::find_binary() {
         None => None,
-        Some(_) => Some(nats_runs(wrk, script).await?),
+        Some(_) => Some(Box::pin(nats_runs(wrk, script)).await?),
     };
     Ok(Round {
         bare: bare_run,
