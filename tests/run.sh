@@ -29,6 +29,9 @@ finish() {
     if [[ -n "${servers_pid:-}" ]] && kill -0 "$servers_pid" 2>/dev/null; then
         kill "$servers_pid" 2>/dev/null || true
     fi
+    if [[ -n "${beside_pid:-}" ]] && kill -0 "$beside_pid" 2>/dev/null; then
+        kill "$beside_pid" 2>/dev/null || true
+    fi
     if [[ -n "$current" ]]; then
         summary+=("$(printf 'stage %-14s %4d s  FAILED' "$current" $((SECONDS - current_started)))")
     fi
@@ -166,6 +169,29 @@ stage servers
 join_background "$servers_pid" "$servers_log" "$servers_took" tests/servers.sh installed
 servers_pid=""
 
+# Two lanes at once. The NATS and restart binaries spend most of their time waiting on the
+# servers and router processes they start (about a third of host-test, and a fraction of a
+# core), so they run beside every other test target instead of after them. Each lane runs its
+# binaries one after the other, as `cargo test` does; the doc tests go last.
 stage host-test
-run_tests "$logs/host.log" --workspace --locked
+beside=(nats restart)
+rest=()
+for target in router/tests/*.rs router/tests/*/main.rs tests/tests/*.rs tests/tests/*/main.rs; do
+    [[ -e $target ]] || continue
+    name=${target%/main.rs}
+    name=$(basename "${name%.rs}")
+    [[ " ${beside[*]} " == *" $name "* ]] || rest+=(--test "$name")
+done
+beside_status=0
+cargo test --no-fail-fast --workspace --locked "${beside[@]/#/--test=}" \
+    >"$logs/host-beside.log" 2>&1 &
+beside_pid=$!
+host_status=0
+run_tests "$logs/host.log" --workspace --locked --lib --bins "${rest[@]}" || host_status=$?
+wait "$beside_pid" || beside_status=$?
+beside_pid=""
+cat "$logs/host-beside.log"
+count_tests "$logs/host-beside.log"
+run_tests "$logs/host-doc.log" --workspace --locked --doc || host_status=$?
+[[ $host_status -eq 0 && $beside_status -eq 0 ]] || exit 1
 end_stage

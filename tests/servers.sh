@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the servers and tools the tests use, from Debian packages, when they are missing:
 # nats-server (the NATS JetStream backend's tests), prometheus (with promtool: the alert rules'
-# unit tests and the live dashboard test) and systemd-analyze (package systemd, for the check of
-# examples/systemd/; only the tool is run, no service). As root, or with `sudo -n`;
-# otherwise it says what to install and fails. The tests start their own instance on a free
-# port and stop it; nothing here starts a server.
+# unit tests and the live dashboard test), systemd-analyze (package systemd, for the check of
+# examples/systemd/; only the tool is run, no service), chromium with chromium-driver (the
+# admin console's browser tests drive it headless through /usr/bin/chromedriver), and openssl and
+# curl (the TLS tests make their certificates with openssl at test time and call the router with
+# curl). As root, or with `sudo -n`; otherwise it says what to install and fails. The tests start
+# their own instance on a free port and stop it; nothing here starts a server.
 set -euo pipefail
 
 # Debian puts nats-server in /usr/sbin, which is not on every user's PATH.
@@ -14,6 +16,10 @@ missing=()
 have nats-server || missing+=(nats-server)
 { have prometheus && have promtool; } || missing+=(prometheus)
 have systemd-analyze || missing+=(systemd)
+have chromium || missing+=(chromium)
+have chromedriver || missing+=(chromium-driver)
+have openssl || missing+=(openssl)
+have curl || missing+=(curl)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 if [[ $(id -u) -eq 0 ]]; then

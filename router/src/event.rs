@@ -33,6 +33,15 @@ pub struct Event {
     /// none, as for most events: an empty `HeaderMap` would still take 96 bytes of every held
     /// event.
     pub plugin_headers: Option<Box<HeaderMap>>,
+    /// The key its route orders deliveries by (`order_by`, `order_by_header`), read from the
+    /// request as received: events with the same key reach each destination one at a time, in
+    /// the order they were accepted. `None`: the route orders nothing, or the request has no key.
+    pub order_key: Option<String>,
+    /// The span context of the `ingress` span the event was accepted under, when tracing is
+    /// on: its delivery attempts are children of it ([`crate::telemetry`]). Not stored with
+    /// the event (journal, NATS): an event read back continues its sender's `traceparent`,
+    /// kept in `headers`. Boxed, like `plugin_headers`, for the events held without one.
+    pub trace: Option<Box<opentelemetry::trace::SpanContext>>,
 }
 
 #[cfg(test)]
@@ -50,6 +59,8 @@ impl Event {
             body: body.into(),
             received_at: SystemTime::now(),
             plugin_headers: None,
+            order_key: None,
+            trace: None,
         }
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! A webhook's way through the crate, one module per step:
 //!
-//! 1. [`server`] accepts connections (HTTP/1.1 and h2c) for the ingress and admin listeners,
-//!    within their limits (connections, idle time, requests in flight);
+//! 1. [`server`] accepts connections (HTTP/1.1 and h2c, or both over [`tls`]) for the ingress
+//!    and admin listeners, within their limits (connections, idle time, requests in flight);
 //! 2. [`ingress`] matches the route ([`allow_list`], [`rate_limit`]), reads the body within
 //!    limits ([`ingress::body`]), checks the sender's signature ([`verify`]), answers repeats ([`dedup`])
 //!    and runs the route's [`plugin`] chain;
@@ -18,8 +18,8 @@
 //!    dead-letter API and the record of recent events ([`inspect`]).
 //!
 //! [`config`] reads the route file, [`reload`] switches a running router to a changed one, and
-//! [`runtime`] wires the parts together; [`supervise`]
-//! restarts a long-lived task that panics, [`clock`] keeps time arithmetic from
+//! [`runtime`] wires the parts together; [`telemetry`] exports one trace per event;
+//! [`supervise`] restarts a long-lived task that panics, [`clock`] keeps time arithmetic from
 //! overflowing, and [`id_hash`] hashes the ids the router makes.
 
 pub mod admin;
@@ -43,6 +43,8 @@ pub mod reply;
 pub mod runtime;
 pub mod server;
 pub mod supervise;
+pub mod telemetry;
+pub mod tls;
 pub mod verify;
 
 pub use config::Config;

@@ -10,9 +10,11 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::time::Instant;
 
+use webhook_router::config::TelemetryConfig;
 use webhook_router::plugin::{Isolation, PluginLimits, cases, check_plugins, load_plugin, trial};
 use webhook_router::reload::Reloader;
 use webhook_router::server::sockets::PassedSockets;
+use webhook_router::telemetry::{TelemetryError, Tracing};
 use webhook_router::{Config, Router};
 
 /// A WebAssembly-extensible webhook router.
@@ -256,15 +258,30 @@ impl LetterFilterArgs {
 
 #[derive(Debug, clap::Args)]
 struct AdminArgs {
-    /// Base URL of the admin listener, e.g. http://127.0.0.1:9090.
+    /// Base URL of the admin listener, e.g. http://127.0.0.1:9090 (https:// with admin_tls).
     #[arg(long)]
     admin: String,
     /// Admin token, if the router requires one.
     #[arg(long, env = "WEBHOOK_ROUTER_ADMIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM file of the CA to trust for an https admin URL, instead of the public roots.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
 }
 
 impl AdminArgs {
+    /// The HTTP client for the admin API: trusting only `--ca`, if given.
+    fn client(&self) -> Result<reqwest::Client> {
+        let Some(ca) = &self.ca else {
+            return Ok(reqwest::Client::new());
+        };
+        let mut builder = reqwest::Client::builder().tls_built_in_root_certs(false);
+        for certificate in webhook_router::tls::load_ca(ca)? {
+            builder = builder.add_root_certificate(reqwest::Certificate::from_der(&certificate)?);
+        }
+        Ok(builder.build()?)
+    }
+
     /// The admin API's URL for `path`.
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.admin.trim_end_matches('/'))
@@ -310,7 +327,6 @@ impl AdminArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
     // Taken while this is the only thread: taking them removes LISTEN_FDS from the environment.
     let passed = match &cli.command {
         Command::Serve { .. } => match PassedSockets::from_env() {
@@ -322,6 +338,23 @@ fn main() -> ExitCode {
         },
         _ => PassedSockets::default(),
     };
+    // `serve` reads its config before logging starts: its `[telemetry]` decides whether the
+    // logging exports traces too.
+    let served = match &cli.command {
+        Command::Serve { config, .. } => match load(config) {
+            Some(config) => Some(config),
+            None => return ExitCode::FAILURE,
+        },
+        _ => None,
+    };
+    let telemetry = served.as_ref().and_then(|config| config.telemetry.as_ref());
+    let tracing = match init_logging(cli.log_format, telemetry) {
+        Ok(tracing) => tracing,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -329,7 +362,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, passed)) {
+    let result = runtime.block_on(run(cli.command, passed, served));
+    if let Some(tracing) = tracing {
+        tracing.shutdown();
+    }
+    match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -338,9 +375,13 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, passed: PassedSockets) -> Result<ExitCode> {
+/// Runs `command`; `served` is the config a `serve` command has read.
+async fn run(command: Command, passed: PassedSockets, served: Option<Config>) -> Result<ExitCode> {
     match command {
-        Command::Serve { config, watch } => serve(&config, watch, passed).await,
+        Command::Serve { watch, .. } => match served {
+            Some(config) => serve(&config, watch, passed).await,
+            None => bail!("serve started without its config"),
+        },
         Command::Reload { admin } => reload(&admin).await,
         Command::Check { config } => Ok(check(&config).await),
         Command::DeadLetters(command) => dead_letters(command).await,
@@ -351,17 +392,42 @@ async fn run(command: Command, passed: PassedSockets) -> Result<ExitCode> {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to stderr in `format`, at the level `RUST_LOG` sets; with `telemetry`, also exports
+/// the router's spans (and the log lines written in them), whatever `RUST_LOG` says, and
+/// returns that export, to be shut down last. Every line written inside the router's spans
+/// carries their fields (`trace_id` among them): the spans are built only with `telemetry`.
+fn init_logging(
+    format: LogFormat,
+    telemetry: Option<&TelemetryConfig>,
+) -> Result<Option<Tracing>, TelemetryError> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::filter::{FilterExt as _, filter_fn};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    let (tracing, traces) = match telemetry {
+        None => (None, None),
+        Some(config) => {
+            let (tracing, layer) = Tracing::start(config)?;
+            let ours = tracing_subscriber::filter::Targets::new()
+                .with_target("webhook_router", tracing::Level::INFO);
+            (Some(tracing), Some(layer.with_filter(ours)))
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        .or(filter_fn(|meta| {
+            meta.is_span() && meta.target().starts_with("webhook_router")
+        }));
+    let log = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
+    let subscriber = tracing_subscriber::registry().with(traces);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => subscriber.with(log.with_filter(filter)).init(),
+        LogFormat::Json => subscriber.with(log.json().with_filter(filter)).init(),
     }
+    Ok(tracing)
 }
 
 /// Loads a config, printing its errors (one per line) to stderr.
@@ -514,24 +580,23 @@ fn print_out(text: &str) {
 
 /// Runs the router on `path`'s config, on the sockets `passed` by the service manager if any;
 /// with `watch`, reloads when the file or a plugin module changes.
-async fn serve(path: &Path, watch: bool, passed: PassedSockets) -> Result<ExitCode> {
-    let Some(config) = load(path) else {
-        return Ok(ExitCode::FAILURE);
-    };
+async fn serve(config: &Config, watch: bool, passed: PassedSockets) -> Result<ExitCode> {
     for warning in config.server.warnings() {
         tracing::warn!("{warning}");
     }
     // Caught before the router announces itself, so no signal sent after that kills it.
     let mut signals = StopSignals::new()?;
-    let router = Router::start_on(&config, passed).await?;
+    let router = Router::start_on(config, passed).await?;
     let _watch = if watch {
         Some(webhook_router::reload::watch::watch(router.reloader())?)
     } else {
         None
     };
     println!(
-        "webhook-router listening: webhooks on http://{}, admin on http://{}",
+        "webhook-router listening: webhooks on {}://{}, admin on {}://{}",
+        router.ingress_scheme(),
         router.ingress_addr(),
+        router.admin_scheme(),
         router.admin_addr()
     );
     signals.wait_for_stop(&router.reloader()).await?;
@@ -574,17 +639,17 @@ impl StopSignals {
 }
 
 async fn dead_letters(command: DeadLetterCommand) -> Result<ExitCode> {
-    let client = reqwest::Client::new();
     let (pick, method, admin) = match command {
         DeadLetterCommand::List {
             filter,
             limit,
             cursor,
             admin,
-        } => return list_dead_letters(&client, &filter, limit, cursor, &admin).await,
+        } => return list_dead_letters(&admin.client()?, &filter, limit, cursor, &admin).await,
         DeadLetterCommand::Replay { pick, admin } => (pick, reqwest::Method::POST, admin),
         DeadLetterCommand::Discard { pick, admin } => (pick, reqwest::Method::DELETE, admin),
     };
+    let client = admin.client()?;
     let replay = method == reqwest::Method::POST;
     if pick.id.is_none() && pick.filter.query().is_empty() && !pick.all {
         bail!(
@@ -650,7 +715,7 @@ async fn list_dead_letters(
 }
 
 async fn reload(admin: &AdminArgs) -> Result<ExitCode> {
-    let mut request = reqwest::Client::new().post(admin.url("/reload"));
+    let mut request = admin.client()?.post(admin.url("/reload"));
     if let Some(token) = &admin.token {
         request = request.bearer_auth(token);
     }
@@ -695,11 +760,10 @@ async fn reload(admin: &AdminArgs) -> Result<ExitCode> {
 }
 
 async fn events(command: EventsCommand) -> Result<ExitCode> {
-    let client = reqwest::Client::new();
     match command {
         EventsCommand::Show { id, admin } => {
             let answer = admin
-                .send(client.get(admin.url(&format!("/events/{id}"))))
+                .send(admin.client()?.get(admin.url(&format!("/events/{id}"))))
                 .await?;
             println!("{}", serde_json::to_string_pretty(&answer)?);
         }
@@ -722,7 +786,7 @@ async fn events(command: EventsCommand) -> Result<ExitCode> {
                 ("cursor", cursor),
             ];
             query.extend(filters.into_iter().filter_map(|(k, v)| Some((k, v?))));
-            let request = client.get(admin.url("/events")).query(&query);
+            let request = admin.client()?.get(admin.url("/events")).query(&query);
             let answer = admin.send(request).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);
@@ -774,7 +838,7 @@ fn print_events(page: &serde_json::Value) -> Result<()> {
 }
 
 async fn destinations(admin: &AdminArgs) -> Result<ExitCode> {
-    let request = reqwest::Client::new().get(admin.url("/destinations"));
+    let request = admin.client()?.get(admin.url("/destinations"));
     let answer = admin.send(request).await?;
     let rows = answer
         .as_array()

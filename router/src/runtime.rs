@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use crate::admin::Admin;
 use crate::admin::routes::RouteTable;
 use crate::config::{Config, ConfigErrors};
-use crate::delivery::attempt::{Deliverer, Destination, InvalidHeader};
+use crate::delivery::attempt::{Deliverer, Destination, DestinationError};
 use crate::delivery::dead_letter::{DeadLetter, DeadLetterStore};
 use crate::delivery::destinations::DestinationBoard;
 use crate::delivery::dispatch::Dispatcher;
@@ -24,11 +24,12 @@ use crate::journal::{Batch, Journal, JournalError, Recovered};
 use crate::metrics::Metrics;
 use crate::nats::NatsError;
 use crate::plugin::{CompiledModules, load_chains_with};
-use crate::queue::{DispatchQueue, Holds, JournalQueue, Progress, ResumedEvent};
-use crate::reload::Reloader;
+use crate::queue::{DispatchQueue, Holds, JournalQueue, Progress, ResumedEvent, held_caps};
+use crate::reload::{ListenerCerts, Reloader};
 use crate::server::sockets::{self, PassedSockets, SocketError};
 use crate::server::{ListenerSettings, Listeners, StopTokens, serve};
 use crate::supervise::Supervisor;
+use crate::tls::ServedCert;
 
 mod backend;
 
@@ -46,9 +47,9 @@ pub enum StartError {
     /// The HTTP client for deliveries could not be built.
     #[error("cannot build the delivery HTTP client: {0}")]
     Client(#[from] reqwest::Error),
-    /// A destination's headers are invalid.
+    /// A destination's headers are invalid, or its TLS files cannot be used.
     #[error(transparent)]
-    Destination(#[from] InvalidHeader),
+    Destination(#[from] DestinationError),
     /// A plugin could not be loaded or rejected its configuration.
     #[error("{0}")]
     Plugin(ConfigErrors),
@@ -58,6 +59,12 @@ pub enum StartError {
     /// The NATS backend could not be used.
     #[error("{0}")]
     Nats(NatsError),
+    /// A listener's certificate or key cannot be used.
+    #[error("cannot serve TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    /// The certificates' folders cannot be watched for changes.
+    #[error(transparent)]
+    Watch(#[from] crate::reload::watch::WatchError),
     /// The admin listener (a socket passed by the service manager) is reachable from the
     /// network, with no `admin_token` and without `admin_public = true`.
     #[error(
@@ -140,6 +147,8 @@ impl Listener {
 pub struct Router {
     ingress_addr: SocketAddr,
     admin_addr: SocketAddr,
+    ingress_tls: bool,
+    admin_tls: bool,
     metrics: Metrics,
     queue: Arc<dyn DispatchQueue>,
     admin: Arc<Admin>,
@@ -151,6 +160,8 @@ pub struct Router {
     routes: Arc<Ingress>,
     refusal_task: JoinHandle<()>,
     reloader: Arc<Reloader>,
+    /// Reads the listeners' certificates again when their files change (with `tls` only).
+    _cert_watch: Option<crate::reload::watch::Watch>,
     grace: Duration,
     journal: Option<Journal>,
     inspector: Inspector,
@@ -192,27 +203,7 @@ impl Router {
             .map_err(StartError::Plugin)?;
         // The modules of the config the router starts with are the ones serving.
         modules.forget_unused();
-        let capacity = server.queue_capacity.get();
-        // A destination's default share: half the capacity, so that one that stops answering
-        // leaves the other half to the rest; the whole of it when it is the only one.
-        let default_share = if config.destinations.len() > 1 {
-            (capacity / 2).max(1)
-        } else {
-            capacity
-        };
-        let holds = Arc::new(Holds::new(
-            config
-                .destinations
-                .iter()
-                .map(|(name, destination)| {
-                    let limit = destination
-                        .max_held
-                        .map_or(default_share, std::num::NonZeroUsize::get);
-                    (name.clone(), limit)
-                })
-                .collect(),
-            &metrics,
-        ));
+        let holds = Arc::new(Holds::new(held_caps(config), &metrics));
         let backend = open_backend(
             config,
             &destinations,
@@ -256,7 +247,13 @@ impl Router {
             inspector.clone(),
         );
 
-        let settings = Listeners::for_config(server, &metrics);
+        let mut settings = Listeners::for_config(server, &metrics);
+        let certs = ListenerCerts {
+            ingress: served_cert("ingress", server.tls.as_ref(), &metrics)?,
+            admin: served_cert("admin", server.admin_tls.as_ref(), &metrics)?,
+        };
+        settings.ingress.tls = certs.ingress.as_ref().map(ServedCert::server_config);
+        settings.admin.tls = certs.admin.as_ref().map(ServedCert::server_config);
         let ingress = Arc::new(ingress);
         let refusals = Arc::clone(&ingress);
         let refusal_task = supervisor.spawn("refusal_log", move || {
@@ -266,14 +263,18 @@ impl Router {
         let routes = Arc::clone(&ingress);
         // What the config file holds now: a reload compares the file it reads with it.
         let text = std::fs::read_to_string(&config.source).unwrap_or_default();
-        let reloader = Arc::new(Reloader::new(
-            config,
-            text,
-            Arc::clone(&ingress),
-            (Arc::clone(&destination_ids), dispatcher.destinations()),
-            &metrics,
-            modules,
-        ));
+        let reloader = Arc::new(
+            Reloader::new(
+                config,
+                text,
+                Arc::clone(&ingress),
+                (Arc::clone(&destination_ids), dispatcher.control()),
+                &metrics,
+                modules,
+            )
+            .with_certs(certs),
+        );
+        let cert_watch = crate::reload::watch::watch_certs(Arc::clone(&reloader))?;
         let ingress = Listener::start(
             "ingress_listener",
             ingress_listener,
@@ -305,6 +306,8 @@ impl Router {
                 admin.set_routes(RouteTable::from_config(config));
             }
         });
+        let holding = dispatcher.holding_routes();
+        reloader.on_switch(move |config| holding.update(&config.routes));
         let admin_handler = Arc::clone(&admin);
         let admin_listener = Listener::start(
             "admin_listener",
@@ -341,6 +344,8 @@ impl Router {
         Ok(Router {
             ingress_addr,
             admin_addr,
+            ingress_tls: server.tls.is_some(),
+            admin_tls: server.admin_tls.is_some(),
             metrics,
             queue,
             admin,
@@ -351,6 +356,7 @@ impl Router {
             routes,
             refusal_task,
             reloader,
+            _cert_watch: cert_watch,
             grace: server.shutdown_grace.0,
             journal,
             inspector,
@@ -365,6 +371,16 @@ impl Router {
     /// The address of the admin listener.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
+    }
+
+    /// `https` if the ingress listener serves TLS, else `http`.
+    pub fn ingress_scheme(&self) -> &'static str {
+        if self.ingress_tls { "https" } else { "http" }
+    }
+
+    /// `https` if the admin listener serves TLS, else `http`.
+    pub fn admin_scheme(&self) -> &'static str {
+        if self.admin_tls { "https" } else { "http" }
     }
 
     /// What reloads the router's config from its file (`SIGHUP`, `POST /reload`, `--watch`).
@@ -434,6 +450,23 @@ impl Router {
         self.upkeep_task.abort();
         ShutdownReport { still_queued }
     }
+}
+
+/// The certificate the listener `listener` serves, read from `files`, if it has `tls`.
+fn served_cert(
+    listener: &'static str,
+    files: Option<&crate::config::TlsFiles>,
+    metrics: &Metrics,
+) -> Result<Option<Arc<ServedCert>>, crate::tls::TlsError> {
+    let Some(files) = files else { return Ok(None) };
+    let pair = crate::tls::CertPair::load(&files.cert, &files.key)?;
+    let expiry = metrics.tls_cert_expiry(listener);
+    Ok(Some(ServedCert::new(
+        listener,
+        (&files.cert, &files.key),
+        &pair,
+        expiry,
+    )))
 }
 
 /// Keeps `dispatcher` delivering until `queue` holds nothing, or nothing can happen before

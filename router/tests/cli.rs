@@ -1,7 +1,9 @@
 //! The `webhook-router` binary's `check` command, run as a user would.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use webhook_router_tests::certs::TestCerts;
 
 /// Writes `text` to a fresh file under the target directory and returns its path.
 fn config_file(name: &str, text: &str) -> PathBuf {
@@ -284,4 +286,83 @@ fn trusted_proxies_that_cover_every_address_are_warned_about() {
     );
     let (success, _, stderr) = check(&path);
     assert!(success && !stderr.contains("trusted_proxies"), "{stderr}");
+}
+
+#[test]
+fn an_unreadable_or_mismatched_certificate_is_an_error_naming_the_file() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-check-tls");
+    let certs = TestCerts::make(&dir);
+    let (first, second) = (certs.server("first", 30), certs.server("second", 30));
+    let client = certs.client("client");
+    let tls = |cert: &Path, key: &Path| {
+        format!(
+            "{{ cert = \"{}\", key = \"{}\" }}",
+            cert.display(),
+            key.display()
+        )
+    };
+    let https = format!(
+        "url = \"https://127.0.0.1:9000/ci\"\nca = \"{}\"\nclient_cert = \"{}\"\n\
+         client_key = \"{}\"",
+        certs.ca().display(),
+        client.cert.display(),
+        client.key.display()
+    );
+    let text = |ingress: &str, destination: &str| {
+        VALID
+            .replace(
+                "[server]\n",
+                &format!(
+                    "[server]\nadmin_token = \"t\"\ntls = {ingress}\nadmin_tls = {}\n",
+                    tls(&second.cert, &second.key)
+                ),
+            )
+            .replace("url = \"http://127.0.0.1:9000/ci\"", destination)
+    };
+    let path = config_file("tls.toml", &text(&tls(&first.cert, &first.key), &https));
+    let (success, stdout, stderr) = check(&path);
+    assert!(success, "{stderr}");
+    assert_eq!(stdout, "ok\n");
+
+    let missing = dir.join("missing.pem");
+    for (ingress, destination, wanted) in [
+        (
+            tls(&first.cert, &second.key),
+            https.clone(),
+            format!(
+                "tls.toml:3:7: server.tls: {} is not the private key of the certificate in {}",
+                second.key.display(),
+                first.cert.display()
+            ),
+        ),
+        (
+            tls(&missing, &first.key),
+            https.clone(),
+            format!(
+                "tls.toml:3:7: server.tls: cannot read {}: No such file",
+                missing.display()
+            ),
+        ),
+        (
+            tls(&first.cert, &first.key),
+            https.replace(
+                &certs.ca().display().to_string(),
+                &first.key.display().to_string(),
+            ),
+            format!(
+                "destinations.ci.ca: {}: no certificate in it",
+                first.key.display()
+            ),
+        ),
+        (
+            tls(&first.cert, &first.key),
+            https.replace("client_key", "# client_key"),
+            "destinations.ci.client_cert: `client_cert` and `client_key` go together".to_owned(),
+        ),
+    ] {
+        let path = config_file("tls.toml", &text(&ingress, &destination));
+        let (success, _, stderr) = check(&path);
+        assert!(!success, "{ingress} {destination}");
+        assert!(stderr.contains(&wanted), "{wanted} in {stderr}");
+    }
 }

@@ -317,6 +317,8 @@ fn record_delivered(
                 body: bytes::Bytes::from_static(b"{}"),
                 received_at: std::time::SystemTime::now() - age,
                 plugin_headers: None,
+                order_key: None,
+                trace: None,
             };
             inspector.received(&event, None);
             inspector.decided(&id, Vec::new(), Decision::Queued);

@@ -41,6 +41,8 @@ fn record_one(inspector: &Inspector) {
         body: Bytes::from_static(br#"{"ref":"refs/heads/main"}"#),
         received_at: SystemTime::now(),
         plugin_headers: None,
+        order_key: None,
+        trace: None,
     };
     inspector.received(&event, None);
     inspector.decided(

@@ -1027,3 +1027,228 @@ async fn a_data_directory_others_may_write_is_refused_with_one_line() {
         "nothing written into it"
     );
 }
+
+/// Issue #26, ordered delivery: 5,000 events over 50 keys (`order_by = "/key"`), each key's
+/// events posted one after the other (the next once the one before got its 202), to a sink that
+/// fails 20 % of attempts at random; the router is SIGKILLed once about half are accepted and
+/// started again on its journal. For every key the sink's first deliveries come in the order of
+/// acceptance, and every event is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_keys_keep_their_order_through_failures_and_a_sigkill() {
+    const KEYS: u64 = 50;
+    const PER_KEY: u64 = 100;
+    let started = std::time::Instant::now();
+    let sink = Sink::start(|_| {
+        if fastrand::f64() < 0.2 {
+            Reply::status(503)
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let dir = fresh_dir("ordered");
+    let config = write_config(
+        &dir,
+        &sink,
+        &Extra {
+            destination: "max_in_flight = 50\nretry = { max_attempts = 100, initial_backoff = \"5ms\", max_backoff = \"20ms\", jitter = \"none\" }",
+            route: "order_by = \"/key\"",
+            ..Extra::default()
+        },
+    );
+    let router = start(&config);
+    let ingress = Arc::new(std::sync::RwLock::new(router.ingress.clone()));
+    let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut senders = tokio::task::JoinSet::new();
+    for key in 0..KEYS {
+        let (ingress, accepted) = (Arc::clone(&ingress), Arc::clone(&accepted));
+        senders.spawn(async move {
+            let client = client();
+            for n in 0..PER_KEY {
+                // Until a 202: a post the kill cut off is sent again to the next process.
+                loop {
+                    let url = format!("http://{}/hooks", ingress.read().expect("lock"));
+                    let answer = client
+                        .post(url)
+                        .header("content-type", "application/json")
+                        .body(format!("{{\"key\":\"k{key}\",\"n\":{n}}}"))
+                        .send()
+                        .await;
+                    if answer.is_ok_and(|answer| answer.status() == 202) {
+                        accepted.fetch_add(1, Ordering::AcqRel);
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        });
+    }
+    wait_until(
+        "half the events accepted",
+        PATIENCE,
+        || async { accepted.load(Ordering::Acquire) },
+        |&count| count >= KEYS * PER_KEY / 2,
+    )
+    .await;
+    router.kill();
+    let at_kill = (accepted.load(Ordering::Acquire), sink.delivered().len());
+    let mut router = start(&config);
+    *ingress.write().expect("lock") = router.ingress.clone();
+    router.wait_for_log("journal recovered");
+    while let Some(sent) = senders.join_next().await {
+        sent.expect("a sender panicked");
+    }
+    assert_eq!(accepted.load(Ordering::Acquire), KEYS * PER_KEY);
+
+    // Every event delivered...
+    let first_deliveries = |sink: &Sink| {
+        let mut first: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+        let mut seen = BTreeSet::new();
+        for received in sink.delivered() {
+            let body: serde_json::Value = serde_json::from_slice(&received.body).expect("json");
+            let key = body["key"].as_str().expect("key").to_owned();
+            let n = body["n"].as_u64().expect("n");
+            if seen.insert((key.clone(), n)) {
+                first.entry(key).or_default().push(n);
+            }
+        }
+        (first, seen.len() as u64)
+    };
+    let most_waiting = std::cell::Cell::new(0.0_f64);
+    wait_until(
+        "every event delivered",
+        PATIENCE,
+        || {
+            let waiting = metric(
+                &router.admin,
+                "webhook_ordered_keys_waiting{destination=\"sink\"}",
+            );
+            async {
+                let waiting = waiting.await.expect("webhook_ordered_keys_waiting");
+                most_waiting.set(most_waiting.get().max(waiting));
+                first_deliveries(&sink).1
+            }
+        },
+        |&delivered| delivered == KEYS * PER_KEY,
+    )
+    .await;
+    // ...and each key's first deliveries in the order of acceptance.
+    let (first, _) = first_deliveries(&sink);
+    assert_eq!(first.len() as u64, KEYS);
+    let in_order: Vec<u64> = (0..PER_KEY).collect();
+    for (key, delivered) in &first {
+        assert_eq!(
+            delivered, &in_order,
+            "key {key}: first deliveries out of order"
+        );
+    }
+    wait_idle(&router.admin).await;
+    assert_eq!(
+        metric(
+            &router.admin,
+            "webhook_ordered_keys_waiting{destination=\"sink\"}"
+        )
+        .await,
+        Some(0.0)
+    );
+    let attempts = sink.requests().len();
+    let duplicates = sink.delivered().len() as u64 - KEYS * PER_KEY;
+    eprintln!(
+        "ordered: {} events over {KEYS} keys in {:.1} s; SIGKILL at {} accepted, {} delivered; \
+         {attempts} attempts ({:.0} % failed), {duplicates} duplicates; at most {most_waiting} \
+         keys waiting at once (sampled after the restart)",
+        KEYS * PER_KEY,
+        started.elapsed().as_secs_f64(),
+        at_kill.0,
+        at_kill.1,
+        100.0 * (attempts - sink.delivered().len()) as f64 / attempts as f64,
+        most_waiting = most_waiting.get(),
+    );
+    assert!(router.stop().0);
+}
+
+/// Issue #26, `on_dead_letter = "hold"` across a restart: the dead letter of a key's first
+/// event stops the key; killed and started again, the router still holds the key (the later
+/// events wait, none is attempted) until the letter is replayed, which delivers it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_key_stays_held_across_a_restart_until_its_letter_is_replayed() {
+    let first = "{\"key\":\"k\",\"n\":0}";
+    let sink = Sink::start_per_body(move |body, attempt| {
+        if body == first.as_bytes() && attempt == 1 {
+            Reply::status(400)
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let dir = fresh_dir("held");
+    let config = write_config(
+        &dir,
+        &sink,
+        &Extra {
+            route: "order_by = \"/key\"\non_dead_letter = \"hold\"",
+            ..Extra::default()
+        },
+    );
+    let waiting = "webhook_ordered_keys_waiting{destination=\"sink\"}";
+    let sent = |sink: &Sink| -> Vec<u64> {
+        sink.requests()
+            .iter()
+            .map(|r| {
+                serde_json::from_slice::<serde_json::Value>(&r.body).expect("json")["n"]
+                    .as_u64()
+                    .expect("n")
+            })
+            .collect()
+    };
+    let router = start(&config);
+    for n in 0..3 {
+        let answer = client()
+            .post(format!("http://{}/hooks", router.ingress))
+            .header("content-type", "application/json")
+            .body(format!("{{\"key\":\"k\",\"n\":{n}}}"))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(answer.status(), 202);
+    }
+    wait_until(
+        "the key held, its two later events waiting",
+        PATIENCE,
+        || metric(&router.admin, waiting),
+        |now| *now == Some(1.0),
+    )
+    .await;
+    assert_eq!(sent(&sink), [0], "only the first event was attempted");
+    router.kill();
+
+    let mut router = start(&config);
+    router.wait_for_log("journal recovered");
+    wait_until(
+        "the key held again after the restart",
+        PATIENCE,
+        || metric(&router.admin, waiting),
+        |now| *now == Some(1.0),
+    )
+    .await;
+    assert_eq!(sent(&sink), [0], "nothing attempted after the restart");
+    let letters = dead_letters(&router.admin).await;
+    let letter = letters[0]["id"].as_str().expect("the letter");
+    let replay = client()
+        .post(format!(
+            "http://{}/dead-letters/{letter}/replay",
+            router.admin
+        ))
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(replay.status().as_u16(), 202);
+    wait_idle(&router.admin).await;
+    assert_eq!(
+        sent(&sink),
+        [0, 0, 1, 2],
+        "the replayed letter first, then the rest"
+    );
+    assert_eq!(metric(&router.admin, waiting).await, Some(0.0));
+    assert!(router.stop().0);
+}

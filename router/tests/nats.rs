@@ -4,8 +4,10 @@
 //! routers, and a dead letter made by one router is replayed through the other. The message
 //! lifecycle: messages handed back at 12 stops and kills end delivered or dead-lettered, a
 //! message is acked only once its dead letter is stored (the bucket refusing letters), and a
-//! message that does not decode becomes a dead letter holding its raw bytes. Each counts what
-//! was 202'd against what the sink received or the dead letters hold.
+//! message that does not decode becomes a dead letter holding its raw bytes. Ordered keys keep
+//! their order across two routers, one of them SIGKILLed, and a router that stops hands its
+//! ordered partitions over at once. A destination's `rate` paces each router's attempts. Each
+//! counts what was 202'd against what the sink received or the dead letters hold.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ use webhook_router_tests::numbered::{
     self, PATIENCE, accepted, assert_all_delivered, client, dead_letters, deliveries, metric,
     number, post_all, wait_delivered, wait_idle,
 };
+use webhook_router_tests::sink::arrivals_per_second;
 use webhook_router_tests::wait::wait_until;
 use webhook_router_tests::{Reply, RouterProcess, Sink};
 
@@ -27,6 +30,7 @@ const OK: u8 = 0;
 const SLOW: u8 = 1;
 const REJECT: u8 = 2;
 const HANG: u8 = 3;
+const FAIL: u8 = 4;
 
 async fn switchable_sink(mode: &Arc<AtomicU8>) -> Sink {
     let mode = Arc::clone(mode);
@@ -37,6 +41,7 @@ async fn switchable_sink(mode: &Arc<AtomicU8>) -> Sink {
         },
         REJECT => Reply::status(400),
         HANG => Reply::hang(),
+        FAIL => Reply::status(503),
         _ => Reply::ok(),
     })
     .await
@@ -197,6 +202,210 @@ async fn a_router_that_stops_hands_back_what_it_holds_at_once() {
     assert_eq!(stream_messages(&s.nats).await, 0);
 }
 
+/// Issue #26, ordered delivery on NATS across routers: events over 20 keys, each key's events
+/// posted one after the other (the next once the one before got its 202), alternately to the
+/// two routers, to a sink that fails 20 % of attempts at random. Router 1 is SIGKILLed once
+/// half are accepted (its partitions' leases expire and router 2 takes them over); the rest go
+/// to router 2. For every key the sink's first deliveries come in the order of acceptance,
+/// every event is delivered, and the stream ends empty. (The lease bucket is left from routers
+/// with another `ack_wait`: the leases are made to last the routers' own.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_keys_keep_their_order_across_two_routers_and_a_sigkill() {
+    const KEYS: u64 = 20;
+    const PER_KEY: u64 = 50;
+    let started = std::time::Instant::now();
+    let dir = fresh_dir("ordered");
+    let nats = NatsServer::start(&dir.join("nats"));
+    let sink = Sink::start(|_| {
+        if fastrand::f64() < 0.2 {
+            Reply::status(503)
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    // A lease bucket left by routers with an ack_wait of an hour: these routers make its leases
+    // last their own ack_wait (2 s), or router 1's partitions would wait an hour for router 2.
+    // (Its stream made as the routers make their buckets' streams: the client library's own
+    // call asks the account's limits, which this server does not answer as it expects.)
+    jetstream(&nats)
+        .await
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "KV_WEBHOOKS_leases".into(),
+            subjects: vec!["$KV.WEBHOOKS_leases.>".into()],
+            max_messages_per_subject: 1,
+            max_age: Duration::from_secs(3600),
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: async_nats::jetstream::stream::DiscardPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .expect("lease bucket");
+    // Enough attempts that no event is dead-lettered by bad luck (0.2^100).
+    let mut routers: Vec<RouterProcess> = (1..=2)
+        .map(|n| {
+            let path = write_config(&dir, n, &nats.url(), &sink, "", "order_by = \"/key\"");
+            let text = std::fs::read_to_string(&path).expect("config").replace(
+                "max_attempts = 5, initial_backoff = \"50ms\", max_backoff = \"200ms\"",
+                "max_attempts = 100, initial_backoff = \"5ms\", max_backoff = \"20ms\"",
+            );
+            std::fs::write(&path, text).expect("config");
+            start(&path)
+        })
+        .collect();
+    let ingresses = Arc::new(std::sync::RwLock::new(
+        routers
+            .iter()
+            .map(|r| r.ingress.clone())
+            .collect::<Vec<_>>(),
+    ));
+    let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut senders = tokio::task::JoinSet::new();
+    for key in 0..KEYS {
+        let (ingresses, accepted) = (Arc::clone(&ingresses), Arc::clone(&accepted));
+        senders.spawn(async move {
+            let client = client();
+            for n in 0..PER_KEY {
+                // Until a 202: a post the kill cut off is sent again, to the router left.
+                loop {
+                    let ingress = {
+                        let ingresses = ingresses.read().expect("lock");
+                        ingresses[(key + n) as usize % ingresses.len()].clone()
+                    };
+                    let answer = client
+                        .post(format!("http://{ingress}/hooks"))
+                        .header("content-type", "application/json")
+                        .body(format!("{{\"key\":\"k{key}\",\"n\":{n}}}"))
+                        .send()
+                        .await;
+                    if answer.is_ok_and(|answer| answer.status() == 202) {
+                        accepted.fetch_add(1, Ordering::AcqRel);
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        });
+    }
+    wait_until(
+        "half the events accepted",
+        PATIENCE,
+        || async { accepted.load(Ordering::Acquire) },
+        |&count| count >= KEYS * PER_KEY / 2,
+    )
+    .await;
+    let killed = routers.remove(0);
+    let _ = killed.kill();
+    *ingresses.write().expect("lock") = vec![routers[0].ingress.clone()];
+    let at_kill = (accepted.load(Ordering::Acquire), sink.delivered().len());
+    while let Some(sent) = senders.join_next().await {
+        sent.expect("a sender panicked");
+    }
+    assert_eq!(accepted.load(Ordering::Acquire), KEYS * PER_KEY);
+
+    let first_deliveries = |sink: &Sink| {
+        let mut first: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+        let mut seen = BTreeSet::new();
+        for received in sink.delivered() {
+            let body: serde_json::Value = serde_json::from_slice(&received.body).expect("json");
+            let key = body["key"].as_str().expect("key").to_owned();
+            let n = body["n"].as_u64().expect("n");
+            if seen.insert((key.clone(), n)) {
+                first.entry(key).or_default().push(n);
+            }
+        }
+        (first, seen.len() as u64)
+    };
+    // Every event delivered...
+    wait_until(
+        "every event delivered",
+        PATIENCE,
+        || async { first_deliveries(&sink).1 },
+        |&delivered| delivered == KEYS * PER_KEY,
+    )
+    .await;
+    // ...and each key's first deliveries in the order of acceptance.
+    let (first, _) = first_deliveries(&sink);
+    assert_eq!(first.len() as u64, KEYS);
+    let in_order: Vec<u64> = (0..PER_KEY).collect();
+    for (key, delivered) in &first {
+        assert_eq!(
+            delivered, &in_order,
+            "key {key}: first deliveries out of order"
+        );
+    }
+    // Router 1 owned partitions (it delivered), which router 2 took over once it was killed.
+    assert!(delivered_by(&sink, 1) > 0, "router 1 delivered nothing");
+    wait_idle(&routers[0].admin).await;
+    assert_eq!(
+        metric(
+            &routers[0].admin,
+            "webhook_ordered_keys_waiting{destination=\"sink\"}"
+        )
+        .await,
+        Some(0.0)
+    );
+    assert_eq!(stream_messages(&nats).await, 0, "every message acked");
+    let attempts = sink.requests().len();
+    let delivered = sink.delivered().len() as u64;
+    eprintln!(
+        "ordered on NATS: {} events over {KEYS} keys in {:.1} s; router 1 SIGKILLed at {} \
+         accepted, {} delivered; {attempts} attempts ({:.0} % failed); deliveries by router 1: {}, \
+         by router 2: {}; {} duplicates",
+        KEYS * PER_KEY,
+        started.elapsed().as_secs_f64(),
+        at_kill.0,
+        at_kill.1,
+        100.0 * (attempts as u64 - delivered) as f64 / attempts as f64,
+        delivered_by(&sink, 1),
+        delivered_by(&sink, 2),
+        delivered - KEYS * PER_KEY,
+    );
+    assert!(routers.remove(0).stop().0);
+}
+
+/// Issue #26: a router that stops releases its ordered partitions' leases, and the other takes
+/// them at once (it watches the lease bucket), not after `ack_wait` (60 s here, far longer
+/// than the test). Every event is its own key, so both routers' partitions have events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_that_stops_hands_its_ordered_partitions_over_at_once() {
+    const EVENTS: u64 = 1000;
+    let mut s = setup(
+        "ordered-stop",
+        SLOW,
+        "ack_wait = \"60s\"",
+        "order_by = \"/n\"",
+    )
+    .await;
+    let ingresses = vec![s.routers[0].ingress.clone()];
+    let wanted = accepted(&post_all(&ingresses, 0..EVENTS, 32).await);
+    assert_eq!(wanted.len() as u64, EVENTS, "every post was accepted");
+    s.sink.wait_for_delivered(100, PATIENCE).await;
+    let stopping = s.routers.remove(0);
+    let stopped_at = std::time::Instant::now();
+    let (clean, log) = stopping.stop();
+    assert!(clean, "{log:#?}");
+    let held = |text: &str| log.iter().any(|line| line.contains(text));
+    assert!(
+        held("took an ordered partition") && held("events left for the next start"),
+        "router 1 held no partition with events left at its stop: {log:#?}"
+    );
+    let counts = wait_delivered(&s.sink, &wanted).await;
+    let duplicates = assert_all_delivered(&wanted, &counts);
+    let took = stopped_at.elapsed();
+    eprintln!(
+        "router 1 stopped; every ordered event delivered {:.1} s later ({duplicates} twice)",
+        took.as_secs_f64()
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "router 1's partitions waited for their leases to expire ({took:?})"
+    );
+    assert_eq!(stream_messages(&s.nats).await, 0);
+}
+
 /// The `WEBHOOKS` stream, through a client of the test's own.
 async fn webhooks_stream(nats: &NatsServer) -> async_nats::jetstream::stream::Stream {
     let client = async_nats::connect(nats.url()).await.expect("connect");
@@ -350,6 +559,90 @@ async fn nats_down_for_five_seconds_gets_503s_then_recovers_and_loses_nothing() 
     if kept > 0 {
         eprintln!("the stream kept {kept} acked messages across the server's SIGKILL");
     }
+}
+
+/// A destination's `rate` is per router: after an outage, each of two routers on one stream
+/// drains what it holds at the rate (by the sink's clock), every event is delivered, and each
+/// router counts its waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_router_drains_a_backlog_at_the_destinations_rate() {
+    const EVENTS: u64 = 400;
+    const PER_SECOND: usize = 100;
+    const BURST: usize = 10;
+    let dir = fresh_dir("rate");
+    let nats = NatsServer::start(&dir.join("nats"));
+    let mode = Arc::new(AtomicU8::new(FAIL));
+    let sink = switchable_sink(&mode).await;
+    let routers: Vec<RouterProcess> = (1..=2)
+        .map(|n| {
+            let config = write_config(&dir, n, &nats.url(), &sink, "", "");
+            // Paced, quick to open its circuit, and never out of attempts in the outage.
+            let paced = format!(
+                "rate = {{ per_second = {PER_SECOND}, burst = {BURST} }}\n\
+                 circuit = {{ failures = 3, open_for = \"100ms\", max_open_for = \"200ms\" }}\n\
+                 [[routes]]"
+            );
+            let text = std::fs::read_to_string(&config)
+                .expect("read config")
+                .replace("max_attempts = 5", "max_attempts = 100")
+                .replacen("[[routes]]", &paced, 1);
+            std::fs::write(&config, text).expect("write config");
+            start(&config)
+        })
+        .collect();
+    let ingresses: Vec<String> = routers.iter().map(|r| r.ingress.clone()).collect();
+    let wanted = accepted(&post_all(&ingresses, 0..EVENTS, 32).await);
+    assert_eq!(wanted.len() as u64, EVENTS, "every post was accepted");
+    for router in &routers {
+        wait_until(
+            "each router's circuit to open in the outage",
+            PATIENCE,
+            || {
+                metric(
+                    &router.admin,
+                    "webhook_destination_circuit_state{destination=\"sink\"}",
+                )
+            },
+            |state| matches!(state, Some(s) if *s > 0.0),
+        )
+        .await;
+    }
+
+    let back = std::time::Instant::now();
+    mode.store(OK, Ordering::Release);
+    let counts = wait_delivered(&sink, &wanted).await;
+    let duplicates = assert_all_delivered(&wanted, &counts);
+    for router in &routers {
+        wait_idle(&router.admin).await;
+    }
+    let requests = sink.requests();
+    let mut throttled = 0.0;
+    for (n, router) in (1..=2).zip(&routers) {
+        // Router `n`'s attempts in each second since the destination came back.
+        let seconds = arrivals_per_second(
+            requests
+                .iter()
+                .filter(|r| r.headers["x-router"] == n.to_string().as_str()),
+            back,
+        );
+        let waited = metric(
+            &router.admin,
+            "webhook_destination_throttled_seconds_total{destination=\"sink\"}",
+        )
+        .await
+        .expect("the throttled series is exported");
+        eprintln!(
+            "router {n}: attempts in each second since the destination came back: {seconds:?}; throttled {waited} s"
+        );
+        let busiest = seconds.iter().copied().max().unwrap_or(0);
+        assert!(
+            busiest <= PER_SECOND + BURST,
+            "router {n}: {busiest} attempts in a second, over per_second + burst"
+        );
+        throttled += waited;
+    }
+    eprintln!("{EVENTS} events delivered after the outage ({duplicates} twice)");
+    assert!(throttled >= 1.0, "the routers waited for turns");
 }
 
 /// Waits until `/readyz` answers `status`; the start of its text.
@@ -569,7 +862,7 @@ async fn what_is_wrong_with_the_nats_server_is_said_at_start() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_left_for_a_destination_no_longer_configured_are_named_at_start() {
+async fn events_left_for_a_destination_or_partition_no_longer_configured_are_named_at_start() {
     let mut s = setup("orphans", HANG, "", "").await;
     let ingresses = vec![s.routers[0].ingress.clone()];
     assert_eq!(accepted(&post_all(&ingresses, 0..5, 5).await).len(), 5);
@@ -586,10 +879,22 @@ async fn events_left_for_a_destination_no_longer_configured_are_named_at_start()
             .replace("destinations = [\"sink\"]", "destinations = [\"other\"]"),
     )
     .expect("write");
+    // And an ordered event on a partition past `partitions` (16): as after lowering it.
+    let js = jetstream(&s.nats).await;
+    js.publish("WEBHOOKS.deliver.other.ordered.40", "{}".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
     let mut router = start(&config);
     let line = router.wait_for_log("which is not in the config");
     assert!(
         line.contains("5 events wait in the stream for destination \"sink\""),
+        "{line}"
+    );
+    let line = router.wait_for_log("past [queue] partitions");
+    assert!(
+        line.contains("1 ordered events wait in the stream on partition 40 of destination \"other\", past [queue] partitions = 16"),
         "{line}"
     );
 }
@@ -1100,6 +1405,8 @@ async fn a_message_that_does_not_decode_becomes_a_dead_letter_holding_its_raw_by
         body: numbered::body(1000).into(),
         received_at: std::time::SystemTime::now(),
         plugin_headers: None,
+        order_key: None,
+        trace: None,
     };
     publish(&legacy.id, encoding::encode(&legacy).to_vec(), None).await;
     // Bytes that are no event, and a version this router does not know.

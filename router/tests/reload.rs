@@ -1,17 +1,19 @@
 //! Config reload of a `webhook-router serve` process (issue #22): under load, refused whole
-//! with every fault listed, and `--watch`.
+//! with every fault listed, and `--watch`; a destination's changed `rate` reaches the deliveries
+//! already waiting for a turn; and a TLS listener's certificate on `SIGHUP` (issue #26).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use webhook_router_tests::certs::{Pair, TestCerts};
 use webhook_router_tests::signing::sign;
 use webhook_router_tests::test_router::metric_value;
 use webhook_router_tests::wait::wait_until;
 use webhook_router_tests::wasm::module;
-use webhook_router_tests::{RouterProcess, Sink};
+use webhook_router_tests::{Reply, RouterProcess, Sink};
 
 /// Patience for what should take seconds on an idle machine.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -596,7 +598,7 @@ async fn post_reload_needs_the_admin_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_destination_url_change_applies_to_new_attempts_and_adding_one_needs_a_restart() {
+async fn a_destination_url_change_applies_to_new_attempts() {
     let (first, second) = (Sink::healthy().await, Sink::healthy().await);
     let dir = folder("destination");
     let path = dir.join("routes.toml");
@@ -608,20 +610,6 @@ async fn a_destination_url_change_applies_to_new_attempts_and_adding_one_needs_a
     assert_eq!(status, 202);
     assert_eq!(first.wait_for_delivered(1, PATIENCE).await.len(), 1);
 
-    // Adding a destination is refused by name; the URL alone is applied.
-    let added = format!(
-        "{before}\n[destinations.more]\nurl = \"{}\"\n",
-        second.url("/in")
-    );
-    std::fs::write(&path, &added).expect("write config");
-    let (status, answer) = reload(&client, &router).await;
-    assert_eq!(status, 400, "{answer}");
-    assert!(
-        answer["errors"][0]
-            .as_str()
-            .is_some_and(|e| e.contains("destinations.more: destinations are set up at start")),
-        "{answer}"
-    );
     std::fs::write(&path, before.replace(&first.url("/in"), &second.url("/in")))
         .expect("write config");
     let (status, answer) = reload(&client, &router).await;
@@ -635,15 +623,49 @@ async fn a_destination_url_change_applies_to_new_attempts_and_adding_one_needs_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_change_applies_to_the_deliveries_already_waiting_for_a_turn() {
+    let sink = Sink::healthy().await;
+    let dir = folder("rate");
+    let path = dir.join("routes.toml");
+    let with_rate = |rate: &str| {
+        config(&sink, OLD_SECRET, "A", GONE).replace(
+            "max_in_flight = 128\n",
+            &format!("max_in_flight = 128\nrate = {rate}\n"),
+        )
+    };
+    std::fs::write(&path, with_rate("{ per_second = 0.1, burst = 1 }")).expect("write config");
+    let router = serve(&path, &[]);
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        assert_eq!(post_empty(&client, &router, "/hooks/gone").await, 202);
+    }
+    assert_eq!(sink.wait_for_delivered(1, PATIENCE).await.len(), 1);
+
+    // At 0.1 a second the other two would take 20 s; the reload frees them within a second.
+    std::fs::write(&path, with_rate("{ per_second = 1000 }")).expect("write config");
+    let (status, answer) = reload(&client, &router).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["destinations_changed"], serde_json::json!(["sink"]));
+    let reloaded = Instant::now();
+    let delivered = sink.wait_for_delivered(3, Duration::from_secs(5)).await;
+    assert_eq!(delivered.len(), 3, "after {:?}", reloaded.elapsed());
+    eprintln!(
+        "the two waiting deliveries arrived {:?} after the reload",
+        delivered[2].at - reloaded
+    );
+    router.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_destination_delivers_what_it_holds() {
     const HELD: usize = 20;
     let sink = Sink::healthy().await;
     // Each event's first three attempts fail: the destination holds them when it is removed.
     let flaky = Sink::start_per_body(|_, attempt| {
         if attempt <= 3 {
-            webhook_router_tests::Reply::status(503)
+            Reply::status(503)
         } else {
-            webhook_router_tests::Reply::ok()
+            Reply::ok()
         }
     })
     .await;
@@ -683,10 +705,261 @@ async fn a_removed_destination_delivers_what_it_holds() {
         |text| metric_value(text, "webhook_queue_depth") == Some(0.0),
     )
     .await;
-    // Adding it back as it was at start is allowed: its lane is still there.
+    // Then its lane goes: no longer listed, holding nothing.
+    let listed = || async {
+        let answer: serde_json::Value = client
+            .get(format!("http://{}/destinations", router.admin))
+            .send()
+            .await
+            .expect("GET /destinations")
+            .json()
+            .await
+            .expect("JSON");
+        answer
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|d| d["name"].as_str().expect("a name").to_owned())
+            .collect::<Vec<String>>()
+    };
+    wait_until("flaky's lane to go", PATIENCE, listed, |names| {
+        *names == ["sink"]
+    })
+    .await;
+    let text = metrics(&client, &router).await;
+    let held = "webhook_destination_held{destination=\"flaky\"}";
+    assert_eq!(metric_value(&text, held), Some(0.0), "{text}");
+    // Adding it back (under its old id) serves it again.
     std::fs::write(&path, &with_flaky).expect("write config");
     let (status, answer) = reload(&client, &router).await;
     assert_eq!(status, 200, "{answer}");
+    assert_eq!(listed().await, ["flaky", "sink"]);
+    let status = post_empty(&client, &router, "/hooks/flaky").await;
+    assert_eq!(status, 202);
+    flaky.wait_for_delivered(HELD + 1, PATIENCE).await;
+    router.stop();
+}
+
+/// The most requests that arrived at `sink` within any `window`, among those that arrived
+/// between `from` and `to`: a slow sink's concurrency, when each answer takes longer than
+/// `window` (a worker sends its next request only after its last answer).
+fn most_at_once(sink: &Sink, from: Instant, to: Instant, window: Duration) -> usize {
+    let arrivals: Vec<Instant> = sink
+        .requests()
+        .iter()
+        .map(|r| r.at)
+        .filter(|at| (from..to).contains(at))
+        .collect();
+    arrivals
+        .iter()
+        .map(|start| {
+            arrivals
+                .iter()
+                .filter(|at| (*start..*start + window).contains(*at))
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destinations_are_added_removed_and_resized_live_under_traffic() {
+    const HELD: usize = 20;
+    const RATE: f64 = 60.0;
+    const ANSWER: Duration = Duration::from_millis(250);
+    let (sink, added) = (Sink::healthy().await, Sink::healthy().await);
+    let slow = Sink::start(|_| Reply {
+        delay: Some(ANSWER),
+        ..Reply::ok()
+    })
+    .await;
+    // Each event's first four attempts fail, a second apart: the destination holds them when
+    // it is removed, two seconds in.
+    let flaky = Sink::start_per_body(|_, attempt| {
+        if attempt <= 4 {
+            Reply::status(503)
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let dir = folder("destinations-live");
+    let path = dir.join("routes.toml");
+    let slow_destination = |workers: usize| {
+        format!(
+            "\n[destinations.slow]\nurl = \"{}\"\nmax_held = 100000\nmax_in_flight = {workers}\n\n\
+             [[routes]]\nid = \"slow\"\npath = \"/hooks/slow\"\ndestinations = [\"slow\"]\n",
+            slow.url("/in")
+        )
+    };
+    let flaky_destination = format!(
+        "\n[destinations.flaky]\nurl = \"{}\"\nretry = {{ max_attempts = 10, initial_backoff = \"1s\", max_backoff = \"1s\", jitter = \"none\" }}\ncircuit = {{ failures = 1000 }}\n\n[[routes]]\nid = \"flaky\"\npath = \"/hooks/flaky\"\ndestinations = [\"flaky\"]\n",
+        flaky.url("/in")
+    );
+    let added_destination = format!(
+        "\n[destinations.added]\nurl = \"{}\"\n\n[[routes]]\nid = \"added\"\npath = \"/hooks/added\"\ndestinations = [\"added\"]\n",
+        added.url("/in")
+    );
+    let before = config(
+        &sink,
+        OLD_SECRET,
+        "A",
+        &format!("{}{flaky_destination}", slow_destination(4)),
+    );
+    std::fs::write(&path, &before).expect("write config");
+    let router = serve(&path, &[]);
+    let client = reqwest::Client::new();
+    let ingress: Arc<str> = Arc::from(router.ingress.as_str());
+    for seq in 0..HELD {
+        let body = format!(r#"{{"flaky":{seq}}}"#).into_bytes();
+        let (status, _) = post(&client, &router.ingress, "/hooks/flaky", body, None)
+            .await
+            .expect("post");
+        assert_eq!(status, 202);
+    }
+
+    // Steady traffic to the slow destination across both reloads.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (client, ingress, stop) = (client.clone(), Arc::clone(&ingress), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut seen = Seen::default();
+            let started = Instant::now();
+            let mut requests = tokio::task::JoinSet::new();
+            let mut seq = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                let due = started + Duration::from_secs_f64(seq as f64 / RATE);
+                tokio::time::sleep_until(due.into()).await;
+                let (client, ingress) = (client.clone(), Arc::clone(&ingress));
+                let body = format!(r#"{{"slow":{seq}}}"#).into_bytes();
+                requests
+                    .spawn(async move { post(&client, &ingress, "/hooks/slow", body, None).await });
+                seq += 1;
+            }
+            while let Some(answer) = requests.join_next().await {
+                match answer.expect("a request task") {
+                    Ok((202, answer)) => {
+                        seen.accepted.insert(accepted_id(&answer), (0, 0));
+                    }
+                    Ok((status, _)) if status >= 500 => seen.server_errors.push(status),
+                    Ok((status, _)) => seen.other.push(status),
+                    Err(error) => seen.connection_errors.push(error.to_string()),
+                }
+            }
+            seen
+        })
+    };
+
+    // Four workers at the slow sink: four requests at once.
+    let window = ANSWER.mul_f64(0.8);
+    let phase = Duration::from_secs(2);
+    let first = Instant::now();
+    tokio::time::sleep(phase).await;
+    assert_eq!(most_at_once(&slow, first, Instant::now(), window), 4);
+
+    // Reload: add `added` (and a route to it), remove `flaky` while it holds events, and lower
+    // the slow destination's max_in_flight to 1.
+    let lowered = config(
+        &sink,
+        OLD_SECRET,
+        "A",
+        &format!("{}{added_destination}", slow_destination(1)),
+    );
+    std::fs::write(&path, &lowered).expect("write config");
+    let (status, answer) = reload(&client, &router).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["routes_added"], serde_json::json!(["added"]));
+    assert_eq!(answer["routes_removed"], serde_json::json!(["flaky"]));
+    assert_eq!(answer["destinations_changed"], serde_json::json!(["slow"]));
+    assert!(
+        flaky.delivered().len() < HELD,
+        "the removed destination still held events at the reload"
+    );
+    // The attempts in flight at the switch finish; from then on one at a time.
+    let second = Instant::now() + ANSWER + Duration::from_millis(100);
+    for seq in 0..10 {
+        let body = format!(r#"{{"added":{seq}}}"#).into_bytes();
+        let (status, _) = post(&client, &router.ingress, "/hooks/added", body, None)
+            .await
+            .expect("post");
+        assert_eq!(status, 202, "the new route serves, to the new destination");
+    }
+    assert_eq!(added.wait_for_delivered(10, PATIENCE).await.len(), 10);
+    assert_eq!(post_empty(&client, &router, "/hooks/flaky").await, 404);
+    tokio::time::sleep_until((second + phase).into()).await;
+    assert_eq!(most_at_once(&slow, second, Instant::now(), window), 1);
+
+    // Raise it to 8.
+    let raised = config(
+        &sink,
+        OLD_SECRET,
+        "A",
+        &format!("{}{added_destination}", slow_destination(8)),
+    );
+    std::fs::write(&path, &raised).expect("write config");
+    let (status, answer) = reload(&client, &router).await;
+    assert_eq!(status, 200, "{answer}");
+    let third = Instant::now();
+    tokio::time::sleep(phase).await;
+    stop.store(true, Ordering::Release);
+    let seen = load.await.expect("the load");
+    assert_eq!(most_at_once(&slow, third, Instant::now(), window), 8);
+
+    assert!(
+        seen.connection_errors.is_empty() && seen.server_errors.is_empty(),
+        "connection errors {:?}, 5xx {:?}",
+        seen.connection_errors.first(),
+        seen.server_errors
+    );
+    assert!(seen.other.is_empty(), "other answers: {:?}", seen.other);
+    // Every 202'd id is delivered; the removed destination delivered all it held.
+    let delivered: HashSet<String> = slow
+        .wait_for(seen.accepted.len(), PATIENCE, |r| {
+            (200..300).contains(&r.status)
+        })
+        .await
+        .iter()
+        .map(|r| r.headers["webhook-id"].to_str().expect("id").to_owned())
+        .collect();
+    let missing = seen
+        .accepted
+        .keys()
+        .filter(|id| !delivered.contains(*id))
+        .count();
+    assert_eq!(missing, 0, "of {} accepted", seen.accepted.len());
+    assert_eq!(flaky.wait_for_delivered(HELD, PATIENCE).await.len(), HELD);
+    // Then the removed destination's lane goes: its held gauge reads 0, and `/destinations`
+    // no longer lists it.
+    wait_until(
+        "flaky's lane to go",
+        PATIENCE,
+        || async {
+            client
+                .get(format!("http://{}/destinations", router.admin))
+                .send()
+                .await
+                .expect("GET /destinations")
+                .text()
+                .await
+                .expect("text")
+        },
+        |text| !text.contains("\"flaky\""),
+    )
+    .await;
+    // (The sink records a request as it arrives: the last ones are still being answered.)
+    let text = wait_until(
+        "the router to hold nothing",
+        PATIENCE,
+        || metrics(&client, &router),
+        |text| metric_value(text, "webhook_queue_depth") == Some(0.0),
+    )
+    .await;
+    let held = "webhook_destination_held{destination=\"flaky\"}";
+    assert_eq!(metric_value(&text, held), Some(0.0), "{text}");
+    eprintln!(
+        "destinations live: {} accepted and delivered to slow, {HELD} held by the removed destination delivered, 10 to the added one",
+        seen.accepted.len()
+    );
     router.stop();
 }
 
@@ -718,5 +991,102 @@ async fn with_nats_a_new_dedup_window_needs_a_restart() {
     );
     let status = post_empty(&client, &router, "/hooks/added").await;
     assert_eq!(status, 404, "the refused config is not serving");
+    // A destination new to the router: each has a consumer made at start.
+    let more = format!(
+        "{queue}\n[destinations.more]\nurl = \"{}\"\n",
+        sink.url("/more")
+    );
+    std::fs::write(&path, config(&sink, OLD_SECRET, "B", &more)).expect("write config");
+    let (status, answer) = reload(&client, &router).await;
+    assert_eq!(status, 400, "{answer}");
+    let errors = answer["errors"].to_string();
+    assert!(
+        errors.contains("destinations.more: with backend = \\\"nats\\\""),
+        "{errors}"
+    );
     router.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_and_the_reload_command_serve_the_certificate_the_config_names_and_expiry_is_warned()
+{
+    let dir = folder("tls-sighup");
+    let certs = TestCerts::make(&dir.join("certs"));
+    let soon = certs.server("soon", 3);
+    let renewed = certs.server("renewed", 40);
+    let admin = certs.server("admin", 30);
+    let sink = Sink::healthy().await;
+    let with_cert = |pair: &Pair| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+             tls = {{ cert = \"{}\", key = \"{}\" }}\n\
+             admin_tls = {{ cert = \"{}\", key = \"{}\" }}\n\n\
+             [destinations.sink]\nurl = \"{}\"\n\n\
+             [[routes]]\nid = \"tls\"\npath = \"/hooks/tls\"\ndestinations = [\"sink\"]\n",
+            pair.cert.display(),
+            pair.key.display(),
+            admin.cert.display(),
+            admin.key.display(),
+            sink.url("/in")
+        )
+    };
+    let path = dir.join("router.toml");
+    std::fs::write(&path, with_cert(&soon)).expect("write config");
+    let mut router = serve(&path, &[]);
+    let warning = router.wait_for_log("expires within 14 days");
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(
+        warning.contains(&soon.cert.display().to_string()),
+        "{warning}"
+    );
+    let client = certs.client_trusting_ca(false);
+    let url = format!("https://{}/hooks/tls", router.ingress);
+    let answer = client.post(&url).body("{}").send().await.expect("answer");
+    assert_eq!(answer.status(), 202);
+    let ingress: std::net::SocketAddr = router.ingress.parse().expect("address");
+    assert_eq!(certs.served_leaf(ingress).await, soon.leaf_der());
+
+    std::fs::write(&path, with_cert(&renewed)).expect("write config");
+    router.signal("HUP");
+    router.wait_for_log("config reloaded");
+    // New connections are served the renewed certificate; the pooled one goes on.
+    assert_eq!(certs.served_leaf(ingress).await, renewed.leaf_der());
+    let answer = client.post(&url).body("{}").send().await.expect("answer");
+    assert_eq!(answer.status(), 202);
+    let text = client
+        .get(format!("https://{}/metrics", router.admin))
+        .send()
+        .await
+        .expect("GET /metrics over TLS")
+        .text()
+        .await
+        .expect("metrics text");
+    let expiry = metric_value(
+        &text,
+        "webhook_tls_cert_expiry_timestamp_seconds{listener=\"ingress\"}",
+    )
+    .expect("the expiry gauge exists");
+    let in_40_days = (SystemTime::now() + Duration::from_secs(40 * 86_400))
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_secs_f64();
+    assert!((expiry - in_40_days).abs() < 600.0, "{expiry}");
+
+    // `webhook-router reload` reaches the admin listener over TLS, trusting `--ca`.
+    std::fs::write(&path, with_cert(&soon)).expect("write config");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_webhook-router"))
+        .args(["reload", "--admin", &format!("https://{}", router.admin)])
+        .arg("--ca")
+        .arg(certs.ca())
+        .output()
+        .expect("run webhook-router reload");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(certs.served_leaf(ingress).await, soon.leaf_der());
+    let (stopped, _) = router.stop();
+    assert!(stopped);
+    assert_eq!(sink.wait_for_delivered(2, PATIENCE).await.len(), 2);
 }

@@ -5,7 +5,8 @@
 //! JSON body — and nothing else: no routing, limits, queue, metrics or delivery.
 //!
 //! As a benchmark's destination it can also stamp when each numbered request
-//! ([`crate::load::numbered_body`]) arrived.
+//! ([`crate::load::numbered_body`]) arrived, and run on a thread of its own, so that the CPU
+//! time of the process around it can be told apart from its own.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -32,7 +33,19 @@ const ANSWER: &[u8] = br#"{"id":"x"}"#;
 pub struct BareServer {
     addr: SocketAddr,
     counts: Arc<Counts>,
-    server: tokio::task::JoinHandle<()>,
+    server: Serving,
+}
+
+/// Where the server runs.
+enum Serving {
+    /// A task on the caller's runtime.
+    Task(tokio::task::JoinHandle<()>),
+    /// A single-threaded runtime on a thread of its own (its id), stopped through the sender.
+    Thread {
+        tid: Option<u32>,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    },
 }
 
 impl std::fmt::Debug for BareServer {
@@ -45,7 +58,15 @@ impl std::fmt::Debug for BareServer {
 
 impl Drop for BareServer {
     fn drop(&mut self) {
-        self.server.abort();
+        match &mut self.server {
+            Serving::Task(task) => task.abort(),
+            Serving::Thread { stop, thread, .. } => {
+                drop(stop.take());
+                if let Some(thread) = thread.take() {
+                    let _ = thread.join();
+                }
+            }
+        }
     }
 }
 
@@ -71,12 +92,68 @@ impl BareServer {
             last_answer_ns: AtomicU64::new(0),
             arrivals,
         });
-        let server = tokio::spawn(serve(listener, Arc::clone(&counts)));
+        let server = Serving::Task(tokio::spawn(serve(listener, Arc::clone(&counts))));
         Ok(BareServer {
             addr,
             counts,
             server,
         })
+    }
+
+    /// Like [`BareServer::start`], on a single-threaded runtime on a thread of its own, whose
+    /// CPU time [`BareServer::cpu_time`] reads: a destination whose cost can be subtracted from
+    /// that of the process it shares with a router.
+    pub fn start_dedicated() -> std::io::Result<BareServer> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let counts = Arc::new(Counts {
+            started: Instant::now(),
+            requests: AtomicU64::new(0),
+            last_answer_ns: AtomicU64::new(0),
+            arrivals: None,
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (started, tid) = std::sync::mpsc::channel();
+        let served = Arc::clone(&counts);
+        let thread = std::thread::Builder::new()
+            .name("bare-destination".into())
+            .spawn(move || {
+                let _ = started.send(crate::process_stats::current_thread_id());
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                runtime.block_on(async move {
+                    let Ok(listener) = TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    tokio::select! {
+                        () = serve(listener, served) => {}
+                        _ = stopped => {}
+                    }
+                });
+            })?;
+        let tid = tid.recv().ok().flatten();
+        Ok(BareServer {
+            addr,
+            counts,
+            server: Serving::Thread {
+                tid,
+                stop: Some(stop),
+                thread: Some(thread),
+            },
+        })
+    }
+
+    /// The CPU time the server's own thread has used (only for [`BareServer::start_dedicated`]).
+    pub fn cpu_time(&self) -> Option<std::time::Duration> {
+        match &self.server {
+            Serving::Thread { tid: Some(tid), .. } => crate::process_stats::thread_cpu_time(*tid),
+            _ => None,
+        }
     }
 
     /// The server's URL for `path`.

@@ -1,12 +1,15 @@
 //! Test support for webhook-router's end-to-end tests and load benchmarks: scriptable
-//! loopback sinks, a router started on ephemeral ports, the plugins built from source, and
-//! the load generators the benchmarks drive.
+//! loopback sinks (plain or TLS), test certificates, a router started on ephemeral ports, the
+//! plugins built from source, and the load generators the benchmarks drive.
 
 pub mod bare;
+pub mod certs;
 pub mod launcher;
 pub mod load;
 pub mod nats;
+pub mod nginx;
 pub mod numbered;
+pub mod otlp;
 pub mod process;
 pub mod process_stats;
 pub mod prometheus;

@@ -59,6 +59,19 @@ impl RouterProcess {
         Self::spawn(command)
     }
 
+    /// Like [`RouterProcess::start`], its stderr (the log, `RUST_LOG=info`) appended to the file
+    /// `log` instead of read by the test, as an operator's service writes its log.
+    pub fn start_logging_to(binary: &Path, config: &Path, log: &Path) -> RouterProcess {
+        let mut command = Command::new(binary);
+        command.args(["serve", "--config"]).arg(config);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", log.display()));
+        Self::spawn_with_stderr(command, Some(file))
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -66,14 +79,24 @@ impl RouterProcess {
 
     /// Runs `command` (a `serve` with its config, possibly through a shell) and waits until it
     /// listens.
-    pub(crate) fn spawn(mut command: Command) -> RouterProcess {
+    pub(crate) fn spawn(command: Command) -> RouterProcess {
+        Self::spawn_with_stderr(command, None)
+    }
+
+    /// [`RouterProcess::spawn`], stderr going to `log` if given (and then never read).
+    fn spawn_with_stderr(mut command: Command, log: Option<std::fs::File>) -> RouterProcess {
+        let to_file = log.is_some();
         let mut child = command
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(log.map_or_else(Stdio::piped, Stdio::from))
             .spawn()
             .expect("run webhook-router serve");
-        let stderr = lines(child.stderr.take().expect("stderr"));
+        let stderr = if to_file {
+            mpsc::channel().1
+        } else {
+            lines(child.stderr.take().expect("stderr"))
+        };
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
@@ -93,18 +116,19 @@ impl RouterProcess {
                 process.seen
             );
         }
-        // "webhook-router listening: webhooks on http://A, admin on http://B"
+        // "webhook-router listening: webhooks on http://A, admin on https://B"
         let address = |label: &str| {
             let at = line
                 .find(label)
                 .unwrap_or_else(|| panic!("{label} in {line:?}"))
                 + label.len();
-            let address = line[at..].split([',', '\n']).next().expect("address");
+            let url = line[at..].split([',', '\n']).next().expect("address");
+            let address = url.split_once("://").map_or(url, |(_, address)| address);
             // A wildcard address is reached on loopback.
             address.replace("0.0.0.0:", "127.0.0.1:")
         };
-        process.ingress = address("webhooks on http://");
-        process.admin = address("admin on http://");
+        process.ingress = address("webhooks on ");
+        process.admin = address("admin on ");
         process
     }
 

@@ -1,14 +1,63 @@
-//! This process's CPU time and resident memory, and another process's resident memory, read
-//! from `/proc` (Linux).
+//! CPU time and resident memory of this process, another process or one thread, read from
+//! `/proc` (Linux).
 
 use std::time::Duration;
 
 /// CPU time (user + system) this process has used so far; child processes (wrk) are not
 /// included. `None` where `/proc` cannot be read.
 pub fn cpu_time() -> Option<Duration> {
+    cpu_time_at("/proc/self/stat")
+}
+
+/// CPU time the process `pid` has used so far (its children not included).
+pub fn cpu_time_of(pid: u32) -> Option<Duration> {
+    cpu_time_at(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU time the thread `tid` of this process has used so far.
+pub fn thread_cpu_time(tid: u32) -> Option<Duration> {
+    cpu_time_at(&format!("/proc/self/task/{tid}/stat"))
+}
+
+/// The calling thread's id (its `/proc/self/task/` entry).
+pub fn current_thread_id() -> Option<u32> {
+    // "/proc/thread-self" links to "<pid>/task/<tid>".
+    std::fs::read_link("/proc/thread-self")
+        .ok()?
+        .file_name()?
+        .to_str()?
+        .parse()
+        .ok()
+}
+
+/// The ids of the processes whose parent is `pid` (nginx's workers, say).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // Field 4, after the state, is the parent's id.
+                    stat.rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<u32>()
+                        .ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+fn cpu_time_at(path: &str) -> Option<Duration> {
     /// Linux reports these times in USER_HZ, 100 per second on every architecture.
     const TICKS_PER_SECOND: u64 = 100;
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the command name (which may contain spaces) start at field 3, "state";
     // utime and stime are fields 14 and 15.
     let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
@@ -60,5 +109,15 @@ mod tests {
             std::hint::black_box(started.elapsed());
         }
         assert!(cpu_time().expect("CPU time is readable") >= before);
+        let thread = current_thread_id().expect("the thread id is readable");
+        assert!(thread_cpu_time(thread).expect("thread CPU time") <= cpu_time().expect("CPU"));
+        assert!(cpu_time_of(std::process::id()).is_some());
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("run sleep");
+        assert!(children_of(std::process::id()).contains(&child.id()));
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }

@@ -1,5 +1,6 @@
 //! A loopback HTTP sink: a real hyper server on an ephemeral port that records every request
-//! and answers as a test script says (status, headers, delay, or never).
+//! (and when it arrived) and answers as a test script says (status, headers, delay, or never);
+//! plain, or over TLS (rustls) for destinations with a private CA and a client certificate.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -87,11 +88,23 @@ struct State {
     changed: Notify,
 }
 
+impl State {
+    fn new(script: Box<Script>) -> Arc<State> {
+        Arc::new(State {
+            script,
+            count: AtomicUsize::new(0),
+            received: Mutex::new(Vec::new()),
+            changed: Notify::new(),
+        })
+    }
+}
+
 /// A running sink. Dropping it stops the server.
 pub struct Sink {
     addr: SocketAddr,
+    scheme: &'static str,
     state: Arc<State>,
-    server: tokio::task::JoinHandle<()>,
+    server: tokio::task::AbortHandle,
 }
 
 impl std::fmt::Debug for Sink {
@@ -128,18 +141,58 @@ impl Sink {
         Self::start_scripted(Box::new(move |_, body, attempt| script(body, attempt))).await
     }
 
-    async fn start_scripted(script: Box<Script>) -> Sink {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
+    /// A sink answering 200 to everything on `listener`, for a destination that comes up on a
+    /// port the router was already sending to. It runs on a thread and runtime of its own, so
+    /// that the arrival times it records are not delayed by the work of an in-process router.
+    pub async fn healthy_on(listener: std::net::TcpListener) -> Sink {
         let addr = listener.local_addr().expect("sink address");
-        let state = Arc::new(State {
-            script,
-            count: AtomicUsize::new(0),
-            received: Mutex::new(Vec::new()),
-            changed: Notify::new(),
+        let state = State::new(Box::new(|_, _, _| Reply::ok()));
+        let (sender, server) = tokio::sync::oneshot::channel();
+        let serving = Arc::clone(&state);
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("sink runtime");
+            runtime.block_on(async move {
+                listener
+                    .set_nonblocking(true)
+                    .expect("non-blocking listener");
+                let listener = TcpListener::from_std(listener).expect("sink listener");
+                let task = tokio::spawn(serve(listener, None, serving));
+                let _ = sender.send(task.abort_handle());
+                // Ends when the sink is dropped (aborted), and the runtime with it.
+                let _ = task.await;
+            });
         });
-        let server = tokio::spawn(serve(listener, Arc::clone(&state)));
         Sink {
             addr,
+            scheme: "http",
+            state,
+            server: server.await.expect("the sink thread starts"),
+        }
+    }
+
+    /// A sink that answers 200 to everything, over TLS with `tls` (which may require a client
+    /// certificate: see `certs::TestCerts::sink_config`).
+    pub async fn healthy_tls(tls: Arc<rustls::ServerConfig>) -> Sink {
+        Self::start_on(Box::new(|_, _, _| Reply::ok()), Some(tls)).await
+    }
+
+    async fn start_scripted(script: Box<Script>) -> Sink {
+        Self::start_on(script, None).await
+    }
+
+    async fn start_on(script: Box<Script>, tls: Option<Arc<rustls::ServerConfig>>) -> Sink {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
+        let addr = listener.local_addr().expect("sink address");
+        let state = State::new(script);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+        let server = tokio::spawn(serve(listener, tls, Arc::clone(&state))).abort_handle();
+        Sink {
+            addr,
+            scheme,
             state,
             server,
         }
@@ -147,7 +200,7 @@ impl Sink {
 
     /// The sink's URL for `path`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     /// The sink's address.
@@ -193,21 +246,56 @@ impl Sink {
     }
 }
 
-async fn serve(listener: TcpListener, state: Arc<State>) {
+/// How many of `requests` arrived in each second since `since` (by the sink's clock): index 0
+/// counts those in the first second. Requests before `since` are not counted.
+pub fn arrivals_per_second<'a>(
+    requests: impl IntoIterator<Item = &'a Received>,
+    since: Instant,
+) -> Vec<usize> {
+    let mut seconds = Vec::new();
+    for request in requests {
+        let Some(after) = request.at.checked_duration_since(since) else {
+            continue;
+        };
+        let second = usize::try_from(after.as_secs()).expect("seconds fit");
+        if seconds.len() <= second {
+            seconds.resize(second + 1, 0);
+        }
+        seconds[second] += 1;
+    }
+    seconds
+}
+
+async fn serve(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, state: Arc<State>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
         let state = Arc::clone(&state);
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let state = Arc::clone(&state);
                 async move { Ok::<_, Infallible>(answer(&state, request).await) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let builder = auto::Builder::new(TokioExecutor::new());
+            match tls {
+                None => {
+                    let _ = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                }
+                // A client the TLS config refuses (no certificate, say) never gets a request
+                // through.
+                Some(tls) => {
+                    if let Ok(stream) = tls.accept(stream).await {
+                        let _ = builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    }
+                }
+            }
         });
     }
 }

@@ -41,14 +41,25 @@ impl TestRouter {
         }
     }
 
+    /// Starts a router on the config file `path` (which a reload reads again), talking to it
+    /// through `client` (one that trusts the certificate of a TLS listener, say).
+    pub async fn start_file(path: &Path, client: reqwest::Client) -> TestRouter {
+        let config =
+            Config::load(path).unwrap_or_else(|errors| panic!("test config is invalid:\n{errors}"));
+        let router = Router::start(&config).await.expect("router starts");
+        TestRouter { router, client }
+    }
+
     /// URL of `path` on the ingress listener.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.router.ingress_addr())
+        let scheme = self.router.ingress_scheme();
+        format!("{scheme}://{}{path}", self.router.ingress_addr())
     }
 
     /// URL of `path` on the admin listener.
     pub fn admin_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.router.admin_addr())
+        let scheme = self.router.admin_scheme();
+        format!("{scheme}://{}{path}", self.router.admin_addr())
     }
 
     /// POSTs a JSON `body` to `path` on the ingress.

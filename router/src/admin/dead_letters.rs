@@ -167,7 +167,7 @@ impl Admin {
         let Some(taken) = self.dead_letters.take(id) else {
             return reply::error(StatusCode::NOT_FOUND, "no dead letter with this id");
         };
-        self.dead_letters.forget(std::slice::from_ref(&taken));
+        self.dead_letters.discarded(std::slice::from_ref(&taken));
         tracing::info!(dead_letter = %id, event_id = %taken.letter.event.id, "dead letter discarded");
         reply::json(StatusCode::OK, &serde_json::json!({ "discarded": 1 }))
     }

@@ -1,21 +1,26 @@
 //! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/destinations` (each destination's
-//! circuit, held events, attempts in flight, last error and success), `/routes`, the
-//! dead-letter API and the event record (`/events`).
+//! circuit, held events, attempts in flight, last error and success), `/routes`, `/stats`, the
+//! dead-letter API, the event record (`/events`) and the console (`/console`).
 //!
-//! When `admin_token` is set, `/destinations`, `/routes`, `/events` and the dead-letter API need
-//! `Authorization: Bearer <token>`;
-//! `/metrics`, `/healthz` and `/readyz` stay open for scrapers and probes. `/healthz` and
+//! When `admin_token` is set, `/destinations`, `/routes`, `/stats`, `/events` and the
+//! dead-letter API need `Authorization: Bearer <token>`;
+//! `/metrics`, `/healthz` and `/readyz` stay open for scrapers and probes, and `/console` (a
+//! page holding no data, whose calls send the token). `/healthz` and
 //! `/readyz` answer 503 when a supervised task keeps failing (see [`crate::supervise`]).
 //! `POST /reload` reloads the config file ([`crate::reload`]) and needs the token too.
 //!
-//! Each API beyond the probes has its own file: `dead_letters.rs`, `events.rs`, `routes.rs`.
+//! Each API beyond the probes has its own file: `dead_letters.rs`, `events.rs`, `routes.rs`,
+//! `stats.rs`, and the console's `console.rs`.
 
+mod console;
 mod dead_letters;
 mod events;
 pub mod routes;
+mod stats;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -49,6 +54,8 @@ pub struct Admin {
     routes: RwLock<Arc<RouteTable>>,
     reloader: OnceLock<Arc<Reloader>>,
     events: Option<Arc<EventStore>>,
+    /// When the router started (for `/stats`).
+    started: SystemTime,
 }
 
 impl Admin {
@@ -73,6 +80,7 @@ impl Admin {
             events: None,
             reloader: OnceLock::new(),
             routes: RwLock::default(),
+            started: SystemTime::now(),
         }
     }
 
@@ -164,6 +172,16 @@ impl Admin {
                 }
                 reply::json(StatusCode::OK, &self.destinations.summary())
             }
+            (_, "/stats") => {
+                if !self.authorized(request) {
+                    return reply::error(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
+                }
+                if method != Method::GET {
+                    return reply::error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
+                }
+                reply::json(StatusCode::OK, &self.stats())
+            }
+            _ if console::owns(path) => console::handle(method, path),
             _ if path == "/routes" || path.starts_with("/routes/") => {
                 if !self.authorized(request) {
                     return reply::error(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
@@ -240,6 +258,14 @@ impl Admin {
         };
         token_matches(given, token.expose())
     }
+}
+
+/// The value of the label `key` in a series' `labels` (`""` if it has none).
+fn label<'a>(labels: &'a [(String, String)], key: &str) -> &'a str {
+    labels
+        .iter()
+        .find(|(k, _)| k == key)
+        .map_or("", |(_, v)| v.as_str())
 }
 
 /// Whether `given` is `token`, in time that depends on neither: both are hashed and the digests

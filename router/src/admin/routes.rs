@@ -149,13 +149,7 @@ fn hash_file(path: &Path, max_bytes: u64) -> Option<String> {
 /// The counts of every route, by route id, from `metrics`' counters.
 fn counts(metrics: &Metrics) -> BTreeMap<String, Counts> {
     let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
-    let label = |labels: &[(String, String)], key: &str| {
-        labels
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let label = |labels: &[(String, String)], key: &str| super::label(labels, key).to_owned();
     for (labels, value) in metrics.counters(catalogue::REQUESTS.name) {
         let route = counts.entry(label(&labels, "route")).or_default();
         let status = label(&labels, "status");

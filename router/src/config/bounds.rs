@@ -172,6 +172,10 @@ bounded!(
     /// `queue.max_ack_pending`: 1 to 1 000 000 messages per destination.
     nats_max_ack_pending, "max_ack_pending": NonZeroUsize = count_usize(1_000_000)
 );
+bounded!(
+    /// `queue.partitions`: 1 to 1024 partitions of ordered keys per destination.
+    nats_partitions, "partitions": NonZeroUsize = count_usize(1024)
+);
 
 /// `queue.replicas`: 1 to 5 (JetStream's own limit).
 pub(crate) fn nats_replicas<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
@@ -277,7 +281,7 @@ bounded!(
     per_second, "per_second": NonZeroU32 = count_u32(1_000_000)
 );
 bounded!(
-    /// `rate_limit.burst`: 1 to 1 000 000.
+    /// `rate_limit.burst` and a destination's `rate.burst`: 1 to 1 000 000.
     burst_some, "burst": NonZeroU32 = count_u32(1_000_000)
 );
 bounded!(
@@ -319,12 +323,26 @@ pub(crate) fn inspect_events<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D
         })
 }
 
+/// `destinations.NAME.rate.per_second`: 0.001 to 1 000 000 attempts a second, fractions
+/// allowed (an integer reads as a whole number).
+pub(crate) fn delivery_per_second<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    const RANGE: std::ops::RangeInclusive<f64> = 0.001..=1_000_000.0;
+    let value = f64::deserialize(d)?;
+    if RANGE.contains(&value) {
+        Ok(value)
+    } else {
+        Err(D::Error::custom(format!(
+            "per_second = {value} is out of range: must be between 0.001 and 1000000"
+        )))
+    }
+}
+
 /// `dedup.capacity`, as the `usize` the dedup store takes.
 pub(crate) fn dedup_capacity<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     dedup_capacity_nonzero(d).map(NonZeroUsize::get)
 }
 
-/// `rate_limit.burst`, which is optional.
+/// `rate_limit.burst` or a destination's `rate.burst`, which is optional.
 pub(crate) fn burst<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NonZeroU32>, D::Error> {
     burst_some(d).map(Some)
 }

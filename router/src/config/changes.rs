@@ -15,12 +15,28 @@ use super::error::ErrorSink;
 use super::{ConfigError, ConfigErrors};
 
 /// Tables whose every key is fixed for the life of the process: listeners and limits, the
-/// queue backend and journal.
-const FIXED_TABLES: &[&str] = &["server", "queue"];
-/// The keys of a destination that a reload applies (to the attempts that start after it).
-/// The rest, and which destinations there are, are fixed: delivery lanes (`max_in_flight`
-/// workers each), held-event limits, retry policies and circuits are set up at start.
-pub const LIVE_DESTINATION_KEYS: &[&str] = &["url", "timeout", "headers", "sign"];
+/// queue backend and journal, and the trace exporter (installed with the logging, at start).
+const FIXED_TABLES: &[&str] = &["server", "queue", "telemetry"];
+/// The keys of a destination that a reload applies (from the switch on: to the attempts that
+/// start after it, its lane's workers, its cap, its circuit). Destinations may be added and
+/// removed too.
+pub const LIVE_DESTINATION_KEYS: &[&str] = &[
+    "url",
+    "timeout",
+    "headers",
+    "sign",
+    "max_in_flight",
+    "max_held",
+    "retry",
+    "circuit",
+    "rate",
+    "ca",
+    "client_cert",
+    "client_key",
+];
+/// Keys of `[server]` a reload applies: the files a listener's certificate is read from. A
+/// listener cannot take up or drop TLS while it runs: adding or removing one is fixed.
+const LIVE_SERVER_KEYS: &[&str] = &["tls", "admin_tls"];
 /// Keys of `[plugins]` fixed at start: the compile cache the plugin engine was made with.
 const FIXED_PLUGIN_KEYS: &[&str] = &["cache"];
 
@@ -43,10 +59,8 @@ impl RouteChanges {
 }
 
 /// The keys of `new` (read from `source`) that differ from `old` (the file the router started
-/// with) where no change can be applied live, each an error saying a restart is needed. A
-/// destination of `old` may be left out of `new`: it is removed from the routes, and its lane
-/// delivers what it still holds. Either text failing to parse gives none
-/// (the parse errors say what is wrong).
+/// with) where no change can be applied live, each an error saying a restart is needed.
+/// Either text failing to parse gives none (the parse errors say what is wrong).
 pub fn fixed_changes(old: &str, new: &str, source: &Path) -> ConfigErrors {
     let (Ok(old_table), Ok(new_table)) = (old.parse::<Table>(), new.parse::<Table>()) else {
         return ConfigErrors(Vec::new());
@@ -55,12 +69,22 @@ pub fn fixed_changes(old: &str, new: &str, source: &Path) -> ConfigErrors {
     let mut sink = ErrorSink::new(source, new);
     let mut changed = Vec::new();
     for table in FIXED_TABLES {
-        differing_keys(
-            old_table.get(*table),
-            new_table.get(*table),
-            table,
-            &mut changed,
+        let (mut old, mut new) = (
+            old_table.get(*table).cloned(),
+            new_table.get(*table).cloned(),
         );
+        if *table == "server" {
+            for key in LIVE_SERVER_KEYS {
+                let take = |value: &mut Option<Value>| match value {
+                    Some(Value::Table(server)) => server.remove(*key).is_some(),
+                    _ => false,
+                };
+                if take(&mut old) != take(&mut new) {
+                    changed.push(format!("server.{key}"));
+                }
+            }
+        }
+        differing_keys(old.as_ref(), new.as_ref(), table, &mut changed);
     }
     let destinations = |table: &Table| match table.get("destinations") {
         Some(Value::Table(destinations)) => destinations.clone(),
@@ -87,8 +111,8 @@ pub fn fixed_changes(old: &str, new: &str, source: &Path) -> ConfigErrors {
                     &mut changed,
                 );
             }
-            // Removed: its lane delivers what it holds, then stays idle.
-            (Some(_), None) => {}
+            // Added, or removed (its lane delivers what it holds, then stops): both live.
+            (None, Some(_)) | (Some(_), None) => {}
             (old, new) if old != new => changed.push(key),
             _ => {}
         }
@@ -102,15 +126,10 @@ pub fn fixed_changes(old: &str, new: &str, source: &Path) -> ConfigErrors {
     }
     for key in changed {
         let span = spans.as_ref().and_then(|root| span_of_key(root, &key));
-        let what = if key.matches('.').count() == 1 && key.starts_with("destinations.") {
-            "destinations are set up at start: adding one"
-        } else {
-            "this key"
-        };
         sink.push(
             span,
             key,
-            format!("{what} cannot change while the router runs: restart it to apply this"),
+            "this key cannot change while the router runs: restart it to apply this".to_owned(),
         );
     }
     sink.finish()
@@ -247,7 +266,10 @@ destinations = ["ci"]
     fn fixed_keys_are_named_with_their_line() {
         let new = OLD
             .replace("127.0.0.1:8080", "127.0.0.1:8081")
-            .replace("path = \"data\"", "path = \"other\"\nbackend = \"journal\"")
+            .replace(
+                "path = \"data\"",
+                "path = \"other\"\nbackend = \"journal\"\n\n[telemetry]\notlp_endpoint = \"http://c/\"",
+            )
             .replace("9000/ci\"", "9001/ci\"\nmax_in_flight = 3")
             .replace(
                 "[[routes]]\nid = \"a\"",
@@ -257,25 +279,46 @@ destinations = ["ci"]
         let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
             keys,
-            [
-                "server.listen",
-                "queue.path",
-                "queue.backend",
-                "destinations.ci.max_in_flight",
-                "destinations.new"
-            ]
+            ["server.listen", "queue.path", "queue.backend", "telemetry"]
         );
-        // The URL is live: applied, not refused.
-        let url_only = OLD.replace("9000/ci", "9001/ci");
+        // A destination's settings are live: applied, not refused.
+        let settings = OLD.replace(
+            "9000/ci\"",
+            "9001/ci\"\nmax_in_flight = 3\nmax_held = 9\nretry = { max_attempts = 2 }\n\
+             circuit = { failures = 2 }",
+        );
         assert!(
-            fixed_changes(OLD, &url_only, Path::new("r.toml"))
+            fixed_changes(OLD, &settings, Path::new("r.toml"))
                 .0
                 .is_empty()
         );
-        assert_eq!(destination_changes(OLD, &url_only), ["ci"]);
+        assert_eq!(destination_changes(OLD, &settings), ["ci"]);
+        // So is the rate.
+        let rate = OLD.replace("9000/ci\"", "9000/ci\"\nrate = { per_second = 5 }");
+        assert!(fixed_changes(OLD, &rate, Path::new("r.toml")).0.is_empty());
+        assert_eq!(destination_changes(OLD, &rate), ["ci"]);
         assert_eq!(errors[0].line, Some(3));
         assert!(errors[0].to_string().contains("restart"), "{}", errors[0]);
         assert!(fixed_changes(OLD, OLD, Path::new("r.toml")).0.is_empty());
+    }
+
+    #[test]
+    fn a_listener_certificate_may_move_but_not_appear_or_go() {
+        let with = |files: &str| {
+            OLD.replace(
+                "listen = \"127.0.0.1:8080\"",
+                &format!("listen = \"127.0.0.1:8080\"\ntls = {{ {files} }}"),
+            )
+        };
+        let old = with("cert = \"a.pem\", key = \"a.key\"");
+        let moved = with("cert = \"b.pem\", key = \"b.key\"");
+        let fixed = |old: &str, new: &str| -> Vec<String> {
+            let errors = fixed_changes(old, new, Path::new("r.toml")).0;
+            errors.into_iter().map(|e| e.key).collect()
+        };
+        assert!(fixed(&old, &moved).is_empty());
+        assert_eq!(fixed(OLD, &old), ["server.tls"]);
+        assert_eq!(fixed(&old, OLD), ["server.tls"]);
     }
 
     #[test]

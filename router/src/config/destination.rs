@@ -1,8 +1,9 @@
-//! The `[destinations.NAME]` tables: where events are delivered and how failed attempts are
-//! retried, with their defaults and the checks between their keys.
+//! The `[destinations.NAME]` tables: where events are delivered, how fast, and how failed
+//! attempts are retried, with their defaults and the checks between their keys.
 
 use std::collections::{BTreeMap, HashSet};
 use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -36,6 +37,9 @@ pub struct DestinationConfig {
     /// destination leaves room for the others.
     #[serde(default, deserialize_with = "bounds::max_held")]
     pub max_held: Option<NonZeroUsize>,
+    /// Most attempts a second, if set: deliveries wait for their turn (see [`DeliveryRate`]).
+    #[serde(default)]
+    pub rate: Option<DeliveryRate>,
     /// How failed attempts are retried.
     #[serde(default)]
     pub retry: RetryConfig,
@@ -48,6 +52,17 @@ pub struct DestinationConfig {
     /// Signs every delivery (Standard Webhooks), if set.
     #[serde(default)]
     pub sign: Option<SignConfig>,
+    /// PEM file of the CA certificates trusted for this destination's `https` URL, instead of
+    /// the public roots (a private CA).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// PEM file of the client certificate (chain) presented to the destination (mutual TLS);
+    /// goes with `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
 }
 
 /// A destination URL, checked at load time.
@@ -69,6 +84,44 @@ impl<'de> Deserialize<'de> for DestinationUrl {
             return Err(de::Error::custom("URL has no host"));
         }
         Ok(DestinationUrl(url))
+    }
+}
+
+/// A destination's delivery rate (`rate = { per_second = 50, burst = 100 }`): `burst` attempts
+/// may go at once after a quiet spell, and `per_second` a second after that (GCRA). Retries count
+/// like first attempts; a delivery that waits for its turn is not failed, and the wait is not an
+/// attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryRate {
+    /// Sustained attempts per second: 0.001 to 1 000 000, fractions allowed (`0.5` is one
+    /// attempt every 2 s).
+    #[serde(deserialize_with = "bounds::delivery_per_second")]
+    pub per_second: f64,
+    /// Attempts that may go at once (1 to 1 000 000); see [`DeliveryRate::burst`] for the
+    /// default.
+    #[serde(default, deserialize_with = "bounds::burst")]
+    pub burst: Option<NonZeroU32>,
+}
+
+impl DeliveryRate {
+    /// The burst as written, or `per_second` rounded up (at least 1): a second's worth.
+    pub fn burst(&self) -> NonZeroU32 {
+        self.burst.unwrap_or_else(|| {
+            // At most 1 000 000 from a file (`bounds`); `as` saturates for a rate built in code.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let second = self.per_second.ceil() as u32;
+            NonZeroU32::new(second).unwrap_or(NonZeroU32::MIN)
+        })
+    }
+
+    /// The time between two attempts at the sustained rate: 1 µs to 1 000 s, the range of
+    /// `per_second` in a file (a rate built in code out of it is held to it).
+    pub fn period(&self) -> Duration {
+        const LONGEST: Duration = Duration::from_secs(1000);
+        Duration::try_from_secs_f64(1.0 / self.per_second)
+            .unwrap_or(LONGEST)
+            .clamp(Duration::from_micros(1), LONGEST)
     }
 }
 
@@ -165,8 +218,11 @@ pub enum Jitter {
     None,
 }
 
+/// Reads the `[destinations]` table into `out`, each name into `names` (even a table with
+/// errors); relative file paths are taken from `base`, the config file's folder.
 pub(super) fn parse_destinations(
     value: Spanned<DeValue<'_>>,
+    base: &Path,
     sink: &mut ErrorSink<'_>,
     out: &mut BTreeMap<String, DestinationConfig>,
     names: &mut HashSet<String>,
@@ -195,7 +251,13 @@ pub(super) fn parse_destinations(
         }
         let retry_span = span_of(&value, &["retry"]).or_else(|| Some(name_span.clone()));
         let circuit_span = span_of(&value, &["circuit"]).or_else(|| Some(name_span.clone()));
-        if let Some(destination) = deserialize_item::<DestinationConfig>(value, &key, sink) {
+        if let Some(mut destination) = deserialize_item::<DestinationConfig>(value, &key, sink) {
+            super::tls::check_destination(
+                &mut destination,
+                base,
+                (&key, Some(name_span.clone())),
+                sink,
+            );
             let mut problems = Vec::new();
             for (header, value) in &destination.headers {
                 if http::HeaderName::from_bytes(header.as_bytes()).is_err() {

@@ -2,20 +2,25 @@
 //!
 //! A file has three parts: `[server]` (listeners and limits), `[destinations.NAME]` (where events
 //! go and how they are retried) and `[[routes]]` (which path feeds which destinations), and may
-//! have `[queue]` (where events are held) and `[plugins]` (plugin module bounds). Loading
+//! have `[queue]` (where events are held), `[plugins]` (plugin module bounds), `[inspect]`
+//! (the record of recent events) and `[telemetry]` (trace export). Loading
 //! reports every problem it finds, each with file, line and key, instead of stopping at the first.
 //! Each table's schema, defaults and checks are in its own file (`server`, `queue`,
-//! `destination`, `route`, `verify`, `plugins`); this one reads the file and puts them together.
+//! `destination`, `route`, `order`, `verify`, `plugins`, `inspect`, `telemetry`); this one reads the
+//! file and puts them together.
 
 pub(crate) mod bounds;
 pub mod changes;
 mod destination;
 mod error;
 mod inspect;
+mod order;
 mod plugins;
 mod queue;
 mod route;
 mod server;
+mod telemetry;
+mod tls;
 mod values;
 mod verify;
 
@@ -26,15 +31,20 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-pub use destination::{CircuitConfig, DestinationConfig, DestinationUrl, Jitter, RetryConfig};
+pub use destination::{
+    CircuitConfig, DeliveryRate, DestinationConfig, DestinationUrl, Jitter, RetryConfig,
+};
 pub use error::{ConfigError, ConfigErrors};
 pub use inspect::InspectConfig;
+pub use order::{OnDeadLetter, OrderConfig};
 pub use plugins::{CompileCache, PluginsConfig};
 pub use queue::{FsyncMode, QueueBackend, QueueConfig};
 pub use route::{
     ConfigLocation, Isolation, OnPluginError, PluginConfig, PluginLimitsConfig, RouteConfig,
 };
 pub use server::{DEFAULT_MAX_BODY_BYTES, ServerConfig};
+pub use telemetry::TelemetryConfig;
+pub use tls::TlsFiles;
 pub use values::{ByteSize, EnvString, HumanDuration, Secret};
 pub use verify::{DedupConfig, SignConfig};
 
@@ -61,6 +71,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// The record of recent events (`GET /events`).
     pub inspect: InspectConfig,
+    /// Where traces are exported; `None` (no `[telemetry]` table): tracing is off.
+    pub telemetry: Option<TelemetryConfig>,
     /// Test-only fault injection; never read from a file.
     #[doc(hidden)]
     pub test_faults: crate::supervise::TestFaults,
@@ -118,6 +130,7 @@ impl Config {
         let mut queue = None;
         let mut plugins = None;
         let mut inspect = None;
+        let mut telemetry = None;
         let mut destinations = BTreeMap::new();
         let mut destination_names = HashSet::new();
         let mut raw_routes = Vec::new();
@@ -129,9 +142,24 @@ impl Config {
                     // table when it is not written.
                     let admin_span =
                         span_of(&value, &["admin_listen"]).or_else(|| span_of(&value, &[]));
+                    let tls_span = span_of(&value, &["tls"]);
+                    let admin_tls_span = span_of(&value, &["admin_tls"]);
                     server = deserialize_item::<ServerConfig>(value, "server", sink);
-                    if let Some(server) = &server {
+                    if let Some(server) = &mut server {
                         check_server(server, admin_span, sink);
+                        let base = source.parent().unwrap_or_else(|| Path::new(""));
+                        tls::check_listener(
+                            server.tls.as_mut(),
+                            base,
+                            ("server.tls", tls_span),
+                            sink,
+                        );
+                        tls::check_listener(
+                            server.admin_tls.as_mut(),
+                            base,
+                            ("server.admin_tls", admin_tls_span),
+                            sink,
+                        );
                     }
                 }
                 "queue" => {
@@ -170,15 +198,23 @@ impl Config {
                     }
                 }
                 "destinations" => {
-                    parse_destinations(value, sink, &mut destinations, &mut destination_names);
+                    let base = source.parent().unwrap_or_else(|| Path::new(""));
+                    parse_destinations(
+                        value,
+                        base,
+                        sink,
+                        &mut destinations,
+                        &mut destination_names,
+                    );
                 }
                 "routes" => parse_routes(value, sink, &mut raw_routes),
                 "inspect" => inspect = deserialize_item(value, "inspect", sink),
+                "telemetry" => telemetry = deserialize_item(value, "telemetry", sink),
                 other => sink.push(
                     Some(key_span),
                     other,
                     "unknown key, expected one of `server`, `queue`, `plugins`, `inspect`, \
-                     `destinations`, `routes`",
+                     `telemetry`, `destinations`, `routes`",
                 ),
             }
         }
@@ -197,6 +233,7 @@ impl Config {
             destinations,
             routes,
             inspect: inspect.unwrap_or_default(),
+            telemetry,
             test_faults: crate::supervise::TestFaults::default(),
         }
     }
@@ -359,6 +396,65 @@ destinations = ["ci"]
     }
 
     #[test]
+    fn a_destination_rate_defaults_its_burst_to_a_second_and_is_checked() {
+        let with_rate = |rate: &str| {
+            parse(&VALID.replace(
+                "timeout = \"2s\"",
+                &format!("timeout = \"2s\"\nrate = {rate}"),
+            ))
+        };
+        assert!(
+            parse(VALID).expect("valid").destinations["ci"]
+                .rate
+                .is_none()
+        );
+        for (rate, per_second, burst) in [
+            ("{ per_second = 50, burst = 100 }", 50.0, 100),
+            ("{ per_second = 50 }", 50.0, 50),
+            ("{ per_second = 2.5 }", 2.5, 3),
+            ("{ per_second = 0.2 }", 0.2, 1),
+        ] {
+            let config = with_rate(rate).expect(rate);
+            let read = config.destinations["ci"].rate.expect("a rate");
+            assert_eq!(read.per_second, per_second, "{rate}");
+            assert_eq!(read.burst().get(), burst, "{rate}");
+        }
+        let read = with_rate("{ per_second = 4 }").expect("valid");
+        assert_eq!(
+            read.destinations["ci"].rate.expect("a rate").period(),
+            Duration::from_millis(250)
+        );
+        // A rate built in code out of the file's range is held to it, never a panic.
+        for (per_second, period) in [
+            (0.0, Duration::from_secs(1000)),
+            (f64::NAN, Duration::from_secs(1000)),
+            (f64::INFINITY, Duration::from_micros(1)),
+        ] {
+            let rate = DeliveryRate {
+                per_second,
+                burst: None,
+            };
+            assert_eq!(rate.period(), period, "{per_second}");
+            assert!(rate.burst().get() >= 1);
+        }
+        for (rate, wanted) in [
+            ("{ per_second = 0 }", "per_second = 0 is out of range"),
+            ("{ per_second = -5 }", "per_second = -5 is out of range"),
+            ("{ per_second = nan }", "out of range"),
+            ("{ per_second = 2000000 }", "between 0.001 and 1000000"),
+            ("{ per_second = 5, burst = 0 }", "burst = 0 is out of range"),
+            ("{ burst = 5 }", "missing field `per_second`"),
+            ("{ per_second = 5, brust = 5 }", "unknown field `brust`"),
+            ("50", "expected struct DeliveryRate"),
+        ] {
+            let errors = with_rate(rate).unwrap_err();
+            assert_eq!(errors.0[0].key, "destinations.ci", "{errors}");
+            assert_eq!(errors.0[0].line, Some(11), "{errors}");
+            assert!(errors.0[0].message.contains(wanted), "{rate}: {errors}");
+        }
+    }
+
+    #[test]
     fn nats_keys_are_checked_and_located() {
         let nats = |queue: &str| parse(&format!("{VALID}\n[queue]\n{queue}\n"));
         let config = nats("backend = \"nats\"\nurl = \"nats://127.0.0.1:4222\"").expect("valid");
@@ -383,6 +479,10 @@ destinations = ["ci"]
             ("stream = \"a.b\"", "a stream name is 1 to 32 letters"),
             ("replicas = 7", "replicas = 7 is out of range"),
             ("ack_wait = \"10ms\"", "ack_wait = 10ms is out of range"),
+            (
+                "partitions = 2000",
+                "partitions = 2000 is out of range: must be between 1 and 1024",
+            ),
             ("user = \"u\"", "`user` and `password` go together"),
             ("path = \"data\"", "remove `path`"),
         ] {
@@ -426,6 +526,56 @@ destinations = ["ci"]
             assert_eq!(errors.0[0].line, Some(7), "{errors}");
             assert!(errors.to_string().starts_with("test.toml:7:"), "{errors}");
             assert!(errors.0[0].message.contains(message), "{errors}");
+        }
+    }
+
+    #[test]
+    fn tls_files_are_found_from_the_config_folder_and_read_at_load() {
+        let with = |server: &str, destination: &str| {
+            VALID
+                .replace(
+                    "queue_capacity = 10",
+                    &format!("queue_capacity = 10\n{server}"),
+                )
+                .replace(
+                    "timeout = \"2s\"",
+                    &format!("timeout = \"2s\"\n{destination}"),
+                )
+        };
+        let source = Path::new("/etc/router/r.toml");
+        let text = with(
+            "tls = { cert = \"certs/a.pem\", key = \"/keys/a.key\" }",
+            "",
+        );
+        let errors = Config::parse(&text, source).unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert_eq!(errors.0[0].key, "server.tls");
+        assert_eq!(errors.0[0].line, Some(7));
+        assert!(
+            errors.0[0]
+                .message
+                .starts_with("cannot read /etc/router/certs/a.pem:"),
+            "{errors}"
+        );
+
+        let text = with(
+            "admin_tls = { cert = \"a.pem\", key = \"a.key\", chain = \"c\" }",
+            "",
+        );
+        let errors = Config::parse(&text, source).unwrap_err();
+        assert!(
+            errors.to_string().contains("unknown field `chain`"),
+            "{errors}"
+        );
+
+        let text = with("", "ca = \"ca.pem\"\nclient_key = \"k.pem\"");
+        let errors = Config::parse(&text, source).unwrap_err().to_string();
+        for wanted in [
+            "destinations.ci.url: `ca` and `client_cert` need an https URL",
+            "destinations.ci.ca: cannot read /etc/router/ca.pem",
+            "destinations.ci.client_cert: `client_cert` and `client_key` go together",
+        ] {
+            assert!(errors.contains(wanted), "{wanted} in {errors}");
         }
     }
 

@@ -94,6 +94,13 @@ pub struct QueueConfig {
         deserialize_with = "bounds::nats_max_ack_pending"
     )]
     pub max_ack_pending: NonZeroUsize,
+    /// With `backend = "nats"`: the partitions ordered keys are spread over, per destination;
+    /// each partition is delivered by one router at a time.
+    #[serde(
+        default = "defaults::nats_partitions",
+        deserialize_with = "bounds::nats_partitions"
+    )]
+    pub partitions: NonZeroUsize,
 }
 
 impl Default for QueueConfig {
@@ -115,6 +122,7 @@ impl Default for QueueConfig {
             ack_wait: defaults::nats_ack_wait(),
             publish_timeout: defaults::nats_publish_timeout(),
             max_ack_pending: defaults::nats_max_ack_pending(),
+            partitions: defaults::nats_partitions(),
         }
     }
 }
@@ -220,6 +228,9 @@ mod defaults {
     }
     pub fn nats_max_ack_pending() -> NonZeroUsize {
         NonZeroUsize::new(1000).expect("non-zero")
+    }
+    pub fn nats_partitions() -> NonZeroUsize {
+        NonZeroUsize::new(16).expect("non-zero")
     }
     pub fn journal_max_bytes() -> ByteSize {
         ByteSize(4 * 1024 * 1024 * 1024)

@@ -10,6 +10,7 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 use super::error::{ConfigError, ErrorSink};
+use super::order::{OnDeadLetter, OrderConfig, RawOrder};
 use super::{
     ByteSize, DedupConfig, EnvString, HumanDuration, bounds, deserialize_item, is_identifier,
     list_or_none, verify,
@@ -44,6 +45,8 @@ pub struct RouteConfig {
     pub keep_headers: Vec<String>,
     /// Destinations a plugin's `fan-out` may name besides the route's `destinations`.
     pub fan_out: Vec<String>,
+    /// How deliveries of events with the same key are ordered, if they are.
+    pub order: Option<OrderConfig>,
 }
 
 /// A route's `unverified` key: what a route without `verify` may do all the same.
@@ -187,6 +190,12 @@ pub(super) struct RawRoute {
     unverified: Option<Spanned<Unverified>>,
     #[serde(default)]
     fan_out: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    order_by: Option<Spanned<String>>,
+    #[serde(default)]
+    order_by_header: Option<Spanned<String>>,
+    #[serde(default)]
+    on_dead_letter: Option<Spanned<OnDeadLetter>>,
 }
 
 /// The raw shape of a plugin entry.
@@ -375,6 +384,12 @@ pub(super) fn validate_routes(
             }
             limit.into_inner()
         });
+        let order = RawOrder {
+            order_by: route.order_by,
+            order_by_header: route.order_by_header,
+            on_dead_letter: route.on_dead_letter,
+        }
+        .build(&key, sink);
         routes.push(RouteConfig {
             id: route.id.into_inner(),
             path: route.path.into_inner(),
@@ -393,6 +408,7 @@ pub(super) fn validate_routes(
             inspect_bodies: route.inspect_bodies,
             keep_headers,
             fan_out: fan_out.into_iter().map(Spanned::into_inner).collect(),
+            order,
         });
     }
     routes

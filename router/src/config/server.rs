@@ -1,5 +1,5 @@
-//! The `[server]` table: listener addresses, ingress limits and admin settings, with their
-//! defaults, and the checks between them.
+//! The `[server]` table: listener addresses (and their TLS certificates), ingress limits and
+//! admin settings, with their defaults, and the checks between them.
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::error::ErrorSink;
+use super::tls::TlsFiles;
 use super::{ByteSize, HumanDuration, Secret, bounds};
 
 /// The `[server]` table.
@@ -107,6 +108,12 @@ pub struct ServerConfig {
     /// Proxies whose `X-Forwarded-For` is believed when checking a route's `allow_ips`.
     #[serde(default)]
     pub trusted_proxies: Vec<crate::allow_list::Cidr>,
+    /// The certificate the ingress serves over TLS (HTTPS); plain HTTP when not set.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    /// The certificate the admin listener serves over TLS; plain HTTP when not set.
+    #[serde(default)]
+    pub admin_tls: Option<TlsFiles>,
 }
 
 /// The largest request body accepted when `max_body_bytes` is not set (and the NATS server, if
@@ -167,6 +174,8 @@ impl Default for ServerConfig {
             admin_token: None,
             admin_public: false,
             trusted_proxies: Vec::new(),
+            tls: None,
+            admin_tls: None,
         }
     }
 }

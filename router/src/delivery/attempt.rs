@@ -4,13 +4,17 @@
 //! destination's `Retry-After`, if any). Everything else — other 4xx, 3xx (redirects are not
 //! followed) — is permanent and goes straight to the dead letters.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use tracing::Span;
+use tracing::field::Empty;
 
 use crate::config::{DestinationConfig, RetryConfig};
 use crate::delivery::backoff::parse_retry_after;
+use crate::delivery::client::{self, ClientError};
 use crate::event::Event;
+use crate::telemetry;
 use crate::verify::StandardSigner;
 
 /// How much of an error response's body is kept for the dead-letter record.
@@ -36,6 +40,8 @@ pub struct Destination {
     pub timeout: Duration,
     /// Most requests at once.
     pub max_in_flight: usize,
+    /// Most attempts a second, if set.
+    pub rate: Option<crate::config::DeliveryRate>,
     /// Retry policy.
     pub retry: RetryConfig,
     /// When to stop attempts to it while it keeps failing.
@@ -44,6 +50,34 @@ pub struct Destination {
     pub headers: HeaderMap,
     /// Signs each attempt (Standard Webhooks), if configured.
     pub signer: Option<StandardSigner>,
+    /// Its own HTTP client (a `ca` or a `client_cert`), or `None` for the shared one.
+    pub client: Option<reqwest::Client>,
+}
+
+/// Why a destination cannot be built from its config.
+#[derive(Debug, thiserror::Error)]
+pub enum DestinationError {
+    /// A header cannot be used.
+    #[error(transparent)]
+    Header(#[from] InvalidHeader),
+    /// Its own HTTP client cannot be built.
+    #[error("destination {destination:?}: {source}")]
+    Client {
+        /// Destination name.
+        destination: String,
+        /// Why.
+        source: ClientError,
+    },
+}
+
+impl DestinationError {
+    /// The key at fault within the destination's table.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::Header(_) => "headers",
+            Self::Client { source, .. } => source.key(),
+        }
+    }
 }
 
 /// A destination's configured header could not be used.
@@ -57,8 +91,8 @@ pub struct InvalidHeader {
 }
 
 impl Destination {
-    /// Builds a destination from its config.
-    pub fn from_config(name: &str, config: &DestinationConfig) -> Result<Self, InvalidHeader> {
+    /// Builds a destination from its config (reading its TLS files, if any, now).
+    pub fn from_config(name: &str, config: &DestinationConfig) -> Result<Self, DestinationError> {
         let mut headers = HeaderMap::new();
         for (header, value) in &config.headers {
             let invalid = || InvalidHeader {
@@ -75,10 +109,15 @@ impl Destination {
             url: config.url.0.clone(),
             timeout: crate::clock::cap(config.timeout.0),
             max_in_flight: config.max_in_flight.get(),
+            rate: config.rate,
             retry: config.retry,
             circuit: config.circuit,
             headers,
             signer: config.sign.as_ref().map(|sign| sign.0.clone()),
+            client: client::for_destination(config).map_err(|source| DestinationError::Client {
+                destination: name.to_owned(),
+                source,
+            })?,
         })
     }
 }
@@ -109,7 +148,7 @@ pub enum AttemptOutcome {
     },
 }
 
-/// Sends delivery attempts over one shared, pooled HTTP client.
+/// Sends delivery attempts over one shared, pooled HTTP client, or a destination's own.
 #[derive(Debug, Clone)]
 pub struct Deliverer {
     client: reqwest::Client,
@@ -118,41 +157,88 @@ pub struct Deliverer {
 impl Deliverer {
     /// A deliverer with a pooled rustls client that does not follow redirects.
     pub fn new() -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("webhook-router/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(10))
-            .build()?;
-        Ok(Self { client })
+        Ok(Self {
+            client: client::shared()?,
+        })
     }
 
     /// POSTs `event` to `destination` once.
+    ///
+    /// The request is put together from the destination's parts built once (its parsed `Url`,
+    /// its header block, its keyed signer) and the event's shared `Bytes` body, and sent with
+    /// `Client::execute`: no request builder, no per-attempt parsing on our side. Under an
+    /// [`attempt_span`] (tracing on), the request carries that span's `traceparent`, and the
+    /// span gets the destination, the status and the duration.
     pub async fn attempt(&self, destination: &Destination, event: &Event) -> AttemptOutcome {
-        let mut request = self
-            .client
-            .post(destination.url.clone())
-            .timeout(destination.timeout)
-            .headers(outbound_headers(destination, event))
-            .header(&WEBHOOK_ID, event.id.as_str())
-            .body(event.body.clone());
+        let span = telemetry::enabled().then(Span::current);
+        let started = Instant::now();
+        let mut request = reqwest::Request::new(http::Method::POST, destination.url.clone());
+        *request.timeout_mut() = Some(destination.timeout);
+        let headers = request.headers_mut();
+        *headers = outbound_headers(destination, event);
+        if let Some(span) = &span {
+            span.record("destination", destination.name.as_str());
+            telemetry::inject_current(headers);
+        }
+        // webhook-id, content-type and the two signing headers, without growing the map.
+        headers.reserve(4);
+        let Ok(id) = HeaderValue::from_str(&event.id) else {
+            return unbuildable("the event id");
+        };
+        headers.insert(&WEBHOOK_ID, id);
         if let Some(content_type) = event.content_type() {
-            request = request.header(http::header::CONTENT_TYPE, content_type);
+            headers.insert(http::header::CONTENT_TYPE, content_type.clone());
         }
         if let Some(signer) = &destination.signer {
             // Signed per attempt: a retry carries a fresh timestamp the receiver accepts.
             let timestamp = crate::event::unix_millis(SystemTime::now()) / 1000;
-            request = request.header(&WEBHOOK_TIMESTAMP, timestamp).header(
-                &WEBHOOK_SIGNATURE,
-                signer.sign(&event.id, timestamp, &event.body),
-            );
+            let signature = signer.sign(&event.id, timestamp, &event.body);
+            headers.insert(&WEBHOOK_TIMESTAMP, HeaderValue::from(timestamp));
+            let Ok(signature) = HeaderValue::try_from(signature) else {
+                return unbuildable("the signature");
+            };
+            headers.insert(&WEBHOOK_SIGNATURE, signature);
         }
-        match request.send().await {
+        *request.body_mut() = Some(event.body.clone().into());
+        let client = destination.client.as_ref().unwrap_or(&self.client);
+        let outcome = match client.execute(request).await {
             Ok(response) => classify_response(response).await,
             Err(error) => classify_error(&error, destination.timeout),
+        };
+        if let Some(span) = &span {
+            let (result, status) = match &outcome {
+                AttemptOutcome::Delivered { status } => ("delivered", Some(*status)),
+                AttemptOutcome::Retry { status, .. } => ("retry", *status),
+                AttemptOutcome::Permanent { status, .. } => ("failed", *status),
+            };
+            span.record("outcome", result);
+            if let Some(status) = status {
+                span.record("http.response.status_code", status);
+            }
+            span.record("duration_ms", started.elapsed().as_secs_f64() * 1000.0);
         }
+        outcome
+    }
+}
+
+/// The span of attempt `number` (from 1) to deliver `event`, a child of the span the event was
+/// accepted under ([`telemetry::continue_event_trace`]); [`Span::none`] when tracing is off.
+/// [`Deliverer::attempt`] fills in the rest under it.
+pub fn attempt_span(event: &Event, number: u32) -> Span {
+    let span = telemetry::span(|| {
+        tracing::info_span!("attempt", event_id = %event.id, route = %event.route,
+            attempt = number, destination = Empty, outcome = Empty,
+            http.response.status_code = Empty, duration_ms = Empty, trace_id = Empty)
+    });
+    telemetry::continue_event_trace(&span, event);
+    span
+}
+
+/// The outcome of an attempt whose request could not be built: `what` is no header value.
+fn unbuildable(what: &str) -> AttemptOutcome {
+    AttemptOutcome::Permanent {
+        status: None,
+        error: format!("cannot build request: {what} is not a valid header value"),
     }
 }
 

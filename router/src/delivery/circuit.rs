@@ -45,7 +45,8 @@ enum State {
 /// One destination's circuit. `webhook_destination_circuit_state` shows it: 0 closed,
 /// 1 half-open, 2 open.
 pub struct Circuit {
-    config: CircuitConfig,
+    /// Its settings, which a config reload may replace.
+    config: Mutex<CircuitConfig>,
     state: Mutex<State>,
     gauge: Gauge,
 }
@@ -53,7 +54,7 @@ pub struct Circuit {
 impl std::fmt::Debug for Circuit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Circuit")
-            .field("config", &self.config)
+            .field("config", &self.config())
             .field("state", &*self.lock())
             .finish_non_exhaustive()
     }
@@ -64,7 +65,7 @@ impl Circuit {
     pub fn new(config: CircuitConfig, gauge: Gauge) -> Circuit {
         gauge.set(0.0);
         Circuit {
-            config,
+            config: Mutex::new(config),
             state: Mutex::new(State::Closed {
                 failures: 0,
                 last_failure: None,
@@ -77,6 +78,22 @@ impl Circuit {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Its settings now.
+    fn config(&self) -> CircuitConfig {
+        *self
+            .config
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Applies `config` (a config reload) from the next recorded outcome on; the state stays.
+    pub fn reconfigure(&self, config: CircuitConfig) {
+        *self
+            .config
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = config;
     }
 
     /// `closed`, `half-open` or `open`.
@@ -106,6 +123,7 @@ impl Circuit {
     /// Records the outcome of an attempt that ended at `now`: `failed` for one the retry
     /// policy retries.
     pub fn record(&self, failed: bool, now: Instant) -> Option<&'static str> {
+        let config = self.config();
         let mut state = self.lock();
         let (next, change) = match (*state, failed) {
             (State::Closed { .. }, false) => (
@@ -123,14 +141,14 @@ impl Circuit {
                 true,
             ) => {
                 let in_window = last_failure
-                    .is_some_and(|at| now.saturating_duration_since(at) <= self.config.window.0);
+                    .is_some_and(|at| now.saturating_duration_since(at) <= config.window.0);
                 let failures = if in_window {
                     failures.saturating_add(1)
                 } else {
                     1
                 };
-                if failures >= self.config.failures.get() {
-                    let open_for = self.config.open_for.0;
+                if failures >= config.failures.get() {
+                    let open_for = config.open_for.0;
                     (
                         State::Open {
                             until: crate::clock::after(now, open_for),
@@ -156,7 +174,7 @@ impl Circuit {
                 Some("closed"),
             ),
             (State::HalfOpen { open_for }, true) => {
-                let open_for = open_for.saturating_mul(2).min(self.config.max_open_for.0);
+                let open_for = open_for.saturating_mul(2).min(config.max_open_for.0);
                 (
                     State::Open {
                         until: crate::clock::after(now, open_for),

@@ -43,6 +43,8 @@ use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use crate::allow_list::{Cidr, ClientAddr, client_ip, contains};
 use crate::config::{Config, RouteConfig};
@@ -57,6 +59,7 @@ use crate::plugin::{ChainOutcome, PluginChain};
 use crate::queue::{DestinationId, DispatchQueue, EnqueueError};
 use crate::rate_limit::{RouteRateLimit, retry_after_seconds};
 use crate::reply::{self, ResponseBody};
+use crate::telemetry;
 use crate::verify::{CREDENTIAL_HEADERS, Verifier, VerifyError};
 use metrics::Counter;
 
@@ -91,6 +94,8 @@ struct IngressRoute {
     allow_ips: Option<Vec<Cidr>>,
     /// Credential headers removed once the request is verified (not stored nor forwarded).
     removed_headers: Vec<HeaderName>,
+    /// Where the order key is read from, on an ordered route (`order_by`, `order_by_header`).
+    order_by: Option<crate::dedup::DedupKey>,
     metrics: RouteMetrics,
 }
 
@@ -106,7 +111,6 @@ pub struct RouteTable {
 /// What building a route table needs besides the config: the same for every table.
 #[derive(Debug)]
 struct TableParts {
-    destination_ids: HashMap<String, DestinationId>,
     journal: Option<Journal>,
     metrics: Metrics,
 }
@@ -120,7 +124,7 @@ impl IngressRoute {
         index: usize,
         refusals: &Arc<RefusalLog>,
         chain: Option<PluginChain>,
-        parts: &TableParts,
+        (parts, destination_ids): (&TableParts, &HashMap<String, DestinationId>),
         previous: Option<&IngressRoute>,
     ) -> Self {
         let metrics = &parts.metrics;
@@ -157,7 +161,7 @@ impl IngressRoute {
             destinations: route
                 .destinations
                 .iter()
-                .filter_map(|name| parts.destination_ids.get(name).copied())
+                .filter_map(|name| destination_ids.get(name).copied())
                 .collect(),
             chain: chain.map(Arc::new),
             verifier: route.verify.clone(),
@@ -171,6 +175,7 @@ impl IngressRoute {
                 .filter(|name| !route.keep_headers.iter().any(|kept| kept == *name))
                 .map(|name| HeaderName::from_static(name))
                 .collect(),
+            order_by: route.order.as_ref().map(|order| order.key.clone()),
             metrics: metrics.route(&route.id, ROUTE_STATUSES),
         }
     }
@@ -185,12 +190,12 @@ impl IngressRoute {
 }
 
 impl RouteTable {
-    /// The routes of `config` with the plugin chains in `chains` (by route id), keeping what
-    /// `previous` holds for routes whose settings are unchanged.
+    /// The routes of `config` with the plugin chains in `chains` (by route id) and its
+    /// destinations' ids, keeping what `previous` holds for routes whose settings are unchanged.
     fn new(
         config: &Config,
         mut chains: HashMap<String, PluginChain>,
-        parts: &TableParts,
+        parts: (&TableParts, &HashMap<String, DestinationId>),
         previous: Option<&RouteTable>,
     ) -> Self {
         let refusals = Arc::new(RefusalLog::new(
@@ -265,11 +270,10 @@ impl Ingress {
         metrics: &Metrics,
     ) -> Self {
         let parts = TableParts {
-            destination_ids: destination_ids.clone(),
             journal: journal.cloned(),
             metrics: metrics.clone(),
         };
-        let table = RouteTable::new(config, chains, &parts, None);
+        let table = RouteTable::new(config, chains, (&parts, destination_ids), None);
         Self {
             table: ArcSwap::from_pointee(table),
             parts,
@@ -288,11 +292,22 @@ impl Ingress {
         }
     }
 
-    /// The routes of `config` (a reload), with the plugin chains in `chains` (by route id),
-    /// for [`Ingress::switch`]: dedup windows and rate limiters of routes whose settings are
-    /// unchanged are kept from the table serving.
-    pub fn prepare(&self, config: &Config, chains: HashMap<String, PluginChain>) -> RouteTable {
-        RouteTable::new(config, chains, &self.parts, Some(&self.table.load()))
+    /// The routes of `config` (a reload), with the plugin chains in `chains` (by route id)
+    /// and its destinations' ids in `destination_ids`, for [`Ingress::switch`]: dedup windows
+    /// and rate limiters of routes whose settings are unchanged are kept from the table
+    /// serving.
+    pub fn prepare(
+        &self,
+        config: &Config,
+        chains: HashMap<String, PluginChain>,
+        destination_ids: &HashMap<String, DestinationId>,
+    ) -> RouteTable {
+        RouteTable::new(
+            config,
+            chains,
+            (&self.parts, destination_ids),
+            Some(&self.table.load()),
+        )
     }
 
     /// Switches to `table`; requests already inside go on with the table they started with.
@@ -362,7 +377,17 @@ impl Ingress {
             self.unmatched.count_request(404);
             return reply::error(StatusCode::NOT_FOUND, "no route for this path");
         };
-        let response = self.accept(route, request, peer).await;
+        // The event's root span; its `event_id` is recorded once the event has one.
+        let span = telemetry::span(|| {
+            tracing::info_span!("ingress", route = %route.id, event_id = Empty,
+                http.response.status_code = Empty, trace_id = Empty)
+        });
+        telemetry::continue_sender_trace(&span, request.headers());
+        let response = self
+            .accept(route, request, peer)
+            .instrument(span.clone())
+            .await;
+        span.record("http.response.status_code", response.status().as_u16());
         route.metrics.count_request(response.status().as_u16());
         response
     }
@@ -474,7 +499,7 @@ impl Ingress {
         };
         let verified = match &route.verifier {
             None => None,
-            Some(verifier) => match verifier.verify(&parts.headers, &body, SystemTime::now()) {
+            Some(verifier) => match verify(verifier, &parts.headers, &body) {
                 Ok(()) => {
                     if let Some(Err(wait)) = route.rate_limit().map(RouteRateLimit::check) {
                         route.refusals.refused(
@@ -494,6 +519,11 @@ impl Ingress {
             },
         };
         self.metrics.record_body_bytes(body.len());
+        // Read from the request as received, before plugins: the events they make carry it.
+        let order_key = route
+            .order_by
+            .as_ref()
+            .and_then(|key| key.read(&parts.headers, &body));
         for name in &route.removed_headers {
             parts.headers.remove(name);
         }
@@ -503,6 +533,9 @@ impl Ingress {
             headers.insert(VERIFIED_HEADER, HeaderValue::from_static(preset));
         }
         let id = Event::new_id();
+        if telemetry::enabled() {
+            tracing::Span::current().record("event_id", id.as_str());
+        }
         let dedup_key = route
             .dedup()
             .and_then(|store| Some((store, store.key().read(&parts.headers, &body)?)));
@@ -566,6 +599,8 @@ impl Ingress {
             body,
             received_at: SystemTime::now(),
             plugin_headers: None,
+            order_key,
+            trace: telemetry::current_event_trace(),
         };
         self.inspect
             .received(&event, dedup_key.as_ref().map(|(_, key)| key.as_str()));
@@ -585,14 +620,25 @@ impl Ingress {
         let id = event.id.clone();
         let bytes = event.body.len();
         let mut verdicts = Vec::new();
+        let enqueue = || telemetry::span(|| tracing::info_span!("enqueue"));
         let queued = match &route.chain {
-            None => self.queue.enqueue(event, route.destinations.clone()).await,
+            None => {
+                self.queue
+                    .enqueue(event, route.destinations.clone())
+                    .instrument(enqueue())
+                    .await
+            }
             Some(chain) => match chain.run(event, &route.destinations, &mut verdicts).await {
                 ChainOutcome::Deliver(mut events) if events.len() == 1 => {
                     let (event, destinations) = events.remove(0);
-                    self.queue.enqueue(event, destinations).await
+                    self.queue
+                        .enqueue(event, destinations)
+                        .instrument(enqueue())
+                        .await
                 }
-                ChainOutcome::Deliver(events) => self.queue.enqueue_all(events).await,
+                ChainOutcome::Deliver(events) => {
+                    self.queue.enqueue_all(events).instrument(enqueue()).await
+                }
                 ChainOutcome::Drop { reason } => {
                     self.inspect
                         .decided(&id, verdicts, Decision::Dropped(reason));
@@ -669,6 +715,17 @@ impl Ingress {
             Ok(()) => reply::error(StatusCode::UNAUTHORIZED, &error.to_string()),
         }
     }
+}
+
+/// Checks the sender's signature under a `verify` span (when tracing) saying which preset
+/// checked it and whether it held.
+fn verify(verifier: &Verifier, headers: &HeaderMap, body: &[u8]) -> Result<(), VerifyError> {
+    let span = telemetry::span(|| {
+        tracing::info_span!("verify", preset = verifier.preset(), verified = Empty)
+    });
+    let verdict = span.in_scope(|| verifier.verify(headers, body, SystemTime::now()));
+    span.record("verified", verdict.is_ok());
+    verdict
 }
 
 /// `202 {"id": ...}`.

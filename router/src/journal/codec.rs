@@ -1,8 +1,12 @@
 //! How an [`Event`] is written into a journal record, and read back.
 //!
-//! `[postcard metadata][body]`: the metadata (ids, route, request line, headers, times, and
-//! whatever the caller adds in front) is postcard, compact and versionless; the body follows
-//! as it is, so reading it back is one copy.
+//! `[postcard metadata][body][extension]`: the metadata (ids, route, request line, headers,
+//! times, and whatever the caller adds in front) is postcard, compact and versionless; the body
+//! follows as it is, so reading it back is one copy. The metadata gives the body's length, so
+//! what follows it is the [`Extension`]: fields added since the first layout (the order key),
+//! postcard too. It is written only when one of them is set, so an event without them is
+//! written exactly as before (and read by older routers), and a record written before the
+//! extension existed reads with none.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -19,7 +23,8 @@ use crate::event::Event;
 pub struct CodecError(String);
 
 impl CodecError {
-    fn new(what: impl std::fmt::Display) -> Self {
+    /// An error saying `what`.
+    pub(crate) fn new(what: impl std::fmt::Display) -> Self {
         Self(what.to_string())
     }
 }
@@ -49,6 +54,14 @@ struct EventMetaRef<'a> {
     received_at_ms: u64,
     plugin_headers: Option<Vec<(&'a str, &'a [u8])>>,
     body_len: u64,
+}
+
+/// What follows the body: fields added since the first layout, each `None` when unset. (New
+/// fields go at the end, as `Option`s: postcard reads a shorter extension as far as it goes
+/// only if the struct is cut there, so an extension is never shortened.)
+#[derive(Serialize, Deserialize)]
+struct Extension<K> {
+    order_key: Option<K>,
 }
 
 /// Headers as `EventMeta`'s list of (name, value) pairs, borrowed. (A list of known length:
@@ -91,19 +104,40 @@ pub fn encode<T: Serialize>(head: &T, event: &Event, out: &mut Vec<u8>) {
         return;
     }
     out.extend_from_slice(&event.body);
+    if event.order_key.is_some() {
+        let extension = Extension {
+            order_key: event.order_key.as_deref(),
+        };
+        if let Err(error) = postcard::to_io(&extension, &mut *out) {
+            tracing::error!(%error, "journal: an event could not be encoded");
+            out.truncate(start);
+        }
+    }
+}
+
+/// Whether `event` is written with an [`Extension`] (a layout older readers do not know).
+pub fn extended(event: &Event) -> bool {
+    event.order_key.is_some()
 }
 
 /// Reads back what [`encode`] wrote.
 pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<(T, Event), CodecError> {
-    let ((head, meta), body) =
+    let ((head, meta), rest) =
         postcard::take_from_bytes::<(T, EventMeta)>(bytes).map_err(CodecError::new)?;
-    if body.len() as u64 != meta.body_len {
+    let body_len = usize::try_from(meta.body_len).unwrap_or(usize::MAX);
+    let Some((body, extension)) = rest.split_at_checked(body_len) else {
         return Err(CodecError::new(format!(
             "body of {} bytes where {} were written",
-            body.len(),
+            rest.len(),
             meta.body_len
         )));
-    }
+    };
+    let extension = if extension.is_empty() {
+        Extension { order_key: None }
+    } else {
+        postcard::from_bytes::<Extension<String>>(extension)
+            .map_err(|error| CodecError::new(format!("its extension: {error}")))?
+    };
     let event = Event {
         id: meta.id,
         route: meta.route,
@@ -118,6 +152,10 @@ pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<(T, Event), 
             .map(header_map)
             .transpose()?
             .map(Box::new),
+        order_key: extension.order_key,
+        // The span context is the running process's own; a restart continues the sender's
+        // `traceparent`, which is in `headers`.
+        trace: None,
     };
     Ok((head, event))
 }
@@ -157,6 +195,8 @@ mod tests {
             body: Bytes::from_static(b"\x00\xffbody{}"),
             received_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             plugin_headers: Some(Box::new(plugin)),
+            order_key: None,
+            trace: None,
         };
         let mut out = Vec::new();
         encode(&(7u32, vec!["a".to_owned()]), &event, &mut out);
@@ -164,11 +204,33 @@ mod tests {
         assert_eq!((n, names), (7, vec!["a".to_owned()]));
         assert_eq!(back.id, event.id);
         assert_eq!(back.method, Method::PUT);
-        assert_eq!((back.path, back.query), (event.path, event.query));
+        assert_eq!((&back.path, &back.query), (&event.path, &event.query));
         assert_eq!(back.headers, event.headers);
         assert_eq!(back.plugin_headers, event.plugin_headers);
         assert_eq!(back.body, event.body);
         assert_eq!(back.received_at, event.received_at);
+        assert_eq!(back.order_key, None);
         assert!(decode::<(u32, Vec<String>)>(&out[..out.len() - 1]).is_err());
+
+        // With an order key: the same bytes, and the extension after the body.
+        let keyed = Event {
+            order_key: Some("order-7".into()),
+            ..event
+        };
+        let mut extended = Vec::new();
+        encode(&(7u32, vec!["a".to_owned()]), &keyed, &mut extended);
+        assert_eq!(
+            &extended[..out.len()],
+            &out[..],
+            "the first layout, then more"
+        );
+        let (_, back): ((u32, Vec<String>), Event) = decode(&extended).expect("decodes");
+        assert_eq!(back.order_key.as_deref(), Some("order-7"));
+        assert_eq!(back.body, keyed.body);
+        let cut = &extended[..extended.len() - 1];
+        assert!(
+            decode::<(u32, Vec<String>)>(cut).is_err(),
+            "a cut extension"
+        );
     }
 }

@@ -14,7 +14,7 @@ pub mod catalogue;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use metrics::{
     Counter, CounterFn, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder,
@@ -373,6 +373,15 @@ impl Metrics {
         self.destination_gauge(&catalogue::DESTINATION_HELD, destination)
     }
 
+    /// Counter of the whole seconds `destination`'s deliveries waited for its `rate`,
+    /// registered now (so that it shows as 0).
+    pub fn destination_throttled(&self, destination: &str) -> Counter {
+        self.counter(
+            &catalogue::DESTINATION_THROTTLED,
+            vec![Label::new("destination", destination.to_owned())],
+        )
+    }
+
     /// Gauge `webhook_nats_connected` (registered with the NATS backend only).
     pub fn nats_connected(&self) -> Gauge {
         self.gauge(&catalogue::NATS_CONNECTED, Vec::new())
@@ -381,6 +390,11 @@ impl Metrics {
     /// Gauge of `destination`'s `max_held`.
     pub fn destination_max_held(&self, destination: &str) -> Gauge {
         self.destination_gauge(&catalogue::DESTINATION_MAX_HELD, destination)
+    }
+
+    /// Gauge of the order keys with events waiting at `destination` behind an earlier one.
+    pub fn ordered_keys_waiting(&self, destination: &str) -> Gauge {
+        self.destination_gauge(&catalogue::ORDERED_KEYS_WAITING, destination)
     }
 
     /// Gauge of the age of the oldest event `destination` holds.
@@ -426,9 +440,20 @@ impl Metrics {
             closed_header_timeout: self
                 .counter(&catalogue::CLOSED_CONNECTIONS, labels("header_timeout")),
             evicted: self.counter(&catalogue::CLOSED_CONNECTIONS, labels("evicted")),
+            closed_tls_handshake: self
+                .counter(&catalogue::CLOSED_CONNECTIONS, labels("tls_handshake")),
             busy: self.counter(&catalogue::REJECTED_REQUESTS, labels("busy")),
             client_busy: self.counter(&catalogue::REJECTED_REQUESTS, labels("client_busy")),
         }
+    }
+
+    /// Gauge of when the certificate `listener` serves over TLS expires (its notAfter, Unix
+    /// seconds).
+    pub fn tls_cert_expiry(&self, listener: &'static str) -> Gauge {
+        self.gauge(
+            &catalogue::TLS_CERT_EXPIRY,
+            vec![Label::new("listener", listener)],
+        )
     }
 
     /// Counter of the requests on `listener` whose body arrived slower than `min_body_rate`
@@ -612,12 +637,13 @@ impl RouteMetrics {
 
 /// Delivery handles by (route, destination). The pairs a route connects are registered up
 /// front, so they show as 0 before the first delivery; any other pair a route's events reach
-/// (a plugin fanning out to a destination the config did not suggest) is registered on its
-/// first delivery. Pairs no event takes never appear.
+/// (a plugin fanning out to a destination the config did not suggest, a route or destination a
+/// config reload added) is registered on its first delivery. Pairs no event takes never appear.
 pub struct DeliveryTable {
     metrics: Metrics,
-    destinations: Vec<String>,
-    routes: HashMap<String, Vec<OnceLock<DeliveryMetrics>>>,
+    /// Destination names by id; a config reload adds to them.
+    destinations: RwLock<Vec<String>>,
+    pairs: RwLock<HashMap<(String, usize), DeliveryMetrics>>,
 }
 
 impl fmt::Debug for DeliveryTable {
@@ -629,24 +655,17 @@ impl fmt::Debug for DeliveryTable {
 }
 
 impl DeliveryTable {
-    /// A table for `routes` and `destinations` (by index), registering each of `connected`:
-    /// (route, destination index) pairs.
+    /// A table for `destinations` (by index), registering each of `connected`: (route,
+    /// destination index) pairs.
     pub fn new<'a>(
         metrics: &Metrics,
-        routes: impl IntoIterator<Item = &'a str>,
         destinations: Vec<String>,
         connected: impl IntoIterator<Item = (&'a str, usize)>,
     ) -> Self {
         let table = Self {
             metrics: metrics.clone(),
-            routes: routes
-                .into_iter()
-                .map(|route| {
-                    let slots = destinations.iter().map(|_| OnceLock::new()).collect();
-                    (route.to_owned(), slots)
-                })
-                .collect(),
-            destinations,
+            destinations: RwLock::new(destinations),
+            pairs: RwLock::default(),
         };
         for (route, destination) in connected {
             table.get(route, destination);
@@ -654,12 +673,43 @@ impl DeliveryTable {
         table
     }
 
+    /// Adds destination `name` (a config reload), under the next id.
+    pub fn add_destination(&self, name: String) {
+        self.destinations
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(name);
+    }
+
+    /// Counter of the whole seconds `destination`'s deliveries waited for its `rate`, for a
+    /// lane made after start (a destination a reload adds).
+    pub fn destination_throttled(&self, destination: &str) -> Counter {
+        self.metrics.destination_throttled(destination)
+    }
+
     /// The handles of `route`'s deliveries to destination `destination`, registered now if
-    /// this is the pair's first; `None` for a route or destination the table does not know.
-    pub fn get(&self, route: &str, destination: usize) -> Option<&DeliveryMetrics> {
-        let slot = self.routes.get(route)?.get(destination)?;
-        let name = &self.destinations[destination];
-        Some(slot.get_or_init(|| self.metrics.delivery(route, name)))
+    /// this is the pair's first; `None` for a destination the table does not know.
+    pub fn get(&self, route: &str, destination: usize) -> Option<DeliveryMetrics> {
+        let key = (route.to_owned(), destination);
+        if let Some(handles) = self
+            .pairs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return Some(handles.clone());
+        }
+        let name = self
+            .destinations
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(destination)?
+            .clone();
+        let mut pairs = self.pairs.write().unwrap_or_else(PoisonError::into_inner);
+        let handles = pairs
+            .entry(key)
+            .or_insert_with(|| self.metrics.delivery(route, &name));
+        Some(handles.clone())
     }
 }
 
@@ -718,6 +768,8 @@ pub struct ListenerMetrics {
     pub closed_header_timeout: Counter,
     /// `webhook_connections_closed_total{reason="evicted"}`.
     pub evicted: Counter,
+    /// `webhook_connections_closed_total{reason="tls_handshake"}`.
+    pub closed_tls_handshake: Counter,
     /// `webhook_rejected_requests_total{reason="busy"}`.
     pub busy: Counter,
     /// `webhook_rejected_requests_total{reason="client_busy"}`.
@@ -832,7 +884,7 @@ mod tests {
     fn delivery_pairs_appear_when_connected_or_first_used_and_never_otherwise() {
         let metrics = Metrics::new();
         let names = vec!["a".to_owned(), "b".to_owned(), "c".to_owned()];
-        let table = DeliveryTable::new(&metrics, ["r1", "r2"], names, [("r1", 0), ("r2", 1)]);
+        let table = DeliveryTable::new(&metrics, names, [("r1", 0), ("r2", 1)]);
         let series = |route: &str, destination: &str| {
             format!(
                 "webhook_deliveries_total{{route=\"{route}\",destination=\"{destination}\",outcome=\"delivered\"}}"
@@ -852,7 +904,14 @@ mod tests {
         let text = metrics.render();
         assert!(text.contains(&format!("{} 1", series("r1", "c"))), "{text}");
         assert!(!text.contains(&series("r2", "c")), "{text}");
-        assert!(table.get("r3", 0).is_none());
         assert!(table.get("r1", 3).is_none());
+        // A route and a destination a reload added are registered on their first delivery.
+        table.add_destination("d".to_owned());
+        table.get("r3", 3).expect("added").delivered.increment(1);
+        assert!(
+            metrics
+                .render()
+                .contains(&format!("{} 1", series("r3", "d")))
+        );
     }
 }

@@ -133,6 +133,8 @@ pub fn from_guest(
         body: Bytes::from(guest.body),
         received_at: original.received_at,
         plugin_headers,
+        order_key: original.order_key.clone(),
+        trace: original.trace.clone(),
     })
 }
 

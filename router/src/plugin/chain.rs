@@ -15,12 +15,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tracing::Instrument;
+use tracing::field::Empty;
+
 use super::bindings::{Verdict, from_guest};
 use super::{CallOutcome, LoadedPlugin, OnPluginError, PluginErrorKind, PluginFailure};
 use crate::event::Event;
 use crate::inspect::PluginVerdict;
 use crate::metrics::{Metrics, PluginMetrics};
 use crate::queue::DestinationId;
+use crate::telemetry;
 
 /// What a chain decided for an event.
 #[derive(Debug)]
@@ -103,14 +107,30 @@ impl PluginChain {
     ) -> ChainOutcome {
         for step in &self.steps {
             let started = Instant::now();
-            let CallOutcome { result, stdio, .. } = step.plugin.call(&event).await;
+            let span = telemetry::span(|| {
+                tracing::info_span!(
+                    "plugin",
+                    plugin = step.plugin.name(),
+                    verdict = Empty,
+                    fuel = Empty
+                )
+            });
+            let CallOutcome {
+                result,
+                stdio,
+                fuel_used,
+            } = step.plugin.call(&event).instrument(span.clone()).await;
             step.metrics
                 .duration
                 .record(started.elapsed().as_secs_f64());
             stdio.log(step.plugin.name(), &self.route, &event.id);
             step.metrics.stdio_cut.increment(stdio.cut_lines);
             let acted = result.and_then(|verdict| self.act_on(verdict, &event));
-            verdicts.push(noted(step.plugin.name(), &acted));
+            let verdict = noted(step.plugin.name(), &acted);
+            span.record("verdict", verdict.verdict.as_str());
+            span.record("fuel", fuel_used);
+            drop(span);
+            verdicts.push(verdict);
             let failure = match acted {
                 Ok(Acted::Next(changed)) => {
                     step.metrics.forward.increment(1);

@@ -45,6 +45,8 @@ pub fn trial_event(route: &str, body: Vec<u8>, mut headers: HeaderMap) -> Event 
         body: Bytes::from(body),
         received_at: SystemTime::now(),
         plugin_headers: None,
+        order_key: None,
+        trace: None,
     }
 }
 

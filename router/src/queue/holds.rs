@@ -13,18 +13,41 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::SystemTime;
 
+use arc_swap::ArcSwap;
 use metrics::{Gauge, Histogram};
 
 use super::DestinationId;
+use crate::config::Config;
 use crate::event::{Event, unix_millis};
 use crate::metrics::Metrics;
+
+/// Each destination's cap (`max_held`) by name, in id order (the config's): its own, or its
+/// default share of `queue_capacity`, half of it, so that one that stops answering leaves the
+/// other half to the rest (the whole of it when it is the only one).
+pub fn held_caps(config: &Config) -> Vec<(String, usize)> {
+    let capacity = config.server.queue_capacity.get();
+    let default_share = if config.destinations.len() > 1 {
+        (capacity / 2).max(1)
+    } else {
+        capacity
+    };
+    config
+        .destinations
+        .iter()
+        .map(|(name, destination)| {
+            let limit = destination
+                .max_held
+                .map_or(default_share, std::num::NonZeroUsize::get);
+            (name.clone(), limit)
+        })
+        .collect()
+}
 
 /// Each destination's count of held events and its cap.
 #[derive(Debug)]
 pub struct Holds {
-    destinations: Vec<Hold>,
-    /// By destination id: the receipt times of the events holding a place there.
-    backlogs: Arc<Vec<Backlog>>,
+    /// By destination id; a config reload adds to it (never removes: ids stay valid).
+    destinations: Arc<ArcSwap<Vec<Arc<Hold>>>>,
     /// `webhook_event_latency_seconds{route}`, registered on a route's first event.
     latency: RwLock<HashMap<String, HistogramHandle>>,
     metrics: Option<Metrics>,
@@ -58,8 +81,8 @@ impl Backlog {
         }
     }
 
-    /// Sets the gauge to the age of the oldest held event at `now_ms` (0: none held).
-    fn collect(&self, now_ms: u64) {
+    /// The age of the oldest held event at `now_ms` (0: none held).
+    fn oldest_age_ms(&self, now_ms: u64) -> u64 {
         let oldest = self
             .since
             .lock()
@@ -67,17 +90,47 @@ impl Backlog {
             .keys()
             .next()
             .copied();
-        let age_ms = oldest.map_or(0, |received| now_ms.saturating_sub(received));
-        self.oldest_age.0.set(age_ms as f64 / 1000.0);
+        oldest.map_or(0, |received| now_ms.saturating_sub(received))
+    }
+
+    /// Sets the gauge to the age of the oldest held event at `now_ms` (0: none held).
+    fn collect(&self, now_ms: u64) {
+        self.oldest_age
+            .0
+            .set(self.oldest_age_ms(now_ms) as f64 / 1000.0);
     }
 }
 
 #[derive(Debug)]
 struct Hold {
     name: String,
-    limit: usize,
+    /// The receipt times of the events holding a place there.
+    backlog: Backlog,
+    /// Its `max_held`, which a config reload may change.
+    limit: AtomicUsize,
     held: AtomicUsize,
     gauge: GaugeHandle,
+}
+
+impl Hold {
+    /// The hold of destination `name`, capped at `limit`, with its gauges.
+    fn new(name: String, limit: usize, metrics: &Metrics) -> Hold {
+        let oldest_age = metrics.destination_oldest_age(&name);
+        oldest_age.set(0.0);
+        let gauge = metrics.destination_held(&name);
+        gauge.set(0.0);
+        metrics.destination_max_held(&name).set(limit as f64);
+        Hold {
+            backlog: Backlog {
+                since: Mutex::new(BTreeMap::new()),
+                oldest_age: GaugeHandle(oldest_age),
+            },
+            name,
+            limit: AtomicUsize::new(limit),
+            held: AtomicUsize::new(0),
+            gauge: GaugeHandle(gauge),
+        }
+    }
 }
 
 /// `webhook_destination_held{destination}` or `webhook_oldest_event_age_seconds{destination}`.
@@ -103,42 +156,23 @@ impl Holds {
     /// Caps for the destinations `(name, max_held)`, by id; their backlog gauges are set at
     /// each render of `metrics`.
     pub fn new(destinations: Vec<(String, usize)>, metrics: &Metrics) -> Holds {
-        let backlogs: Arc<Vec<Backlog>> = Arc::new(
-            destinations
-                .iter()
-                .map(|(name, _)| {
-                    let oldest_age = metrics.destination_oldest_age(name);
-                    oldest_age.set(0.0);
-                    Backlog {
-                        since: Mutex::new(BTreeMap::new()),
-                        oldest_age: GaugeHandle(oldest_age),
-                    }
-                })
-                .collect(),
-        );
-        let weak: Weak<Vec<Backlog>> = Arc::downgrade(&backlogs);
+        let table = destinations
+            .into_iter()
+            .map(|(name, limit)| Arc::new(Hold::new(name, limit, metrics)))
+            .collect();
+        let destinations = Arc::new(ArcSwap::from_pointee(table));
+        let weak: Weak<ArcSwap<Vec<Arc<Hold>>>> = Arc::downgrade(&destinations);
         metrics.on_render(move || {
-            if let Some(backlogs) = weak.upgrade() {
+            if let Some(destinations) = weak.upgrade() {
                 let now_ms = unix_millis(SystemTime::now());
-                backlogs.iter().for_each(|backlog| backlog.collect(now_ms));
+                let destinations = destinations.load();
+                destinations
+                    .iter()
+                    .for_each(|hold| hold.backlog.collect(now_ms));
             }
         });
         Holds {
-            destinations: destinations
-                .into_iter()
-                .map(|(name, limit)| {
-                    let gauge = metrics.destination_held(&name);
-                    gauge.set(0.0);
-                    metrics.destination_max_held(&name).set(limit as f64);
-                    Hold {
-                        name,
-                        limit,
-                        held: AtomicUsize::new(0),
-                        gauge: GaugeHandle(gauge),
-                    }
-                })
-                .collect(),
-            backlogs,
+            destinations,
             latency: RwLock::new(HashMap::new()),
             metrics: Some(metrics.clone()),
         }
@@ -147,11 +181,30 @@ impl Holds {
     /// No caps (a queue built without a destination table, as in unit tests).
     pub fn none() -> Holds {
         Holds {
-            destinations: Vec::new(),
-            backlogs: Arc::new(Vec::new()),
+            destinations: Arc::default(),
             latency: RwLock::new(HashMap::new()),
             metrics: None,
         }
+    }
+
+    /// Adds destination `name` with cap `limit` (a config reload): its id is the next one.
+    pub fn add(&self, name: String, limit: usize) -> DestinationId {
+        let Some(metrics) = &self.metrics else {
+            return self.destinations.load().len();
+        };
+        let hold = Arc::new(Hold::new(name, limit, metrics));
+        let mut id = 0;
+        self.destinations.rcu(|table| {
+            let mut table = Vec::clone(table);
+            id = table.len();
+            table.push(Arc::clone(&hold));
+            table
+        });
+        id
+    }
+
+    fn hold(&self, destination: DestinationId) -> Option<Arc<Hold>> {
+        self.destinations.load().get(destination).cloned()
     }
 
     /// The latency histogram of `route` (`None` without metrics).
@@ -176,12 +229,15 @@ impl Holds {
     /// takes them past the caps (events already promised, read back at start). Otherwise the
     /// name of a destination that is full.
     pub fn reserve(&self, destinations: &[DestinationId], force: bool) -> Result<(), String> {
+        let table = self.destinations.load();
         for (taken, &id) in destinations.iter().enumerate() {
-            let Some(hold) = self.destinations.get(id) else {
+            let Some(hold) = table.get(id) else {
                 continue;
             };
-            let before = hold.held.fetch_add(1, Ordering::AcqRel);
-            if !force && before >= hold.limit {
+            // `SeqCst`, as the lane of a removed destination closes (cap 0, then held counted
+            // again): either it sees this place, or this sees its cap.
+            let before = hold.held.fetch_add(1, Ordering::SeqCst);
+            if !force && before >= hold.limit.load(Ordering::SeqCst) {
                 hold.held.fetch_sub(1, Ordering::AcqRel);
                 for &undo in &destinations[..taken] {
                     self.release(undo);
@@ -195,7 +251,7 @@ impl Holds {
 
     /// Gives back one place at `destination`: a delivery there is final, or was let go.
     pub fn release(&self, destination: DestinationId) {
-        if let Some(hold) = self.destinations.get(destination) {
+        if let Some(hold) = self.hold(destination) {
             hold.held.fetch_sub(1, Ordering::AcqRel);
             hold.gauge.0.decrement(1.0);
         }
@@ -203,16 +259,32 @@ impl Holds {
 
     /// The cap of `destination` (0 if unknown).
     pub fn limit(&self, destination: DestinationId) -> usize {
-        self.destinations
-            .get(destination)
-            .map_or(0, |hold| hold.limit)
+        self.hold(destination)
+            .map_or(0, |hold| hold.limit.load(Ordering::Acquire))
+    }
+
+    /// Sets the cap of `destination` (a config reload): events already held stay, and new
+    /// ones are refused while it holds as many.
+    pub fn set_limit(&self, destination: DestinationId, limit: usize) {
+        if let Some(hold) = self.hold(destination) {
+            hold.limit.store(limit, Ordering::SeqCst);
+            if let Some(metrics) = &self.metrics {
+                metrics.destination_max_held(&hold.name).set(limit as f64);
+            }
+        }
+    }
+
+    /// The age (ms) at `now_ms` of the oldest event `destination` holds (0: none held, or
+    /// unknown destination), as `webhook_oldest_event_age_seconds` shows it.
+    pub fn oldest_age_ms(&self, destination: DestinationId, now_ms: u64) -> u64 {
+        self.hold(destination)
+            .map_or(0, |hold| hold.backlog.oldest_age_ms(now_ms))
     }
 
     /// Events `destination` holds.
     pub fn held(&self, destination: DestinationId) -> usize {
-        self.destinations
-            .get(destination)
-            .map_or(0, |hold| hold.held.load(Ordering::Acquire))
+        self.hold(destination)
+            .map_or(0, |hold| hold.held.load(Ordering::SeqCst))
     }
 }
 
@@ -234,8 +306,8 @@ impl Holding {
     pub fn new(holds: &Arc<Holds>, taken: Vec<Option<DestinationId>>, event: &Event) -> Holding {
         let received_ms = event.received_at_ms();
         for &destination in taken.iter().flatten() {
-            if let Some(backlog) = holds.backlogs.get(destination) {
-                backlog.add(received_ms);
+            if let Some(hold) = holds.hold(destination) {
+                hold.backlog.add(received_ms);
             }
         }
         Holding {
@@ -265,8 +337,8 @@ impl Holding {
 
     fn give_back(&self, destination: DestinationId) {
         self.holds.release(destination);
-        if let Some(backlog) = self.holds.backlogs.get(destination) {
-            backlog.remove(self.received_ms);
+        if let Some(hold) = self.holds.hold(destination) {
+            hold.backlog.remove(self.received_ms);
         }
     }
 }

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -51,7 +52,7 @@ pub struct JournalQueue {
     memory: MemoryQueue,
     journal: Journal,
     /// Destination names by id, written with each event.
-    names: Arc<Vec<String>>,
+    names: ArcSwap<Vec<String>>,
 }
 
 /// Reports a held event's progress to the journal.
@@ -247,7 +248,7 @@ impl JournalQueue {
         let queue = JournalQueue {
             memory: MemoryQueue::new(capacity, metrics, holds),
             journal,
-            names: Arc::new(names),
+            names: ArcSwap::from_pointee(names),
         };
         (queue, resumed)
     }
@@ -311,12 +312,13 @@ impl JournalQueue {
         let places = self.memory.admit(&events)?;
         let mut batch = Batch::new();
         let mut queued = Vec::with_capacity(events.len());
+        let names = self.names.load();
         for ((event, destinations), (slot, holding)) in events.into_iter().zip(places) {
             let key = self.journal.next_id();
             let head = EventHeadRef {
                 destinations: destinations
                     .iter()
-                    .map(|&id| self.names.get(id).map_or("", String::as_str))
+                    .map(|&id| names.get(id).map_or("", String::as_str))
                     .collect(),
             };
             batch.put_with(
@@ -380,6 +382,14 @@ impl DispatchQueue for JournalQueue {
 
     fn durable(&self) -> bool {
         true
+    }
+
+    fn add_destination(&self, name: &str) {
+        self.names.rcu(|names| {
+            let mut names = Vec::clone(names);
+            names.push(name.to_owned());
+            names
+        });
     }
 }
 

@@ -28,7 +28,7 @@ mod journal;
 mod memory;
 pub mod nats;
 
-pub use holds::{Holding, Holds};
+pub use holds::{Holding, Holds, held_caps};
 pub use journal::{JournalQueue, ResumedEvent};
 pub use memory::MemoryQueue;
 
@@ -307,6 +307,11 @@ pub trait DispatchQueue: Send + Sync + std::fmt::Debug + 'static {
     fn flush(&self) -> FlushFuture<'_> {
         Box::pin(std::future::ready(()))
     }
+
+    /// Learns destination `name`, which a config reload added under the next id. (NATS, whose
+    /// destinations each have a consumer made at start, is never told: adding one there is
+    /// refused.)
+    fn add_destination(&self, _name: &str) {}
 
     /// Why the queue cannot take events now (its server is away), if so: `/readyz` says it.
     fn unavailable(&self) -> Option<String> {

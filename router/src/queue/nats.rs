@@ -6,8 +6,9 @@
 //!   message id (`Nats-Msg-Id`) is `<event id>.<destination>.<nonce>`: a publish the client
 //!   sends again after a reconnect is stored once.
 //! - **Dequeue**: one durable pull consumer per destination, shared by every router, so each
-//!   message goes to one router. A fetch task per destination pulls as many messages as this
-//!   router has room for (`queue_capacity`, the destination's `max_held`) into the local
+//!   message goes to one router. A fetch task per destination (and per ordered partition held)
+//!   pulls as many messages as this router has room for (`queue_capacity`, the destination's
+//!   `max_held`, less what the other fetches' pulls asked for: [`pulls`]) into the local
 //!   channel dispatch reads from.
 //! - **Outcomes**: a final outcome (delivered, dead-lettered) acks the message, a dead letter
 //!   only once it is stored; a failed attempt naks it with the backoff as its delay
@@ -24,11 +25,16 @@
 //!   message handed out more than 10 times (`SPARE_DELIVERIES`) without an attempt is given up
 //!   as a dead letter that says so. A dead letter that could not be stored is recorded as a
 //!   verdict and the message naked: whoever takes it next dead-letters it without an attempt.
+//! - **Ordered events** (a route's `order_by`) go to a partition of their destination by their
+//!   key, each pulled by one router at a time under a lease, whose failed attempts stay with it
+//!   for their retries instead of going back to the stream ([`partitions`]).
 //! - **Encoding**: versioned ([`encoding`]); a message that does not decode becomes a dead
 //!   letter holding its raw bytes, never a silent `Term`.
 
 mod attempts;
 pub mod encoding;
+mod partitions;
+mod pulls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,6 +48,8 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use self::attempts::{Attempts, Record};
+use self::partitions::Partitions;
+use self::pulls::Pulls;
 use super::{
     Acknowledge, DequeueFuture, DestinationId, DispatchQueue, EnqueueError, EnqueueFuture,
     FlushFuture, Holding, Holds, MemoryQueue, Progress, QueuedEvent, Receipt, Reported, Target,
@@ -93,13 +101,21 @@ pub struct NatsQueue {
     nats: Nats,
     /// Subjects by destination id.
     subjects: Vec<String>,
+    /// The stream's name (in the ordered subjects).
+    stream: String,
+    /// Partitions of ordered keys per destination.
+    partitions: usize,
+    /// The ordered partitions this router holds, released at flush.
+    ordered: Arc<Partitions>,
     /// Destination names by id (in message ids).
     names: Vec<String>,
     publish_timeout: Duration,
     /// The messages this router holds (unsettled).
     held: HeldMessages,
+    /// Where ordered messages' attempt records are written and deleted.
+    records: Outbox,
     /// The fetch tasks, joined at flush (each hands back the rest of its pull when stopped).
-    fetches: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    fetches: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     /// Stops the fetch tasks (at close).
     stop: CancellationToken,
     /// Stops the progress task (when the queue is dropped: held messages still need it while
@@ -137,8 +153,14 @@ struct NatsAck {
     /// Where the message's attempts are recorded, and its key there.
     attempts: Attempts,
     record_key: String,
-    /// Whether the message may have a record (it was redelivered): the ack deletes it.
-    recorded: bool,
+    /// Whether the message may have a record (it was redelivered, or an attempt of an ordered
+    /// event wrote one): the ack deletes it.
+    recorded: AtomicBool,
+    /// Where an ordered message's record is written and deleted, in order.
+    records: Outbox,
+    /// Whether the message is an ordered partition's: a failed attempt is recorded, and the
+    /// message kept here for the retry, so that the key's later events wait behind it.
+    ordered: bool,
     /// What was decided about the message before it was handed to dispatch.
     verdict: Option<Verdict>,
 }
@@ -155,7 +177,22 @@ impl NatsAck {
             .remove(&self.key);
         let acker = self.acker.clone();
         let (attempts, key) = (self.attempts.clone(), self.record_key.clone());
-        let forget = matches!(kind, AckKind::Ack) && self.recorded;
+        let forget = matches!(kind, AckKind::Ack) && self.recorded.load(Ordering::Acquire);
+        if self.ordered {
+            // Its record goes through `records` (written there, so deleted after): the ack
+            // does not wait behind the records' round trips. An ack that is late is a delivery
+            // the next owner of the partition makes again.
+            self.outbox.send(async move {
+                if let Err(error) = acker.0.ack_with(kind).await {
+                    tracing::warn!(%error, ?kind, "NATS: could not acknowledge a message; it will be delivered again by the partition's next owner");
+                }
+            });
+            if forget {
+                self.records
+                    .send(async move { attempts.forget(&key).await });
+            }
+            return;
+        }
         self.outbox.send(async move {
             if let Some(record) = record
                 && let Err(error) = attempts.write(&key, &record).await
@@ -181,6 +218,17 @@ impl Acknowledge for NatsAck {
             attempts,
             verdict: None,
         };
+        if self.ordered {
+            // Kept for the retry; recorded for whoever takes the partition if this router dies.
+            self.recorded.store(true, Ordering::Release);
+            let (store, key) = (self.attempts.clone(), self.record_key.clone());
+            self.records.send(async move {
+                if let Err(error) = store.write(&key, &record).await {
+                    tracing::warn!(%error, message = %key, "NATS: could not record a message's attempts; it may be attempted more than max_attempts times");
+                }
+            });
+            return Reported::Kept;
+        }
         self.settle(AckKind::Nak(Some(delay)), Some(record));
         Reported::Returned
     }
@@ -194,6 +242,10 @@ impl Acknowledge for NatsAck {
     }
 
     fn unstored(&self, verdict: &Verdict, delay: Duration) -> Reported {
+        if self.ordered {
+            // Kept: dispatch stores the letter again after `delay`, the key waiting behind it.
+            return Reported::Kept;
+        }
         let record = Record {
             attempts: verdict.attempts,
             verdict: Some(verdict.clone()),
@@ -224,19 +276,22 @@ impl NatsQueue {
         supervisor: &Supervisor,
     ) -> Result<NatsQueue, NatsError> {
         let stream = ensure_stream(&nats, config).await?;
-        warn_of_orphans(&stream, &nats, destinations).await;
+        warn_of_orphans(&stream, &nats, destinations, config.partitions.get()).await;
         let attempts = Attempts::open(&nats, config).await?;
         let local = MemoryQueue::new(capacity, metrics, holds);
         let stop = CancellationToken::new();
         let held: HeldMessages = Arc::default();
         let keys = Arc::new(AtomicU64::new(0));
+        let records = Outbox::start(supervisor);
+        let pulls = Pulls::default();
         let mut subjects = Vec::with_capacity(destinations.len());
         let mut fetches = Vec::with_capacity(destinations.len());
+        let mut templates = Vec::with_capacity(destinations.len());
         for (id, destination) in destinations.iter().enumerate() {
             let subject = nats.subject(&destination.name);
             let consumer = ensure_consumer(&stream, config, destination, &subject).await?;
             subjects.push(subject);
-            let fetch = Arc::new(Fetch {
+            let fetch = Fetch {
                 consumer,
                 destination: id,
                 name: destination.name.clone(),
@@ -245,7 +300,12 @@ impl NatsQueue {
                 held: Arc::clone(&held),
                 keys: Arc::clone(&keys),
                 outbox: nats.outbox.clone(),
-            });
+                records: records.clone(),
+                pulls: pulls.clone(),
+                ordered: None,
+            };
+            templates.push(fetch.clone());
+            let fetch = Arc::new(fetch);
             let stop = stop.clone();
             fetches.push(supervisor.spawn("nats_fetch", move || {
                 let (fetch, stop) = (Arc::clone(&fetch), stop.clone());
@@ -253,6 +313,25 @@ impl NatsQueue {
             }));
         }
         let alive = CancellationToken::new();
+        let stream_name = nats.stream.clone();
+        let fetches = Arc::new(Mutex::new(fetches));
+        let ordered = Arc::new(
+            Partitions::open(
+                &nats,
+                config,
+                stream,
+                templates,
+                Arc::clone(&fetches),
+                supervisor,
+            )
+            .await?,
+        );
+        {
+            let (ordered, taking, alive) = (Arc::clone(&ordered), stop.clone(), alive.clone());
+            supervisor.spawn("nats_partitions", move || {
+                Arc::clone(&ordered).run(taking.clone(), alive.clone())
+            });
+        }
         let keep = (
             Arc::clone(&held),
             config.ack_wait.0 / 3,
@@ -267,10 +346,14 @@ impl NatsQueue {
             local,
             nats,
             subjects,
+            stream: stream_name,
+            partitions: config.partitions.get(),
+            ordered,
             names: destinations.iter().map(|d| d.name.clone()).collect(),
             publish_timeout: config.publish_timeout.0,
             held,
-            fetches: Mutex::new(fetches),
+            records,
+            fetches,
             stop,
             alive,
         })
@@ -294,14 +377,23 @@ impl NatsQueue {
                     else {
                         continue;
                     };
+                    // An ordered event goes to its key's partition (see `partitions`).
+                    let subject = match &event.order_key {
+                        Some(key) => partitions::subject(
+                            &self.stream,
+                            name,
+                            partitions::partition(key, self.partitions),
+                        ),
+                        None => subject.clone(),
+                    };
                     let publish = async_nats::jetstream::message::PublishMessage::build()
                         .payload(payload.clone())
-                        .header(encoding::HEADER, encoding::VERSION)
+                        .header(encoding::HEADER, encoding::version(event))
                         .message_id(format!("{}.{name}.{nonce:x}", event.id));
                     let ack = self
                         .nats
                         .jetstream
-                        .send_publish(subject.clone(), publish)
+                        .send_publish(subject, publish)
                         .await
                         .map_err(publish_error)?;
                     acks.push(ack);
@@ -414,21 +506,42 @@ async fn ensure_stream(nats: &Nats, config: &QueueConfig) -> Result<stream::Stre
     }
 }
 
-/// Logs the events waiting in the stream for destinations no longer in the config: nothing
-/// delivers them until the destination is added back.
-async fn warn_of_orphans(stream: &stream::Stream, nats: &Nats, destinations: &[NatsDestination]) {
+/// Logs the events waiting in the stream for destinations no longer in the config, or on
+/// ordered partitions past `partitions`: nothing delivers them until the destination is added
+/// back (the partitions raised).
+async fn warn_of_orphans(
+    stream: &stream::Stream,
+    nats: &Nats,
+    destinations: &[NatsDestination],
+    partitions: usize,
+) {
     let prefix = format!("{}.deliver.", nats.stream);
     let Ok(mut subjects) = stream.info_with_subjects(format!("{prefix}>")).await else {
         return;
     };
     while let Some(Ok((subject, events))) = subjects.next().await {
-        let name = subject.strip_prefix(&prefix).unwrap_or(&subject);
+        // `<destination>`, or `<destination>.ordered.<partition>`.
+        let rest = subject.strip_prefix(&prefix).unwrap_or(&subject);
+        let name = rest.split('.').next().unwrap_or(rest);
         if !destinations.iter().any(|d| d.name == name) {
             tracing::warn!(
                 %subject,
                 events,
                 "NATS: {events} events wait in the stream for destination {name:?}, which is not \
                  in the config; they are delivered once it is added back (or purge the subject)"
+            );
+        } else if let Some(p) = rest
+            .strip_prefix(name)
+            .and_then(|p| p.strip_prefix(".ordered."))
+            .and_then(|p| p.parse::<usize>().ok())
+            .filter(|&p| p >= partitions)
+        {
+            tracing::warn!(
+                %subject,
+                events,
+                "NATS: {events} ordered events wait in the stream on partition {p} of destination \
+                 {name:?}, past [queue] partitions = {partitions}; they are delivered once \
+                 partitions is raised past {p} again (or purge the subject)"
             );
         }
     }
@@ -473,7 +586,9 @@ async fn ensure_consumer(
         })
 }
 
-/// Pulls one destination's messages into the local channel while the router has room.
+/// Pulls one destination's messages (or one ordered partition's) into the local channel while
+/// the router has room.
+#[derive(Debug, Clone)]
 struct Fetch {
     consumer: consumer::Consumer<pull::Config>,
     destination: DestinationId,
@@ -483,13 +598,20 @@ struct Fetch {
     held: HeldMessages,
     keys: Arc<AtomicU64>,
     outbox: Outbox,
+    /// Where ordered messages' records go (see `NatsAck::records`).
+    records: Outbox,
+    /// What every fetch's open pull has asked for, so that together they stay in the room.
+    pulls: Pulls,
+    /// For an ordered partition: the stream's last sequence when this router took it (the
+    /// messages up to it may have attempt records from the router before).
+    ordered: Option<u64>,
 }
 
 impl Fetch {
     async fn run(&self, stop: CancellationToken) {
         let mut failing = false;
         while !stop.is_cancelled() {
-            let room = self.room();
+            let room = self.pulls.claim(self.destination, BATCH, || self.room());
             if room == 0 {
                 tokio::select! {
                     () = stop.cancelled() => return,
@@ -506,6 +628,7 @@ impl Fetch {
             let mut batch = match batch {
                 Ok(batch) => batch,
                 Err(error) => {
+                    self.pulls.settled(self.destination, room);
                     if !failing {
                         tracing::warn!(destination = %self.name, %error, "NATS: cannot pull messages; trying again");
                         failing = true;
@@ -516,9 +639,11 @@ impl Fetch {
                     }
                 }
             };
+            let mut received = 0;
             loop {
                 let next = tokio::select! {
                     () = stop.cancelled() => {
+                        self.pulls.settled(self.destination, room.saturating_sub(received));
                         self.hand_back(&mut batch).await;
                         return;
                     }
@@ -531,6 +656,9 @@ impl Fetch {
                             failing = false;
                         }
                         self.take(message).await;
+                        // Held now: counted in the room, no longer as asked for.
+                        received += 1;
+                        self.pulls.settled(self.destination, 1);
                     }
                     Some(Err(error)) => {
                         tracing::debug!(destination = %self.name, %error, "NATS: pull ended");
@@ -539,6 +667,8 @@ impl Fetch {
                     None => break,
                 }
             }
+            self.pulls
+                .settled(self.destination, room.saturating_sub(received));
         }
     }
 
@@ -556,14 +686,14 @@ impl Fetch {
         }
     }
 
-    /// How many more of this destination's events the router may hold now.
-    fn room(&self) -> usize {
+    /// How many more events the router may hold now: of this destination's, and overall.
+    fn room(&self) -> (usize, usize) {
         let holds = self.local.holds();
         let for_destination = holds
             .limit(self.destination)
             .saturating_sub(holds.held(self.destination));
         let overall = self.local.capacity().saturating_sub(self.local.held());
-        for_destination.min(overall).min(BATCH)
+        (for_destination, overall)
     }
 
     /// Hands one pulled message to dispatch, with what the routers know of it: the attempts
@@ -584,8 +714,9 @@ impl Fetch {
             &Nats::consumer(&self.name),
             sequence,
         );
-        // A first hand-out has no record: nothing could have written one.
-        let recorded = delivered > 1;
+        // A first hand-out has no record: nothing could have written one. (Except in an ordered
+        // partition taken over: its consumer was made anew, and counts from one again.)
+        let recorded = delivered > 1 || self.ordered.is_some_and(|last| sequence <= last);
         let record = if recorded {
             self.attempts
                 .read(&record_key)
@@ -618,7 +749,7 @@ impl Fetch {
                 (raw_event(&message, published), Some(verdict))
             }
         };
-        // The room was counted before the pull; a pull never asks for more than it.
+        // The room was claimed before the pull ([`Pulls`]); a pull never asks for more than it.
         self.local.reserve(1, true);
         let slot = self.local.slot();
         let holds = self.local.holds();
@@ -639,10 +770,12 @@ impl Fetch {
             key,
             held: Arc::clone(&self.held),
             outbox: self.outbox.clone(),
+            records: self.records.clone(),
             settled: AtomicBool::new(false),
             attempts: self.attempts.clone(),
             record_key,
-            recorded,
+            recorded: AtomicBool::new(recorded),
+            ordered: self.ordered.is_some(),
             verdict,
         };
         let queued = QueuedEvent {
@@ -702,6 +835,8 @@ fn raw_event(message: &async_nats::Message, received_at: SystemTime) -> Event {
         body: message.payload.clone(),
         received_at,
         plugin_headers: None,
+        order_key: None,
+        trace: None,
     }
 }
 
@@ -793,13 +928,17 @@ impl DispatchQueue for NatsQueue {
                     }
                 });
             }
-            // Everything sent to the outbox before this is out.
-            let (done, finished) = tokio::sync::oneshot::channel();
-            self.nats.outbox.send(async move {
-                let _ = done.send(());
-            });
-            let _ = tokio::time::timeout(FLUSH_WAIT, finished).await;
+            // Everything sent to the outboxes before this is out.
+            for outbox in [&self.nats.outbox, &self.records] {
+                let (done, finished) = tokio::sync::oneshot::channel();
+                outbox.send(async move {
+                    let _ = done.send(());
+                });
+                let _ = tokio::time::timeout(FLUSH_WAIT, finished).await;
+            }
             let _ = tokio::time::timeout(FLUSH_WAIT, self.nats.client.flush()).await;
+            // Handed back: the ordered partitions go to the other routers now.
+            let _ = tokio::time::timeout(FLUSH_WAIT, self.ordered.release()).await;
         })
     }
 

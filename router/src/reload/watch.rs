@@ -1,10 +1,13 @@
-//! `serve --watch`: reloads when the config file or one of its plugin modules changes.
+//! `serve --watch`: reloads when the config file or one of its plugin modules changes; and, for
+//! every router with a TLS listener, [`watch_certs`]: reads the certificates again when their
+//! files change.
 //!
 //! The folders holding them are watched (`notify`), not the files, so that an editor's
 //! write-then-rename is seen too. Changes are debounced: the reload runs once no change has
 //! come for [`QUIET`], so a burst of writes gives one reload. A file caught half-written fails
 //! to parse and is refused whole like any bad config; the write that completes it reloads
-//! again.
+//! again. Certificates are read again on any change in their folders (a secret volume swaps a
+//! symlink to a new folder, not the files), and served only if their bytes changed.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -83,6 +86,51 @@ pub fn watch(reloader: Arc<Reloader>) -> Result<Watch, WatchError> {
         }
     });
     Ok(Watch { task })
+}
+
+/// Starts reading `reloader`'s certificates again ([`Reloader::reread_certs`]) whenever a file
+/// in the folders holding them changes, and after each reload (which may move them to another
+/// folder); `None` when no listener has `tls`.
+pub fn watch_certs(reloader: Arc<Reloader>) -> Result<Option<Watch>, WatchError> {
+    if reloader.cert_files().is_empty() {
+        return Ok(None);
+    }
+    let (send, mut changes) = mpsc::unbounded_channel();
+    let on_change = send.clone();
+    let handler = move |event: notify::Result<notify::Event>| {
+        if event.as_ref().is_ok_and(|event| event.kind.is_access()) {
+            return;
+        }
+        // The receiver is gone once the watch stopped.
+        let _ = on_change.send(());
+    };
+    reloader.on_switch(move |_| {
+        let _ = send.send(());
+    });
+    let mut watcher = notify::recommended_watcher(handler).map_err(|source| WatchError {
+        path: reloader.path().to_path_buf(),
+        source,
+    })?;
+    let mut folders = HashSet::new();
+    watch_folders(&mut watcher, &mut folders, &reloader.cert_files())?;
+    let task = tokio::spawn(async move {
+        // The watcher lives as long as the task.
+        let mut watcher = watcher;
+        while changes.recv().await.is_some() {
+            loop {
+                match tokio::time::timeout(QUIET, changes.recv()).await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            if let Err(error) = watch_folders(&mut watcher, &mut folders, &reloader.cert_files()) {
+                tracing::warn!(%error, "a TLS certificate's folder cannot be watched");
+            }
+            reloader.reread_certs().await;
+        }
+    });
+    Ok(Some(Watch { task }))
 }
 
 /// The config file and the plugin modules of the config serving.

@@ -1,6 +1,7 @@
 //! One connection's task: runs the HTTP connection until it ends, and closes it when it has
-//! sent no request within `header_read_timeout` of its accept (a silent socket, or one stuck
-//! part-way through the HTTP/2 preface while the protocol is being detected), when it has had
+//! sent no request within `header_read_timeout` of its accept (a silent socket, one stuck
+//! part-way through the HTTP/2 preface while the protocol is being detected, or one whose TLS
+//! handshake took most of that time: see `handshake`), when it has had
 //! no request in flight for `idle_timeout` (gracefully: HTTP/2 gets a GOAWAY), when the table
 //! evicts it to make room, and on shutdown: gracefully when the listener stops accepting (one
 //! accepted just before, with no request yet, first gets [`FIRST_REQUEST_AT_STOP`] to send it),
@@ -21,7 +22,7 @@ use crate::metrics::ListenerMetrics;
 /// a round trip after the accept), and closing the connection under it would refuse it while the
 /// next process (socket activation) would have served it. The answer to that request says
 /// `Connection: close` (see [`super::serve`]), so the connection ends with it.
-const FIRST_REQUEST_AT_STOP: Duration = Duration::from_millis(250);
+pub(super) const FIRST_REQUEST_AT_STOP: Duration = Duration::from_millis(250);
 
 /// The timeouts a connection's task enforces.
 #[derive(Debug, Clone, Copy)]

@@ -1,15 +1,18 @@
 //! The HTTP listener loop shared by the ingress and admin listeners: accepts connections within
-//! the listener's `max_connections` ([`connections`]), serves HTTP/1.1 and h2c (prior knowledge)
-//! on each with bounded buffers ([`protocol`]), caps the requests in flight on the listener and
-//! per client ([`in_flight`]), closes silent and idle connections ([`connection`]), drains open
-//! connections on shutdown (each HTTP/1 answer after the stop says `Connection: close`) and
-//! closes those still open when told to. [`descriptors`] raises the descriptor limit and sizes
-//! `max_connections` from it; [`settings`] gives each listener its limits; [`sockets`] binds the
-//! listeners or takes those passed by the service manager (socket activation).
+//! the listener's `max_connections` ([`connections`]), runs the TLS handshake on a listener
+//! with `tls` ([`handshake`]), serves HTTP/1.1 and HTTP/2 on each (h2c by prior knowledge, or
+//! as agreed by ALPN) with bounded buffers ([`protocol`]), caps the requests in flight on the
+//! listener and per client ([`in_flight`]), closes silent and idle connections
+//! ([`connection`]), drains open connections on shutdown (each HTTP/1 answer after the stop
+//! says `Connection: close`) and closes those still open when told to. [`descriptors`] raises
+//! the descriptor limit and sizes `max_connections` from it; [`settings`] gives each listener
+//! its limits; [`sockets`] binds the listeners or takes those passed by the service manager
+//! (socket activation).
 
 mod connection;
 mod connections;
 pub mod descriptors;
+mod handshake;
 mod in_flight;
 pub mod protocol;
 pub mod settings;
@@ -32,6 +35,7 @@ use tokio_util::task::TaskTracker;
 use crate::reply::ResponseBody;
 use connection::{Deadlines, drive};
 use connections::Connections;
+use handshake::{Agreed, handshake};
 use in_flight::InFlightCaps;
 
 pub use settings::{ListenerSettings, Listeners};
@@ -61,9 +65,10 @@ pub async fn serve<H, F>(
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ResponseBody>> + Send + 'static,
 {
-    let builder = protocol::builder(protocol::max_concurrent_streams(
+    let builders = Arc::new(protocol::builders(protocol::max_concurrent_streams(
         settings.max_requests_in_flight_per_client,
-    ));
+    )));
+    let acceptor = settings.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let table = Connections::new(settings.max_connections, settings.metrics.clone());
     let caps = InFlightCaps::new(
         settings.max_requests_in_flight,
@@ -127,17 +132,32 @@ pub async fn serve<H, F>(
                 Ok::<_, Infallible>(response)
             }
         });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        tasks.spawn(drive(
-            connection,
-            slot,
-            deadlines,
-            stop.clone(),
-            settings.metrics.clone(),
-            peer,
-        ));
+        let (builders, acceptor) = (Arc::clone(&builders), acceptor.clone());
+        let (tokens, metrics) = (stop.clone(), settings.metrics.clone());
+        tasks.spawn(async move {
+            let Some(acceptor) = acceptor else {
+                let connection = builders
+                    .either
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                return drive(connection, slot, deadlines, tokens, metrics, peer).await;
+            };
+            let timeout = deadlines.header_read_timeout;
+            let Some((stream, agreed)) =
+                handshake(&acceptor, stream, (&slot, peer), timeout, &tokens, &metrics).await
+            else {
+                return;
+            };
+            let builder = match agreed {
+                Agreed::Http1 => &builders.http1,
+                Agreed::Http2 => &builders.http2,
+                Agreed::Either => &builders.either,
+            };
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            drive(connection, slot, deadlines, tokens, metrics, peer).await;
+        });
     }
     drop(listener);
     // Every connection ends by itself or at `close_now`.

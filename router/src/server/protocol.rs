@@ -1,6 +1,6 @@
 //! The HTTP/1.1 and HTTP/2 settings every connection is served with: the buffer and flow-control
 //! limits that bound the body bytes a connection may hold before its requests read them (the
-//! README's "Ingress limits" adds them up).
+//! README's "Ingress limits" adds them up), the same whether the connection is plain or TLS.
 
 use std::time::Duration;
 
@@ -59,4 +59,28 @@ pub fn builder(max_streams: u32) -> auto::Builder<TokioExecutor> {
         .adaptive_window(false)
         .max_header_list_size(MAX_HEADER_LIST_BYTES);
     builder
+}
+
+/// A listener's connection builders, all with the same limits: one that tells the HTTP version
+/// from a connection's first bytes (plain connections, and TLS ones whose client offered no
+/// ALPN), and one for each version ALPN can agree on.
+#[derive(Debug, Clone)]
+pub struct Builders {
+    /// HTTP/1.1 or HTTP/2 (prior knowledge), told from the first bytes.
+    pub either: auto::Builder<TokioExecutor>,
+    /// HTTP/1.1 only (ALPN `http/1.1`).
+    pub http1: auto::Builder<TokioExecutor>,
+    /// HTTP/2 only (ALPN `h2`).
+    pub http2: auto::Builder<TokioExecutor>,
+}
+
+/// The builders ([`builder`]) of a listener allowing `max_streams` HTTP/2 streams per
+/// connection.
+pub fn builders(max_streams: u32) -> Builders {
+    let either = builder(max_streams);
+    Builders {
+        http1: either.clone().http1_only(),
+        http2: either.clone().http2_only(),
+        either,
+    }
 }

@@ -1,7 +1,8 @@
 //! Each listener's limits, from the `[server]` table and the descriptor limit: the ingress
 //! listener gets `max_connections`, `max_requests_in_flight` and
 //! `max_requests_in_flight_per_client`; the admin listener its own small cap, so that
-//! `/healthz` answers whatever the ingress is going through.
+//! `/healthz` answers whatever the ingress is going through. Each may accept over TLS; the
+//! runtime sets its acceptor.
 
 use std::time::Duration;
 
@@ -31,6 +32,9 @@ pub struct ListenerSettings {
     pub trusted_proxies: Vec<Cidr>,
     /// The listener's metrics.
     pub metrics: ListenerMetrics,
+    /// Accepts its connections over TLS, if set (the listener's certificate may be swapped
+    /// while it runs: see [`crate::tls::ServedCert`]).
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// The settings of both listeners.
@@ -86,6 +90,7 @@ impl Listeners {
                 max_requests_in_flight_per_client: Some(server.per_client_in_flight()),
                 trusted_proxies: server.trusted_proxies.clone(),
                 metrics: metrics.listener("ingress"),
+                tls: None,
             },
             admin: ListenerSettings {
                 header_read_timeout,
@@ -95,6 +100,7 @@ impl Listeners {
                 max_requests_in_flight_per_client: None,
                 trusted_proxies: Vec::new(),
                 metrics: metrics.listener("admin"),
+                tls: None,
             },
         }
     }

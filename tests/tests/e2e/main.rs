@@ -9,10 +9,13 @@ mod ingress;
 mod inspect;
 mod isolation;
 mod limits;
+mod order;
 mod plugins;
 mod prometheus;
+mod rate;
 mod shutdown;
 mod slow_clients;
+mod tls;
 mod verify;
 
 use std::time::Duration;

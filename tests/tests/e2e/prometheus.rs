@@ -197,7 +197,7 @@ fn the_dashboard_and_the_rules_name_only_exported_metrics_and_labels() {
         .lines()
         .filter_map(|line| line.trim().strip_prefix("- alert: "))
         .collect();
-    assert_eq!(alerts.len(), 14, "{alerts:?}");
+    assert_eq!(alerts.len(), 15, "{alerts:?}");
     for alert in alerts {
         let link = format!("runbook: \"README.md#runbook-{}\"", alert.to_lowercase());
         assert!(rules.contains(&link), "{alert}: no {link}");
@@ -418,7 +418,7 @@ async fn a_real_prometheus_evaluates_every_panel_and_rule_and_fires_the_backlog_
         |rules| !rules.is_empty() && rules.iter().all(|r| r["health"] != "unknown"),
     )
     .await;
-    assert_eq!(rules.len(), 14, "every rule of alerts.yml is loaded");
+    assert_eq!(rules.len(), 15, "every rule of alerts.yml is loaded");
     for rule in &rules {
         let name = rule["name"].as_str().expect("a rule name");
         assert_eq!(rule["health"], "ok", "{name}: {}", rule["lastError"]);

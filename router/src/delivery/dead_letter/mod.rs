@@ -125,6 +125,17 @@ pub struct DeadLetterStore {
     max_bytes: usize,
     metrics: Metrics,
     log: OnceLock<Arc<dyn LetterLog>>,
+    /// Told each letter discarded or evicted (not replayed): ordered delivery's `hold`.
+    on_discard: OnceLock<DiscardHook>,
+}
+
+/// Told a letter that is gone for good: discarded or evicted.
+struct DiscardHook(Box<dyn Fn(&DeadLetter) + Send + Sync>);
+
+impl std::fmt::Debug for DiscardHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DiscardHook")
+    }
 }
 
 /// Why a letter could not be stored in the [`LetterLog`].
@@ -309,6 +320,20 @@ impl DeadLetterStore {
             max_bytes,
             metrics,
             log,
+            on_discard: OnceLock::new(),
+        }
+    }
+
+    /// Has `hook` told each letter discarded or evicted from now on (not those replayed), if
+    /// no hook is set yet. Says whether it was set.
+    pub fn on_discard(&self, hook: impl Fn(&DeadLetter) + Send + Sync + 'static) -> bool {
+        self.on_discard.set(DiscardHook(Box::new(hook))).is_ok()
+    }
+
+    /// Tells the discard hook, if any, of `letters`.
+    fn tell_discarded<'a>(&self, letters: impl IntoIterator<Item = &'a DeadLetter>) {
+        if let Some(hook) = self.on_discard.get() {
+            letters.into_iter().for_each(|letter| (hook.0)(letter));
         }
     }
 
@@ -430,6 +455,7 @@ impl DeadLetterStore {
         }
         let size = letter.bytes();
         let mut evicted_keys = Vec::new();
+        let mut evicted_letters = Vec::new();
         while !held.letters.is_empty()
             && (held.letters.len() >= self.capacity
                 || held.bytes.saturating_add(size) > self.max_bytes)
@@ -445,6 +471,7 @@ impl DeadLetterStore {
                 event_id = %evicted.event.id,
                 "dead-letter store full: evicted the oldest letter"
             );
+            evicted_letters.push(evicted);
         }
         held.bytes = held.bytes.saturating_add(size);
         held.letters.push_back((id, letter));
@@ -455,6 +482,7 @@ impl DeadLetterStore {
         {
             log.delete(&evicted_keys);
         }
+        self.tell_discarded(&evicted_letters);
     }
 
     /// A copy of every letter, oldest first.
@@ -549,8 +577,14 @@ impl DeadLetterStore {
     /// Discards every letter `filter` matches; returns how many.
     pub fn discard_matching(&self, filter: &LetterFilter) -> usize {
         let taken = self.take_matching(filter);
-        self.forget(&taken);
+        self.discarded(&taken);
         taken.len()
+    }
+
+    /// Forgets taken letters for good as [`Self::forget`] does, because they were discarded.
+    pub fn discarded(&self, taken: &[Taken]) {
+        self.forget(taken);
+        self.tell_discarded(taken.iter().map(|t| &t.letter));
     }
 
     /// Bytes the letters hold (bodies and headers).

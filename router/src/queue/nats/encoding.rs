@@ -5,7 +5,9 @@
 //! Version 1 is the layout the first NATS releases wrote without a header: a message without
 //! the header (written by a router from before the header) reads as version 1, so a rolling
 //! upgrade loses nothing; an older router ignores the header and reads a version-1 message as
-//! before. A message of a version this router does not know (written by a newer router) is an
+//! before. Version 2 adds the codec's extension after the body (the order key); it is written
+//! only for an event that has one, so an unordered event is still version 1, readable by every
+//! router. A message of a version this router does not know (written by a newer router) is an
 //! error that names the version: the queue makes it a dead letter holding the raw bytes.
 
 use bytes::Bytes;
@@ -15,10 +17,13 @@ use crate::journal::codec::{self, CodecError};
 
 /// The header naming the payload's encoding version.
 pub const HEADER: &str = "Webhook-Router-Encoding";
-/// The version this router writes.
+/// The version this router writes for an event without extension fields (and what a message
+/// without the header is).
 pub const VERSION: &str = "1";
+/// The version this router writes for an event with extension fields (an order key).
+pub const VERSION_EXTENDED: &str = "2";
 /// The versions this router reads (besides messages without the header, read as version 1).
-const KNOWN: &[&str] = &[VERSION];
+const KNOWN: &[&str] = &[VERSION, VERSION_EXTENDED];
 
 /// Why a message does not decode.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +48,16 @@ pub enum DecodeError {
     },
 }
 
-/// The payload of `event`'s messages (the version goes in [`HEADER`]).
+/// The encoding version of `event`'s messages, for [`HEADER`].
+pub fn version(event: &Event) -> &'static str {
+    if codec::extended(event) {
+        VERSION_EXTENDED
+    } else {
+        VERSION
+    }
+}
+
+/// The payload of `event`'s messages (the version goes in [`HEADER`]: [`version`]).
 pub fn encode(event: &Event) -> Bytes {
     let mut payload = Vec::with_capacity(event.body.len() + 256);
     codec::encode(&(), event, &mut payload);
@@ -63,12 +77,17 @@ pub fn decode(
             found: version.to_owned(),
         });
     }
-    codec::decode::<()>(payload)
-        .map(|((), event)| event)
-        .map_err(|cause| DecodeError::Malformed {
-            version: version.to_owned(),
-            cause,
-        })
+    let malformed = |cause| DecodeError::Malformed {
+        version: version.to_owned(),
+        cause,
+    };
+    let ((), event) = codec::decode::<()>(payload).map_err(malformed)?;
+    if version == VERSION && codec::extended(&event) {
+        return Err(malformed(CodecError::new(
+            "an extension after the body, which version 1 does not have",
+        )));
+    }
+    Ok(event)
 }
 
 #[cfg(test)]
@@ -90,6 +109,8 @@ mod tests {
             body: Bytes::from_static(b"hello"),
             received_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             plugin_headers: None,
+            order_key: None,
+            trace: None,
         }
     }
 
@@ -110,8 +131,24 @@ mod tests {
     #[test]
     fn an_event_round_trips_with_its_version() {
         let payload = encode(&event());
+        assert_eq!(version(&event()), VERSION);
         let read = decode(Some(&versioned(VERSION)), &payload).expect("decodes");
         assert!(same(&read, &event()));
+
+        let keyed = Event {
+            order_key: Some("order-1".into()),
+            ..event()
+        };
+        assert_eq!(version(&keyed), VERSION_EXTENDED);
+        let payload = encode(&keyed);
+        let read = decode(Some(&versioned(VERSION_EXTENDED)), &payload).expect("decodes");
+        assert!(same(&read, &keyed));
+        assert_eq!(read.order_key.as_deref(), Some("order-1"));
+        let error = decode(Some(&versioned(VERSION)), &payload).expect_err("not version 1");
+        assert!(
+            error.to_string().contains("version 1 does not have"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -1,0 +1,70 @@
+//! The HTTP clients deliveries go through: one shared, pooled client for every destination
+//! that trusts the public roots and shows no certificate, and one of its own for a destination
+//! with a `ca` (trusted instead of the public roots) or a `client_cert` (mutual TLS).
+
+use std::time::Duration;
+
+use crate::config::DestinationConfig;
+use crate::tls::{CertPair, TlsError, load_ca};
+
+/// Why a destination's own client cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Its `ca` file cannot be used.
+    #[error(transparent)]
+    Ca(TlsError),
+    /// Its `client_cert` or `client_key` file cannot be used.
+    #[error(transparent)]
+    ClientCert(TlsError),
+    /// reqwest refused the certificates or the settings.
+    #[error("cannot build its HTTP client: {0}")]
+    Build(#[from] reqwest::Error),
+}
+
+impl ClientError {
+    /// The destination's key at fault.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::Ca(_) | Self::Build(_) => "ca",
+            Self::ClientCert(_) => "client_cert",
+        }
+    }
+}
+
+/// A client with the settings every delivery uses: rustls, pooled connections, no redirects
+/// followed.
+fn builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(concat!("webhook-router/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10))
+}
+
+/// The client shared by the destinations without a client of their own.
+pub fn shared() -> Result<reqwest::Client, reqwest::Error> {
+    builder().build()
+}
+
+/// The client of the destination `config`, if it needs its own: it trusts only the
+/// certificates in `ca` (when set) and shows `client_cert` (when set). The files are read now.
+pub fn for_destination(config: &DestinationConfig) -> Result<Option<reqwest::Client>, ClientError> {
+    if config.ca.is_none() && config.client_cert.is_none() {
+        return Ok(None);
+    }
+    let mut builder = builder();
+    if let Some(ca) = &config.ca {
+        builder = builder.tls_built_in_root_certs(false);
+        for certificate in load_ca(ca).map_err(ClientError::Ca)? {
+            builder = builder.add_root_certificate(reqwest::Certificate::from_der(&certificate)?);
+        }
+    }
+    if let (Some(cert), Some(key)) = (&config.client_cert, &config.client_key) {
+        // Checked to be a pair first, so that a mismatch is told with the files' names.
+        let pair = CertPair::load(cert, key).map_err(ClientError::ClientCert)?;
+        builder = builder.identity(reqwest::Identity::from_pem(&pair.pem)?);
+    }
+    Ok(Some(builder.build()?))
+}
