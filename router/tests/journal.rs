@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
+use webhook_router_tests::keyed::{assert_first_deliveries_in_order, first_deliveries, post_keyed};
 use webhook_router_tests::numbered::{
     self, PATIENCE, body, client, dead_letters, deliveries, duplicates, metric, post_accepted,
     wait_delivered, wait_idle,
@@ -1057,32 +1058,9 @@ async fn ordered_keys_keep_their_order_through_failures_and_a_sigkill() {
         },
     );
     let router = start(&config);
-    let ingress = Arc::new(std::sync::RwLock::new(router.ingress.clone()));
+    let ingress = Arc::new(std::sync::RwLock::new(vec![router.ingress.clone()]));
     let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut senders = tokio::task::JoinSet::new();
-    for key in 0..KEYS {
-        let (ingress, accepted) = (Arc::clone(&ingress), Arc::clone(&accepted));
-        senders.spawn(async move {
-            let client = client();
-            for n in 0..PER_KEY {
-                // Until a 202: a post the kill cut off is sent again to the next process.
-                loop {
-                    let url = format!("http://{}/hooks", ingress.read().expect("lock"));
-                    let answer = client
-                        .post(url)
-                        .header("content-type", "application/json")
-                        .body(format!("{{\"key\":\"k{key}\",\"n\":{n}}}"))
-                        .send()
-                        .await;
-                    if answer.is_ok_and(|answer| answer.status() == 202) {
-                        accepted.fetch_add(1, Ordering::AcqRel);
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        });
-    }
+    let mut senders = post_keyed(KEYS, PER_KEY, &ingress, &accepted);
     wait_until(
         "half the events accepted",
         PATIENCE,
@@ -1093,7 +1071,7 @@ async fn ordered_keys_keep_their_order_through_failures_and_a_sigkill() {
     router.kill();
     let at_kill = (accepted.load(Ordering::Acquire), sink.delivered().len());
     let mut router = start(&config);
-    *ingress.write().expect("lock") = router.ingress.clone();
+    *ingress.write().expect("lock") = vec![router.ingress.clone()];
     router.wait_for_log("journal recovered");
     while let Some(sent) = senders.join_next().await {
         sent.expect("a sender panicked");
@@ -1101,19 +1079,6 @@ async fn ordered_keys_keep_their_order_through_failures_and_a_sigkill() {
     assert_eq!(accepted.load(Ordering::Acquire), KEYS * PER_KEY);
 
     // Every event delivered...
-    let first_deliveries = |sink: &Sink| {
-        let mut first: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
-        let mut seen = BTreeSet::new();
-        for received in sink.delivered() {
-            let body: serde_json::Value = serde_json::from_slice(&received.body).expect("json");
-            let key = body["key"].as_str().expect("key").to_owned();
-            let n = body["n"].as_u64().expect("n");
-            if seen.insert((key.clone(), n)) {
-                first.entry(key).or_default().push(n);
-            }
-        }
-        (first, seen.len() as u64)
-    };
     let most_waiting = std::cell::Cell::new(0.0_f64);
     wait_until(
         "every event delivered",
@@ -1133,15 +1098,7 @@ async fn ordered_keys_keep_their_order_through_failures_and_a_sigkill() {
     )
     .await;
     // ...and each key's first deliveries in the order of acceptance.
-    let (first, _) = first_deliveries(&sink);
-    assert_eq!(first.len() as u64, KEYS);
-    let in_order: Vec<u64> = (0..PER_KEY).collect();
-    for (key, delivered) in &first {
-        assert_eq!(
-            delivered, &in_order,
-            "key {key}: first deliveries out of order"
-        );
-    }
+    assert_first_deliveries_in_order(&sink, KEYS, PER_KEY);
     wait_idle(&router.admin).await;
     assert_eq!(
         metric(

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
+use webhook_router_tests::keyed::{assert_first_deliveries_in_order, first_deliveries, post_keyed};
 use webhook_router_tests::nats::NatsServer;
 use webhook_router_tests::numbered::{
     self, PATIENCE, accepted, assert_all_delivered, client, dead_letters, deliveries, metric,
@@ -262,33 +263,7 @@ async fn ordered_keys_keep_their_order_across_two_routers_and_a_sigkill() {
             .collect::<Vec<_>>(),
     ));
     let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut senders = tokio::task::JoinSet::new();
-    for key in 0..KEYS {
-        let (ingresses, accepted) = (Arc::clone(&ingresses), Arc::clone(&accepted));
-        senders.spawn(async move {
-            let client = client();
-            for n in 0..PER_KEY {
-                // Until a 202: a post the kill cut off is sent again, to the router left.
-                loop {
-                    let ingress = {
-                        let ingresses = ingresses.read().expect("lock");
-                        ingresses[(key + n) as usize % ingresses.len()].clone()
-                    };
-                    let answer = client
-                        .post(format!("http://{ingress}/hooks"))
-                        .header("content-type", "application/json")
-                        .body(format!("{{\"key\":\"k{key}\",\"n\":{n}}}"))
-                        .send()
-                        .await;
-                    if answer.is_ok_and(|answer| answer.status() == 202) {
-                        accepted.fetch_add(1, Ordering::AcqRel);
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        });
-    }
+    let mut senders = post_keyed(KEYS, PER_KEY, &ingresses, &accepted);
     wait_until(
         "half the events accepted",
         PATIENCE,
@@ -305,19 +280,6 @@ async fn ordered_keys_keep_their_order_across_two_routers_and_a_sigkill() {
     }
     assert_eq!(accepted.load(Ordering::Acquire), KEYS * PER_KEY);
 
-    let first_deliveries = |sink: &Sink| {
-        let mut first: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
-        let mut seen = BTreeSet::new();
-        for received in sink.delivered() {
-            let body: serde_json::Value = serde_json::from_slice(&received.body).expect("json");
-            let key = body["key"].as_str().expect("key").to_owned();
-            let n = body["n"].as_u64().expect("n");
-            if seen.insert((key.clone(), n)) {
-                first.entry(key).or_default().push(n);
-            }
-        }
-        (first, seen.len() as u64)
-    };
     // Every event delivered...
     wait_until(
         "every event delivered",
@@ -327,15 +289,7 @@ async fn ordered_keys_keep_their_order_across_two_routers_and_a_sigkill() {
     )
     .await;
     // ...and each key's first deliveries in the order of acceptance.
-    let (first, _) = first_deliveries(&sink);
-    assert_eq!(first.len() as u64, KEYS);
-    let in_order: Vec<u64> = (0..PER_KEY).collect();
-    for (key, delivered) in &first {
-        assert_eq!(
-            delivered, &in_order,
-            "key {key}: first deliveries out of order"
-        );
-    }
+    assert_first_deliveries_in_order(&sink, KEYS, PER_KEY);
     // Router 1 owned partitions (it delivered), which router 2 took over once it was killed.
     assert!(delivered_by(&sink, 1) > 0, "router 1 delivered nothing");
     wait_idle(&routers[0].admin).await;
