@@ -4,6 +4,7 @@
 
 pub mod bare;
 pub mod certs;
+pub mod github;
 pub mod keyed;
 pub mod launcher;
 pub mod load;
