@@ -1059,24 +1059,14 @@ async fn ordered_keys_keep_their_order_through_failures_and_a_sigkill() {
     );
     let router = start(&config);
     let ingress = Arc::new(std::sync::RwLock::new(vec![router.ingress.clone()]));
-    let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut senders = post_keyed(KEYS, PER_KEY, &ingress, &accepted);
-    wait_until(
-        "half the events accepted",
-        PATIENCE,
-        || async { accepted.load(Ordering::Acquire) },
-        |&count| count >= KEYS * PER_KEY / 2,
-    )
-    .await;
+    let posts = post_keyed(KEYS, PER_KEY, &ingress);
+    posts.wait_half_accepted().await;
     router.kill();
-    let at_kill = (accepted.load(Ordering::Acquire), sink.delivered().len());
+    let at_kill = (posts.accepted(), sink.delivered().len());
     let mut router = start(&config);
     *ingress.write().expect("lock") = vec![router.ingress.clone()];
     router.wait_for_log("journal recovered");
-    while let Some(sent) = senders.join_next().await {
-        sent.expect("a sender panicked");
-    }
-    assert_eq!(accepted.load(Ordering::Acquire), KEYS * PER_KEY);
+    posts.finish().await;
 
     // Every event delivered...
     let most_waiting = std::cell::Cell::new(0.0_f64);

@@ -262,23 +262,13 @@ async fn ordered_keys_keep_their_order_across_two_routers_and_a_sigkill() {
             .map(|r| r.ingress.clone())
             .collect::<Vec<_>>(),
     ));
-    let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut senders = post_keyed(KEYS, PER_KEY, &ingresses, &accepted);
-    wait_until(
-        "half the events accepted",
-        PATIENCE,
-        || async { accepted.load(Ordering::Acquire) },
-        |&count| count >= KEYS * PER_KEY / 2,
-    )
-    .await;
+    let posts = post_keyed(KEYS, PER_KEY, &ingresses);
+    posts.wait_half_accepted().await;
     let killed = routers.remove(0);
     let _ = killed.kill();
     *ingresses.write().expect("lock") = vec![routers[0].ingress.clone()];
-    let at_kill = (accepted.load(Ordering::Acquire), sink.delivered().len());
-    while let Some(sent) = senders.join_next().await {
-        sent.expect("a sender panicked");
-    }
-    assert_eq!(accepted.load(Ordering::Acquire), KEYS * PER_KEY);
+    let at_kill = (posts.accepted(), sink.delivered().len());
+    posts.finish().await;
 
     // Every event delivered...
     wait_until(

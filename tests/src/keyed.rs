@@ -9,22 +9,53 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use crate::numbered::client;
+use crate::numbered::{PATIENCE, client};
 use crate::sink::Sink;
+use crate::wait::wait_until;
+
+/// The posting tasks [`post_keyed`] started, and how many of their events were 202'd so far.
+#[derive(Debug)]
+pub struct KeyedPosts {
+    senders: JoinSet<()>,
+    accepted: Arc<AtomicU64>,
+    total: u64,
+}
+
+impl KeyedPosts {
+    /// How many events were 202'd so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Acquire)
+    }
+
+    /// Waits (at most [`PATIENCE`]) until at least half the events were 202'd.
+    pub async fn wait_half_accepted(&self) {
+        wait_until(
+            "half the events accepted",
+            PATIENCE,
+            || async { self.accepted() },
+            |&count| count >= self.total / 2,
+        )
+        .await;
+    }
+
+    /// Waits for every task to end and asserts that every event was 202'd.
+    pub async fn finish(mut self) {
+        while let Some(sent) = self.senders.join_next().await {
+            sent.expect("a sender panicked");
+        }
+        assert_eq!(self.accepted(), self.total);
+    }
+}
 
 /// Posts `per_key` events for each of `keys` keys, one task a key, each event sent again until
 /// it is 202'd (a post a kill cut off goes again, to whichever router is left). Event `n` of key
 /// `key` goes to `ingresses[(key + n) % len]`, read at each try so that a test can swap the
-/// routers under it; `accepted` counts the 202s. The returned tasks end once all are accepted.
-pub fn post_keyed(
-    keys: u64,
-    per_key: u64,
-    ingresses: &Arc<RwLock<Vec<String>>>,
-    accepted: &Arc<AtomicU64>,
-) -> JoinSet<()> {
+/// routers under it.
+pub fn post_keyed(keys: u64, per_key: u64, ingresses: &Arc<RwLock<Vec<String>>>) -> KeyedPosts {
+    let accepted = Arc::new(AtomicU64::new(0));
     let mut senders = JoinSet::new();
     for key in 0..keys {
-        let (ingresses, accepted) = (Arc::clone(ingresses), Arc::clone(accepted));
+        let (ingresses, accepted) = (Arc::clone(ingresses), Arc::clone(&accepted));
         senders.spawn(async move {
             let client = client();
             for n in 0..per_key {
@@ -48,7 +79,11 @@ pub fn post_keyed(
             }
         });
     }
-    senders
+    KeyedPosts {
+        senders,
+        accepted,
+        total: keys * per_key,
+    }
 }
 
 /// Each key's event numbers in the order of their first delivery to `sink` (a redelivery is not
