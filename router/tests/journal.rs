@@ -12,7 +12,7 @@ use std::time::Duration;
 use webhook_router_tests::keyed::{assert_first_deliveries_in_order, first_deliveries, post_keyed};
 use webhook_router_tests::numbered::{
     self, PATIENCE, body, client, dead_letters, deliveries, duplicates, metric, post_accepted,
-    wait_delivered, wait_idle,
+    replay, wait_delivered, wait_idle,
 };
 use webhook_router_tests::wait::wait_until;
 use webhook_router_tests::{Reply, RouterProcess, Sink};
@@ -277,15 +277,7 @@ async fn dead_letters_and_the_dedup_window_survive_a_restart() {
     );
     // And the letter replays.
     let letter = after[0]["id"].as_str().expect("letter id");
-    let replay = client()
-        .post(format!(
-            "http://{}/dead-letters/{letter}/replay",
-            router.admin
-        ))
-        .send()
-        .await
-        .expect("replay");
-    assert_eq!(replay.status().as_u16(), 202);
+    assert_eq!(replay(&router.admin, letter).await, 202);
     wait_idle(&router.admin).await;
     assert_eq!(
         sink.delivered().len(),
@@ -462,15 +454,11 @@ async fn an_event_whose_destination_left_the_config_becomes_a_dead_letter() {
         "{letters}"
     );
     let letter = letters[0]["id"].as_str().expect("id");
-    let replay = client()
-        .post(format!(
-            "http://{}/dead-letters/{letter}/replay",
-            router.admin
-        ))
-        .send()
-        .await
-        .expect("replay");
-    assert_eq!(replay.status().as_u16(), 409, "no destination to replay to");
+    assert_eq!(
+        replay(&router.admin, letter).await,
+        409,
+        "no destination to replay to"
+    );
     assert!(router.stop().0);
     // The letter and the event's deletes were written as one batch: the next start reads back
     // the letter and no event.
@@ -601,12 +589,7 @@ async fn replay_all(admin: &str) -> usize {
     let letters = letters.as_array().expect("a list");
     for letter in letters {
         let id = letter["id"].as_str().expect("letter id");
-        let replay = client()
-            .post(format!("http://{admin}/dead-letters/{id}/replay"))
-            .send()
-            .await
-            .expect("replay");
-        assert_eq!(replay.status().as_u16(), 202, "{letter}");
+        assert_eq!(replay(admin, id).await, 202, "{letter}");
     }
     letters.len()
 }
@@ -1181,15 +1164,7 @@ async fn a_held_key_stays_held_across_a_restart_until_its_letter_is_replayed() {
     assert_eq!(sent(&sink), [0], "nothing attempted after the restart");
     let letters = dead_letters(&router.admin).await;
     let letter = letters[0]["id"].as_str().expect("the letter");
-    let replay = client()
-        .post(format!(
-            "http://{}/dead-letters/{letter}/replay",
-            router.admin
-        ))
-        .send()
-        .await
-        .expect("replay");
-    assert_eq!(replay.status().as_u16(), 202);
+    assert_eq!(replay(&router.admin, letter).await, 202);
     wait_idle(&router.admin).await;
     assert_eq!(
         sent(&sink),

@@ -20,7 +20,7 @@ use webhook_router_tests::keyed::{assert_first_deliveries_in_order, first_delive
 use webhook_router_tests::nats::NatsServer;
 use webhook_router_tests::numbered::{
     self, PATIENCE, accepted, assert_all_delivered, client, dead_letters, deliveries, metric,
-    number, post_all, wait_delivered, wait_idle,
+    number, post_all, replay, wait_delivered, wait_idle,
 };
 use webhook_router_tests::sink::arrivals_per_second;
 use webhook_router_tests::wait::wait_until;
@@ -693,16 +693,10 @@ async fn a_dead_letter_made_by_one_router_is_listed_and_replayed_by_the_other() 
     let letter = two[0].clone();
     assert_eq!(letter["last_status"], 400);
     s.mode.store(OK, Ordering::Release);
-    let replay = client()
-        .post(format!(
-            "http://{}/dead-letters/{}/replay",
-            s.routers[1].admin,
-            letter["id"].as_str().expect("id")
-        ))
-        .send()
-        .await
-        .expect("replay");
-    assert_eq!(replay.status(), 202);
+    assert_eq!(
+        replay(&s.routers[1].admin, letter["id"].as_str().expect("id")).await,
+        202
+    );
     let delivered = s.sink.wait_for_delivered(1, PATIENCE).await;
     assert_eq!(number(&delivered[0]), 7);
     // Gone from both lists.
@@ -1393,16 +1387,10 @@ async fn a_message_that_does_not_decode_becomes_a_dead_letter_holding_its_raw_by
     );
     // The letters hold the raw bytes: replayed, the destination receives exactly them.
     for letter in [&bad, &new] {
-        let replay = client()
-            .post(format!(
-                "http://{}/dead-letters/{}/replay",
-                s.routers[0].admin,
-                letter["id"].as_str().expect("id")
-            ))
-            .send()
-            .await
-            .expect("replay");
-        assert_eq!(replay.status(), 202);
+        assert_eq!(
+            replay(&s.routers[0].admin, letter["id"].as_str().expect("id")).await,
+            202
+        );
     }
     let raw = s
         .sink
