@@ -7,12 +7,14 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use serde_json::Value;
 use webhook_router_tests::github;
 use webhook_router_tests::numbered::{self, PATIENCE, client, metric, post_accepted, wait_idle};
 use webhook_router_tests::wait::wait_until;
-use webhook_router_tests::{Reply, RouterProcess, Sink};
+use webhook_router_tests::{RouterProcess, Sink};
 
 const TOKEN: &str = "inspect-admin-token";
 const SECRET: &str = "gh-secret";
@@ -23,20 +25,6 @@ fn binary() -> &'static Path {
 
 fn fresh_dir(name: &str) -> PathBuf {
     numbered::fresh_dir(Path::new(env!("CARGO_TARGET_TMPDIR")), "inspect", name)
-}
-
-/// A sink that takes bodies containing `delivered`, fails the first attempt at `retried`, and
-/// fails every attempt at `dead`.
-async fn scripted_sink() -> Sink {
-    Sink::start_per_body(|body, attempt| {
-        let has = |word: &[u8]| body.windows(word.len()).any(|w| w == word);
-        if has(b"dead") || (has(b"retried") && attempt == 1) {
-            Reply::status(500)
-        } else {
-            Reply::ok()
-        }
-    })
-    .await
 }
 
 /// Posts `body` to `/hooks` signed with [`SECRET`] as GitHub signs it, with delivery id
@@ -100,7 +88,7 @@ fn cli(args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_events_show_their_attempts_before_and_after_a_sigkill() {
-    let sink = scripted_sink().await;
+    let sink = Sink::start_by_word(Arc::new(AtomicBool::new(true))).await;
     let dir = fresh_dir("three");
     let config = dir.join("router.toml");
     std::fs::write(

@@ -26,7 +26,7 @@ use webhook_router_tests::github;
 use webhook_router_tests::nats::NatsServer;
 use webhook_router_tests::numbered::{self, PATIENCE, client, wait_idle};
 use webhook_router_tests::wait::wait_until;
-use webhook_router_tests::{Reply, RouterProcess, Sink};
+use webhook_router_tests::{RouterProcess, Sink};
 
 const TOKEN: &str = "console-admin-token";
 const SECRET: &str = "gh-secret";
@@ -46,20 +46,6 @@ fn binary() -> &'static Path {
 
 fn fresh_dir(name: &str) -> PathBuf {
     numbered::fresh_dir(Path::new(env!("CARGO_TARGET_TMPDIR")), "console", name)
-}
-
-/// A sink that fails every attempt at a body containing `dead` and the first at `retried`,
-/// and fails everything while `healthy` is false.
-async fn scripted_sink(healthy: Arc<AtomicBool>) -> Sink {
-    Sink::start_per_body(move |body, attempt| {
-        let has = |word: &[u8]| body.windows(word.len()).any(|w| w == word);
-        if !healthy.load(Ordering::SeqCst) || has(b"dead") || (has(b"retried") && attempt == 1) {
-            Reply::status(500)
-        } else {
-            Reply::ok()
-        }
-    })
-    .await
 }
 
 /// Posts `body` to `/hooks` signed with [`SECRET`] as GitHub signs it, with delivery id
@@ -172,9 +158,9 @@ fn journal_config(dir: &Path, sink: &Sink, bulk: &Sink, flaky: &Stoppable) -> St
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_over_the_journal() {
     let dir = fresh_dir("journal");
-    let sink = scripted_sink(Arc::new(AtomicBool::new(true))).await;
+    let sink = Sink::start_by_word(Arc::new(AtomicBool::new(true))).await;
     let bulk_healthy = Arc::new(AtomicBool::new(false));
-    let bulk = scripted_sink(Arc::clone(&bulk_healthy)).await;
+    let bulk = Sink::start_by_word(Arc::clone(&bulk_healthy)).await;
     let mut flaky = Stoppable::new().await;
     let config = dir.join("router.toml");
     let good_config = journal_config(&dir, &sink, &bulk, &flaky);
@@ -511,7 +497,7 @@ async fn the_console_over_the_journal() {
 async fn events_and_dead_letters_over(browser: &Browser, name: &str, queue: &str) {
     let dir = fresh_dir(name);
     let healthy = Arc::new(AtomicBool::new(true));
-    let sink = scripted_sink(Arc::clone(&healthy)).await;
+    let sink = Sink::start_by_word(Arc::clone(&healthy)).await;
     let config = dir.join("router.toml");
     std::fs::write(
         &config,
