@@ -1022,14 +1022,7 @@ async fn ordered_keys_keep_their_order_through_failures_and_a_sigkill() {
     const KEYS: u64 = 50;
     const PER_KEY: u64 = 100;
     let started = std::time::Instant::now();
-    let sink = Sink::start(|_| {
-        if fastrand::f64() < 0.2 {
-            Reply::status(503)
-        } else {
-            Reply::ok()
-        }
-    })
-    .await;
+    let sink = Sink::failing_at_random(0.2).await;
     let dir = fresh_dir("ordered");
     let config = write_config(
         &dir,

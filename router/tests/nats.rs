@@ -217,14 +217,7 @@ async fn ordered_keys_keep_their_order_across_two_routers_and_a_sigkill() {
     let started = std::time::Instant::now();
     let dir = fresh_dir("ordered");
     let nats = NatsServer::start(&dir.join("nats"));
-    let sink = Sink::start(|_| {
-        if fastrand::f64() < 0.2 {
-            Reply::status(503)
-        } else {
-            Reply::ok()
-        }
-    })
-    .await;
+    let sink = Sink::failing_at_random(0.2).await;
     // A lease bucket left by routers with an ack_wait of an hour: these routers make its leases
     // last their own ack_wait (2 s), or router 1's partitions would wait an hour for router 2.
     // (Its stream made as the routers make their buckets' streams: the client library's own

@@ -141,6 +141,19 @@ impl Sink {
         Self::start_scripted(Box::new(move |_, body, attempt| script(body, attempt))).await
     }
 
+    /// A sink that answers 503 to a random `share` of all requests (0.2: one in five) and 200
+    /// to the rest.
+    pub async fn failing_at_random(share: f64) -> Sink {
+        Self::start(move |_| {
+            if fastrand::f64() < share {
+                Reply::status(503)
+            } else {
+                Reply::ok()
+            }
+        })
+        .await
+    }
+
     /// A sink that fails (500) every attempt at a body containing `dead` and the first at one
     /// containing `retried`, takes everything else, and fails everything while `healthy` is
     /// false: a delivered, a retried and a dead-lettered event by what their bodies say.
