@@ -7,12 +7,14 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use serde_json::Value;
+use webhook_router_tests::github;
 use webhook_router_tests::numbered::{self, PATIENCE, client, metric, post_accepted, wait_idle};
-use webhook_router_tests::signing::{sign, unix_now};
 use webhook_router_tests::wait::wait_until;
-use webhook_router_tests::{Reply, RouterProcess, Sink};
+use webhook_router_tests::{RouterProcess, Sink};
 
 const TOKEN: &str = "inspect-admin-token";
 const SECRET: &str = "gh-secret";
@@ -25,36 +27,10 @@ fn fresh_dir(name: &str) -> PathBuf {
     numbered::fresh_dir(Path::new(env!("CARGO_TARGET_TMPDIR")), "inspect", name)
 }
 
-/// A sink that takes bodies containing `delivered`, fails the first attempt at `retried`, and
-/// fails every attempt at `dead`.
-async fn scripted_sink() -> Sink {
-    Sink::start_per_body(|body, attempt| {
-        let has = |word: &[u8]| body.windows(word.len()).any(|w| w == word);
-        if has(b"dead") || (has(b"retried") && attempt == 1) {
-            Reply::status(500)
-        } else {
-            Reply::ok()
-        }
-    })
-    .await
-}
-
-/// Posts `body` to `/hooks`, signed as GitHub signs it, with delivery id `delivery`; the
-/// event id of the 202.
+/// Posts `body` to `/hooks` signed with [`SECRET`] as GitHub signs it, with delivery id
+/// `delivery`; the event id of the 202.
 async fn post_signed(ingress: &str, body: &str, delivery: &str) -> String {
-    let mut request = client()
-        .post(format!("http://{ingress}/hooks"))
-        .header("content-type", "application/json")
-        .header("x-github-event", "push")
-        .header("x-github-delivery", delivery)
-        .body(body.to_owned());
-    for (name, value) in sign("github", SECRET, body.as_bytes(), unix_now()) {
-        request = request.header(name, value);
-    }
-    let answer = request.send().await.expect("post");
-    assert_eq!(answer.status().as_u16(), 202);
-    let json: Value = answer.json().await.expect("json");
-    json["id"].as_str().expect("id").to_owned()
+    github::post_signed(ingress, SECRET, body, delivery).await
 }
 
 /// `GET path` on the admin API with the token; the status and JSON answer.
@@ -112,7 +88,7 @@ fn cli(args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_events_show_their_attempts_before_and_after_a_sigkill() {
-    let sink = scripted_sink().await;
+    let sink = Sink::start_by_word(Arc::new(AtomicBool::new(true))).await;
     let dir = fresh_dir("three");
     let config = dir.join("router.toml");
     std::fs::write(
