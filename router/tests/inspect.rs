@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
+use webhook_router_tests::github;
 use webhook_router_tests::numbered::{self, PATIENCE, client, metric, post_accepted, wait_idle};
-use webhook_router_tests::signing::{sign, unix_now};
 use webhook_router_tests::wait::wait_until;
 use webhook_router_tests::{Reply, RouterProcess, Sink};
 
@@ -41,22 +41,10 @@ async fn scripted_sink() -> Sink {
     .await
 }
 
-/// Posts `body` to `/hooks`, signed as GitHub signs it, with delivery id `delivery`; the
-/// event id of the 202.
+/// Posts `body` to `/hooks` signed with [`SECRET`] as GitHub signs it, with delivery id
+/// `delivery`; the event id of the 202.
 async fn post_signed(ingress: &str, body: &str, delivery: &str) -> String {
-    let mut request = client()
-        .post(format!("http://{ingress}/hooks"))
-        .header("content-type", "application/json")
-        .header("x-github-event", "push")
-        .header("x-github-delivery", delivery)
-        .body(body.to_owned());
-    for (name, value) in sign("github", SECRET, body.as_bytes(), unix_now()) {
-        request = request.header(name, value);
-    }
-    let answer = request.send().await.expect("post");
-    assert_eq!(answer.status().as_u16(), 202);
-    let json: Value = answer.json().await.expect("json");
-    json["id"].as_str().expect("id").to_owned()
+    github::post_signed(ingress, SECRET, body, delivery).await
 }
 
 /// `GET path` on the admin API with the token; the status and JSON answer.

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
+use webhook_router_tests::keyed::{assert_first_deliveries_in_order, first_deliveries, post_keyed};
 use webhook_router_tests::numbered::{
     self, PATIENCE, body, client, dead_letters, deliveries, duplicates, metric, post_accepted,
-    wait_delivered, wait_idle,
+    replay, wait_delivered, wait_idle,
 };
 use webhook_router_tests::wait::wait_until;
 use webhook_router_tests::{Reply, RouterProcess, Sink};
@@ -276,15 +277,7 @@ async fn dead_letters_and_the_dedup_window_survive_a_restart() {
     );
     // And the letter replays.
     let letter = after[0]["id"].as_str().expect("letter id");
-    let replay = client()
-        .post(format!(
-            "http://{}/dead-letters/{letter}/replay",
-            router.admin
-        ))
-        .send()
-        .await
-        .expect("replay");
-    assert_eq!(replay.status().as_u16(), 202);
+    assert_eq!(replay(&router.admin, letter).await, 202);
     wait_idle(&router.admin).await;
     assert_eq!(
         sink.delivered().len(),
@@ -461,15 +454,11 @@ async fn an_event_whose_destination_left_the_config_becomes_a_dead_letter() {
         "{letters}"
     );
     let letter = letters[0]["id"].as_str().expect("id");
-    let replay = client()
-        .post(format!(
-            "http://{}/dead-letters/{letter}/replay",
-            router.admin
-        ))
-        .send()
-        .await
-        .expect("replay");
-    assert_eq!(replay.status().as_u16(), 409, "no destination to replay to");
+    assert_eq!(
+        replay(&router.admin, letter).await,
+        409,
+        "no destination to replay to"
+    );
     assert!(router.stop().0);
     // The letter and the event's deletes were written as one batch: the next start reads back
     // the letter and no event.
@@ -600,12 +589,7 @@ async fn replay_all(admin: &str) -> usize {
     let letters = letters.as_array().expect("a list");
     for letter in letters {
         let id = letter["id"].as_str().expect("letter id");
-        let replay = client()
-            .post(format!("http://{admin}/dead-letters/{id}/replay"))
-            .send()
-            .await
-            .expect("replay");
-        assert_eq!(replay.status().as_u16(), 202, "{letter}");
+        assert_eq!(replay(admin, id).await, 202, "{letter}");
     }
     letters.len()
 }
@@ -1038,14 +1022,7 @@ async fn ordered_keys_keep_their_order_through_failures_and_a_sigkill() {
     const KEYS: u64 = 50;
     const PER_KEY: u64 = 100;
     let started = std::time::Instant::now();
-    let sink = Sink::start(|_| {
-        if fastrand::f64() < 0.2 {
-            Reply::status(503)
-        } else {
-            Reply::ok()
-        }
-    })
-    .await;
+    let sink = Sink::failing_at_random(0.2).await;
     let dir = fresh_dir("ordered");
     let config = write_config(
         &dir,
@@ -1057,63 +1034,17 @@ async fn ordered_keys_keep_their_order_through_failures_and_a_sigkill() {
         },
     );
     let router = start(&config);
-    let ingress = Arc::new(std::sync::RwLock::new(router.ingress.clone()));
-    let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut senders = tokio::task::JoinSet::new();
-    for key in 0..KEYS {
-        let (ingress, accepted) = (Arc::clone(&ingress), Arc::clone(&accepted));
-        senders.spawn(async move {
-            let client = client();
-            for n in 0..PER_KEY {
-                // Until a 202: a post the kill cut off is sent again to the next process.
-                loop {
-                    let url = format!("http://{}/hooks", ingress.read().expect("lock"));
-                    let answer = client
-                        .post(url)
-                        .header("content-type", "application/json")
-                        .body(format!("{{\"key\":\"k{key}\",\"n\":{n}}}"))
-                        .send()
-                        .await;
-                    if answer.is_ok_and(|answer| answer.status() == 202) {
-                        accepted.fetch_add(1, Ordering::AcqRel);
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        });
-    }
-    wait_until(
-        "half the events accepted",
-        PATIENCE,
-        || async { accepted.load(Ordering::Acquire) },
-        |&count| count >= KEYS * PER_KEY / 2,
-    )
-    .await;
+    let ingress = Arc::new(std::sync::RwLock::new(vec![router.ingress.clone()]));
+    let posts = post_keyed(KEYS, PER_KEY, &ingress);
+    posts.wait_half_accepted().await;
     router.kill();
-    let at_kill = (accepted.load(Ordering::Acquire), sink.delivered().len());
+    let at_kill = (posts.accepted(), sink.delivered().len());
     let mut router = start(&config);
-    *ingress.write().expect("lock") = router.ingress.clone();
+    *ingress.write().expect("lock") = vec![router.ingress.clone()];
     router.wait_for_log("journal recovered");
-    while let Some(sent) = senders.join_next().await {
-        sent.expect("a sender panicked");
-    }
-    assert_eq!(accepted.load(Ordering::Acquire), KEYS * PER_KEY);
+    posts.finish().await;
 
     // Every event delivered...
-    let first_deliveries = |sink: &Sink| {
-        let mut first: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
-        let mut seen = BTreeSet::new();
-        for received in sink.delivered() {
-            let body: serde_json::Value = serde_json::from_slice(&received.body).expect("json");
-            let key = body["key"].as_str().expect("key").to_owned();
-            let n = body["n"].as_u64().expect("n");
-            if seen.insert((key.clone(), n)) {
-                first.entry(key).or_default().push(n);
-            }
-        }
-        (first, seen.len() as u64)
-    };
     let most_waiting = std::cell::Cell::new(0.0_f64);
     wait_until(
         "every event delivered",
@@ -1133,15 +1064,7 @@ async fn ordered_keys_keep_their_order_through_failures_and_a_sigkill() {
     )
     .await;
     // ...and each key's first deliveries in the order of acceptance.
-    let (first, _) = first_deliveries(&sink);
-    assert_eq!(first.len() as u64, KEYS);
-    let in_order: Vec<u64> = (0..PER_KEY).collect();
-    for (key, delivered) in &first {
-        assert_eq!(
-            delivered, &in_order,
-            "key {key}: first deliveries out of order"
-        );
-    }
+    assert_first_deliveries_in_order(&sink, KEYS, PER_KEY);
     wait_idle(&router.admin).await;
     assert_eq!(
         metric(
@@ -1234,15 +1157,7 @@ async fn a_held_key_stays_held_across_a_restart_until_its_letter_is_replayed() {
     assert_eq!(sent(&sink), [0], "nothing attempted after the restart");
     let letters = dead_letters(&router.admin).await;
     let letter = letters[0]["id"].as_str().expect("the letter");
-    let replay = client()
-        .post(format!(
-            "http://{}/dead-letters/{letter}/replay",
-            router.admin
-        ))
-        .send()
-        .await
-        .expect("replay");
-    assert_eq!(replay.status().as_u16(), 202);
+    assert_eq!(replay(&router.admin, letter).await, 202);
     wait_idle(&router.admin).await;
     assert_eq!(
         sent(&sink),

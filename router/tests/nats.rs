@@ -16,10 +16,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
+use webhook_router_tests::keyed::{assert_first_deliveries_in_order, first_deliveries, post_keyed};
 use webhook_router_tests::nats::NatsServer;
 use webhook_router_tests::numbered::{
     self, PATIENCE, accepted, assert_all_delivered, client, dead_letters, deliveries, metric,
-    number, post_all, wait_delivered, wait_idle,
+    number, post_all, replay, wait_delivered, wait_idle,
 };
 use webhook_router_tests::sink::arrivals_per_second;
 use webhook_router_tests::wait::wait_until;
@@ -216,14 +217,7 @@ async fn ordered_keys_keep_their_order_across_two_routers_and_a_sigkill() {
     let started = std::time::Instant::now();
     let dir = fresh_dir("ordered");
     let nats = NatsServer::start(&dir.join("nats"));
-    let sink = Sink::start(|_| {
-        if fastrand::f64() < 0.2 {
-            Reply::status(503)
-        } else {
-            Reply::ok()
-        }
-    })
-    .await;
+    let sink = Sink::failing_at_random(0.2).await;
     // A lease bucket left by routers with an ack_wait of an hour: these routers make its leases
     // last their own ack_wait (2 s), or router 1's partitions would wait an hour for router 2.
     // (Its stream made as the routers make their buckets' streams: the client library's own
@@ -261,63 +255,14 @@ async fn ordered_keys_keep_their_order_across_two_routers_and_a_sigkill() {
             .map(|r| r.ingress.clone())
             .collect::<Vec<_>>(),
     ));
-    let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut senders = tokio::task::JoinSet::new();
-    for key in 0..KEYS {
-        let (ingresses, accepted) = (Arc::clone(&ingresses), Arc::clone(&accepted));
-        senders.spawn(async move {
-            let client = client();
-            for n in 0..PER_KEY {
-                // Until a 202: a post the kill cut off is sent again, to the router left.
-                loop {
-                    let ingress = {
-                        let ingresses = ingresses.read().expect("lock");
-                        ingresses[(key + n) as usize % ingresses.len()].clone()
-                    };
-                    let answer = client
-                        .post(format!("http://{ingress}/hooks"))
-                        .header("content-type", "application/json")
-                        .body(format!("{{\"key\":\"k{key}\",\"n\":{n}}}"))
-                        .send()
-                        .await;
-                    if answer.is_ok_and(|answer| answer.status() == 202) {
-                        accepted.fetch_add(1, Ordering::AcqRel);
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        });
-    }
-    wait_until(
-        "half the events accepted",
-        PATIENCE,
-        || async { accepted.load(Ordering::Acquire) },
-        |&count| count >= KEYS * PER_KEY / 2,
-    )
-    .await;
+    let posts = post_keyed(KEYS, PER_KEY, &ingresses);
+    posts.wait_half_accepted().await;
     let killed = routers.remove(0);
     let _ = killed.kill();
     *ingresses.write().expect("lock") = vec![routers[0].ingress.clone()];
-    let at_kill = (accepted.load(Ordering::Acquire), sink.delivered().len());
-    while let Some(sent) = senders.join_next().await {
-        sent.expect("a sender panicked");
-    }
-    assert_eq!(accepted.load(Ordering::Acquire), KEYS * PER_KEY);
+    let at_kill = (posts.accepted(), sink.delivered().len());
+    posts.finish().await;
 
-    let first_deliveries = |sink: &Sink| {
-        let mut first: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
-        let mut seen = BTreeSet::new();
-        for received in sink.delivered() {
-            let body: serde_json::Value = serde_json::from_slice(&received.body).expect("json");
-            let key = body["key"].as_str().expect("key").to_owned();
-            let n = body["n"].as_u64().expect("n");
-            if seen.insert((key.clone(), n)) {
-                first.entry(key).or_default().push(n);
-            }
-        }
-        (first, seen.len() as u64)
-    };
     // Every event delivered...
     wait_until(
         "every event delivered",
@@ -327,15 +272,7 @@ async fn ordered_keys_keep_their_order_across_two_routers_and_a_sigkill() {
     )
     .await;
     // ...and each key's first deliveries in the order of acceptance.
-    let (first, _) = first_deliveries(&sink);
-    assert_eq!(first.len() as u64, KEYS);
-    let in_order: Vec<u64> = (0..PER_KEY).collect();
-    for (key, delivered) in &first {
-        assert_eq!(
-            delivered, &in_order,
-            "key {key}: first deliveries out of order"
-        );
-    }
+    assert_first_deliveries_in_order(&sink, KEYS, PER_KEY);
     // Router 1 owned partitions (it delivered), which router 2 took over once it was killed.
     assert!(delivered_by(&sink, 1) > 0, "router 1 delivered nothing");
     wait_idle(&routers[0].admin).await;
@@ -749,16 +686,10 @@ async fn a_dead_letter_made_by_one_router_is_listed_and_replayed_by_the_other() 
     let letter = two[0].clone();
     assert_eq!(letter["last_status"], 400);
     s.mode.store(OK, Ordering::Release);
-    let replay = client()
-        .post(format!(
-            "http://{}/dead-letters/{}/replay",
-            s.routers[1].admin,
-            letter["id"].as_str().expect("id")
-        ))
-        .send()
-        .await
-        .expect("replay");
-    assert_eq!(replay.status(), 202);
+    assert_eq!(
+        replay(&s.routers[1].admin, letter["id"].as_str().expect("id")).await,
+        202
+    );
     let delivered = s.sink.wait_for_delivered(1, PATIENCE).await;
     assert_eq!(number(&delivered[0]), 7);
     // Gone from both lists.
@@ -1449,16 +1380,10 @@ async fn a_message_that_does_not_decode_becomes_a_dead_letter_holding_its_raw_by
     );
     // The letters hold the raw bytes: replayed, the destination receives exactly them.
     for letter in [&bad, &new] {
-        let replay = client()
-            .post(format!(
-                "http://{}/dead-letters/{}/replay",
-                s.routers[0].admin,
-                letter["id"].as_str().expect("id")
-            ))
-            .send()
-            .await
-            .expect("replay");
-        assert_eq!(replay.status(), 202);
+        assert_eq!(
+            replay(&s.routers[0].admin, letter["id"].as_str().expect("id")).await,
+            202
+        );
     }
     let raw = s
         .sink

@@ -4,6 +4,8 @@
 
 pub mod bare;
 pub mod certs;
+pub mod github;
+pub mod keyed;
 pub mod launcher;
 pub mod load;
 pub mod nats;

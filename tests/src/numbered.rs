@@ -211,6 +211,17 @@ pub async fn wait_idle(admin: &str) {
     .await;
 }
 
+/// Replays dead letter `id` through the admin API at `admin`; the answer's status.
+pub async fn replay(admin: &str, id: &str) -> u16 {
+    client()
+        .post(format!("http://{admin}/dead-letters/{id}/replay"))
+        .send()
+        .await
+        .expect("replay")
+        .status()
+        .as_u16()
+}
+
 /// The dead letters the admin API lists.
 pub async fn dead_letters(admin: &str) -> serde_json::Value {
     client()

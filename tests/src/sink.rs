@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -139,6 +139,35 @@ impl Sink {
         script: impl Fn(&[u8], usize) -> Reply + Send + Sync + 'static,
     ) -> Sink {
         Self::start_scripted(Box::new(move |_, body, attempt| script(body, attempt))).await
+    }
+
+    /// A sink that answers 503 to a random `share` of all requests (0.2: one in five) and 200
+    /// to the rest.
+    pub async fn failing_at_random(share: f64) -> Sink {
+        Self::start(move |_| {
+            if fastrand::f64() < share {
+                Reply::status(503)
+            } else {
+                Reply::ok()
+            }
+        })
+        .await
+    }
+
+    /// A sink that fails (500) every attempt at a body containing `dead` and the first at one
+    /// containing `retried`, takes everything else, and fails everything while `healthy` is
+    /// false: a delivered, a retried and a dead-lettered event by what their bodies say.
+    pub async fn start_by_word(healthy: Arc<AtomicBool>) -> Sink {
+        Self::start_per_body(move |body, attempt| {
+            let has = |word: &[u8]| body.windows(word.len()).any(|w| w == word);
+            if !healthy.load(Ordering::SeqCst) || has(b"dead") || (has(b"retried") && attempt == 1)
+            {
+                Reply::status(500)
+            } else {
+                Reply::ok()
+            }
+        })
+        .await
     }
 
     /// A sink answering 200 to everything on `listener`, for a destination that comes up on a

@@ -184,6 +184,18 @@ impl Metrics {
         without_replaced_configs(self.inner.handle.render())
     }
 
+    /// The value of the rendered series `series` (its name and labels, as rendered), for unit
+    /// tests; a missing series fails the test.
+    #[cfg(test)]
+    pub(crate) fn value(&self, series: &str) -> f64 {
+        let text = self.render();
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in {text}"))
+            .parse()
+            .expect("a number")
+    }
+
     /// Runs `collect` before each [`Metrics::render`], to set gauges computed from state. It
     /// must not render (nor register another collector).
     pub fn on_render(&self, collect: impl Fn() + Send + Sync + 'static) {

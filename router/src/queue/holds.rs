@@ -368,16 +368,6 @@ mod tests {
         }
     }
 
-    /// The value of the rendered series `series`; a missing series fails.
-    fn value(metrics: &Metrics, series: &str) -> f64 {
-        let text = metrics.render();
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no {series} in {text}"))
-            .parse()
-            .expect("a number")
-    }
-
     #[test]
     fn the_oldest_held_event_sets_the_age_and_the_last_final_place_the_latency() {
         let metrics = Metrics::new();
@@ -386,15 +376,14 @@ mod tests {
             &metrics,
         ));
         let age = |d: &str| {
-            value(
-                &metrics,
-                &format!("webhook_oldest_event_age_seconds{{destination=\"{d}\"}}"),
-            )
+            metrics.value(&format!(
+                "webhook_oldest_event_age_seconds{{destination=\"{d}\"}}"
+            ))
         };
-        let latency_count = || value(&metrics, "webhook_event_latency_seconds_count{route=\"r\"}");
+        let latency_count = || metrics.value("webhook_event_latency_seconds_count{route=\"r\"}");
         assert_eq!((age("a"), age("b")), (0.0, 0.0));
         assert_eq!(
-            value(&metrics, "webhook_destination_max_held{destination=\"a\"}"),
+            metrics.value("webhook_destination_max_held{destination=\"a\"}"),
             10.0
         );
 
@@ -411,7 +400,7 @@ mod tests {
         old.release(0);
         assert!((1.0..10.0).contains(&age("a")), "{}", age("a"));
         assert_eq!(latency_count(), 1.0, "the old event is final everywhere");
-        assert!(value(&metrics, "webhook_event_latency_seconds_sum{route=\"r\"}") >= 60.0);
+        assert!(metrics.value("webhook_event_latency_seconds_sum{route=\"r\"}") >= 60.0);
 
         drop(young);
         assert_eq!(age("a"), 0.0);

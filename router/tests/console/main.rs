@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 use browser::Browser;
 use serde_json::Value;
 use stoppable::Stoppable;
+use webhook_router_tests::github;
 use webhook_router_tests::nats::NatsServer;
 use webhook_router_tests::numbered::{self, PATIENCE, client, wait_idle};
-use webhook_router_tests::signing::{sign, unix_now};
 use webhook_router_tests::wait::wait_until;
-use webhook_router_tests::{Reply, RouterProcess, Sink};
+use webhook_router_tests::{RouterProcess, Sink};
 
 const TOKEN: &str = "console-admin-token";
 const SECRET: &str = "gh-secret";
@@ -48,35 +48,10 @@ fn fresh_dir(name: &str) -> PathBuf {
     numbered::fresh_dir(Path::new(env!("CARGO_TARGET_TMPDIR")), "console", name)
 }
 
-/// A sink that fails every attempt at a body containing `dead` and the first at `retried`,
-/// and fails everything while `healthy` is false.
-async fn scripted_sink(healthy: Arc<AtomicBool>) -> Sink {
-    Sink::start_per_body(move |body, attempt| {
-        let has = |word: &[u8]| body.windows(word.len()).any(|w| w == word);
-        if !healthy.load(Ordering::SeqCst) || has(b"dead") || (has(b"retried") && attempt == 1) {
-            Reply::status(500)
-        } else {
-            Reply::ok()
-        }
-    })
-    .await
-}
-
-/// Posts `body` to `/hooks` signed as GitHub signs it, with delivery id `delivery`; the event id.
+/// Posts `body` to `/hooks` signed with [`SECRET`] as GitHub signs it, with delivery id
+/// `delivery`; the event id of the 202.
 async fn post_signed(ingress: &str, body: &str, delivery: &str) -> String {
-    let mut request = client()
-        .post(format!("http://{ingress}/hooks"))
-        .header("content-type", "application/json")
-        .header("x-github-event", "push")
-        .header("x-github-delivery", delivery)
-        .body(body.to_owned());
-    for (name, value) in sign("github", SECRET, body.as_bytes(), unix_now()) {
-        request = request.header(name, value);
-    }
-    let answer = request.send().await.expect("post");
-    assert_eq!(answer.status().as_u16(), 202);
-    let json: Value = answer.json().await.expect("json");
-    json["id"].as_str().expect("id").to_owned()
+    github::post_signed(ingress, SECRET, body, delivery).await
 }
 
 /// Posts `body` unsigned to `path`; the status.
@@ -183,9 +158,9 @@ fn journal_config(dir: &Path, sink: &Sink, bulk: &Sink, flaky: &Stoppable) -> St
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_over_the_journal() {
     let dir = fresh_dir("journal");
-    let sink = scripted_sink(Arc::new(AtomicBool::new(true))).await;
+    let sink = Sink::start_by_word(Arc::new(AtomicBool::new(true))).await;
     let bulk_healthy = Arc::new(AtomicBool::new(false));
-    let bulk = scripted_sink(Arc::clone(&bulk_healthy)).await;
+    let bulk = Sink::start_by_word(Arc::clone(&bulk_healthy)).await;
     let mut flaky = Stoppable::new().await;
     let config = dir.join("router.toml");
     let good_config = journal_config(&dir, &sink, &bulk, &flaky);
@@ -522,7 +497,7 @@ async fn the_console_over_the_journal() {
 async fn events_and_dead_letters_over(browser: &Browser, name: &str, queue: &str) {
     let dir = fresh_dir(name);
     let healthy = Arc::new(AtomicBool::new(true));
-    let sink = scripted_sink(Arc::clone(&healthy)).await;
+    let sink = Sink::start_by_word(Arc::clone(&healthy)).await;
     let config = dir.join("router.toml");
     std::fs::write(
         &config,

@@ -858,10 +858,7 @@ async fn end_to_end_run(
     let run = measured_run(name, wrk, script, &router.url(path)).await?;
     explain_refusals(&router, &run).await;
     let accepted = accepted(&router, route).await?;
-    let drained = wait_until(Duration::from_secs(60), || {
-        destination.requests() >= accepted
-    })
-    .await;
+    let drained = drain(&destination, accepted).await;
     let cpu_after = cpu(&destination);
     let _ = router.router.shutdown().await;
     for helper in helpers {
@@ -887,11 +884,7 @@ fn delivered(
     drained: bool,
     cpu: Option<(Duration, Duration)>,
 ) -> EndToEnd {
-    let span = destination
-        .last_answer()
-        .map_or(Duration::ZERO, |last| last - load_started);
-    let delivered = destination.requests();
-    let delivered_per_sec = delivered as f64 / span.as_secs_f64().max(1e-9);
+    let (delivered, span, delivered_per_sec) = delivery_rate(destination, load_started);
     let cpu_per_event = cpu
         .and_then(|(before, after)| after.checked_sub(before))
         .zip(u32::try_from(delivered).ok().filter(|&n| n > 0))
@@ -900,11 +893,7 @@ fn delivered(
         "      {delivered} of {accepted} accepted events delivered in {:.2} s: {delivered_per_sec:.0}/s, {}{}",
         span.as_secs_f64(),
         format_cpu_per_event(cpu_per_event.map_or(f64::NAN, |cpu| cpu.as_secs_f64() * 1e6)),
-        if drained {
-            ""
-        } else {
-            " (INCOMPLETE after 60 s)"
-        }
+        incomplete(drained)
     );
     EndToEnd {
         run,
@@ -969,10 +958,7 @@ async fn logged_run(wrk: &Wrk, script: &WrkScript, binary: &Path) -> Result<EndT
     )
     .await?;
     let accepted = run.run.requests - run.run.non_2xx;
-    let drained = wait_until(Duration::from_secs(60), || {
-        destination.requests() >= accepted
-    })
-    .await;
+    let drained = drain(&destination, accepted).await;
     let cpu_after = cpu_time_of(pid);
     let log_bytes = std::fs::metadata(&log).map_or(0, |m| m.len());
     let _ = tokio::task::spawn_blocking(move || process.stop()).await;
@@ -986,6 +972,37 @@ async fn logged_run(wrk: &Wrk, script: &WrkScript, binary: &Path) -> Result<EndT
         drained,
         cpu_before.zip(cpu_after),
     ))
+}
+
+/// Waits (at most 60 s) until `destination` received `accepted` requests; whether it did.
+async fn drain(destination: &BareServer, accepted: u64) -> bool {
+    wait_until(Duration::from_secs(60), || {
+        destination.requests() >= accepted
+    })
+    .await
+}
+
+/// What `destination` received since `started`: how many requests, the span from `started` to
+/// its last answer, and the rate over that span.
+fn delivery_rate(destination: &BareServer, started: Instant) -> (u64, Duration, f64) {
+    let span = destination
+        .last_answer()
+        .map_or(Duration::ZERO, |last| last - started);
+    let delivered = destination.requests();
+    (
+        delivered,
+        span,
+        delivered as f64 / span.as_secs_f64().max(1e-9),
+    )
+}
+
+/// What a result line adds when [`drain`] gave up: nothing if `drained`.
+fn incomplete(drained: bool) -> &'static str {
+    if drained {
+        ""
+    } else {
+        " (INCOMPLETE after 60 s)"
+    }
 }
 
 /// The median of `values` (the mean of the middle two for an even count; 0 if empty).
@@ -1171,26 +1188,15 @@ async fn ordered_row(events: u64, payload: usize) -> Result<Row> {
             answers.other += sent.other;
         }
         let accepted = accepted(&router, route).await?;
-        let drained = wait_until(Duration::from_secs(60), || {
-            destination.requests() >= accepted
-        })
-        .await;
+        let drained = drain(&destination, accepted).await;
         let _ = router.router.shutdown().await;
-        let span = destination
-            .last_answer()
-            .map_or(Duration::ZERO, |last| last - started);
-        let delivered = destination.requests();
-        let rate = delivered as f64 / span.as_secs_f64().max(1e-9);
+        let (delivered, span, rate) = delivery_rate(&destination, started);
         println!(
             "      {} accepted, {} refused; {delivered} delivered in {:.2} s: {rate:.0}/s{}",
             answers.accepted,
             answers.other,
             span.as_secs_f64(),
-            if drained {
-                ""
-            } else {
-                " (INCOMPLETE after 60 s)"
-            }
+            incomplete(drained)
         );
         rates.push((rate, drained && answers.other == 0));
     }

@@ -98,12 +98,19 @@ async fn curl(ca: &Path, version: &str, url: &str, post: bool) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// Unix seconds `days` from now.
-fn days_from_now(days: u64) -> f64 {
-    (SystemTime::now() + Duration::from_secs(days * 86_400))
+/// Asserts that the ingress's certificate-expiry gauge exists and says `days` from now (within
+/// ten minutes).
+async fn assert_ingress_expires_in(router: &TestRouter, days: u64) {
+    let expiry = "webhook_tls_cert_expiry_timestamp_seconds{listener=\"ingress\"}";
+    let served_until = router
+        .metric(expiry)
+        .await
+        .expect("the expiry gauge exists");
+    let then = (SystemTime::now() + Duration::from_secs(days * 86_400))
         .duration_since(SystemTime::UNIX_EPOCH)
         .expect("after the epoch")
-        .as_secs_f64()
+        .as_secs_f64();
+    assert!((served_until - then).abs() < 600.0, "{served_until}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,15 +144,7 @@ async fn https_by_alpn_to_curl_and_reqwest_and_a_swapped_certificate_serves_the_
             .expect("router answers");
         assert_eq!((answer.status().as_u16(), answer.version()), (202, version));
     }
-    let expiry = "webhook_tls_cert_expiry_timestamp_seconds{listener=\"ingress\"}";
-    let served_until = router
-        .metric(expiry)
-        .await
-        .expect("the expiry gauge exists");
-    assert!(
-        (served_until - days_from_now(30)).abs() < 600.0,
-        "{served_until}"
-    );
+    assert_ingress_expires_in(&router, 30).await;
 
     // A request on a connection made with the first certificate, its body sent slowly, spans
     // the swap.
@@ -193,14 +192,7 @@ async fn https_by_alpn_to_curl_and_reqwest_and_a_swapped_certificate_serves_the_
     );
 
     // The new certificate expires within 14 days: the gauge says when.
-    let served_until = router
-        .metric(expiry)
-        .await
-        .expect("the expiry gauge exists");
-    assert!(
-        (served_until - days_from_now(5)).abs() < 600.0,
-        "{served_until}"
-    );
+    assert_ingress_expires_in(&router, 5).await;
     let delivered = sink.wait_for_delivered(5, PATIENCE).await;
     assert_eq!(delivered.len(), 5);
     assert!(

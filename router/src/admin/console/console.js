@@ -204,6 +204,21 @@
     show(error.status === 401 ? "refused" : "failed", el("h2", { text: title }), el("p", { class: "error", role: "alert", text: failure(error) }));
   }
 
+  /**
+   * GETs `path` for the view titled `title`: the answer, or null if the request failed (the
+   * failure shown while the view is still current) or the view is no longer current.
+   */
+  async function load(current, title, path) {
+    let answer;
+    try {
+      answer = await api("GET", path);
+    } catch (error) {
+      if (current()) showFailure(title, error);
+      return null;
+    }
+    return current() ? answer : null;
+  }
+
   let lastStats = null;
 
   async function overview(current) {
@@ -257,14 +272,8 @@
   }
 
   async function routes(current) {
-    let answer;
-    try {
-      answer = await api("GET", "/routes");
-    } catch (error) {
-      if (current()) showFailure("Routes", error);
-      return;
-    }
-    if (!current()) return;
+    const answer = await load(current, "Routes", "/routes");
+    if (!answer) return;
     const deliveries = (route) =>
       Object.entries(route.counts.deliveries).map(([destination, outcomes]) =>
         el("div", {}, destination + ": " + Object.entries(outcomes).map(([o, n]) => o + " " + n).join(", "))
@@ -293,14 +302,8 @@
   }
 
   async function destinations(current) {
-    let answer;
-    try {
-      answer = await api("GET", "/destinations");
-    } catch (error) {
-      if (current()) showFailure("Destinations", error);
-      return;
-    }
-    if (!current()) return;
+    const answer = await load(current, "Destinations", "/destinations");
+    if (!answer) return;
     show(
       "ready",
       el("h2", { text: "Destinations" }),
@@ -330,14 +333,8 @@
   async function eventList(current) {
     const params = Object.assign({}, events.filters, { limit: EVENTS_PAGE, cursor: events.cursor });
     if (params.since) params.since = sinceMs(params.since);
-    let answer;
-    try {
-      answer = await api("GET", "/events" + query(params));
-    } catch (error) {
-      if (current()) showFailure("Events", error);
-      return;
-    }
-    if (!current()) return;
+    const answer = await load(current, "Events", "/events" + query(params));
+    if (!answer) return;
     const page = answer.body;
     const form = filterForm(
       "event-filters",
@@ -388,14 +385,8 @@
   }
 
   async function eventPage(current, id) {
-    let answer;
-    try {
-      answer = await api("GET", "/events/" + encodeURIComponent(id));
-    } catch (error) {
-      if (current()) showFailure("Event " + id, error);
-      return;
-    }
-    if (!current()) return;
+    const answer = await load(current, "Event " + id, "/events/" + encodeURIComponent(id));
+    if (!answer) return;
     const e = answer.body;
     const facts = [
       ["Event", e.id],
@@ -533,14 +524,8 @@
   async function deadLetters(current) {
     const filter = letterFilter();
     delete filter.all;
-    let answer;
-    try {
-      answer = await api("GET", "/dead-letters" + query(Object.assign(filter, { limit: LETTERS_PAGE, cursor: letters.cursor })));
-    } catch (error) {
-      if (current()) showFailure("Dead letters", error);
-      return;
-    }
-    if (!current()) return;
+    const answer = await load(current, "Dead letters", "/dead-letters" + query(Object.assign(filter, { limit: LETTERS_PAGE, cursor: letters.cursor })));
+    if (!answer) return;
     const page = answer.body;
     const nextCursor = answer.headers.get("x-next-cursor");
     const form = filterForm(

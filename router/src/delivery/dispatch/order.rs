@@ -225,13 +225,9 @@ mod tests {
     use super::*;
 
     fn waiting_gauge(metrics: &Metrics, destination: &str) -> f64 {
-        let series = format!("webhook_ordered_keys_waiting{{destination=\"{destination}\"}} ");
-        let text = metrics.render();
-        text.lines()
-            .find_map(|line| line.strip_prefix(&series))
-            .unwrap_or_else(|| panic!("no {series} in {text}"))
-            .parse()
-            .expect("a number")
+        metrics.value(&format!(
+            "webhook_ordered_keys_waiting{{destination=\"{destination}\"}}"
+        ))
     }
 
     #[test]
