@@ -417,8 +417,14 @@ fn init_logging(
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
         .or(filter_fn(|meta| {
-            meta.is_span() && meta.target().starts_with("webhook_router")
-        }));
+            meta.is_span()
+                && meta.target().starts_with("webhook_router")
+                && *meta.level() <= tracing::Level::INFO
+        })
+        // The hint keeps the global level at what RUST_LOG asks for: without it every
+        // `log::trace!` of the plugin compiler (cranelift) would be offered to this filter,
+        // which made a large module compile several times slower.
+        .with_max_level_hint(tracing::Level::INFO));
     let log = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
