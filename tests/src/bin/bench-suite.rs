@@ -69,8 +69,8 @@
 //! 9. **ordered delivery across keys** (first payload size only): `--ordered-events` (20 000)
 //!    events over 100 keys, each key's sent on a connection of its own, one after the other
 //!    (as an ordering sender sends them), through a route with `order_by_header`, delivered to
-//!    bare hyper; delivered/s against the same load through a route without it. Goal ≥ 0.50
-//!    (within 2 ×).
+//!    bare hyper; delivered/s against the same load through a route without it, on the memory
+//!    queue, the journal and NATS (one router; with a `nats-server`). Goal ≥ 0.50 (within 2 ×).
 //! 10. **tracing** (first payload size only): rows 2 and 3 with OpenTelemetry tracing on at
 //!     sampling 1.0 (`[telemetry]`), exporting to a bare OTLP receiver, against the same rows
 //!     untraced, `--tracing-rounds` (3) runs each. They run last, every untraced run first: the
@@ -262,7 +262,20 @@ fn main() -> Result<()> {
                 rows.push(runtime.block_on(hog_row(args.hog_events, payload))?);
             }
             if args.ordered_events > 0 {
-                rows.push(runtime.block_on(ordered_row(args.ordered_events, payload))?);
+                for backend in ["memory", "journal"] {
+                    rows.push(runtime.block_on(ordered_row(
+                        args.ordered_events,
+                        payload,
+                        backend,
+                    ))?);
+                }
+                if webhook_router_tests::nats::find_binary().is_some() {
+                    rows.push(runtime.block_on(ordered_row(
+                        args.ordered_events,
+                        payload,
+                        "NATS",
+                    ))?);
+                }
             }
         }
     }
@@ -1161,13 +1174,23 @@ async fn latency_runs(args: &Args, payload: usize, rate: f64) -> Result<(Latency
 /// Ordered against unordered delivery across keys: `events` over [`ORDERED_KEYS`] keys, each
 /// key's events sent one after the other on a connection of its own, through the ordered
 /// route and then the plain one (the same load, its `x-key` header unread), each to a fresh
-/// bare hyper destination; delivered/s from the first send to the last delivery.
-async fn ordered_row(events: u64, payload: usize) -> Result<Row> {
+/// bare hyper destination; delivered/s from the first send to the last delivery. `backend`
+/// ("memory", "journal" or "NATS") holds the events, fresh for each run.
+async fn ordered_row(events: u64, payload: usize, backend: &str) -> Result<Row> {
     let mut rates = Vec::new();
     for (path, route) in [(PLAIN_PATH, "plain"), (ORDERED_PATH, "ordered")] {
-        println!("  {events} events over {ORDERED_KEYS} keys, route {route} ...");
+        println!("  {backend}: {events} events over {ORDERED_KEYS} keys, route {route} ...");
         let destination = BareServer::start().await?;
-        let config = router_config(&destination.url("/sink"), Queue::Memory);
+        // Each run on a fresh queue: an empty journal, a fresh NATS server.
+        let dir = journal_dir(&format!("ordered-{route}"))?;
+        let nats = (backend == "NATS").then(|| nats_server(&format!("ordered-{route}")));
+        let nats_url = nats.as_ref().map(NatsServer::url);
+        let queue = match (backend, &nats_url) {
+            (_, Some(url)) => Queue::Nats(url),
+            ("journal", None) => Queue::Journal(&dir),
+            _ => Queue::Memory,
+        };
+        let config = router_config(&destination.url("/sink"), queue);
         let router = TestRouter::start(&config).await;
         let started = Instant::now();
         let sends = (0..ORDERED_KEYS).map(|key| {
@@ -1199,12 +1222,14 @@ async fn ordered_row(events: u64, payload: usize) -> Result<Row> {
             incomplete(drained)
         );
         rates.push((rate, drained && answers.other == 0));
+        drop(nats);
+        let _ = std::fs::remove_dir_all(dir);
     }
     let [(unordered, unordered_whole), (ordered, ordered_whole)] =
         <[(f64, bool); 2]>::try_from(rates).expect("two runs");
     let ratio = ordered / unordered.max(1e-9);
     Ok(Row {
-        name: format!("ordered delivery across {ORDERED_KEYS} keys, delivered/s"),
+        name: format!("ordered delivery across {ORDERED_KEYS} keys, {backend}, delivered/s"),
         payload: format_size(payload),
         measured: format!("{}/s", format_rate(ordered)),
         baseline: format!("{}/s unordered", format_rate(unordered)),
@@ -1653,20 +1678,15 @@ fn plugin_rows(path: &Path) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// The router config of every run: a plain route and a GitHub-verified route with one
-/// event-filter plugin, both delivering to `url`, with room to hold every accepted event.
-/// The benchmark router's config, delivering to `url`; journaled in `journal` if given.
+/// The router config of every run: a plain route, a GitHub-verified route with one
+/// event-filter plugin and a route ordered by the `x-key` header, all delivering to `url`,
+/// with room to hold every accepted event, in `queue`.
 fn router_config(url: &str, queue: Queue<'_>) -> String {
     let filter = webhook_router_tests::wasm::module("event_filter");
-    // Ordered delivery is not available on NATS.
-    let ordered = if matches!(queue, Queue::Nats(_)) {
-        String::new()
-    } else {
-        format!(
-            "[[routes]]\nid = \"ordered\"\npath = \"{ORDERED_PATH}\"\ndestinations = [\"sink\"]\n\
-             order_by_header = \"x-key\"\n"
-        )
-    };
+    let ordered = format!(
+        "[[routes]]\nid = \"ordered\"\npath = \"{ORDERED_PATH}\"\ndestinations = [\"sink\"]\n\
+         order_by_header = \"x-key\"\n"
+    );
     let (server, queue) = match queue {
         Queue::Memory => (String::new(), String::new()),
         Queue::Journal(dir) => (
