@@ -169,12 +169,13 @@ stage servers
 join_background "$servers_pid" "$servers_log" "$servers_took" tests/servers.sh installed
 servers_pid=""
 
-# Two lanes at once. The NATS and restart binaries spend most of their time waiting on the
-# servers and router processes they start (about a third of host-test, and a fraction of a
-# core), so they run beside every other test target instead of after them. Each lane runs its
+# Two lanes at once. The NATS binary spends most of its time waiting on the servers and
+# routers it starts, at a fraction of a core, and the languages binary mostly compiles the
+# Python and JavaScript components into the empty plugin cache: together about as long as
+# every other test target, so they run beside them instead of after them. Each lane runs its
 # binaries one after the other, as `cargo test` does; the doc tests go last.
 stage host-test
-beside=(nats restart)
+beside=(nats languages)
 rest=()
 for target in router/tests/*.rs router/tests/*/main.rs tests/tests/*.rs tests/tests/*/main.rs; do
     [[ -e $target ]] || continue
