@@ -124,6 +124,17 @@ async fn reload(client: &reqwest::Client, router: &RouterProcess) -> (u16, serde
     (status, response.json().await.expect("a JSON answer"))
 }
 
+/// Writes `text` to the config file at `path`, then asks `router` to reload it.
+async fn write_and_reload(
+    client: &reqwest::Client,
+    router: &RouterProcess,
+    path: &Path,
+    text: impl AsRef<[u8]>,
+) -> (u16, serde_json::Value) {
+    std::fs::write(path, text).expect("write config");
+    reload(client, router).await
+}
+
 async fn metrics(client: &reqwest::Client, router: &RouterProcess) -> String {
     client
         .get(format!("http://{}/metrics", router.admin))
@@ -394,8 +405,7 @@ async fn a_bad_reload_lists_every_fault_and_the_old_config_serves() {
             "id = \"gone\"\npath = \"/hooks/gone\"\ndestinations = [\"nowhere\"]",
         )
         .replace("x-config = \"A\"", "x-config = \"{{bogus}}\"");
-    std::fs::write(&path, &bad).expect("write config");
-    let (status, answer) = reload(&client, &router).await;
+    let (status, answer) = write_and_reload(&client, &router, &path, &bad).await;
     assert_eq!(status, 400, "{answer}");
     let errors: Vec<&str> = answer["errors"]
         .as_array()
@@ -610,9 +620,13 @@ async fn a_destination_url_change_applies_to_new_attempts() {
     assert_eq!(status, 202);
     assert_eq!(first.wait_for_delivered(1, PATIENCE).await.len(), 1);
 
-    std::fs::write(&path, before.replace(&first.url("/in"), &second.url("/in")))
-        .expect("write config");
-    let (status, answer) = reload(&client, &router).await;
+    let (status, answer) = write_and_reload(
+        &client,
+        &router,
+        &path,
+        before.replace(&first.url("/in"), &second.url("/in")),
+    )
+    .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["destinations_changed"], serde_json::json!(["sink"]));
     let status = post_empty(&client, &router, "/hooks/gone").await;
@@ -642,8 +656,8 @@ async fn a_rate_change_applies_to_the_deliveries_already_waiting_for_a_turn() {
     assert_eq!(sink.wait_for_delivered(1, PATIENCE).await.len(), 1);
 
     // At 0.1 a second the other two would take 20 s; the reload frees them within a second.
-    std::fs::write(&path, with_rate("{ per_second = 1000 }")).expect("write config");
-    let (status, answer) = reload(&client, &router).await;
+    let (status, answer) =
+        write_and_reload(&client, &router, &path, with_rate("{ per_second = 1000 }")).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["destinations_changed"], serde_json::json!(["sink"]));
     let reloaded = Instant::now();
@@ -686,8 +700,7 @@ async fn a_removed_destination_delivers_what_it_holds() {
             .expect("post");
         assert_eq!(status, 202);
     }
-    std::fs::write(&path, &base).expect("write config");
-    let (status, answer) = reload(&client, &router).await;
+    let (status, answer) = write_and_reload(&client, &router, &path, &base).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["routes_removed"], serde_json::json!(["flaky"]));
     assert!(
@@ -730,8 +743,7 @@ async fn a_removed_destination_delivers_what_it_holds() {
     let held = "webhook_destination_held{destination=\"flaky\"}";
     assert_eq!(metric_value(&text, held), Some(0.0), "{text}");
     // Adding it back (under its old id) serves it again.
-    std::fs::write(&path, &with_flaky).expect("write config");
-    let (status, answer) = reload(&client, &router).await;
+    let (status, answer) = write_and_reload(&client, &router, &path, &with_flaky).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(listed().await, ["flaky", "sink"]);
     let status = post_empty(&client, &router, "/hooks/flaky").await;
@@ -865,8 +877,7 @@ async fn destinations_are_added_removed_and_resized_live_under_traffic() {
         "A",
         &format!("{}{added_destination}", slow_destination(1)),
     );
-    std::fs::write(&path, &lowered).expect("write config");
-    let (status, answer) = reload(&client, &router).await;
+    let (status, answer) = write_and_reload(&client, &router, &path, &lowered).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["routes_added"], serde_json::json!(["added"]));
     assert_eq!(answer["routes_removed"], serde_json::json!(["flaky"]));
@@ -896,8 +907,7 @@ async fn destinations_are_added_removed_and_resized_live_under_traffic() {
         "A",
         &format!("{}{added_destination}", slow_destination(8)),
     );
-    std::fs::write(&path, &raised).expect("write config");
-    let (status, answer) = reload(&client, &router).await;
+    let (status, answer) = write_and_reload(&client, &router, &path, &raised).await;
     assert_eq!(status, 200, "{answer}");
     let third = Instant::now();
     tokio::time::sleep(phase).await;
@@ -976,13 +986,23 @@ async fn with_nats_a_new_dedup_window_needs_a_restart() {
     let client = reqwest::Client::new();
 
     // A plugin config change keeps the route's shared window: applied.
-    std::fs::write(&path, config(&sink, OLD_SECRET, "B", &queue)).expect("write config");
-    let (status, answer) = reload(&client, &router).await;
+    let (status, answer) = write_and_reload(
+        &client,
+        &router,
+        &path,
+        config(&sink, OLD_SECRET, "B", &queue),
+    )
+    .await;
     assert_eq!(status, 200, "{answer}");
     // A new route with a window of its own: refused, naming it.
     let verified = format!("{ADDED}verify = {{ preset = \"github\", secrets = [\"s\"] }}\n{queue}");
-    std::fs::write(&path, config(&sink, OLD_SECRET, "B", &verified)).expect("write config");
-    let (status, answer) = reload(&client, &router).await;
+    let (status, answer) = write_and_reload(
+        &client,
+        &router,
+        &path,
+        config(&sink, OLD_SECRET, "B", &verified),
+    )
+    .await;
     assert_eq!(status, 400, "{answer}");
     let errors = answer["errors"].to_string();
     assert!(
@@ -996,8 +1016,13 @@ async fn with_nats_a_new_dedup_window_needs_a_restart() {
         "{queue}\n[destinations.more]\nurl = \"{}\"\n",
         sink.url("/more")
     );
-    std::fs::write(&path, config(&sink, OLD_SECRET, "B", &more)).expect("write config");
-    let (status, answer) = reload(&client, &router).await;
+    let (status, answer) = write_and_reload(
+        &client,
+        &router,
+        &path,
+        config(&sink, OLD_SECRET, "B", &more),
+    )
+    .await;
     assert_eq!(status, 400, "{answer}");
     let errors = answer["errors"].to_string();
     assert!(
