@@ -1,15 +1,19 @@
-//! The event record in memory: a concurrent map of records by event id, and a ring of ids in
-//! arrival order that bounds it by count and by age.
+//! The event record in memory: a ring of records in arrival order that bounds them by count and
+//! by age, and a concurrent map from event id to its place in the ring.
 //!
-//! Recording an event is one insert into the map and one push onto the ring (a short lock);
-//! later changes (verdicts, attempts, outcomes) happen under the map's shard lock of that one
-//! record. Listing sorts the ring's keys, `(received_ms, id)`, newest first: a page ends at a
-//! key and the next one starts below it, so every event shows once however many arrive between
-//! pages (those arriving after the first page are newer than it, and never show).
+//! Arrival `n` takes slot `n % capacity` of the ring, whose previous record (arrival
+//! `n - capacity`) it evicts: recording an event is one atomic increment, one slot written (the
+//! one the ring's turn brings next, so the memory it touches is the evicted record's, not a
+//! random place), and the small map's insert and remove. The map holds only `id -> arrival`,
+//! so its table stays small enough to stay in the cache; the records themselves sit in the
+//! ring. Later changes (verdicts, attempts, outcomes) lock that one slot. Listing sorts the
+//! held records' keys, `(received_ms, id)`, newest first: a page ends at a key and the next
+//! one starts below it, so every event shows once however many arrive between pages (those
+//! arriving after the first page are newer than it, and never show).
 
-use std::collections::VecDeque;
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -75,25 +79,33 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
+/// A slot of the ring: the arrival it holds and its record.
+type Slot = Mutex<Option<(u64, Box<EventRecord>)>>;
+
 /// The event record: recent events by id, bounded by count and age.
 #[derive(Debug)]
 pub struct EventStore {
-    events: DashMap<u128, EventRecord, IdHash>,
-    /// `(received_ms, id)` in arrival order: the oldest is evicted first.
-    order: Mutex<VecDeque<(u64, u128)>>,
-    capacity: usize,
+    /// Each held event's arrival number (its slot is the number modulo the capacity).
+    index: DashMap<u128, u64, IdHash>,
+    /// The records, arrival `n` in slot `n % capacity` (allocated up front: 24 bytes a slot).
+    ring: Box<[Slot]>,
+    /// The next arrival's number.
+    next: AtomicU64,
+    /// The oldest arrival that may still be held: the age check starts there.
+    oldest: AtomicU64,
     max_age_ms: u64,
     saver: Option<Saver>,
 }
 
 impl EventStore {
-    /// A record of at most `capacity` events no older than `max_age`; `saver` writes it to the
-    /// journal, if there is one.
+    /// A record of at most `capacity` events (at least 1) no older than `max_age`; `saver`
+    /// writes it to the journal, if there is one.
     pub(super) fn new(capacity: usize, max_age: Duration, saver: Option<Saver>) -> Self {
         Self {
-            events: DashMap::default(),
-            order: Mutex::new(VecDeque::with_capacity(capacity.min(1 << 16))),
-            capacity,
+            index: DashMap::default(),
+            ring: (0..capacity.max(1)).map(|_| Mutex::new(None)).collect(),
+            next: AtomicU64::new(0),
+            oldest: AtomicU64::new(0),
             max_age_ms: u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX),
             saver,
         }
@@ -111,31 +123,55 @@ impl EventStore {
 
     /// Records a new event, evicting the oldest past the count or the age. (Not written to the
     /// journal: the first [`EventStore::update`] that saves gives it a journal key and writes
-    /// it; a record evicted before that costs the journal nothing.)
+    /// it; a record evicted before that costs the journal nothing.) The same id again (a
+    /// restored record) replaces its record in place.
     pub(super) fn insert(&self, record: EventRecord) {
-        let key = (record.received_ms, record.id);
-        if self.events.insert(record.id, record).is_some() {
-            // The same id again (a restored record): it already has its place in the ring.
-            return;
+        let id = record.id;
+        let record = Box::new(record);
+        let arrival = match self.index.entry(id) {
+            dashmap::Entry::Occupied(held) => {
+                let arrival = *held.get();
+                if let Some((at, old)) = lock(self.slot(arrival)).as_mut()
+                    && *at == arrival
+                {
+                    *old = record;
+                }
+                return;
+            }
+            dashmap::Entry::Vacant(place) => {
+                let arrival = self.next.fetch_add(1, Ordering::Relaxed);
+                place.insert(arrival);
+                arrival
+            }
+        };
+        // A later arrival may have taken the slot in between (only after a whole turn of the
+        // ring): the older of the two goes.
+        let evicted = {
+            let mut slot = lock(self.slot(arrival));
+            match slot.as_ref() {
+                Some((at, _)) if *at > arrival => Some((arrival, record)),
+                _ => slot.replace((arrival, record)),
+            }
+        };
+        if let Some((at, old)) = evicted {
+            self.forget(at, &old);
         }
-        self.evict(crate::journal::now_ms(), Some(key));
+        self.evict_old(crate::journal::now_ms(), arrival);
     }
 
     /// Changes the record of event `id`, if it is held, and writes it to the journal if `save`.
     pub(super) fn update(&self, id: u128, save: bool, change: impl FnOnce(&mut EventRecord)) {
-        let Some(mut record) = self.events.get_mut(&id) else {
-            return;
-        };
-        change(&mut record);
         let saver = self.saver.as_ref().filter(|_| save);
-        if let Some(saver) = saver
-            && record.journal_key == 0
-        {
-            // Its first write: until now the journal had no key of it to delete.
-            record.journal_key = saver.new_key();
-        }
-        drop(record);
-        if let Some(saver) = saver {
+        let held = self.with_slot(id, |record| {
+            change(record);
+            if let Some(saver) = saver
+                && record.journal_key == 0
+            {
+                // Its first write: until now the journal had no key of it to delete.
+                record.journal_key = saver.new_key();
+            }
+        });
+        if let (Some(()), Some(saver)) = (held, saver) {
             saver.save(id);
         }
     }
@@ -143,48 +179,54 @@ impl EventStore {
     /// A copy of the record of event `id`, if it is held and not too old.
     pub fn get(&self, id: u128) -> Option<EventRecord> {
         let cutoff = self.cutoff(crate::journal::now_ms());
-        self.events
-            .get(&id)
-            .filter(|record| record.received_ms >= cutoff)
-            .map(|record| record.clone())
+        self.with_slot(id, |record| {
+            (record.received_ms >= cutoff).then(|| record.clone())
+        })
+        .flatten()
     }
 
-    /// Applies `with` to the record of event `id` while it is read-locked, if it is held.
+    /// Applies `with` to the record of event `id` while it is locked, if it is held.
     pub(super) fn read<T>(&self, id: u128, with: impl FnOnce(&EventRecord) -> T) -> Option<T> {
-        self.events.get(&id).map(|record| with(&record))
+        self.with_slot(id, |record| with(record))
     }
 
     /// How many events are held.
     pub fn len(&self) -> usize {
-        self.events.len()
+        self.index.len()
     }
 
     /// Whether no event is held.
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.index.is_empty()
     }
 
     /// One page of the events `query` selects, newest first.
     pub fn list(&self, query: &ListQuery) -> Page {
-        self.evict(crate::journal::now_ms(), None);
-        let mut keys: Vec<(u64, u128)> = lock(&self.order)
+        let now_ms = crate::journal::now_ms();
+        self.evict_old(now_ms, self.next.load(Ordering::Relaxed));
+        let cutoff = self.cutoff(now_ms);
+        let mut keys: Vec<(u64, u128, u64)> = self
+            .ring
             .iter()
-            .filter(|&&(ms, id)| {
-                query
-                    .cursor
-                    .is_none_or(|c| (ms, id) < (c.received_ms, c.id))
-                    && query.since_ms.is_none_or(|since| ms >= since)
+            .filter_map(|slot| {
+                let slot = lock(slot);
+                let (arrival, record) = slot.as_ref()?;
+                let key = (record.received_ms, record.id);
+                (key.0 >= cutoff
+                    && query.cursor.is_none_or(|c| key < (c.received_ms, c.id))
+                    && query.since_ms.is_none_or(|since| key.0 >= since))
+                .then_some((key.0, key.1, *arrival))
             })
-            .copied()
             .collect();
         keys.sort_unstable_by(|a, b| b.cmp(a));
         let mut events = Vec::with_capacity(query.limit.min(keys.len()));
         let mut next = None;
-        for (received_ms, id) in keys {
-            let Some(record) = self.events.get(&id) else {
+        for (_, id, arrival) in keys {
+            let slot = lock(self.slot(arrival));
+            let Some((_, record)) = slot.as_ref().filter(|(at, _)| *at == arrival) else {
                 continue;
             };
-            if !matches(&record, query) {
+            if !matches(record, query) {
                 continue;
             }
             if events.len() == query.limit {
@@ -194,41 +236,68 @@ impl EventStore {
                 });
                 break;
             }
-            debug_assert_eq!(record.received_ms, received_ms);
-            events.push(record.clone());
+            debug_assert_eq!(record.id, id);
+            events.push(EventRecord::clone(record));
         }
         Page { events, next }
+    }
+
+    fn slot(&self, arrival: u64) -> &Slot {
+        // The ring's length fits a u64, and the remainder is below it.
+        let index = arrival % self.ring.len() as u64;
+        &self.ring[usize::try_from(index).unwrap_or_default()]
+    }
+
+    /// Applies `with` to the record of event `id` while its slot is locked, if it is held.
+    fn with_slot<T>(&self, id: u128, with: impl FnOnce(&mut EventRecord) -> T) -> Option<T> {
+        let arrival = *self.index.get(&id)?;
+        let mut slot = lock(self.slot(arrival));
+        match slot.as_mut() {
+            Some((at, record)) if *at == arrival => Some(with(record)),
+            _ => None,
+        }
     }
 
     fn cutoff(&self, now_ms: u64) -> u64 {
         now_ms.saturating_sub(self.max_age_ms)
     }
 
-    /// Adds `arrived` to the ring, if given, and forgets the oldest events while there are
-    /// more than the capacity, or they are too old. (At capacity, an arrival takes the lock
-    /// once: one push, one pop.)
-    fn evict(&self, now_ms: u64, mut arrived: Option<(u64, u128)>) {
+    /// Takes evicted arrival `at` (its record `record`) out of the index and the journal.
+    fn forget(&self, at: u64, record: &EventRecord) {
+        self.index.remove_if(&record.id, |_, held| *held == at);
+        if let Some(saver) = &self.saver
+            && record.journal_key != 0
+        {
+            saver.forget(record.journal_key);
+        }
+    }
+
+    /// Forgets the oldest records that are too old, arrivals before `newest` (their order is
+    /// their age, but for a few held at the same moment).
+    fn evict_old(&self, now_ms: u64, newest: u64) {
         let cutoff = self.cutoff(now_ms);
+        let turn = self.ring.len() as u64;
         loop {
-            let oldest = {
-                let mut order = lock(&self.order);
-                if let Some(key) = arrived.take() {
-                    order.push_back(key);
-                }
-                match order.front() {
-                    Some(&(ms, _)) if order.len() > self.capacity || ms < cutoff => {
-                        order.pop_front()
-                    }
-                    _ => None,
-                }
-            };
-            let Some((_, id)) = oldest else {
+            let oldest = self.oldest.load(Ordering::Relaxed);
+            // Arrivals a whole turn back have been overwritten already.
+            let oldest_held = oldest.max(newest.saturating_sub(turn - 1));
+            if oldest_held >= newest {
                 return;
+            }
+            let mut slot = lock(self.slot(oldest_held));
+            let evicted = match slot.as_ref() {
+                Some((at, record)) if *at == oldest_held && record.received_ms >= cutoff => {
+                    return;
+                }
+                Some((at, _)) if *at == oldest_held => slot.take(),
+                // Empty (being written) or a later turn's: nothing to check here.
+                _ => None,
             };
-            if let Some((_, record)) = self.events.remove(&id)
-                && let Some(saver) = &self.saver
-            {
-                saver.forget(record.journal_key);
+            drop(slot);
+            // Only ever forward, whichever thread gets there first.
+            self.oldest.fetch_max(oldest_held + 1, Ordering::Relaxed);
+            if let Some((at, record)) = evicted {
+                self.forget(at, &record);
             }
         }
     }
@@ -252,7 +321,7 @@ fn matches(record: &EventRecord, query: &ListQuery) -> bool {
         .is_none_or(|wanted| wanted == outcome)
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -380,6 +449,49 @@ mod tests {
         }
         assert_eq!(pages, 25);
         assert_eq!(seen, (0..2_500).collect::<BTreeSet<_>>());
+    }
+
+    #[test]
+    fn threads_recording_at_once_keep_the_newest_and_a_consistent_index() {
+        let store = std::sync::Arc::new(store(1_000, DAY));
+        let now = crate::journal::now_ms();
+        let threads: Vec<_> = (0..4u128)
+            .map(|thread| {
+                let store = std::sync::Arc::clone(&store);
+                std::thread::spawn(move || {
+                    for n in 0..5_000u128 {
+                        let id = thread * 1_000_000 + n;
+                        store.insert(record(id, now, "r"));
+                        store.update(id, false, |record| record.decision = Decision::Queued);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("no panic");
+        }
+        // Exactly the ring's worth is held, each id found in its own slot.
+        assert_eq!(store.len(), 1_000);
+        let page = store.list(&ListQuery {
+            limit: 2_000,
+            ..ListQuery::default()
+        });
+        assert_eq!(page.events.len(), 1_000);
+        for event in &page.events {
+            assert_eq!(store.get(event.id).map(|r| r.id), Some(event.id));
+        }
+        // The newest arrival is held, and took the oldest's place.
+        store.insert(record(42, now, "r"));
+        assert!(store.get(42).is_some());
+        assert_eq!(store.len(), 1_000);
+        // A restored record (the same id again) replaces its own, taking no second place.
+        let id = page.events[1].id;
+        store.insert(record(id, now, "restored"));
+        assert_eq!(store.len(), 1_000);
+        assert_eq!(
+            store.get(id).map(|r| r.route.to_string()),
+            Some("restored".to_owned())
+        );
     }
 
     #[test]

@@ -167,6 +167,13 @@ struct Args {
     /// it on (the default, 10 000) and off.
     #[arg(long)]
     inspect_events: Option<usize>,
+    /// Pairs of ingest runs with the event record off and on (its default, 10 000 events),
+    /// back to back in alternating order, on the memory queue and the journal (0 skips them).
+    #[arg(long, default_value_t = 3)]
+    record_rounds: u32,
+    /// Runs only the event-record rows (off against on).
+    #[arg(long)]
+    only_record: bool,
     /// Runs of each traced-ingest row and of its untraced baseline (0 skips them).
     #[arg(long, default_value_t = 3)]
     tracing_rounds: u32,
@@ -241,8 +248,11 @@ fn main() -> Result<()> {
         beside.is_file().then_some(beside)
     });
     let mut rows = Vec::new();
+    if args.record_rounds > 0 && !args.only_tracing {
+        rows.extend(runtime.block_on(record_rows(&args, args.payloads[0]))?);
+    }
     for (index, &payload) in args.payloads.iter().enumerate() {
-        if args.only_tracing {
+        if args.only_tracing || args.only_record {
             break;
         }
         let (payload_rows, delivered) =
@@ -281,10 +291,11 @@ fn main() -> Result<()> {
     }
     if let Some(path) = &args.plugin_overhead
         && !args.only_tracing
+        && !args.only_record
     {
         rows.extend(plugin_rows(path)?);
     }
-    if args.tracing_rounds > 0 {
+    if args.tracing_rounds > 0 && !args.only_record {
         rows.extend(runtime.block_on(tracing_rows(&args, args.payloads[0]))?);
     }
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -671,6 +682,78 @@ async fn tracing_rows(args: &Args, payload: usize) -> Result<Vec<Row>> {
             }
         })
         .collect())
+}
+
+/// The event record's cost (#22: ingest with it on within 5 % of it off): ingest on the plain
+/// route, memory queue and journal, with `[inspect] events = 0` and with the default, in pairs
+/// run back to back, the pair's order alternating between rounds so that a drift of the
+/// machine weighs on both sides alike. Each pair gives a ratio; the row shows their median.
+async fn record_rows(args: &Args, payload: usize) -> Result<Vec<Row>> {
+    let wrk = Wrk {
+        threads: args.threads,
+        connections: args.connections,
+        seconds: args.duration.as_secs(),
+    };
+    let script = wrk_script(payload)?;
+    let size = format_size(payload);
+    println!(
+        "\n== event record, payload {size}: {} pair(s) of ingest runs, record off and on",
+        args.record_rounds
+    );
+    let parked = Sink::start(|_| Reply::hang()).await;
+    let mut rows = Vec::new();
+    for journaled in [false, true] {
+        let mut off = Vec::new();
+        let mut on = Vec::new();
+        for round in 0..args.record_rounds {
+            let order: [(bool, &str); 2] = if round % 2 == 0 {
+                [(false, "off"), (true, "on")]
+            } else {
+                [(true, "on"), (false, "off")]
+            };
+            for (recording, label) in order {
+                let dir = journaled.then(|| journal_dir("record")).transpose()?;
+                let queue = dir.as_deref().map_or(Queue::Memory, Queue::Journal);
+                let record = (!recording).then_some(0);
+                let config = router_config_recording(&parked.url("/sink"), queue, record);
+                let router = TestRouter::start(&config).await;
+                let name = format!("ingest, record {label}");
+                let run = measured_run(&name, &wrk, &script, &router.url(PLAIN_PATH)).await?;
+                explain_refusals(&router, &run).await;
+                let _ = router.router.shutdown().await;
+                if let Some(dir) = dir {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+                if recording { &mut on } else { &mut off }.push(run);
+            }
+        }
+        let rate =
+            |runs: &[Measured]| median(runs.iter().map(|r| r.run.requests_per_sec).collect());
+        let cpu = |runs: &[Measured]| median(runs.iter().map(Measured::cpu_us).collect());
+        let ratios: Vec<f64> = off
+            .iter()
+            .zip(&on)
+            .map(|(off, on)| on.run.requests_per_sec / off.run.requests_per_sec)
+            .collect();
+        let (low, high) = min_max(&ratios);
+        let ratio = median(ratios);
+        let queue = if journaled { "journal" } else { "memory queue" };
+        rows.push(Row {
+            name: format!("ingest, no verify, no plugins, {queue}, event record on (req/s)"),
+            payload: size.clone(),
+            measured: format!("{}/s, {}", format_rate(rate(&on)), format_cpu(cpu(&on))),
+            baseline: format!(
+                "record off {}/s, {}",
+                format_rate(rate(&off)),
+                format_cpu(cpu(&off))
+            ),
+            ratio: format!("{ratio:.2} ({low:.2}–{high:.2})"),
+            relay: String::new(),
+            goal: "≥ 0.95",
+            met: Some(ratio >= 0.95),
+        });
+    }
+    Ok(rows)
 }
 
 /// One round of the wrk rows.
@@ -1682,6 +1765,11 @@ fn plugin_rows(path: &Path) -> Result<Vec<Row>> {
 /// event-filter plugin and a route ordered by the `x-key` header, all delivering to `url`,
 /// with room to hold every accepted event, in `queue`.
 fn router_config(url: &str, queue: Queue<'_>) -> String {
+    router_config_recording(url, queue, INSPECT_EVENTS.get().copied())
+}
+
+/// [`router_config`] with `[inspect] events = record` (the router's default when `None`).
+fn router_config_recording(url: &str, queue: Queue<'_>, record: Option<usize>) -> String {
     let filter = webhook_router_tests::wasm::module("event_filter");
     let ordered = format!(
         "[[routes]]\nid = \"ordered\"\npath = \"{ORDERED_PATH}\"\ndestinations = [\"sink\"]\n\
@@ -1734,7 +1822,7 @@ config = {{ allow_events = ["push"], json = [{{ pointer = "/seq", exists = true 
 "#,
         filter.display()
     );
-    let inspect = INSPECT_EVENTS.get().map_or_else(String::new, |events| {
+    let inspect = record.map_or_else(String::new, |events| {
         format!("\n[inspect]\nevents = {events}\n")
     });
     format!("{routes}{queue}{inspect}")
