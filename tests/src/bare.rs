@@ -6,7 +6,8 @@
 //!
 //! As a benchmark's destination it can also stamp when each numbered request
 //! ([`crate::load::numbered_body`]) arrived, and run on a thread of its own, so that the CPU
-//! time of the process around it can be told apart from its own.
+//! time of the process around it can be told apart from its own; and speak only h2c, the
+//! destination of a router delivering with `http2 = true`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -92,7 +93,11 @@ impl BareServer {
             last_answer_ns: AtomicU64::new(0),
             arrivals,
         });
-        let server = Serving::Task(tokio::spawn(serve(listener, Arc::clone(&counts))));
+        let server = Serving::Task(tokio::spawn(serve(
+            listener,
+            Arc::clone(&counts),
+            Protocols::Both,
+        )));
         Ok(BareServer {
             addr,
             counts,
@@ -104,6 +109,16 @@ impl BareServer {
     /// CPU time [`BareServer::cpu_time`] reads: a destination whose cost can be subtracted from
     /// that of the process it shares with a router.
     pub fn start_dedicated() -> std::io::Result<BareServer> {
+        Self::start_dedicated_speaking(Protocols::Both)
+    }
+
+    /// Like [`BareServer::start_dedicated`], speaking only HTTP/2 with prior knowledge (h2c):
+    /// an HTTP/1.1 request fails its connection, so every request answered came over h2.
+    pub fn start_dedicated_h2c() -> std::io::Result<BareServer> {
+        Self::start_dedicated_speaking(Protocols::H2cOnly)
+    }
+
+    fn start_dedicated_speaking(protocols: Protocols) -> std::io::Result<BareServer> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -131,7 +146,7 @@ impl BareServer {
                         return;
                     };
                     tokio::select! {
-                        () = serve(listener, served) => {}
+                        () = serve(listener, served, protocols) => {}
                         _ = stopped => {}
                     }
                 });
@@ -190,8 +205,20 @@ struct Counts {
     arrivals: Option<Arc<Stamps>>,
 }
 
-async fn serve(listener: TcpListener, counts: Arc<Counts>) {
-    let builder = auto::Builder::new(TokioExecutor::new());
+/// The HTTP versions the server speaks.
+#[derive(Debug, Clone, Copy)]
+enum Protocols {
+    /// HTTP/1.1, or h2c for a client that opens with its preface.
+    Both,
+    /// h2c only.
+    H2cOnly,
+}
+
+async fn serve(listener: TcpListener, counts: Arc<Counts>, protocols: Protocols) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    if let Protocols::H2cOnly = protocols {
+        builder = builder.http2_only();
+    }
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;

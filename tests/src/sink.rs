@@ -1,6 +1,7 @@
 //! A loopback HTTP sink: a real hyper server on an ephemeral port that records every request
 //! (and when it arrived) and answers as a test script says (status, headers, delay, or never);
-//! plain, or over TLS (rustls) for destinations with a private CA and a client certificate.
+//! plain, or over TLS (rustls) for destinations with a private CA and a client certificate;
+//! HTTP/1.1 and h2 as the client chooses, or h2 only.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -67,6 +68,8 @@ pub struct Received {
     pub number: usize,
     /// Request path.
     pub path: String,
+    /// The HTTP version it came over.
+    pub version: hyper::Version,
     /// Request headers.
     pub headers: HeaderMap,
     /// Request body.
@@ -84,6 +87,8 @@ type Script = dyn Fn(usize, &[u8], usize) -> Reply + Send + Sync;
 struct State {
     script: Box<Script>,
     count: AtomicUsize,
+    /// Connections accepted (TCP), TLS handshake or not.
+    connections: AtomicUsize,
     received: Mutex<Vec<Received>>,
     changed: Notify,
 }
@@ -93,6 +98,7 @@ impl State {
         Arc::new(State {
             script,
             count: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
             received: Mutex::new(Vec::new()),
             changed: Notify::new(),
         })
@@ -188,7 +194,7 @@ impl Sink {
                     .set_nonblocking(true)
                     .expect("non-blocking listener");
                 let listener = TcpListener::from_std(listener).expect("sink listener");
-                let task = tokio::spawn(serve(listener, None, serving));
+                let task = tokio::spawn(serve(listener, None, false, serving));
                 let _ = sender.send(task.abort_handle());
                 // Ends when the sink is dropped (aborted), and the runtime with it.
                 let _ = task.await;
@@ -205,20 +211,35 @@ impl Sink {
     /// A sink that answers 200 to everything, over TLS with `tls` (which may require a client
     /// certificate: see `certs::TestCerts::sink_config`).
     pub async fn healthy_tls(tls: Arc<rustls::ServerConfig>) -> Sink {
-        Self::start_on(Box::new(|_, _, _| Reply::ok()), Some(tls)).await
+        Self::start_on(Box::new(|_, _, _| Reply::ok()), Some(tls), false).await
+    }
+
+    /// A sink that speaks only HTTP/2 (h2c from the first byte, or over TLS with `tls`, whose
+    /// ALPN should offer `h2`) and answers the n-th request `script(n)`: an HTTP/1.1 request
+    /// fails its connection.
+    pub async fn http2_only(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        script: impl Fn(usize) -> Reply + Send + Sync + 'static,
+    ) -> Sink {
+        Self::start_on(Box::new(move |n, _, _| script(n)), tls, true).await
     }
 
     async fn start_scripted(script: Box<Script>) -> Sink {
-        Self::start_on(script, None).await
+        Self::start_on(script, None, false).await
     }
 
-    async fn start_on(script: Box<Script>, tls: Option<Arc<rustls::ServerConfig>>) -> Sink {
+    async fn start_on(
+        script: Box<Script>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        http2_only: bool,
+    ) -> Sink {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
         let addr = listener.local_addr().expect("sink address");
         let state = State::new(script);
         let scheme = if tls.is_some() { "https" } else { "http" };
         let tls = tls.map(tokio_rustls::TlsAcceptor::from);
-        let server = tokio::spawn(serve(listener, tls, Arc::clone(&state))).abort_handle();
+        let server =
+            tokio::spawn(serve(listener, tls, http2_only, Arc::clone(&state))).abort_handle();
         Sink {
             addr,
             scheme,
@@ -235,6 +256,11 @@ impl Sink {
     /// The sink's address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
     }
 
     /// Every request received so far.
@@ -295,11 +321,17 @@ pub fn arrivals_per_second<'a>(
     seconds
 }
 
-async fn serve(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, state: Arc<State>) {
+async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    http2_only: bool,
+    state: Arc<State>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        state.connections.fetch_add(1, Ordering::SeqCst);
         let _ = stream.set_nodelay(true);
         let state = Arc::clone(&state);
         let tls = tls.clone();
@@ -308,7 +340,10 @@ async fn serve(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, st
                 let state = Arc::clone(&state);
                 async move { Ok::<_, Infallible>(answer(&state, request).await) }
             });
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            if http2_only {
+                builder = builder.http2_only();
+            }
             match tls {
                 None => {
                     let _ = builder
@@ -345,6 +380,7 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<Full<Byte
         received.push(Received {
             number,
             path: parts.uri.path().to_owned(),
+            version: parts.version,
             headers: parts.headers,
             body,
             at: Instant::now(),

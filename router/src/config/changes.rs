@@ -33,6 +33,7 @@ pub const LIVE_DESTINATION_KEYS: &[&str] = &[
     "ca",
     "client_cert",
     "client_key",
+    "http2",
 ];
 /// Keys of `[server]` a reload applies: the files a listener's certificate is read from. A
 /// listener cannot take up or drop TLS while it runs: adding or removing one is fixed.
@@ -285,7 +286,7 @@ destinations = ["ci"]
         let settings = OLD.replace(
             "9000/ci\"",
             "9001/ci\"\nmax_in_flight = 3\nmax_held = 9\nretry = { max_attempts = 2 }\n\
-             circuit = { failures = 2 }",
+             circuit = { failures = 2 }\nhttp2 = true",
         );
         assert!(
             fixed_changes(OLD, &settings, Path::new("r.toml"))

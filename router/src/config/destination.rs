@@ -63,6 +63,10 @@ pub struct DestinationConfig {
     /// PEM file of the client certificate's private key.
     #[serde(default)]
     pub client_key: Option<PathBuf>,
+    /// Deliver over HTTP/2 only, many attempts multiplexed on a connection: with prior
+    /// knowledge (h2c) to an `http` URL, by ALPN offering only `h2` to an `https` one.
+    #[serde(default)]
+    pub http2: bool,
 }
 
 /// A destination URL, checked at load time.

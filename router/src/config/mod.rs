@@ -322,7 +322,10 @@ destinations = ["ci"]
         assert_eq!(ci.retry.max_attempts.get(), 3);
         assert_eq!(ci.retry.jitter, Jitter::None);
         assert_eq!(ci.max_in_flight.get(), 64);
+        assert!(!ci.http2);
         assert_eq!(config.routes[0].destinations, vec!["ci".to_owned()]);
+        let h2 = parse(&VALID.replace("timeout = \"2s\"", "timeout = \"2s\"\nhttp2 = true"));
+        assert!(h2.expect("valid").destinations["ci"].http2);
     }
 
     #[test]
@@ -377,6 +380,16 @@ destinations = ["ci"]
 
         let errors = parse(&VALID.replace("http://127.0.0.1:9000/ci", "ftp://x/ci")).unwrap_err();
         assert!(errors.0[0].message.contains("scheme"), "{errors}");
+
+        let errors = parse(&VALID.replace("timeout = \"2s\"", "http2 = \"yes\"")).unwrap_err();
+        assert_eq!(
+            (errors.0[0].key.as_str(), errors.0[0].line),
+            ("destinations.ci", Some(10))
+        );
+        assert!(
+            errors.0[0].message.contains("expected a boolean"),
+            "{errors}"
+        );
 
         let circuit = VALID.replace(
             "url = \"http://127.0.0.1:9000/ci\"",

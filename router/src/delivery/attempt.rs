@@ -50,7 +50,7 @@ pub struct Destination {
     pub headers: HeaderMap,
     /// Signs each attempt (Standard Webhooks), if configured.
     pub signer: Option<StandardSigner>,
-    /// Its own HTTP client (a `ca` or a `client_cert`), or `None` for the shared one.
+    /// Its own HTTP client (a `ca`, a `client_cert` or `http2`), or `None` for the shared one.
     pub client: Option<reqwest::Client>,
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP clients deliveries go through: one shared, pooled client for every destination
-//! that trusts the public roots and shows no certificate, and one of its own for a destination
-//! with a `ca` (trusted instead of the public roots) or a `client_cert` (mutual TLS).
+//! that trusts the public roots, shows no certificate and leaves the protocol to be agreed,
+//! and one of its own for a destination with a `ca` (trusted instead of the public roots), a
+//! `client_cert` (mutual TLS) or `http2 = true` (HTTP/2 only).
 
 use std::time::Duration;
 
@@ -49,12 +50,19 @@ pub fn shared() -> Result<reqwest::Client, reqwest::Error> {
 }
 
 /// The client of the destination `config`, if it needs its own: it trusts only the
-/// certificates in `ca` (when set) and shows `client_cert` (when set). The files are read now.
+/// certificates in `ca` (when set), shows `client_cert` (when set) and speaks only HTTP/2
+/// (with `http2`). The files are read now.
 pub fn for_destination(config: &DestinationConfig) -> Result<Option<reqwest::Client>, ClientError> {
-    if config.ca.is_none() && config.client_cert.is_none() {
+    if config.ca.is_none() && config.client_cert.is_none() && !config.http2 {
         return Ok(None);
     }
     let mut builder = builder();
+    if config.http2 {
+        // reqwest's "prior knowledge" is HTTP/2 only: h2c from the first byte over `http`,
+        // and over `https` an ALPN offering only `h2` (the shared client offers `h2` and
+        // `http/1.1`, and a server may pick either).
+        builder = builder.http2_prior_knowledge();
+    }
     if let Some(ca) = &config.ca {
         builder = builder.tls_built_in_root_certs(false);
         for certificate in load_ca(ca).map_err(ClientError::Ca)? {

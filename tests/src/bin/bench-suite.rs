@@ -37,6 +37,8 @@
 //!   nginx's. Plain route end to end goal ≥ 1.0 × relay; with the journal ≥ 0.9 ×.
 //! - **full pipeline** (GitHub HMAC + event-filter + delivery), memory and journal: goals
 //!   ≥ 0.30 and ≥ 0.25 × bare hyper.
+//! - **http2 destination (h2c)**: the plain route, its destination set to `http2 = true`, to
+//!   bare hyper speaking only h2c: the deliveries multiplexed on one connection.
 //! - **logging at info**: the plain route in a `webhook-router serve` process (`--router-binary`,
 //!   by default the one beside this program) at the default log level, its log appended to a
 //!   file: logging's cost against the in-process router, whose log goes nowhere.
@@ -114,6 +116,10 @@ const ORDERED_KEYS: u64 = 100;
 static JOURNAL_FSYNC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// The routers' `[inspect] events` (`--inspect-events`; the router's default if not given).
 static INSPECT_EVENTS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+/// The keys of the benchmarked destination after its `url`.
+const DESTINATION_KEYS: &str = "timeout = \"60s\"\n";
+/// The same with `http2 = true`.
+const H2C_DESTINATION_KEYS: &str = "timeout = \"60s\"\nhttp2 = true\n";
 /// Where the journaled rows keep their journals (removed after each run).
 const JOURNAL_DIR: &str = "target/bench/journal";
 /// Events sent (and held) before the memory measurement starts, to warm the allocator,
@@ -493,6 +499,13 @@ async fn payload_rows(
             &|r| &r.end_to_end,
         ),
         e2e_row(
+            "end to end, plain route, http2 destination (h2c), delivered/s",
+            "",
+            None,
+            None,
+            &|r| &r.h2c_end_to_end,
+        ),
+        e2e_row(
             "end to end, plain route, journal, delivered/s",
             journal_goal.map_or("", |_| "≥ 0.9 × relay"),
             None,
@@ -766,6 +779,8 @@ struct Round {
     /// nginx relaying to the destination (`None` without nginx).
     relay: Option<EndToEnd>,
     end_to_end: EndToEnd,
+    /// The plain route delivering with `http2 = true` to an h2c-only destination.
+    h2c_end_to_end: EndToEnd,
     journaled_end_to_end: EndToEnd,
     /// Verify + event-filter + delivery.
     pipeline: EndToEnd,
@@ -840,15 +855,40 @@ async fn wrk_round(wrk: &Wrk, script: &WrkScript, router_binary: Option<&Path>) 
         None => None,
         Some(nginx) => Some(relay_run(wrk, script, &nginx).await?),
     };
-    let end_to_end = end_to_end_run(wrk, script, Queue::Memory, PLAIN_PATH, 1).await?;
+    let end_to_end =
+        end_to_end_run(wrk, script, Queue::Memory, PLAIN_PATH, 1, Delivery::Http1).await?;
+    let h2c_end_to_end =
+        end_to_end_run(wrk, script, Queue::Memory, PLAIN_PATH, 1, Delivery::H2c).await?;
     let dir = journal_dir("end-to-end")?;
-    let journaled_end_to_end =
-        end_to_end_run(wrk, script, Queue::Journal(&dir), PLAIN_PATH, 1).await?;
+    let journaled_end_to_end = end_to_end_run(
+        wrk,
+        script,
+        Queue::Journal(&dir),
+        PLAIN_PATH,
+        1,
+        Delivery::Http1,
+    )
+    .await?;
     let _ = std::fs::remove_dir_all(dir);
-    let pipeline = end_to_end_run(wrk, script, Queue::Memory, VERIFIED_PATH, 1).await?;
+    let pipeline = end_to_end_run(
+        wrk,
+        script,
+        Queue::Memory,
+        VERIFIED_PATH,
+        1,
+        Delivery::Http1,
+    )
+    .await?;
     let dir = journal_dir("pipeline")?;
-    let journaled_pipeline =
-        end_to_end_run(wrk, script, Queue::Journal(&dir), VERIFIED_PATH, 1).await?;
+    let journaled_pipeline = end_to_end_run(
+        wrk,
+        script,
+        Queue::Journal(&dir),
+        VERIFIED_PATH,
+        1,
+        Delivery::Http1,
+    )
+    .await?;
     let _ = std::fs::remove_dir_all(dir);
     let logged = match router_binary {
         None => None,
@@ -867,6 +907,7 @@ async fn wrk_round(wrk: &Wrk, script: &WrkScript, router_binary: Option<&Path>) 
         journaled,
         relay,
         end_to_end,
+        h2c_end_to_end,
         journaled_end_to_end,
         pipeline,
         journaled_pipeline,
@@ -899,11 +940,26 @@ async fn nats_runs(wrk: &Wrk, script: &WrkScript) -> Result<NatsRuns> {
     let _ = router.router.shutdown().await;
     drop((parked, server));
     let server = nats_server("end-to-end");
-    let end_to_end = end_to_end_run(wrk, script, Queue::Nats(&server.url()), PLAIN_PATH, 1).await?;
+    let end_to_end = end_to_end_run(
+        wrk,
+        script,
+        Queue::Nats(&server.url()),
+        PLAIN_PATH,
+        1,
+        Delivery::Http1,
+    )
+    .await?;
     drop(server);
     let server = nats_server("two-routers");
-    let two_routers =
-        end_to_end_run(wrk, script, Queue::Nats(&server.url()), PLAIN_PATH, 2).await?;
+    let two_routers = end_to_end_run(
+        wrk,
+        script,
+        Queue::Nats(&server.url()),
+        PLAIN_PATH,
+        2,
+        Delivery::Http1,
+    )
+    .await?;
     drop(server);
     Ok(NatsRuns {
         ingest,
@@ -920,19 +976,45 @@ fn journal_dir(name: &str) -> Result<PathBuf> {
     std::path::absolute(&dir).context("cannot make the journal path absolute")
 }
 
-/// wrk against the route at `path` delivering to bare hyper, the router keeping events in
-/// `queue`; with `routers` = 2 a second router on the same queue (NATS) delivers too.
-/// delivered/s counts every accepted event up to the last delivery; the CPU per event is this
-/// process's (the routers') less the destination's own thread's.
+/// How a benchmarked router delivers to its bare hyper destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// HTTP/1.1, a connection per attempt in flight (the shared client).
+    Http1,
+    /// `http2 = true`: h2c with prior knowledge, attempts multiplexed on one connection, to a
+    /// destination that speaks only h2c.
+    H2c,
+}
+
+/// wrk against the route at `path` delivering to bare hyper as `delivery` says, the router
+/// keeping events in `queue`; with `routers` = 2 a second router on the same queue (NATS)
+/// delivers too. delivered/s counts every accepted event up to the last delivery; the CPU per
+/// event is this process's (the routers') less the destination's own thread's.
 async fn end_to_end_run(
     wrk: &Wrk,
     script: &WrkScript,
     queue: Queue<'_>,
     path: &str,
     routers: usize,
+    delivery: Delivery,
 ) -> Result<EndToEnd> {
-    let destination = BareServer::start_dedicated()?;
-    let config = router_config(&destination.url("/sink"), queue);
+    let (destination, config) = match delivery {
+        Delivery::Http1 => {
+            let destination = BareServer::start_dedicated()?;
+            let config = router_config(&destination.url("/sink"), queue);
+            (destination, config)
+        }
+        Delivery::H2c => {
+            let destination = BareServer::start_dedicated_h2c()?;
+            let plain = router_config(&destination.url("/sink"), queue);
+            let config = plain.replacen(DESTINATION_KEYS, H2C_DESTINATION_KEYS, 1);
+            ensure!(
+                config != plain,
+                "the router config has no destination to set http2 on"
+            );
+            (destination, config)
+        }
+    };
     let router = TestRouter::start(&config).await;
     let mut helpers = Vec::new();
     for _ in 1..routers {
@@ -940,6 +1022,7 @@ async fn end_to_end_run(
     }
     let verified = path == VERIFIED_PATH;
     let name = match (queue, routers) {
+        _ if delivery == Delivery::H2c => "end to end, http2 destination (h2c)",
         (Queue::Memory, _) if verified => "end to end, GitHub HMAC + event-filter",
         (Queue::Memory, _) => "end to end (delivery to bare hyper)",
         (Queue::Journal(_), _) if verified => "end to end, GitHub HMAC + event-filter, journal",
@@ -1802,8 +1885,7 @@ max_requests_in_flight_per_client = 1_000_000
 {server}
 [destinations.sink]
 url = "{url}"
-timeout = "60s"
-
+{DESTINATION_KEYS}
 [[routes]]
 id = "plain"
 path = "{PLAIN_PATH}"

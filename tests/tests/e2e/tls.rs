@@ -3,10 +3,12 @@
 //! swapped on disk is served to the next connection while a slow request on an old one
 //! completes; a stalled handshake is closed at `header_read_timeout`; a bad pair is refused by
 //! a reload and the old certificate keeps serving; a destination over HTTPS with a private CA
-//! and a client certificate (mutual TLS).
+//! and a client certificate (mutual TLS); destinations with `http2 = true`, over h2c and over
+//! HTTPS by ALPN, their deliveries multiplexed on one connection each.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,7 +17,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use webhook_router_tests::certs::{Pair, TestCerts};
 use webhook_router_tests::wait::wait_until;
-use webhook_router_tests::{Sink, TestRouter};
+use webhook_router_tests::{Reply, Sink, TestRouter};
 
 use crate::{PATIENCE, destination, route};
 
@@ -399,4 +401,88 @@ async fn a_destination_over_https_with_a_private_ca_and_a_client_certificate() {
     assert_eq!(failed[1].0, "public_roots", "{letters}");
     assert!(failed[1].1.contains("UnknownIssuer"), "{letters}");
     assert_eq!(sink.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_destinations_multiplex_over_h2c_and_over_tls_by_alpn_and_the_key_reloads() {
+    let dir = folder("http2");
+    let certs = TestCerts::make(&dir);
+    let sink_pair = certs.server("sink", 30);
+    let client = certs.client("router-client");
+    // Each answer a little late, so that deliveries overlap: over HTTP/1.1 they would need a
+    // connection each.
+    let late = |_| Reply {
+        delay: Some(Duration::from_millis(20)),
+        ..Reply::ok()
+    };
+    // h2c: a sink that speaks either version, the version of each request recorded.
+    let h2c = Sink::start(late).await;
+    // TLS: a sink whose ALPN offers only `h2` and which speaks only HTTP/2.
+    let mut tls = rustls::ServerConfig::clone(&certs.sink_config(&sink_pair));
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let h2 = Sink::http2_only(Some(Arc::new(tls)), late).await;
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         {}http2 = true\n{}http2 = true\nca = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n{}",
+        destination("h2c", &h2c.url("/in"), 1),
+        destination("tls", &h2.url("/in"), 1),
+        certs.ca().display(),
+        client.cert.display(),
+        client.key.display(),
+        route("both", "/hooks/both", &["h2c", "tls"]),
+    );
+    let path = write_config(&dir, &text);
+    let router = TestRouter::start_file(&path, reqwest::Client::new()).await;
+
+    let events = 100;
+    for n in 0..events {
+        let answer = router
+            .post_json("/hooks/both", &format!("{{\"n\":{n}}}"))
+            .await;
+        assert_eq!(answer.status(), 202);
+    }
+    for sink in [&h2c, &h2] {
+        let delivered = sink.wait_for_delivered(events, PATIENCE).await;
+        assert_eq!(delivered.len(), events, "{}", sink.url(""));
+    }
+    router.wait_idle(PATIENCE).await;
+    for sink in [&h2c, &h2] {
+        let requests = sink.requests();
+        let mut bodies: Vec<&[u8]> = requests.iter().map(|r| r.body.as_ref()).collect();
+        bodies.sort_unstable();
+        bodies.dedup();
+        assert_eq!(
+            (requests.len(), bodies.len()),
+            (events, events),
+            "each event once"
+        );
+        assert!(
+            requests.iter().all(|r| r.version == http::Version::HTTP_2),
+            "{:?}",
+            requests.iter().map(|r| r.version).collect::<Vec<_>>()
+        );
+        // Every attempt in flight on the one connection.
+        assert_eq!(sink.connections(), 1, "{}", sink.url(""));
+    }
+
+    // `http2` off by a reload: the next delivery to h2c is HTTP/1.1; the TLS sink still gets
+    // HTTP/2, now agreed by an ALPN offering both.
+    write_config(&dir, &text.replace("http2 = true\n", ""));
+    let reload = router
+        .client
+        .post(router.admin_url("/reload"))
+        .send()
+        .await
+        .expect("admin answers");
+    assert_eq!(reload.status(), 200, "{:?}", reload.text().await);
+    let answer = router
+        .post_json("/hooks/both", "{\"after\":\"reload\"}")
+        .await;
+    assert_eq!(answer.status(), 202);
+    for (sink, version) in [(&h2c, http::Version::HTTP_11), (&h2, http::Version::HTTP_2)] {
+        let delivered = sink.wait_for_delivered(events + 1, PATIENCE).await;
+        let last = delivered.last().expect("a delivery");
+        assert_eq!(last.body.as_ref(), b"{\"after\":\"reload\"}");
+        assert_eq!(last.version, version, "{}", sink.url(""));
+    }
 }
