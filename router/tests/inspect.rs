@@ -291,7 +291,6 @@ fn record_delivered(
 ) -> Vec<String> {
     use webhook_router::delivery::attempt::AttemptOutcome;
     use webhook_router::event::Event;
-    use webhook_router::inspect::Decision;
     (0..count)
         .map(|_| {
             let id = Event::new_id();
@@ -308,8 +307,8 @@ fn record_delivered(
                 order_key: None,
                 trace: None,
             };
-            inspector.received(&event, None);
-            inspector.decided(&id, Vec::new(), Decision::Queued);
+            // A route without plugins: queued from the start.
+            inspector.received(&event, None, false);
             inspector.attempt(
                 &id,
                 "sink",

@@ -44,7 +44,7 @@ fn record_one(inspector: &Inspector) {
         order_key: None,
         trace: None,
     };
-    inspector.received(&event, None);
+    inspector.received(&event, None, true);
     inspector.decided(
         &id,
         vec![PluginVerdict::new("event-filter", "pass", None)],

@@ -602,8 +602,11 @@ impl Ingress {
             order_key,
             trace: telemetry::current_event_trace(),
         };
-        self.inspect
-            .received(&event, dedup_key.as_ref().map(|(_, key)| key.as_str()));
+        self.inspect.received(
+            &event,
+            dedup_key.as_ref().map(|(_, key)| key.as_str()),
+            route.chain.is_some(),
+        );
         // If this request ends any other way than 202 (an error answer, a dropped connection),
         // the claim is released when dropped: the sender's retry must not look like a duplicate.
         let response = self.admit(route, event).await;
@@ -659,12 +662,12 @@ impl Ingress {
                 }
             },
         };
-        let decision = if queued.is_ok() {
-            Decision::Queued
-        } else {
-            Decision::Refused
-        };
-        self.inspect.decided(&id, verdicts, decision);
+        // Without plugins the record says "queued" from the start: only a refusal changes it.
+        match (&queued, &route.chain) {
+            (Ok(()), None) => {}
+            (Ok(()), Some(_)) => self.inspect.decided(&id, verdicts, Decision::Queued),
+            (Err(_), _) => self.inspect.decided(&id, verdicts, Decision::Refused),
+        }
         match queued {
             Ok(()) => {
                 tracing::info!(event_id = %id, route = %route.id, bytes, "accepted");

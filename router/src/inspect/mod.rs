@@ -132,11 +132,16 @@ impl Inspector {
     }
 
     /// Records a received event; `delivery_id` is the sender's, if the route's dedup read it.
-    /// (Written to the journal with the decision that follows at once, if at all, not before.)
-    pub fn received(&self, event: &Event, delivery_id: Option<&str>) {
+    /// An event of a route without `plugins` has nothing left to decide: it is recorded as
+    /// queued at once, and [`Inspector::decided`] is called only if the queue refuses it.
+    /// (Written to the journal with the decision that follows, if at all, not before.)
+    pub fn received(&self, event: &Event, delivery_id: Option<&str>, plugins: bool) {
         if let Some(inner) = &self.inner
-            && let Some(record) = record_of(event, delivery_id, &inner.routes)
+            && let Some(mut record) = record_of(event, delivery_id, &inner.routes)
         {
+            if !plugins {
+                record.decision = Decision::Queued;
+            }
             inner.store.insert(record);
         }
     }
