@@ -29,16 +29,12 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// A client whose cost per request is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FloorClient {
-    /// The router's shared delivery client (`delivery::client::shared`), `Client::execute`.
+    /// The router's delivery client (`delivery::client::builder`), `Client::execute`.
     Reqwest,
-    /// The same settings and `.no_proxy()` (no proxies from the environment).
-    ReqwestNoProxy,
     /// The same settings and `.http1_only()`.
     ReqwestHttp1Only,
     /// The same settings and `.referer(false)`.
     ReqwestNoReferer,
-    /// The same settings without a `user-agent`.
-    ReqwestNoUserAgent,
     /// The same settings and a retry policy that never clones the request
     /// (`retry::never().max_retries_per_request(0)`).
     ReqwestNoRetry,
@@ -53,38 +49,28 @@ impl FloorClient {
     pub fn describe(self) -> &'static str {
         match self {
             Self::Reqwest => "reqwest `Client::execute`, the router's client",
-            Self::ReqwestNoProxy => "reqwest, the router's settings + `no_proxy()`",
             Self::ReqwestHttp1Only => "reqwest, the router's settings + `http1_only()`",
             Self::ReqwestNoReferer => "reqwest, the router's settings + `referer(false)`",
-            Self::ReqwestNoUserAgent => "reqwest, the router's settings, no user-agent",
             Self::ReqwestNoRetry => "reqwest, the router's settings + no protocol-NACK retry",
             Self::HyperUtil => "hyper-util legacy pooled `Client`",
             Self::Hyper => "bare hyper http1 connections, a `SendRequest` each",
         }
     }
 
-    /// The router's client settings (`router/src/delivery/client.rs`) with this variant's
-    /// change; `None` for the clients that are not reqwest.
+    /// The router's client settings (`delivery::client::builder`) with this variant's change;
+    /// `None` for the clients that are not reqwest.
     fn reqwest(self) -> Result<Option<reqwest::Client>> {
-        let tweak: fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder = match self {
-            Self::Reqwest => return Ok(Some(webhook_router::delivery::client::shared()?)),
-            Self::ReqwestNoProxy => reqwest::ClientBuilder::no_proxy,
-            Self::ReqwestHttp1Only => reqwest::ClientBuilder::http1_only,
-            Self::ReqwestNoReferer => |b| b.referer(false),
-            Self::ReqwestNoUserAgent => |b| b,
-            Self::ReqwestNoRetry => |b| b.retry(reqwest::retry::never().max_retries_per_request(0)),
+        let builder = webhook_router::delivery::client::builder();
+        let builder = match self {
+            Self::Reqwest => builder,
+            Self::ReqwestHttp1Only => builder.http1_only(),
+            Self::ReqwestNoReferer => builder.referer(false),
+            Self::ReqwestNoRetry => {
+                builder.retry(reqwest::retry::never().max_retries_per_request(0))
+            }
             Self::HyperUtil | Self::Hyper => return Ok(None),
         };
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(10));
-        if self != Self::ReqwestNoUserAgent {
-            builder = builder.user_agent(concat!("webhook-router/", env!("CARGO_PKG_VERSION")));
-        }
-        Ok(Some(tweak(builder).build()?))
+        Ok(Some(builder.build()?))
     }
 }
 
