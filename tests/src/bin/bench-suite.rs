@@ -869,6 +869,9 @@ fn journal_dir(name: &str) -> Result<PathBuf> {
 /// destination's). Then reqwest's CPU per request against hyper-util's.
 async fn client_floor_rows(args: &Args) -> Result<Vec<Row>> {
     const IN_FLIGHT: usize = 32;
+    /// Requests sent before the measured ones; the same for every `requests`, so that two
+    /// runs' difference (under callgrind) is that of their measured requests alone.
+    const WARM_UP: u64 = 1_000;
     let body = numbered_body(0, args.payloads[0]);
     let requests = args.client_floor_requests;
     let mut rows = Vec::new();
@@ -877,12 +880,11 @@ async fn client_floor_rows(args: &Args) -> Result<Vec<Row>> {
         let destination = BareServer::start_dedicated()?;
         println!("  delivery client floor: {} ...", client.describe());
         let cpu = || cpu_time()?.checked_sub(destination.cpu_time()?);
-        let warm_up = (requests / 10).max(1_000);
         let sent = client_floor::send(
             client,
             &destination.url("/sink"),
             body.clone(),
-            [warm_up, requests],
+            [WARM_UP, requests],
             IN_FLIGHT,
             cpu,
         )
