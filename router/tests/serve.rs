@@ -1,5 +1,5 @@
-//! `webhook-router serve` run as an operator would: signals, the admin API's exposure, and
-//! the traces it exports to an OpenTelemetry collector.
+//! `webhook-router serve` run as an operator would: signals, the admin API's exposure, the
+//! proxy its environment names, and the traces it exports to an OpenTelemetry collector.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -166,6 +166,33 @@ fn destinations_prints_each_destination_with_its_circuit_and_last_error() {
 /// trace, the `ingress` span a child of the sender's span, `verify`, `plugin` and `enqueue`
 /// under it, one `attempt` per destination under it too, each destination handed a
 /// `traceparent` naming its attempt's span, and the log lines carrying the trace id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_go_through_the_proxy_the_environment_names() {
+    // The sink plays the HTTP proxy. The destination's name resolves nowhere, so only a
+    // delivery through the proxy arrives: the absolute URI's path, the destination as `Host`.
+    let proxy = Sink::healthy().await;
+    let path = config_file(
+        "proxy.toml",
+        &CONFIG.replace("http://127.0.0.1:9/in", "http://webhooks.invalid/in"),
+    );
+    let serving = RouterProcess::start_with_env(
+        Path::new(env!("CARGO_BIN_EXE_webhook-router")),
+        &path,
+        &[
+            ("HTTP_PROXY", &proxy.url("")),
+            ("NO_PROXY", ""),
+            ("no_proxy", ""),
+        ],
+    );
+    assert_eq!(request(&serving.ingress, "POST", "/hooks").0, 202);
+    let got = proxy.wait_for_delivered(1, PATIENCE).await;
+    assert_eq!(got.len(), 1, "{:#?}", proxy.requests());
+    assert_eq!(got[0].path, "/in");
+    assert_eq!(got[0].headers["host"], "webhooks.invalid");
+    let (success, log) = serving.stop();
+    assert!(success, "{log:#?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_traced_event_is_one_trace_from_the_senders_span_to_both_destinations() {
     const SECRET: &str = "trace-secret";

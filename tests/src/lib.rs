@@ -4,6 +4,7 @@
 
 pub mod bare;
 pub mod certs;
+pub mod client_floor;
 pub mod github;
 pub mod keyed;
 pub mod launcher;

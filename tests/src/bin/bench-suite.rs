@@ -77,6 +77,12 @@
 //!     sampling 1.0 (`[telemetry]`), exporting to a bare OTLP receiver, against the same rows
 //!     untraced, `--tracing-rounds` (3) runs each. They run last, every untraced run first: the
 //!     trace layer, once installed in this process, stays. `--only-tracing` runs only these.
+//! 11. **delivery client floor** (first payload size; before the tracing rows): bare hyper on
+//!     a thread of its own receives `--client-floor-requests` (100 000) POSTs, 32 in flight,
+//!     from reqwest (the router's client, `Client::execute`), from hyper-util's pooled client
+//!     underneath it and from bare hyper connections: requests/s and CPU µs per request, and
+//!     reqwest's CPU against hyper-util's. `--only-client-floor` runs only these (under
+//!     callgrind: instructions per request from two runs of N and 2N requests).
 //!
 //! Plugin overhead (criterion, `router/benches/plugin_overhead.rs`) is read from the summary
 //! that bench writes (`--plugin-overhead FILE`; `tests/bench.sh` passes it).
@@ -94,6 +100,7 @@ use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
 use http::HeaderMap;
 use webhook_router_tests::bare::BareServer;
+use webhook_router_tests::client_floor::{self, FloorClient};
 use webhook_router_tests::load::{self, Stamps, Target, numbered_body, quantile};
 use webhook_router_tests::nats::NatsServer;
 use webhook_router_tests::nginx::NginxRelay;
@@ -199,6 +206,17 @@ struct Args {
     /// interval's compared with the last's.
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     soak_interval: Duration,
+    /// POSTs each delivery client sends in the client-floor rows, after a warm-up (0 skips
+    /// them).
+    #[arg(long, default_value_t = 100_000)]
+    client_floor_requests: u64,
+    /// The clients of the client-floor rows, in order.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [FloorClient::Reqwest,
+        FloorClient::HyperUtil, FloorClient::Hyper])]
+    client_floor_clients: Vec<FloorClient>,
+    /// Runs only the client-floor rows (under callgrind, say).
+    #[arg(long)]
+    only_client_floor: bool,
     /// Internal: measure held memory for this payload size in this process and print it.
     #[arg(long, hide = true)]
     memory_child: Option<usize>,
@@ -219,6 +237,11 @@ fn main() -> Result<()> {
         println!("{MEMORY_TAG} {measured}");
         // Parked deliveries never end: leave without waiting for them.
         std::process::exit(0);
+    }
+    if args.only_client_floor {
+        let rows = runtime.block_on(client_floor_rows(&args))?;
+        print_table(&rows);
+        return Ok(());
     }
     for duration in [args.duration, args.large_duration, args.latency_duration] {
         ensure!(
@@ -300,6 +323,9 @@ fn main() -> Result<()> {
         && !args.only_record
     {
         rows.extend(plugin_rows(path)?);
+    }
+    if args.client_floor_requests > 0 && !args.only_tracing && !args.only_record {
+        rows.extend(runtime.block_on(client_floor_rows(&args))?);
     }
     if args.tracing_rounds > 0 && !args.only_record {
         rows.extend(runtime.block_on(tracing_rows(&args, args.payloads[0]))?);
@@ -974,6 +1000,77 @@ fn journal_dir(name: &str) -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     std::path::absolute(&dir).context("cannot make the journal path absolute")
+}
+
+/// The delivery client's floor (#25): `--client-floor-requests` POSTs of the first payload,
+/// 32 in flight, to bare hyper on a thread of its own, from each `--client-floor-clients`
+/// ([`client_floor`]); requests/s and CPU µs per request (this process's less the
+/// destination's). Then reqwest's CPU per request against hyper-util's.
+async fn client_floor_rows(args: &Args) -> Result<Vec<Row>> {
+    const IN_FLIGHT: usize = 32;
+    /// Requests sent before the measured ones; the same for every `requests`, so that two
+    /// runs' difference (under callgrind) is that of their measured requests alone.
+    const WARM_UP: u64 = 1_000;
+    let body = numbered_body(0, args.payloads[0]);
+    let requests = args.client_floor_requests;
+    let mut rows = Vec::new();
+    let mut cpu_us = Vec::new();
+    for &client in &args.client_floor_clients {
+        let destination = BareServer::start_dedicated()?;
+        println!("  delivery client floor: {} ...", client.describe());
+        let cpu = || cpu_time()?.checked_sub(destination.cpu_time()?);
+        let sent = client_floor::send(
+            client,
+            &destination.url("/sink"),
+            body.clone(),
+            [WARM_UP, requests],
+            IN_FLIGHT,
+            cpu,
+        )
+        .await?;
+        let per_sec = requests as f64 / sent.elapsed.as_secs_f64();
+        let micros = sent
+            .cpu
+            .map_or(f64::NAN, |cpu| cpu.as_secs_f64() * 1e6 / requests as f64);
+        println!(
+            "      {requests} in {:.2} s: {per_sec:.0}/s, {}",
+            sent.elapsed.as_secs_f64(),
+            format_cpu(micros)
+        );
+        cpu_us.push((client, micros));
+        rows.push(Row {
+            name: format!(
+                "delivery client floor: {}, {IN_FLIGHT} in flight (req/s)",
+                client.describe()
+            ),
+            payload: format_size(args.payloads[0]),
+            measured: format!("{}/s, {}", format_rate(per_sec), format_cpu(micros)),
+            baseline: String::new(),
+            ratio: String::new(),
+            relay: String::new(),
+            goal: "recorded",
+            met: None,
+        });
+    }
+    let of = |wanted| {
+        cpu_us
+            .iter()
+            .find(|(client, _)| *client == wanted)
+            .map(|(_, us)| *us)
+    };
+    if let (Some(reqwest), Some(pooled)) = (of(FloorClient::Reqwest), of(FloorClient::HyperUtil)) {
+        rows.push(Row {
+            name: "delivery client floor: reqwest ÷ hyper-util, CPU per request".to_owned(),
+            payload: format_size(args.payloads[0]),
+            measured: format!("reqwest {}", format_cpu(reqwest)),
+            baseline: format!("hyper-util {}", format_cpu(pooled)),
+            ratio: format!("{:.2}", reqwest / pooled),
+            relay: String::new(),
+            goal: "recorded",
+            met: None,
+        });
+    }
+    Ok(rows)
 }
 
 /// How a benchmarked router delivers to its bare hyper destination.
