@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::time::Instant;
+use tracing_appender::non_blocking::WorkerGuard;
 
 use webhook_router::config::TelemetryConfig;
 use webhook_router::plugin::{Isolation, PluginLimits, cases, check_plugins, load_plugin, trial};
@@ -348,24 +349,20 @@ fn main() -> ExitCode {
         _ => None,
     };
     let telemetry = served.as_ref().and_then(|config| config.telemetry.as_ref());
-    let tracing = match init_logging(cli.log_format, telemetry) {
-        Ok(tracing) => tracing,
+    let (tracing, log_writer) = match init_logging(cli.log_format, telemetry) {
+        Ok(logging) => logging,
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(run(cli.command, passed, served));
+    let result = run_to_end(cli.command, passed, served);
     if let Some(tracing) = tracing {
         tracing.shutdown();
     }
+    // Every line logged so far is written before the error below and before the process
+    // exits (a panic unwinding through here drops it too).
+    drop(log_writer);
     match result {
         Ok(code) => code,
         Err(error) => {
@@ -373,6 +370,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs `command` on a runtime of its own, until it and the runtime's tasks have ended (the
+/// lines they log on their way out included).
+fn run_to_end(command: Command, passed: PassedSockets, served: Option<Config>) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(run(command, passed, served))
 }
 
 /// Runs `command`; `served` is the config a `serve` command has read.
@@ -392,14 +396,23 @@ async fn run(command: Command, passed: PassedSockets, served: Option<Config>) ->
     }
 }
 
+/// Lines the log writer's thread may have waiting before a thread that logs waits for room
+/// (about 3 MiB of lines at most; the thread drains them far faster than the router logs).
+const LOG_LINES_BUFFERED: usize = 16_384;
+
 /// Logs to stderr in `format`, at the level `RUST_LOG` sets; with `telemetry`, also exports
 /// the router's spans (and the log lines written in them), whatever `RUST_LOG` says, and
 /// returns that export, to be shut down last. Every line written inside the router's spans
 /// carries their fields (`trace_id` among them): the spans are built only with `telemetry`.
+///
+/// Lines are written by a thread of their own (`tracing_appender::non_blocking`), in batches,
+/// so that no request waits for a write(2); the guard returned flushes them when dropped. The
+/// writer is not lossy: when `LOG_LINES_BUFFERED` lines wait, a thread that logs waits for
+/// room (as every thread did for each line before) rather than drop lines unseen.
 fn init_logging(
     format: LogFormat,
     telemetry: Option<&TelemetryConfig>,
-) -> Result<Option<Tracing>, TelemetryError> {
+) -> Result<(Option<Tracing>, WorkerGuard), TelemetryError> {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::filter::{FilterExt as _, filter_fn};
     use tracing_subscriber::layer::SubscriberExt as _;
@@ -425,15 +438,21 @@ fn init_logging(
         // `log::trace!` of the plugin compiler (cranelift) would be offered to this filter,
         // which made a large module compile several times slower.
         .with_max_level_hint(tracing::Level::INFO));
+    // Buffered: the writer's thread writes what has come in, then flushes before it waits.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_LINES_BUFFERED)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     let log = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let subscriber = tracing_subscriber::registry().with(traces);
     match format {
         LogFormat::Text => subscriber.with(log.with_filter(filter)).init(),
         LogFormat::Json => subscriber.with(log.json().with_filter(filter)).init(),
     }
-    Ok(tracing)
+    Ok((tracing, guard))
 }
 
 /// Loads a config, printing its errors (one per line) to stderr.

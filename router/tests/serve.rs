@@ -215,7 +215,12 @@ async fn a_traced_event_is_one_trace_from_the_senders_span_to_both_destinations(
             module("event_filter").display(),
         ),
     );
-    let serving = serve(&path);
+    // The `accepted` and `delivered` lines, per event, are at debug.
+    let serving = RouterProcess::start_with_env(
+        Path::new(env!("CARGO_BIN_EXE_webhook-router")),
+        &path,
+        &[("RUST_LOG", "info,webhook_router=debug")],
+    );
     let body = github_payload("push");
     let mut post = reqwest::Client::new()
         .post(format!("http://{}/hooks/github", serving.ingress))

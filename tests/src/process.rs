@@ -37,7 +37,8 @@ impl RouterProcess {
         Self::spawn(command)
     }
 
-    /// Like [`RouterProcess::start`], with `env` added to the process's environment.
+    /// Like [`RouterProcess::start`], with `env` added to the process's environment (a
+    /// `RUST_LOG` there replaces `info`).
     pub fn start_with_env(binary: &Path, config: &Path, env: &[(&str, &str)]) -> RouterProcess {
         let mut command = Command::new(binary);
         command.args(["serve", "--config"]).arg(config);
@@ -86,8 +87,10 @@ impl RouterProcess {
     /// [`RouterProcess::spawn`], stderr going to `log` if given (and then never read).
     fn spawn_with_stderr(mut command: Command, log: Option<std::fs::File>) -> RouterProcess {
         let to_file = log.is_some();
+        if !command.get_envs().any(|(name, _)| name == "RUST_LOG") {
+            command.env("RUST_LOG", "info");
+        }
         let mut child = command
-            .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(log.map_or_else(Stdio::piped, Stdio::from))
             .spawn()

@@ -670,7 +670,9 @@ impl Ingress {
         }
         match queued {
             Ok(()) => {
-                tracing::info!(event_id = %id, route = %route.id, bytes, "accepted");
+                // Per event, so at debug: the metrics count accepted events, and the event
+                // record (`[inspect]`) keeps each one's outcome.
+                tracing::debug!(event_id = %id, route = %route.id, bytes, "accepted");
                 accepted(&id)
             }
             Err(error) => {

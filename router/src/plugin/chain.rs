@@ -149,7 +149,8 @@ impl PluginChain {
                     };
                     counter.increment(1);
                     if let ChainOutcome::Drop { reason } = &outcome {
-                        tracing::info!(event_id = %event.id, route = %self.route, plugin = step.plugin.name(), reason = %reason, "dropped by plugin");
+                        // Per event, a verdict like any other (counted above): at debug.
+                        tracing::debug!(event_id = %event.id, route = %self.route, plugin = step.plugin.name(), reason = %reason, "dropped by plugin");
                     }
                     return outcome;
                 }

@@ -364,6 +364,10 @@ impl DispatchQueue for JournalQueue {
         self.memory.dequeue()
     }
 
+    fn try_dequeue(&self) -> Option<QueuedEvent> {
+        self.memory.try_dequeue()
+    }
+
     fn held(&self) -> usize {
         self.memory.held()
     }

@@ -156,6 +156,10 @@ impl DispatchQueue for MemoryQueue {
         Box::pin(async move { self.receiver.recv().await.ok() })
     }
 
+    fn try_dequeue(&self) -> Option<QueuedEvent> {
+        self.receiver.try_recv().ok()
+    }
+
     fn held(&self) -> usize {
         self.held.load(Ordering::Acquire)
     }

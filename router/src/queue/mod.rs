@@ -286,6 +286,10 @@ pub trait DispatchQueue: Send + Sync + std::fmt::Debug + 'static {
     /// Waits for the next event; `None` once the queue is closed and drained.
     fn dequeue(&self) -> DequeueFuture<'_>;
 
+    /// The next event if one is ready now, without waiting: dispatch takes what is ready on
+    /// one wake-up.
+    fn try_dequeue(&self) -> Option<QueuedEvent>;
+
     /// Events the router holds (queued or being delivered).
     fn held(&self) -> usize;
 

@@ -881,6 +881,10 @@ impl DispatchQueue for NatsQueue {
         self.local.dequeue()
     }
 
+    fn try_dequeue(&self) -> Option<QueuedEvent> {
+        self.local.try_dequeue()
+    }
+
     fn held(&self) -> usize {
         self.local.held()
     }

@@ -66,7 +66,8 @@ pub(super) async fn attempt(shared: &Shared, mut delivery: Delivery) {
                 metrics.delivered.increment(1);
                 metrics.attempts.record(f64::from(delivery.attempts));
             }
-            tracing::info!(
+            // Per event, so at debug; failures (retries, dead letters) stay at info and warn.
+            tracing::debug!(
                 event_id = %event.id,
                 route = %event.route,
                 destination = %destination.name,
