@@ -1,5 +1,6 @@
-//! A cheap hasher for keys the router makes itself (event ids, journal keys), where a keyed
-//! hash against flooding (SipHash, the default) would only spend time: no sender chooses them.
+//! A cheap hasher for keys the router makes itself or reads from its config (event ids, journal
+//! keys, route and destination names), where a keyed hash against flooding (SipHash, the
+//! default) would only spend time: no sender chooses them.
 
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -24,9 +25,12 @@ impl Hasher for IdHasher {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        // Not reached for the integer keys this is for; kept correct for any other input.
-        for &byte in bytes {
-            self.add(u64::from(byte));
+        // Names: a word at a time, the last one padded with zeros (`str` hashing appends a
+        // 0xff byte, so "a" and "a\0" still differ).
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
         }
     }
 

@@ -32,6 +32,10 @@ pub use store::{Cursor, EventStore, ListQuery, Page};
 
 use record::{Attempt, StoredBody};
 
+/// A table by route or destination name: names come from the config, not from senders, so
+/// the cheap id hasher serves (SipHash cost about as much as the rest of a lookup here).
+type Names<T> = HashMap<String, T, crate::id_hash::IdHash>;
+
 /// What the record keeps of one route.
 #[derive(Debug)]
 struct RouteSettings {
@@ -47,10 +51,10 @@ struct RouteSettings {
 #[derive(Debug)]
 struct Inner {
     store: Arc<EventStore>,
-    routes: HashMap<String, RouteSettings>,
+    routes: Names<RouteSettings>,
     /// The destinations' names, shared by their records (a destination added by a reload has
     /// its name copied into each record instead).
-    destinations: HashMap<String, Arc<str>>,
+    destinations: Names<Arc<str>>,
 }
 
 /// The handle through which events are recorded. Cheap to clone; does nothing when the record
@@ -75,7 +79,7 @@ impl Inspector {
         if settings.events == 0 {
             return Self::default();
         }
-        let routes: HashMap<String, RouteSettings> = config
+        let routes: Names<RouteSettings> = config
             .routes
             .iter()
             .map(|route| (route.id.clone(), RouteSettings::of(route)))
@@ -250,7 +254,7 @@ impl RouteSettings {
 fn record_of(
     event: &Event,
     delivery_id: Option<&str>,
-    routes: &HashMap<String, RouteSettings>,
+    routes: &Names<RouteSettings>,
 ) -> Option<EventRecord> {
     let id = parse_id(&event.id)?;
     let route = routes.get(&event.route);
@@ -282,7 +286,7 @@ fn record_of(
 fn with_rebuilt(
     mut records: Vec<EventRecord>,
     resumed: &[ResumedEvent],
-    routes: &HashMap<String, RouteSettings>,
+    routes: &Names<RouteSettings>,
 ) -> Vec<EventRecord> {
     let held: std::collections::HashSet<u128, crate::id_hash::IdHash> =
         records.iter().map(|record| record.id).collect();
