@@ -41,7 +41,8 @@ pub enum Reading {
 
 /// The CPU time one call of a store has used, against its budget. Shared by the store's epoch
 /// deadline callback ([`Self::tick`]) and [`metered`], which polls the call; both run on the
-/// thread that polls, one after the other, so relaxed atomics suffice.
+/// thread that polls, one after the other, so relaxed loads and stores suffice (no locked
+/// read-modify-write on the call's path).
 #[derive(Debug)]
 pub struct CpuMeter {
     /// The thread's CPU time (ns) when the running stretch began, or [`UNREAD`].
@@ -75,7 +76,8 @@ impl CpuMeter {
     /// only starts reading.
     pub fn tick(&self) -> bool {
         let now = thread_cpu_nanos();
-        let start = self.stretch_start.swap(now, Ordering::Relaxed);
+        let start = self.stretch_start.load(Ordering::Relaxed);
+        self.stretch_start.store(now, Ordering::Relaxed);
         if start == UNREAD {
             return false;
         }
@@ -96,10 +98,12 @@ impl CpuMeter {
     }
 
     fn end_stretch(&self) {
-        let start = self.stretch_start.swap(UNREAD, Ordering::Relaxed);
+        let start = self.stretch_start.load(Ordering::Relaxed);
         if start != UNREAD {
+            self.stretch_start.store(UNREAD, Ordering::Relaxed);
+            let used = self.used.load(Ordering::Relaxed);
             let spent = thread_cpu_nanos().saturating_sub(start);
-            self.used.fetch_add(spent, Ordering::Relaxed);
+            self.used.store(used + spent, Ordering::Relaxed);
         }
     }
 }

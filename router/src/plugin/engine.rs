@@ -55,9 +55,6 @@ pub struct HostState {
     pub route: Arc<str>,
     /// What the guest writes to stdout and stderr during a call.
     pub stdio: StdioCapture,
-    /// When a call that is waiting (it has yielded to the runtime) must end whatever its CPU
-    /// time: the wall-clock backstop for WASI waits.
-    pub backstop_at: Option<Instant>,
     /// Epoch ticks this call has seen while it ran (see [`Self::on_epoch_tick`]).
     pub ticks: u64,
     /// The CPU time of this store's current call, against its budget.
@@ -93,7 +90,6 @@ impl HostState {
             plugin,
             route,
             stdio,
-            backstop_at: None,
             ticks: 0,
             cpu: Arc::default(),
         }

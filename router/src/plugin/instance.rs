@@ -20,7 +20,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{
@@ -215,16 +215,15 @@ impl LoadedPlugin {
         };
         let limits = shared.limits;
         let cap = limits.output_cap(event.body.len());
-        start_call(&mut instance.store, limits.time, cap, &limits);
+        start_call(&mut instance.store, limits.time, cap);
         let values = header_values(event);
         let headers = header_refs(event, &values);
         let view = event_ref(event, &headers);
         let PluginInstance { store, handle, cpu } = &mut instance;
-        let backstop_at = store.data().backstop_at;
         let call = metered(cpu, reading, handle.call_async(&mut *store, (view,)));
         // The backstop for waits, which use no CPU time (a WASI sleep or poll): running wasm
         // code is stopped at its CPU budget by the epoch callback, a host wait by this timeout.
-        let result = with_backstop(call, backstop_at).await;
+        let result = with_backstop(call, limits.backstop()).await;
         let stdio = instance.store.data().stdio.take();
         let cpu_time = (reading == Reading::Exact).then(|| instance.cpu.used());
         let result = match result {
@@ -307,12 +306,7 @@ impl Shared {
             time: configure_time,
             ..self.limits
         };
-        start_call(
-            &mut store,
-            configure_time,
-            self.limits.output_bytes,
-            &configure_limits,
-        );
+        start_call(&mut store, configure_time, self.limits.output_bytes);
         let instance = metered(
             &cpu,
             Reading::AtTicks,
@@ -343,14 +337,13 @@ impl Shared {
                 format!("not a webhook-router plugin: {e:#}"),
             )
         })?;
-        let backstop_at = store.data().backstop_at;
         let configured = with_backstop(
             metered(
                 &cpu,
                 Reading::AtTicks,
                 filter.call_configure(&mut store, &self.config_json),
             ),
-            backstop_at,
+            configure_limits.backstop(),
         )
         .await;
         let stdio = store.data().stdio.take();
@@ -367,28 +360,27 @@ impl Shared {
     }
 }
 
-/// Runs `call` until `backstop_at` at the latest (`None` if it was still running then). A call
-/// that finishes in its first poll, as most do, never sets a timer.
-async fn with_backstop<F: Future>(call: F, backstop_at: Option<Instant>) -> Option<F::Output> {
+/// Runs `call` until `backstop` of wall-clock time after its first pause at the latest (`None`
+/// if it was still running then). The first pause (a yield at the second epoch tick, or a
+/// wait) comes within two ticks of running time, so the backstop starts that late at most; a
+/// call that finishes in its first poll, as most do, reads no clock and sets no timer.
+async fn with_backstop<F: Future>(call: F, backstop: Duration) -> Option<F::Output> {
     let mut call = std::pin::pin!(call);
-    let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
-    match (first, backstop_at) {
-        (Poll::Ready(output), _) => Some(output),
-        (Poll::Pending, Some(at)) => tokio::time::timeout_at(at.into(), call).await.ok(),
-        (Poll::Pending, None) => Some(call.await),
+    match std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => tokio::time::timeout(backstop, call).await.ok(),
     }
 }
 
-/// Arms `store` for one call: a CPU budget of `cpu`, the wall-clock backstop of `limits`, at
-/// most `cap` bytes lifted out of the guest (and written to stdio), and a fresh stdio capture.
-fn start_call(store: &mut Store<HostState>, cpu: Duration, cap: usize, limits: &PluginLimits) {
+/// Arms `store` for one call: a CPU budget of `cpu`, at most `cap` bytes lifted out of the
+/// guest (and written to stdio), and a fresh stdio capture.
+fn start_call(store: &mut Store<HostState>, cpu: Duration, cap: usize) {
     store.set_epoch_deadline(1);
     // Every list and string lifted out of the guest (a verdict, a log line) is charged against
     // this, before the host allocates for it: wasmtime fails the lift once it runs out.
     store.set_hostcall_fuel(cap);
     let state = store.data_mut();
     state.limiter.exceeded = false;
-    state.backstop_at = Some(Instant::now() + limits.backstop());
     state.ticks = 0;
     state.cpu.start(cpu);
     state.stdio.start_call(cap);

@@ -10,7 +10,7 @@
 //! host busy with other requests) is not charged, so a loaded machine never turns a fast
 //! plugin into a timeout. A guest waiting in a WASI `poll` or sleep uses no CPU: its call ends,
 //! as a `timeout`, at a backstop of [`WALL_CLOCK_BACKSTOP_FACTOR`] times the limit in
-//! wall-clock time.
+//! wall-clock time, counted from the call's first pause (within two ticks of running).
 
 use std::time::Duration;
 
