@@ -575,12 +575,12 @@ async fn plugin_run(args: &PluginRunArgs) -> Result<ExitCode> {
             outcome.elapsed
         )
     };
-    // What `limits.time` counts: the last call's fuel, against the budget.
+    // What `limits.time` counts: the last call's CPU time, against the budget.
     let timing = format!(
-        "{timing}; fuel: {} of {} ({})",
-        outcome.fuel_used,
-        limits.fuel(),
-        trial::budget_share(outcome.fuel_used, limits.fuel())
+        "{timing}; CPU: {:.1?} of {:.1?} ({})",
+        outcome.cpu_time,
+        limits.time,
+        trial::budget_share(outcome.cpu_time, limits.time)
     );
     match outcome.result {
         Ok(verdict) => {

@@ -7,7 +7,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 wasmtime::component::bindgen!({
     path: "../sdk/wit",
     world: "filter",
-    // `configure` runs with `call_async`, like `handle`: fuel and epoch yields apply to both.
+    // `configure` runs with `call_async`, like `handle`: the CPU budget and epoch yields apply
+    // to both.
     exports: { default: async },
 });
 

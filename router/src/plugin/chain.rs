@@ -112,14 +112,23 @@ impl PluginChain {
                     "plugin",
                     plugin = step.plugin.name(),
                     verdict = Empty,
-                    fuel = Empty
+                    cpu_us = Empty
                 )
             });
+            // A traced call reads its CPU time exactly, for the span; an untraced one only at
+            // epoch ticks, which a short call never sees.
             let CallOutcome {
                 result,
                 stdio,
-                fuel_used,
-            } = step.plugin.call(&event).instrument(span.clone()).await;
+                cpu_time,
+            } = if span.is_none() {
+                step.plugin.call(&event).await
+            } else {
+                step.plugin
+                    .call_exact(&event)
+                    .instrument(span.clone())
+                    .await
+            };
             step.metrics
                 .duration
                 .record(started.elapsed().as_secs_f64());
@@ -128,7 +137,9 @@ impl PluginChain {
             let acted = result.and_then(|verdict| self.act_on(verdict, &event));
             let verdict = noted(step.plugin.name(), &acted);
             span.record("verdict", verdict.verdict.as_str());
-            span.record("fuel", fuel_used);
+            if let Some(cpu_time) = cpu_time {
+                span.record("cpu_us", cpu_time.as_secs_f64() * 1e6);
+            }
             drop(span);
             verdicts.push(verdict);
             let failure = match acted {

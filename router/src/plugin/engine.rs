@@ -1,4 +1,4 @@
-//! The process-wide plugin engine: one wasmtime `Engine` (component model, async calls, fuel,
+//! The process-wide plugin engine: one wasmtime `Engine` (component model, async calls,
 //! pooling allocator, epoch interruption, copy-on-write memory images, the router's own
 //! on-disk compile cache, see [`super::cache`]),
 //! its epoch ticker thread, and the `Linker` that gives plugins the contract's `log` import and
@@ -8,11 +8,13 @@
 //! failing the call; there are no files (no directories to open one in), and the environment
 //! and stdin are empty (see [`super::denied`]).
 //!
-//! Guests run with `call_async`: a guest's CPU work is counted in fuel (see [`super::limits`]),
-//! and every epoch tick it yields to the async runtime, so a plugin never holds a runtime
-//! thread for longer than a tick, and WASI waits (`poll`, sleeps) are awaited, not blocked on.
+//! Guests run with `call_async`: at every epoch tick a running guest's CPU time is read and
+//! checked against its budget (see [`super::cpu`]), and it yields to the async runtime, so a
+//! plugin never holds a runtime thread for longer than a tick, and WASI waits (`poll`, sleeps)
+//! are awaited, not blocked on. Guest code is not instrumented beyond the epoch check at
+//! function entries and loop headers (no fuel).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
@@ -20,12 +22,13 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Upda
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{Filter, FilterImports, Level};
+use super::cpu::CpuMeter;
 use super::limits::MemoryLimiter;
 use super::stdio::{StdioCapture, Stream};
 use crate::config::CompileCache;
 
-/// How often the epoch advances: how often a running guest yields to the async runtime, and the
-/// granularity of the wall-clock backstop.
+/// How often the epoch advances: how often a running guest's CPU time is checked and it yields
+/// to the async runtime.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Largest memory limit a plugin may be given.
 pub const MAX_PLUGIN_MEMORY_BYTES: usize = 256 * 1024 * 1024;
@@ -47,19 +50,15 @@ pub struct HostState {
     /// Memory limiter of this store.
     pub limiter: MemoryLimiter,
     /// Plugin name, for log lines.
-    pub plugin: std::sync::Arc<str>,
+    pub plugin: Arc<str>,
     /// Route id, for log lines.
-    pub route: std::sync::Arc<str>,
+    pub route: Arc<str>,
     /// What the guest writes to stdout and stderr during a call.
     pub stdio: StdioCapture,
-    /// When a call that is waiting (it has yielded to the runtime) must end whatever its fuel:
-    /// the wall-clock backstop for WASI waits.
-    pub backstop_at: Option<Instant>,
     /// Epoch ticks this call has seen while it ran (see [`Self::on_epoch_tick`]).
     pub ticks: u64,
-    /// Ticks after which a running call ends whatever its fuel: the backstop for time spent in
-    /// host calls, which burn no fuel.
-    pub backstop_ticks: u64,
+    /// The CPU time of this store's current call, against its budget.
+    pub cpu: Arc<CpuMeter>,
 }
 
 impl std::fmt::Debug for HostState {
@@ -73,11 +72,7 @@ impl std::fmt::Debug for HostState {
 
 impl HostState {
     /// State for one instance of `plugin` on `route`, allowed `memory_bytes` of memory.
-    pub fn new(
-        plugin: std::sync::Arc<str>,
-        route: std::sync::Arc<str>,
-        memory_bytes: usize,
-    ) -> Self {
+    pub fn new(plugin: Arc<str>, route: Arc<str>, memory_bytes: usize) -> Self {
         let stdio = StdioCapture::new();
         let wasi = WasiCtxBuilder::new()
             .stdout(stdio.stream(Stream::Stdout))
@@ -95,25 +90,22 @@ impl HostState {
             plugin,
             route,
             stdio,
-            backstop_at: None,
             ticks: 0,
-            backstop_ticks: u64::MAX,
+            cpu: Arc::default(),
         }
     }
 
-    /// What the store does when the guest runs past an epoch tick: count it; end the call once
-    /// it has seen its backstop's worth of ticks; else go on, yielding to the async runtime from
-    /// the second tick on.
+    /// What the store does when the guest runs past an epoch tick: end the call if its CPU
+    /// budget is spent; else go on, yielding to the async runtime from the second tick on.
     ///
-    /// Ticks are counted as the guest sees them, not read off the clock: a thread descheduled
-    /// for 30 ms comes back to one overdue tick, not 30, so a loaded machine does not use up
-    /// the backstop of a call that is not running. And a call shorter than a tick never yields
-    /// (at most one tick passes during it), so it never waits behind other tasks.
+    /// A call shorter than a tick never yields (at most one tick passes during it), so it never
+    /// waits behind other tasks.
     pub fn on_epoch_tick(&mut self) -> UpdateDeadline {
+        if self.cpu.tick() {
+            return UpdateDeadline::Interrupt;
+        }
         self.ticks += 1;
-        if self.ticks >= self.backstop_ticks {
-            UpdateDeadline::Interrupt
-        } else if self.ticks == 1 {
+        if self.ticks == 1 {
             UpdateDeadline::Continue(1)
         } else {
             // tokio's own yield: the task goes to the back of its worker's queue, and the
@@ -250,7 +242,6 @@ impl PluginEngine {
         config
             .wasm_component_model(true)
             .epoch_interruption(true)
-            .consume_fuel(true)
             .memory_init_cow(true)
             .max_wasm_stack(512 * 1024)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));

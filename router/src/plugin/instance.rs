@@ -12,15 +12,15 @@
 //! [`WARM_INSTANCES`] ready ones, and a background task tops it up when a call takes one, so
 //! a request pays for instantiation only when events outrun the refill.
 //!
-//! Every call runs with `call_async` under the plugin's limits: fuel for its CPU budget, a
-//! wall-clock backstop, a memory limiter, a cap on what may be lifted out of the guest
-//! ("hostcall fuel": a verdict over the output cap fails before the host copies it), and a
-//! per-call capture of stdout and stderr.
+//! Every call runs with `call_async` under the plugin's limits: a CPU budget (see
+//! [`super::cpu`]), a wall-clock backstop, a memory limiter, a cap on what may be lifted out of
+//! the guest ("hostcall fuel": a verdict over the output cap fails before the host copies it),
+//! and a per-call capture of stdout and stderr.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
-use std::time::Instant;
+use std::time::Duration;
 
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{
@@ -29,9 +29,10 @@ use wasmtime::component::{
 use wasmtime::{Store, Trap};
 
 use super::bindings::{EventRef, FilterIndices, Verdict, event_ref, header_refs, header_values};
-use super::engine::{EPOCH_TICK, HostState, PluginEngine};
+use super::cpu::{CpuMeter, Reading, metered};
+use super::engine::{HostState, PluginEngine};
 use super::inspect::{ImportStatus, import_status};
-use super::limits::{PluginLimits, fuel_for};
+use super::limits::PluginLimits;
 use super::stdio::{Captured, StdioFlood};
 use super::{Isolation, PluginErrorKind, PluginFailure};
 use crate::event::Event;
@@ -54,6 +55,8 @@ type HandleFunc = TypedFunc<(EventRef<'static>,), (Result<Verdict, String>,)>;
 struct PluginInstance {
     store: Store<HostState>,
     handle: HandleFunc,
+    /// The store's CPU meter (the one in its [`HostState`]), at hand while a call borrows it.
+    cpu: Arc<CpuMeter>,
 }
 
 /// What one call gave: its verdict or failure, and what the guest wrote to stdout and stderr.
@@ -63,8 +66,9 @@ pub struct CallOutcome {
     pub result: Result<Verdict, PluginFailure>,
     /// The guest's stdout and stderr during the call.
     pub stdio: Captured,
-    /// Fuel the guest spent: WebAssembly instructions executed (0 if the call never started).
-    pub fuel_used: u64,
+    /// The call's CPU time, when it was read exactly ([`LoadedPlugin::call_exact`]; `None`
+    /// from [`LoadedPlugin::call`], and for a call that never started).
+    pub cpu_time: Option<Duration>,
 }
 
 /// A plugin ready to handle events. Cheap to clone: clones share the plugin and its pool.
@@ -178,6 +182,16 @@ impl LoadedPlugin {
     /// tokio runtime with its time driver enabled (the wall-clock backstop is a tokio timeout,
     /// and WASI waits are tokio timers); the pool is topped up by a task spawned on it.
     pub async fn call(&self, event: &Event) -> CallOutcome {
+        self.call_reading(event, Reading::AtTicks).await
+    }
+
+    /// [`Self::call`], reading the call's CPU time exactly ([`CallOutcome::cpu_time`]), for two
+    /// reads of the thread's CPU clock more.
+    pub async fn call_exact(&self, event: &Event) -> CallOutcome {
+        self.call_reading(event, Reading::Exact).await
+    }
+
+    async fn call_reading(&self, event: &Event, reading: Reading) -> CallOutcome {
         let shared = &self.shared;
         let (taken, left) = {
             let mut idle = shared.idle();
@@ -194,33 +208,24 @@ impl LoadedPlugin {
                     return CallOutcome {
                         result: Err(failure),
                         stdio: Captured::default(),
-                        fuel_used: 0,
+                        cpu_time: None,
                     };
                 }
             },
         };
         let limits = shared.limits;
         let cap = limits.output_cap(event.body.len());
-        if let Err(failure) = start_call(&mut instance.store, limits.fuel(), cap, &limits) {
-            return CallOutcome {
-                result: Err(failure),
-                stdio: Captured::default(),
-                fuel_used: 0,
-            };
-        }
+        start_call(&mut instance.store, limits.time, cap);
         let values = header_values(event);
         let headers = header_refs(event, &values);
         let view = event_ref(event, &headers);
-        let PluginInstance { store, handle } = &mut instance;
-        let backstop_at = store.data().backstop_at;
-        let call = handle.call_async(&mut *store, (view,));
-        // The backstop for waits that burn no fuel (a WASI sleep or poll): wasm code is stopped
-        // at its backstop by the epoch callback, a host wait by this timeout.
-        let result = with_backstop(call, backstop_at).await;
+        let PluginInstance { store, handle, cpu } = &mut instance;
+        let call = metered(cpu, reading, handle.call_async(&mut *store, (view,)));
+        // The backstop for waits, which use no CPU time (a WASI sleep or poll): running wasm
+        // code is stopped at its CPU budget by the epoch callback, a host wait by this timeout.
+        let result = with_backstop(call, limits.backstop()).await;
         let stdio = instance.store.data().stdio.take();
-        let fuel_used = limits
-            .fuel()
-            .saturating_sub(instance.store.get_fuel().unwrap_or(0));
+        let cpu_time = (reading == Reading::Exact).then(|| instance.cpu.used());
         let result = match result {
             None => Err(still_waiting("plugin", limits.backstop())),
             Some(Ok((Ok(verdict),))) => {
@@ -237,7 +242,7 @@ impl LoadedPlugin {
         CallOutcome {
             result,
             stdio,
-            fuel_used,
+            cpu_time,
         }
     }
 
@@ -292,6 +297,7 @@ impl Shared {
             Arc::clone(&self.route),
             self.limits.memory_bytes,
         );
+        let cpu = Arc::clone(&state.cpu);
         let mut store = Store::new(self.pre.component().engine(), state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_callback(|mut store| Ok(store.data_mut().on_epoch_tick()));
@@ -300,30 +306,27 @@ impl Shared {
             time: configure_time,
             ..self.limits
         };
-        start_call(
-            &mut store,
-            fuel_for(configure_time),
-            self.limits.output_bytes,
-            &configure_limits,
-        )?;
-        let instance = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|error| {
-                if error.downcast_ref::<Trap>().is_some() || store.data().limiter.exceeded {
-                    classify(&error, &store, configure_time, &store.data().stdio.take())
-                } else {
-                    // Not the guest's doing: typically every slot of the instance pool is in use.
-                    PluginFailure {
-                        unavailable: true,
-                        ..PluginFailure::new(
-                            PluginErrorKind::Error,
-                            format!("cannot instantiate: {error:#}"),
-                        )
-                    }
+        start_call(&mut store, configure_time, self.limits.output_bytes);
+        let instance = metered(
+            &cpu,
+            Reading::AtTicks,
+            self.pre.instantiate_async(&mut store),
+        )
+        .await
+        .map_err(|error| {
+            if error.downcast_ref::<Trap>().is_some() || store.data().limiter.exceeded {
+                classify(&error, &store, configure_time, &store.data().stdio.take())
+            } else {
+                // Not the guest's doing: typically every slot of the instance pool is in use.
+                PluginFailure {
+                    unavailable: true,
+                    ..PluginFailure::new(
+                        PluginErrorKind::Error,
+                        format!("cannot instantiate: {error:#}"),
+                    )
                 }
-            })?;
+            }
+        })?;
         let loaded = self.indices.load(&mut store, &instance).and_then(|filter| {
             let handle = instance.get_typed_func(&mut store, self.handle_export)?;
             Ok((filter, handle))
@@ -334,16 +337,19 @@ impl Shared {
                 format!("not a webhook-router plugin: {e:#}"),
             )
         })?;
-        let backstop_at = store.data().backstop_at;
         let configured = with_backstop(
-            filter.call_configure(&mut store, &self.config_json),
-            backstop_at,
+            metered(
+                &cpu,
+                Reading::AtTicks,
+                filter.call_configure(&mut store, &self.config_json),
+            ),
+            configure_limits.backstop(),
         )
         .await;
         let stdio = store.data().stdio.take();
         stdio.log(&self.name, &self.route, "configure");
         match configured {
-            Some(Ok(Ok(()))) => Ok(PluginInstance { store, handle }),
+            Some(Ok(Ok(()))) => Ok(PluginInstance { store, handle, cpu }),
             Some(Ok(Err(message))) => Err(PluginFailure::new(
                 PluginErrorKind::Error,
                 format!("plugin rejected its config: {message}"),
@@ -354,40 +360,30 @@ impl Shared {
     }
 }
 
-/// Runs `call` until `backstop_at` at the latest (`None` if it was still running then). A call
-/// that finishes in its first poll, as most do, never sets a timer.
-async fn with_backstop<F: Future>(call: F, backstop_at: Option<Instant>) -> Option<F::Output> {
+/// Runs `call` until `backstop` of wall-clock time after its first pause at the latest (`None`
+/// if it was still running then). The first pause (a yield at the second epoch tick, or a
+/// wait) comes within two ticks of running time, so the backstop starts that late at most; a
+/// call that finishes in its first poll, as most do, reads no clock and sets no timer.
+async fn with_backstop<F: Future>(call: F, backstop: Duration) -> Option<F::Output> {
     let mut call = std::pin::pin!(call);
-    let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
-    match (first, backstop_at) {
-        (Poll::Ready(output), _) => Some(output),
-        (Poll::Pending, Some(at)) => tokio::time::timeout_at(at.into(), call).await.ok(),
-        (Poll::Pending, None) => Some(call.await),
+    match std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => tokio::time::timeout(backstop, call).await.ok(),
     }
 }
 
-/// Arms `store` for one call: `fuel`, the wall-clock backstop of `limits`, at most `cap`
-/// bytes lifted out of the guest (and written to stdio), and a fresh stdio capture.
-fn start_call(
-    store: &mut Store<HostState>,
-    fuel: u64,
-    cap: usize,
-    limits: &PluginLimits,
-) -> Result<(), PluginFailure> {
-    store.set_fuel(fuel).map_err(|e| {
-        PluginFailure::new(PluginErrorKind::Error, format!("cannot set fuel: {e:#}"))
-    })?;
+/// Arms `store` for one call: a CPU budget of `cpu`, at most `cap` bytes lifted out of the
+/// guest (and written to stdio), and a fresh stdio capture.
+fn start_call(store: &mut Store<HostState>, cpu: Duration, cap: usize) {
     store.set_epoch_deadline(1);
     // Every list and string lifted out of the guest (a verdict, a log line) is charged against
     // this, before the host allocates for it: wasmtime fails the lift once it runs out.
     store.set_hostcall_fuel(cap);
     let state = store.data_mut();
     state.limiter.exceeded = false;
-    state.backstop_at = Some(Instant::now() + limits.backstop());
     state.ticks = 0;
-    state.backstop_ticks = limits.backstop_ticks(EPOCH_TICK);
+    state.cpu.start(cpu);
     state.stdio.start_call(cap);
-    Ok(())
 }
 
 /// Checks what the lift could not: the verdict's exact size, its fan-out width and the headers
@@ -437,7 +433,7 @@ const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exh
 
 /// The failure of a call (`what`: "plugin" or "configure") cut off at its wall-clock
 /// `backstop` while it waited in a WASI poll or sleep.
-fn still_waiting(what: &str, backstop: std::time::Duration) -> PluginFailure {
+fn still_waiting(what: &str, backstop: Duration) -> PluginFailure {
     PluginFailure::new(
         PluginErrorKind::Timeout,
         format!(
@@ -500,7 +496,7 @@ fn stub(
 fn classify(
     error: &wasmtime::Error,
     store: &Store<HostState>,
-    time: std::time::Duration,
+    time: Duration,
     stdio: &Captured,
 ) -> PluginFailure {
     let (kind, message) = if store.data().limiter.exceeded {
@@ -513,22 +509,12 @@ fn classify(
         (PluginErrorKind::OutputTooLarge, flood.to_string())
     } else {
         match error.downcast_ref::<Trap>() {
-            Some(Trap::OutOfFuel) => (
-                PluginErrorKind::Timeout,
-                format!(
-                    "plugin used up its CPU budget of {} ({} fuel)",
-                    humantime::format_duration(time),
-                    fuel_for(time)
-                ),
-            ),
+            // The epoch callback interrupts a call only when its CPU budget is spent.
             Some(Trap::Interrupt) => (
                 PluginErrorKind::Timeout,
                 format!(
-                    "plugin ran past its backstop of {} (time in host calls, which burn no \
-                     fuel)",
-                    humantime::format_duration(
-                        time.saturating_mul(super::limits::WALL_CLOCK_BACKSTOP_FACTOR)
-                    )
+                    "plugin used up its CPU budget of {}",
+                    humantime::format_duration(time)
                 ),
             ),
             _ if format!("{error:#}").contains(HOSTCALL_FUEL_EXHAUSTED) => (

@@ -1,33 +1,23 @@
-//! What one plugin may use per event: memory, CPU time (as wasmtime fuel, with a wall-clock
-//! backstop), output size and fan-out width.
+//! What one plugin may use per event: memory, CPU time (with a wall-clock backstop), output
+//! size and fan-out width.
 //!
 //! # How time is measured
 //!
-//! `limits.time` is a budget of the guest's own work, not of wall-clock time: each call gets
-//! [`FUEL_PER_MICROSECOND`] units of wasmtime fuel per microsecond of the limit, and wasmtime
-//! spends one unit per WebAssembly instruction the guest executes. A plugin that runs out of
-//! fuel fails with `timeout`. Time the guest spends waiting for the machine (its task not
-//! scheduled, the host busy with other requests) costs no fuel, so a loaded machine never turns
-//! a fast plugin into a timeout. A call also ends, as a `timeout`, at a backstop of
-//! [`WALL_CLOCK_BACKSTOP_FACTOR`] times the limit, for what fuel does not count: a guest
-//! spending its time in host calls is stopped after that many 1 ms epoch ticks seen while it
-//! runs (a descheduled thread sees one overdue tick, however long it waited), and one blocked in
-//! a WASI `poll` or sleep after that much wall-clock time.
+//! `limits.time` is a budget of CPU time, not of wall-clock time: the CPU time of the thread
+//! running the call, while it runs it (the guest's code and the host functions it calls), read
+//! at epoch ticks (see [`super::cpu`]). A call that uses it up fails with `timeout`, less than
+//! two ticks after it was spent. Time the call is not running (its task not scheduled, the
+//! host busy with other requests) is not charged, so a loaded machine never turns a fast
+//! plugin into a timeout. A guest waiting in a WASI `poll` or sleep uses no CPU: its call ends,
+//! as a `timeout`, at a backstop of [`WALL_CLOCK_BACKSTOP_FACTOR`] times the limit in
+//! wall-clock time, counted from the call's first pause (within two ticks of running).
 
 use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
 
-/// Fuel per microsecond of `limits.time`: what one core of a current x86-64 server spends per
-/// microsecond running typical plugin code (JSON parsing and matching) compiled by cranelift.
-/// Measured with the bundled `event_filter`: 37,375 fuel in about 2.2 µs of guest time on a
-/// 288-byte event, 578,000 in about 24 µs on a 64 KiB one (17,000–24,000 per µs); a tight
-/// arithmetic loop spends about 10,000 per µs, so its budget lasts up to twice the limit. Fixed
-/// rather than measured at start-up, so a limit means the same on every run and a machine busy
-/// at start-up cannot shrink every plugin's budget (see README, "How time is measured").
-pub const FUEL_PER_MICROSECOND: u64 = 20_000;
 /// A call ends when its wall-clock time reaches this many times `limits.time`, whatever its
-/// fuel: the backstop for waits that burn no fuel.
+/// CPU time: the backstop for waits, which use none.
 pub const WALL_CLOCK_BACKSTOP_FACTOR: u32 = 10;
 
 /// Limits of one plugin (route config `limits = { memory, time, output, fan_out }`).
@@ -35,7 +25,7 @@ pub const WALL_CLOCK_BACKSTOP_FACTOR: u32 = 10;
 pub struct PluginLimits {
     /// Most linear memory the plugin's instance may have, in bytes.
     pub memory_bytes: usize,
-    /// Most time one call may run.
+    /// Most CPU time one call may use.
     pub time: Duration,
     /// Output cap in bytes; the effective cap is the larger of this and 4 × the input body.
     pub output_bytes: usize,
@@ -60,29 +50,10 @@ impl PluginLimits {
         self.output_bytes.max(input_bytes.saturating_mul(4))
     }
 
-    /// The fuel one call gets: [`FUEL_PER_MICROSECOND`] per microsecond of `time` (at least 1).
-    pub fn fuel(&self) -> u64 {
-        fuel_for(self.time)
-    }
-
-    /// The wall-clock time after which a call ends whatever its fuel.
+    /// The wall-clock time after which a call ends whatever its CPU time.
     pub fn backstop(&self) -> Duration {
         self.time.saturating_mul(WALL_CLOCK_BACKSTOP_FACTOR)
     }
-
-    /// The backstop in epoch ticks of length `tick` seen by a running call (at least 2).
-    pub fn backstop_ticks(&self, tick: Duration) -> u64 {
-        let tick = tick.as_nanos().max(1);
-        u64::try_from(self.backstop().as_nanos().div_ceil(tick))
-            .unwrap_or(u64::MAX)
-            .max(2)
-    }
-}
-
-/// The fuel that [`FUEL_PER_MICROSECOND`] gives for `time` (at least 1).
-pub fn fuel_for(time: Duration) -> u64 {
-    let micros = u64::try_from(time.as_micros()).unwrap_or(u64::MAX);
-    micros.saturating_mul(FUEL_PER_MICROSECOND).max(1)
 }
 
 /// A size for a person, e.g. `16.0 MiB`.
@@ -178,18 +149,14 @@ mod tests {
     }
 
     #[test]
-    fn fuel_follows_the_time_limit_and_the_backstop_is_ten_times_it() {
+    fn the_backstop_is_ten_times_the_time_limit() {
         let limits = PluginLimits::default();
-        assert_eq!(limits.fuel(), 10_000 * FUEL_PER_MICROSECOND);
         assert_eq!(limits.backstop(), Duration::from_millis(100));
-        assert_eq!(limits.backstop_ticks(Duration::from_millis(1)), 100);
-        let tiny = PluginLimits {
-            time: Duration::from_micros(10),
+        let longest = PluginLimits {
+            time: Duration::MAX,
             ..limits
         };
-        assert_eq!(tiny.backstop_ticks(Duration::from_millis(1)), 2);
-        assert_eq!(fuel_for(Duration::ZERO), 1);
-        assert_eq!(fuel_for(Duration::MAX), u64::MAX);
+        assert_eq!(longest.backstop(), Duration::MAX);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! - [`module`]: a module file read with bounds and compiled under a deadline;
 //! - [`denied`]: what the sandbox denies (files, network, outgoing HTTP), failing the call;
 //! - [`instance`]: a loaded plugin with its pool of configured instances;
-//! - [`limits`]: memory, CPU time (fuel), output and fan-out limits;
+//! - [`limits`]: memory, CPU time, output and fan-out limits;
+//! - [`cpu`]: a call's CPU time, read from its threads' CPU clocks at epoch ticks;
 //! - [`stdio`]: a guest's stdout and stderr, captured per call into the log;
 //! - [`chain`]: a route's plugins run in order, and what their verdicts mean;
 //! - [`load`]: compiling and configuring every plugin of a config (for `serve` and `check`);
@@ -19,6 +20,7 @@ pub mod bindings;
 pub mod cache;
 pub mod cases;
 pub mod chain;
+pub mod cpu;
 pub mod denied;
 pub mod engine;
 pub mod inspect;
@@ -40,7 +42,7 @@ pub use load::{CompiledModules, check_plugins, load_chains, load_chains_with, lo
 pub enum PluginErrorKind {
     /// The guest trapped (panic, `unreachable`, stack overflow, ...).
     Trap,
-    /// The guest used up its CPU budget (fuel), or ran past its wall-clock backstop.
+    /// The guest used up its CPU budget, or ran past its wall-clock backstop.
     Timeout,
     /// The guest tried to grow its memory past its limit.
     Memory,

@@ -5,7 +5,8 @@
 //! longer than [`MAX_LINE_BYTES`] are shortened); lines past that are cut and counted
 //! (`webhook_plugin_stdio_cut_lines_total`). A call that writes more than its flood limit (the
 //! plugin's output cap) to stdout and stderr together fails with `output_too_large`: the write
-//! traps, so a guest printing in a loop is stopped at once rather than when its fuel runs out.
+//! traps, so a guest printing in a loop is stopped at once rather than when its CPU budget runs
+//! out.
 //!
 //! Whatever the caps kept, the last [`STDERR_TAIL_BYTES`] a call wrote to stderr are kept too:
 //! what a language runtime says last before it traps (an uncaught exception's text), added to

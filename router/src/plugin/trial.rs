@@ -57,28 +57,26 @@ pub struct TrialOutcome {
     pub result: Result<Verdict, PluginFailure>,
     /// Time spent in the call (instantiation included when isolation is `fresh`).
     pub elapsed: Duration,
-    /// Fuel the call spent (what `limits.time` budgets).
-    pub fuel_used: u64,
+    /// The call's CPU time (what `limits.time` budgets), read exactly.
+    pub cpu_time: Duration,
 }
 
 /// Runs `plugin` once on `event`.
 pub async fn run_once(plugin: &LoadedPlugin, event: &Event) -> TrialOutcome {
     let started = Instant::now();
-    let outcome = plugin.call(event).await;
+    let outcome = plugin.call_exact(event).await;
     let elapsed = started.elapsed();
     outcome.stdio.log(plugin.name(), &event.route, &event.id);
     TrialOutcome {
         result: outcome.result,
         elapsed,
-        fuel_used: outcome.fuel_used,
+        cpu_time: outcome.cpu_time.unwrap_or_default(),
     }
 }
 
-/// `used` fuel as a share of `budget`, for a person: `0.3% of the time limit`.
-pub fn budget_share(used: u64, budget: u64) -> String {
-    // Precision is irrelevant here: a share for a person.
-    #[allow(clippy::cast_precision_loss)]
-    let percent = used as f64 * 100.0 / budget.max(1) as f64;
+/// `used` CPU time as a share of `budget`, for a person: `0.3% of the time limit`.
+pub fn budget_share(used: Duration, budget: Duration) -> String {
+    let percent = used.as_secs_f64() * 100.0 / budget.as_secs_f64().max(f64::MIN_POSITIVE);
     format!("{percent:.1}% of the time limit")
 }
 

@@ -253,7 +253,7 @@ async fn hostile_plugins_are_contained_and_the_router_keeps_serving() {
     let sink = Sink::healthy().await;
     // Each hostile route misbehaves in its own way, with a small memory and time budget.
     let hostile = |mode: &str, on_error: &str| {
-        // Time limits count the guest's own work (fuel), so other tests loading both cores do
+        // Time limits count the call's own CPU time, so other tests loading both cores do
         // not matter; the loop, the sleep and the stdout flood get a short budget (the sleep
         // ends at the 10× wall-clock backstop, 200 ms).
         let (bytes, time) = match mode {

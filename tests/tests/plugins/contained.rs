@@ -1,6 +1,6 @@
 //! Async execution and the limits only a plugin can break (#14): a guest that sleeps, polls,
 //! floods stdout or returns an aliasing fan-out fails its own call, within its limit and with
-//! its own kind; time is the guest's CPU work (fuel), so load does not fail a fast plugin; what
+//! its own kind; time is the call's CPU time, so load does not fail a fast plugin; what
 //! a guest prints is captured; an import the router does not provide fails only the call that
 //! uses it; files, sockets and outgoing HTTP are denied, failing the call and naming the
 //! interface, while the clocks tell the time; and a healthy plugin keeps serving while hostile

@@ -50,7 +50,7 @@ fn an_infinite_loop_uses_up_its_cpu_budget() {
     assert_eq!(failure.kind, PluginErrorKind::Timeout, "{failure}");
     assert!(
         failure.message.contains("CPU budget of 25ms"),
-        "stopped by its fuel, not the backstop: {failure}"
+        "stopped by its CPU budget, not the backstop: {failure}"
     );
     assert!(
         elapsed <= limits().backstop() + SCHEDULING_SLACK,
