@@ -628,36 +628,40 @@ impl Ingress {
                     .instrument(enqueue())
                     .await
             }
-            Some(chain) => match chain.run(event, &route.destinations, &mut verdicts).await {
-                ChainOutcome::Deliver(mut events) if events.len() == 1 => {
-                    let (event, destinations) = events.remove(0);
-                    self.queue
-                        .enqueue(event, destinations)
-                        .instrument(enqueue())
-                        .await
+            // Boxed: a plugin call's state (wasmtime's among it) is kilobytes, which would
+            // otherwise make every request's future that large, on routes without plugins too.
+            Some(chain) => {
+                match Box::pin(chain.run(event, &route.destinations, &mut verdicts)).await {
+                    ChainOutcome::Deliver(mut events) if events.len() == 1 => {
+                        let (event, destinations) = events.remove(0);
+                        self.queue
+                            .enqueue(event, destinations)
+                            .instrument(enqueue())
+                            .await
+                    }
+                    ChainOutcome::Deliver(events) => {
+                        self.queue.enqueue_all(events).instrument(enqueue()).await
+                    }
+                    ChainOutcome::Drop { reason } => {
+                        self.inspect
+                            .decided(&id, verdicts, Decision::Dropped(reason));
+                        return accepted(&id);
+                    }
+                    ChainOutcome::Reject { status, message } => {
+                        self.inspect
+                            .decided(&id, verdicts, Decision::Rejected(status));
+                        let status = StatusCode::from_u16(status)
+                            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                        let response = reply::error(status, &message);
+                        return match status {
+                            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
+                                reply::retry_after(response, QUEUE_FULL_RETRY_AFTER)
+                            }
+                            _ => response,
+                        };
+                    }
                 }
-                ChainOutcome::Deliver(events) => {
-                    self.queue.enqueue_all(events).instrument(enqueue()).await
-                }
-                ChainOutcome::Drop { reason } => {
-                    self.inspect
-                        .decided(&id, verdicts, Decision::Dropped(reason));
-                    return accepted(&id);
-                }
-                ChainOutcome::Reject { status, message } => {
-                    self.inspect
-                        .decided(&id, verdicts, Decision::Rejected(status));
-                    let status =
-                        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                    let response = reply::error(status, &message);
-                    return match status {
-                        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
-                            reply::retry_after(response, QUEUE_FULL_RETRY_AFTER)
-                        }
-                        _ => response,
-                    };
-                }
-            },
+            }
         };
         let decision = if queued.is_ok() {
             Decision::Queued

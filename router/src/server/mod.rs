@@ -112,9 +112,15 @@ pub async fn serve<H, F>(
             let http1 = request.version() < http::Version::HTTP_2;
             let stopping = stopping.clone();
             let (mut parts, body) = request.into_parts();
+            // The handler's future (the ingress's whole state machine) is boxed once, here:
+            // hyper moves the service's future into place for every request, and this block
+            // would otherwise hold it twice (captured, then awaited), kilobytes each.
             let admitted = caps
                 .enter(&parts.headers, &mut parts.extensions, peer.ip())
-                .map(|permit| (permit, handler(Request::from_parts(parts, body), peer)));
+                .map(|permit| {
+                    let handled = handler(Request::from_parts(parts, body), peer);
+                    (permit, Box::pin(handled))
+                });
             async move {
                 let _request = request_guard;
                 let mut response = match admitted {
