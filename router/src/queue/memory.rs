@@ -123,6 +123,33 @@ impl MemoryQueue {
 }
 
 impl MemoryQueue {
+    /// Queues one event: [`MemoryQueue::admit`] and [`MemoryQueue::try_enqueue_all`] for the
+    /// common case, without their lists of one (four allocations fewer per event).
+    fn try_enqueue(
+        &self,
+        event: Event,
+        destinations: &[DestinationId],
+    ) -> Result<(), EnqueueError> {
+        if self.sender.is_closed() {
+            return Err(EnqueueError::Closed);
+        }
+        if !self.reserve(1, false) {
+            return Err(EnqueueError::Full);
+        }
+        // The place is a slot first, so the early return below still releases it.
+        let slot = self.slot();
+        self.holds
+            .reserve(destinations, false)
+            .map_err(EnqueueError::DestinationFull)?;
+        let taken = destinations.iter().copied().map(Some).collect();
+        let holding = Holding::new(&self.holds, taken, &event);
+        self.send(QueuedEvent {
+            targets: fresh_targets(destinations),
+            event,
+            receipt: Receipt::new(None, Vec::new(), slot, holding),
+        })
+    }
+
     fn try_enqueue_all(
         &self,
         events: Vec<(Event, Vec<DestinationId>)>,
@@ -143,7 +170,7 @@ impl MemoryQueue {
 
 impl DispatchQueue for MemoryQueue {
     fn enqueue(&self, event: Event, destinations: Vec<DestinationId>) -> EnqueueFuture<'_> {
-        let outcome = self.try_enqueue_all(vec![(event, destinations)]);
+        let outcome = self.try_enqueue(event, &destinations);
         Box::pin(std::future::ready(outcome))
     }
 
@@ -187,7 +214,9 @@ mod tests {
             event: Event,
             destinations: Vec<DestinationId>,
         ) -> Result<(), EnqueueError> {
-            self.try_enqueue_all(vec![(event, destinations)])
+            // Through the trait, as the ingress queues an event.
+            futures_util::FutureExt::now_or_never(self.enqueue(event, destinations))
+                .expect("the memory queue answers at once")
         }
     }
 
