@@ -35,7 +35,6 @@ pub mod body;
 pub mod refusal_log;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -46,7 +45,7 @@ use http_body::Body;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use crate::allow_list::{Cidr, ClientAddr, client_ip, contains};
+use crate::allow_list::{Cidr, ClientAddr, Peer, client_ip, contains};
 use crate::config::{Config, RouteConfig};
 use crate::dedup::{Claim, DedupStore, SharedClaim};
 use crate::event::{Event, NewId};
@@ -367,7 +366,7 @@ impl Ingress {
     }
 
     /// Handles one webhook request that arrived from `peer`.
-    pub async fn handle<B>(&self, request: Request<B>, peer: SocketAddr) -> Response<ResponseBody>
+    pub async fn handle<B>(&self, request: Request<B>, peer: Peer) -> Response<ResponseBody>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -396,7 +395,7 @@ impl Ingress {
         &self,
         route: &IngressRoute,
         request: Request<B>,
-        peer: SocketAddr,
+        peer: Peer,
     ) -> Response<ResponseBody>
     where
         B: Body<Data = Bytes>,
@@ -413,9 +412,9 @@ impl Ingress {
             return response;
         }
         // Found once, by the listener's per-client cap, when it has one.
-        let client = match request.extensions().get::<ClientAddr>() {
-            Some(ClientAddr(found)) => *found,
-            None => client_ip(peer.ip(), request.headers(), &self.trusted_proxies),
+        let client = match peer.client {
+            Some(ClientAddr(found)) => found,
+            None => client_ip(peer.addr.ip(), request.headers(), &self.trusted_proxies),
         };
         if let Some(allowed) = &route.allow_ips
             && !client.is_some_and(|ip| contains(allowed, ip))
@@ -430,7 +429,7 @@ impl Ingress {
         }
         // Rate limits key an unknown client (an unreadable `X-Forwarded-For`) by the proxy that
         // sent it.
-        let client = client.unwrap_or_else(|| peer.ip());
+        let client = client.unwrap_or_else(|| peer.addr.ip());
         // A request refused before verification is unverified traffic: on a route with
         // `verify` it counts against its client's `unverified` allowance.
         let charge_unverified = || {
