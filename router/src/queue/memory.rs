@@ -247,6 +247,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_event_for_a_full_destination_gives_its_place_back() {
+        let metrics = Metrics::new();
+        let holds = Holds::new(vec![("a".to_owned(), 1), ("b".to_owned(), 5)], &metrics);
+        let queue = MemoryQueue::new(10, metrics, Arc::new(holds));
+        queue.enqueue1(event(1), vec![0, 1]).unwrap();
+        assert!(matches!(
+            queue.enqueue1(event(2), vec![1, 0]),
+            Err(EnqueueError::DestinationFull(name)) if name == "a"
+        ));
+        assert_eq!(queue.held(), 1, "the refused event's place is given back");
+        queue.enqueue1(event(3), vec![1]).unwrap();
+        let first = queue.dequeue().await.unwrap();
+        assert_eq!((first.event.id.as_str(), first.targets.len()), ("e1", 2));
+        assert_eq!(queue.dequeue().await.unwrap().event.id, "e3");
+    }
+
+    #[tokio::test]
     async fn a_fan_out_is_queued_whole_or_not_at_all() {
         let queue = MemoryQueue::new(3, Metrics::new(), Arc::new(Holds::none()));
         queue.enqueue1(event(1), vec![0]).unwrap();
