@@ -68,7 +68,7 @@ impl Event {
 impl Event {
     /// Generates a new event id: a UUIDv7, so ids sort by creation time.
     pub fn new_id() -> String {
-        uuid::Uuid::now_v7().to_string()
+        NewId::generate().as_str().to_owned()
     }
 
     /// The `Content-Type` the sender gave, if any.
@@ -79,6 +79,27 @@ impl Event {
     /// Milliseconds since the Unix epoch at which the event was received.
     pub fn received_at_ms(&self) -> u64 {
         unix_millis(self.received_at)
+    }
+}
+
+/// A new event id (see [`Event::new_id`]) written on the stack: the ingress gives the event
+/// its one copy on the heap and still has the id to answer with once the event is queued.
+#[derive(Debug, Clone, Copy)]
+pub struct NewId {
+    text: [u8; uuid::fmt::Hyphenated::LENGTH],
+}
+
+impl NewId {
+    /// A new UUIDv7, in its hyphenated lower-case form.
+    pub fn generate() -> Self {
+        let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+        uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text);
+        Self { text }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.text).expect("a hyphenated UUID is ASCII")
     }
 }
 

@@ -104,7 +104,7 @@ impl Listener {
         handler: H,
     ) -> Self
     where
-        H: Fn(http::Request<hyper::body::Incoming>, SocketAddr) -> F
+        H: Fn(http::Request<hyper::body::Incoming>, crate::allow_list::Peer) -> F
             + Clone
             + Send
             + Sync

@@ -35,7 +35,6 @@ pub mod body;
 pub mod refusal_log;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -46,10 +45,10 @@ use http_body::Body;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use crate::allow_list::{Cidr, ClientAddr, client_ip, contains};
+use crate::allow_list::{Cidr, ClientAddr, Peer, client_ip, contains};
 use crate::config::{Config, RouteConfig};
 use crate::dedup::{Claim, DedupStore, SharedClaim};
-use crate::event::Event;
+use crate::event::{Event, NewId};
 use crate::ingress::body::{BodyError, Pace, read_body};
 use crate::ingress::refusal_log::{Reason, RefusalLog};
 use crate::inspect::{Decision, Inspector};
@@ -367,7 +366,7 @@ impl Ingress {
     }
 
     /// Handles one webhook request that arrived from `peer`.
-    pub async fn handle<B>(&self, request: Request<B>, peer: SocketAddr) -> Response<ResponseBody>
+    pub async fn handle<B>(&self, request: Request<B>, peer: Peer) -> Response<ResponseBody>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -396,7 +395,7 @@ impl Ingress {
         &self,
         route: &IngressRoute,
         request: Request<B>,
-        peer: SocketAddr,
+        peer: Peer,
     ) -> Response<ResponseBody>
     where
         B: Body<Data = Bytes>,
@@ -413,9 +412,9 @@ impl Ingress {
             return response;
         }
         // Found once, by the listener's per-client cap, when it has one.
-        let client = match request.extensions().get::<ClientAddr>() {
-            Some(ClientAddr(found)) => *found,
-            None => client_ip(peer.ip(), request.headers(), &self.trusted_proxies),
+        let client = match peer.client {
+            Some(ClientAddr(found)) => found,
+            None => client_ip(peer.addr.ip(), request.headers(), &self.trusted_proxies),
         };
         if let Some(allowed) = &route.allow_ips
             && !client.is_some_and(|ip| contains(allowed, ip))
@@ -430,7 +429,7 @@ impl Ingress {
         }
         // Rate limits key an unknown client (an unreadable `X-Forwarded-For`) by the proxy that
         // sent it.
-        let client = client.unwrap_or_else(|| peer.ip());
+        let client = client.unwrap_or_else(|| peer.addr.ip());
         // A request refused before verification is unverified traffic: on a route with
         // `verify` it counts against its client's `unverified` allowance.
         let charge_unverified = || {
@@ -532,16 +531,17 @@ impl Ingress {
         if let Some(preset) = verified {
             headers.insert(VERIFIED_HEADER, HeaderValue::from_static(preset));
         }
-        let id = Event::new_id();
+        let new_id = NewId::generate();
+        let id = new_id.as_str();
         if telemetry::enabled() {
-            tracing::Span::current().record("event_id", id.as_str());
+            tracing::Span::current().record("event_id", id);
         }
         let dedup_key = route
             .dedup()
             .and_then(|store| Some((store, store.key().read(&parts.headers, &body)?)));
         let claim = match &dedup_key {
             None => None,
-            Some((store, key)) => match store.claim(key, &id, Instant::now()) {
+            Some((store, key)) => match store.claim(key, id, Instant::now()) {
                 Claim::New(guard) => match guard.claim_shared().await {
                     Ok(guard) => Some(guard),
                     Err(SharedClaim::Duplicate(original)) => {
@@ -590,7 +590,7 @@ impl Ingress {
             },
         };
         let event = Event {
-            id: id.clone(),
+            id: id.to_owned(),
             route: route.id.clone(),
             method: parts.method,
             path: parts.uri.path().to_owned(),
@@ -609,7 +609,7 @@ impl Ingress {
         );
         // If this request ends any other way than 202 (an error answer, a dropped connection),
         // the claim is released when dropped: the sender's retry must not look like a duplicate.
-        let response = self.admit(route, event).await;
+        let response = self.admit(route, event, id).await;
         if let Some(claim) = claim
             && response.status() == StatusCode::ACCEPTED
         {
@@ -618,9 +618,9 @@ impl Ingress {
         response
     }
 
-    /// Runs the route's plugins on `event` and queues what they leave, answering the sender.
-    async fn admit(&self, route: &IngressRoute, event: Event) -> Response<ResponseBody> {
-        let id = event.id.clone();
+    /// Runs the route's plugins on `event` (whose id is `id`) and queues what they leave,
+    /// answering the sender.
+    async fn admit(&self, route: &IngressRoute, event: Event, id: &str) -> Response<ResponseBody> {
         let bytes = event.body.len();
         let mut verdicts = Vec::new();
         let enqueue = || telemetry::span(|| tracing::info_span!("enqueue"));
@@ -631,49 +631,53 @@ impl Ingress {
                     .instrument(enqueue())
                     .await
             }
-            Some(chain) => match chain.run(event, &route.destinations, &mut verdicts).await {
-                ChainOutcome::Deliver(mut events) if events.len() == 1 => {
-                    let (event, destinations) = events.remove(0);
-                    self.queue
-                        .enqueue(event, destinations)
-                        .instrument(enqueue())
-                        .await
+            // Boxed: a plugin call's state (wasmtime's among it) is kilobytes, which would
+            // otherwise make every request's future that large, on routes without plugins too.
+            Some(chain) => {
+                match Box::pin(chain.run(event, &route.destinations, &mut verdicts)).await {
+                    ChainOutcome::Deliver(mut events) if events.len() == 1 => {
+                        let (event, destinations) = events.remove(0);
+                        self.queue
+                            .enqueue(event, destinations)
+                            .instrument(enqueue())
+                            .await
+                    }
+                    ChainOutcome::Deliver(events) => {
+                        self.queue.enqueue_all(events).instrument(enqueue()).await
+                    }
+                    ChainOutcome::Drop { reason } => {
+                        self.inspect
+                            .decided(id, verdicts, Decision::Dropped(reason));
+                        return accepted(id);
+                    }
+                    ChainOutcome::Reject { status, message } => {
+                        self.inspect
+                            .decided(id, verdicts, Decision::Rejected(status));
+                        let status = StatusCode::from_u16(status)
+                            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                        let response = reply::error(status, &message);
+                        return match status {
+                            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
+                                reply::retry_after(response, QUEUE_FULL_RETRY_AFTER)
+                            }
+                            _ => response,
+                        };
+                    }
                 }
-                ChainOutcome::Deliver(events) => {
-                    self.queue.enqueue_all(events).instrument(enqueue()).await
-                }
-                ChainOutcome::Drop { reason } => {
-                    self.inspect
-                        .decided(&id, verdicts, Decision::Dropped(reason));
-                    return accepted(&id);
-                }
-                ChainOutcome::Reject { status, message } => {
-                    self.inspect
-                        .decided(&id, verdicts, Decision::Rejected(status));
-                    let status =
-                        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                    let response = reply::error(status, &message);
-                    return match status {
-                        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
-                            reply::retry_after(response, QUEUE_FULL_RETRY_AFTER)
-                        }
-                        _ => response,
-                    };
-                }
-            },
+            }
         };
         // Without plugins the record says "queued" from the start: only a refusal changes it.
         match (&queued, &route.chain) {
             (Ok(()), None) => {}
-            (Ok(()), Some(_)) => self.inspect.decided(&id, verdicts, Decision::Queued),
-            (Err(_), _) => self.inspect.decided(&id, verdicts, Decision::Refused),
+            (Ok(()), Some(_)) => self.inspect.decided(id, verdicts, Decision::Queued),
+            (Err(_), _) => self.inspect.decided(id, verdicts, Decision::Refused),
         }
         match queued {
             Ok(()) => {
                 // Per event, so at debug: the metrics count accepted events, and the event
                 // record (`[inspect]`) keeps each one's outcome.
                 tracing::debug!(event_id = %id, route = %route.id, bytes, "accepted");
-                accepted(&id)
+                accepted(id)
             }
             Err(error) => {
                 if let Some(reason) = Reason::of(&error) {
@@ -735,8 +739,14 @@ fn verify(verifier: &Verifier, headers: &HeaderMap, body: &[u8]) -> Result<(), V
 
 /// `202 {"id": ...}`.
 fn accepted(id: &str) -> Response<ResponseBody> {
-    // Event ids are UUIDs: nothing to escape.
-    let body = format!(r#"{{"id":"{id}"}}"#);
+    // Event ids are UUIDs: nothing to escape. Written into a buffer of exactly its size, which
+    // `Bytes` then takes as it is (a `format!` string has room to spare, which `Bytes` would
+    // keep behind a second allocation).
+    let (open, close) = (br#"{"id":""#, br#""}"#);
+    let mut body = Vec::with_capacity(open.len() + id.len() + close.len());
+    body.extend_from_slice(open);
+    body.extend_from_slice(id.as_bytes());
+    body.extend_from_slice(close);
     reply::with_type(StatusCode::ACCEPTED, "application/json", body.into())
 }
 

@@ -123,6 +123,33 @@ impl MemoryQueue {
 }
 
 impl MemoryQueue {
+    /// Queues one event: [`MemoryQueue::admit`] and [`MemoryQueue::try_enqueue_all`] for the
+    /// common case, without their lists of one (four allocations fewer per event).
+    fn try_enqueue(
+        &self,
+        event: Event,
+        destinations: &[DestinationId],
+    ) -> Result<(), EnqueueError> {
+        if self.sender.is_closed() {
+            return Err(EnqueueError::Closed);
+        }
+        if !self.reserve(1, false) {
+            return Err(EnqueueError::Full);
+        }
+        // The place is a slot first, so the early return below still releases it.
+        let slot = self.slot();
+        self.holds
+            .reserve(destinations, false)
+            .map_err(EnqueueError::DestinationFull)?;
+        let taken = destinations.iter().copied().map(Some).collect();
+        let holding = Holding::new(&self.holds, taken, &event);
+        self.send(QueuedEvent {
+            targets: fresh_targets(destinations),
+            event,
+            receipt: Receipt::new(None, Vec::new(), slot, holding),
+        })
+    }
+
     fn try_enqueue_all(
         &self,
         events: Vec<(Event, Vec<DestinationId>)>,
@@ -143,7 +170,7 @@ impl MemoryQueue {
 
 impl DispatchQueue for MemoryQueue {
     fn enqueue(&self, event: Event, destinations: Vec<DestinationId>) -> EnqueueFuture<'_> {
-        let outcome = self.try_enqueue_all(vec![(event, destinations)]);
+        let outcome = self.try_enqueue(event, &destinations);
         Box::pin(std::future::ready(outcome))
     }
 
@@ -191,7 +218,9 @@ mod tests {
             event: Event,
             destinations: Vec<DestinationId>,
         ) -> Result<(), EnqueueError> {
-            self.try_enqueue_all(vec![(event, destinations)])
+            // Through the trait, as the ingress queues an event.
+            futures_util::FutureExt::now_or_never(self.enqueue(event, destinations))
+                .expect("the memory queue answers at once")
         }
     }
 
@@ -219,6 +248,23 @@ mod tests {
         drop(first);
         assert_eq!(queue.held(), 1);
         queue.enqueue1(event(3), vec![0]).unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_event_for_a_full_destination_gives_its_place_back() {
+        let metrics = Metrics::new();
+        let holds = Holds::new(vec![("a".to_owned(), 1), ("b".to_owned(), 5)], &metrics);
+        let queue = MemoryQueue::new(10, metrics, Arc::new(holds));
+        queue.enqueue1(event(1), vec![0, 1]).unwrap();
+        assert!(matches!(
+            queue.enqueue1(event(2), vec![1, 0]),
+            Err(EnqueueError::DestinationFull(name)) if name == "a"
+        ));
+        assert_eq!(queue.held(), 1, "the refused event's place is given back");
+        queue.enqueue1(event(3), vec![1]).unwrap();
+        let first = queue.dequeue().await.unwrap();
+        assert_eq!((first.event.id.as_str(), first.targets.len()), ("e1", 2));
+        assert_eq!(queue.dequeue().await.unwrap().event.id, "e3");
     }
 
     #[tokio::test]

@@ -64,11 +64,11 @@ impl InFlightCaps {
 
     /// Places for one more request with `headers` from `peer` (dropped when it is answered),
     /// or which cap refuses it (counted). The client found for the per-client cap is put in
-    /// `extensions` ([`ClientAddr`]) for the handler.
+    /// `client`, for the handler.
     pub(super) fn enter(
         &self,
         headers: &HeaderMap,
-        extensions: &mut http::Extensions,
+        client: &mut Option<ClientAddr>,
         peer: IpAddr,
     ) -> Result<Permit, Refusal> {
         let listener = match &self.listener {
@@ -85,7 +85,7 @@ impl InFlightCaps {
             None => None,
             Some(cap) => {
                 let found = client_ip(peer, headers, &self.trusted_proxies);
-                extensions.insert(ClientAddr(found));
+                *client = Some(ClientAddr(found));
                 match cap.enter(client_key(found)) {
                     Some(permit) => Some(permit),
                     None => {
@@ -207,23 +207,20 @@ mod tests {
         let caps = InFlightCaps::new(Some(2), listener.busy, None, listener.client_busy, &[]);
         let headers = HeaderMap::new();
         let first = caps
-            .enter(&headers, &mut http::Extensions::new(), ip("192.0.2.1"))
+            .enter(&headers, &mut None, ip("192.0.2.1"))
             .expect("room");
         let _second = caps
-            .enter(&headers, &mut http::Extensions::new(), ip("192.0.2.2"))
+            .enter(&headers, &mut None, ip("192.0.2.2"))
             .expect("room");
         let refused = caps
-            .enter(&headers, &mut http::Extensions::new(), ip("192.0.2.3"))
+            .enter(&headers, &mut None, ip("192.0.2.3"))
             .expect_err("full");
         assert_eq!(refused, Refusal::Busy);
         let refused = refused.answer();
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(refused.headers()["retry-after"], "1");
         drop(first);
-        assert!(
-            caps.enter(&headers, &mut http::Extensions::new(), ip("192.0.2.3"))
-                .is_ok()
-        );
+        assert!(caps.enter(&headers, &mut None, ip("192.0.2.3")).is_ok());
         assert!(
             metrics.render().contains(
                 "webhook_rejected_requests_total{listener=\"ingress\",reason=\"busy\"} 1"
@@ -246,30 +243,16 @@ mod tests {
         let none = HeaderMap::new();
         let held: Vec<Permit> = ["2001:db8::1", "2001:db8::ffff"]
             .iter()
-            .map(|peer| {
-                caps.enter(&none, &mut http::Extensions::new(), ip(peer))
-                    .expect("room")
-            })
+            .map(|peer| caps.enter(&none, &mut None, ip(peer)).expect("room"))
             .collect();
         // The same /64, and the same address IPv4-mapped or not, are one client.
-        assert!(
-            caps.enter(&none, &mut http::Extensions::new(), ip("2001:db8::2"))
-                .is_err()
-        );
-        assert!(
-            caps.enter(&none, &mut http::Extensions::new(), ip("2001:db8:0:1::1"))
-                .is_ok()
-        );
-        let _v4 = caps
-            .enter(&none, &mut http::Extensions::new(), ip("192.0.2.1"))
-            .expect("room");
+        assert!(caps.enter(&none, &mut None, ip("2001:db8::2")).is_err());
+        assert!(caps.enter(&none, &mut None, ip("2001:db8:0:1::1")).is_ok());
+        let _v4 = caps.enter(&none, &mut None, ip("192.0.2.1")).expect("room");
         let _mapped = caps
-            .enter(&none, &mut http::Extensions::new(), ip("::ffff:192.0.2.1"))
+            .enter(&none, &mut None, ip("::ffff:192.0.2.1"))
             .expect("room");
-        assert!(
-            caps.enter(&none, &mut http::Extensions::new(), ip("192.0.2.1"))
-                .is_err()
-        );
+        assert!(caps.enter(&none, &mut None, ip("192.0.2.1")).is_err());
         // Behind the trusted proxy, each forwarded client counts apart; unknown ones together.
         let forwarded = |value: &'static str| {
             let mut headers = HeaderMap::new();
@@ -278,27 +261,19 @@ mod tests {
         };
         let proxy = ip("127.0.0.1");
         let _a = caps
-            .enter(
-                &forwarded("198.51.100.1"),
-                &mut http::Extensions::new(),
-                proxy,
-            )
+            .enter(&forwarded("198.51.100.1"), &mut None, proxy)
             .expect("room");
         let _b = caps
-            .enter(
-                &forwarded("198.51.100.2"),
-                &mut http::Extensions::new(),
-                proxy,
-            )
+            .enter(&forwarded("198.51.100.2"), &mut None, proxy)
             .expect("room");
         let _unknown = caps
-            .enter(&forwarded("junk"), &mut http::Extensions::new(), proxy)
+            .enter(&forwarded("junk"), &mut None, proxy)
             .expect("room");
         let _unknown_too = caps
-            .enter(&forwarded("unknown"), &mut http::Extensions::new(), proxy)
+            .enter(&forwarded("unknown"), &mut None, proxy)
             .expect("room");
         assert!(
-            caps.enter(&forwarded("nonsense"), &mut http::Extensions::new(), proxy)
+            caps.enter(&forwarded("nonsense"), &mut None, proxy)
                 .is_err()
         );
         let text = metrics.render();
@@ -310,10 +285,7 @@ mod tests {
         );
         // Places are given back, and a client with none is forgotten.
         drop(held);
-        assert!(
-            caps.enter(&none, &mut http::Extensions::new(), ip("2001:db8::2"))
-                .is_ok()
-        );
+        assert!(caps.enter(&none, &mut None, ip("2001:db8::2")).is_ok());
         let clients = caps
             .per_client
             .as_ref()

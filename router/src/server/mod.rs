@@ -20,7 +20,6 @@ pub mod sockets;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +31,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::allow_list::Peer;
 use crate::reply::ResponseBody;
 use connection::{Deadlines, drive};
 use connections::Connections;
@@ -52,7 +52,7 @@ pub struct StopTokens {
     pub close_now: CancellationToken,
 }
 
-/// Serves `handler` (called with each request and its connection's TCP peer) on `listener`
+/// Serves `handler` (called with each request and where it came from) on `listener`
 /// until `stop.stop_accepting` is cancelled, then waits for open connections to finish, or
 /// closes them once `stop.close_now` is cancelled. The listener is shared so that a new run
 /// (after a panic) serves the same socket.
@@ -62,7 +62,7 @@ pub async fn serve<H, F>(
     stop: StopTokens,
     handler: H,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Peer) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ResponseBody>> + Send + 'static,
 {
     let builders = Arc::new(protocol::builders(protocol::max_concurrent_streams(
@@ -111,10 +111,16 @@ pub async fn serve<H, F>(
             let request_guard = activity.begin(&in_flight);
             let http1 = request.version() < http::Version::HTTP_2;
             let stopping = stopping.clone();
-            let (mut parts, body) = request.into_parts();
+            let mut client = None;
+            // The handler's future (the ingress's whole state machine) is boxed once, here:
+            // hyper moves the service's future into place for every request, and this block
+            // would otherwise hold it twice (captured, then awaited), kilobytes each.
             let admitted = caps
-                .enter(&parts.headers, &mut parts.extensions, peer.ip())
-                .map(|permit| (permit, handler(Request::from_parts(parts, body), peer)));
+                .enter(request.headers(), &mut client, peer.ip())
+                .map(|permit| {
+                    let handled = handler(request, Peer { addr: peer, client });
+                    (permit, Box::pin(handled))
+                });
             async move {
                 let _request = request_guard;
                 let mut response = match admitted {

@@ -24,7 +24,7 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, String> {
 fn read(headers: &HeaderMap) -> Result<(Signature, &str), VerifyError> {
     let signature = header(headers, "x-signature-ed25519")?;
     let timestamp = header(headers, "x-signature-timestamp")?.trim();
-    let signature = hex::decode(signature.trim())
+    let signature = super::mac::decode_hex(signature.trim())
         .ok()
         .and_then(|bytes| Signature::from_slice(&bytes).ok())
         .ok_or(VerifyError::Malformed)?;

@@ -3,11 +3,10 @@
 //! SHA-512) of a signed content built from a template of `{body}` and, with a timestamp header,
 //! `{timestamp}` (default `{body}`, or `{timestamp}.{body}` with a timestamp header).
 
-use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::HeaderMap;
 
-use super::mac::{Algorithm, any_matches};
+use super::mac::{Algorithm, MacBytes, any_matches, decode_base64_with, decode_hex};
 use super::{VerifyError, Window, header};
 
 /// How the signature is written in its header.
@@ -90,7 +89,7 @@ impl GenericScheme {
     }
 
     /// The request's signature, decoded, and its timestamp if the scheme has one.
-    fn read<'h>(&self, headers: &'h HeaderMap) -> Result<(Vec<u8>, Option<&'h str>), VerifyError> {
+    fn read<'h>(&self, headers: &'h HeaderMap) -> Result<(MacBytes, Option<&'h str>), VerifyError> {
         let value = header(headers, &self.header)?.trim();
         let timestamp = match &self.timestamp_header {
             Some(name) => Some(header(headers, name)?.trim()),
@@ -100,10 +99,8 @@ impl GenericScheme {
             .strip_prefix(self.prefix.as_str())
             .ok_or(VerifyError::Malformed)?;
         let signature = match self.encoding {
-            Encoding::Hex => hex::decode(encoded).map_err(|_| VerifyError::Malformed)?,
-            Encoding::Base64 => STANDARD
-                .decode(encoded)
-                .map_err(|_| VerifyError::Malformed)?,
+            Encoding::Hex => decode_hex(encoded)?,
+            Encoding::Base64 => decode_base64_with(&STANDARD, encoded)?,
         };
         Ok((signature, timestamp))
     }

@@ -6,14 +6,14 @@
 
 use http::HeaderMap;
 
-use super::mac::{Algorithm, any_matches, decode_prefixed_hex};
+use super::mac::{Algorithm, MacBytes, any_matches, decode_prefixed_hex};
 use super::{VerifyError, header};
 
 /// The delivery's signature, decoded, and the hash it was made with.
 pub fn signature(
     headers: &HeaderMap,
     allow_sha1: bool,
-) -> Result<(Algorithm, Vec<u8>), VerifyError> {
+) -> Result<(Algorithm, MacBytes), VerifyError> {
     let (algorithm, value, prefix) = match header(headers, "x-hub-signature-256") {
         Ok(value) => (Algorithm::Sha256, value, "sha256="),
         Err(missing) if !allow_sha1 => return Err(missing),

@@ -6,12 +6,12 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use http::HeaderMap;
 
-use super::mac::{Algorithm, any_matches};
+use super::mac::{Algorithm, MacBytes, any_matches, decode_hex};
 use super::{VerifyError, Window, header};
 
 /// The decoded signature.
-fn signature(headers: &HeaderMap) -> Result<Vec<u8>, VerifyError> {
-    hex::decode(header(headers, "linear-signature")?.trim()).map_err(|_| VerifyError::Malformed)
+fn signature(headers: &HeaderMap) -> Result<MacBytes, VerifyError> {
+    decode_hex(header(headers, "linear-signature")?.trim())
 }
 
 /// What the headers alone decide: a hex signature is there (the timestamp is in the body).

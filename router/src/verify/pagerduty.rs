@@ -5,11 +5,11 @@
 
 use http::HeaderMap;
 
-use super::mac::{Algorithm, any_matches};
+use super::mac::{Algorithm, MacBytes, any_matches, decode_hex};
 use super::{VerifyError, header};
 
 /// The decoded `v1` signatures of an `X-PagerDuty-Signature` value; other versions are skipped.
-pub fn parse(value: &str) -> Result<Vec<Vec<u8>>, VerifyError> {
+pub fn parse(value: &str) -> Result<Vec<MacBytes>, VerifyError> {
     if value.split(',').count() > super::MAX_SIGNATURE_ENTRIES {
         return Err(VerifyError::Malformed);
     }
@@ -17,7 +17,7 @@ pub fn parse(value: &str) -> Result<Vec<Vec<u8>>, VerifyError> {
     for entry in value.split(',') {
         let (version, encoded) = entry.trim().split_once('=').ok_or(VerifyError::Malformed)?;
         if version == "v1" {
-            signatures.push(hex::decode(encoded).map_err(|_| VerifyError::Malformed)?);
+            signatures.push(decode_hex(encoded)?);
         }
     }
     if signatures.is_empty() {

@@ -6,11 +6,11 @@
 
 use http::HeaderMap;
 
-use super::mac::{Algorithm, any_matches, decode_prefixed_hex};
+use super::mac::{Algorithm, MacBytes, any_matches, decode_prefixed_hex};
 use super::{VerifyError, Window, header};
 
 /// The request's signature, decoded, and its timestamp.
-fn read(headers: &HeaderMap) -> Result<(Vec<u8>, &str), VerifyError> {
+fn read(headers: &HeaderMap) -> Result<(MacBytes, &str), VerifyError> {
     let signature = header(headers, "x-slack-signature")?;
     let timestamp = header(headers, "x-slack-request-timestamp")?.trim();
     Ok((decode_prefixed_hex(signature, "v0=")?, timestamp))

@@ -16,7 +16,7 @@ use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use hmac::{Hmac, Mac as _};
 use http::HeaderMap;
 
-use super::mac::{self, Algorithm};
+use super::mac::{self, Algorithm, MacBytes};
 use super::{VerifyError, Window, header};
 
 /// A key that can check Standard Webhooks signatures.
@@ -94,9 +94,9 @@ fn signed_content(id: &str, timestamp: &str, body: &[u8]) -> Vec<u8> {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Signatures {
     /// Decoded `v1` (HMAC-SHA256) signatures.
-    pub v1: Vec<Vec<u8>>,
+    pub v1: Vec<MacBytes>,
     /// Decoded `v1a` (ed25519) signatures.
-    pub v1a: Vec<Vec<u8>>,
+    pub v1a: Vec<MacBytes>,
 }
 
 /// Parses a `webhook-signature` header value.
@@ -112,11 +112,7 @@ pub fn parse(value: &str) -> Result<Signatures, VerifyError> {
             "v1a" => &mut signatures.v1a,
             _ => continue,
         };
-        list.push(
-            STANDARD
-                .decode(encoded)
-                .map_err(|_| VerifyError::Malformed)?,
-        );
+        list.push(mac::decode_base64_with(&STANDARD, encoded)?);
     }
     if signatures.v1.is_empty() && signatures.v1a.is_empty() {
         return Err(VerifyError::Malformed);
@@ -149,18 +145,22 @@ pub fn verify(
     window: Window,
 ) -> Result<(), VerifyError> {
     let (id, timestamp, signatures) = read(headers, window)?;
-    let content = signed_content(id, timestamp, body);
+    // The MAC is fed the parts where they lie; ed25519 needs the message whole, copied once.
+    let parts = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body];
+    let content = std::cell::OnceCell::new();
     let matched = keys.iter().any(|key| match key {
         StandardKey::Hmac(secret) => {
-            let expected = mac::hmac(Algorithm::Sha256, secret, &[&content]);
+            let expected = mac::hmac(Algorithm::Sha256, secret, &parts);
             signatures
                 .v1
                 .iter()
                 .any(|given| mac::equal(&expected, given))
         }
         StandardKey::Ed25519(public) => signatures.v1a.iter().any(|given| {
-            ed25519_dalek::Signature::from_slice(given)
-                .is_ok_and(|signature| public.verify_strict(&content, &signature).is_ok())
+            ed25519_dalek::Signature::from_slice(given).is_ok_and(|signature| {
+                let content = content.get_or_init(|| signed_content(id, timestamp, body));
+                public.verify_strict(content, &signature).is_ok()
+            })
         }),
     });
     if matched {

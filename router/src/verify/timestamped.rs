@@ -5,7 +5,7 @@
 
 use http::HeaderMap;
 
-use super::mac::{Algorithm, any_matches};
+use super::mac::{Algorithm, MacBytes, any_matches, decode_hex};
 use super::{VerifyError, Window, header};
 
 /// How one sender writes such a header.
@@ -29,7 +29,7 @@ pub struct TimestampedSignature<'a> {
     /// The signed timestamp, as sent.
     pub timestamp: &'a str,
     /// The decoded signatures.
-    pub signatures: Vec<Vec<u8>>,
+    pub signatures: Vec<MacBytes>,
 }
 
 impl TimestampedScheme {
@@ -46,7 +46,7 @@ impl TimestampedScheme {
             if key == self.timestamp_key {
                 timestamp = Some(value);
             } else if key == self.signature_key {
-                signatures.push(hex::decode(value).map_err(|_| VerifyError::Malformed)?);
+                signatures.push(decode_hex(value)?);
             }
         }
         let timestamp = timestamp.ok_or(VerifyError::Malformed)?;

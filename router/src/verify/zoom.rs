@@ -12,7 +12,7 @@ use super::mac::{self, Algorithm};
 use super::{VerifyError, Window, header};
 
 /// The signature and timestamp of a Zoom request.
-fn read(headers: &HeaderMap) -> Result<(Vec<u8>, &str), VerifyError> {
+fn read(headers: &HeaderMap) -> Result<(mac::MacBytes, &str), VerifyError> {
     let signature = header(headers, "x-zm-signature")?;
     let timestamp = header(headers, "x-zm-request-timestamp")?.trim();
     Ok((mac::decode_prefixed_hex(signature, "v0=")?, timestamp))
