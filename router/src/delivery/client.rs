@@ -51,19 +51,22 @@ pub fn builder() -> reqwest::ClientBuilder {
     }
 }
 
-/// Whether the environment (`var`) names a proxy reqwest would use: `ALL_PROXY`, `HTTP_PROXY`
-/// or `HTTPS_PROXY`, in upper or lower case, not empty.
+/// The environment variables reqwest reads a proxy from.
+const PROXY_VARIABLES: [&str; 6] = [
+    "ALL_PROXY",
+    "all_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+];
+
+/// Whether the environment (`var`) names a proxy reqwest would use: one of
+/// [`PROXY_VARIABLES`], not empty.
 fn names_a_proxy(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> bool {
-    [
-        "ALL_PROXY",
-        "all_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "HTTPS_PROXY",
-        "https_proxy",
-    ]
-    .into_iter()
-    .any(|name| var(name).is_some_and(|value| !value.is_empty()))
+    PROXY_VARIABLES
+        .into_iter()
+        .any(|name| var(name).is_some_and(|value| !value.is_empty()))
 }
 
 /// The client shared by the destinations without a client of their own.
@@ -111,14 +114,7 @@ mod tests {
         assert!(!names_a_proxy(|name| {
             (name == "NO_PROXY").then(|| "example.com".into())
         }));
-        for variable in [
-            "ALL_PROXY",
-            "all_proxy",
-            "HTTP_PROXY",
-            "http_proxy",
-            "HTTPS_PROXY",
-            "https_proxy",
-        ] {
+        for variable in PROXY_VARIABLES {
             assert!(
                 names_a_proxy(|name| (name == variable).then(|| "http://proxy:3128".into())),
                 "{variable}"

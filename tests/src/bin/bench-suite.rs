@@ -634,6 +634,17 @@ fn wrk_script(payload: usize) -> Result<WrkScript> {
     WrkScript::write(&format!("bench-{payload}"), body_text, &headers)
 }
 
+/// The wrk load of the same-run comparisons (runs of `--duration`), its script for `payload`
+/// and the payload's size as shown.
+fn ingest_load(args: &Args, payload: usize) -> Result<(Wrk, WrkScript, String)> {
+    let wrk = Wrk {
+        threads: args.threads,
+        connections: args.connections,
+        seconds: args.duration.as_secs(),
+    };
+    Ok((wrk, wrk_script(payload)?, format_size(payload)))
+}
+
 /// Rows 9 and 9v: ingest on the plain and the verifying route (deliveries parked) with tracing
 /// on at sampling 1.0, against the same untraced. Every untraced run comes first, since the
 /// trace layer stays installed in this process once it is; each run is on a fresh router.
@@ -643,13 +654,7 @@ async fn tracing_rows(args: &Args, payload: usize) -> Result<Vec<Row>> {
     use webhook_router::config::TelemetryConfig;
     use webhook_router::telemetry::Tracing;
 
-    let wrk = Wrk {
-        threads: args.threads,
-        connections: args.connections,
-        seconds: args.duration.as_secs(),
-    };
-    let script = wrk_script(payload)?;
-    let size = format_size(payload);
+    let (wrk, script, size) = ingest_load(args, payload)?;
     println!(
         "\n== tracing, payload {size}: {} run(s) of each row untraced, then traced",
         args.tracing_rounds
@@ -728,13 +733,7 @@ async fn tracing_rows(args: &Args, payload: usize) -> Result<Vec<Row>> {
 /// run back to back, the pair's order alternating between rounds so that a drift of the
 /// machine weighs on both sides alike. Each pair gives a ratio; the row shows their median.
 async fn record_rows(args: &Args, payload: usize) -> Result<Vec<Row>> {
-    let wrk = Wrk {
-        threads: args.threads,
-        connections: args.connections,
-        seconds: args.duration.as_secs(),
-    };
-    let script = wrk_script(payload)?;
-    let size = format_size(payload);
+    let (wrk, script, size) = ingest_load(args, payload)?;
     println!(
         "\n== event record, payload {size}: {} pair(s) of ingest runs, record off and on",
         args.record_rounds
