@@ -5,11 +5,13 @@
 //!   verdicts, each destination's attempts and outcome, the body where the route keeps it);
 //! - [`store`]: the records in memory, by id in a concurrent map, in arrival order in a ring
 //!   that bounds them (`[inspect] events`, `max_age`), listed newest first by cursor;
-//! - `saver`: the records in the journal, when there is one, so they survive a restart.
+//! - `saver`: the records in the journal, when there is one, so they survive a restart;
+//! - `name`: the route and destination names records hold, interned.
 //!
 //! The [`Inspector`] is the handle the ingress and delivery call at each step; with the record
 //! off (`events = 0`) every call does nothing.
 
+mod name;
 pub mod record;
 mod saver;
 pub mod store;
@@ -27,10 +29,10 @@ use crate::metrics::Metrics;
 use crate::queue::ResumedEvent;
 use crate::supervise::Supervisor;
 
-pub use record::{Decision, DeliveryOutcome, EventRecord, PluginVerdict};
+pub use record::{Decision, DeliveryOutcome, EventRecord, Name, PluginVerdict};
 pub use store::{Cursor, EventStore, ListQuery, Page};
 
-use record::{Attempt, StoredBody};
+use record::{Attempt, Inline, StoredBody};
 
 /// A table by route or destination name: names come from the config, not from senders, so
 /// the cheap id hasher serves (SipHash cost about as much as the rest of a lookup here).
@@ -39,8 +41,8 @@ type Names<T> = HashMap<String, T, crate::id_hash::IdHash>;
 /// What the record keeps of one route.
 #[derive(Debug)]
 struct RouteSettings {
-    /// The route's id, shared by its records.
-    id: Arc<str>,
+    /// The route's id.
+    id: Name,
     /// Keep bodies (`inspect_bodies = true`).
     bodies: bool,
     /// Where the sender's delivery id is: the route's `dedup` key, or else its verify
@@ -52,9 +54,9 @@ struct RouteSettings {
 struct Inner {
     store: Arc<EventStore>,
     routes: Names<RouteSettings>,
-    /// The destinations' names, shared by their records (a destination added by a reload has
-    /// its name copied into each record instead).
-    destinations: Names<Arc<str>>,
+    /// The destinations' names, interned at start (a destination added by a reload has its
+    /// name interned at its records' first use instead).
+    destinations: Names<Name>,
 }
 
 /// The handle through which events are recorded. Cheap to clone; does nothing when the record
@@ -119,7 +121,7 @@ impl Inspector {
         let destinations = config
             .destinations
             .keys()
-            .map(|name| (name.clone(), Arc::from(name.as_str())))
+            .map(|name| (name.clone(), Name::intern(name)))
             .collect();
         Self {
             inner: Some(Arc::new(Inner {
@@ -176,13 +178,14 @@ impl Inspector {
         };
         self.update(id, false, |record| {
             each(&mut |name| {
-                let shared = || {
+                let interned = || {
                     inner
                         .destinations
                         .get(name)
-                        .map_or_else(|| Arc::from(name), Arc::clone)
+                        .copied()
+                        .unwrap_or_else(|| Name::intern(name))
                 };
-                record.destination_or(name, shared).outcome = DeliveryOutcome::Pending;
+                record.destination_or(name, interned).outcome = DeliveryOutcome::Pending;
             });
         });
     }
@@ -242,7 +245,7 @@ impl RouteSettings {
             (None, None) => None,
         };
         Self {
-            id: Arc::from(route.id.as_str()),
+            id: Name::intern(&route.id),
             bodies: route.inspect_bodies,
             delivery_key,
         }
@@ -258,7 +261,7 @@ fn record_of(
 ) -> Option<EventRecord> {
     let id = parse_id(&event.id)?;
     let route = routes.get(&event.route);
-    let route_id = route.map_or_else(|| Arc::from(event.route.as_str()), |r| Arc::clone(&r.id));
+    let route_id = route.map_or_else(|| Name::intern(&event.route), |r| r.id);
     let delivery_id = delivery_id.map(str::to_owned).or_else(|| {
         route
             .and_then(|r| r.delivery_key.as_ref())
@@ -274,7 +277,7 @@ fn record_of(
         delivery_id,
         decision: Decision::Received,
         verdicts: Vec::new(),
-        destinations: Vec::new(),
+        destinations: Inline::new(),
         body,
         journal_key: 0,
     })

@@ -1,13 +1,21 @@
 //! One event's inspection record: what happened to it from receipt to each destination's final
 //! outcome, as kept in memory and in the journal (postcard), and shown as JSON by the admin API.
 
-use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine as _;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+pub use super::name::Name;
+
+/// A record's list of destinations or of one destination's attempts: the first inline, more on
+/// the heap. Nearly every event has one destination and one attempt, so a record usually
+/// allocates nothing of its own, and nothing that one thread allocates (the dispatcher adding
+/// a destination, a worker an attempt) is freed on another when the record is evicted.
+/// Written as a sequence, like a `Vec`.
+pub type Inline<T> = smallvec::SmallVec<[T; 1]>;
 
 /// Longest error or verdict detail kept, in bytes (longer ones are cut at a character boundary).
 const MAX_ERROR_BYTES: usize = 512;
@@ -100,13 +108,12 @@ impl Attempt {
 /// The event's delivery to one destination.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DestinationRecord {
-    /// The destination's name (shared by its records).
-    #[serde(with = "shared_str")]
-    pub name: Arc<str>,
+    /// The destination's name.
+    pub name: Name,
     /// Where the delivery stands.
     pub outcome: DeliveryOutcome,
     /// Every attempt, oldest first.
-    pub attempts: Vec<Attempt>,
+    pub attempts: Inline<Attempt>,
 }
 
 /// One event's record.
@@ -114,9 +121,8 @@ pub struct DestinationRecord {
 pub struct EventRecord {
     /// The event id (a UUID, as a number).
     pub id: u128,
-    /// The route that received it (shared by the route's records).
-    #[serde(with = "shared_str")]
-    pub route: Arc<str>,
+    /// The route that received it.
+    pub route: Name,
     /// When it was received, Unix milliseconds.
     pub received_ms: u64,
     /// The sender's delivery id, if its preset (or the route's `dedup`) names one.
@@ -126,7 +132,7 @@ pub struct EventRecord {
     /// Each plugin's verdict, in chain order.
     pub verdicts: Vec<PluginVerdict>,
     /// Each destination's delivery, in the order they were queued.
-    pub destinations: Vec<DestinationRecord>,
+    pub destinations: Inline<DestinationRecord>,
     /// The body, where the route sets `inspect_bodies = true`.
     pub body: Option<StoredBody>,
     /// The record's key in the journal: 0 until it is first written (none, without a journal).
@@ -158,23 +164,23 @@ impl EventRecord {
 
     /// The record of delivery to `name`, added (pending) if there is none yet.
     pub fn destination(&mut self, name: &str) -> &mut DestinationRecord {
-        self.destination_or(name, || Arc::from(name))
+        self.destination_or(name, || Name::intern(name))
     }
 
-    /// The record of delivery to `name`, added (pending, named by `shared()`, the same name
-    /// shared) if there is none yet.
+    /// The record of delivery to `name`, added (pending, named by `interned()`) if there is
+    /// none yet.
     pub(super) fn destination_or(
         &mut self,
         name: &str,
-        shared: impl FnOnce() -> Arc<str>,
+        interned: impl FnOnce() -> Name,
     ) -> &mut DestinationRecord {
         let index = match self.destinations.iter().position(|d| *d.name == *name) {
             Some(index) => index,
             None => {
                 self.destinations.push(DestinationRecord {
-                    name: shared(),
+                    name: interned(),
                     outcome: DeliveryOutcome::Pending,
-                    attempts: Vec::new(),
+                    attempts: Inline::new(),
                 });
                 self.destinations.len() - 1
             }
@@ -233,21 +239,6 @@ impl EventRecord {
             };
         }
         value
-    }
-}
-
-/// An `Arc<str>` written as a string (serde's `rc` feature is not on).
-mod shared_str {
-    use std::sync::Arc;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(text: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(text)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<str>, D::Error> {
-        String::deserialize(deserializer).map(Arc::from)
     }
 }
 
@@ -310,7 +301,7 @@ mod tests {
                 verdict: "forward".to_owned(),
                 detail: None,
             }],
-            destinations: Vec::new(),
+            destinations: Inline::new(),
             body: Some(StoredBody(Bytes::from_static(b"\xff\x00binary"))),
             journal_key: 3,
         }

@@ -6,14 +6,16 @@
 //! one the ring's turn brings next, so the memory it touches is the evicted record's, not a
 //! random place), and the small map's insert and remove. The map holds only `id -> arrival`,
 //! so its table stays small enough to stay in the cache; the records themselves sit in the
-//! ring. Later changes (verdicts, attempts, outcomes) lock that one slot. Listing sorts the
+//! ring, inline (no allocation of their own to free on another thread), which is allocated a
+//! piece at a time as it first fills. Route and destination names are interned pointers
+//! ([`super::name`]), so making and evicting a record touches no shared count. Later changes (verdicts, attempts, outcomes) lock that one slot. Listing sorts the
 //! held records' keys, `(received_ms, id)`, newest first: a page ends at a key and the next
 //! one starts below it, so every event shows once however many arrive between pages (those
 //! arriving after the first page are newer than it, and never show).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -79,16 +81,22 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
-/// A slot of the ring: the arrival it holds and its record.
-type Slot = Mutex<Option<(u64, Box<EventRecord>)>>;
+/// A slot of the ring: the arrival it holds and its record, inline.
+type Slot = Mutex<Option<(u64, EventRecord)>>;
+
+/// Slots per piece of the ring: the ring is allocated a piece at a time as arrivals first
+/// reach it, so a large `events` costs memory only as it fills.
+const PIECE: usize = 1024;
 
 /// The event record: recent events by id, bounded by count and age.
 #[derive(Debug)]
 pub struct EventStore {
     /// Each held event's arrival number (its slot is the number modulo the capacity).
     index: DashMap<u128, u64, IdHash>,
-    /// The records, arrival `n` in slot `n % capacity` (allocated up front: 24 bytes a slot).
-    ring: Box<[Slot]>,
+    /// The records, arrival `n` in slot `n % capacity`, in pieces of [`PIECE`] slots.
+    ring: Box<[OnceLock<Box<[Slot]>>]>,
+    /// Slots in the ring: the most events held.
+    capacity: usize,
     /// The next arrival's number.
     next: AtomicU64,
     /// The oldest arrival that may still be held: the age check starts there.
@@ -103,7 +111,10 @@ impl EventStore {
     pub(super) fn new(capacity: usize, max_age: Duration, saver: Option<Saver>) -> Self {
         Self {
             index: DashMap::default(),
-            ring: (0..capacity.max(1)).map(|_| Mutex::new(None)).collect(),
+            ring: (0..capacity.max(1).div_ceil(PIECE))
+                .map(|_| OnceLock::new())
+                .collect(),
+            capacity: capacity.max(1),
             next: AtomicU64::new(0),
             oldest: AtomicU64::new(0),
             max_age_ms: u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX),
@@ -127,7 +138,6 @@ impl EventStore {
     /// restored record) replaces its record in place.
     pub(super) fn insert(&self, record: EventRecord) {
         let id = record.id;
-        let record = Box::new(record);
         let arrival = match self.index.entry(id) {
             dashmap::Entry::Occupied(held) => {
                 let arrival = *held.get();
@@ -208,6 +218,8 @@ impl EventStore {
         let mut keys: Vec<(u64, u128, u64)> = self
             .ring
             .iter()
+            .filter_map(OnceLock::get)
+            .flat_map(|piece| piece.iter())
             .filter_map(|slot| {
                 let slot = lock(slot);
                 let (arrival, record) = slot.as_ref()?;
@@ -243,9 +255,14 @@ impl EventStore {
     }
 
     fn slot(&self, arrival: u64) -> &Slot {
-        // The ring's length fits a u64, and the remainder is below it.
-        let index = arrival % self.ring.len() as u64;
-        &self.ring[usize::try_from(index).unwrap_or_default()]
+        // The capacity fits a u64, and the remainder is below it.
+        let index = usize::try_from(arrival % self.capacity as u64).unwrap_or_default();
+        let piece = index / PIECE;
+        let slots = self.ring[piece].get_or_init(|| {
+            let len = PIECE.min(self.capacity - piece * PIECE);
+            (0..len).map(|_| Mutex::new(None)).collect()
+        });
+        &slots[index % PIECE]
     }
 
     /// Applies `with` to the record of event `id` while its slot is locked, if it is held.
@@ -276,7 +293,7 @@ impl EventStore {
     /// their age, but for a few held at the same moment).
     fn evict_old(&self, now_ms: u64, newest: u64) {
         let cutoff = self.cutoff(now_ms);
-        let turn = self.ring.len() as u64;
+        let turn = self.capacity as u64;
         loop {
             let oldest = self.oldest.load(Ordering::Relaxed);
             // Arrivals a whole turn back have been overwritten already.
@@ -330,7 +347,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::inspect::record::{Decision, DeliveryOutcome};
+    use crate::inspect::record::{Decision, DeliveryOutcome, Inline};
 
     fn record(id: u128, received_ms: u64, route: &str) -> EventRecord {
         EventRecord {
@@ -340,7 +357,7 @@ mod tests {
             delivery_id: None,
             decision: Decision::Queued,
             verdicts: Vec::new(),
-            destinations: Vec::new(),
+            destinations: Inline::new(),
             body: None,
             journal_key: 0,
         }
