@@ -698,32 +698,17 @@ async fn tracing_rows(args: &Args, payload: usize) -> Result<Vec<Row>> {
         "      the OTLP receiver took {} exports (up to 512 spans each)",
         receiver.requests()
     );
-    let rate = |runs: &[Measured]| median(runs.iter().map(|r| r.run.requests_per_sec).collect());
-    let cpu = |runs: &[Measured]| median(runs.iter().map(Measured::cpu_us).collect());
     Ok(routes
         .iter()
         .zip(untraced.iter().zip(&traced))
         .map(|((name, _), (off, on))| {
-            let ratios: Vec<f64> = off
-                .iter()
-                .zip(on)
-                .map(|(off, on)| on.run.requests_per_sec / off.run.requests_per_sec)
-                .collect();
-            let (low, high) = min_max(&ratios);
-            Row {
-                name: format!("{name}, traced at sampling 1.0 (req/s)"),
-                payload: size.clone(),
-                measured: format!("{}/s, {}", format_rate(rate(on)), format_cpu(cpu(on))),
-                baseline: format!(
-                    "untraced {}/s, {}",
-                    format_rate(rate(off)),
-                    format_cpu(cpu(off))
-                ),
-                ratio: format!("{:.2} ({low:.2}–{high:.2})", median(ratios)),
-                relay: String::new(),
-                goal: "recorded",
-                met: None,
-            }
+            paired_row(
+                format!("{name}, traced at sampling 1.0 (req/s)"),
+                &size,
+                (on, off),
+                "untraced",
+                None,
+            )
         })
         .collect())
 }
@@ -765,33 +750,51 @@ async fn record_rows(args: &Args, payload: usize) -> Result<Vec<Row>> {
                 if recording { &mut on } else { &mut off }.push(run);
             }
         }
-        let rate =
-            |runs: &[Measured]| median(runs.iter().map(|r| r.run.requests_per_sec).collect());
-        let cpu = |runs: &[Measured]| median(runs.iter().map(Measured::cpu_us).collect());
-        let ratios: Vec<f64> = off
-            .iter()
-            .zip(&on)
-            .map(|(off, on)| on.run.requests_per_sec / off.run.requests_per_sec)
-            .collect();
-        let (low, high) = min_max(&ratios);
-        let ratio = median(ratios);
         let queue = if journaled { "journal" } else { "memory queue" };
-        rows.push(Row {
-            name: format!("ingest, no verify, no plugins, {queue}, event record on (req/s)"),
-            payload: size.clone(),
-            measured: format!("{}/s, {}", format_rate(rate(&on)), format_cpu(cpu(&on))),
-            baseline: format!(
-                "record off {}/s, {}",
-                format_rate(rate(&off)),
-                format_cpu(cpu(&off))
-            ),
-            ratio: format!("{ratio:.2} ({low:.2}–{high:.2})"),
-            relay: String::new(),
-            goal: "≥ 0.95",
-            met: Some(ratio >= 0.95),
-        });
+        rows.push(paired_row(
+            format!("ingest, no verify, no plugins, {queue}, event record on (req/s)"),
+            &size,
+            (&on, &off),
+            "record off",
+            Some((0.95, "≥ 0.95")),
+        ));
     }
     Ok(rows)
+}
+
+/// A row of `on` runs against `off` runs of the same load, paired run by run (same-run
+/// comparisons): each side's median req/s and CPU per request, and the median of the pairs'
+/// on ÷ off req/s with their range; `goal` is the least ratio wanted and how it reads, if any.
+fn paired_row(
+    name: String,
+    size: &str,
+    (on, off): (&[Measured], &[Measured]),
+    off_label: &str,
+    goal: Option<(f64, &'static str)>,
+) -> Row {
+    let rate = |runs: &[Measured]| median(runs.iter().map(|r| r.run.requests_per_sec).collect());
+    let cpu = |runs: &[Measured]| median(runs.iter().map(Measured::cpu_us).collect());
+    let ratios: Vec<f64> = off
+        .iter()
+        .zip(on)
+        .map(|(off, on)| on.run.requests_per_sec / off.run.requests_per_sec)
+        .collect();
+    let (low, high) = min_max(&ratios);
+    let ratio = median(ratios);
+    Row {
+        name,
+        payload: size.to_owned(),
+        measured: format!("{}/s, {}", format_rate(rate(on)), format_cpu(cpu(on))),
+        baseline: format!(
+            "{off_label} {}/s, {}",
+            format_rate(rate(off)),
+            format_cpu(cpu(off))
+        ),
+        ratio: format!("{ratio:.2} ({low:.2}–{high:.2})"),
+        relay: String::new(),
+        goal: goal.map_or("recorded", |(_, text)| text),
+        met: goal.map(|(least, _)| ratio >= least),
+    }
 }
 
 /// One round of the wrk rows.
