@@ -887,17 +887,8 @@ async fn wrk_round(wrk: &Wrk, script: &WrkScript, router_binary: Option<&Path>) 
         end_to_end_run(wrk, script, Queue::Memory, PLAIN_PATH, 1, Delivery::Http1).await?;
     let h2c_end_to_end =
         end_to_end_run(wrk, script, Queue::Memory, PLAIN_PATH, 1, Delivery::H2c).await?;
-    let dir = journal_dir("end-to-end")?;
-    let journaled_end_to_end = end_to_end_run(
-        wrk,
-        script,
-        Queue::Journal(&dir),
-        PLAIN_PATH,
-        1,
-        Delivery::Http1,
-    )
-    .await?;
-    let _ = std::fs::remove_dir_all(dir);
+    let journaled_end_to_end =
+        journaled_end_to_end_run(wrk, script, "end-to-end", PLAIN_PATH).await?;
     let pipeline = end_to_end_run(
         wrk,
         script,
@@ -907,17 +898,8 @@ async fn wrk_round(wrk: &Wrk, script: &WrkScript, router_binary: Option<&Path>) 
         Delivery::Http1,
     )
     .await?;
-    let dir = journal_dir("pipeline")?;
-    let journaled_pipeline = end_to_end_run(
-        wrk,
-        script,
-        Queue::Journal(&dir),
-        VERIFIED_PATH,
-        1,
-        Delivery::Http1,
-    )
-    .await?;
-    let _ = std::fs::remove_dir_all(dir);
+    let journaled_pipeline =
+        journaled_end_to_end_run(wrk, script, "pipeline", VERIFIED_PATH).await?;
     let logged = match router_binary {
         None => None,
         Some(binary) => Some(logged_run(wrk, script, binary).await?),
@@ -1083,6 +1065,20 @@ enum Delivery {
     /// `http2 = true`: h2c with prior knowledge, attempts multiplexed on one connection, to a
     /// destination that speaks only h2c.
     H2c,
+}
+
+/// [`end_to_end_run`] of one router delivering over HTTP/1.1 with a fresh journal (the run
+/// `name`'s directory, removed after it).
+async fn journaled_end_to_end_run(
+    wrk: &Wrk,
+    script: &WrkScript,
+    name: &str,
+    path: &str,
+) -> Result<EndToEnd> {
+    let dir = journal_dir(name)?;
+    let run = end_to_end_run(wrk, script, Queue::Journal(&dir), path, 1, Delivery::Http1).await;
+    let _ = std::fs::remove_dir_all(dir);
+    run
 }
 
 /// wrk against the route at `path` delivering to bare hyper as `delivery` says, the router
