@@ -4,14 +4,19 @@
 //! Arrival `n` takes slot `n % capacity` of the ring, whose previous record (arrival
 //! `n - capacity`) it evicts: recording an event is one atomic increment, one slot written (the
 //! one the ring's turn brings next, so the memory it touches is the evicted record's, not a
-//! random place), and the small map's insert and remove. The map holds only `id -> arrival`,
-//! so its table stays small enough to stay in the cache; the records themselves sit in the
-//! ring, inline (no allocation of their own to free on another thread), which is allocated a
-//! piece at a time as it first fills. Route and destination names are interned pointers
-//! ([`super::name`]), so making and evicting a record touches no shared count. Later changes (verdicts, attempts, outcomes) lock that one slot. Listing sorts the
-//! held records' keys, `(received_ms, id)`, newest first: a page ends at a key and the next
-//! one starts below it, so every event shows once however many arrive between pages (those
-//! arriving after the first page are newer than it, and never show).
+//! random place), and one insert into the map. The map holds only `id -> arrival`, and an
+//! evicted record's entry is not removed at once (that would be a second random place in the
+//! map for every event): a lookup checks that the slot still holds the arrival it names, and
+//! once per turn of the ring the entries older than a turn are purged together, in one pass
+//! over the map, so it holds at most two turns' worth. The records themselves sit in the ring,
+//! inline (no allocation of their own to free on another thread), which is allocated a piece
+//! at a time as it first fills. Route and destination names are interned pointers
+//! ([`super::name`]), so making and evicting a record touches no shared count. Later changes
+//! (verdicts, attempts, outcomes) lock that one slot.
+//!
+//! Listing sorts the held records' keys, `(received_ms, id)`, newest first: a page ends at a
+//! key and the next one starts below it, so every event shows once however many arrive
+//! between pages (those arriving after the first page are newer than it, and never show).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,7 +96,9 @@ const PIECE: usize = 1024;
 /// The event record: recent events by id, bounded by count and age.
 #[derive(Debug)]
 pub struct EventStore {
-    /// Each held event's arrival number (its slot is the number modulo the capacity).
+    /// Each held event's arrival number (its slot is the number modulo the capacity), and
+    /// entries of arrivals evicted since the last purge, which name a slot that no longer
+    /// holds them.
     index: DashMap<u128, u64, IdHash>,
     /// The records, arrival `n` in slot `n % capacity`, in pieces of [`PIECE`] slots.
     ring: Box<[OnceLock<Box<[Slot]>>]>,
@@ -101,6 +108,10 @@ pub struct EventStore {
     next: AtomicU64,
     /// The oldest arrival that may still be held: the age check starts there.
     oldest: AtomicU64,
+    /// No held record was received before this (Unix milliseconds; raised as the age check
+    /// finds the oldest held): until `max_age` has passed since, no record can be too old,
+    /// and recording an event need not look at the oldest.
+    oldest_received_ms: AtomicU64,
     max_age_ms: u64,
     saver: Option<Saver>,
 }
@@ -117,6 +128,7 @@ impl EventStore {
             capacity: capacity.max(1),
             next: AtomicU64::new(0),
             oldest: AtomicU64::new(0),
+            oldest_received_ms: AtomicU64::new(0),
             max_age_ms: u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX),
             saver,
         }
@@ -135,18 +147,23 @@ impl EventStore {
     /// Records a new event, evicting the oldest past the count or the age. (Not written to the
     /// journal: the first [`EventStore::update`] that saves gives it a journal key and writes
     /// it; a record evicted before that costs the journal nothing.) The same id again (a
-    /// restored record) replaces its record in place.
+    /// restored record) replaces its record in place, if it is still held.
     pub(super) fn insert(&self, record: EventRecord) {
         let id = record.id;
+        let received_ms = record.received_ms;
         let arrival = match self.index.entry(id) {
-            dashmap::Entry::Occupied(held) => {
+            dashmap::Entry::Occupied(mut held) => {
                 let arrival = *held.get();
                 if let Some((at, old)) = lock(self.slot(arrival)).as_mut()
                     && *at == arrival
                 {
                     *old = record;
+                    return;
                 }
-                return;
+                // Evicted, and not purged yet: it arrives again.
+                let arrival = self.next.fetch_add(1, Ordering::Relaxed);
+                held.insert(arrival);
+                arrival
             }
             dashmap::Entry::Vacant(place) => {
                 let arrival = self.next.fetch_add(1, Ordering::Relaxed);
@@ -163,10 +180,16 @@ impl EventStore {
                 _ => slot.replace((arrival, record)),
             }
         };
-        if let Some((at, old)) = evicted {
-            self.forget(at, &old);
+        if let Some((_, old)) = evicted {
+            self.forget(&old);
         }
-        self.evict_old(crate::journal::now_ms(), arrival);
+        // The event was received just now: its receipt serves as the clock.
+        if self.cutoff(received_ms) > self.oldest_received_ms.load(Ordering::Relaxed) {
+            self.evict_old(received_ms, arrival);
+        }
+        if (arrival + 1) % self.capacity as u64 == 0 {
+            self.purge(arrival + 1);
+        }
     }
 
     /// Changes the record of event `id`, if it is held, and writes it to the journal if `save`.
@@ -200,14 +223,17 @@ impl EventStore {
         self.with_slot(id, |record| with(record))
     }
 
-    /// How many events are held.
+    /// How many events are held: the arrivals since the oldest held (the ring's turn, or the
+    /// oldest not too old, whichever is later).
     pub fn len(&self) -> usize {
-        self.index.len()
+        let next = self.next.load(Ordering::Relaxed);
+        let held = next - self.oldest_held(next).min(next);
+        usize::try_from(held).unwrap_or(usize::MAX)
     }
 
     /// Whether no event is held.
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.len() == 0
     }
 
     /// One page of the events `query` selects, newest first.
@@ -279,9 +305,25 @@ impl EventStore {
         now_ms.saturating_sub(self.max_age_ms)
     }
 
-    /// Takes evicted arrival `at` (its record `record`) out of the index and the journal.
-    fn forget(&self, at: u64, record: &EventRecord) {
-        self.index.remove_if(&record.id, |_, held| *held == at);
+    /// The oldest arrival that may be held, the next being `next`: none a whole turn back
+    /// (overwritten), none the age check passed.
+    fn oldest_held(&self, next: u64) -> u64 {
+        let turn = self.capacity as u64;
+        self.oldest
+            .load(Ordering::Relaxed)
+            .max(next.saturating_sub(turn))
+    }
+
+    /// Takes the entries of arrivals before the oldest that may be held out of the index, the
+    /// next arrival being `next`: once per turn of the ring, so the index holds at most two
+    /// turns' worth.
+    fn purge(&self, next: u64) {
+        let oldest = self.oldest_held(next);
+        self.index.retain(|_, arrival| *arrival >= oldest);
+    }
+
+    /// Takes the evicted `record` out of the journal, if it was written there.
+    fn forget(&self, record: &EventRecord) {
         if let Some(saver) = &self.saver
             && record.journal_key != 0
         {
@@ -293,17 +335,17 @@ impl EventStore {
     /// their age, but for a few held at the same moment).
     fn evict_old(&self, now_ms: u64, newest: u64) {
         let cutoff = self.cutoff(now_ms);
-        let turn = self.capacity as u64;
         loop {
-            let oldest = self.oldest.load(Ordering::Relaxed);
-            // Arrivals a whole turn back have been overwritten already.
-            let oldest_held = oldest.max(newest.saturating_sub(turn - 1));
+            let oldest_held = self.oldest_held(newest + 1);
             if oldest_held >= newest {
                 return;
             }
             let mut slot = lock(self.slot(oldest_held));
             let evicted = match slot.as_ref() {
                 Some((at, record)) if *at == oldest_held && record.received_ms >= cutoff => {
+                    // Nothing is too old until the age passes since this one's receipt.
+                    self.oldest_received_ms
+                        .fetch_max(record.received_ms, Ordering::Relaxed);
                     return;
                 }
                 Some((at, _)) if *at == oldest_held => slot.take(),
@@ -313,8 +355,8 @@ impl EventStore {
             drop(slot);
             // Only ever forward, whichever thread gets there first.
             self.oldest.fetch_max(oldest_held + 1, Ordering::Relaxed);
-            if let Some((at, record)) = evicted {
-                self.forget(at, &record);
+            if let Some((_, record)) = evicted {
+                self.forget(&record);
             }
         }
     }
@@ -509,6 +551,28 @@ mod tests {
             store.get(id).map(|r| r.route.to_string()),
             Some("restored".to_owned())
         );
+    }
+
+    #[test]
+    fn the_index_keeps_at_most_two_turns_and_finds_only_what_is_held() {
+        let store = store(100, DAY);
+        let now = crate::journal::now_ms();
+        for id in 0..1_050u128 {
+            store.insert(record(id, now, "r"));
+            assert!(store.index.len() <= 200, "{} entries", store.index.len());
+        }
+        assert_eq!(store.len(), 100);
+        assert!(store.get(949).is_none() && store.get(950).is_some());
+        // Evicted, its entry not purged yet: it is not found, and may arrive again.
+        assert!(store.index.contains_key(&940));
+        assert!(store.read(940, |_| ()).is_none());
+        store.insert(record(940, now, "again"));
+        assert_eq!(
+            store.get(940).map(|r| r.route.to_string()),
+            Some("again".into())
+        );
+        assert_eq!(store.len(), 100);
+        assert!(store.get(950).is_none(), "the oldest gave way to it");
     }
 
     #[test]
