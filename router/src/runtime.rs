@@ -295,7 +295,7 @@ impl Router {
                 server.admin_token.clone(),
                 supervisor.clone(),
             )
-            .with_events(inspector.store()),
+            .with_inspector(inspector.clone()),
         );
         admin.set_routes(RouteTable::from_config(config));
         admin.set_reloader(Arc::clone(&reloader));

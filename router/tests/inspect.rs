@@ -308,7 +308,11 @@ fn record_delivered(
                 trace: None,
             };
             // A route without plugins: queued from the start.
-            inspector.received(&event, None, false);
+            inspector.received(
+                &event,
+                None,
+                Some([webhook_router::inspect::Name::intern("sink")]),
+            );
             inspector.attempt(
                 &id,
                 "sink",

@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use webhook_router::Config;
 use webhook_router::delivery::attempt::AttemptOutcome;
 use webhook_router::event::Event;
-use webhook_router::inspect::{Decision, Inspector, PluginVerdict};
+use webhook_router::inspect::{Decision, Inspector, Name, PluginVerdict};
 use webhook_router::metrics::Metrics;
 use webhook_router::supervise::Supervisor;
 use webhook_router_tests::process_stats::resident_bytes;
@@ -44,13 +44,13 @@ fn record_one(inspector: &Inspector) {
         order_key: None,
         trace: None,
     };
-    inspector.received(&event, None, true);
+    inspector.received(&event, None, None::<[Name; 0]>);
     inspector.decided(
         &id,
         vec![PluginVerdict::new("event-filter", "pass", None)],
         Decision::Queued,
+        [Name::intern("sink")],
     );
-    inspector.queued(&id, |queued| queued("sink"));
     inspector.attempt(
         &id,
         "sink",

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use crate::delivery::dead_letter::filter::FILTER_KEYS;
 use crate::delivery::dead_letter::{DeadLetterStore, LetterFilter, Taken};
+use crate::inspect::Inspector;
 use crate::queue::{DispatchQueue, EnqueueError};
 use crate::reply::{self, ResponseBody};
 
@@ -183,6 +184,7 @@ impl Admin {
         let replay = tokio::spawn(replay_taken(
             Arc::clone(&self.dead_letters),
             Arc::clone(&self.queue),
+            self.inspect.clone(),
             taken,
         ));
         let Ok((counts, refusal)) = replay.await else {
@@ -223,6 +225,9 @@ impl Admin {
             return reply::error(StatusCode::CONFLICT, &message);
         };
         let event_id = taken.letter.event.id.clone();
+        let name = &taken.letter.destination_name;
+        // Pending before it is queued: its first attempt may come before this goes on.
+        self.inspect.requeued(&event_id, name);
         match self
             .queue
             .enqueue(taken.letter.event.clone(), vec![destination])
@@ -234,6 +239,7 @@ impl Admin {
                 reply::json(StatusCode::ACCEPTED, &serde_json::json!({ "id": event_id }))
             }
             Err(error) => {
+                self.inspect.dead_lettered(&event_id, name);
                 self.dead_letters.restore(taken);
                 let answer = reply::error(StatusCode::SERVICE_UNAVAILABLE, &error.answer());
                 reply::retry_after(answer, 1)
@@ -243,11 +249,12 @@ impl Admin {
 }
 
 /// Queues each of `taken` again for its one destination, with fresh attempts: those queued are
-/// forgotten, the others restored as dead letters. Returns the counts and the queue's first
-/// refusal, if any.
+/// forgotten, the others restored as dead letters (and `inspect`'s record says so). Returns
+/// the counts and the queue's first refusal, if any.
 async fn replay_taken(
     dead_letters: Arc<DeadLetterStore>,
     queue: Arc<dyn DispatchQueue>,
+    inspect: Inspector,
     taken: Vec<Taken>,
 ) -> (ReplayCounts, Option<EnqueueError>) {
     let mut counts = ReplayCounts {
@@ -257,15 +264,21 @@ async fn replay_taken(
     let mut queued = Vec::with_capacity(taken.len());
     let mut attempts = futures_util::stream::iter(taken)
         .map(|taken| {
-            let queue = &queue;
+            let (queue, inspect) = (&queue, &inspect);
             async move {
                 let Some(destination) = taken.letter.destination else {
                     return (taken, Err(None));
                 };
+                let letter = &taken.letter;
+                // Pending before it is queued: its first attempt may come before this goes on.
+                inspect.requeued(&letter.event.id, &letter.destination_name);
                 let result = queue
-                    .enqueue(taken.letter.event.clone(), vec![destination])
+                    .enqueue(letter.event.clone(), vec![destination])
                     .await
                     .map_err(Some);
+                if result.is_err() {
+                    inspect.dead_lettered(&letter.event.id, &letter.destination_name);
+                }
                 (taken, result)
             }
         })

@@ -30,7 +30,7 @@ use subtle::ConstantTimeEq;
 use crate::config::Secret;
 use crate::delivery::dead_letter::DeadLetterStore;
 use crate::delivery::destinations::DestinationBoard;
-use crate::inspect::EventStore;
+use crate::inspect::Inspector;
 use crate::metrics::Metrics;
 use crate::queue::DispatchQueue;
 use crate::reload::Reloader;
@@ -53,7 +53,8 @@ pub struct Admin {
     supervisor: Supervisor,
     routes: RwLock<Arc<RouteTable>>,
     reloader: OnceLock<Arc<Reloader>>,
-    events: Option<Arc<EventStore>>,
+    /// The event record (`/events`), and where a replayed dead letter is marked pending.
+    inspect: Inspector,
     /// When the router started (for `/stats`).
     started: SystemTime,
 }
@@ -77,7 +78,7 @@ impl Admin {
             token,
             ready: AtomicBool::new(true),
             supervisor,
-            events: None,
+            inspect: Inspector::default(),
             reloader: OnceLock::new(),
             routes: RwLock::default(),
             started: SystemTime::now(),
@@ -107,9 +108,9 @@ impl Admin {
         let _ = self.reloader.set(reloader);
     }
 
-    /// The admin API serving `events`, the event record, if it is on.
-    pub fn with_events(self, events: Option<Arc<EventStore>>) -> Self {
-        Self { events, ..self }
+    /// The admin API serving the event record `inspect` keeps, if it is on.
+    pub fn with_inspector(self, inspect: Inspector) -> Self {
+        Self { inspect, ..self }
     }
 
     /// A 503 naming the tasks that keep failing, if any do.
@@ -192,7 +193,12 @@ impl Admin {
                 if !self.authorized(request) {
                     return reply::error(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
                 }
-                events::handle(self.events.as_deref(), method, path, request.uri().query())
+                events::handle(
+                    self.inspect.store().as_deref(),
+                    method,
+                    path,
+                    request.uri().query(),
+                )
             }
             _ if path == "/dead-letters" || path.starts_with("/dead-letters/") => {
                 if !self.authorized(request) {

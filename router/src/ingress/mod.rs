@@ -51,7 +51,7 @@ use crate::dedup::{Claim, DedupStore, SharedClaim};
 use crate::event::{Event, NewId};
 use crate::ingress::body::{BodyError, Pace, read_body};
 use crate::ingress::refusal_log::{Reason, RefusalLog};
-use crate::inspect::{Decision, Inspector};
+use crate::inspect::{Decision, Inspector, Name};
 use crate::journal::{Journal, Recovered};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::plugin::{ChainOutcome, PluginChain};
@@ -82,6 +82,8 @@ struct IngressRoute {
     refusals: Arc<RefusalLog>,
     index: usize,
     destinations: Vec<DestinationId>,
+    /// Every destination's name by id, as the event record keeps it (shared by the table).
+    destination_names: Arc<[Option<Name>]>,
     chain: Option<Arc<PluginChain>>,
     verifier: Option<Verifier>,
     verification_failures: [Counter; 4],
@@ -123,7 +125,7 @@ impl IngressRoute {
         index: usize,
         refusals: &Arc<RefusalLog>,
         chain: Option<PluginChain>,
-        (parts, destination_ids): (&TableParts, &HashMap<String, DestinationId>),
+        (parts, destination_ids, destination_names): DestinationTable<'_>,
         previous: Option<&IngressRoute>,
     ) -> Self {
         let metrics = &parts.metrics;
@@ -162,6 +164,7 @@ impl IngressRoute {
                 .iter()
                 .filter_map(|name| destination_ids.get(name).copied())
                 .collect(),
+            destination_names: Arc::clone(destination_names),
             chain: chain.map(Arc::new),
             verifier: route.verify.clone(),
             verification_failures: metrics.verification_failures(&route.id),
@@ -186,6 +189,29 @@ impl IngressRoute {
     fn dedup(&self) -> Option<&DedupStore> {
         self.dedup.as_ref().map(|(_, store)| &**store)
     }
+
+    /// The names of the destinations `ids`, as the event record keeps them.
+    fn names<'a>(&'a self, ids: &'a [DestinationId]) -> impl Iterator<Item = Name> + 'a {
+        ids.iter()
+            .filter_map(|&id| self.destination_names.get(id).copied().flatten())
+    }
+}
+
+/// What a route is built with besides its config: the parts every table shares, the
+/// destinations' ids by name, and their names by id.
+type DestinationTable<'a> = (
+    &'a TableParts,
+    &'a HashMap<String, DestinationId>,
+    &'a Arc<[Option<Name>]>,
+);
+
+/// The names of the destinations in `ids`, by id, as the event record keeps them.
+fn names_by_id(ids: &HashMap<String, DestinationId>) -> Arc<[Option<Name>]> {
+    let mut names = vec![None; ids.values().max().map_or(0, |last| last + 1)];
+    for (name, &id) in ids {
+        names[id] = Some(Name::intern(name));
+    }
+    names.into()
 }
 
 impl RouteTable {
@@ -207,6 +233,7 @@ impl RouteTable {
                 .and_then(|previous| previous.dedup.as_ref())
                 .is_some_and(|(config, _)| Some(config) == route.dedup.as_ref())
         };
+        let destination_names = names_by_id(parts.1);
         let fresh_dedup = config
             .routes
             .iter()
@@ -223,7 +250,7 @@ impl RouteTable {
                     index,
                     &refusals,
                     chains.remove(&route.id),
-                    parts,
+                    (parts.0, parts.1, &destination_names),
                     previous_route(&route.id),
                 );
                 (route.path.clone(), ingress_route)
@@ -605,7 +632,10 @@ impl Ingress {
         self.inspect.received(
             &event,
             dedup_key.as_ref().map(|(_, key)| key.as_str()),
-            route.chain.is_some(),
+            route
+                .chain
+                .is_none()
+                .then(|| route.names(&route.destinations)),
         );
         // If this request ends any other way than 202 (an error answer, a dropped connection),
         // the claim is released when dropped: the sender's retry must not look like a duplicate.
@@ -623,6 +653,9 @@ impl Ingress {
     async fn admit(&self, route: &IngressRoute, event: Event, id: &str) -> Response<ResponseBody> {
         let bytes = event.body.len();
         let mut verdicts = Vec::new();
+        // Where the plugins queued the event, for its record (a route without plugins had its
+        // destinations recorded at receipt).
+        let mut queued_to = crate::inspect::record::Inline::<Name>::new();
         let enqueue = || telemetry::span(|| tracing::info_span!("enqueue"));
         let queued = match &route.chain {
             None => {
@@ -634,7 +667,13 @@ impl Ingress {
             // Boxed: a plugin call's state (wasmtime's among it) is kilobytes, which would
             // otherwise make every request's future that large, on routes without plugins too.
             Some(chain) => {
-                match Box::pin(chain.run(event, &route.destinations, &mut verdicts)).await {
+                let outcome = Box::pin(chain.run(event, &route.destinations, &mut verdicts)).await;
+                if let ChainOutcome::Deliver(events) = &outcome
+                    && self.inspect.is_on()
+                {
+                    queued_to.extend(events.iter().flat_map(|(_, ids)| route.names(ids)));
+                }
+                match outcome {
                     ChainOutcome::Deliver(mut events) if events.len() == 1 => {
                         let (event, destinations) = events.remove(0);
                         self.queue
@@ -647,12 +686,12 @@ impl Ingress {
                     }
                     ChainOutcome::Drop { reason } => {
                         self.inspect
-                            .decided(id, verdicts, Decision::Dropped(reason));
+                            .decided(id, verdicts, Decision::Dropped(reason), []);
                         return accepted(id);
                     }
                     ChainOutcome::Reject { status, message } => {
                         self.inspect
-                            .decided(id, verdicts, Decision::Rejected(status));
+                            .decided(id, verdicts, Decision::Rejected(status), []);
                         let status = StatusCode::from_u16(status)
                             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                         let response = reply::error(status, &message);
@@ -669,8 +708,10 @@ impl Ingress {
         // Without plugins the record says "queued" from the start: only a refusal changes it.
         match (&queued, &route.chain) {
             (Ok(()), None) => {}
-            (Ok(()), Some(_)) => self.inspect.decided(id, verdicts, Decision::Queued),
-            (Err(_), _) => self.inspect.decided(id, verdicts, Decision::Refused),
+            (Ok(()), Some(_)) => self
+                .inspect
+                .decided(id, verdicts, Decision::Queued, queued_to),
+            (Err(_), _) => self.inspect.decided(id, verdicts, Decision::Refused, []),
         }
         match queued {
             Ok(()) => {

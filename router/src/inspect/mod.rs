@@ -54,9 +54,6 @@ struct RouteSettings {
 struct Inner {
     store: Arc<EventStore>,
     routes: Names<RouteSettings>,
-    /// The destinations' names, interned at start (a destination added by a reload has its
-    /// name interned at its records' first use instead).
-    destinations: Names<Name>,
 }
 
 /// The handle through which events are recorded. Cheap to clone; does nothing when the record
@@ -118,17 +115,8 @@ impl Inspector {
                 "inspect: event records read back from the journal"
             );
         }
-        let destinations = config
-            .destinations
-            .keys()
-            .map(|name| (name.clone(), Name::intern(name)))
-            .collect();
         Self {
-            inner: Some(Arc::new(Inner {
-                store,
-                routes,
-                destinations,
-            })),
+            inner: Some(Arc::new(Inner { store, routes })),
         }
     }
 
@@ -137,56 +125,65 @@ impl Inspector {
         self.inner.as_ref().map(|inner| Arc::clone(&inner.store))
     }
 
+    /// Whether the record is on.
+    pub fn is_on(&self) -> bool {
+        self.inner.is_some()
+    }
+
     /// Records a received event; `delivery_id` is the sender's, if the route's dedup read it.
-    /// An event of a route without `plugins` has nothing left to decide: it is recorded as
-    /// queued at once, and [`Inspector::decided`] is called only if the queue refuses it.
-    /// (Written to the journal with the decision that follows, if at all, not before.)
-    pub fn received(&self, event: &Event, delivery_id: Option<&str>, plugins: bool) {
+    /// An event of a route without plugins has nothing left to decide: it is recorded as
+    /// queued at once for the destinations `queued_to` names, and [`Inspector::decided`] is
+    /// called only if the queue refuses it; `None` while plugins are to decide. (Written to
+    /// the journal with the decision that follows, if at all, not before.)
+    pub fn received<N>(&self, event: &Event, delivery_id: Option<&str>, queued_to: Option<N>)
+    where
+        N: IntoIterator<Item = Name>,
+    {
         if let Some(inner) = &self.inner
             && let Some(mut record) = record_of(event, delivery_id, &inner.routes)
         {
-            if !plugins {
+            if let Some(names) = queued_to {
                 record.decision = Decision::Queued;
+                record.queued_to(names);
             }
             inner.store.insert(record);
         }
     }
 
-    /// Records what the ingress decided for event `id`, and its plugins' verdicts.
+    /// Records what the ingress decided for event `id`, its plugins' verdicts, and the
+    /// destinations `queued_to` names if it was queued (a refused event keeps none).
     ///
     /// An event queued without plugin verdicts is not written to the journal here: the
     /// journaled event holds every fact of its record until its first attempt (id, route,
-    /// receipt, headers with the delivery id, body), so the record is rebuilt from it at start
-    /// ([`Inspector::open`]) and written first at that attempt. A record evicted before it
-    /// costs the journal neither a put nor a delete.
-    pub fn decided(&self, id: &str, verdicts: Vec<PluginVerdict>, decision: Decision) {
+    /// receipt, headers with the delivery id, destinations, body), so the record is rebuilt
+    /// from it at start ([`Inspector::open`]) and written first at that attempt. A record
+    /// evicted before it costs the journal neither a put nor a delete.
+    pub fn decided(
+        &self,
+        id: &str,
+        verdicts: Vec<PluginVerdict>,
+        decision: Decision,
+        queued_to: impl IntoIterator<Item = Name>,
+    ) {
         let save = !(verdicts.is_empty() && decision == Decision::Queued);
         self.update(id, save, |record| {
             record.verdicts = verdicts;
+            if decision == Decision::Queued {
+                record.queued_to(queued_to);
+            } else {
+                record.destinations.clear();
+            }
             record.decision = decision;
         });
     }
 
-    /// Records that event `id` was taken off the queue for the destinations `each` names, one
-    /// call of its argument per name (again, for a replay or after a restart: their deliveries
-    /// are pending once more). Only called while the record is on, so the caller makes no
-    /// copy of a name for it. Written to the journal with the attempt that follows: a record
-    /// read back without it still shows the event pending, and it is queued again.
-    pub fn queued(&self, id: &str, each: impl FnOnce(&mut dyn FnMut(&str))) {
-        let Some(inner) = &self.inner else {
-            return;
-        };
+    /// Records that event `id` was queued again for `destination` (a dead letter replayed):
+    /// its delivery there is pending once more. Written to the journal with the attempt that
+    /// follows: a record read back without it is set pending again at start, from the
+    /// journaled event ([`Inspector::open`]).
+    pub fn requeued(&self, id: &str, destination: &str) {
         self.update(id, false, |record| {
-            each(&mut |name| {
-                let interned = || {
-                    inner
-                        .destinations
-                        .get(name)
-                        .copied()
-                        .unwrap_or_else(|| Name::intern(name))
-                };
-                record.destination_or(name, interned).outcome = DeliveryOutcome::Pending;
-            });
+            record.destination(destination).outcome = DeliveryOutcome::Pending;
         });
     }
 
@@ -285,25 +282,47 @@ fn record_of(
 
 /// `restored` (the records read back from the journal) with a record rebuilt for each event
 /// of `resumed` that has none there (queued without plugins, and not yet attempted: see
-/// [`Inspector::decided`]), oldest first.
+/// [`Inspector::decided`]), oldest first. Each resumed event's destinations without a final
+/// outcome are pending in its record (a replay, say, queued it again since the record was
+/// written).
 fn with_rebuilt(
     mut records: Vec<EventRecord>,
     resumed: &[ResumedEvent],
     routes: &Names<RouteSettings>,
 ) -> Vec<EventRecord> {
-    let held: std::collections::HashSet<u128, crate::id_hash::IdHash> =
-        records.iter().map(|record| record.id).collect();
+    let mut held: HashMap<u128, usize, crate::id_hash::IdHash> = records
+        .iter()
+        .enumerate()
+        .map(|(index, record)| (record.id, index))
+        .collect();
     let before = records.len();
-    records.extend(
-        resumed
+    for resumed in resumed {
+        let Some(id) = parse_id(&resumed.event.id) else {
+            continue;
+        };
+        let index = match held.get(&id) {
+            Some(&index) => index,
+            None => {
+                let Some(record) = record_of(&resumed.event, None, routes) else {
+                    continue;
+                };
+                records.push(EventRecord {
+                    decision: Decision::Queued,
+                    ..record
+                });
+                held.insert(id, records.len() - 1);
+                records.len() - 1
+            }
+        };
+        let pending = resumed
+            .destinations
             .iter()
-            .filter_map(|resumed| record_of(&resumed.event, None, routes))
-            .filter(|record| !held.contains(&record.id))
-            .map(|record| EventRecord {
-                decision: Decision::Queued,
-                ..record
-            }),
-    );
+            .zip(&resumed.progress)
+            .filter(|(_, progress)| !progress.done);
+        for (name, _) in pending {
+            records[index].destination(name).outcome = DeliveryOutcome::Pending;
+        }
+    }
     if records.len() > before {
         records.sort_unstable_by_key(|record| (record.received_ms, record.id));
     }

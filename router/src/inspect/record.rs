@@ -162,6 +162,14 @@ impl EventRecord {
         }
     }
 
+    /// Adds the destinations `names` names, pending (those it lists already keep their
+    /// delivery).
+    pub(super) fn queued_to(&mut self, names: impl IntoIterator<Item = Name>) {
+        for name in names {
+            self.destination_or(&name, || name);
+        }
+    }
+
     /// The record of delivery to `name`, added (pending) if there is none yet.
     pub fn destination(&mut self, name: &str) -> &mut DestinationRecord {
         self.destination_or(name, || Name::intern(name))

@@ -1,5 +1,6 @@
 //! The event record in a running router: each plugin's verdict, a dropped event, a fan-out to
-//! two destinations, the list's filters, bad queries, and the record turned off.
+//! two destinations, the list's filters, bad queries, a delivery pending from receipt and again
+//! once its dead letter is replayed, and the record turned off.
 
 use webhook_router_tests::wasm::{github_payload, module, with_json};
 use webhook_router_tests::{Reply, Sink, TestRouter};
@@ -151,6 +152,77 @@ async fn the_record_shows_each_plugins_verdict_and_every_destinations_outcome() 
             .expect("admin answers");
         assert_eq!(answer.status().as_u16(), status, "{query}");
     }
+}
+
+/// The destinations of `record`: each one's name, outcome and number of attempts.
+fn deliveries(record: &serde_json::Value) -> Vec<(String, String, usize)> {
+    record["destinations"]
+        .as_array()
+        .expect("destinations")
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap_or("?").to_owned(),
+                d["outcome"].as_str().unwrap_or("?").to_owned(),
+                d["attempts"].as_array().map_or(0, Vec::len),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_is_pending_from_receipt_and_again_once_its_dead_letter_is_replayed() {
+    // The first request is refused for good (400); every later one is held unanswered.
+    let flaky = Sink::start(|n| {
+        if n == 1 {
+            Reply::status(400)
+        } else {
+            Reply::hang()
+        }
+    })
+    .await;
+    let config = format!(
+        "[destinations.flaky]\nurl = \"{}\"\ntimeout = \"60s\"\n{}",
+        flaky.url("/in"),
+        route("hooks", "/hooks", &["flaky"]),
+    );
+    let router = TestRouter::start(&config).await;
+    let posted = async |n: u32| {
+        let answer = router.post_json("/hooks", &format!("{{\"n\":{n}}}")).await;
+        assert_eq!(answer.status(), 202);
+        let json: serde_json::Value = answer.json().await.expect("json");
+        json["id"].as_str().expect("id").to_owned()
+    };
+    let refused = posted(1).await;
+    router
+        .wait_for_metric("webhook_dead_letters", 1.0, PATIENCE)
+        .await;
+    let record = router.admin_json(&format!("/events/{refused}")).await;
+    assert_eq!(record["outcome"], "dead_lettered", "{record}");
+
+    // Queued for its destination from the 202 on, before any attempt ends (this one hangs).
+    let held = posted(2).await;
+    let record = router.admin_json(&format!("/events/{held}")).await;
+    assert_eq!(record["outcome"], "pending", "{record}");
+    assert_eq!(
+        deliveries(&record),
+        [("flaky".to_owned(), "pending".to_owned(), 0)]
+    );
+
+    // Replayed, the dead letter's delivery is pending again, with its first attempt kept.
+    let replayed = router
+        .client
+        .post(router.admin_url("/dead-letters/replay?destination=flaky"))
+        .send()
+        .await
+        .expect("admin answers");
+    assert_eq!(replayed.status(), 202);
+    let record = router.admin_json(&format!("/events/{refused}")).await;
+    assert_eq!(record["outcome"], "pending", "{record}");
+    assert_eq!(
+        deliveries(&record),
+        [("flaky".to_owned(), "pending".to_owned(), 1)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -595,12 +595,6 @@ fn dispatch(shared: &Shared, queued: QueuedEvent) {
         receipt,
     } = queued;
     let verdict = receipt.verdict();
-    // Called only while the event record is on; the names are lent, not copied.
-    shared.inspect.queued(&event.id, |queued| {
-        for target in &targets {
-            queued(&shared.destination(target.destination).name);
-        }
-    });
     let job = Arc::new(Job { event, receipt });
     shared
         .outstanding
