@@ -457,6 +457,18 @@ async fn an_event_whose_destination_left_the_config_becomes_a_dead_letter() {
             .is_some_and(|e| e.contains("no longer in the config")),
         "{letters}"
     );
+    // The event record says so too (rebuilt at start from the journaled event).
+    let event_id = letters[0]["event_id"].as_str().expect("event id");
+    let record: serde_json::Value = client()
+        .get(format!("http://{}/events/{event_id}", router.admin))
+        .send()
+        .await
+        .expect("admin answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(record["outcome"], "dead_lettered", "{record}");
+    assert_eq!(record["destinations"][0]["name"], "sink", "{record}");
     let letter = letters[0]["id"].as_str().expect("id");
     assert_eq!(
         replay(&router.admin, letter).await,

@@ -86,7 +86,8 @@ impl Inspector {
         let (saver, restored) = match journal {
             Some((journal, recovered, resumed)) => {
                 let restored = saver::recover(recovered, journal);
-                let restored = with_rebuilt(restored, resumed, &routes);
+                let known = |name: &str| config.destinations.contains_key(name);
+                let restored = with_rebuilt(restored, resumed, &routes, &known);
                 (Some(saver::Saver::new(journal.clone())), restored)
             }
             None => (None, Vec::new()),
@@ -106,6 +107,8 @@ impl Inspector {
         for record in restored {
             store.insert(record);
         }
+        // Inserted with their own receipts as the clock: those too old by now go.
+        store.evict_too_old();
         if let Some(inbox) = inbox {
             saver::start(&store, inbox, supervisor);
         }
@@ -284,11 +287,13 @@ fn record_of(
 /// of `resumed` that has none there (queued without plugins, and not yet attempted: see
 /// [`Inspector::decided`]), oldest first. Each resumed event's destinations without a final
 /// outcome are pending in its record (a replay, say, queued it again since the record was
-/// written).
+/// written), or dead-lettered if the config no longer has them (`known` says which it has),
+/// as the start does with their deliveries.
 fn with_rebuilt(
     mut records: Vec<EventRecord>,
     resumed: &[ResumedEvent],
     routes: &Names<RouteSettings>,
+    known: &dyn Fn(&str) -> bool,
 ) -> Vec<EventRecord> {
     let mut held: HashMap<u128, usize, crate::id_hash::IdHash> = records
         .iter()
@@ -320,7 +325,11 @@ fn with_rebuilt(
             .zip(&resumed.progress)
             .filter(|(_, progress)| !progress.done);
         for (name, _) in pending {
-            records[index].destination(name).outcome = DeliveryOutcome::Pending;
+            records[index].destination(name).outcome = if known(name) {
+                DeliveryOutcome::Pending
+            } else {
+                DeliveryOutcome::DeadLettered
+            };
         }
     }
     if records.len() > before {

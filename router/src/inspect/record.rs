@@ -131,7 +131,7 @@ pub struct EventRecord {
     pub decision: Decision,
     /// Each plugin's verdict, in chain order.
     pub verdicts: Vec<PluginVerdict>,
-    /// Each destination's delivery, in the order they were queued.
+    /// Each destination's delivery, in the order they were queued (or first attempted).
     pub destinations: Inline<DestinationRecord>,
     /// The body, where the route sets `inspect_bodies = true`.
     pub body: Option<StoredBody>,

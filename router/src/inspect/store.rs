@@ -183,7 +183,8 @@ impl EventStore {
         if let Some((_, old)) = evicted {
             self.forget(&old);
         }
-        // The event was received just now: its receipt serves as the clock.
+        // A live event was received just now: its receipt serves as the clock (a restored
+        // record's is older; see `evict_too_old`).
         if self.cutoff(received_ms) > self.oldest_received_ms.load(Ordering::Relaxed) {
             self.evict_old(received_ms, arrival);
         }
@@ -234,6 +235,12 @@ impl EventStore {
     /// Whether no event is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Forgets the records too old by now (an insert's clock is its record's receipt, so
+    /// records restored at start, old ones among them, are checked again after).
+    pub(super) fn evict_too_old(&self) {
+        self.evict_old(crate::journal::now_ms(), self.next.load(Ordering::Relaxed));
     }
 
     /// One page of the events `query` selects, newest first.
@@ -314,11 +321,12 @@ impl EventStore {
             .max(next.saturating_sub(turn))
     }
 
-    /// Takes the entries of arrivals before the oldest that may be held out of the index, the
+    /// Takes the entries of arrivals a whole turn back (overwritten) out of the index, the
     /// next arrival being `next`: once per turn of the ring, so the index holds at most two
-    /// turns' worth.
+    /// turns' worth. (Not by the age check's mark: it may pass a slot still being written,
+    /// whose record must stay found.)
     fn purge(&self, next: u64) {
-        let oldest = self.oldest_held(next);
+        let oldest = next.saturating_sub(self.capacity as u64);
         self.index.retain(|_, arrival| *arrival >= oldest);
     }
 
