@@ -19,7 +19,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::Poll;
 use std::time::Duration;
 
 use wasmtime::component::types::ComponentItem;
@@ -28,6 +27,7 @@ use wasmtime::component::{
 };
 use wasmtime::{Store, Trap};
 
+use super::backstop::with_backstop;
 use super::bindings::{EventRef, FilterIndices, Verdict, event_ref, header_refs, header_values};
 use super::cpu::{CpuMeter, Reading, metered};
 use super::engine::{HostState, PluginEngine};
@@ -357,18 +357,6 @@ impl Shared {
             Some(Err(error)) => Err(classify(&error, &store, configure_time, &stdio)),
             None => Err(still_waiting("configure", configure_limits.backstop())),
         }
-    }
-}
-
-/// Runs `call` until `backstop` of wall-clock time after its first pause at the latest (`None`
-/// if it was still running then). The first pause (a yield at the second epoch tick, or a
-/// wait) comes within two ticks of running time, so the backstop starts that late at most; a
-/// call that finishes in its first poll, as most do, reads no clock and sets no timer.
-async fn with_backstop<F: Future>(call: F, backstop: Duration) -> Option<F::Output> {
-    let mut call = std::pin::pin!(call);
-    match std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
-        Poll::Ready(output) => Some(output),
-        Poll::Pending => tokio::time::timeout(backstop, call).await.ok(),
     }
 }
 

@@ -9,15 +9,17 @@
 //! two ticks after it was spent. Time the call is not running (its task not scheduled, the
 //! host busy with other requests) is not charged, so a loaded machine never turns a fast
 //! plugin into a timeout. A guest waiting in a WASI `poll` or sleep uses no CPU: its call ends,
-//! as a `timeout`, at a backstop of [`WALL_CLOCK_BACKSTOP_FACTOR`] times the limit in
-//! wall-clock time, counted from the call's first pause (within two ticks of running).
+//! as a `timeout`, once it is found waiting past a backstop of [`WALL_CLOCK_BACKSTOP_FACTOR`]
+//! times the limit in wall-clock time, counted from the call's first pause (within two ticks of
+//! running); a call only waiting for its turn on a busy thread is never ended by it (see
+//! `super::backstop`).
 
 use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
 
-/// A call ends when its wall-clock time reaches this many times `limits.time`, whatever its
-/// CPU time: the backstop for waits, which use none.
+/// A call waiting (in a WASI `poll` or sleep) once its wall-clock time has reached this many
+/// times `limits.time` ends, whatever its CPU time: the backstop for waits, which use none.
 pub const WALL_CLOCK_BACKSTOP_FACTOR: u32 = 10;
 
 /// Limits of one plugin (route config `limits = { memory, time, output, fan_out }`).

@@ -16,6 +16,7 @@
 //! - [`cases`]: a directory of events with the verdicts a plugin must give them
 //!   (`webhook-router plugin run --cases`).
 
+mod backstop;
 pub mod bindings;
 pub mod cache;
 pub mod cases;
