@@ -151,36 +151,29 @@ impl EventStore {
     pub(super) fn insert(&self, record: EventRecord) {
         let id = record.id;
         let received_ms = record.received_ms;
-        let arrival = match self.index.entry(id) {
-            dashmap::Entry::Occupied(mut held) => {
-                let arrival = *held.get();
-                if let Some((at, old)) = lock(self.slot(arrival)).as_mut()
-                    && *at == arrival
-                {
-                    *old = record;
-                    return;
-                }
-                // Evicted, and not purged yet: it arrives again.
-                let arrival = self.next.fetch_add(1, Ordering::Relaxed);
-                held.insert(arrival);
-                arrival
+        let entry = self.index.entry(id);
+        if let dashmap::Entry::Occupied(held) = &entry {
+            let arrival = *held.get();
+            if let Some((at, old)) = lock(self.slot(arrival)).as_mut()
+                && *at == arrival
+            {
+                *old = record;
+                return;
             }
-            dashmap::Entry::Vacant(place) => {
-                let arrival = self.next.fetch_add(1, Ordering::Relaxed);
-                place.insert(arrival);
-                arrival
-            }
-        };
+            // Evicted, and not purged yet: it arrives again.
+        }
+        let arrival = self.next.fetch_add(1, Ordering::Relaxed);
+        entry.insert(arrival);
         // A later arrival may have taken the slot in between (only after a whole turn of the
         // ring): the older of the two goes.
         let evicted = {
             let mut slot = lock(self.slot(arrival));
             match slot.as_ref() {
-                Some((at, _)) if *at > arrival => Some((arrival, record)),
-                _ => slot.replace((arrival, record)),
+                Some((at, _)) if *at > arrival => Some(record),
+                _ => slot.replace((arrival, record)).map(|(_, old)| old),
             }
         };
-        if let Some((_, old)) = evicted {
+        if let Some(old) = evicted {
             self.forget(&old);
         }
         // A live event was received just now: its receipt serves as the clock (a restored
@@ -188,7 +181,7 @@ impl EventStore {
         if self.cutoff(received_ms) > self.oldest_received_ms.load(Ordering::Relaxed) {
             self.evict_old(received_ms, arrival);
         }
-        if (arrival + 1) % self.capacity as u64 == 0 {
+        if (arrival + 1).is_multiple_of(self.capacity as u64) {
             self.purge(arrival + 1);
         }
     }
