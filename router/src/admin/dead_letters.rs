@@ -17,9 +17,9 @@ use super::Admin;
 use std::sync::Arc;
 
 use crate::delivery::dead_letter::filter::FILTER_KEYS;
-use crate::delivery::dead_letter::{DeadLetterStore, LetterFilter, Taken};
+use crate::delivery::dead_letter::{DeadLetter, DeadLetterStore, LetterFilter, Taken};
 use crate::inspect::Inspector;
-use crate::queue::{DispatchQueue, EnqueueError};
+use crate::queue::{DestinationId, DispatchQueue, EnqueueError};
 use crate::reply::{self, ResponseBody};
 
 /// Letters on a page unless `limit` says otherwise.
@@ -225,21 +225,13 @@ impl Admin {
             return reply::error(StatusCode::CONFLICT, &message);
         };
         let event_id = taken.letter.event.id.clone();
-        let name = &taken.letter.destination_name;
-        // Pending before it is queued: its first attempt may come before this goes on.
-        self.inspect.requeued(&event_id, name);
-        match self
-            .queue
-            .enqueue(taken.letter.event.clone(), vec![destination])
-            .await
-        {
+        match requeue(&*self.queue, &self.inspect, &taken.letter, destination).await {
             Ok(()) => {
                 tracing::info!(dead_letter = %id, event_id = %event_id, destination = %taken.letter.destination_name, "replaying dead letter");
                 self.dead_letters.replayed(&taken);
                 reply::json(StatusCode::ACCEPTED, &serde_json::json!({ "id": event_id }))
             }
             Err(error) => {
-                self.inspect.dead_lettered(&event_id, name);
                 self.dead_letters.restore(taken);
                 let answer = reply::error(StatusCode::SERVICE_UNAVAILABLE, &error.answer());
                 reply::retry_after(answer, 1)
@@ -248,9 +240,26 @@ impl Admin {
     }
 }
 
-/// Queues each of `taken` again for its one destination, with fresh attempts: those queued are
-/// forgotten, the others restored as dead letters (and `inspect`'s record says so). Returns
-/// the counts and the queue's first refusal, if any.
+/// Queues `letter`'s event again for its one destination (`destination`, by id), with fresh
+/// attempts. Its record (`inspect`) shows the delivery pending from before it is queued, as its
+/// first attempt may come before this returns, and dead-lettered again if the queue refuses it.
+async fn requeue(
+    queue: &dyn DispatchQueue,
+    inspect: &Inspector,
+    letter: &DeadLetter,
+    destination: DestinationId,
+) -> Result<(), EnqueueError> {
+    inspect.requeued(&letter.event.id, &letter.destination_name);
+    let queued = queue.enqueue(letter.event.clone(), vec![destination]).await;
+    if queued.is_err() {
+        inspect.dead_lettered(&letter.event.id, &letter.destination_name);
+    }
+    queued
+}
+
+/// Queues each of `taken` again for its one destination ([`requeue`]): those queued are
+/// forgotten, the others restored as dead letters. Returns the counts and the queue's first
+/// refusal, if any.
 async fn replay_taken(
     dead_letters: Arc<DeadLetterStore>,
     queue: Arc<dyn DispatchQueue>,
@@ -269,16 +278,9 @@ async fn replay_taken(
                 let Some(destination) = taken.letter.destination else {
                     return (taken, Err(None));
                 };
-                let letter = &taken.letter;
-                // Pending before it is queued: its first attempt may come before this goes on.
-                inspect.requeued(&letter.event.id, &letter.destination_name);
-                let result = queue
-                    .enqueue(letter.event.clone(), vec![destination])
+                let result = requeue(&**queue, inspect, &taken.letter, destination)
                     .await
                     .map_err(Some);
-                if result.is_err() {
-                    inspect.dead_lettered(&letter.event.id, &letter.destination_name);
-                }
                 (taken, result)
             }
         })
